@@ -1,0 +1,130 @@
+"""Step 2: masks, which keys each query may look at.
+
+A mask is a boolean array that broadcasts to the scores ``[B, N, T, S]``; ``True`` means "may
+attend", the convention of ``jax.nn.dot_product_attention`` and Flax. Two masks appear in the
+transformer (Vaswani et al. 2017, section 3.2.3):
+
+* the **causal mask**: in the decoder, position t must not see later positions (the words
+  it has to predict), so query t may attend only keys s <= t;
+* the **padding mask**: sentences of different lengths are padded to one length in a batch,
+  and no query may attend a padding key.
+
+Masks are combined with a logical AND.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Int
+
+from attention._checks import shape_str
+
+
+def _check_length(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return value
+
+
+def causal_mask(T: int, S: int | None = None, *, offset: int = 0) -> Bool[Array, "T S"]:
+    """Lower-triangular mask: query t may attend key s when ``s <= t + offset``.
+
+    With the default ``offset=0`` and ``T != S`` this is the top-left aligned mask of
+    ``jax.nn.dot_product_attention(is_causal=True)``. Incremental decoding with a key/value
+    cache sets ``offset`` to the number of tokens already in the cache, so that the new
+    queries sit at the end of the key sequence.
+
+    Args:
+      T: number of queries.
+      S: number of keys; defaults to ``T``.
+      offset: position of query 0 within the keys.
+
+    Returns:
+      Boolean ``[T, S]``; it broadcasts against scores ``[B, N, T, S]``.
+
+    Raises:
+      ValueError: ``T`` or ``S`` not a positive int.
+
+    >>> causal_mask(3).astype(int).tolist()
+    [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    """
+    T = _check_length("T", T)
+    S = T if S is None else _check_length("S", S)
+    query_position_T1 = jnp.arange(T)[:, None] + offset
+    key_position_1S = jnp.arange(S)[None, :]
+    return key_position_1S <= query_position_T1
+
+
+def padding_mask(
+    lengths: Int[Array, " B"] | None = None,
+    max_len: int | None = None,
+    *,
+    tokens: Int[Array, "B S"] | None = None,
+    pad_id: int | None = None,
+) -> Bool[Array, "B 1 1 S"]:
+    """Key-padding mask: no query may attend a padding key.
+
+    Give either ``lengths`` (the number of real tokens of each sequence, which come first)
+    with ``max_len``, or ``tokens`` with the ``pad_id`` that marks padding.
+
+    Args:
+      lengths: ``[B]`` integer lengths, each in ``0..max_len``.
+      max_len: the padded length S.
+      tokens: ``[B, S]`` integer token ids.
+      pad_id: the id of the padding token in ``tokens``.
+
+    Returns:
+      Boolean ``[B, 1, 1, S]``: it broadcasts over heads N and queries T.
+
+    Raises:
+      ValueError: both or neither form given, a missing partner argument, wrong ranks,
+        lengths out of range (checked when the lengths are concrete).
+      TypeError: non-integer lengths or tokens.
+
+    >>> padding_mask(jnp.array([2, 3]), max_len=3)[:, 0, 0].astype(int).tolist()
+    [[1, 1, 0], [1, 1, 1]]
+    """
+    if (lengths is None) == (tokens is None):
+        raise ValueError(
+            "padding_mask needs either lengths= (with max_len=) or tokens= (with pad_id=), "
+            "not both and not neither."
+        )
+    if tokens is not None:
+        if pad_id is None:
+            raise ValueError("padding_mask(tokens=...) needs pad_id=, the id of the padding token.")
+        if not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise TypeError(f"tokens must be integer token ids, got dtype {tokens.dtype}.")
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must have shape [B, S], got {shape_str(tokens.shape)}.")
+        return (tokens != pad_id)[:, None, None, :]
+    lengths = jnp.asarray(lengths)
+    if max_len is None:
+        raise ValueError("padding_mask(lengths=...) needs max_len=, the padded length S.")
+    max_len = _check_length("max_len", max_len)
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}.")
+    if lengths.ndim != 1:
+        raise ValueError(f"lengths must have shape [B], got {shape_str(lengths.shape)}.")
+    try:
+        low, high = int(lengths.min()), int(lengths.max())
+    except jax.errors.ConcretizationTypeError:  # traced under jit: cannot be checked here.
+        low, high = 0, max_len
+    if low < 0 or high > max_len:
+        raise ValueError(f"lengths must lie in 0..max_len={max_len}, got values {low}..{high}.")
+    return (jnp.arange(max_len)[None, :] < lengths[:, None])[:, None, None, :]
+
+
+def combine_masks(*masks: Bool[Array, "..."] | None) -> Bool[Array, "..."] | None:
+    """Logical AND of the masks that are not None (None if all are), broadcasting them.
+
+    >>> combine_masks(None, causal_mask(2), None).astype(int).tolist()
+    [[1, 0], [1, 1]]
+    """
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    combined = present[0]
+    for mask in present[1:]:
+        combined = jnp.logical_and(combined, mask)
+    return combined
