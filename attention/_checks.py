@@ -57,21 +57,26 @@ def check_broadcastable(
         )
 
 
-def check_mask(mask, target_shape: Sequence[int], axes: str | None = "BNTS") -> None:
-    """A mask is boolean (True = may attend) and broadcasts to ``target_shape``."""
-    if not hasattr(mask, "dtype"):
-        raise TypeError(f"mask must be a boolean array, got {type(mask).__name__}.")
+def check_mask_dtype(name: str, mask) -> None:
+    """Raise TypeError unless ``mask`` is a boolean array (True = may attend)."""
+    if not hasattr(mask, "dtype") or not hasattr(mask, "shape"):
+        raise TypeError(f"{name} must be a boolean array, got {type(mask).__name__}.")
     if mask.dtype != jnp.bool_:
         raise TypeError(
-            f"mask must be boolean (True = may attend), got dtype {mask.dtype} with shape "
+            f"{name} must be boolean (True = may attend), got dtype {mask.dtype} with shape "
             f"{shape_str(mask.shape)}. For an additive mask of 0 and -large values, pass it "
             f"as bias= instead."
         )
+
+
+def check_mask(mask, target_shape: Sequence[int], axes: str | None = "BNTS") -> None:
+    """A mask is boolean (True = may attend) and broadcasts to ``target_shape``."""
+    check_mask_dtype("mask", mask)
     check_broadcastable("mask", mask, target_shape, axes)
 
 
 def check_qkv(query, key, value=None) -> None:
-    """Check that query ``[*B, T, N, H]``, key ``[*B, S, N, H]`` and value ``[*B, S, N, Hv]`` agree."""
+    """Check that query ``[*B, T, N, H]``, key ``[*B, S, N, H]``, value ``[*B, S, N, Hv]`` agree."""
     check_floating("query", query)
     check_floating("key", key)
     if value is not None:

@@ -14,17 +14,21 @@ Masks are combined with a logical AND.
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int
 
-from attention._checks import shape_str
+from attention._checks import check_mask_dtype, shape_str
 
 
 def _check_length(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    # numbers.Integral also admits NumPy integers (np.int64 from a shape or a sum); bool is an
+    # int in Python but never a length.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return value
+    return int(value)
 
 
 def causal_mask(T: int, S: int | None = None, *, offset: int = 0) -> Bool[Array, "T S"]:
@@ -45,12 +49,25 @@ def causal_mask(T: int, S: int | None = None, *, offset: int = 0) -> Bool[Array,
 
     Raises:
       ValueError: ``T`` or ``S`` not a positive int.
+      TypeError: ``offset`` not an integer (a Python int or an integer scalar array, which
+        may be traced under ``jax.jit``).
 
     >>> causal_mask(3).astype(int).tolist()
     [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    >>> causal_mask(2, 3, offset=1).astype(int).tolist()  # 2 new queries after 1 cached key
+    [[1, 1, 0], [1, 1, 1]]
     """
     T = _check_length("T", T)
     S = T if S is None else _check_length("S", S)
+    offset_is_int = isinstance(offset, numbers.Integral) and not isinstance(offset, bool)
+    offset_is_int_array = (
+        hasattr(offset, "dtype") and jnp.issubdtype(offset.dtype, jnp.integer) and offset.ndim == 0
+    )
+    if not (offset_is_int or offset_is_int_array):
+        raise TypeError(
+            f"offset must be an int or an integer scalar array (the number of cached keys), "
+            f"got {offset!r}."
+        )
     query_position_T1 = jnp.arange(T)[:, None] + offset
     key_position_1S = jnp.arange(S)[None, :]
     return key_position_1S <= query_position_T1
@@ -118,13 +135,31 @@ def padding_mask(
 def combine_masks(*masks: Bool[Array, "..."] | None) -> Bool[Array, "..."] | None:
     """Logical AND of the masks that are not None (None if all are), broadcasting them.
 
+    A padding mask ``[B, 1, 1, S]`` and a causal mask ``[T, S]`` combine into ``[B, 1, T, S]``.
+
+    Raises:
+      TypeError: a mask that is not boolean (an additive mask belongs in ``bias=``).
+      ValueError: masks whose shapes do not broadcast together.
+
     >>> combine_masks(None, causal_mask(2), None).astype(int).tolist()
     [[1, 0], [1, 1]]
     """
     present = [m for m in masks if m is not None]
     if not present:
         return None
-    combined = present[0]
+    for i, mask in enumerate(present):
+        check_mask_dtype(f"mask {i} given to combine_masks", mask)
+    try:
+        shape = jnp.broadcast_shapes(*(m.shape for m in present))
+    except ValueError:
+        shapes = ", ".join(shape_str(m.shape) for m in present)
+        raise ValueError(
+            f"combine_masks got masks of shapes {shapes}, which do not broadcast together; "
+            f"each axis must be 1 or equal, counting from the right."
+        ) from None
+    # Broadcast explicitly: [B, 1, 1, S] AND [T, S] is meant, and it must also work where
+    # implicit rank promotion is disabled (jax_numpy_rank_promotion="raise").
+    combined = jnp.broadcast_to(present[0], shape)
     for mask in present[1:]:
-        combined = jnp.logical_and(combined, mask)
+        combined = jnp.logical_and(combined, jnp.broadcast_to(mask, shape))
     return combined

@@ -14,7 +14,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Shaped
 
-from attention._checks import check_qkv
+from attention._checks import (
+    accumulation_dtype,
+    check_floating,
+    check_mask,
+    check_qkv,
+    shape_str,
+)
 from attention.softmax import masked_softmax
 from attention.weighted_sum import weighted_sum
 from attention.weights import attention_weights
@@ -28,23 +34,58 @@ def single_head_attention(
 ) -> Shaped[Array, "T Hv"]:
     """Attention for one head of one sequence, written as the paper's matrix formula.
 
-    This is the teaching version: no batch, no heads, no checks beyond the essentials. Use
-    :func:`dot_product_attention` for real work.
+    This is the teaching version: no batch, no heads, just the formula
+    ``softmax(Q K^T / sqrt(d_k)) V``. Use :func:`dot_product_attention` for real work.
 
     Args:
       query: ``[T, H]``; key: ``[S, H]``; value: ``[S, Hv]``.
       mask: boolean ``[T, S]``, True = may attend.
 
     Returns:
-      ``[T, Hv]``.
+      ``[T, Hv]`` in the dtype of ``value`` (computed in float32 for half precision). A query
+      whose keys are all masked gets a zero vector.
+
+    Raises:
+      TypeError: non-floating query, key or value; a non-boolean mask.
+      ValueError: inputs that are not 2-D, H of query and key that differ, S of key and
+        value that differ, a mask that is not ``[T, S]``.
 
     >>> import jax.numpy as jnp
     >>> single_head_attention(jnp.zeros((1, 2)), jnp.zeros((2, 2)), jnp.eye(2)).tolist()
     [[0.5, 0.5]]
     """
-    scores_TS = query @ key.T / jnp.sqrt(query.shape[-1]).astype(query.dtype)
+    _check_single_head(query, key, value, mask)
+    # Half-precision products overflow easily (float16 stops at 65504), so the scores are
+    # formed in float32.
+    acc_dtype = accumulation_dtype(jnp.result_type(query, key, value))
+    query, key = query.astype(acc_dtype), key.astype(acc_dtype)
+    scores_TS = query @ key.T / jnp.sqrt(query.shape[-1]).astype(acc_dtype)
     weights_TS = masked_softmax(scores_TS, mask)
-    return weights_TS @ value
+    return (weights_TS @ value.astype(acc_dtype)).astype(value.dtype)
+
+
+def _check_single_head(query, key, value, mask) -> None:
+    for name, array in (("query", query), ("key", key), ("value", value)):
+        check_floating(name, array)
+        if array.ndim != 2:
+            expected = {"query": "[T, H]", "key": "[S, H]", "value": "[S, Hv]"}[name]
+            raise ValueError(
+                f"single_head_attention takes one head of one sequence: {name} must be "
+                f"{expected}, got {shape_str(array.shape)}; use dot_product_attention for "
+                f"[B, T, N, H] inputs."
+            )
+    if key.shape[1] != query.shape[1]:
+        raise ValueError(
+            f"query [T, H] and key [S, H] must have the same head dim H; got query "
+            f"{shape_str(query.shape)} and key {shape_str(key.shape)}."
+        )
+    if value.shape[0] != key.shape[0]:
+        raise ValueError(
+            f"key [S, H] and value [S, Hv] must have the same length S (one value per key); "
+            f"got key {shape_str(key.shape)} and value {shape_str(value.shape)}."
+        )
+    if mask is not None:
+        check_mask(mask, (query.shape[0], key.shape[0]), "TS")
 
 
 def dot_product_attention(

@@ -39,7 +39,8 @@ def masked_softmax(
 
     Returns:
       Weights with the shape and dtype of ``scores``; computed in float32 for half-precision
-      inputs. Each row sums to 1 where any entry is allowed; a fully masked row is all zeros.
+      inputs. Each row sums to 1 where any entry is allowed; a fully masked row (or one whose
+      allowed scores are all -inf) is all zeros, with zero gradients.
 
     Raises:
       TypeError: non-floating ``scores``, non-boolean ``mask``.
@@ -55,16 +56,20 @@ def masked_softmax(
     if not -scores.ndim <= axis < scores.ndim:
         raise ValueError(f"axis={axis} is out of range for scores with {scores.ndim} dimensions.")
     x = scores.astype(accumulation_dtype(scores.dtype))
-    if mask is None:
-        x_max = jnp.max(x, axis=axis, keepdims=True)
-        unnormalized = jnp.exp(x - jax.lax.stop_gradient(x_max))
-    else:
+    if mask is not None:
         check_mask(mask, scores.shape, axes=None)
         mask = jnp.broadcast_to(mask, x.shape)
-        lowest = jnp.finfo(x.dtype).min
-        x_max = jnp.max(x, axis=axis, keepdims=True, where=mask, initial=lowest)
+    lowest = jnp.finfo(x.dtype).min
+    x_max = jnp.max(x, axis=axis, keepdims=True, where=mask, initial=lowest)
+    # The shift is a constant of the softmax, so no gradient flows through it. A row whose
+    # allowed scores are all -inf (an additive bias of -inf) would have x - x_max =
+    # -inf - (-inf) = NaN: it is shifted by 0 instead and ends up all zeros, like a masked row.
+    x_max = jax.lax.stop_gradient(jnp.where(jnp.isfinite(x_max), x_max, 0.0))
+    if mask is None:
+        unnormalized = jnp.exp(x - x_max)
+    else:
         # Masked entries take exp(0) and are then zeroed: no -inf ever enters the arithmetic.
-        shifted = jnp.where(mask, x - jax.lax.stop_gradient(x_max), 0.0)
+        shifted = jnp.where(mask, x - x_max, 0.0)
         unnormalized = jnp.where(mask, jnp.exp(shifted), 0.0)
     total = jnp.sum(unnormalized, axis=axis, keepdims=True)
     # A fully masked row has total 0: dividing by 1 instead leaves it all zeros.

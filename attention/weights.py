@@ -58,7 +58,10 @@ def attention_weights(
     if bias is not None:
         check_floating("bias", bias)
         check_broadcastable("bias", bias, scores_BNTS.shape, axes)
-        scores_BNTS = scores_BNTS + bias.astype(scores_BNTS.dtype)
+        # Broadcast explicitly so that a [T, S] bias works even with rank promotion disabled.
+        scores_BNTS = scores_BNTS + jnp.broadcast_to(bias, scores_BNTS.shape).astype(
+            scores_BNTS.dtype
+        )
     if is_causal:
         T, S = scores_BNTS.shape[-2:]
         mask = combine_masks(mask, causal_mask(T, S))

@@ -1,0 +1,190 @@
+"""Step 8: one frozen configuration for the whole transformer (Vaswani et al. 2017, Table 3).
+
+Every size and switch of the model lives in :class:`TransformerConfig`, a frozen,
+keyword-only dataclass, so a model is described by one value that can be printed, compared,
+saved beside a checkpoint (:meth:`TransformerConfig.to_dict`, JSON-able) and loaded back
+(:meth:`TransformerConfig.from_dict`). Fields carry the paper's names in their comments.
+
+Presets: :meth:`TransformerConfig.base` is the paper's base model (Table 3, row "base":
+N = 6, d_model = 512, d_ff = 2048, h = 8, P_drop = 0.1, about 65M parameters with a shared
+37000-token vocabulary); :meth:`TransformerConfig.tiny` trains on a laptop CPU in minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+_POSITIONAL = ("sinusoidal", "learned")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransformerConfig:
+    """Sizes and switches of an encoder-decoder transformer.
+
+    Raises:
+      ValueError: a non-positive size, ``num_heads`` not dividing ``d_model``, a dropout rate
+        outside ``[0, 1)``, a special token id outside its vocabulary or equal to another,
+        ``share_embeddings`` with different vocabulary sizes, an unknown ``positional``,
+        ``attention_impl`` or dtype name.
+
+    >>> cfg = TransformerConfig.tiny(vocab_size=100)
+    >>> cfg.d_model, cfg.num_heads, cfg.d_model // cfg.num_heads
+    (128, 4, 32)
+    >>> TransformerConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    src_vocab_size: int  # source vocabulary size (input of the encoder embedding)
+    tgt_vocab_size: int  # target vocabulary size (decoder embedding and the softmax)
+    d_model: int = 512  # d_model: width of every sub-layer output and embedding (3.1)
+    num_heads: int = 8  # h: parallel attention heads; d_k = d_v = d_model / h (3.2.2)
+    d_ff: int = 2048  # d_ff: inner width of the position-wise feed-forward network (3.3)
+    num_layers: int = 6  # N: identical layers in the encoder stack and in the decoder stack
+    dropout_rate: float = 0.1  # P_drop: residual dropout and dropout on embeddings + PE (5.4)
+    attention_dropout_rate: float = 0.0  # dropout on attention weights (not in the paper)
+    max_len: int = 256  # longest source or target sequence (rows of the position table)
+    pad_id: int = 0  # padding token: masked as a key, never generated
+    bos_id: int = 1  # beginning of sentence: first decoder input token
+    eos_id: int = 2  # end of sentence: decoding stops after it
+    share_embeddings: bool = False  # one matrix for source, target embeddings and the
+    #   pre-softmax projection (3.4); needs src_vocab_size == tgt_vocab_size
+    norm_first: bool = False  # False: post-LN, LayerNorm(x + Sublayer(x)) as in the paper;
+    #   True: pre-LN, x + Sublayer(LayerNorm(x)) plus a final LayerNorm (Xiong et al. 2020)
+    positional: str = "sinusoidal"  # "sinusoidal" (3.5) or "learned" (Table 3, row E)
+    attention_impl: str = "reference"  # "reference" (teaching steps) or a kernel name of
+    #   attention.kernels.get_attention_fn ("fused", "blockwise", "flash", ...)
+    layer_norm_epsilon: float = 1e-6  # epsilon of every LayerNorm (not given in the paper)
+    dtype: str | None = None  # computation dtype ("bfloat16", ...); None follows the params
+    param_dtype: str = "float32"  # dtype in which parameters are stored
+
+    def __post_init__(self) -> None:
+        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "d_ff",
+                     "num_layers", "max_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if self.d_model % self.num_heads:
+            divisors = [n for n in range(1, self.d_model + 1) if self.d_model % n == 0]
+            raise ValueError(
+                f"num_heads={self.num_heads} must divide d_model={self.d_model} into equal "
+                f"heads (d_k = d_model / h); choose num_heads among {divisors}."
+            )
+        for name in ("dropout_rate", "attention_dropout_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be a float in [0, 1), got {value!r}.")
+        for name in ("pad_id", "bos_id", "eos_id"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an int, got {value!r}.")
+            if not 0 <= value < self.tgt_vocab_size:
+                raise ValueError(
+                    f"{name}={value} must be a token id of the target vocabulary, "
+                    f"0 <= {name} < tgt_vocab_size={self.tgt_vocab_size}."
+                )
+        if not 0 <= self.pad_id < self.src_vocab_size:
+            raise ValueError(
+                f"pad_id={self.pad_id} must also be a source token id, "
+                f"0 <= pad_id < src_vocab_size={self.src_vocab_size}."
+            )
+        ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
+        if len(set(ids.values())) != 3:
+            raise ValueError(
+                f"pad_id, bos_id and eos_id must be three different tokens (padding is masked "
+                f"out and bos/eos are not), got {ids}."
+            )
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(
+                f"share_embeddings=True uses one embedding matrix for source and target, so "
+                f"src_vocab_size ({self.src_vocab_size}) must equal tgt_vocab_size "
+                f"({self.tgt_vocab_size}); build a shared vocabulary or set "
+                f"share_embeddings=False."
+            )
+        if self.positional not in _POSITIONAL:
+            raise ValueError(
+                f"positional must be one of {_POSITIONAL}, got {self.positional!r}."
+            )
+        if not isinstance(self.attention_impl, str) or not self.attention_impl:
+            raise ValueError(
+                f"attention_impl must be a kernel name such as 'reference', got "
+                f"{self.attention_impl!r}."
+            )
+        if not isinstance(self.layer_norm_epsilon, int | float) or self.layer_norm_epsilon <= 0:
+            raise ValueError(
+                f"layer_norm_epsilon must be a positive float, got {self.layer_norm_epsilon!r}."
+            )
+        for name in ("dtype", "param_dtype"):
+            value = getattr(self, name)
+            if value is None and name == "dtype":
+                continue
+            try:
+                ok = isinstance(value, str) and jnp.issubdtype(jnp.dtype(value), jnp.floating)
+            except TypeError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"{name} must name a floating dtype such as 'float32' or 'bfloat16', "
+                    f"got {value!r}."
+                )
+
+    @property
+    def head_dim(self) -> int:
+        """d_k = d_v = d_model / h."""
+        return self.d_model // self.num_heads
+
+    @property
+    def jnp_dtype(self):
+        """``dtype`` as a NumPy dtype (or None)."""
+        return None if self.dtype is None else jnp.dtype(self.dtype)
+
+    @property
+    def jnp_param_dtype(self):
+        return jnp.dtype(self.param_dtype)
+
+    def replace(self, **changes: Any) -> TransformerConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field, to save beside a checkpoint."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+          ValueError: keys that are not fields (a typo, or a file from another version).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown TransformerConfig field(s) {unknown}; the fields are {sorted(names)}."
+            )
+        return cls(**values)
+
+    @classmethod
+    def base(cls, vocab_size: int = 37000, **overrides: Any) -> TransformerConfig:
+        """The paper's base model (Table 3): N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1.
+
+        Source and target share one vocabulary of ``vocab_size`` tokens (37000 byte-pair
+        tokens for English-German in the paper, section 5.1) and one embedding matrix (3.4).
+        """
+        fields = dict(
+            src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, d_model=512, num_heads=8,
+            d_ff=2048, num_layers=6, dropout_rate=0.1, share_embeddings=True,
+        )
+        return cls(**(fields | overrides))
+
+    @classmethod
+    def tiny(cls, vocab_size: int = 8000, **overrides: Any) -> TransformerConfig:
+        """A classroom model for a laptop CPU: N=2, d_model=128, h=4, d_ff=512, shared vocab."""
+        fields = dict(
+            src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, d_model=128, num_heads=4,
+            d_ff=512, num_layers=2, dropout_rate=0.1, share_embeddings=True,
+        )
+        return cls(**(fields | overrides))

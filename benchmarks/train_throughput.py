@@ -1,0 +1,193 @@
+"""Training throughput: our Transformer (JAX, one nnx.jit step) against torch.nn.Transformer.
+
+Both models have the same shape (the issue's setting: d_model 256, 3+3 layers, d_ff 512,
+8 heads, a shared 8k vocabulary, batch 128 x (20 + 20) tokens, Adam), train on the same random
+token batches on the same CPU, in one run. Throughput counts source + target tokens per
+second over timed steps after warm-up (compilation excluded for all three).
+
+PyTorch is a benchmark-only dependency: ``pip install torch==2.13.0``.
+
+    python benchmarks/train_throughput.py [--steps 20] [--warmup 3] [--quick]
+
+Prints a table and writes it to benchmarks/results/train_throughput.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from attention.config import TransformerConfig
+from attention.train import TrainConfig, make_optimizer, train_step
+from attention.transformer import Transformer
+
+RESULTS = pathlib.Path(__file__).parent / "results" / "train_throughput.txt"
+
+
+def random_batch(rng, batch, src_len, tgt_len, vocab):
+    src = rng.integers(4, vocab, size=(batch, src_len), dtype=np.int32)
+    tgt = rng.integers(4, vocab, size=(batch, tgt_len + 1), dtype=np.int32)
+    tgt[:, 0] = 1  # bos
+    return {"src": src, "tgt_in": tgt[:, :-1], "tgt_out": tgt[:, 1:]}
+
+
+def count_matmul_flops(cfg: TransformerConfig, batch: int, src_len: int, tgt_len: int) -> float:
+    """Forward+backward FLOPs of the matrix products (3x forward), attention included."""
+    D, F, L, V = cfg.d_model, cfg.d_ff, cfg.num_layers, cfg.tgt_vocab_size
+    S, T = src_len, tgt_len
+    enc = L * (4 * D * D + 2 * D * F) * S + L * 2 * S * S * D
+    dec = L * (8 * D * D + 2 * D * F) * T + L * (2 * T * T * D + 2 * T * S * D)
+    # cross-attention keys/values are projected from the S source positions
+    dec += L * (2 * D * D) * (S - T)
+    out = D * V * T
+    return 3 * 2 * batch * (enc + dec + out)
+
+
+def time_steps(step, steps, warmup):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_jax(cfg, batches, steps, warmup):
+    model = Transformer(cfg, rngs=nnx.Rngs(0))
+    optimizer = make_optimizer(model, cfg.d_model, TrainConfig(warmup_steps=100))
+    it = iter(batches * (steps + warmup + 1))
+
+    def step():
+        out = train_step(model, optimizer, next(it), label_smoothing=0.1, pad_id=cfg.pad_id)
+        jax.block_until_ready(out["loss"])
+
+    return time_steps(step, steps, warmup)
+
+
+def bench_torch(cfg, batches, steps, warmup, compiled):
+    import torch
+
+    torch.manual_seed(0)
+
+    class TorchModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(cfg.src_vocab_size, cfg.d_model)
+            self.core = torch.nn.Transformer(
+                d_model=cfg.d_model, nhead=cfg.num_heads, num_encoder_layers=cfg.num_layers,
+                num_decoder_layers=cfg.num_layers, dim_feedforward=cfg.d_ff,
+                dropout=cfg.dropout_rate, batch_first=True,
+            )
+
+        def forward(self, src, tgt):
+            scale = cfg.d_model**0.5
+            mask = self.core.generate_square_subsequent_mask(tgt.shape[1])
+            hidden = self.core(self.embed(src) * scale, self.embed(tgt) * scale, tgt_mask=mask,
+                               tgt_is_causal=True)
+            return hidden @ self.embed.weight.T  # shared output projection
+
+    model = TorchModel()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=cfg.pad_id)
+
+    def train_once(src, tgt_in, tgt_out):
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(src, tgt_in)
+        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1))
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    fn = torch.compile(train_once) if compiled else train_once
+    tensors = [tuple(torch.from_numpy(b[k]).long() for k in ("src", "tgt_in", "tgt_out"))
+               for b in batches]
+    it = iter(tensors * (steps + warmup + 1))
+    return time_steps(lambda: fn(*next(it)).item(), steps, warmup)
+
+
+def measure_matmul_peak(n=2048, repeats=5):
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    best = min(_timed(lambda: matmul(a, b).block_until_ready()) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--src-len", type=int, default=20)
+    parser.add_argument("--tgt-len", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="few steps, no torch.compile")
+    parser.add_argument("--skip-torch", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.warmup = 3, 1
+
+    cfg = TransformerConfig(
+        src_vocab_size=8000, tgt_vocab_size=8000, d_model=256, num_heads=8, d_ff=512,
+        num_layers=3, dropout_rate=0.1, share_embeddings=True, max_len=64,
+    )
+    rng = np.random.default_rng(0)
+    batches = [random_batch(rng, args.batch, args.src_len, args.tgt_len, 8000) for _ in range(4)]
+    tokens = args.batch * (args.src_len + args.tgt_len)
+    flops = count_matmul_flops(cfg, args.batch, args.src_len, args.tgt_len)
+    peak = measure_matmul_peak()
+
+    rows = [("attention (JAX, nnx.jit)", bench_jax(cfg, batches, args.steps, args.warmup))]
+    if not args.skip_torch:
+        import torch
+
+        rows.append(("torch.nn.Transformer eager",
+                     bench_torch(cfg, batches, args.steps, args.warmup, compiled=False)))
+        if not args.quick:
+            rows.append(("torch.nn.Transformer compiled",
+                         bench_torch(cfg, batches, args.steps, args.warmup, compiled=True)))
+        torch_version = torch.__version__
+    else:
+        torch_version = "not run"
+
+    reference = rows[-1][1] if len(rows) > 1 else rows[0][1]
+    lines = [
+        f"# Training throughput, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, jax {jax.__version__}, torch {torch_version}",
+        f"# d_model 256, 3+3 layers, d_ff 512, 8 heads, shared 8k vocab, batch {args.batch} x "
+        f"({args.src_len}+{args.tgt_len}) tokens, Adam; median of {args.steps} steps",
+        f"# matmul peak (jitted 2048^3 float32 matmul, same run): {peak / 1e9:.1f} GFLOP/s",
+        f"# ratio: against {rows[-1][0]}",
+        f"{'implementation':32s} {'s/step':>8s} {'tokens/s':>10s} {'GFLOP/s':>8s} "
+        f"{'of peak':>8s} {'ratio':>6s}",
+    ]
+    for name, seconds in rows:
+        lines.append(
+            f"{name:32s} {seconds:8.3f} {tokens / seconds:10.0f} {flops / seconds / 1e9:8.1f} "
+            f"{flops / seconds / peak:8.1%} {reference / seconds:6.2f}"
+        )
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
