@@ -46,7 +46,8 @@ def sinusoidal_positions(max_len: int, d_model: int) -> Float[Array, "L D"]:
     >>> pe[0].tolist()  # position 0: sin 0 = 0, cos 0 = 1
     [0.0, 1.0, 0.0, 1.0]
     """
-    return jnp.asarray(_sinusoid_table(_positive("max_len", max_len), _positive("d_model", d_model)))
+    max_len, d_model = _positive("max_len", max_len), _positive("d_model", d_model)
+    return jnp.asarray(_sinusoid_table(max_len, d_model))
 
 
 @functools.lru_cache(maxsize=16)

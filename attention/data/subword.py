@@ -5,7 +5,8 @@ and most of them occur once or twice, so a model either carries a huge embedding
 loses every rare word to ``<unk>``. Subword units (Sennrich et al. 2016; Kudo 2018) solve it:
 frequent words stay whole, rare ones are spelled out in frequent pieces::
 
-    "Zwei junge weiße Männer ... Büsche."  ->  "▁Zwei" "▁junge" "▁weiße" "▁Männer" ... "▁B" "ü" "sch" "e" "."
+    "Zwei junge weiße Männer ... Büsche."
+    ->  "▁Zwei" "▁junge" "▁weiße" "▁Männer" ... "▁B" "ü" "sch" "e" "."
 
 ``▁`` marks a piece that starts a word, so decoding is just concatenation. A vocabulary of a
 few thousand pieces covers every sentence.
@@ -181,10 +182,11 @@ def train_subword(
             minloglevel=2,  # training logs go to stderr; keep notebooks quiet
         )
     except RuntimeError as error:
-        if "Vocabulary size is too large" in str(error) or "vocab_size" in str(error):
+        if "Vocabulary size" in str(error):
             raise ValueError(
                 f"vocab_size={vocab_size} is too large for {len(sentences)} sentences; "
-                f"SentencePiece says: {error}. Use a smaller vocab_size or more text."
+                f"SentencePiece says: {str(error).rstrip('.')}. Use a smaller vocab_size or "
+                f"more text."
             ) from error
         raise
     return SubwordTokenizer(model.getvalue())

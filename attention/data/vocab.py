@@ -166,7 +166,8 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as JSON (readable, diffable, a few kB)."""
-        data = {"format": _FORMAT, "level": self.level, "tokens": self._pieces[len(SPECIAL_PIECES) :]}
+        tokens = self._pieces[len(SPECIAL_PIECES) :]
+        data = {"format": _FORMAT, "level": self.level, "tokens": tokens}
         with open(path, "w", encoding="utf-8") as f:
             json.dump(data, f, ensure_ascii=False, indent=0)
             f.write("\n")

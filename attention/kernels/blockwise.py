@@ -186,7 +186,7 @@ def blockwise_attention_reference(
     )
     lowest = jnp.finfo(scores_BNTS.dtype).min
     m = jnp.full(scores_BNTS.shape[:-1], lowest)
-    l = jnp.zeros(scores_BNTS.shape[:-1])
+    total = jnp.zeros(scores_BNTS.shape[:-1])
     acc = jnp.zeros((*scores_BNTS.shape[:-1], value.shape[-1]))
     for start in range(0, S, block_k):
         ok = allowed_BNTS[..., start : start + block_k]
@@ -195,8 +195,8 @@ def blockwise_attention_reference(
         m_new = jnp.maximum(m, jnp.max(s, axis=-1))
         p = jnp.where(ok, jnp.exp(s - m_new[..., None]), 0.0)
         alpha = jnp.exp(m - m_new)
-        l = alpha * l + p.sum(-1)
+        total = alpha * total + p.sum(-1)
         acc = alpha[..., None] * acc + p @ v_BNbH
         m = m_new
-    output_BNTH = acc / jnp.where(l > 0, l, 1.0)[..., None]
+    output_BNTH = acc / jnp.where(total > 0, total, 1.0)[..., None]
     return jnp.einsum("BNTH->BTNH", output_BNTH)

@@ -1,0 +1,309 @@
+"""Batches of padded token ids, bucketed by length, reproducible and resumable.
+
+A batch stacks sentences of different lengths into one rectangular array, so the shorter ones
+are padded with ``<pad>`` (id 0). Padding is wasted work, and under ``jax.jit`` every new array
+shape is a new compilation. Both problems have the same cure, **bucketing**:
+
+1. Each example gets a padded length ``L``: the longer of its source and target (in tokens,
+   with the ``</s>``/``<s>`` the model sees), rounded up to a multiple of ``pad_to_multiple``
+   (8 by default) but never past ``max_len``. Examples with the same ``L`` form a bucket.
+2. Every batch comes from one bucket and is padded to exactly ``[B_L, L]``, where ``B_L`` is
+   ``batch_size`` or, with a token budget, ``batch_tokens // L`` rows. An example never
+   carries more than ``pad_to_multiple - 1`` pad tokens beyond the longer side of its pair,
+   and the model sees one shape per bucket (plus one for each bucket's smaller last batch,
+   unless ``drop_remainder``): a handful of compilations, not one per batch.
+3. Each epoch shuffles the examples within each bucket and then the order of the batches,
+   with a generator seeded by ``(seed, epoch)``. The order is therefore a pure function of
+   ``seed`` and ``epoch``: a training loop resumes from a checkpoint at ``(epoch, step)`` by
+   asking for ``epoch(epoch, start_step=step)`` and gets exactly the batches it would have had.
+
+The teacher-forcing layout of a batch, for one target sentence ``w1 w2 w3`` (Vaswani et al.
+2017, section 3: the decoder is "auto-regressive", its input is the output shifted right)::
+
+    tgt_in   <s> w1  w2  w3   <pad> ...    what the decoder reads
+    tgt_out  w1  w2  w3  </s> <pad> ...    what it must predict at each position
+
+The source gets ``</s>`` at its end too (``src_eos=True``) so the encoder sees where the
+sentence stops; decode a single sentence the same way with ``encode(text, add_eos=True)``.
+
+Arrays are plain NumPy (``int32``); ``jax.device_put`` or a jitted step moves them to the
+accelerator. :func:`attention.data.prefetch` prepares the next batches in a background thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypedDict
+
+import numpy as np
+
+from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+
+OVERFLOW = ("drop", "truncate")
+
+
+class Batch(TypedDict):
+    """One batch. B rows, S = T = L padded positions (``int32`` arrays)."""
+
+    src: np.ndarray  # [B, S] source ids, then </s> (if src_eos), then <pad>
+    tgt_in: np.ndarray  # [B, T] <s>, target ids, then <pad>
+    tgt_out: np.ndarray  # [B, T] target ids, </s>, then <pad>
+    src_lengths: np.ndarray  # [B] real (non-pad) tokens of src
+    tgt_lengths: np.ndarray  # [B] real tokens of tgt_in (= of tgt_out)
+    index: np.ndarray  # [B] position of each row's example in the examples given
+
+
+def encode_pairs(
+    pairs: Iterable[tuple[str, str]],
+    tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer | None = None,
+) -> list[tuple[list[int], list[int]]]:
+    """Encode ``(source, target)`` text pairs into id pairs, with no special ids added.
+
+    Args:
+      pairs: sentence pairs, as the loaders and :func:`make_task` return them.
+      tokenizer: encodes the source, and the target too unless ``target_tokenizer`` is given
+        (the usual case: one joint vocabulary).
+      target_tokenizer: a separate tokenizer for the target side.
+    """
+    target_tokenizer = tokenizer if target_tokenizer is None else target_tokenizer
+    return [(tokenizer.encode(src), target_tokenizer.encode(tgt)) for src, tgt in pairs]
+
+
+class Batcher:
+    """Bucketed, padded batches of ``(source ids, target ids)`` examples, epoch by epoch.
+
+    Give exactly one of ``batch_size`` and ``batch_tokens``.
+
+    Args:
+      examples: ``(source ids, target ids)`` pairs without ``<s>``/``</s>`` (as
+        :func:`encode_pairs` makes them).
+      batch_size: B, rows per batch.
+      batch_tokens: a budget of padded tokens per batch (per side): a bucket of length L gets
+        ``max(1, batch_tokens // L)`` rows, so short sentences come in bigger batches and
+        every batch costs about the same.
+      max_len: longest sequence the model takes, in tokens, ``</s>``/``<s>`` included.
+        Default: no limit.
+      overflow: what to do with an example longer than ``max_len``: ``"drop"`` it, or
+        ``"truncate"`` it (the truncated target still ends in ``</s>``). :attr:`num_dropped`
+        and :attr:`num_truncated` count them.
+      pad_to_multiple: padded lengths are multiples of this (8 suits accelerator tiles and
+        keeps the number of shapes small), except that none exceeds ``max_len``; 1 pads each
+        bucket to its exact length.
+      drop_remainder: drop the smaller last batch of each bucket, so that every batch of a
+        bucket has the same shape (and every example is seen in expectation, not every epoch).
+      shuffle: shuffle within buckets and the order of batches each epoch. Without it batches
+        come bucket by bucket, shortest first, examples in their given order (for evaluation;
+        ``index`` maps rows back to examples).
+      seed: seed of the shuffling; with the epoch number it fixes every batch.
+      src_eos: append ``</s>`` to each source.
+
+    Raises:
+      ValueError: a bad argument, or an example that holds a ``<pad>``, ``<s>`` or ``</s>`` id
+        or a negative id.
+
+    Attributes:
+      num_examples: examples kept (after dropping).
+      num_dropped: examples dropped for exceeding ``max_len`` (or, with ``src_eos=False``, for
+        an empty source, which the encoder could not attend to).
+      num_truncated: examples cut to ``max_len``.
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[tuple[Sequence[int], Sequence[int]]],
+        *,
+        batch_size: int | None = None,
+        batch_tokens: int | None = None,
+        max_len: int | None = None,
+        overflow: str = "drop",
+        pad_to_multiple: int = 8,
+        drop_remainder: bool = False,
+        shuffle: bool = True,
+        seed: int = 0,
+        src_eos: bool = True,
+    ):
+        if (batch_size is None) == (batch_tokens is None):
+            raise ValueError(
+                f"give exactly one of batch_size and batch_tokens, got batch_size={batch_size!r} "
+                f"and batch_tokens={batch_tokens!r}."
+            )
+        _check_positive("batch_size", batch_size, allow_none=True)
+        _check_positive("batch_tokens", batch_tokens, allow_none=True)
+        _check_positive("pad_to_multiple", pad_to_multiple)
+        _check_positive("max_len", max_len, allow_none=True)
+        if max_len is not None and max_len < 1 + src_eos:
+            raise ValueError(
+                f"max_len must leave room for at least one token beside </s>, got {max_len}."
+            )
+        if overflow not in OVERFLOW:
+            raise ValueError(f"overflow must be one of {OVERFLOW}, got {overflow!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
+        self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.max_len = max_len
+        self.pad_to_multiple = pad_to_multiple
+        self.drop_remainder = drop_remainder
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.src_eos = bool(src_eos)
+
+        self._src: list[np.ndarray] = []  # kept examples only, after truncation
+        self._tgt: list[np.ndarray] = []
+        self._index: list[int] = []  # their positions in `examples`
+        self.num_dropped = 0
+        self.num_truncated = 0
+        for i, (src, tgt) in enumerate(examples):
+            src = _as_ids(src, "source", i)
+            tgt = _as_ids(tgt, "target", i)
+            if len(src) == 0 and not self.src_eos:
+                self.num_dropped += 1
+                continue
+            if max_len is not None and (
+                len(src) + self.src_eos > max_len or len(tgt) + 1 > max_len
+            ):
+                if overflow == "drop":
+                    self.num_dropped += 1
+                    continue
+                src, tgt = src[: max_len - self.src_eos], tgt[: max_len - 1]
+                self.num_truncated += 1
+            self._src.append(src)
+            self._tgt.append(tgt)
+            self._index.append(i)
+        self.num_examples = len(self._index)
+
+        # Bucket by padded length L; each bucket keeps its examples in their given order.
+        self._buckets: dict[int, np.ndarray] = {}
+        lengths = [
+            max(len(s) + self.src_eos, len(t) + 1)
+            for s, t in zip(self._src, self._tgt, strict=True)
+        ]
+        padded = [-(-n // pad_to_multiple) * pad_to_multiple for n in lengths]
+        if max_len is not None:  # never longer than the model takes (e.g. its position table)
+            padded = [min(p, max_len) for p in padded]
+        for L in sorted(set(padded)):
+            self._buckets[L] = np.array([k for k, p in enumerate(padded) if p == L], np.int64)
+
+    def rows(self, L: int) -> int:
+        """B, the number of rows of a full batch of padded length ``L``."""
+        return self.batch_size if self.batch_size is not None else max(1, self.batch_tokens // L)
+
+    @property
+    def bucket_lengths(self) -> list[int]:
+        """The padded lengths L of the buckets, ascending."""
+        return list(self._buckets)
+
+    def __len__(self) -> int:
+        """Batches per epoch (the same every epoch)."""
+        total = 0
+        for L, members in self._buckets.items():
+            full, rest = divmod(len(members), self.rows(L))
+            total += full + (rest > 0 and not self.drop_remainder)
+        return total
+
+    def epoch(self, epoch: int = 0, *, start_step: int = 0) -> Iterator[Batch]:
+        """The batches of epoch ``epoch``, from step ``start_step`` on.
+
+        ``epoch(e, start_step=s)`` yields exactly the batches that ``epoch(e)`` yields after
+        its first ``s``: resume a run from a checkpoint taken at ``(e, s)`` with it.
+
+        Raises:
+          ValueError: ``epoch`` or ``start_step`` negative, or ``start_step > len(self)``.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}.")
+        if not 0 <= start_step <= len(self):
+            raise ValueError(
+                f"start_step must be in 0..{len(self)} (batches per epoch), got {start_step!r}."
+            )
+        plan = self._plan(int(epoch))
+        return (self._collate(members, L) for members, L in plan[start_step:])
+
+    def _plan(self, epoch: int) -> list[tuple[np.ndarray, int]]:
+        """The batches of an epoch as (member indices, padded length), cheap to recompute."""
+        rng = np.random.default_rng([self.seed, epoch])
+        batches = []
+        for L, members in self._buckets.items():
+            if self.shuffle:
+                members = rng.permutation(members)
+            rows = self.rows(L)
+            for start in range(0, len(members), rows):
+                chunk = members[start : start + rows]
+                if len(chunk) == rows or not self.drop_remainder:
+                    batches.append((chunk, L))
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def _collate(self, members: np.ndarray, L: int) -> Batch:
+        B = len(members)
+        src_BS = np.full((B, L), PAD_ID, np.int32)
+        tgt_in_BT = np.full((B, L), PAD_ID, np.int32)
+        tgt_out_BT = np.full((B, L), PAD_ID, np.int32)
+        src_lengths = np.empty(B, np.int32)
+        tgt_lengths = np.empty(B, np.int32)
+        for row, k in enumerate(members):
+            src, tgt = self._src[k], self._tgt[k]
+            n, m = len(src), len(tgt)
+            src_BS[row, :n] = src
+            if self.src_eos:
+                src_BS[row, n] = EOS_ID
+            tgt_in_BT[row, 0] = BOS_ID
+            tgt_in_BT[row, 1 : m + 1] = tgt
+            tgt_out_BT[row, :m] = tgt
+            tgt_out_BT[row, m] = EOS_ID
+            src_lengths[row] = n + self.src_eos
+            tgt_lengths[row] = m + 1
+        return Batch(
+            src=src_BS,
+            tgt_in=tgt_in_BT,
+            tgt_out=tgt_out_BT,
+            src_lengths=src_lengths,
+            tgt_lengths=tgt_lengths,
+            index=np.asarray([self._index[k] for k in members], np.int64),
+        )
+
+
+def make_batches(
+    examples: Sequence[tuple[Sequence[int], Sequence[int]]],
+    *,
+    epoch: int = 0,
+    start_step: int = 0,
+    **batcher_args,
+) -> Iterator[Batch]:
+    """One epoch of batches: ``Batcher(examples, **batcher_args).epoch(epoch, start_step=...)``.
+
+    See :class:`Batcher` for the arguments (``batch_size`` or ``batch_tokens``, ``seed``,
+    ``shuffle``, ``max_len``, ``pad_to_multiple``, ``drop_remainder``, ...).
+
+    >>> examples = [([5, 6, 7], [8, 9]), ([5], [9, 9, 9])]
+    >>> batch = next(make_batches(examples, batch_size=2, shuffle=False, pad_to_multiple=4))
+    >>> batch["src"].tolist(), batch["tgt_in"].tolist(), batch["tgt_out"].tolist()
+    ([[5, 6, 7, 2], [5, 2, 0, 0]], [[1, 8, 9, 0], [1, 9, 9, 9]], [[8, 9, 2, 0], [9, 9, 9, 2]])
+    """
+    return Batcher(examples, **batcher_args).epoch(epoch, start_step=start_step)
+
+
+def _check_positive(name: str, value, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def _as_ids(ids, side: str, i: int) -> np.ndarray:
+    array = np.asarray(ids)
+    if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(
+            f"examples[{i}] {side} must be a flat sequence of int ids, got {ids!r:.80}."
+        )
+    array = array.astype(np.int32)
+    bad = array[(array < 0) | (array == PAD_ID) | (array == BOS_ID) | (array == EOS_ID)]
+    if bad.size:
+        raise ValueError(
+            f"examples[{i}] {side} holds the id {int(bad[0])}; ids must be >= 0 and must not "
+            f"be <pad>={PAD_ID}, <s>={BOS_ID} or </s>={EOS_ID}: the batcher adds those itself "
+            f"(encode without add_bos/add_eos)."
+        )
+    return array

@@ -1,0 +1,267 @@
+"""Synthetic translation tasks, generated on the spot: no download, any size, any seed.
+
+A toy task shows what attention does more clearly than real text, because we know the right
+alignment in advance. Each task maps a source string to a target string:
+
+``copy``
+    ``"f c k c"`` -> ``"f c k c"``. Cross-attention should be the diagonal: output i looks
+    at input i.
+``reverse``
+    ``"f c k c"`` -> ``"c k c f"``. The anti-diagonal.
+``svo_to_sov``
+    A toy language pair. The source is English-like: subject-verb-object, adjectives before
+    the noun, prepositions. The target language is verb-final with adjectives after the noun,
+    articles at the end of the noun phrase, and postpositions, and every word is translated
+    one-for-one through a small lexicon (:data:`SVO_LEXICON`)::
+
+        the big dog sees the small cat with the red ball quickly
+        doro gana ta kima piti ta lupa roza ta kon rapi miru
+
+    The rule, applied to ``SUBJ VERB OBJ [PREP NP] [ADV]`` with ``NP = the ADJ* NOUN``::
+
+        sentence:  SUBJ VERB OBJ [PP] [ADV]  ->  SUBJ' OBJ' [PP'] [ADV'] VERB'
+        NP:        the ADJ1 ADJ2 NOUN        ->  NOUN' ADJ1' ADJ2' ta
+        PP:        PREP NP                   ->  NP' PREP'
+
+    so ``the big dog sees the small cat`` -> ``doro gana ta kima piti ta miru``. The verb
+    jumps to the end and every noun phrase turns around its noun: a cross-attention plot on
+    this task is visibly *not* diagonal, in a pattern you can predict word by word.
+``dates``
+    ``"2024-03-07"`` -> ``"7 March 2024"``: day and year swap places and the month number
+    becomes a name. Meant for a character-level vocabulary.
+
+Use :data:`TASK_LEVELS` (or :func:`task_vocabulary`) to pick the tokenizer of a task::
+
+    >>> pairs = make_task("reverse", num_examples=2, seed=0, min_len=3, max_len=5)
+    >>> [(s.split()[::-1] == t.split()) for s, t in pairs]
+    [True, True]
+"""
+
+from __future__ import annotations
+
+import calendar
+import itertools
+import string
+
+import numpy as np
+
+from attention.data.vocab import Vocabulary
+
+TASKS = ("copy", "reverse", "svo_to_sov", "dates")
+TASK_LEVELS = {"copy": "word", "reverse": "word", "svo_to_sov": "word", "dates": "char"}
+
+SYMBOLS = tuple(string.ascii_lowercase)  # the alphabet of copy and reverse
+
+# source word -> target word, by part of speech. The target words are made up, so the model
+# cannot lean on any real language it might have seen.
+SVO_LEXICON: dict[str, dict[str, str]] = {
+    "noun": {
+        "dog": "doro", "cat": "kima", "bird": "piru", "fish": "sako", "child": "tebi",
+        "woman": "mena", "man": "raku", "teacher": "solu", "farmer": "nadi", "horse": "bafo",
+        "king": "gumo", "robot": "zeta", "ball": "lupa", "tree": "arbo",
+    },
+    "verb": {
+        "sees": "miru", "likes": "suki", "follows": "otsu", "helps": "tasu", "finds": "haku",
+        "chases": "kaze", "feeds": "yoba", "draws": "ekal",
+    },
+    "adjective": {
+        "big": "gana", "small": "piti", "red": "roza", "blue": "belu", "old": "vesa",
+        "young": "nuvi", "happy": "feli", "sleepy": "dormi", "tall": "alto", "green": "verda",
+    },
+    "preposition": {"with": "kon", "near": "pres", "under": "sub", "behind": "post"},
+    "adverb": {"quickly": "rapi", "slowly": "lenta", "often": "ofta", "quietly": "sila"},
+    "article": {"the": "ta"},
+}
+MAX_ADJECTIVES = 2  # per noun phrase
+
+# Spelled out: calendar.month_name follows the process's locale ("März" under de_DE).
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)
+
+_DEFAULT_LENGTHS = {"copy": (3, 12), "reverse": (3, 12), "svo_to_sov": (5, 15)}
+
+
+def make_task(
+    name: str,
+    *,
+    num_examples: int,
+    seed: int = 0,
+    min_len: int | None = None,
+    max_len: int | None = None,
+) -> list[tuple[str, str]]:
+    """``num_examples`` (source, target) pairs of the synthetic task ``name``.
+
+    The same arguments always give the same pairs (NumPy's PCG64 generator, seeded with
+    ``seed``). Draw training and test sets with different seeds.
+
+    Args:
+      name: one of :data:`TASKS`.
+      num_examples: how many pairs.
+      seed: the random seed.
+      min_len: shortest source, in words (tokens); default 3 for ``copy``/``reverse`` and 5
+        (the shortest sentence) for ``svo_to_sov``. Lengths are drawn uniformly between
+        ``min_len`` and ``max_len``. ``dates`` has fixed lengths and takes neither.
+      max_len: longest source, in words; default 12, and 15 (the longest sentence the
+        grammar makes) for ``svo_to_sov``.
+
+    Returns:
+      A list of ``(source, target)`` strings, tokens separated by single spaces (``dates``:
+      characters).
+
+    Raises:
+      ValueError: unknown ``name``, a negative ``num_examples``, or lengths the task cannot
+        make.
+    """
+    if name not in TASKS:
+        raise ValueError(f"name must be one of {TASKS}, got {name!r}.")
+    if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 0:
+        raise ValueError(f"num_examples must be an int >= 0, got {num_examples!r}.")
+    rng = np.random.default_rng(seed)
+    if name == "dates":
+        if min_len is not None or max_len is not None:
+            raise ValueError(
+                f"the dates task has fixed lengths (YYYY-MM-DD), so min_len and max_len must "
+                f"be None, got min_len={min_len!r}, max_len={max_len!r}."
+            )
+        return [_date_pair(rng) for _ in range(num_examples)]
+    default_min, default_max = _DEFAULT_LENGTHS[name]
+    min_len = default_min if min_len is None else min_len
+    max_len = default_max if max_len is None else max_len
+    for arg, value in (("min_len", min_len), ("max_len", max_len)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{arg} must be an int, got {value!r}.")
+    if name == "svo_to_sov":
+        return _svo_pairs(rng, num_examples, min_len, max_len)
+    if not 1 <= min_len <= max_len:
+        raise ValueError(
+            f"min_len and max_len must satisfy 1 <= min_len <= max_len, got min_len={min_len}, "
+            f"max_len={max_len}."
+        )
+    pairs = []
+    for _ in range(num_examples):
+        length = int(rng.integers(min_len, max_len + 1))
+        symbols = [SYMBOLS[i] for i in rng.integers(0, len(SYMBOLS), size=length)]
+        target = symbols if name == "copy" else symbols[::-1]
+        pairs.append((" ".join(symbols), " ".join(target)))
+    return pairs
+
+
+def task_vocabulary(name: str) -> Vocabulary:
+    """The complete vocabulary of task ``name`` (source and target), whatever the seed.
+
+    Built from the task's closed alphabet or lexicon rather than from samples, so a test set
+    never holds a token that training lacked and every seed shares one set of ids.
+    """
+    if name not in TASKS:
+        raise ValueError(f"name must be one of {TASKS}, got {name!r}.")
+    if name in ("copy", "reverse"):
+        return Vocabulary(SYMBOLS, level="word")
+    if name == "svo_to_sov":
+        words = [w for table in SVO_LEXICON.values() for pair in table.items() for w in pair]
+        return Vocabulary(words, level="word")
+    months = "".join(MONTHS)
+    chars = sorted(set(string.digits + "- " + months))
+    return Vocabulary(chars, level="char")
+
+
+# --- svo_to_sov -------------------------------------------------------------------------------
+
+# A sentence's shape: adjectives on the subject, adjectives on the object, adjectives on the
+# prepositional phrase's noun (None: no phrase), and whether it ends with an adverb.
+_Shape = tuple[int, int, int | None, bool]
+
+
+def _shape_length(shape: _Shape) -> int:
+    subj, obj, pp, adverb = shape
+    length = (2 + subj) + 1 + (2 + obj) + int(adverb)
+    return length + (0 if pp is None else 1 + 2 + pp)
+
+
+_SHAPES: list[_Shape] = [
+    (s, o, p, a)
+    for s, o in itertools.product(range(MAX_ADJECTIVES + 1), repeat=2)
+    for p in (None, *range(MAX_ADJECTIVES + 1))
+    for a in (False, True)
+]
+SVO_MIN_LEN = min(map(_shape_length, _SHAPES))  # 5: "the dog sees the cat"
+SVO_MAX_LEN = max(map(_shape_length, _SHAPES))  # 15
+
+
+def _svo_pairs(rng, num_examples, min_len, max_len):
+    if not SVO_MIN_LEN <= min_len <= max_len <= SVO_MAX_LEN:
+        raise ValueError(
+            f"svo_to_sov makes sentences of {SVO_MIN_LEN} to {SVO_MAX_LEN} words, so min_len and "
+            f"max_len must satisfy {SVO_MIN_LEN} <= min_len <= max_len <= {SVO_MAX_LEN}, got "
+            f"min_len={min_len}, max_len={max_len}."
+        )
+    # Draw a length uniformly, then a shape of that length: uniform lengths, like copy/reverse.
+    shapes_by_length = {
+        n: [s for s in _SHAPES if _shape_length(s) == n] for n in range(min_len, max_len + 1)
+    }
+    lengths = [n for n, shapes in shapes_by_length.items() if shapes]
+    pairs = []
+    for _ in range(num_examples):
+        shapes = shapes_by_length[lengths[int(rng.integers(len(lengths)))]]
+        subj_adj, obj_adj, pp_adj, adverb = shapes[int(rng.integers(len(shapes)))]
+        # Three different nouns, so that every word of the alignment is unambiguous.
+        nouns = _choose(rng, "noun", 3)
+        source = _np(rng, nouns[0], subj_adj)
+        verb = _choose(rng, "verb", 1)
+        source_words = [*source, *verb, *_np(rng, nouns[1], obj_adj)]
+        if pp_adj is not None:
+            source_words += [*_choose(rng, "preposition", 1), *_np(rng, nouns[2], pp_adj)]
+        if adverb:
+            source_words += _choose(rng, "adverb", 1)
+        source_text = " ".join(source_words)
+        pairs.append((source_text, _svo_translate(source_words)))
+    return pairs
+
+
+def _choose(rng, part_of_speech: str, k: int) -> list[str]:
+    words = list(SVO_LEXICON[part_of_speech])
+    return [words[i] for i in rng.choice(len(words), size=k, replace=False)]
+
+
+def _np(rng, noun: str, num_adjectives: int) -> list[str]:
+    return ["the", *_choose(rng, "adjective", num_adjectives), noun]
+
+
+def _svo_translate(words: list[str]) -> str:
+    """Apply the grammar of the module docstring to a sentence made by :func:`_svo_pairs`."""
+    lex = {w: (pos, t) for pos, table in SVO_LEXICON.items() for w, t in table.items()}
+    position = 0
+
+    def noun_phrase() -> list[str]:
+        nonlocal position
+        start = position  # at "the"
+        position += 1
+        while lex[words[position]][0] == "adjective":
+            position += 1
+        noun = words[position]
+        position += 1
+        adjectives = words[start + 1 : position - 1]
+        return [lex[noun][1], *(lex[a][1] for a in adjectives), lex["the"][1]]
+
+    subject = noun_phrase()
+    verb = lex[words[position]][1]
+    position += 1
+    target = subject + noun_phrase()
+    if position < len(words) and lex[words[position]][0] == "preposition":
+        preposition = lex[words[position]][1]
+        position += 1
+        target += [*noun_phrase(), preposition]
+    if position < len(words):
+        target.append(lex[words[position]][1])  # the adverb, just before the verb
+    return " ".join([*target, verb])
+
+
+# --- dates ------------------------------------------------------------------------------------
+
+
+def _date_pair(rng) -> tuple[str, str]:
+    year = int(rng.integers(1900, 2100))
+    month = int(rng.integers(1, 13))
+    day = int(rng.integers(1, calendar.monthrange(year, month)[1] + 1))
+    return f"{year:04d}-{month:02d}-{day:02d}", f"{day} {MONTHS[month - 1]} {year}"

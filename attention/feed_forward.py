@@ -1,0 +1,62 @@
+"""Step 11: the position-wise feed-forward network (Vaswani et al. 2017, section 3.3).
+
+After attention has mixed information *between* positions, each position is transformed on
+its own by the same two-layer network::
+
+    FFN(x) = max(0, x W_1 + b_1) W_2 + b_2        W_1: [D, F], W_2: [F, D]
+
+"Position-wise" means the network is applied to every position separately and identically
+(a 1x1 convolution, as the paper puts it): it never mixes positions, so it cannot break
+causality or padding. The inner width ``d_ff`` (F = 2048 in the base model) is four times
+``d_model``; these two matrices hold about two thirds of each encoder layer's parameters.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Float
+
+
+def feed_forward(
+    x: Float[Array, "*B T D"],
+    w1: Float[Array, "D F"],
+    b1: Float[Array, " F"],
+    w2: Float[Array, "F D"],
+    b2: Float[Array, " D"],
+) -> Float[Array, "*B T D"]:
+    """``max(0, x W_1 + b_1) W_2 + b_2`` at every position (section 3.3, equation 2).
+
+    >>> x = jnp.array([[1.0, -1.0]])
+    >>> feed_forward(x, jnp.eye(2), jnp.zeros(2), jnp.eye(2), jnp.ones(2)).tolist()
+    [[2.0, 1.0]]
+    """
+    lead = (1,) * (x.ndim - 1)  # biases broadcast over batch and positions, explicitly
+    hidden_BTF = jax.nn.relu(jnp.einsum("...TD,DF->...TF", x, w1) + b1.reshape(*lead, -1))
+    return jnp.einsum("...TF,FD->...TD", hidden_BTF, w2) + b2.reshape(*lead, -1)
+
+
+class FeedForward(nnx.Module):
+    """:func:`feed_forward` with learned ``W_1, b_1, W_2, b_2`` (two ``nnx.Linear`` layers).
+
+    Args:
+      d_model: D, width of input and output.
+      d_ff: F, inner width.
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    >>> ffn = FeedForward(8, 32, rngs=nnx.Rngs(0))
+    >>> ffn(jnp.ones((2, 3, 8))).shape
+    (2, 3, 8)
+    """
+
+    def __init__(
+        self, d_model: int, d_ff: int, *, dtype=None, param_dtype=jnp.float32,
+        kernel_init=nnx.initializers.xavier_uniform(), rngs: nnx.Rngs,
+    ):
+        linear = dict(dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs)
+        self.linear1 = nnx.Linear(d_model, d_ff, **linear)  # W_1, b_1
+        self.linear2 = nnx.Linear(d_ff, d_model, **linear)  # W_2, b_2
+
+    def __call__(self, x: Float[Array, "*B T D"]) -> Float[Array, "*B T D"]:
+        return self.linear2(jax.nn.relu(self.linear1(x)))

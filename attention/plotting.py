@@ -1,0 +1,883 @@
+"""Pictures of attention: heatmaps, head grids, alignments and per-head summaries.
+
+Every attention weight says how much one query takes from one key, so one head of one layer is
+a matrix ``[T, S]``: row t is a probability distribution over the keys query t may see. The
+natural picture is a heatmap with the query tokens down the side and the key tokens along the
+top. A model has many such matrices: N heads in each of L layers, and in a translation model
+three kinds of attention (encoder self ``[S, S]``, decoder self ``[T, T]``, decoder cross
+``[T, S]``). The functions here draw one matrix, a grid of all heads of a layer, all layers by
+heads, the three kinds of a translation side by side, cross-attention as lines between the two
+sentences, and two numbers per head that summarise where it looks:
+
+* **entropy** of each row, ``-sum_s w[t, s] log w[t, s]``: 0 when a query looks at one key,
+  ``log S`` when it spreads evenly over S keys;
+* **mean attention distance**, ``sum_s w[t, s] |t - s|``: how far from its own position a
+  query looks (0 for a head that attends to the diagonal).
+
+Masked entries (keys a query may not see: the future in the decoder, padding anywhere) are
+drawn hatched grey, not as zeros, so that "this head gives this key no weight" and "this key
+was never allowed" look different. Pass ``mask=`` (True = may attend, as everywhere in this
+package) or ``pad_token=`` to mask padding tokens.
+
+Conventions shared by every plot function:
+
+* It returns the matplotlib ``Figure``. Figures are made with ``matplotlib.figure.Figure``,
+  not pyplot, so they are not shown twice in Jupyter nor kept alive by pyplot: leave one as
+  the last expression of a cell, or ``display(fig)``, to see it.
+* ``ax=`` (or ``axes=``) draws into existing axes instead of a new figure.
+* ``save="path.png"`` writes the figure to a file as well.
+* Long sentences stay readable: when an axis has more than ``max_labels`` tokens only every
+  k-th is labelled, and font and figure sizes follow the lengths.
+
+Inputs may be NumPy or JAX arrays; they are copied to NumPy float32 for drawing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from attention._checks import check_floating, check_mask, shape_str
+
+MASKED_HATCH = "///"
+MASKED_FACE = "0.88"
+MASKED_EDGE = "0.6"
+
+# The keys of the dict that the transformer's ``attention_maps`` returns, with their axes.
+MAP_KINDS = {
+    "encoder_self": "LBNSS",
+    "decoder_self": "LBNTT",
+    "decoder_cross": "LBNTS",
+}
+_KIND_TITLES = {
+    "encoder_self": "encoder self-attention",
+    "decoder_self": "decoder self-attention",
+    "decoder_cross": "cross-attention",
+}
+
+
+# --- input checks ------------------------------------------------------------------------
+
+
+def _as_weights(name: str, weights, axes: str) -> np.ndarray:
+    """``weights`` as float32 NumPy with ``len(axes)`` dims, or a TypeError/ValueError."""
+    if not hasattr(weights, "shape"):
+        weights = np.asarray(weights)
+    check_floating(name, weights)
+    if weights.ndim != len(axes):
+        raise ValueError(
+            f"{name} must have {len(axes)} dimensions [{', '.join(axes)}], got shape "
+            f"{shape_str(weights.shape)}."
+            + _rank_hint(weights.ndim, len(axes))
+        )
+    return np.asarray(weights, dtype=np.float32)
+
+
+def _rank_hint(got: int, want: int) -> str:
+    if got > want:
+        return " Select one slice first, e.g. maps['decoder_cross'][layer, batch, head]."
+    return ""
+
+
+def _tokens(name: str, tokens, length: int, axis: str, shape) -> list[str] | None:
+    if tokens is None:
+        return None
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise TypeError(
+            f"{name} must be a sequence of token strings, got {type(tokens).__name__}."
+        )
+    if len(tokens) != length:
+        raise ValueError(
+            f"{name} has {len(tokens)} tokens but the weights have {axis}={length} "
+            f"(shape {shape_str(shape)}); pass one token per position, padding included."
+        )
+    return [str(t) for t in tokens]
+
+
+def _allowed(
+    mask, pad_token, query_tokens, key_tokens, shape, axes: str
+) -> np.ndarray | None:
+    """Boolean ``shape`` (True = may attend) from ``mask`` and padding, or None if neither."""
+    allowed = None
+    if mask is not None:
+        if not hasattr(mask, "dtype"):
+            mask = np.asarray(mask)
+        check_mask(mask, shape, axes)
+        allowed = np.broadcast_to(np.asarray(mask), shape)
+    if pad_token is not None:
+        if query_tokens is None and key_tokens is None:
+            raise ValueError(
+                f"pad_token={pad_token!r} needs the tokens to find the padding in; pass "
+                f"query_tokens= and/or key_tokens=."
+            )
+        keep = np.ones(shape, dtype=bool)
+        if key_tokens is not None:
+            keep &= np.array([t != pad_token for t in key_tokens])
+        if query_tokens is not None:
+            keep &= np.array([t != pad_token for t in query_tokens])[:, None]
+        allowed = keep if allowed is None else allowed & keep
+    return allowed
+
+
+def _check_index(name: str, value, size: int, axis: str, *, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
+    if not -size <= value < size:
+        raise ValueError(f"{name}={value} is out of range for {axis}={size}.")
+    return int(value) % size
+
+
+# --- sizes and labels --------------------------------------------------------------------
+
+
+def _label_step(n: int, max_labels: int) -> int:
+    """Label every k-th token so that at most ``max_labels`` labels share an axis."""
+    if isinstance(max_labels, bool) or not isinstance(max_labels, int) or max_labels < 1:
+        raise ValueError(f"max_labels must be a positive int, got {max_labels!r}.")
+    return max(1, math.ceil(n / max_labels))
+
+
+def _font_size(n_labels: int, axis_inches: float = 6.0) -> float:
+    # A line of text needs about 1.4 times its point size: fit the labels into the axis
+    # length, between 6 pt (still legible) and 10 pt.
+    return float(np.clip(72.0 * axis_inches / (1.4 * max(n_labels, 1)), 6.0, 10.0))
+
+
+def _panel_inches(T: int, S: int, per_token: float = 0.26) -> tuple[float, float]:
+    # Never so small that a title or the colour bar's label no longer fits.
+    width = float(np.clip(per_token * S + 1.6, 4.2, 16.0))
+    height = float(np.clip(per_token * T + 1.2, 3.0, 14.0))
+    return width, height
+
+
+def _token_ticks(ax, which: str, tokens: list[str] | None, max_labels: int) -> None:
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if tokens is None:
+        return
+    step = _label_step(len(tokens), max_labels)
+    positions = list(range(0, len(tokens), step))
+    axis.set_ticks(positions, labels=[tokens[i] for i in positions])
+    box = ax.get_position()
+    width, height = ax.get_figure(root=True).get_size_inches()
+    axis_inches = box.width * width if which == "x" else box.height * height
+    for label in axis.get_ticklabels():
+        label.set_fontsize(_font_size(len(positions), axis_inches))
+        if which == "x":
+            label.set_rotation(90)
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig: Figure, save) -> None:
+    if save is not None:
+        if not isinstance(save, str | os.PathLike):
+            raise TypeError(f"save must be a file path, got {type(save).__name__}.")
+        fig.savefig(save, dpi=120)
+
+
+# --- drawing one matrix ------------------------------------------------------------------
+
+
+def _colormap(cmap):
+    colormap = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
+    # Masked cells are transparent in the image, so the hatched rectangle behind shows.
+    return colormap.with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
+
+
+def _draw_matrix(ax, weights_TS, allowed_TS, cmap, vmax):
+    T, S = weights_TS.shape
+    if allowed_TS is not None:
+        ax.add_patch(
+            Rectangle(
+                (-0.5, -0.5), S, T, facecolor=MASKED_FACE, edgecolor=MASKED_EDGE,
+                hatch=MASKED_HATCH, linewidth=0, zorder=0,
+            )
+        )
+        data = np.ma.masked_array(weights_TS, mask=~allowed_TS)
+    else:
+        data = weights_TS
+    image = ax.imshow(
+        data, cmap=_colormap(cmap), vmin=0.0, vmax=vmax, aspect="auto",
+        interpolation="nearest", zorder=1,
+    )
+    ax.set_xlim(-0.5, S - 0.5)
+    ax.set_ylim(T - 0.5, -0.5)
+    return image
+
+
+def _vmax(weights, allowed) -> float:
+    shown = weights if allowed is None else weights[np.broadcast_to(allowed, weights.shape)]
+    top = float(shown.max()) if shown.size else 0.0
+    return top if top > 0 else 1.0
+
+
+def _colorbar(fig, image, ax, masked: bool) -> None:
+    label = "attention weight" + ("  (hatched: masked)" if masked else "")
+    fig.colorbar(image, ax=ax, label=label, shrink=0.9)
+
+
+def plot_attention(
+    weights,
+    *,
+    query_tokens: Sequence[str] | None = None,
+    key_tokens: Sequence[str] | None = None,
+    mask=None,
+    pad_token: str | None = None,
+    ax=None,
+    title: str | None = None,
+    cmap="viridis",
+    vmax: float | None = None,
+    colorbar: bool = True,
+    max_labels: int = 40,
+    xlabel: str = "keys",
+    ylabel: str = "queries",
+    save=None,
+) -> Figure:
+    """Heatmap of one attention matrix: queries down the side, keys along the bottom.
+
+    Cell ``(t, s)`` is the weight ``w[t, s]`` that query t gives key s; each row sums to 1
+    over the keys that query may see. Colours run from 0 to ``vmax`` (default: the largest
+    weight shown), with a colour bar. Masked cells are hatched grey.
+
+    Args:
+      weights: ``[T, S]``, one head of one layer, e.g. ``maps["decoder_cross"][l, b, n]``.
+      query_tokens: T strings labelling the rows.
+      key_tokens: S strings labelling the columns.
+      mask: boolean, broadcastable to ``[T, S]``; False cells are drawn masked.
+      pad_token: rows and columns whose token equals it are drawn masked too.
+      ax: axes to draw into; by default a new figure sized to T and S.
+      title: axes title.
+      cmap: a matplotlib colormap or its name.
+      vmax: the weight drawn in the brightest colour.
+      colorbar: add a colour bar.
+      max_labels: label at most this many tokens per axis (every k-th beyond that).
+      xlabel, ylabel: axis labels.
+      save: a file path; the figure is also written there (PNG for ``.png``).
+
+    Returns:
+      The figure holding ``ax``.
+
+    Raises:
+      TypeError: non-floating weights, a non-boolean mask, tokens that are not a sequence.
+      ValueError: weights not 2-D, a token count that differs from T or S, a mask that does
+        not broadcast to ``[T, S]``, ``pad_token`` without tokens.
+
+    >>> import numpy as np
+    >>> fig = plot_attention(np.eye(3), query_tokens=["a", "b", "c"], key_tokens=list("xyz"))
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['x', 'y', 'z']
+    """
+    weights_TS = _as_weights("weights", weights, "TS")
+    T, S = weights_TS.shape
+    query_tokens = _tokens("query_tokens", query_tokens, T, "T", weights_TS.shape)
+    key_tokens = _tokens("key_tokens", key_tokens, S, "S", weights_TS.shape)
+    allowed_TS = _allowed(mask, pad_token, query_tokens, key_tokens, weights_TS.shape, "TS")
+    _label_step(1, max_labels)
+    if ax is None:
+        fig = _new_figure(*_panel_inches(T, S))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.get_figure(root=True)
+    vmax = _vmax(weights_TS, allowed_TS) if vmax is None else vmax
+    image = _draw_matrix(ax, weights_TS, allowed_TS, cmap, vmax)
+    _token_ticks(ax, "x", key_tokens, max_labels)
+    _token_ticks(ax, "y", query_tokens, max_labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    if colorbar:
+        _colorbar(fig, image, ax, allowed_TS is not None)
+    _save(fig, save)
+    return fig
+
+
+# --- grids of heads and layers -----------------------------------------------------------
+
+
+def _draw_grid(
+    weights_LNTS: np.ndarray,
+    allowed,
+    *,
+    query_tokens,
+    key_tokens,
+    axes,
+    row_names: list[str],
+    col_names: list[str],
+    cmap,
+    max_labels: int,
+    title: str | None,
+    xlabel: str,
+    ylabel: str,
+) -> Figure:
+    L, N, T, S = weights_LNTS.shape
+    if axes is None:
+        ncols = N if L > 1 else min(N, 4)
+        nrows = L if L > 1 else math.ceil(N / ncols)
+        # Panels about 0.18 inch a token; the labels (outer panels only) and the colour bar
+        # are added once for the whole grid.
+        width = ncols * float(np.clip(0.18 * S + 0.3, 1.6, 6.0)) + 2.2
+        height = nrows * float(np.clip(0.18 * T + 0.4, 1.4, 6.0)) + 1.8
+        fig = _new_figure(min(width, 24.0), min(height, 30.0))
+        grid = fig.subplots(nrows, ncols, squeeze=False)
+        for extra in grid.flat[L * N :]:
+            extra.remove()
+        axes_list = list(grid.flat[: L * N])
+    else:
+        axes_list = list(np.ravel(np.asarray(axes, dtype=object)))
+        if len(axes_list) != L * N:
+            raise ValueError(
+                f"axes holds {len(axes_list)} axes but the weights need {L * N} "
+                f"({L} layer(s) x {N} head(s))."
+            )
+        fig = axes_list[0].get_figure(root=True)
+    allowed_LNTS = None if allowed is None else np.broadcast_to(allowed, weights_LNTS.shape)
+    vmax = _vmax(weights_LNTS, allowed_LNTS)
+    image = None
+    for i, ax in enumerate(axes_list):
+        layer, head = divmod(i, N)
+        allowed_TS = None if allowed_LNTS is None else allowed_LNTS[layer, head]
+        image = _draw_matrix(ax, weights_LNTS[layer, head], allowed_TS, cmap, vmax)
+        ax.set_title(col_names[head] if L == 1 or layer == 0 else "", fontsize=9)
+        _token_ticks(ax, "x", key_tokens, max_labels)
+        _token_ticks(ax, "y", query_tokens, max_labels)
+        # Labels only on the outer panels: the inner ones share the same tokens.
+        position = ax.get_subplotspec() if axes is None else None
+        if position is not None:
+            below_empty = i + ax.get_gridspec().ncols >= L * N
+            if not position.is_first_col():
+                ax.tick_params(labelleft=False)
+            if not (position.is_last_row() or below_empty):
+                ax.tick_params(labelbottom=False)
+            if position.is_first_col() and L > 1:
+                ax.set_ylabel(row_names[layer], fontsize=9)
+    fig.supxlabel(xlabel, fontsize=10)
+    fig.supylabel(ylabel, fontsize=10)
+    if title is not None:
+        fig.suptitle(title)
+    _colorbar(fig, image, axes_list, allowed is not None)
+    return fig
+
+
+def plot_heads(
+    weights,
+    *,
+    query_tokens: Sequence[str] | None = None,
+    key_tokens: Sequence[str] | None = None,
+    mask=None,
+    pad_token: str | None = None,
+    axes=None,
+    title: str | None = None,
+    cmap="viridis",
+    max_labels: int = 20,
+    xlabel: str = "keys",
+    ylabel: str = "queries",
+    save=None,
+) -> Figure:
+    """All heads of one layer, one heatmap each, sharing one colour scale and colour bar.
+
+    Heads of one layer see the same tokens but learn to look at different things (the
+    previous word, the next word, the end of the sentence, ...): a grid shows them at once.
+
+    Args:
+      weights: ``[N, T, S]``, e.g. ``maps["encoder_self"][layer, batch]``.
+      axes: N axes to draw into (any shape); by default a new grid, up to 4 heads a row.
+      The rest as :func:`plot_attention`; ``mask`` broadcasts to ``[N, T, S]``.
+
+    Returns:
+      The figure.
+
+    Raises:
+      As :func:`plot_attention`, for ``[N, T, S]`` weights; ValueError for ``axes`` of the
+      wrong count.
+    """
+    weights_NTS = _as_weights("weights", weights, "NTS")
+    N, T, S = weights_NTS.shape
+    query_tokens = _tokens("query_tokens", query_tokens, T, "T", weights_NTS.shape)
+    key_tokens = _tokens("key_tokens", key_tokens, S, "S", weights_NTS.shape)
+    allowed = _allowed(mask, None, None, None, weights_NTS.shape, "NTS")
+    if pad_token is not None:
+        pads_TS = _allowed(None, pad_token, query_tokens, key_tokens, (T, S), "TS")
+        allowed = pads_TS if allowed is None else allowed & pads_TS
+    _label_step(1, max_labels)
+    fig = _draw_grid(
+        weights_NTS[None],
+        None if allowed is None else np.broadcast_to(allowed, weights_NTS.shape)[None],
+        query_tokens=query_tokens, key_tokens=key_tokens, axes=axes, row_names=[""],
+        col_names=[f"head {n}" for n in range(N)], cmap=cmap, max_labels=max_labels,
+        title=title, xlabel=xlabel, ylabel=ylabel,
+    )
+    _save(fig, save)
+    return fig
+
+
+def plot_layers(
+    weights,
+    *,
+    query_tokens: Sequence[str] | None = None,
+    key_tokens: Sequence[str] | None = None,
+    mask=None,
+    pad_token: str | None = None,
+    axes=None,
+    title: str | None = None,
+    cmap="viridis",
+    max_labels: int = 12,
+    xlabel: str = "keys",
+    ylabel: str = "queries",
+    save=None,
+) -> Figure:
+    """Every head of every layer: a grid with one row per layer and one column per head.
+
+    Args:
+      weights: ``[L, N, T, S]``, e.g. ``maps["decoder_cross"][:, batch]``.
+      axes: L * N axes to draw into (row-major); by default a new L x N grid.
+      The rest as :func:`plot_attention`; ``mask`` broadcasts to ``[L, N, T, S]``.
+
+    Returns:
+      The figure.
+
+    Raises:
+      As :func:`plot_heads`, for ``[L, N, T, S]`` weights.
+    """
+    weights_LNTS = _as_weights("weights", weights, "LNTS")
+    L, N, T, S = weights_LNTS.shape
+    query_tokens = _tokens("query_tokens", query_tokens, T, "T", weights_LNTS.shape)
+    key_tokens = _tokens("key_tokens", key_tokens, S, "S", weights_LNTS.shape)
+    allowed = _allowed(mask, None, None, None, weights_LNTS.shape, "LNTS")
+    if pad_token is not None:
+        pads_TS = _allowed(None, pad_token, query_tokens, key_tokens, (T, S), "TS")
+        allowed = pads_TS if allowed is None else allowed & pads_TS
+    _label_step(1, max_labels)
+    fig = _draw_grid(
+        weights_LNTS, allowed, query_tokens=query_tokens, key_tokens=key_tokens, axes=axes,
+        row_names=[f"layer {layer}" for layer in range(L)],
+        col_names=[f"head {n}" for n in range(N)], cmap=cmap, max_labels=max_labels,
+        title=title, xlabel=xlabel, ylabel=ylabel,
+    )
+    _save(fig, save)
+    return fig
+
+
+# --- a translation's three kinds of attention --------------------------------------------
+
+
+def check_attention_maps(maps) -> tuple[int, int, int, int, int]:
+    """Check the dict of ``attention_maps``; return its sizes ``(L, B, N, T, S)``.
+
+    Raises:
+      TypeError: ``maps`` not a mapping, or an entry not a floating array.
+      KeyError: a missing kind.
+      ValueError: an entry of the wrong rank, or sizes that disagree between the kinds.
+    """
+    if not isinstance(maps, Mapping):
+        raise TypeError(
+            f"maps must be the dict returned by attention_maps (keys {', '.join(MAP_KINDS)}), "
+            f"got {type(maps).__name__}."
+        )
+    sizes: dict[str, int] = {}
+    for kind, axes in MAP_KINDS.items():
+        if kind not in maps:
+            raise KeyError(
+                f"maps has no {kind!r} entry; expected the keys {', '.join(MAP_KINDS)}, "
+                f"got {', '.join(map(str, maps))}."
+            )
+        array = maps[kind]
+        if not hasattr(array, "shape"):
+            array = np.asarray(array)
+        check_floating(f"maps[{kind!r}]", array)
+        if array.ndim != len(axes):
+            raise ValueError(
+                f"maps[{kind!r}] must have shape [{', '.join(axes)}], got "
+                f"{shape_str(array.shape)}."
+            )
+        for letter, size in zip(axes, array.shape, strict=True):
+            if sizes.setdefault(letter, size) != size:
+                raise ValueError(
+                    f"maps[{kind!r}] has {letter}={size} (shape {shape_str(array.shape)}) "
+                    f"but another entry has {letter}={sizes[letter]}."
+                )
+    return sizes["L"], sizes["B"], sizes["N"], sizes["T"], sizes["S"]
+
+
+def select_map(maps, kind: str, *, example: int = 0, layer: int = -1, head=None) -> np.ndarray:
+    """One matrix from ``attention_maps``: a head, or the mean over heads when ``head=None``.
+
+    Args:
+      maps: the dict with ``encoder_self`` ``[L, B, N, S, S]``, ``decoder_self``
+        ``[L, B, N, T, T]`` and ``decoder_cross`` ``[L, B, N, T, S]``.
+      kind: one of those keys.
+      example: index into the batch B.
+      layer: index into L (negative counts from the last).
+      head: index into N, or None for the mean over heads.
+
+    Returns:
+      float32 ``[S, S]``, ``[T, T]`` or ``[T, S]``.
+    """
+    L, B, N, _, _ = check_attention_maps(maps)
+    if kind not in MAP_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(MAP_KINDS)}, got {kind!r}.")
+    example = _check_index("example", example, B, "B")
+    layer = _check_index("layer", layer, L, "L")
+    head = _check_index("head", head, N, "N", allow_none=True)
+    weights_NTS = np.asarray(maps[kind][layer, example], dtype=np.float32)
+    return weights_NTS.mean(axis=0) if head is None else weights_NTS[head]
+
+
+def plot_translation_attention(
+    maps,
+    source_tokens: Sequence[str],
+    target_tokens: Sequence[str],
+    *,
+    example: int = 0,
+    layer: int = -1,
+    head: int | None = None,
+    pad_token: str | None = None,
+    axes=None,
+    cmap="viridis",
+    max_labels: int = 30,
+    save=None,
+) -> Figure:
+    """The three kinds of attention of one translation, side by side.
+
+    Left, encoder self-attention ``[S, S]`` (source attends to source); middle, decoder
+    self-attention ``[T, T]`` (target attends to the target so far: the future is masked, and
+    drawn so); right, cross-attention ``[T, S]`` (each target token looks at the source).
+
+    Args:
+      maps: the dict returned by ``attention_maps(model, src_tokens, tgt_tokens)``.
+      source_tokens: S strings (padding included, if the batch was padded).
+      target_tokens: T strings, the decoder's input tokens.
+      example: which sentence of the batch B.
+      layer: which layer (default the last).
+      head: which head; None draws the mean over heads.
+      pad_token: the padding token, drawn masked.
+      axes: three axes to draw into; by default a new figure.
+      cmap, max_labels, save: as :func:`plot_attention`.
+
+    Returns:
+      The figure.
+
+    Raises:
+      As :func:`check_attention_maps` and :func:`plot_attention`; ValueError for an example,
+      layer or head out of range, or ``axes`` that are not three.
+    """
+    L, B, N, T, S = check_attention_maps(maps)
+    layer_index = _check_index("layer", layer, L, "L")
+    source = _tokens("source_tokens", source_tokens, S, "S", maps["decoder_cross"].shape)
+    target = _tokens("target_tokens", target_tokens, T, "T", maps["decoder_cross"].shape)
+    which = "mean of heads" if head is None else f"head {head}"
+    panels = [
+        ("encoder_self", source, source, None, "source", "source"),
+        ("decoder_self", target, target, np.tril(np.ones((T, T), dtype=bool)), "target",
+         "target"),
+        ("decoder_cross", target, source, None, "source", "target"),
+    ]
+    if axes is None:
+        sizes = [_panel_inches(S, S), _panel_inches(T, T), _panel_inches(T, S)]
+        fig = _new_figure(min(sum(w for w, _ in sizes) + 1.5, 30.0), max(h for _, h in sizes))
+        axes = fig.subplots(1, 3, width_ratios=[S, T, S])
+    else:
+        axes = list(np.ravel(np.asarray(axes, dtype=object)))
+        if len(axes) != 3:
+            raise ValueError(f"axes must hold 3 axes, got {len(axes)}.")
+        fig = axes[0].get_figure(root=True)
+    for ax, (kind, rows, cols, mask, xlabel, ylabel) in zip(axes, panels, strict=True):
+        plot_attention(
+            select_map(maps, kind, example=example, layer=layer, head=head),
+            query_tokens=rows, key_tokens=cols, mask=mask, pad_token=pad_token, ax=ax,
+            title=f"{_KIND_TITLES[kind]}\nlayer {layer_index}, {which}", cmap=cmap,
+            vmax=1.0, colorbar=kind == "decoder_cross", max_labels=max_labels,
+            xlabel=xlabel, ylabel=ylabel,
+        )
+    _save(fig, save)
+    return fig
+
+
+# --- cross-attention as an alignment -----------------------------------------------------
+
+
+def plot_alignment(
+    weights,
+    source_tokens: Sequence[str],
+    target_tokens: Sequence[str],
+    *,
+    mask=None,
+    pad_token: str | None = None,
+    min_weight: float = 0.05,
+    ax=None,
+    title: str | None = None,
+    color="C0",
+    save=None,
+) -> Figure:
+    """Cross-attention drawn as lines between the source and the target sentence.
+
+    The source tokens stand in a column on the left, the target tokens on the right, and a
+    line joins target token t to source token s with opacity ``w[t, s]`` and a width growing
+    with it. A head that learned word alignment shows a few strong, mostly parallel lines;
+    lines below ``min_weight`` are left out so that the picture is not a grey fog.
+
+    Args:
+      weights: ``[T, S]`` cross-attention (one head, or the mean over heads).
+      source_tokens: S strings.
+      target_tokens: T strings.
+      mask: boolean, broadcastable to ``[T, S]``; masked pairs get no line.
+      pad_token: padding tokens get no lines and are greyed.
+      min_weight: the smallest weight drawn, in ``[0, 1]``.
+      ax: axes to draw into; by default a new figure as tall as the longer sentence.
+      title: axes title.
+      color: line colour.
+      save: a file path to write the figure to.
+
+    Returns:
+      The figure; the lines are ``ax.collections[0]``, a ``LineCollection`` with one segment
+      per drawn pair.
+
+    Raises:
+      As :func:`plot_attention`; ValueError for ``min_weight`` outside ``[0, 1]``.
+    """
+    weights_TS = _as_weights("weights", weights, "TS")
+    T, S = weights_TS.shape
+    source = _tokens("source_tokens", source_tokens, S, "S", weights_TS.shape)
+    target = _tokens("target_tokens", target_tokens, T, "T", weights_TS.shape)
+    if source is None or target is None:
+        raise ValueError("plot_alignment needs source_tokens and target_tokens.")
+    allowed_TS = _allowed(mask, pad_token, target, source, weights_TS.shape, "TS")
+    if not 0.0 <= float(min_weight) <= 1.0:
+        raise ValueError(f"min_weight must lie in [0, 1], got {min_weight}.")
+    longest = max(S, T)
+    fontsize = _font_size(longest, 0.26 * longest)
+    if ax is None:
+        fig = _new_figure(5.5, float(np.clip(0.26 * longest + 1.3, 2.8, 30.0)))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.get_figure(root=True)
+    # The shorter sentence is centred against the longer one.
+    y_source = (longest - S) / 2 + np.arange(S)
+    y_target = (longest - T) / 2 + np.arange(T)
+    drawn = weights_TS >= min_weight
+    if allowed_TS is not None:
+        drawn &= allowed_TS
+    t_index, s_index = np.nonzero(drawn)
+    strength = np.clip(weights_TS[t_index, s_index], 0.0, 1.0)
+    segments = [
+        [(0.0, y_source[s]), (1.0, y_target[t])] for t, s in zip(t_index, s_index, strict=True)
+    ]
+    rgba = np.tile(matplotlib.colors.to_rgba(color), (len(segments), 1))
+    rgba[:, 3] = strength
+    ax.add_collection(LineCollection(segments, colors=rgba, linewidths=0.5 + 3.5 * strength))
+    pads = set() if pad_token is None else {pad_token}
+    for y, token in zip(y_source, source, strict=True):
+        ax.text(-0.03, y, token, ha="right", va="center", fontsize=fontsize,
+                color="0.6" if token in pads else "black")
+    for y, token in zip(y_target, target, strict=True):
+        ax.text(1.03, y, token, ha="left", va="center", fontsize=fontsize,
+                color="0.6" if token in pads else "black")
+    ax.set_xlim(-0.6, 1.6)
+    # One row of room above the first tokens for the column headers.
+    ax.set_ylim(longest - 0.5, -1.7)
+    ax.set_axis_off()
+    ax.text(-0.03, -1.2, "source", ha="right", va="center", fontsize=fontsize, style="italic")
+    ax.text(1.03, -1.2, "target", ha="left", va="center", fontsize=fontsize, style="italic")
+    if title is not None:
+        ax.set_title(title)
+    _save(fig, save)
+    return fig
+
+
+# --- per-head summaries ------------------------------------------------------------------
+
+
+def _rows(weights, mask) -> tuple[np.ndarray, np.ndarray]:
+    """Rows renormalised over allowed keys (float64), and which rows count (have any weight)."""
+    weights_NTS = _as_weights_min_rank(weights)
+    w = weights_NTS.astype(np.float64)
+    if mask is not None:
+        if not hasattr(mask, "dtype"):
+            mask = np.asarray(mask)
+        check_mask(mask, w.shape, None)
+        w = np.where(np.asarray(mask), w, 0.0)
+    total = w.sum(axis=-1, keepdims=True)
+    valid = total[..., 0] > 0
+    return np.divide(w, total, out=np.zeros_like(w), where=total > 0), valid
+
+
+def _as_weights_min_rank(weights) -> np.ndarray:
+    if not hasattr(weights, "shape"):
+        weights = np.asarray(weights)
+    check_floating("weights", weights)
+    if weights.ndim < 3:
+        raise ValueError(
+            f"weights must have shape [..., N, T, S] (at least heads, queries, keys), got "
+            f"{shape_str(weights.shape)}; for a single head pass weights[None]."
+        )
+    return np.asarray(weights, dtype=np.float32)
+
+
+def _mean_over_rows(per_row, valid) -> np.ndarray:
+    count = valid.sum(axis=-1)
+    summed = np.where(valid, per_row, 0.0).sum(axis=-1)
+    return np.divide(summed, count, out=np.full(summed.shape, np.nan), where=count > 0)
+
+
+def head_entropy(weights, mask=None, *, base: float = math.e) -> np.ndarray:
+    """Mean entropy of each head's rows: how spread out its attention is.
+
+    Formula, for each query row t (with ``0 log 0 = 0``), averaged over the rows::
+
+        H_t = - sum_s w[t, s] log w[t, s]
+
+    **In nats** (natural log) by default; ``base=2`` gives bits. A query that puts all its
+    weight on one key has entropy 0; one spread evenly over S keys has ``log S`` (so a head
+    "looking at about 4 keys" has about 2 bits).
+
+    Args:
+      weights: ``[..., N, T, S]``, e.g. one layer ``[N, T, S]`` or all layers
+        ``[L, N, T, S]``.
+      mask: boolean, broadcastable to ``weights``; True = may attend. Masked keys are left
+        out and each row is renormalised over the allowed keys; rows with no allowed key (or
+        no weight at all) are left out of the mean.
+      base: the logarithm's base.
+
+    Returns:
+      float64 ``[..., N]``: one number per head (NaN for a head with no valid row).
+
+    Raises:
+      TypeError: non-floating weights, non-boolean mask.
+      ValueError: fewer than 3 dimensions, a mask that does not broadcast, ``base <= 1``.
+
+    >>> import numpy as np
+    >>> head_entropy(np.full((1, 2, 4), 0.25), base=2).tolist()  # uniform over 4: 2 bits
+    [2.0]
+    """
+    if not float(base) > 1.0:
+        raise ValueError(f"base must be greater than 1 (e for nats, 2 for bits), got {base}.")
+    p, valid = _rows(weights, mask)
+    logs = np.log(p, out=np.zeros_like(p), where=p > 0)
+    entropy_rows = -(p * logs).sum(axis=-1) / math.log(base)
+    return _mean_over_rows(entropy_rows, valid)
+
+
+def mean_attention_distance(weights, mask=None) -> np.ndarray:
+    """Where each head looks: the mean distance, in positions, between a query and its keys.
+
+    Formula, averaged over the query rows t::
+
+        d_t = sum_s w[t, s] |t - s|
+
+    A head that attends to its own position scores 0; one that attends to the previous token
+    scores 1; a head spread evenly over a long sentence scores about a third of its length.
+    For cross-attention, t and s index different sentences and the number says how far a
+    target word looks from the "diagonal" source position.
+
+    Args:
+      weights: ``[..., N, T, S]``.
+      mask: as :func:`head_entropy`.
+
+    Returns:
+      float64 ``[..., N]`` (NaN for a head with no valid row).
+
+    Raises:
+      As :func:`head_entropy`.
+
+    >>> import numpy as np
+    >>> previous_token = np.eye(4, k=-1)[None]; previous_token[0, 0, 0] = 1.0
+    >>> mean_attention_distance(previous_token).tolist()  # rows 1..3 look 1 back, row 0 at 0
+    [0.75]
+    """
+    p, valid = _rows(weights, mask)
+    T, S = p.shape[-2:]
+    distance_TS = np.abs(np.arange(T)[:, None] - np.arange(S)[None, :]).astype(np.float64)
+    return _mean_over_rows((p * distance_TS).sum(axis=-1), valid)
+
+
+def plot_head_summary(
+    weights,
+    mask=None,
+    *,
+    axes=None,
+    title: str | None = None,
+    annotate: bool | None = None,
+    save=None,
+) -> Figure:
+    """Two heatmaps, layers by heads: entropy (bits) and mean attention distance (positions).
+
+    Read them together: low entropy and distance near 0 or 1 is a sharp positional head
+    (this or the previous token); low entropy and a large distance, a head that picks one far
+    token (a matching word, the end of the sentence); high entropy, a head that averages.
+
+    Args:
+      weights: ``[L, N, T, S]`` (or ``[N, T, S]`` for one layer).
+      mask: boolean, broadcastable to ``weights``.
+      axes: two axes to draw into; by default a new figure.
+      title: figure title.
+      annotate: write each value in its cell; by default when there are at most 100 cells.
+      save: a file path to write the figure to.
+
+    Returns:
+      The figure.
+
+    Raises:
+      As :func:`head_entropy`; ValueError for weights that are not 3- or 4-D or ``axes``
+      that are not two.
+    """
+    if not hasattr(weights, "shape"):
+        weights = np.asarray(weights)
+    check_floating("weights", weights)
+    if weights.ndim not in (3, 4):
+        raise ValueError(
+            f"weights must have shape [L, N, T, S] (or [N, T, S]), got "
+            f"{shape_str(weights.shape)}."
+        )
+    weights_LNTS = np.asarray(weights, dtype=np.float32)
+    if mask is not None and weights.ndim == 3:
+        mask = np.asarray(mask)
+        check_mask(mask, weights.shape, "NTS")
+        mask = np.broadcast_to(mask, weights.shape)[None]
+    if weights.ndim == 3:
+        weights_LNTS = weights_LNTS[None]
+    L, N = weights_LNTS.shape[:2]
+    summaries = [
+        ("entropy (bits)", head_entropy(weights_LNTS, mask, base=2), "magma"),
+        ("mean attention distance (positions)", mean_attention_distance(weights_LNTS, mask),
+         "cividis"),
+    ]
+    if annotate is None:
+        annotate = L * N <= 100
+    if axes is None:
+        width = float(np.clip(0.55 * N + 1.8, 3.5, 12.0))
+        height = float(np.clip(0.45 * L + 1.6, 2.4, 10.0))
+        fig = _new_figure(2 * width, height)
+        axes = fig.subplots(1, 2)
+    else:
+        axes = list(np.ravel(np.asarray(axes, dtype=object)))
+        if len(axes) != 2:
+            raise ValueError(f"axes must hold 2 axes, got {len(axes)}.")
+        fig = axes[0].get_figure(root=True)
+    for ax, (name, values_LN, cmap) in zip(axes, summaries, strict=True):
+        image = ax.imshow(values_LN, cmap=cmap, aspect="auto", interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks(range(N), labels=[str(n) for n in range(N)])
+        ax.set_yticks(range(L), labels=[str(layer) for layer in range(L)])
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        fig.colorbar(image, ax=ax, shrink=0.9)
+        if annotate:
+            middle = np.nanmean(values_LN) if np.isfinite(values_LN).any() else 0.0
+            for (layer, n), value in np.ndenumerate(values_LN):
+                ax.text(n, layer, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if value < middle else "black")
+    if title is not None:
+        fig.suptitle(title)
+    _save(fig, save)
+    return fig

@@ -1,0 +1,1 @@
+"""Tests of attention.data, one file per module."""

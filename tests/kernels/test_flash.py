@@ -1,0 +1,170 @@
+"""Rung 4, flash_attention: tiles, causal skipping and the custom backward equal the reference."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from attention import dot_product_attention, padding_mask
+from attention.kernels import flash_attention, flash_attention_reference
+from attention.kernels.flash import _Tiling
+
+# Tiled online softmax: the same terms summed in another order, a few float32 ulp.
+ATOL_F32 = 1e-5
+# The custom backward recomputes the weights from the saved log-sum-exp instead of
+# differentiating the forward: a different but equally exact formula, a few more roundings.
+ATOL_GRAD = 1e-4
+# bfloat16 inputs, float32 accumulation, one rounding of the output to bfloat16 (~4e-3).
+ATOL_BF16 = 2e-2
+# bfloat16 gradients come back in bfloat16: a rounding of values of size ~1-5.
+ATOL_BF16_GRAD = 6e-2
+
+B, T, S, N, H, HV = 2, 13, 11, 3, 5, 6
+BLOCKS = dict(block_q=4, block_k=3)  # neither T=13 nor S=11 is a multiple
+
+
+def _qkv(seed=0, dtype=jnp.float32, T=T, S=S):
+    kq, kk, kv = jax.random.split(jax.random.key(seed), 3)
+    return (
+        jax.random.normal(kq, (B, T, N, H), dtype),
+        jax.random.normal(kk, (B, S, N, H), dtype),
+        jax.random.normal(kv, (B, S, N, HV), dtype),
+    )
+
+
+def _kwargs(name):
+    random = jax.random.bernoulli(jax.random.key(7), 0.6, (B, N, T, S)).at[0, 1, 2].set(False)
+    return {
+        "none": {},
+        "key_lengths": {"key_lengths": jnp.array([4, 11])},
+        "both_lengths": {"key_lengths": jnp.array([0, 6]), "query_lengths": jnp.array([13, 5])},
+        "padding_mask": {"mask": padding_mask(jnp.array([4, 11]), max_len=S)},
+        "random_mask": {"mask": random},
+        "mask_and_lengths": {"mask": random[:, :1], "key_lengths": jnp.array([9, 2])},
+    }[name]
+
+
+NAMES = ["none", "key_lengths", "both_lengths", "padding_mask", "random_mask", "mask_and_lengths"]
+
+
+def _loss(f, q, k, v, **kwargs):
+    return jnp.sum(jnp.sin(3 * f(q, k, v, **kwargs)))
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_values_and_gradients_match_reference(is_causal, name):
+    q, k, v = _qkv()
+    kw = dict(_kwargs(name), is_causal=is_causal)
+    got = jax.jit(lambda q, k, v: flash_attention(q, k, v, **kw, **BLOCKS))(q, k, v)
+    want = flash_attention_reference(q, k, v, **kw)
+    assert got.shape == (B, T, N, HV) and got.dtype == v.dtype
+    assert jnp.allclose(got, want, atol=ATOL_F32)
+    grads = jax.grad(lambda *a: _loss(flash_attention, *a, **kw, **BLOCKS), (0, 1, 2))(q, k, v)
+    wants = jax.grad(lambda *a: _loss(flash_attention_reference, *a, **kw), (0, 1, 2))(q, k, v)
+    for g, w in zip(grads, wants, strict=True):
+        assert jnp.allclose(g, w, atol=ATOL_GRAD)
+
+
+@pytest.mark.parametrize(
+    "T_, S_, blocks",
+    [(16, 16, dict(block_q=4, block_k=4)), (5, 17, dict(block_q=2, block_k=8)),
+     (17, 5, dict(block_q=8, block_k=2)), (9, 9, dict(block_q=64, block_k=64))],
+)
+def test_shapes_and_blocks(T_, S_, blocks):
+    q, k, v = _qkv(1, T=T_, S=S_)
+    for is_causal in (False, True):
+        got = flash_attention(q, k, v, is_causal=is_causal, **blocks)
+        want = dot_product_attention(q, k, v, is_causal=is_causal)
+        assert jnp.allclose(got, want, atol=ATOL_F32)
+
+
+def test_no_jit_unbatched_and_scale():
+    q, k, v = _qkv(2)
+    got = flash_attention(q[0], k[0], v[0], scale=0.2, key_lengths=jnp.array(7), **BLOCKS)
+    mask = padding_mask(jnp.array([7]), max_len=S)[0]
+    want = dot_product_attention(q[0], k[0], v[0], mask=mask, scale=0.2)
+    assert jnp.allclose(got, want, atol=ATOL_F32)
+
+
+def test_causality_through_gradients():
+    """The output at t must not depend on keys or values after t."""
+    q, k, v = _qkv(3, T=S)
+    t = 5
+    dk, dv = jax.grad(
+        lambda k, v: flash_attention(q, k, v, is_causal=True, **BLOCKS)[:, t].sum(), (0, 1)
+    )(k, v)
+    assert bool(jnp.all(dk[:, t + 1 :] == 0)) and bool(jnp.all(dv[:, t + 1 :] == 0))
+    assert bool(jnp.any(dk[:, : t + 1] != 0))
+
+
+def test_fully_masked_rows_are_zero_with_zero_gradients():
+    q, k, v = _qkv(4)
+    lengths = jnp.array([0, 0])
+    out = flash_attention(q, k, v, key_lengths=lengths, **BLOCKS)
+    assert bool(jnp.all(out == 0))
+    dq = jax.grad(lambda q: flash_attention(q, k, v, key_lengths=lengths, **BLOCKS).sum())(q)
+    assert bool(jnp.all(dq == 0))
+
+
+def test_bfloat16():
+    q, k, v = _qkv(5, jnp.bfloat16)
+    f32 = [x.astype(jnp.float32) for x in (q, k, v)]
+    got = flash_attention(q, k, v, is_causal=True, **BLOCKS)
+    assert got.dtype == jnp.bfloat16
+    assert jnp.allclose(got, dot_product_attention(*f32, is_causal=True), atol=ATOL_BF16)
+    grads = jax.grad(lambda *a: _loss(flash_attention, *a, is_causal=True, **BLOCKS),
+                     (0, 1, 2))(q, k, v)
+    wants = jax.grad(lambda *a: _loss(dot_product_attention, *a, is_causal=True),
+                     (0, 1, 2))(*f32)
+    for g, w in zip(grads, wants, strict=True):
+        assert g.dtype == jnp.bfloat16
+        assert jnp.allclose(g.astype(jnp.float32), w, atol=ATOL_BF16_GRAD)
+
+
+def test_vmap():
+    q, k, v = _qkv(6)
+    got = jax.vmap(lambda q, k, v: flash_attention(q, k, v, is_causal=True, **BLOCKS))(q, k, v)
+    assert jnp.allclose(got, dot_product_attention(q, k, v, is_causal=True), atol=ATOL_F32)
+
+
+def test_causal_tiles_are_skipped():
+    """Query block i visits key blocks 0..(last key it sees): the loop bound does the skipping."""
+    lengths = jnp.array([64])
+    tiling = _Tiling(None, lengths, lengths, True, 16, 8)
+    assert [int(tiling.key_range(i)) for i in range(4)] == [2, 4, 6, 8]
+    assert [tuple(map(int, tiling.query_range(j))) for j in (0, 3, 7)] == [(0, 4), (1, 4), (3, 4)]
+    # Padding: key blocks past the longest key_lengths are skipped too.
+    short = _Tiling(None, jnp.array([20]), lengths, False, 16, 8)
+    assert int(short.key_range(0)) == 3
+    assert not bool(short.needs_mask(0, 1)) and bool(short.needs_mask(0, 2))
+
+
+def test_bias_is_refused():
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match="takes no bias.*fused_attention"):
+        flash_attention(q, k, v, jnp.zeros((T, S)))
+
+
+@pytest.mark.parametrize("name, value", [("block_q", 0), ("block_k", 3.0), ("block_q", None)])
+def test_bad_block_sizes(name, value):
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match=f"{name} must be a positive int, got {value!r}"):
+        flash_attention(q, k, v, **{name: value})
+
+
+def test_bad_lengths():
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match=r"key_lengths must have shape \[2\].*got \[2, 1\]"):
+        flash_attention(q, k, v, key_lengths=jnp.ones((2, 1), int))
+    with pytest.raises(TypeError, match="query_lengths must be an integer array"):
+        flash_attention(q, k, v, query_lengths=jnp.ones(2))
+
+
+def test_bad_inputs_raise_like_the_reference():
+    q, k, v = _qkv()
+    with pytest.raises(TypeError, match="mask must be boolean"):
+        flash_attention(q, k, v, mask=jnp.ones((T, S)))
+    with pytest.raises(ValueError, match=r"mask of shape \[13, 5\] does not broadcast"):
+        flash_attention(q, k, v, mask=jnp.ones((T, 5), bool))
+    with pytest.raises(ValueError, match="same head dim H"):
+        flash_attention(q, k[..., :2], v)

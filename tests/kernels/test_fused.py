@@ -1,0 +1,110 @@
+"""Rung 2, fused_attention: equal to the reference in values, gradients and errors."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from attention import dot_product_attention, padding_mask
+from attention.kernels import fused_attention
+
+# Same arithmetic in a different order (scale on q, division after the weighted sum): float32
+# rounding differences of a few ulp on values of size ~1.
+ATOL_F32 = 1e-5
+# Gradients go through two more products, so allow a little more.
+ATOL_GRAD = 1e-4
+# bfloat16 has 8 bits of mantissa: one rounding of the output is ~4e-3 relative.
+ATOL_BF16 = 2e-2
+
+B, T, S, N, H, HV = 2, 7, 11, 3, 5, 6
+
+
+def _qkv(seed=0, dtype=jnp.float32):
+    kq, kk, kv = jax.random.split(jax.random.key(seed), 3)
+    return (
+        jax.random.normal(kq, (B, T, N, H), dtype),
+        jax.random.normal(kk, (B, S, N, H), dtype),
+        jax.random.normal(kv, (B, S, N, HV), dtype),
+    )
+
+
+def _masks():
+    random = jax.random.bernoulli(jax.random.key(7), 0.6, (B, N, T, S))
+    return {
+        "none": None,
+        "padding": padding_mask(jnp.array([4, 11]), max_len=S),
+        "random": random.at[0, 1, 2].set(False),  # one fully masked row
+        "TS": jax.random.bernoulli(jax.random.key(8), 0.7, (T, S)),
+    }
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("mask_name", ["none", "padding", "random", "TS"])
+@pytest.mark.parametrize("jit", [False, True])
+def test_matches_reference(is_causal, mask_name, jit):
+    q, k, v = _qkv()
+    mask = _masks()[mask_name]
+    f = jax.jit(fused_attention, static_argnames="is_causal") if jit else fused_attention
+    got = f(q, k, v, mask=mask, is_causal=is_causal)
+    want = dot_product_attention(q, k, v, mask=mask, is_causal=is_causal)
+    assert got.shape == (B, T, N, HV) and got.dtype == v.dtype
+    assert jnp.allclose(got, want, atol=ATOL_F32)
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_gradients_match_reference(is_causal):
+    q, k, v = _qkv(1)
+    mask = _masks()["random"]
+
+    def loss(f, q, k, v):
+        return jnp.sum(jnp.sin(f(q, k, v, mask=mask, is_causal=is_causal)))
+
+    got = jax.grad(lambda *a: loss(fused_attention, *a), argnums=(0, 1, 2))(q, k, v)
+    want = jax.grad(lambda *a: loss(dot_product_attention, *a), argnums=(0, 1, 2))(q, k, v)
+    for g, w in zip(got, want, strict=True):
+        assert bool(jnp.all(jnp.isfinite(g)))
+        assert jnp.allclose(g, w, atol=ATOL_GRAD)
+
+
+def test_bias_and_scale_and_unbatched():
+    q, k, v = _qkv(2)
+    bias = jax.random.normal(jax.random.key(3), (N, T, S))
+    got = fused_attention(q[0], k[0], v[0], bias, scale=0.3, is_causal=True)
+    want = dot_product_attention(q[0], k[0], v[0], bias, scale=0.3, is_causal=True)
+    assert jnp.allclose(got, want, atol=ATOL_F32)
+
+
+def test_fully_masked_rows_are_zero():
+    q, k, v = _qkv(3)
+    out = fused_attention(q, k, v, mask=jnp.zeros((B, 1, 1, S), bool))
+    assert bool(jnp.all(out == 0))
+
+
+def test_bfloat16():
+    q, k, v = _qkv(4, jnp.bfloat16)
+    got = fused_attention(q, k, v, is_causal=True)
+    want = dot_product_attention(
+        q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32), is_causal=True
+    )
+    assert got.dtype == jnp.bfloat16
+    assert jnp.allclose(got.astype(jnp.float32), want, atol=ATOL_BF16)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, message",
+    [
+        ((jnp.ones((2, 3, 1, 4), int),) * 3, {}, TypeError, "query must have a floating dtype"),
+        ((jnp.ones((2, 3, 1, 4)), jnp.ones((2, 3, 1, 5)), jnp.ones((2, 3, 1, 4))), {},
+         ValueError, "same head dim H"),
+        ((jnp.ones((2, 3, 1, 4)),) * 3, {"mask": jnp.ones((2, 3), bool)}, ValueError,
+         r"mask of shape \[2, 3\] does not broadcast"),
+        ((jnp.ones((2, 3, 1, 4)),) * 3, {"mask": jnp.ones((3, 3))}, TypeError,
+         "mask must be boolean"),
+        ((jnp.ones((2, 3, 1, 4)),) * 3, {"scale": -1.0}, ValueError, "scale must be positive"),
+    ],
+)
+def test_errors_are_the_references(args, kwargs, error, message):
+    with pytest.raises(error, match=message) as ours:
+        fused_attention(*args, **kwargs)
+    with pytest.raises(error) as theirs:
+        dot_product_attention(*args, **kwargs)
+    assert str(ours.value) == str(theirs.value)
