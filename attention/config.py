@@ -27,8 +27,8 @@ class TransformerConfig:
     Raises:
       ValueError: a non-positive size, ``num_heads`` not dividing ``d_model``, a dropout rate
         outside ``[0, 1)``, a special token id outside its vocabulary or equal to another,
-        ``share_embeddings`` with different vocabulary sizes, an unknown ``positional``,
-        ``attention_impl`` or dtype name.
+        ``share_embeddings`` with different vocabulary sizes, an unknown ``positional`` or
+        dtype name, attention dropout with a fused ``attention_impl``.
 
     >>> cfg = TransformerConfig.tiny(vocab_size=100)
     >>> cfg.d_model, cfg.num_heads, cfg.d_model // cfg.num_heads
@@ -111,6 +111,12 @@ class TransformerConfig:
             raise ValueError(
                 f"attention_impl must be a kernel name such as 'reference', got "
                 f"{self.attention_impl!r}."
+            )
+        if self.attention_impl != "reference" and self.attention_dropout_rate > 0:
+            raise ValueError(
+                f"attention_dropout_rate={self.attention_dropout_rate} needs the attention "
+                f"weights, which attention_impl={self.attention_impl!r} never forms; use "
+                f"attention_impl='reference' or attention_dropout_rate=0."
             )
         if not isinstance(self.layer_norm_epsilon, int | float) or self.layer_norm_epsilon <= 0:
             raise ValueError(

@@ -60,6 +60,7 @@ class DecodeCache(NamedTuple):
 def target_mask(tgt_tokens: Int[Array, "B T"], pad_id: int) -> Bool[Array, "B 1 T T"]:
     """Causal mask AND target key-padding mask, ``[B, 1, T, T]`` (section 3.2.3).
 
+    >>> import jax.numpy as jnp
     >>> target_mask(jnp.array([[1, 5, 0]]), pad_id=0)[0, 0].astype(int).tolist()
     [[1, 0, 0], [1, 1, 0], [1, 1, 0]]
     """

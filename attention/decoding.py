@@ -181,10 +181,11 @@ def _next_log_probs(model: Transformer, inputs_BL, t, memory, src_mask, cache, m
     else:
         # Teaching path: the whole buffer through the decoder, then read position t. The
         # causal mask makes positions after t irrelevant, so this equals the cached step.
-        logits_BLV = model.decode(
-            inputs_BL[:, :max_len], memory, src_mask=src_mask, deterministic=True
-        )
-        logits_BV = jax.lax.dynamic_index_in_dim(logits_BLV, t, axis=1, keepdims=False)
+        # (Only position t is projected to the vocabulary: that part is not what a cache
+        # saves, and projecting all L positions would inflate the cache's advantage.)
+        hidden_BLD = model.decoder(inputs_BL[:, :max_len], memory, src_mask, deterministic=True)
+        hidden_BD = jax.lax.dynamic_index_in_dim(hidden_BLD, t, axis=1, keepdims=False)
+        logits_BV = model.logits(hidden_BD)
     return jax.nn.log_softmax(logits_BV, axis=-1), cache
 
 

@@ -68,7 +68,8 @@ def _check_example(i: int, example) -> dict:
     try:
         L, B, N, T, S = check_attention_maps(example["attention_maps"])
     except (TypeError, KeyError, ValueError) as error:
-        raise type(error)(f"{where}['attention_maps']: {error}") from None
+        message = error.args[0] if error.args else str(error)
+        raise type(error)(f"{where}['attention_maps']: {message}") from None
     index = example.get("index", 0)
     if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < B:
         raise ValueError(f"{where}['index'] must be an int in 0..{B - 1} (B={B}), got {index!r}.")
@@ -171,7 +172,8 @@ class AttentionExplorer:
             raise ValueError(
                 "examples must be a non-empty list of dicts with source_tokens, target_tokens "
                 f"and attention_maps, got {type(examples).__name__} "
-                f"{'(empty)' if not examples else ''}".rstrip() + "."
+                f"{'(empty)' if not examples else ''}".rstrip()
+                + "."
             )
         self.examples = [_check_example(i, example) for i, example in enumerate(examples)]
         self.pad_token = pad_token
@@ -183,16 +185,22 @@ class AttentionExplorer:
         first = self.examples[0]
         L, _, N, _, _ = first["sizes"]
         self.example = widgets.Dropdown(
-            options=[(_sentence_label(i, ex["source_tokens"]), i)
-                     for i, ex in enumerate(self.examples)],
-            value=0, description="sentence", layout=widgets.Layout(width="60%"),
+            options=[
+                (_sentence_label(i, ex["source_tokens"]), i) for i, ex in enumerate(self.examples)
+            ],
+            value=0,
+            description="sentence",
+            layout=widgets.Layout(width="60%"),
         )
-        self.kind = widgets.ToggleButtons(options=KINDS, value="decoder_cross",
-                                          description="attention")
-        self.layer = widgets.IntSlider(value=L - 1, min=0, max=L - 1, description="layer",
-                                       continuous_update=False)
-        self.head = widgets.Dropdown(options=self._head_options(N), value="mean",
-                                     description="head")
+        self.kind = widgets.ToggleButtons(
+            options=KINDS, value="decoder_cross", description="attention"
+        )
+        self.layer = widgets.IntSlider(
+            value=L - 1, min=0, max=L - 1, description="layer", continuous_update=False
+        )
+        self.head = widgets.Dropdown(
+            options=self._head_options(N), value="mean", description="head"
+        )
         self.image = widgets.Image(format="png")
         for control in (self.kind, self.layer, self.head):
             control.observe(self._on_change, names="value")
@@ -219,11 +227,11 @@ class AttentionExplorer:
             if not self.beam_steps:
                 raise ValueError("beam_steps is empty; pass None for no beam search.")
             last = len(self.beam_steps) - 1
-            self.step = widgets.IntSlider(value=0, min=0, max=last, description="step",
-                                          continuous_update=True)
+            self.step = widgets.IntSlider(
+                value=0, min=0, max=last, description="step", continuous_update=True
+            )
             # Play and jslink ship with ipywidgets; they animate the slider in the browser.
-            self.play = widgets.Play(value=0, min=0, max=last, interval=900,
-                                     description="play")
+            self.play = widgets.Play(value=0, min=0, max=last, interval=900, description="play")
             widgets.jslink((self.play, "value"), (self.step, "value"))
             self.step.observe(self._on_step, names="value")
             parts += [
@@ -286,10 +294,14 @@ class AttentionExplorer:
         kind, layer, head = self.kind.value, self.layer.value, self.head.value
         title = self.current_title()
         if kind == "alignment":
-            weights_TS = select_map(maps, "decoder_cross", example=index, layer=layer,
-                                    head=head if isinstance(head, int) else None)
-            fig = plot_alignment(weights_TS, source, target, pad_token=self.pad_token,
-                                 title=title)
+            weights_TS = select_map(
+                maps,
+                "decoder_cross",
+                example=index,
+                layer=layer,
+                head=head if isinstance(head, int) else None,
+            )
+            fig = plot_alignment(weights_TS, source, target, pad_token=self.pad_token, title=title)
         else:
             rows, cols = {
                 "encoder_self": (source, source),
@@ -300,14 +312,16 @@ class AttentionExplorer:
             mask = None
             if kind == "decoder_self":
                 mask = np.tril(np.ones((len(rows), len(rows)), dtype=bool))
-            common = dict(query_tokens=rows, key_tokens=cols, mask=mask,
-                          pad_token=self.pad_token, title=title)
+            common = dict(
+                query_tokens=rows, key_tokens=cols, mask=mask, pad_token=self.pad_token, title=title
+            )
             if head == "all":
                 weights_NTS = np.asarray(maps[kind][layer, index], dtype=np.float32)
                 fig = plot_heads(weights_NTS, max_labels=max(self.max_labels // 2, 1), **common)
             else:
-                weights_TS = select_map(maps, kind, example=index, layer=layer,
-                                        head=None if head == "mean" else head)
+                weights_TS = select_map(
+                    maps, kind, example=index, layer=layer, head=None if head == "mean" else head
+                )
                 fig = plot_attention(weights_TS, max_labels=self.max_labels, **common)
         self.figure = fig
         self.image.value = _png(fig)
@@ -331,7 +345,8 @@ class AttentionExplorer:
         self.beam_table.value = (
             f"<p>step {html.escape(str(step['step']))}: {len(step['beams'])} beam(s), "
             f"best first</p><table><tr><th>beam</th><th>log-prob</th><th>tokens</th></tr>"
-            + "".join(rows) + "</table>"
+            + "".join(rows)
+            + "</table>"
         )
         cross = step["cross_attention"]
         if cross is None:
@@ -340,14 +355,18 @@ class AttentionExplorer:
             self.beam_image.layout.display = "none"
             return
         labels = [
-            f"{rank}: {tokens[-1] if tokens else ''}" for rank, (tokens, _) in
-            enumerate(step["beams"])
+            f"{rank}: {tokens[-1] if tokens else ''}"
+            for rank, (tokens, _) in enumerate(step["beams"])
         ]
         fig = plot_attention(
-            cross, query_tokens=labels, key_tokens=self.beam_source_tokens,
+            cross,
+            query_tokens=labels,
+            key_tokens=self.beam_source_tokens,
             pad_token=self.pad_token if self.beam_source_tokens else None,
             title=f"step {step['step']}: newest token's attention",
-            max_labels=self.max_labels, xlabel="source", ylabel="beam: newest token",
+            max_labels=self.max_labels,
+            xlabel="source",
+            ylabel="beam: newest token",
         )
         self.beam_figure = fig
         self.beam_image.value = _png(fig)

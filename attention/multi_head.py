@@ -48,6 +48,8 @@ def split_heads(x: Shaped[Array, "*B T D"], num_heads: int) -> Shaped[Array, "*B
     >>> split_heads(jnp.arange(6.0).reshape(1, 6), 2).tolist()
     [[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]]
     """
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f"num_heads must be a positive int, got {num_heads!r}.")
     if x.shape[-1] % num_heads:
         raise ValueError(
             f"the last axis of x (shape {shape_str(x.shape)}) must divide into "

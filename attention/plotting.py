@@ -74,8 +74,7 @@ def _as_weights(name: str, weights, axes: str) -> np.ndarray:
     if weights.ndim != len(axes):
         raise ValueError(
             f"{name} must have {len(axes)} dimensions [{', '.join(axes)}], got shape "
-            f"{shape_str(weights.shape)}."
-            + _rank_hint(weights.ndim, len(axes))
+            f"{shape_str(weights.shape)}." + _rank_hint(weights.ndim, len(axes))
         )
     return np.asarray(weights, dtype=np.float32)
 
@@ -90,9 +89,7 @@ def _tokens(name: str, tokens, length: int, axis: str, shape) -> list[str] | Non
     if tokens is None:
         return None
     if isinstance(tokens, str) or not isinstance(tokens, Sequence):
-        raise TypeError(
-            f"{name} must be a sequence of token strings, got {type(tokens).__name__}."
-        )
+        raise TypeError(f"{name} must be a sequence of token strings, got {type(tokens).__name__}.")
     if len(tokens) != length:
         raise ValueError(
             f"{name} has {len(tokens)} tokens but the weights have {axis}={length} "
@@ -101,9 +98,7 @@ def _tokens(name: str, tokens, length: int, axis: str, shape) -> list[str] | Non
     return [str(t) for t in tokens]
 
 
-def _allowed(
-    mask, pad_token, query_tokens, key_tokens, shape, axes: str
-) -> np.ndarray | None:
+def _allowed(mask, pad_token, query_tokens, key_tokens, shape, axes: str) -> np.ndarray | None:
     """Boolean ``shape`` (True = may attend) from ``mask`` and padding, or None if neither."""
     allowed = None
     if mask is not None:
@@ -200,16 +195,27 @@ def _draw_matrix(ax, weights_TS, allowed_TS, cmap, vmax):
     if allowed_TS is not None:
         ax.add_patch(
             Rectangle(
-                (-0.5, -0.5), S, T, facecolor=MASKED_FACE, edgecolor=MASKED_EDGE,
-                hatch=MASKED_HATCH, linewidth=0, zorder=0,
+                (-0.5, -0.5),
+                S,
+                T,
+                facecolor=MASKED_FACE,
+                edgecolor=MASKED_EDGE,
+                hatch=MASKED_HATCH,
+                linewidth=0,
+                zorder=0,
             )
         )
         data = np.ma.masked_array(weights_TS, mask=~allowed_TS)
     else:
         data = weights_TS
     image = ax.imshow(
-        data, cmap=_colormap(cmap), vmin=0.0, vmax=vmax, aspect="auto",
-        interpolation="nearest", zorder=1,
+        data,
+        cmap=_colormap(cmap),
+        vmin=0.0,
+        vmax=vmax,
+        aspect="auto",
+        interpolation="nearest",
+        zorder=1,
     )
     ax.set_xlim(-0.5, S - 0.5)
     ax.set_ylim(T - 0.5, -0.5)
@@ -414,9 +420,16 @@ def plot_heads(
     fig = _draw_grid(
         weights_NTS[None],
         None if allowed is None else np.broadcast_to(allowed, weights_NTS.shape)[None],
-        query_tokens=query_tokens, key_tokens=key_tokens, axes=axes, row_names=[""],
-        col_names=[f"head {n}" for n in range(N)], cmap=cmap, max_labels=max_labels,
-        title=title, xlabel=xlabel, ylabel=ylabel,
+        query_tokens=query_tokens,
+        key_tokens=key_tokens,
+        axes=axes,
+        row_names=[""],
+        col_names=[f"head {n}" for n in range(N)],
+        cmap=cmap,
+        max_labels=max_labels,
+        title=title,
+        xlabel=xlabel,
+        ylabel=ylabel,
     )
     _save(fig, save)
     return fig
@@ -460,10 +473,18 @@ def plot_layers(
         allowed = pads_TS if allowed is None else allowed & pads_TS
     _label_step(1, max_labels)
     fig = _draw_grid(
-        weights_LNTS, allowed, query_tokens=query_tokens, key_tokens=key_tokens, axes=axes,
+        weights_LNTS,
+        allowed,
+        query_tokens=query_tokens,
+        key_tokens=key_tokens,
+        axes=axes,
         row_names=[f"layer {layer}" for layer in range(L)],
-        col_names=[f"head {n}" for n in range(N)], cmap=cmap, max_labels=max_labels,
-        title=title, xlabel=xlabel, ylabel=ylabel,
+        col_names=[f"head {n}" for n in range(N)],
+        cmap=cmap,
+        max_labels=max_labels,
+        title=title,
+        xlabel=xlabel,
+        ylabel=ylabel,
     )
     _save(fig, save)
     return fig
@@ -498,8 +519,7 @@ def check_attention_maps(maps) -> tuple[int, int, int, int, int]:
         check_floating(f"maps[{kind!r}]", array)
         if array.ndim != len(axes):
             raise ValueError(
-                f"maps[{kind!r}] must have shape [{', '.join(axes)}], got "
-                f"{shape_str(array.shape)}."
+                f"maps[{kind!r}] must have shape [{', '.join(axes)}], got {shape_str(array.shape)}."
             )
         for letter, size in zip(axes, array.shape, strict=True):
             if sizes.setdefault(letter, size) != size:
@@ -579,8 +599,7 @@ def plot_translation_attention(
     which = "mean of heads" if head is None else f"head {head}"
     panels = [
         ("encoder_self", source, source, None, "source", "source"),
-        ("decoder_self", target, target, np.tril(np.ones((T, T), dtype=bool)), "target",
-         "target"),
+        ("decoder_self", target, target, np.tril(np.ones((T, T), dtype=bool)), "target", "target"),
         ("decoder_cross", target, source, None, "source", "target"),
     ]
     if axes is None:
@@ -595,10 +614,18 @@ def plot_translation_attention(
     for ax, (kind, rows, cols, mask, xlabel, ylabel) in zip(axes, panels, strict=True):
         plot_attention(
             select_map(maps, kind, example=example, layer=layer, head=head),
-            query_tokens=rows, key_tokens=cols, mask=mask, pad_token=pad_token, ax=ax,
-            title=f"{_KIND_TITLES[kind]}\nlayer {layer_index}, {which}", cmap=cmap,
-            vmax=1.0, colorbar=kind == "decoder_cross", max_labels=max_labels,
-            xlabel=xlabel, ylabel=ylabel,
+            query_tokens=rows,
+            key_tokens=cols,
+            mask=mask,
+            pad_token=pad_token,
+            ax=ax,
+            title=f"{_KIND_TITLES[kind]}\nlayer {layer_index}, {which}",
+            cmap=cmap,
+            vmax=1.0,
+            colorbar=kind == "decoder_cross",
+            max_labels=max_labels,
+            xlabel=xlabel,
+            ylabel=ylabel,
         )
     _save(fig, save)
     return fig
@@ -678,11 +705,25 @@ def plot_alignment(
     ax.add_collection(LineCollection(segments, colors=rgba, linewidths=0.5 + 3.5 * strength))
     pads = set() if pad_token is None else {pad_token}
     for y, token in zip(y_source, source, strict=True):
-        ax.text(-0.03, y, token, ha="right", va="center", fontsize=fontsize,
-                color="0.6" if token in pads else "black")
+        ax.text(
+            -0.03,
+            y,
+            token,
+            ha="right",
+            va="center",
+            fontsize=fontsize,
+            color="0.6" if token in pads else "black",
+        )
     for y, token in zip(y_target, target, strict=True):
-        ax.text(1.03, y, token, ha="left", va="center", fontsize=fontsize,
-                color="0.6" if token in pads else "black")
+        ax.text(
+            1.03,
+            y,
+            token,
+            ha="left",
+            va="center",
+            fontsize=fontsize,
+            color="0.6" if token in pads else "black",
+        )
     ax.set_xlim(-0.6, 1.6)
     # One row of room above the first tokens for the column headers.
     ax.set_ylim(longest - 0.5, -1.7)
@@ -836,8 +877,7 @@ def plot_head_summary(
     check_floating("weights", weights)
     if weights.ndim not in (3, 4):
         raise ValueError(
-            f"weights must have shape [L, N, T, S] (or [N, T, S]), got "
-            f"{shape_str(weights.shape)}."
+            f"weights must have shape [L, N, T, S] (or [N, T, S]), got {shape_str(weights.shape)}."
         )
     weights_LNTS = np.asarray(weights, dtype=np.float32)
     if mask is not None and weights.ndim == 3:
@@ -849,8 +889,11 @@ def plot_head_summary(
     L, N = weights_LNTS.shape[:2]
     summaries = [
         ("entropy (bits)", head_entropy(weights_LNTS, mask, base=2), "magma"),
-        ("mean attention distance (positions)", mean_attention_distance(weights_LNTS, mask),
-         "cividis"),
+        (
+            "mean attention distance (positions)",
+            mean_attention_distance(weights_LNTS, mask),
+            "cividis",
+        ),
     ]
     if annotate is None:
         annotate = L * N <= 100
@@ -875,8 +918,15 @@ def plot_head_summary(
         if annotate:
             middle = np.nanmean(values_LN) if np.isfinite(values_LN).any() else 0.0
             for (layer, n), value in np.ndenumerate(values_LN):
-                ax.text(n, layer, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if value < middle else "black")
+                ax.text(
+                    n,
+                    layer,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if value < middle else "black",
+                )
     if title is not None:
         fig.suptitle(title)
     _save(fig, save)

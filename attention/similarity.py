@@ -118,9 +118,7 @@ def _check_search_args(queries, database, k, chunk_size) -> None:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"k must be an int, got {type(k).__name__}.")
     if not 1 <= k <= M:
-        raise ValueError(
-            f"k must lie in 1..M={M} (the number of database rows), got k={k}."
-        )
+        raise ValueError(f"k must lie in 1..M={M} (the number of database rows), got k={k}.")
     if chunk_size is not None:
         _check_positive_int("chunk_size", chunk_size)
 

@@ -169,6 +169,7 @@ def fit(
     shard: Callable[[dict], dict] | None = None,
     on_log: Callable[[dict], None] | None = None,
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> FitResult:
     """Train from ``start_step`` to ``config.steps``.
 
@@ -181,7 +182,9 @@ def fit(
       checkpointer: an :class:`attention.checkpoint.Checkpointer`, or None for no saving.
       metrics_path: a JSON-lines file to append a line of metrics to every ``log_every``.
       shard: places a batch on devices (for example :func:`attention.parallel.shard_batch`).
-      on_log: called with each metrics line (the CLI prints examples with it).
+      on_log: called with each metrics line.
+      progress: show a progress bar.
+      max_seconds: stop (and save) once this much wall time has passed: a time budget.
 
     Raises:
       NonFiniteLossError: the loss became NaN or inf; the message names the step, and the last
@@ -202,8 +205,9 @@ def fit(
         if checkpointer is not None:
             checkpointer.save(step, model, optimizer, meta={"reason": reason})
 
+    stream = batches_from(step)
     try:
-        for batch in batches_from(step):
+        for batch in stream:
             if step >= config.steps:
                 break
             inputs = _model_inputs(batch)
@@ -243,10 +247,14 @@ def fit(
                     on_log(line)
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 save("periodic")
+            if max_seconds is not None and time.perf_counter() - started > max_seconds:
+                break
     except KeyboardInterrupt:
         save("interrupted")
         return FitResult(step, history, interrupted=True, seconds=time.perf_counter() - started)
     finally:
+        if hasattr(stream, "close"):
+            stream.close()  # stops a prefetching thread now, not at interpreter exit
         if bar is not None:
             bar.close()
         if metrics_file:

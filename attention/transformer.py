@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
@@ -66,7 +67,9 @@ def check_tokens(name: str, tokens, *, vocab_size: int, max_len: int | None = No
         )
     if isinstance(tokens, jax.core.Tracer):
         return
-    low, high = int(jnp.min(tokens)), int(jnp.max(tokens))
+    # NumPy, not jnp: a concrete array closed over by a jitted function must stay concrete.
+    values = np.asarray(tokens)
+    low, high = int(values.min()), int(values.max())
     if low < 0 or high >= vocab_size:
         raise ValueError(
             f"{name} holds token ids {low}..{high} but the vocabulary has ids "

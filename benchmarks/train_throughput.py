@@ -19,16 +19,21 @@ import os
 import pathlib
 import platform
 import statistics
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from flax import nnx
+# benchmarks/attention.py would shadow the package: take this folder off the import path.
+_HERE = pathlib.Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
 
-from attention.config import TransformerConfig
-from attention.train import TrainConfig, make_optimizer, train_step
-from attention.transformer import Transformer
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from attention.config import TransformerConfig  # noqa: E402
+from attention.train import TrainConfig, make_optimizer, train_step  # noqa: E402
+from attention.transformer import Transformer  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "train_throughput.txt"
 

@@ -34,7 +34,11 @@ MASK = jnp.ones((B, 1, T, S), bool)
 # (function, valid arguments, arguments whose dims contradict the annotation)
 CASES = {
     "dot_product_scores": (attention.dot_product_scores, (Q, K), (Q, K[..., :4])),
-    "dot_product_scores_unbatched": (attention.dot_product_scores, (Q[0], K[0]), (Q[0], K[0, :, :3])),
+    "dot_product_scores_unbatched": (
+        attention.dot_product_scores,
+        (Q[0], K[0]),
+        (Q[0], K[0, :, :3]),
+    ),
     "masked_softmax": (
         attention.masked_softmax,
         (normal(3, (B, N, T, S)), jnp.ones((T, S), bool)),
@@ -57,9 +61,9 @@ CASES = {
         (Q, K, V[:, :, :3]),
     ),
     "padding_mask": (
-        lambda tokens: attention.padding_mask(tokens=tokens, pad_id=0),
-        (jnp.ones((B, S), jnp.int32),),
-        (jnp.ones((B, S, 1), jnp.int32),),
+        attention.padding_mask,
+        (jnp.array([2, 5], jnp.int32), S),
+        (jnp.array([[2], [5]], jnp.int32), S),  # lengths must be [B]
     ),
     "combine_masks": (attention.combine_masks, (MASK, None), (MASK, jnp.zeros((T, S)))),
     "split_heads": (attention.split_heads, (normal(5, (B, T, N * H)), N), (normal(5, (N * H,)), N)),
@@ -70,11 +74,7 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_annotations_accept_valid_calls_and_reject_inconsistent_dims(name):
     fn, good, bad = CASES[name]
-    if name == "padding_mask":  # the annotated function is padding_mask itself
-        wrapped = checked(attention.padding_mask)
-        fn = lambda tokens: wrapped(tokens=tokens, pad_id=0)  # noqa: E731
-    else:
-        fn = checked(fn)
+    fn = checked(fn)
     fn(*good)
     with pytest.raises(TypeCheckError):
         fn(*bad)

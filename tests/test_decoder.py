@@ -73,7 +73,7 @@ def test_cache_errors():
     x = jnp.ones((2, 1, 12))
     with pytest.raises(ValueError, match=r"holds S=3 positions but index=3 plus 1 new"):
         mha.append_and_attend(x, mha.init_cache(2, 3), 3)
-    with pytest.raises(ValueError, match=r"cache key/value must be \[B, S, N, H\] = \[2, 3, 3, 4\]"):
+    with pytest.raises(ValueError, match=r"cache key/value must be \[B, S, N, H\] = \[2, 3, 3, 4"):
         mha.append_and_attend(x, mha.init_cache(5, 3), 0)
     with pytest.raises(TypeError, match="cache must be a KVCache"):
         mha.attend_to_cache(x, (jnp.ones((2, 3, 3, 4)),) * 2 + (0,))
@@ -115,3 +115,13 @@ def test_decoder_layer_ignores_source_padding():
     long = layer(x, long_memory, padding_mask(jnp.array([5, 5]), max_len=8), tgt_mask,
                  deterministic=True)
     np.testing.assert_allclose(long, short, rtol=1e-5, atol=1e-5)
+
+
+def test_target_mask_annotation():
+    from beartype import beartype
+    from jaxtyping import TypeCheckError, jaxtyped
+
+    checked = jaxtyped(typechecker=beartype)(target_mask)
+    assert checked(jnp.ones((2, 3), jnp.int32), 0).shape == (2, 1, 3, 3)
+    with pytest.raises(TypeCheckError):
+        checked(jnp.ones((2, 3)), 0)  # float tokens

@@ -5,6 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from attention.embeddings import TokenEmbedding, embed_tokens, tied_logits
@@ -56,3 +57,18 @@ def test_computation_dtype():
     emb = TokenEmbedding(6, 4, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
     assert emb.embedding[...].dtype == jnp.float32
     assert emb(jnp.array([[1]])).dtype == jnp.bfloat16
+
+
+def test_annotations_match_the_shapes():
+    from beartype import beartype
+    from jaxtyping import TypeCheckError, jaxtyped
+
+    table = jnp.ones((7, 5))
+    embed = jaxtyped(typechecker=beartype)(embed_tokens)
+    logits = jaxtyped(typechecker=beartype)(tied_logits)
+    assert embed(table, jnp.array([[1, 2]])).shape == (1, 2, 5)
+    assert logits(jnp.ones((2, 3, 5)), table).shape == (2, 3, 7)
+    with pytest.raises(TypeCheckError):
+        logits(jnp.ones((2, 3, 4)), table)  # D disagrees
+    with pytest.raises(TypeCheckError):
+        embed(table, jnp.array([[1.0]]))  # float token ids

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from attention.feed_forward import FeedForward, feed_forward
@@ -43,3 +44,14 @@ def test_positions_are_transformed_independently():
 
     grad = jax.grad(position_0)(x)
     assert np.all(grad[:, 1:] == 0) and np.any(grad[:, 0] != 0)
+
+
+def test_annotation_matches_the_shapes():
+    from beartype import beartype
+    from jaxtyping import TypeCheckError, jaxtyped
+
+    checked = jaxtyped(typechecker=beartype)(feed_forward)
+    x, w1, b1 = jnp.ones((2, 3, 5)), jnp.ones((5, 7)), jnp.ones(7)
+    checked(x, w1, b1, jnp.ones((7, 5)), jnp.ones(5))
+    with pytest.raises(TypeCheckError):
+        checked(x, w1, b1, jnp.ones((6, 5)), jnp.ones(5))  # F disagrees

@@ -32,7 +32,9 @@ def test_causal_mask_equals_is_causal_of_jax_nn():
     rng = np.random.default_rng(0)
     q, k = (jnp.asarray(rng.standard_normal((1, n, 1, 4)), jnp.float32) for n in (7, S))
     ours = dot_product_attention(q, k, k, mask=causal_mask(7, S))
-    np.testing.assert_allclose(ours, jax.nn.dot_product_attention(q, k, k, is_causal=True), atol=1e-6)
+    np.testing.assert_allclose(
+        ours, jax.nn.dot_product_attention(q, k, k, is_causal=True), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,7 +53,9 @@ def test_causal_mask_bad_lengths(args, error, message):
 
 
 def test_causal_mask_bad_offset():
-    with pytest.raises(TypeError, match=r"offset must be an int or an integer scalar array.*got 1.5"):
+    with pytest.raises(
+        TypeError, match=r"offset must be an int or an integer scalar array.*got 1.5"
+    ):
         causal_mask(T, S, offset=1.5)
     with pytest.raises(TypeError, match=r"offset must be an int"):
         causal_mask(T, S, offset=jnp.zeros(2, jnp.int32))
@@ -85,13 +89,37 @@ def test_padding_mask_from_tokens_matches_numpy():
         ),
         (dict(tokens=jnp.ones((B, S), int)), ValueError, r"needs pad_id="),
         (dict(tokens=jnp.ones((B, S)), pad_id=0), TypeError, r"tokens must be integer.*float32"),
-        (dict(tokens=jnp.ones(S, int), pad_id=0), ValueError, r"tokens must have shape \[B, S\], got \[5\]"),
+        (
+            dict(tokens=jnp.ones(S, int), pad_id=0),
+            ValueError,
+            r"tokens must have shape \[B, S\], got \[5\]",
+        ),
         (dict(lengths=jnp.array([1, 2])), ValueError, r"needs max_len="),
-        (dict(lengths=jnp.array([1, 2]), max_len=0), ValueError, r"max_len must be a positive int, got 0"),
-        (dict(lengths=jnp.array([1.0, 2.0]), max_len=S), TypeError, r"lengths must be integers.*float32"),
-        (dict(lengths=jnp.ones((B, S), int), max_len=S), ValueError, r"lengths must have shape \[B\], got \[2, 5\]"),
-        (dict(lengths=jnp.array([2, 6]), max_len=S), ValueError, r"lengths must lie in 0..max_len=5, got values 2..6"),
-        (dict(lengths=jnp.array([-1, 3]), max_len=S), ValueError, r"lengths must lie in 0..max_len=5, got values -1..3"),
+        (
+            dict(lengths=jnp.array([1, 2]), max_len=0),
+            ValueError,
+            r"max_len must be a positive int, got 0",
+        ),
+        (
+            dict(lengths=jnp.array([1.0, 2.0]), max_len=S),
+            TypeError,
+            r"lengths must be integers.*float32",
+        ),
+        (
+            dict(lengths=jnp.ones((B, S), int), max_len=S),
+            ValueError,
+            r"lengths must have shape \[B\], got \[2, 5\]",
+        ),
+        (
+            dict(lengths=jnp.array([2, 6]), max_len=S),
+            ValueError,
+            r"lengths must lie in 0..max_len=5, got values 2..6",
+        ),
+        (
+            dict(lengths=jnp.array([-1, 3]), max_len=S),
+            ValueError,
+            r"lengths must lie in 0..max_len=5, got values -1..3",
+        ),
     ],
 )
 def test_padding_mask_misuse(kwargs, error, message):
@@ -111,7 +139,11 @@ def test_combine_masks_is_broadcast_logical_and():
 
 
 def test_combine_masks_bad_input():
-    with pytest.raises(TypeError, match=r"mask 1 given to combine_masks must be boolean.*float32.*bias="):
+    with pytest.raises(
+        TypeError, match=r"mask 1 given to combine_masks must be boolean.*float32.*bias="
+    ):
         combine_masks(causal_mask(T, S), jnp.zeros((T, S)))
-    with pytest.raises(ValueError, match=r"shapes \[3, 5\], \[2, 1, 1, 4\], which do not broadcast"):
+    with pytest.raises(
+        ValueError, match=r"shapes \[3, 5\], \[2, 1, 1, 4\], which do not broadcast"
+    ):
         combine_masks(causal_mask(T, S), padding_mask(jnp.array([1, 2]), max_len=4))

@@ -34,8 +34,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def random_weights(shape, seed=0):
-    return np.random.default_rng(seed).dirichlet(np.ones(shape[-1]), size=shape[:-1]).astype(
-        np.float32
+    return (
+        np.random.default_rng(seed)
+        .dirichlet(np.ones(shape[-1]), size=shape[:-1])
+        .astype(np.float32)
     )
 
 
@@ -80,9 +82,7 @@ def test_accepts_jax_arrays_and_draws_into_given_axes():
 
 
 def test_explicit_mask_is_shown_masked_not_as_zero():
-    weights = np.asarray(
-        jnp.where(causal_mask(T, S), jnp.asarray(random_weights((T, S))), 0.0)
-    )
+    weights = np.asarray(jnp.where(causal_mask(T, S), jnp.asarray(random_weights((T, S))), 0.0))
     fig = plot_attention(weights, mask=causal_mask(T, S))
     shown = fig.axes[0].get_images()[0].get_array()
     np.testing.assert_array_equal(np.ma.getmaskarray(shown), ~np.asarray(causal_mask(T, S)))
@@ -123,8 +123,9 @@ def test_save_writes_a_png(tmp_path):
 def test_long_sentences_thin_the_labels_and_shrink_the_font():
     n = 100
     tokens = [f"w{i}" for i in range(n)]
-    fig = plot_attention(random_weights((n, n)), query_tokens=tokens, key_tokens=tokens,
-                         max_labels=40)
+    fig = plot_attention(
+        random_weights((n, n)), query_tokens=tokens, key_tokens=tokens, max_labels=40
+    )
     ax = fig.axes[0]
     step = math.ceil(n / 40)  # 3
     assert tick_texts(ax.get_xticklabels()) == tokens[::step]
@@ -139,20 +140,29 @@ def test_long_sentences_thin_the_labels_and_shrink_the_font():
 
 def test_plot_attention_errors_name_the_argument():
     weights = random_weights((T, S))
-    with pytest.raises(ValueError, match=r"weights must have 2 dimensions \[T, S\], got shape "
-                                         r"\[3, 5, 7\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"weights must have 2 dimensions \[T, S\], got shape "
+        r"\[3, 5, 7\]",
+    ):
         plot_attention(random_weights((N, T, S)))
     with pytest.raises(TypeError, match="weights must have a floating dtype"):
         plot_attention(np.ones((T, S), np.int32))
-    with pytest.raises(ValueError, match=r"key_tokens has 6 tokens but the weights have S=7 "
-                                         r"\(shape \[5, 7\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"key_tokens has 6 tokens but the weights have S=7 "
+        r"\(shape \[5, 7\]\)",
+    ):
         plot_attention(weights, key_tokens=SOURCE[:-1])
     with pytest.raises(ValueError, match=r"query_tokens has 7 tokens but the weights have T=5"):
         plot_attention(weights, query_tokens=SOURCE)
     with pytest.raises(TypeError, match="query_tokens must be a sequence of token strings"):
         plot_attention(weights, query_tokens="abcde")
-    with pytest.raises(ValueError, match=r"mask of shape \[5, 6\] does not broadcast to "
-                                         r"\[T, S\] = \[5, 7\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"mask of shape \[5, 6\] does not broadcast to "
+        r"\[T, S\] = \[5, 7\]",
+    ):
         plot_attention(weights, mask=np.ones((T, S - 1), bool))
     with pytest.raises(TypeError, match="mask must be boolean"):
         plot_attention(weights, mask=np.ones((T, S)))
@@ -167,8 +177,9 @@ def test_plot_attention_errors_name_the_argument():
 
 def test_heads_grid_draws_every_head_on_one_scale():
     weights = random_weights((N, T, S))
-    fig = plot_heads(weights, query_tokens=TARGET, key_tokens=SOURCE, pad_token="<pad>",
-                     title="layer 0")
+    fig = plot_heads(
+        weights, query_tokens=TARGET, key_tokens=SOURCE, pad_token="<pad>", title="layer 0"
+    )
     drawn = images(fig)
     assert len(drawn) == N
     for n, image in enumerate(drawn):
@@ -201,8 +212,9 @@ def test_layers_grid_is_layers_by_heads_with_mask():
 
 def test_translation_draws_three_kinds_with_causal_mask(tmp_path):
     maps = attention_maps()
-    fig = plot_translation_attention(maps, SOURCE, TARGET, example=1, layer=0, head=2,
-                                     pad_token="<pad>", save=tmp_path / "t.png")
+    fig = plot_translation_attention(
+        maps, SOURCE, TARGET, example=1, layer=0, head=2, pad_token="<pad>", save=tmp_path / "t.png"
+    )
     encoder, decoder, cross = (ax.get_images()[0] for ax in fig.axes[:3])
     np.testing.assert_array_equal(encoder.get_array().data, maps["encoder_self"][0, 1, 2])
     np.testing.assert_array_equal(cross.get_array().data, maps["decoder_cross"][0, 1, 2])
@@ -218,21 +230,30 @@ def test_translation_mean_over_heads_and_errors():
     maps = attention_maps()
     fig = plot_translation_attention(maps, SOURCE, TARGET)  # last layer, mean of heads
     np.testing.assert_allclose(
-        fig.axes[2].get_images()[0].get_array(), maps["decoder_cross"][-1, 0].mean(axis=0),
+        fig.axes[2].get_images()[0].get_array(),
+        maps["decoder_cross"][-1, 0].mean(axis=0),
         rtol=1e-6,
     )
-    np.testing.assert_allclose(select_map(maps, "decoder_self", layer=-1, head=None),
-                               maps["decoder_self"][1, 0].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        select_map(maps, "decoder_self", layer=-1, head=None),
+        maps["decoder_self"][1, 0].mean(axis=0),
+        rtol=1e-6,
+    )
     with pytest.raises(KeyError, match="maps has no 'decoder_cross' entry"):
-        plot_translation_attention({k: v for k, v in maps.items() if k != "decoder_cross"},
-                                   SOURCE, TARGET)
+        plot_translation_attention(
+            {k: v for k, v in maps.items() if k != "decoder_cross"}, SOURCE, TARGET
+        )
     bad = dict(maps, decoder_cross=maps["decoder_cross"][..., :-1])
     with pytest.raises(ValueError, match=r"maps\['decoder_cross'\] has S=6"):
         plot_translation_attention(bad, SOURCE, TARGET)
-    with pytest.raises(ValueError, match=r"maps\['encoder_self'\] must have shape "
-                                         r"\[L, B, N, S, S\], got \[2, 3, 7, 7\]"):
-        plot_translation_attention(dict(maps, encoder_self=maps["encoder_self"][:, 0]),
-                                   SOURCE, TARGET)
+    with pytest.raises(
+        ValueError,
+        match=r"maps\['encoder_self'\] must have shape "
+        r"\[L, B, N, S, S\], got \[2, 3, 7, 7\]",
+    ):
+        plot_translation_attention(
+            dict(maps, encoder_self=maps["encoder_self"][:, 0]), SOURCE, TARGET
+        )
     with pytest.raises(ValueError, match="head=3 is out of range for N=3"):
         plot_translation_attention(maps, SOURCE, TARGET, head=3)
     with pytest.raises(ValueError, match="source_tokens has 5 tokens but the weights have S=7"):
@@ -309,8 +330,7 @@ def test_one_hot_diagonal_has_zero_entropy_and_zero_distance():
 def test_summaries_match_numpy_on_random_weights():
     weights = random_weights((L, N, T, S), seed=5)
     np.testing.assert_allclose(head_entropy(weights), numpy_entropy(weights), rtol=1e-5)
-    np.testing.assert_allclose(mean_attention_distance(weights), numpy_distance(weights),
-                               rtol=1e-5)
+    np.testing.assert_allclose(mean_attention_distance(weights), numpy_distance(weights), rtol=1e-5)
     assert head_entropy(weights).shape == mean_attention_distance(weights).shape == (L, N)
 
 
@@ -331,13 +351,17 @@ def test_mask_renormalises_rows_and_skips_empty_rows():
     causal_weights /= causal_weights.sum(-1, keepdims=True)
     np.testing.assert_allclose(
         head_entropy(causal_weights[None], causal),
-        [np.mean(np.log(np.arange(1, T + 1)))], rtol=1e-6,
+        [np.mean(np.log(np.arange(1, T + 1)))],
+        rtol=1e-6,
     )
 
 
 def test_summary_errors():
-    with pytest.raises(ValueError, match=r"weights must have shape \[\.\.\., N, T, S\].*got "
-                                         r"\[5, 7\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"weights must have shape \[\.\.\., N, T, S\].*got "
+        r"\[5, 7\]",
+    ):
         head_entropy(random_weights((T, S)))
     with pytest.raises(ValueError, match="base must be greater than 1"):
         head_entropy(random_weights((N, T, S)), base=1)

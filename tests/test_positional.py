@@ -81,7 +81,8 @@ def test_learned_positions_are_a_trainable_table():
 ])
 def test_longer_than_max_len_is_an_error(make):
     pe = make()
-    with pytest.raises(ValueError, match=r"positions 0\.\.10 are needed but the table has max_len=10"):
+    message = r"positions 0\.\.10 are needed but the table has max_len=10"
+    with pytest.raises(ValueError, match=message):
         pe(11)
     with pytest.raises(ValueError, match=r"positions 8\.\.10 are needed"):
         pe(3, offset=8)
@@ -94,3 +95,10 @@ def test_bad_sizes():
         sinusoidal_positions(4, 0)
     with pytest.raises(ValueError, match="max_len must be a positive int, got -3"):
         SinusoidalPositions(-3, 4)
+
+
+def test_annotation():
+    from beartype import beartype
+    from jaxtyping import jaxtyped
+
+    assert jaxtyped(typechecker=beartype)(sinusoidal_positions)(6, 4).shape == (6, 4)

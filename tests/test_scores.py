@@ -60,13 +60,17 @@ def test_half_precision_accumulates_in_float32_without_overflow(dtype):
 
 def test_bad_input_is_reported_by_name_and_shape():
     query, key = normal(6, (B, T, N, H)), normal(7, (B, S, N, H))
-    with pytest.raises(TypeError, match=r"query must have a floating dtype.*int32 with shape \[2, 3, 7, 11\]"):
+    with pytest.raises(
+        TypeError, match=r"query must have a floating dtype.*int32 with shape \[2, 3, 7, 11\]"
+    ):
         dot_product_scores(query.astype(jnp.int32), key)
     with pytest.raises(TypeError, match=r"key must have a floating dtype.*bool"):
         dot_product_scores(query, key > 0)
     with pytest.raises(TypeError, match=r"query must be a JAX or NumPy array, got list"):
         dot_product_scores([[1.0]], key)
-    with pytest.raises(ValueError, match=r"same head dim H.*query \[2, 3, 7, 11\] and key \[2, 5, 7, 4\]"):
+    with pytest.raises(
+        ValueError, match=r"same head dim H.*query \[2, 3, 7, 11\] and key \[2, 5, 7, 4\]"
+    ):
         dot_product_scores(query, key[..., :4])
     with pytest.raises(ValueError, match=r"same number of heads N.*key \[2, 5, 3, 11\]"):
         dot_product_scores(query, key[:, :, :3])

@@ -57,9 +57,7 @@ def test_normalize_keeps_bfloat16():
     x = jnp.asarray(gaussian(2, (Q, D))).astype(jnp.bfloat16)
     unit = normalize(x)
     assert unit.dtype == jnp.bfloat16
-    np.testing.assert_allclose(
-        np.linalg.norm(np.asarray(unit, np.float32), axis=1), 1.0, atol=1e-2
-    )
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(unit, np.float32), axis=1), 1.0, atol=1e-2)
 
 
 def test_normalize_errors():
@@ -157,9 +155,7 @@ def test_reference_twin_agrees_under_jit():
 def test_property_chunking_never_changes_the_answer(m, k_frac, chunk, seed):
     k = 1 + int(k_frac * (m - 1))
     queries, database = gaussian(seed, (2, D)), gaussian(seed + 1, (m, D))
-    scores, indices = cosine_top_k(
-        jnp.asarray(queries), jnp.asarray(database), k, chunk_size=chunk
-    )
+    scores, indices = cosine_top_k(jnp.asarray(queries), jnp.asarray(database), k, chunk_size=chunk)
     want_scores, want_indices = numpy_top_k(queries, database, k)
     np.testing.assert_array_equal(indices, want_indices)
     np.testing.assert_allclose(scores, want_scores, atol=1e-6)

@@ -95,7 +95,9 @@ def test_half_precision_is_computed_in_float32(dtype, scale):
     out = masked_softmax(scores, mask)
     assert out.dtype == dtype and bool(jnp.all(jnp.isfinite(out)))
     # Computed in float32 and rounded once at the end: bit-identical to doing that by hand.
-    np.testing.assert_array_equal(out, masked_softmax(scores.astype(jnp.float32), mask).astype(dtype))
+    np.testing.assert_array_equal(
+        out, masked_softmax(scores.astype(jnp.float32), mask).astype(dtype)
+    )
     np.testing.assert_allclose(out.astype(jnp.float32), softmax_numpy(scores, mask), atol=4e-3)
     # And the exponential itself runs in float32, not in the input dtype.
     jaxpr = jax.make_jaxpr(masked_softmax)(scores, mask)
@@ -124,11 +126,17 @@ def test_rows_are_distributions_where_any_key_is_allowed(seed, spread):
 
 def test_bad_input_is_reported_by_name_and_shape():
     scores = normal(15, (B, N, T, S))
-    with pytest.raises(TypeError, match=r"scores must have a floating dtype.*int32 with shape \[2, 7, 3, 5\]"):
+    with pytest.raises(
+        TypeError, match=r"scores must have a floating dtype.*int32 with shape \[2, 7, 3, 5\]"
+    ):
         masked_softmax(scores.astype(jnp.int32))
-    with pytest.raises(TypeError, match=r"mask must be boolean.*float32 with shape \[3, 5\].*bias="):
+    with pytest.raises(
+        TypeError, match=r"mask must be boolean.*float32 with shape \[3, 5\].*bias="
+    ):
         masked_softmax(scores, jnp.ones((T, S)))
-    with pytest.raises(ValueError, match=r"mask of shape \[5, 3\] does not broadcast to \[2, 7, 3, 5\]"):
+    with pytest.raises(
+        ValueError, match=r"mask of shape \[5, 3\] does not broadcast to \[2, 7, 3, 5\]"
+    ):
         masked_softmax(scores, jnp.ones((S, T), bool))
     with pytest.raises(ValueError, match=r"axis=4 is out of range for scores with 4 dimensions"):
         masked_softmax(scores, axis=4)

@@ -61,11 +61,16 @@ def test_bad_input_is_reported_by_name_and_shape():
         weighted_sum(weights.astype(jnp.int32), value)
     with pytest.raises(TypeError, match=r"value must have a floating dtype.*bool"):
         weighted_sum(weights, value > 0)
-    with pytest.raises(ValueError, match=r"= \[2, 7, 3, 5\] and value \[B, S, N, Hv\] = \[2, 4, 7, 13\] must agree on B, N"):
+    with pytest.raises(
+        ValueError,
+        match=r"= \[2, 7, 3, 5\] and value \[B, S, N, Hv\] = \[2, 4, 7, 13\] must agree on B, N",
+    ):
         weighted_sum(weights, value[:, :4])
     with pytest.raises(ValueError, match=r"must agree on B, N and S"):
         weighted_sum(weights, value[:, :, :3])
     with pytest.raises(ValueError, match=r"must agree on B, N and S"):
         weighted_sum(weights, value[:1])
-    with pytest.raises(ValueError, match=r"or both unbatched.*weights \[2, 7, 3, 5\] and value \[5, 7, 13\]"):
+    with pytest.raises(
+        ValueError, match=r"or both unbatched.*weights \[2, 7, 3, 5\] and value \[5, 7, 13\]"
+    ):
         weighted_sum(weights, value[0])

@@ -106,13 +106,21 @@ def test_bad_input_is_reported_by_name_and_shape():
     query, key = normal(13, (B, T, N, H)), normal(14, (B, S, N, H))
     with pytest.raises(TypeError, match=r"mask must be boolean.*float32.*pass it as bias="):
         attention_weights(query, key, jnp.ones((T, S)))
-    with pytest.raises(ValueError, match=r"mask of shape \[2, 5\] does not broadcast to \[B, N, T, S\] = \[2, 7, 3, 5\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"mask of shape \[2, 5\] does not broadcast to \[B, N, T, S\] = \[2, 7, 3, 5\]",
+    ):
         attention_weights(query, key, jnp.ones((B, S), bool))
-    with pytest.raises(ValueError, match=r"mask of shape \[7, 5, 3\] does not broadcast to \[N, T, S\] = \[7, 3, 5\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"mask of shape \[7, 5, 3\] does not broadcast to \[N, T, S\] = \[7, 3, 5\]",
+    ):
         attention_weights(query[0], key[0], jnp.ones((N, S, T), bool))
     with pytest.raises(TypeError, match=r"bias must have a floating dtype.*bool"):
         attention_weights(query, key, bias=jnp.ones((T, S), bool))
-    with pytest.raises(ValueError, match=r"bias of shape \[5, 3\] does not broadcast to \[B, N, T, S\]"):
+    with pytest.raises(
+        ValueError, match=r"bias of shape \[5, 3\] does not broadcast to \[B, N, T, S\]"
+    ):
         attention_weights(query, key, bias=jnp.ones((S, T)))
     with pytest.raises(ValueError, match=r"same head dim H"):
         attention_weights(query, key[..., :4])

@@ -51,7 +51,9 @@ def check_lengths(name: str, lengths, batch: int | None) -> None:
         )
 
 
-def check_attention_args(query, key, value, bias, mask, scale, *, bias_ok: bool = True) -> None:
+def check_attention_args(
+    query, key, value, bias, mask, scale, *, bias_ok: bool = True, kernel: str = "this kernel"
+) -> None:
     """The checks of :func:`attention.dot_product_attention`, in the same words."""
     check_qkv(query, key, value)
     check_scale(scale)
@@ -62,9 +64,9 @@ def check_attention_args(query, key, value, bias, mask, scale, *, bias_ok: bool 
     if bias is not None:
         if not bias_ok:
             raise ValueError(
-                "this kernel takes no bias (it never forms the [B, N, T, S] scores to add it "
-                "to); pass a boolean mask= or key_lengths= instead, or use fused_attention / "
-                "dot_product_attention for an additive bias."
+                f"{kernel} takes no bias (it never forms the [B, N, T, S] scores to add it "
+                "to); give key padding as key_lengths= (or a boolean mask= to flash_attention), "
+                "or use fused_attention / dot_product_attention for an additive bias."
             )
         check_floating("bias", bias)
         check_broadcastable("bias", bias, target, axes)

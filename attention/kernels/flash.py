@@ -69,11 +69,15 @@ def _tile(array, axis: int, index, size: int):
 class _Tiling:
     """Which tiles to visit and which need masking; shared by the forward and backward."""
 
-    def __init__(self, mask, key_lengths, query_lengths, is_causal, block_q, block_k):
+    def __init__(self, mask, key_lengths, query_lengths, is_causal, block_q, block_k, T, S):
+        # key_lengths / query_lengths are None when nothing along that axis is masked: then no
+        # tile pays for comparing positions with them.
         self.mask, self.kl, self.ql = mask, key_lengths, query_lengths
         self.is_causal, self.bq, self.bk = is_causal, block_q, block_k
-        self.max_kl, self.min_kl = jnp.max(key_lengths), jnp.min(key_lengths)
-        self.max_ql, self.min_ql = jnp.max(query_lengths), jnp.min(query_lengths)
+        self.max_kl, self.min_kl = (S, S) if key_lengths is None else (
+            jnp.max(key_lengths), jnp.min(key_lengths))
+        self.max_ql, self.min_ql = (T, T) if query_lengths is None else (
+            jnp.max(query_lengths), jnp.min(query_lengths))
 
     def key_range(self, i):
         """Key blocks [0, hi) that query block i must visit."""
@@ -100,9 +104,11 @@ class _Tiling:
         """Boolean ``[B or 1, N or 1, bq, bk]``: which entries of tile (i, j) may attend."""
         q_pos_q1 = i * self.bq + jnp.arange(self.bq)[:, None]
         k_pos_1k = j * self.bk + jnp.arange(self.bk)[None, :]
-        ok = (k_pos_1k[None, None] < self.kl[:, None, None, None]) & (
-            q_pos_q1[None, None] < self.ql[:, None, None, None]
-        )
+        ok = jnp.ones((1, 1, 1, 1), bool)
+        if self.kl is not None:
+            ok = ok & (k_pos_1k[None, None] < self.kl[:, None, None, None])
+        if self.ql is not None:
+            ok = ok & (q_pos_q1[None, None] < self.ql[:, None, None, None])
         if self.is_causal:
             ok = ok & (k_pos_1k <= q_pos_q1)[None, None]
         if self.mask is not None:
@@ -125,8 +131,8 @@ class _Tiling:
 
 def _forward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
     """Output ``[B, N, T, Hv]`` and log-sum-exp ``[B, N, T]`` (0 for fully masked rows)."""
-    tiling = _Tiling(mask, kl, ql, is_causal, bq, bk)
     B, N, T, _ = q_BNTH.shape
+    tiling = _Tiling(mask, kl, ql, is_causal, bq, bk, T, k_BNSH.shape[2])
     Hv = v_BNSH.shape[-1]
     lowest = jnp.finfo(q_BNTH.dtype).min
 
@@ -155,14 +161,23 @@ def _forward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
             jnp.zeros((B, N, bq), q_BNTH.dtype),
             jnp.zeros((B, N, bq, Hv), q_BNTH.dtype),
         )
-        m_BNq, l_BNq, acc_BNqH = jax.lax.fori_loop(0, tiling.key_range(i), key_step, init)
+        if n_key_blocks == 1:
+            # One key block: no loop. Visiting a block the bound would skip is harmless (all
+            # its entries are masked), and short sequences avoid the loop's overhead.
+            m_BNq, l_BNq, acc_BNqH = key_step(0, init)
+        else:
+            m_BNq, l_BNq, acc_BNqH = jax.lax.fori_loop(0, tiling.key_range(i), key_step, init)
         seen_BNq = m_BNq > lowest
         l_BNq = jnp.where(seen_BNq, l_BNq, 1.0)
         out_BNqH = jnp.where(seen_BNq[..., None], acc_BNqH / l_BNq[..., None], 0.0)
         lse_BNq = jnp.where(seen_BNq, m_BNq + jnp.log(l_BNq), 0.0)
         return out_BNqH, lse_BNq
 
-    out_QBNqH, lse_QBNq = jax.lax.map(query_block, jnp.arange(T // bq))
+    n_key_blocks = k_BNSH.shape[2] // bk
+    if T == bq:
+        out_QBNqH, lse_QBNq = jax.tree.map(lambda x: x[None], query_block(0))
+    else:
+        out_QBNqH, lse_QBNq = jax.lax.map(query_block, jnp.arange(T // bq))
     out_BNTH = jnp.einsum("QBNqH->BNQqH", out_QBNqH).reshape(B, N, T, Hv)
     lse_BNT = jnp.einsum("QBNq->BNQq", lse_QBNq).reshape(B, N, T)
     return out_BNTH, lse_BNT
@@ -171,8 +186,8 @@ def _forward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
 def _backward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT, dout_BNTH,
               is_causal, bq, bk):
     """Gradients for q, k, v, recomputing each tile's weights from ``lse``."""
-    tiling = _Tiling(mask, kl, ql, is_causal, bq, bk)
     S = k_BNSH.shape[2]
+    tiling = _Tiling(mask, kl, ql, is_causal, bq, bk, q_BNTH.shape[2], S)
     delta_BNT = jnp.sum(dout_BNTH * out_BNTH, axis=-1)  # rowsum(dO * O), FA-2 eq. (D_i)
 
     def key_block(dq_BNTH, j):
@@ -197,14 +212,21 @@ def _backward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT, dout_BNTH
             dq_BNTH = jax.lax.dynamic_update_slice_in_dim(dq_BNTH, dq_BNqH, i * bq, 2)
             return dk_BNkH, dv_BNkH, dq_BNTH
 
-        lo, hi = tiling.query_range(j)
         init = (jnp.zeros_like(k_BNkH), jnp.zeros_like(v_BNkH), dq_BNTH)
-        dk_BNkH, dv_BNkH, dq_BNTH = jax.lax.fori_loop(lo, hi, query_step, init)
+        if q_BNTH.shape[2] == bq:  # one query block: no loop (see `_forward`)
+            dk_BNkH, dv_BNkH, dq_BNTH = query_step(0, init)
+        else:
+            lo, hi = tiling.query_range(j)
+            dk_BNkH, dv_BNkH, dq_BNTH = jax.lax.fori_loop(lo, hi, query_step, init)
         return dq_BNTH, (dk_BNkH, dv_BNkH)
 
-    dq_BNTH, (dk_KBNkH, dv_KBNkH) = jax.lax.scan(
-        key_block, jnp.zeros_like(q_BNTH), jnp.arange(S // bk)
-    )
+    if S == bk:
+        dq_BNTH, (dk_KBNkH, dv_KBNkH) = key_block(jnp.zeros_like(q_BNTH), 0)
+        dk_KBNkH, dv_KBNkH = dk_KBNkH[None], dv_KBNkH[None]
+    else:
+        dq_BNTH, (dk_KBNkH, dv_KBNkH) = jax.lax.scan(
+            key_block, jnp.zeros_like(q_BNTH), jnp.arange(S // bk)
+        )
     B, N = k_BNSH.shape[:2]
     dk_BNSH = jnp.einsum("KBNkH->BNKkH", dk_KBNkH).reshape(k_BNSH.shape)
     dv_BNSH = jnp.einsum("KBNkH->BNKkH", dv_KBNkH).reshape(B, N, S, v_BNSH.shape[-1])
@@ -236,7 +258,8 @@ def prepare_flash_inputs(query, key, value, mask, key_lengths, query_lengths, sc
 
     Shared with the Pallas kernel. Returns ``(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, bq, bk)``
     with T and S padded to multiples of the (possibly shrunk) block sizes ``bq``, ``bk``; the
-    scale is folded into ``q``; lengths are int32 ``[B]`` clipped to ``0..T`` / ``0..S``.
+    scale is folded into ``q``; lengths are int32 ``[B]`` clipped to ``0..T`` / ``0..S`` (the
+    real lengths if there is padding), or None when nothing is masked along that axis.
     """
     check_block_size("block_q", block_q, multiple_of=block_multiple)
     check_block_size("block_k", block_k, multiple_of=block_multiple)
@@ -272,13 +295,13 @@ def prepare_flash_inputs(query, key, value, mask, key_lengths, query_lengths, sc
         ]
         mask = jnp.pad(mask, pad, constant_values=False)
 
-    def lengths(given, full):
-        if given is None:
-            return jnp.full((B,), full, jnp.int32)
+    def lengths(given, full, padded):
+        if given is None:  # None: nothing to mask along this axis
+            return None if padded == full else jnp.full((B,), full, jnp.int32)
         return jnp.clip(given.astype(jnp.int32), 0, full)
 
-    return (q_BNTH, k_BNSH, v_BNSH, mask, lengths(key_lengths, S),
-            lengths(query_lengths, T), bq, bk)
+    return (q_BNTH, k_BNSH, v_BNSH, mask, lengths(key_lengths, S, S_pad),
+            lengths(query_lengths, T, T_pad), bq, bk)
 
 
 def flash_attention(
@@ -329,7 +352,9 @@ def flash_attention(
     >>> bool(jnp.allclose(out, dot_product_attention(q, q, q, is_causal=True), atol=1e-6))
     True
     """
-    check_attention_args(query, key, value, bias, mask, scale, bias_ok=False)
+    check_attention_args(
+        query, key, value, bias, mask, scale, bias_ok=False, kernel="flash_attention"
+    )
     q, k, v, mask4, kl, ql, bq, bk = prepare_flash_inputs(
         query, key, value, mask, key_lengths, query_lengths, scale, block_q, block_k
     )

@@ -177,7 +177,9 @@ def pallas_flash_attention(
     >>> bool(jnp.allclose(out, flash_attention(q, q, q, is_causal=True), atol=1e-5))
     True
     """
-    check_attention_args(query, key, value, bias, None, scale, bias_ok=False)
+    check_attention_args(
+        query, key, value, bias, None, scale, bias_ok=False, kernel="pallas_flash_attention"
+    )
     if mask is not None:
         raise ValueError(
             "pallas_flash_attention takes no boolean mask=; give key padding as "
@@ -192,6 +194,10 @@ def pallas_flash_attention(
         query, key, value, None, key_lengths, query_lengths, scale, block_q, block_k,
         block_multiple=multiple,
     )
+    # The kernel always compares positions with the lengths (None: nothing masked).
+    B = q.shape[0]
+    kl = jnp.full((B,), key.shape[-3], jnp.int32) if kl is None else kl
+    ql = jnp.full((B,), query.shape[-3], jnp.int32) if ql is None else ql
     out_BNTH = _pallas_flash(q, k, v, kl, ql, bool(is_causal), bq, bk, bool(interpret))
     T = query.shape[-3]
     output_BTNH = jnp.einsum("BNTH->BTNH", out_BNTH[:, :, :T]).astype(value.dtype)

@@ -1,0 +1,208 @@
+"""Model solutions of the exercises, for teachers (kept out of the exercise notebooks).
+
+Each function has the name and signature of the blank it fills in its notebook, and is written
+the way a student could write it from the notebook alone: plain ``jax.numpy``, no helpers from
+the package. :func:`solution_source` gives the source of one exercise's solution cell; the
+tests paste it into the notebook's ``exercise`` cell and run the notebook.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+
+import jax
+import jax.numpy as jnp
+
+# ----------------------------------------------------------------- 00 combining embeddings
+
+
+def combine_embeddings(u, v):
+    """The sum, the difference and the element-wise product of u and v, each [B, D]."""
+    return u + v, u - v, u * v
+
+
+INTERACTION_ANSWER = "c"  # (c) the element-wise product u * v
+
+
+# ----------------------------------------------------------------- 01 dot-product scores
+
+
+def dot_product_scores(query, key):
+    """query [B, T, N, H], key [B, S, N, H] -> scores [B, N, T, S], scaled by 1/sqrt(H)."""
+    H = query.shape[-1]
+    scores_BNTS = jnp.einsum("...tnh,...snh->...nts", query, key)
+    return scores_BNTS / jnp.sqrt(H)
+
+
+# ----------------------------------------------------------------- 02 stable softmax
+
+
+def stable_softmax(scores):
+    """Softmax over the last axis, without overflow: subtract each row's maximum first."""
+    shifted = scores - jnp.max(scores, axis=-1, keepdims=True)
+    exp = jnp.exp(shifted)
+    return exp / jnp.sum(exp, axis=-1, keepdims=True)
+
+
+# ----------------------------------------------------------------- 03 masking
+
+
+def causal_mask(T, S):
+    """Boolean [T, S]: query t may attend key s when s <= t."""
+    return jnp.arange(S)[None, :] <= jnp.arange(T)[:, None]
+
+
+def padding_mask(lengths, max_len):
+    """Boolean [B, 1, 1, S]: key s of sequence b is real when s < lengths[b]."""
+    real_BS = jnp.arange(max_len)[None, :] < lengths[:, None]
+    return real_BS[:, None, None, :]
+
+
+def masked_softmax(scores, mask):
+    """Softmax over the last axis giving masked entries (mask False) weight 0.
+
+    A row with no allowed entry gets all zeros.
+    """
+    mask = jnp.broadcast_to(mask, scores.shape)
+    lowest = jnp.finfo(scores.dtype).min
+    row_max = jnp.max(jnp.where(mask, scores, lowest), axis=-1, keepdims=True)
+    exp = jnp.where(mask, jnp.exp(jnp.where(mask, scores - row_max, 0.0)), 0.0)
+    total = jnp.sum(exp, axis=-1, keepdims=True)
+    return exp / jnp.where(total > 0, total, 1.0)
+
+
+# ----------------------------------------------------------------- 04 scaled dot-product attention
+
+
+def scaled_dot_product_attention(query, key, value, mask=None):
+    """softmax(Q K^T / sqrt(d_k), masked) V for [B, T, N, H] inputs -> [B, T, N, H]."""
+    H = query.shape[-1]
+    scores_BNTS = jnp.einsum("btnh,bsnh->bnts", query, key) / jnp.sqrt(H)
+    if mask is None:
+        mask = jnp.ones(scores_BNTS.shape, bool)
+    mask = jnp.broadcast_to(mask, scores_BNTS.shape)
+    lowest = jnp.finfo(scores_BNTS.dtype).min
+    row_max = jnp.max(jnp.where(mask, scores_BNTS, lowest), axis=-1, keepdims=True)
+    exp = jnp.where(mask, jnp.exp(jnp.where(mask, scores_BNTS - row_max, 0.0)), 0.0)
+    total = jnp.sum(exp, axis=-1, keepdims=True)
+    weights_BNTS = exp / jnp.where(total > 0, total, 1.0)
+    return jnp.einsum("bnts,bsnh->btnh", weights_BNTS, value)
+
+
+# ----------------------------------------------------------------- 05 splitting and merging heads
+
+
+def split_heads(x, num_heads):
+    """[B, T, D] -> [B, T, N, H]: head n holds features n*H .. (n+1)*H - 1."""
+    *batch, D = x.shape
+    return x.reshape(*batch, num_heads, D // num_heads)
+
+
+def merge_heads(x):
+    """[B, T, N, H] -> [B, T, N*H], the inverse of split_heads."""
+    *batch, N, H = x.shape
+    return x.reshape(*batch, N * H)
+
+
+# ----------------------------------------------------------------- 06 multi-head attention
+
+
+def multi_head_attention(x, w_q, w_k, w_v, w_o, num_heads, mask=None):
+    """Self-attention with h heads: project, split, attend, merge, project. x [B, T, D]."""
+    B, T, D = x.shape
+    H = D // num_heads
+    q = (x @ w_q).reshape(B, T, num_heads, H)
+    k = (x @ w_k).reshape(B, T, num_heads, H)
+    v = (x @ w_v).reshape(B, T, num_heads, H)
+    scores_BNTS = jnp.einsum("btnh,bsnh->bnts", q, k) / jnp.sqrt(H)
+    if mask is not None:
+        scores_BNTS = jnp.where(mask, scores_BNTS, -1e9)
+    weights_BNTS = jax.nn.softmax(scores_BNTS, axis=-1)
+    if mask is not None:  # a query with no allowed key contributes nothing
+        weights_BNTS = jnp.where(mask, weights_BNTS, 0.0)
+    heads_BTNH = jnp.einsum("bnts,bsnh->btnh", weights_BNTS, v)
+    return heads_BTNH.reshape(B, T, D) @ w_o
+
+
+# ----------------------------------------------------------------- 07 sinusoidal positions
+
+
+def sinusoidal_positions(max_len, d_model):
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(same angle); [L, D]."""
+    pos = jnp.arange(max_len, dtype=jnp.float32)[:, None]
+    two_i = (jnp.arange(d_model) // 2 * 2).astype(jnp.float32)
+    angle = pos / 10000.0 ** (two_i / d_model)
+    return jnp.where(jnp.arange(d_model) % 2 == 0, jnp.sin(angle), jnp.cos(angle))
+
+
+# ----------------------------------------------------------------- 08 causal self-attention
+
+
+def causal_self_attention(x, w_q, w_k, w_v, w_o, num_heads):
+    """The decoder's masked self-attention: position t attends positions s <= t only."""
+    B, T, D = x.shape
+    H = D // num_heads
+    q = (x @ w_q).reshape(B, T, num_heads, H)
+    k = (x @ w_k).reshape(B, T, num_heads, H)
+    v = (x @ w_v).reshape(B, T, num_heads, H)
+    scores_BNTS = jnp.einsum("btnh,bsnh->bnts", q, k) / jnp.sqrt(H)
+    allowed_TS = jnp.arange(T)[None, :] <= jnp.arange(T)[:, None]
+    scores_BNTS = jnp.where(allowed_TS, scores_BNTS, -1e9)
+    weights_BNTS = jax.nn.softmax(scores_BNTS, axis=-1)
+    heads_BTNH = jnp.einsum("bnts,bsnh->btnh", weights_BNTS, v)
+    return heads_BTNH.reshape(B, T, D) @ w_o
+
+
+# ----------------------------------------------------------------- 09 greedy decoding
+
+
+def greedy_decode(model, src_tokens, max_len):
+    """The most probable token at each step, until eos; tokens [B, max_len] after bos."""
+    config = model.config
+    B = src_tokens.shape[0]
+    memory = model.encode(src_tokens, deterministic=True)
+    inputs = jnp.full((B, 1), config.bos_id, jnp.int32)
+    finished = jnp.zeros(B, bool)
+    tokens = []
+    for t in range(max_len):
+        logits = model.decode(inputs, memory, src_tokens, deterministic=True)[:, t]  # [B, V]
+        logits = logits.at[:, config.pad_id].set(-1e9).at[:, config.bos_id].set(-1e9)
+        next_token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        next_token = jnp.where(finished, config.pad_id, next_token)
+        tokens.append(next_token)
+        finished = finished | (next_token == config.eos_id)
+        inputs = jnp.concatenate([inputs, next_token[:, None]], axis=1)
+    return jnp.stack(tokens, axis=1)
+
+
+# ----------------------------------------------------------------- 10 label smoothing
+
+
+def label_smoothed_loss(logits, targets, label_smoothing=0.1, pad_id=0):
+    """Mean over real (non-pad) targets of the cross-entropy with q = (1-eps) onehot + eps/V."""
+    V = logits.shape[-1]
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    q = (1 - label_smoothing) * jax.nn.one_hot(targets, V) + label_smoothing / V
+    loss_BT = -jnp.sum(q * log_p, axis=-1)
+    real_BT = targets != pad_id
+    return jnp.sum(jnp.where(real_BT, loss_BT, 0.0)) / jnp.sum(real_BT)
+
+
+# ----------------------------------------------------------------- the source of each solution
+
+_HEADER = "import jax\nimport jax.numpy as jnp\n\n"
+
+
+def solution_source(exercise: str) -> str:
+    """The source of the solution cell for ``exercise`` (a name in ``EXERCISES``)."""
+    from attention.exercises.registry import EXERCISES
+
+    parts = []
+    for name in EXERCISES[exercise].names:
+        value = globals()[name]
+        if callable(value):
+            parts.append(textwrap.dedent(inspect.getsource(value)))
+        else:
+            parts.append(f"{name} = {value!r}\n")
+    return _HEADER + "\n\n".join(parts)

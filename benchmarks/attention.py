@@ -1,0 +1,330 @@
+"""How fast, and how memory-hungry, is each rung of the attention ladder next to jax.nn?
+
+For each sequence length T (B=1, 8 heads, head dim 64, float32, self-attention T = S), causal
+and not, forward and forward+backward, we time:
+
+* ``jax.nn``: ``jax.nn.dot_product_attention`` (XLA's implementation on this backend);
+* ``reference``: rung 1, :func:`attention.dot_product_attention`;
+* ``fused``, ``blockwise``, ``flash``: rungs 2-4 of :mod:`attention.kernels`;
+* ``pallas``: rung 5, only where Pallas compiles natively (GPU, TPU); its CPU interpreter is
+  for testing, not timing.
+
+What is measured:
+
+* **time**: the median of ``--repeats`` runs of the AOT-compiled function, after one warm-up
+  run, with ``block_until_ready``; arrays are passed as arguments, never closed over. The
+  implementations take turns (one run of each per round), so that load from other processes
+  falls on all alike. A case whose warm-up takes longer than ``--long`` seconds is timed by
+  that one run (it has no compilation in it: programs are compiled ahead of time).
+* **memory**: XLA's own account of the compiled program, ``temp_size_in_bytes +
+  output_size_in_bytes`` from ``compiled.memory_analysis()``: the memory the call needs beyond
+  its inputs. (Not process RSS: that also counts the allocator's caching.)
+* **GFLOP/s**: useful flops / time, with 4 B N T S H flops forward (two matrix products),
+  halved when causal, and 3.5 times that for forward+backward (five more products of the same
+  size in the backward, whatever recomputation a kernel adds); compared with the machine's
+  matrix-multiply peak, measured in the same run (a jitted float32 ``--peak-n`` cubed product).
+
+A case whose compiled memory would exceed ``--memory-fraction`` of the available memory is not
+run and shows ``OOM (est. X GB)``; a case predicted (from the same rung at T/2, times 4) to
+take longer than ``--max-seconds`` shows ``skip (est. X s)``.
+
+    python benchmarks/attention.py                      # T = 512 .. 65536
+    python benchmarks/attention.py --quick              # T = 128 .. 4096, one repeat
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/attention.py
+
+The table is printed and written to ``benchmarks/results/attention.txt`` (``--out``), the
+plot to ``figures/attention_benchmark.png`` (``--figure``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import pathlib
+import platform
+import sys
+import time
+from functools import partial
+
+# This script is named attention.py: take its own folder off the import path, so that
+# `import attention` below finds the package and not this file.
+_HERE = pathlib.Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from attention import dot_product_attention  # noqa: E402
+from attention.kernels import (  # noqa: E402
+    blockwise_attention,
+    flash_attention,
+    fused_attention,
+    pallas_flash_attention,
+    pallas_supported,
+)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "attention.txt"
+FIGURE = ROOT / "figures" / "attention_benchmark.png"
+B, N, H = 1, 8, 64
+
+
+def implementations() -> dict:
+    impls = {
+        "jax.nn": jax.nn.dot_product_attention,
+        "reference": dot_product_attention,
+        "fused": fused_attention,
+        "blockwise": blockwise_attention,
+        "flash": flash_attention,
+    }
+    if pallas_supported():
+        impls["pallas"] = pallas_flash_attention
+    return impls
+
+
+def make_program(attention_fn, is_causal: bool, backward: bool):
+    """A function of arrays only: forward, or forward and the vector-Jacobian product."""
+    attend = partial(attention_fn, is_causal=is_causal)
+    if not backward:
+        return lambda q, k, v: attend(q, k, v)
+
+    def forward_backward(q, k, v, d_out):
+        out, vjp = jax.vjp(attend, q, k, v)
+        return out, vjp(d_out)
+
+    return forward_backward
+
+
+def flops(T: int, is_causal: bool, backward: bool) -> float:
+    forward = 4.0 * B * N * T * T * H / (2 if is_causal else 1)
+    return forward * (3.5 if backward else 1.0)
+
+
+def available_bytes() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 8 << 30
+
+
+def time_round_robin(calls: dict, repeats: int, long: float) -> dict:
+    """Median seconds (and number of runs) per zero-argument call, after one warm-up each.
+
+    The calls take turns, one run of each per round, so that load from other processes falls
+    on all of them alike. A call whose warm-up took longer than ``long`` seconds is not run
+    again: its warm-up (with no compilation in it, the programs are compiled ahead of time)
+    is its one timing.
+    """
+    times = {}
+    for name, call in calls.items():
+        start = time.perf_counter()
+        jax.block_until_ready(call())
+        times[name] = [time.perf_counter() - start]
+    again = [name for name in calls if times[name][0] <= long]
+    for name in again:
+        times[name] = []
+    for _ in range(repeats if again else 0):
+        for name in again:
+            start = time.perf_counter()
+            jax.block_until_ready(calls[name]())
+            times[name].append(time.perf_counter() - start)
+    return {name: (float(np.median(ts)), len(ts)) for name, ts in times.items()}
+
+
+def matmul_peak(n: int, repeats: int) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul).lower(a, a).compile()
+    seconds, _ = time_round_robin({"matmul": partial(matmul, a, a)}, max(repeats, 3), 1e9)[
+        "matmul"
+    ]
+    return 2.0 * n**3 / seconds / 1e9
+
+
+def run(args, on_length=None) -> tuple[list[dict], dict]:
+    """All cases, length by length; ``on_length(rows, info)`` after each length."""
+    impls = {k: v for k, v in implementations().items() if k in args.impls}
+    lengths = [2**p for p in range(int(math.log2(args.min_len)), int(math.log2(args.max_len)) + 1)]
+    info = {"peak": matmul_peak(args.peak_n, args.repeats), "load_start": os.getloadavg()}
+    print(f"matmul peak: {info['peak']:.1f} GFLOP/s", flush=True)
+    budget = args.memory_fraction * available_bytes()
+    rows, last_time = [], {}
+    for T in lengths:
+        keys = jax.random.split(jax.random.key(T), 4)
+        q, k, v, d_out = (jax.random.normal(key, (B, T, N, H), jnp.float32) for key in keys)
+        for backward in (False, True):
+            for is_causal in (False, True):
+                mode = "fwd+bwd" if backward else "fwd"
+                runnable = {}
+                for name, fn in impls.items():
+                    row = dict(T=T, causal=is_causal, mode=mode, impl=name)
+                    rows.append(row)
+                    arrays = (q, k, v, d_out) if backward else (q, k, v)
+                    case = (name, mode, is_causal)
+                    if case in last_time:
+                        estimate = last_time[case] * 4.0  # T^2 work for every rung
+                        if estimate > args.max_seconds:
+                            row["note"] = f"skip (est. {estimate:.0f} s)"
+                            continue
+                    program = jax.jit(make_program(fn, is_causal, backward))
+                    compiled = program.lower(*arrays).compile()
+                    analysis = compiled.memory_analysis()
+                    row["memory"] = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+                    if row["memory"] > budget:
+                        row["note"] = f"OOM (est. {row['memory'] / 1e9:.1f} GB)"
+                        continue
+                    runnable[name] = (row, partial(compiled, *arrays))
+                timings = time_round_robin(
+                    {name: call for name, (_, call) in runnable.items()}, args.repeats, args.long
+                )
+                for name, (seconds, runs) in timings.items():
+                    row = runnable[name][0]
+                    row.update(seconds=seconds, runs=runs,
+                               gflops=flops(T, is_causal, backward) / seconds / 1e9)
+                    last_time[(name, mode, is_causal)] = seconds
+                del runnable
+                for row in rows[-len(impls):]:
+                    print(_format_row(row, info["peak"]), flush=True)
+        info["load_end"] = os.getloadavg()
+        if on_length is not None:
+            on_length(rows, info)
+    return rows, info
+
+
+def _format_row(row: dict, peak: float) -> str:
+    causal = "causal" if row["causal"] else "full"
+    memory = f"{row['memory'] / 2**20:10.1f}" if "memory" in row else f"{'-':>10}"
+    case = f"{row['T']:>6} {causal:>6} {row['mode']:>7} {row['impl']:>10} {memory}"
+    if "seconds" not in row:
+        return f"{case}  {row['note']}"
+    return (
+        f"{case} "
+        f"{row['seconds']:10.4f} {row['gflops']:8.1f} {100 * row['gflops'] / peak:6.1f}%"
+        f"{'' if row['runs'] > 1 else '  (1 run)'}"
+    )
+
+
+def comparison(rows: list[dict]) -> list[str]:
+    """flash against jax.nn, case by case: speed-up and memory ratio."""
+    by_case = {(r["T"], r["causal"], r["mode"], r["impl"]): r for r in rows}
+    lines = []
+    for (T, causal, mode, impl), row in by_case.items():
+        if impl != "flash" or "seconds" not in row:
+            continue
+        other = by_case.get((T, causal, mode, "jax.nn"), {})
+        if "seconds" in other:
+            lines.append(
+                f"{T:>6} {'causal' if causal else 'full':>6} {mode:>7}  flash is "
+                f"{other['seconds'] / row['seconds']:5.2f}x faster and uses "
+                f"{other['memory'] / row['memory']:7.1f}x less memory than jax.nn"
+            )
+        elif "note" in other:
+            lines.append(f"{T:>6} {'causal' if causal else 'full':>6} {mode:>7}  jax.nn: "
+                         f"{other['note']}")
+    return lines
+
+
+def report(rows, info, args) -> str:
+    header = [
+        "Attention kernels against jax.nn.dot_product_attention",
+        f"date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs; "
+        f"backend {jax.default_backend()}; jax {jax.__version__}",
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}",
+        f"B={B} N={N} H={H} float32, self-attention (S = T); repeats={args.repeats}",
+        f"matmul peak ({args.peak_n}^3 float32): {info['peak']:.1f} GFLOP/s",
+        f"load average at start {info['load_start'][0]:.1f}, at end {info['load_end'][0]:.1f} "
+        "(other processes on the machine make timings noisy)",
+        "memory: XLA compiled memory_analysis, temp + output bytes (MiB)",
+        "GFLOP/s: 4BNTSH forward (halved if causal), x3.5 for fwd+bwd; % of the matmul peak",
+        "",
+        f"{'T':>6} {'mask':>6} {'mode':>7} {'impl':>10} {'mem MiB':>10} {'seconds':>10} "
+        f"{'GFLOP/s':>8} {'%peak':>7}",
+    ]
+    lines = header + [_format_row(r, info["peak"]) for r in rows]
+    lines += ["", "flash against jax.nn:"] + comparison(rows)
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), sharex=True)
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    colors = dict(zip(impls, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    for col, mode in enumerate(("fwd", "fwd+bwd")):
+        for impl in impls:
+            for causal, style in ((False, "-"), (True, "--")):
+                timed_rows = [
+                    r for r in rows
+                    if (r["impl"], r["mode"], r["causal"]) == (impl, mode, causal)
+                    and "seconds" in r
+                ]
+                label = f"{impl}{' causal' if causal else ''}"
+                if timed_rows:
+                    axes[0, col].plot([r["T"] for r in timed_rows],
+                                      [r["seconds"] for r in timed_rows], style, marker="o",
+                                      color=colors[impl], label=label, markersize=3)
+                    axes[1, col].plot([r["T"] for r in timed_rows],
+                                      [r["memory"] / 2**20 for r in timed_rows], style,
+                                      marker="o", color=colors[impl], label=label, markersize=3)
+        axes[0, col].set_title(f"time, {mode}")
+        axes[1, col].set_title(f"memory (XLA temp + output), {mode}")
+        axes[0, col].set_ylabel("seconds")
+        axes[1, col].set_ylabel("MiB")
+        axes[1, col].set_xlabel("sequence length T")
+    for ax in axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Attention, B={B} N={N} H={H} float32 on {jax.default_backend()} "
+                 "(dashed: causal; missing points: OOM or skipped)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--min-len", type=int, default=512)
+    parser.add_argument("--max-len", type=int, default=65536)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="T = 128..4096, one repeat")
+    parser.add_argument("--impls", nargs="+", default=[*implementations()],
+                        help="which implementations to run")
+    parser.add_argument("--long", type=float, default=10.0,
+                        help="a run longer than this many seconds is timed once")
+    parser.add_argument("--max-seconds", type=float, default=240.0,
+                        help="skip a case predicted to take longer than this")
+    parser.add_argument("--memory-fraction", type=float, default=0.6,
+                        help="skip a case whose compiled memory exceeds this share of MemAvailable")
+    parser.add_argument("--peak-n", type=int, default=4096)
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--figure", type=pathlib.Path, default=FIGURE)
+    args = parser.parse_args()
+    if args.quick:
+        args.min_len, args.max_len, args.repeats = 128, min(args.max_len, 4096), 1
+        if args.out == RESULTS:
+            args.out = RESULTS.with_name("attention_quick.txt")
+        if args.figure == FIGURE:
+            args.figure = FIGURE.with_name("attention_benchmark_quick.png")
+    def save(rows, info):  # after every length, so that a long run stopped early keeps its rows
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report(rows, info, args))
+        plot(rows, args.figure)
+
+    rows, info = run(args, on_length=save)
+    print("\n" + report(rows, info, args))
+    print(f"wrote {args.out} and {args.figure}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 Positional encodings
+#
+# Goals:
+#
+# 1. Draw the paper's table of sinusoids and read it as a set of clocks.
+# 2. Look at the dot products between positions: they depend on the distance, not on where
+#    you are.
+# 3. Check that moving `k` positions is one fixed linear map, whatever the starting position.
+#
+# Notebook 03 showed that attention treats its keys as a set. To let it use order, the
+# transformer adds to each token embedding a vector that depends only on the position
+# (section 3.5):
+#
+# $$PE_{(pos, 2i)} = \sin\!\big(pos / 10000^{2i/d_{model}}\big), \qquad PE_{(pos, 2i+1)} = \cos\!\big(pos / 10000^{2i/d_{model}}\big).$$
+#
+# Dimension pair `(2i, 2i+1)` is a point going round a circle, with a wavelength from `2 pi`
+# (i = 0, fast) to `10000 * 2 pi` (slow): like the hands of a clock, the fast ones tell
+# neighbours apart and the slow ones tell far-apart positions apart.
+
+# %%
+import os
+
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+from attention import sinusoidal_positions
+
+FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
+L, D = (64, 32) if FAST else (128, 128)
+print("fast setting:", FAST, " positions =", L, " d_model =", D)
+pe = np.asarray(sinusoidal_positions(L, D))  # [L, D]
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[3, 2])
+image = axes[0].imshow(pe, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+axes[0].set_xlabel("dimension")
+axes[0].set_ylabel("position")
+axes[0].set_title("sinusoidal positional encodings")
+fig.colorbar(image, ax=axes[0], label="value")
+for dim in [0, 2, 10, D // 2]:
+    axes[1].plot(pe[:, dim], label=f"dim {dim}")
+axes[1].set_xlabel("position")
+axes[1].set_title("a few columns: fast to slow clocks")
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Dot products between positions
+#
+# Attention compares vectors by dot products, so what matters is `PE_p . PE_q`. Using
+# `sin a sin b + cos a cos b = cos(a - b)`, each dimension pair contributes
+# `cos((p - q) w_i)`: the dot product is a function of the **offset** `p - q` only.
+
+# %%
+gram = pe @ pe.T  # [L, L]
+fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+image = axes[0].imshow(gram, cmap="viridis", interpolation="nearest")
+axes[0].set_xlabel("position q")
+axes[0].set_ylabel("position p")
+axes[0].set_title("PE_p . PE_q")
+fig.colorbar(image, ax=axes[0], label="dot product")
+for p in [0, L // 4, L // 2]:
+    axes[1].plot(np.arange(L) - p, gram[p], label=f"p = {p}")
+axes[1].set_xlabel("offset q - p")
+axes[1].set_ylabel("PE_p . PE_q")
+axes[1].set_title("the same curve from every position")
+axes[1].legend()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The peak at offset 0 (`|PE_p|^2 = d_model / 2`) falls off with distance: nearby positions
+# look alike, far ones do not, and the curves from different positions lie on top of each
+# other.
+#
+# ## Moving k positions is a linear map
+#
+# The authors chose sinusoids because `PE_{pos + k}` is a rotation of `PE_pos` (each clock
+# turns by `k w_i`). With `w_i = 1 / 10000^{2i / d_model}` and the angle-sum formulas, the
+# row vector `[sin a, cos a]` times the 2 x 2 matrix `[[cos b, -sin b], [sin b, cos b]]` is
+# `[sin(a + b), cos(a + b)]`. So the shift by `k` is one block-diagonal matrix `M_k` with
+# `b = k w_i` in block `i`, the same for every position. We build it from the formula and
+# check it against the package's table at every position.
+
+# %%
+k = 3
+w = 1.0 / 10000 ** (np.arange(0, D, 2) / D)  # one frequency per (sin, cos) pair
+M_k = np.zeros((D, D))
+for i, b in enumerate(k * w):
+    M_k[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = [[np.cos(b), -np.sin(b)], [np.sin(b), np.cos(b)]]
+shift_error = np.abs(pe[:-k] @ M_k - pe[k:]).max()
+print(f"max |PE_p M_k - PE_(p+{k})| over all {L - k} positions: {shift_error:.1e}")
+assert shift_error < 1e-4
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **Question.** What is `PE_p . PE_p` (the squared length of every positional vector) for an
+# even `d_model`? Write a formula in `d_model`.
+#
+# <details><summary>Answer</summary>
+# Each pair contributes `sin^2 + cos^2 = 1`, and there are `d_model / 2` pairs: `d_model / 2`.
+# </details>
+
+# %%
+def squared_length(d_model):
+    return d_model / 2  # your formula
+
+
+assert np.allclose(np.diag(gram), squared_length(D), atol=1e-3)
+# The dot product depends only on the offset: every diagonal of the Gram matrix is constant.
+assert all(np.allclose(np.diag(gram, k=o), np.diag(gram, k=o)[0], atol=1e-3) for o in range(L))
+print("correct")

@@ -1,0 +1,275 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 08 Visualising what the model learned
+#
+# Goals:
+#
+# 1. Draw the three kinds of attention of one translation (encoder self, decoder self,
+#    cross) from the real weights of the trained model of notebook 07.
+# 2. Read the cross-attention as an **alignment**: for `svo_to_sov` we know which source word
+#    each target word translates, so we can *score* every head against the truth and find
+#    the heads that copy the right source word.
+# 3. Find heads that **look back** at the previous target word, and summarise all heads with
+#    two numbers each: entropy and mean attention distance (`plot_head_summary`).
+# 4. Browse everything with the interactive `AttentionExplorer`.
+
+# %%
+import os
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from IPython.display import display
+
+from attention import (
+    Transformer,
+    TransformerConfig,
+    attention_maps,
+    plot_alignment,
+    plot_attention,
+    plot_head_summary,
+    plot_heads,
+    plot_translation_attention,
+)
+from attention.checkpoint import Checkpointer, read_config
+from attention.data import Batcher, encode_pairs, make_task, task_vocabulary
+from attention.data.synthetic import SVO_LEXICON
+from attention.explorer import AttentionExplorer
+from attention.train import TrainConfig, fit, make_optimizer
+from attention.translation import batch_stream, pad_sources, translate
+
+FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
+TASK = "svo_to_sov"
+print("fast setting:", FAST)
+
+# %% [markdown]
+# ## The trained model
+#
+# Notebook 07 trained a model on `svo_to_sov` and saved it under `runs/`. If you run this
+# notebook on its own, the cell below trains the same model with the same recipe (about two
+# minutes on a laptop CPU) and saves it there.
+
+# %%
+RUN_DIR = pathlib.Path("runs") / ("notebook07_fast" if FAST else "notebook07")
+tokenizer = task_vocabulary(TASK)
+
+if (RUN_DIR / "config.json").is_file():
+    config = TransformerConfig.from_dict(read_config(RUN_DIR)["model"])
+    model = Transformer(config, rngs=nnx.Rngs(0))
+    step = Checkpointer(RUN_DIR).restore(model)["step"]
+    print(f"loaded the model of notebook 07 (step {step}) from {RUN_DIR}")
+else:  # the recipe of notebook 07
+    d_model = 32 if FAST else 64
+    config = TransformerConfig.tiny(vocab_size=tokenizer.vocab_size, d_model=d_model,
+                                    num_heads=4, d_ff=2 * d_model, num_layers=2,
+                                    dropout_rate=0.0, max_len=32)
+    train_config = TrainConfig(steps=40 if FAST else 1200, batch_size=32 if FAST else 64,
+                               warmup_steps=100, lr_scale=1.0, label_smoothing=0.0,
+                               log_every=10, checkpoint_every=0, seed=0)
+    model = Transformer(config, rngs=nnx.Rngs(params=0, dropout=1))
+    optimizer = make_optimizer(model, config.d_model, train_config)
+    train_pairs = make_task(TASK, num_examples=1_000 if FAST else 10_000, seed=0)
+    batcher = Batcher(encode_pairs(train_pairs, tokenizer), batch_size=train_config.batch_size,
+                      max_len=32, seed=0, drop_remainder=True)
+    result = fit(model, optimizer, lambda s: batch_stream(batcher, s), train_config,
+                 pad_id=config.pad_id, progress=False)
+    checkpointer = Checkpointer(RUN_DIR)
+    checkpointer.write_config({"model": config.to_dict(), "train": train_config.to_dict(),
+                               "data": TASK})
+    checkpointer.save(result.step, model, optimizer)
+    print(f"trained {result.step} steps in {result.seconds:.0f} s, saved to {RUN_DIR}")
+
+# %% [markdown]
+# ## 1. One translation, three kinds of attention
+#
+# We feed a test sentence and its reference translation (teacher forcing, as in training)
+# and collect every attention weight with `attention_maps`, which runs the model with
+# `sow_weights=True` and stacks what each layer recorded: `[L, B, N, query, key]`.
+#
+# Row `t` of the decoder's matrices is computed while *producing* target word `t + 1`, having
+# read `<s>` and the words before it: the rows are labelled with the decoder's input tokens.
+
+# %%
+test_pairs = make_task(TASK, num_examples=64, seed=7)
+source, target = max(test_pairs[:20], key=lambda pair: len(pair[0].split()))  # a long one
+print("source:   ", source)
+print("reference:", target)
+print("model:    ", translate(model, tokenizer, [source])[0])
+
+src = jnp.asarray([tokenizer.encode(source, add_eos=True)])
+tgt_in = jnp.asarray([tokenizer.encode(target, add_bos=True)])
+maps = attention_maps(model, src, tgt_in)
+print({kind: value.shape for kind, value in maps.items()})
+source_tokens = tokenizer.tokens(source, add_eos=True)
+input_tokens = tokenizer.tokens(target, add_bos=True)    # what the decoder reads
+output_tokens = tokenizer.tokens(target, add_eos=True)   # what it produces at each row
+fig = plot_translation_attention(maps, source_tokens, input_tokens)
+fig
+
+# %% [markdown]
+# ## 2. Cross-attention as an alignment
+#
+# The same cross-attention (last layer, mean of the heads), drawn as lines from each target
+# word *being produced* to the source words it looked at. A copy task would give parallel
+# lines; here the verb jumps to the end and every noun phrase turns around, and the lines
+# cross accordingly.
+
+# %%
+cross_TS = np.asarray(maps["decoder_cross"][-1, 0].mean(axis=0))
+fig = plot_alignment(cross_TS, source_tokens, output_tokens,
+                     title="cross-attention, last layer, mean of heads")
+fig
+
+# %% [markdown]
+# ### Scoring the heads against the true alignment
+#
+# Every target word except the article `ta` is the translation of exactly one source word
+# (through `SVO_LEXICON`). For each head we count how often the word it attends to most
+# while producing a target word is that word's source (any occurrence of it). We use 64
+# test sentences, batched and padded.
+
+# %%
+to_source_word = {t: s for table in SVO_LEXICON.values() for s, t in table.items()}
+sources, targets = [s for s, _ in test_pairs], [t for _, t in test_pairs]
+src_batch = jnp.asarray(pad_sources(sources, tokenizer, max_len=config.max_len))
+tgt_ids = [tokenizer.encode(t, add_bos=True) for t in targets]
+tgt_batch = np.full((len(tgt_ids), max(map(len, tgt_ids))), config.pad_id, np.int32)
+for row, ids in enumerate(tgt_ids):
+    tgt_batch[row, : len(ids)] = ids
+batch_maps = attention_maps(model, src_batch, jnp.asarray(tgt_batch))
+cross = np.asarray(batch_maps["decoder_cross"])  # [L, B, N, T, S]
+L, _, N = cross.shape[:3]
+
+hits, total = np.zeros((L, N)), 0
+for b, (source_b, target_b) in enumerate(zip(sources, targets)):
+    source_words = source_b.split()
+    for t, word in enumerate(target_b.split()):  # row t produces target word t
+        if word == "ta":
+            continue
+        truth = [s for s, w in enumerate(source_words) if w == to_source_word[word]]
+        hits += np.isin(cross[:, b, :, t].argmax(axis=-1), truth)
+        total += 1
+alignment_accuracy = hits / total
+print(f"fraction of {total} target words whose most-attended source word is their source:")
+for layer in range(L):
+    print(f"  layer {layer}: " + "  ".join(f"head {n}: {alignment_accuracy[layer, n]:.2f}"
+                                          for n in range(N)))
+best_layer, best_head = np.unravel_index(alignment_accuracy.argmax(), alignment_accuracy.shape)
+print(f"best: layer {best_layer}, head {best_head}")
+
+# %% [markdown]
+# The best head is a **copy head**: to produce a word it looks straight at the source word to
+# translate, wherever the reordering put it. Its picture for our sentence:
+
+# %%
+fig = plot_attention(cross[best_layer, 0, best_head][: len(output_tokens), : len(source_tokens)],
+                     query_tokens=output_tokens, key_tokens=source_tokens,
+                     title=f"cross-attention, layer {best_layer}, head {best_head}",
+                     xlabel="source", ylabel="target word being produced")
+fig
+
+# %% [markdown]
+# ## 3. Heads that look back
+#
+# In the decoder's self-attention, a head that puts its weight on the previous target word
+# is useful here: after `ta` (end of a noun phrase) comes the next phrase's noun, after a
+# noun come its adjectives. For each head we measure the mean weight on the previous
+# position, then look at all heads of the layer where it is largest.
+
+# %%
+self_weights = np.asarray(batch_maps["decoder_self"])  # [L, B, N, T, T]
+real_rows = tgt_batch != config.pad_id                  # [B, T]
+previous = np.diagonal(self_weights, offset=-1, axis1=3, axis2=4)  # [L, B, N, T-1]
+look_back = (previous * real_rows[None, :, None, 1:]).sum(axis=(1, 3)) / real_rows[:, 1:].sum()
+for layer in range(L):
+    print(f"layer {layer}: weight on the previous word per head", np.round(look_back[layer], 2))
+back_layer, back_head = np.unravel_index(look_back.argmax(), look_back.shape)
+fig = plot_heads(maps["decoder_self"][back_layer, 0], query_tokens=input_tokens,
+                 key_tokens=input_tokens, mask=np.tril(np.ones((len(input_tokens),) * 2, bool)),
+                 title=f"decoder self-attention, layer {back_layer}")
+fig
+
+# %% [markdown]
+# ### All heads at a glance
+#
+# `plot_head_summary` gives two numbers per head, averaged over the rows: the **entropy** of
+# its weights in bits (0 = looks at one token; log2 of the number of keys = spreads evenly)
+# and the **mean attention distance** `sum_s w_ts |t - s|` in positions. Low entropy and
+# distance 1 in the decoder self-attention is a look-back head.
+
+# %%
+causal = np.tril(np.ones(self_weights.shape[-2:], bool))
+fig = plot_head_summary(self_weights[:, 0], mask=causal[None, None],
+                        title="decoder self-attention heads (first test sentence)")
+fig
+
+# %%
+fig = plot_head_summary(cross[:, 0], title="cross-attention heads (first test sentence)")
+fig
+
+# %% [markdown]
+# ## 4. The attention explorer
+#
+# `AttentionExplorer` takes precomputed maps (so it works for any model, even one no longer
+# in memory) and draws with matplotlib into ipywidgets: pick a sentence, a kind of
+# attention, a layer and a head (or their mean, or all of them).
+
+# %%
+examples = [
+    {"source_tokens": tokenizer.tokens(s, add_eos=True),
+     "target_tokens": tokenizer.tokens(t, add_bos=True),
+     "attention_maps": attention_maps(
+         model, jnp.asarray([tokenizer.encode(s, add_eos=True)]),
+         jnp.asarray([tokenizer.encode(t, add_bos=True)]))}
+    for s, t in test_pairs[:5]
+]
+explorer = AttentionExplorer(examples)
+display(explorer.widget)
+
+# %% [markdown]
+# The controls can be set from code too; the figure follows:
+
+# %%
+explorer.kind.value = "alignment"
+explorer.head.value = int(best_head)
+explorer.layer.value = int(best_layer)
+print(explorer.current_title())
+explorer.figure
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **Question.** In `svo_to_sov`, the last target word before `</s>` is always the verb. Where
+# in the source should the copy head look while producing it, for the sentence of section 1?
+# Give the source position (0-based) as `my_answer`.
+#
+# <details><summary>Answer</summary>
+# At the source verb: the word after the subject's noun phrase, e.g. position 4 in
+# "the big dog sees ...". `source.split().index(verb)`, computed below, is the general
+# answer.
+# </details>
+
+# %%
+verbs = set(SVO_LEXICON["verb"])
+my_answer = next(i for i, word in enumerate(source.split()) if word in verbs)
+verb_row = len(target.split()) - 1  # the row that produces the last word, the verb
+looked_at = int(cross[best_layer, 0, best_head, verb_row].argmax())
+print(f"producing '{target.split()[-1]}', head ({best_layer}, {best_head}) looks at "
+      f"source position {looked_at} ('{source_tokens[looked_at]}')")
+if not FAST:  # an untrained model (fast setting) has learned nothing yet
+    assert looked_at == my_answer
+    assert alignment_accuracy.max() > 0.8, "a trained model should have a copy head"
+print("done")

@@ -1,0 +1,208 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 10 Fast kernels: jit, blockwise and flash attention
+#
+# Goals:
+#
+# 1. See what `jax.jit` buys on the reference attention.
+# 2. Meet the ladder of kernels in `attention.kernels` (fused, blockwise, flash) and check
+#    that each computes the same function as the reference, values *and* gradients.
+# 3. Measure memory against sequence length with XLA's own accounting
+#    (`jit(f).lower(...).compile().memory_analysis()`): the reference stores the `T x S`
+#    weights, flash attention does not.
+# 4. Switch a whole model to a kernel with one config field.
+#
+# The idea behind blockwise and flash attention (Rabe & Staats 2021; Dao et al. 2022): the
+# softmax over keys can be computed **online**, one block of keys at a time. Keep for each
+# query a running maximum `m`, a running denominator `l` and a running output `o`; for a new
+# block with scores `x_j` and values `v_j`:
+#
+# $$m' = \max(m, \max_j x_j), \quad l' = e^{m - m'} l + \sum_j e^{x_j - m'}, \quad o' = e^{m - m'} o + \sum_j e^{x_j - m'} v_j,$$
+#
+# and at the end `output = o / l`. The `T x S` matrix of weights never exists at once.
+
+# %%
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+from flax import nnx
+
+from attention import Transformer, TransformerConfig, dot_product_attention, get_attention_fn
+from attention.kernels import blockwise_attention, flash_attention, fused_attention
+
+FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
+B, T, N, H = (1, 128, 2, 16) if FAST else (2, 1024, 4, 32)
+LENGTHS = [128, 256] if FAST else [256, 512, 1024, 2048, 4096]
+BLOCK = 64 if FAST else 128
+print("fast setting:", FAST, "  B, T, N, H =", (B, T, N, H), " on", jax.default_backend())
+
+
+def best_time(fn, *args, repeats=5):
+    """Fastest of `repeats` calls in seconds, after one warm-up call (which compiles)."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+kq, kk, kv = jax.random.split(jax.random.key(0), 3)
+q = jax.random.normal(kq, (B, T, N, H))
+k = jax.random.normal(kk, (B, T, N, H))
+v = jax.random.normal(kv, (B, T, N, H))
+
+# %% [markdown]
+# ## 1. `jit`
+#
+# Without `jit`, JAX runs each operation of the reference (scores, mask, softmax, weighted
+# sum, plus the argument checks) as a separate call from Python. `jax.jit` traces the
+# function once and hands XLA the whole program, which fuses operations and drops the
+# Python overhead.
+
+# %%
+def reference(q, k, v):
+    return dot_product_attention(q, k, v, is_causal=True)
+
+
+t_eager = best_time(reference, q, k, v, repeats=3)
+t_jit = best_time(jax.jit(reference), q, k, v)
+print(f"eager: {1e3 * t_eager:.1f} ms   jit: {1e3 * t_jit:.1f} ms   ({t_eager / t_jit:.1f}x)")
+
+# %% [markdown]
+# ## 2. The same function, four ways
+#
+# Every kernel takes the arguments of `dot_product_attention` (`[B, T, N, H]` inputs,
+# `mask`, `is_causal`, ...) plus its block sizes. Flash attention also has a hand-written
+# backward pass that recomputes the weights block by block instead of storing them.
+
+# %%
+kernels = {
+    "reference": reference,
+    "fused": lambda q, k, v: fused_attention(q, k, v, is_causal=True),
+    "blockwise": lambda q, k, v: blockwise_attention(q, k, v, is_causal=True, block_k=BLOCK),
+    "flash": lambda q, k, v: flash_attention(q, k, v, is_causal=True, block_q=BLOCK,
+                                             block_k=BLOCK),
+    "jax.nn": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=True),
+}
+
+
+def loss(f):
+    return lambda q, k, v: jnp.sum(jnp.sin(f(q, k, v)))  # any scalar function of the output
+
+
+expected = jax.jit(reference)(q, k, v)
+expected_grads = jax.jit(jax.grad(loss(reference), argnums=(0, 1, 2)))(q, k, v)
+for name, f in kernels.items():
+    out = jax.jit(f)(q, k, v)
+    grads = jax.jit(jax.grad(loss(f), argnums=(0, 1, 2)))(q, k, v)
+    out_err = float(jnp.abs(out - expected).max())
+    grad_err = max(float(jnp.abs(g - e).max()) for g, e in zip(grads, expected_grads))
+    t = best_time(jax.jit(f), q, k, v)
+    print(f"{name:10s} max |out - ref| {out_err:.1e}   max |grad - ref| {grad_err:.1e}   "
+          f"{1e3 * t:7.2f} ms")
+    assert out_err < 1e-4 and grad_err < 1e-3, name
+
+# %% [markdown]
+# All five agree to float32 rounding. The times above are for this machine and this size
+# only: on a CPU, with its large caches, the differences between kernels are modest and can
+# go either way; the big speed-ups of flash attention belong to GPUs, whose fast on-chip
+# memory is small (`benchmarks/attention.py` measures them there). What every device gets is
+# the memory saving, which we measure next.
+#
+# ## 3. Memory against sequence length
+#
+# XLA knows, before running anything, how much temporary memory a compiled program needs.
+# We compile the forward pass and the forward+backward pass (what training runs) of each
+# kernel for growing `T` and read `temp_size_in_bytes`.
+
+# %%
+def temp_megabytes(f, T, backward):
+    x = jax.ShapeDtypeStruct((1, T, N, H), jnp.float32)
+    g = jax.grad(loss(f), argnums=(0, 1, 2)) if backward else f
+    analysis = jax.jit(g).lower(x, x, x).compile().memory_analysis()
+    return None if analysis is None else analysis.temp_size_in_bytes / 2**20
+
+
+memory = {(name, backward): [temp_megabytes(kernels[name], T_, backward) for T_ in LENGTHS]
+          for name in ["reference", "blockwise", "flash"] for backward in [False, True]}
+for (name, backward), megabytes in memory.items():
+    label = "forward+backward" if backward else "forward"
+    print(f"{name:10s} {label:17s}", "  ".join(f"{m:8.1f}" for m in megabytes), "MiB")
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+for ax, backward in zip(axes, [False, True]):
+    for name, marker in [("reference", "o-"), ("blockwise", "s--"), ("flash", "^-")]:
+        ax.loglog(LENGTHS, memory[(name, backward)], marker, label=name)
+    ax.set_xlabel("sequence length T (= S)")
+    ax.set_title("forward + backward" if backward else "forward")
+    ax.legend()
+axes[0].set_ylabel("XLA temporary memory (MiB)")
+fig.suptitle(f"Attention memory, N={N} heads of width {H}, blocks of {BLOCK}")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The reference grows like `T^2` (slope 2 on the log-log plot): it stores all the weights.
+# Blockwise attention is linear in the forward pass, but automatic differentiation through
+# its loop stores every block for the backward pass, so training is quadratic again. Flash
+# attention's custom backward recomputes instead of storing: linear both ways.
+#
+# ## 4. A model with a fast kernel
+#
+# `TransformerConfig(attention_impl=...)` picks the kernel by name through
+# `get_attention_fn`. The parameters do not change, so the same weights give the same
+# outputs (the plots of the earlier notebooks need `"reference"`, the only path that forms
+# the weights).
+
+# %%
+config = TransformerConfig.tiny(vocab_size=50, d_model=32, num_layers=1, dropout_rate=0.0)
+model = Transformer(config, rngs=nnx.Rngs(0))
+fast_model = Transformer(config.replace(attention_impl="flash"), rngs=nnx.Rngs(0))
+src = jax.random.randint(jax.random.key(1), (2, 12), 3, 50)
+tgt = jax.random.randint(jax.random.key(2), (2, 9), 3, 50)
+difference = jnp.abs(model(src, tgt, deterministic=True) - fast_model(src, tgt, deterministic=True))
+print("max |reference model - flash model| =", float(difference.max()))
+print("get_attention_fn('flash', block_q=64, block_k=64) ->", get_attention_fn("flash", block_q=64, block_k=64))
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **Question.** The reference stores the weights `[B, N, T, S]` in float32. How many MiB is
+# that for one sequence (`B = 1`) with `N` heads at `T = S = 4096`? Does it match the growth
+# you measured?
+#
+# <details><summary>Answer</summary>
+# `4 * N * 4096^2` bytes = `64 N` MiB: 128 MiB for N = 2, 256 MiB for N = 4. Doubling T
+# quadruples it, the slope-2 line above; XLA may keep a few such arrays (scores and weights).
+# </details>
+
+# %%
+def weights_mib(N_heads, T_):
+    return 4 * N_heads * T_ * T_ / 2**20  # your formula
+
+
+T_last = LENGTHS[-1]
+print(f"weights at T={T_last}: {weights_mib(N, T_last):.0f} MiB; "
+      f"reference forward used {memory[('reference', False)][-1]:.0f} MiB")
+assert weights_mib(N, T_last) == 4 * N * T_last**2 / 2**20
+assert memory[("reference", False)][-1] >= weights_mib(N, T_last)  # it holds at least the weights
+assert memory[("flash", True)][-1] * 4 < memory[("reference", True)][-1]
+print("correct")

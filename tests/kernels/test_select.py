@@ -1,0 +1,62 @@
+"""get_attention_fn: every name gives a drop-in replacement for dot_product_attention."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from attention import MultiHeadAttention, dot_product_attention, padding_mask
+from attention.kernels import IMPLEMENTATIONS, get_attention_fn
+
+# Every rung equals the reference to a few float32 ulp (see each rung's tests).
+ATOL_F32 = 1e-5
+
+B, T, N, H = 2, 9, 2, 8
+
+
+def _qkv():
+    kq, kk, kv = jax.random.split(jax.random.key(0), 3)
+    return tuple(jax.random.normal(key, (B, T, N, H)) for key in (kq, kk, kv))
+
+
+@pytest.mark.parametrize("name", ["reference", "fused", "blockwise", "flash", "auto"])
+def test_every_name_matches_reference(name):
+    q, k, v = _qkv()
+    options = {"block_k": 4} if name in ("blockwise", "flash") else {}
+    f = get_attention_fn(name, **options)
+    got = f(q, k, v, is_causal=True)
+    assert jnp.allclose(got, dot_product_attention(q, k, v, is_causal=True), atol=ATOL_F32)
+
+
+def test_pallas_by_name():
+    q, k, v = _qkv()
+    f = get_attention_fn("pallas", block_q=8, block_k=8, interpret=True)
+    assert jnp.allclose(f(q, k, v), dot_product_attention(q, k, v), atol=ATOL_F32)
+
+
+def test_auto_takes_bias_and_masks():
+    q, k, v = _qkv()
+    bias = jax.random.normal(jax.random.key(1), (T, T))
+    mask = padding_mask(jnp.array([3, 9]), max_len=T)
+    auto = get_attention_fn("auto")
+    assert jnp.allclose(auto(q, k, v, bias), dot_product_attention(q, k, v, bias), atol=ATOL_F32)
+    want = dot_product_attention(q, k, v, mask=mask)
+    assert jnp.allclose(auto(q, k, v, mask=mask), want, atol=ATOL_F32)
+
+
+def test_drop_in_for_multi_head_attention():
+    x = jax.random.normal(jax.random.key(2), (B, T, 16))
+    mask = padding_mask(jnp.array([5, 9]), max_len=T)
+    plain = MultiHeadAttention(num_heads=2, in_features=16, rngs=nnx.Rngs(0))
+    fast = MultiHeadAttention(
+        num_heads=2, in_features=16, rngs=nnx.Rngs(0), attention_fn=get_attention_fn("flash")
+    )
+    want = plain(x, mask=mask, is_causal=True)
+    assert jnp.allclose(fast(x, mask=mask, is_causal=True), want, atol=ATOL_F32)
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown attention implementation 'flashy'; choose one of"
+                       " 'reference', 'fused', 'blockwise', 'flash', 'pallas', 'auto'"):
+        get_attention_fn("flashy")
+    assert set(IMPLEMENTATIONS) == {"reference", "fused", "blockwise", "flash", "pallas"}

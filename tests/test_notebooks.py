@@ -1,0 +1,82 @@
+"""The notebook course: every notebook runs, and every committed notebook is clean and paired.
+
+* Each ``notebooks/NN_name.ipynb`` is executed with nbclient in the fast setting
+  (``ATTENTION_FAST=1``: small sizes, few training steps), off-screen (``MPLBACKEND=Agg``), in a
+  temporary working directory so that nothing (checkpoints, figures) lands in the repository.
+  Any error in any cell fails the test.
+* Each committed ``.ipynb`` has no outputs and no execution counts, and its cells agree with
+  its jupytext ``py:percent`` twin ``NN_name.py`` (the text form reviews read).
+
+``notebooks/exercises/`` is not part of this file.
+"""
+
+import os
+import pathlib
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+jupytext = pytest.importorskip("jupytext")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+SOURCES = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+CELL_TIMEOUT_S = 300
+
+
+def _ids(paths):
+    return [p.stem for p in paths]
+
+
+def test_the_course_is_there_and_numbered_without_gaps():
+    numbers = [int(p.name[:2]) for p in SOURCES]
+    assert numbers == list(range(len(numbers))) and len(numbers) >= 10, numbers
+
+
+def test_every_notebook_has_its_text_twin_and_vice_versa():
+    assert {p.stem for p in SOURCES} == {p.stem for p in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_committed_notebook_has_no_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name} cell {i} has outputs: strip them"
+            assert cell.execution_count is None, f"{path.name} cell {i} has an execution count"
+
+
+def _cells(notebook):
+    return [(cell.cell_type, cell.source.strip()) for cell in notebook.cells]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_matches_its_py_percent_twin(path):
+    twin = path.with_suffix(".py")
+    from_ipynb = jupytext.read(path)
+    from_py = jupytext.read(twin)
+    assert _cells(from_ipynb) == _cells(from_py), (
+        f"{path.name} and {twin.name} differ; re-sync with "
+        f"`jupytext --sync {twin.relative_to(NOTEBOOKS_DIR.parent)}`"
+    )
+    formats = from_py.metadata.get("jupytext", {}).get("formats", "")
+    assert "py:percent" in formats and "ipynb" in formats, f"{twin.name} is not paired"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_runs_in_the_fast_setting(path, tmp_path, monkeypatch):
+    # The kernel is a child process: it inherits these.
+    monkeypatch.setenv("ATTENTION_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(NOTEBOOKS_DIR.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.chdir(tmp_path)
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    leftovers = [p for p in NOTEBOOKS_DIR.iterdir() if p.name in ("runs", "figures")]
+    assert not leftovers, f"{path.name} wrote into the repository: {leftovers}"
