@@ -99,7 +99,7 @@ def _train_config(args, preset: str):
     from attention.train import TrainConfig
 
     synthetic = args.data not in ("multi30k", "tatoeba")
-    defaults = dict(steps=700, batch_size=64, warmup_steps=100, lr_scale=2.0) if synthetic \
+    defaults = dict(steps=1200, batch_size=64, warmup_steps=100, lr_scale=0.7) if synthetic \
         else dict(steps=6000, batch_size=128, warmup_steps=1000, lr_scale=1.0)
     chosen = {
         "steps": args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup,
@@ -221,7 +221,7 @@ def _plot_example(model, tokenizer, sentence: str, path: pathlib.Path) -> pathli
     plot_attention(
         cross_TS, query_tokens=tokenizer.tokens(translation, add_bos=True),
         key_tokens=tokenizer.tokens(sentence, add_eos=True),
-        title="Cross-attention, last decoder layer (mean over heads)",
+        title="Cross-attention (last layer, mean of heads)",
         xlabel="source", ylabel="target (decoder input)", save=path,
     )
     return path

@@ -112,7 +112,7 @@ def train_step(model, optimizer, batch, *, label_smoothing: float, pad_id: int):
         "nll": nll_sum / denominator,
         "accuracy": correct / denominator,
         "tokens": num_tokens,
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
     }
 
 

@@ -30,11 +30,13 @@
 # in floating point.
 
 # %%
+# %matplotlib inline
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from IPython.display import display
 
 from attention import (
     attention_weights,
@@ -95,8 +97,8 @@ weights = attention_weights(q, q, both)
 print("rows sum to:", np.round(np.asarray(weights[1, 0].sum(-1)), 4))
 tokens = ["the", "cat", "sat", "<pad>", "<pad>"]
 fig = plot_attention(weights[1, 0], query_tokens=tokens, key_tokens=tokens, mask=both[1, 0],
-                     title="causal + padding mask (hatched = masked)")
-fig
+                     title="causal + padding mask")
+display(fig)
 
 # %% [markdown]
 # ## 3. Rows with nothing to attend

@@ -26,11 +26,11 @@
 # $$\operatorname{Attention}(Q, K, V) = \underbrace{\operatorname{softmax}\!\Big(\frac{Q K^\top}{\sqrt{d_k}}\Big)}_{\text{weights } [T, S]} \; V, \qquad \text{output}_t = \sum_s w_{ts}\, v_s .$$
 
 # %%
+# %matplotlib inline
 import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from attention import (
     attention_weights,

@@ -33,12 +33,14 @@
 # one, since each works in a `d_model / h` slice.
 
 # %%
+# %matplotlib inline
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from IPython.display import display
 
 from attention import (
     MultiHeadAttention,
@@ -103,7 +105,7 @@ _, sown = nnx.capture(lambda m: m(x, sow_weights=True), nnx.Intermediate)(mha)
 print("weights [B, N, T, S]:", weights_BNTS.shape)
 fig = plot_heads(weights_BNTS[0], query_tokens=tokens, key_tokens=tokens,
                  title="self-attention of an untrained layer, one panel per head")
-fig
+display(fig)
 
 # %% [markdown]
 # Untrained, the heads already differ (their projections are random), but none means
@@ -118,7 +120,7 @@ _, sown = nnx.capture(lambda m: m(x, is_causal=True, sow_weights=True), nnx.Inte
 (causal_BNTS,) = sown["attention_weights"].get_value()
 fig = plot_heads(causal_BNTS[0], query_tokens=tokens, key_tokens=tokens,
                  mask=jnp.tril(jnp.ones((T, T), bool)), title="the same layer, causal")
-fig
+display(fig)
 
 # %% [markdown]
 # ## Check your understanding

@@ -32,9 +32,9 @@
 # neighbours apart and the slow ones tell far-apart positions apart.
 
 # %%
+# %matplotlib inline
 import os
 
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 

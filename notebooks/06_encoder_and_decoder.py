@@ -36,6 +36,7 @@
 # then the feed-forward network.
 
 # %%
+# %matplotlib inline
 import os
 
 import jax
@@ -98,15 +99,15 @@ def logits_from_embeddings(x_TD):
 
 
 assert jnp.allclose(logits_from_embeddings(x0_TD), logits[0], atol=1e-5)
-jac_TVTD = jax.jacobian(logits_from_embeddings)(x0_TD)
+jac_TVTD = jax.jit(jax.jacobian(logits_from_embeddings))(x0_TD)  # [T, V, T, D]
 influence_TT = jnp.sqrt((jac_TVTD**2).sum(axis=(1, 3)))  # [t, u]
 print(np.array2string(np.asarray(influence_TT), precision=3, suppress_small=True))
 
-fig, ax = plt.subplots(figsize=(4.5, 3.8))
+fig, ax = plt.subplots(figsize=(5, 4))
 image = ax.imshow(np.asarray(influence_TT), cmap="viridis", interpolation="nearest")
 ax.set_xlabel("target input position u")
 ax.set_ylabel("output position t")
-ax.set_title("|d logits_t / d x_u|: zero above the diagonal")
+ax.set_title("|d logits_t / d x_u|\nzero above the diagonal")
 fig.colorbar(image, ax=ax, label="Frobenius norm")
 plt.show()
 
@@ -121,7 +122,7 @@ def logits_from_memory(memory_SD):
     return model.decode(tgt[:1], memory_SD[None], src[:1], deterministic=True)[0]
 
 
-jac_TVSD = jax.jacobian(logits_from_memory)(memory[0])
+jac_TVSD = jax.jit(jax.jacobian(logits_from_memory))(memory[0])  # [T, V, S, D]
 per_source_position = jnp.sqrt((jac_TVSD**2).sum(axis=(0, 1, 3)))
 print("influence of each memory position:", np.round(np.asarray(per_source_position), 3))
 assert jnp.all(per_source_position[5:] == 0) and jnp.all(per_source_position[:5] > 0)

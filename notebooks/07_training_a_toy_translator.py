@@ -27,10 +27,10 @@
 # On a 2-core laptop CPU the default setting trains for about two minutes.
 
 # %%
+# %matplotlib inline
 import os
 import pathlib
 
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
@@ -44,7 +44,7 @@ from attention.translation import batch_stream, exact_match, translate
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 TASK = "svo_to_sov"
-STEPS = 40 if FAST else 1200
+STEPS = 20 if FAST else 1200
 D_MODEL = 32 if FAST else 64
 BATCH = 32 if FAST else 64
 NUM_EXAMPLES = 1_000 if FAST else 10_000
@@ -62,7 +62,7 @@ print("fast setting:", FAST, " steps:", STEPS, " run directory:", RUN_DIR)
 
 # %%
 pairs = make_task(TASK, num_examples=NUM_EXAMPLES, seed=0)
-test_pairs = make_task(TASK, num_examples=100 if FAST else 300, seed=123)
+test_pairs = make_task(TASK, num_examples=32 if FAST else 300, seed=123)
 for source, target in pairs[:3]:
     print(f"{source}\n  -> {target}")
 lengths = [len(s.split()) for s, _ in pairs]
@@ -157,7 +157,7 @@ plt.show()
 hypotheses = translate(model, tokenizer, [s for s, _ in test_pairs])
 score = exact_match(hypotheses, [t for _, t in test_pairs])
 print(f"exact match on {len(test_pairs)} unseen sentences: {score:.1%}")
-for (source, target), hypothesis in list(zip(test_pairs, hypotheses))[:4]:
+for (source, target), hypothesis in list(zip(test_pairs, hypotheses, strict=True))[:4]:
     print(f"  source:    {source}\n  reference: {target}\n  model:     {hypothesis}"
           f"   {'OK' if hypothesis == target else 'WRONG'}")
 

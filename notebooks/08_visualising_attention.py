@@ -26,6 +26,7 @@
 # 4. Browse everything with the interactive `AttentionExplorer`.
 
 # %%
+# %matplotlib inline
 import os
 import pathlib
 
@@ -76,7 +77,7 @@ else:  # the recipe of notebook 07
     config = TransformerConfig.tiny(vocab_size=tokenizer.vocab_size, d_model=d_model,
                                     num_heads=4, d_ff=2 * d_model, num_layers=2,
                                     dropout_rate=0.0, max_len=32)
-    train_config = TrainConfig(steps=40 if FAST else 1200, batch_size=32 if FAST else 64,
+    train_config = TrainConfig(steps=20 if FAST else 1200, batch_size=32 if FAST else 64,
                                warmup_steps=100, lr_scale=1.0, label_smoothing=0.0,
                                log_every=10, checkpoint_every=0, seed=0)
     model = Transformer(config, rngs=nnx.Rngs(params=0, dropout=1))
@@ -103,7 +104,7 @@ else:  # the recipe of notebook 07
 # read `<s>` and the words before it: the rows are labelled with the decoder's input tokens.
 
 # %%
-test_pairs = make_task(TASK, num_examples=64, seed=7)
+test_pairs = make_task(TASK, num_examples=16 if FAST else 64, seed=7)
 source, target = max(test_pairs[:20], key=lambda pair: len(pair[0].split()))  # a long one
 print("source:   ", source)
 print("reference:", target)
@@ -117,7 +118,7 @@ source_tokens = tokenizer.tokens(source, add_eos=True)
 input_tokens = tokenizer.tokens(target, add_bos=True)    # what the decoder reads
 output_tokens = tokenizer.tokens(target, add_eos=True)   # what it produces at each row
 fig = plot_translation_attention(maps, source_tokens, input_tokens)
-fig
+display(fig)
 
 # %% [markdown]
 # ## 2. Cross-attention as an alignment
@@ -131,14 +132,14 @@ fig
 cross_TS = np.asarray(maps["decoder_cross"][-1, 0].mean(axis=0))
 fig = plot_alignment(cross_TS, source_tokens, output_tokens,
                      title="cross-attention, last layer, mean of heads")
-fig
+display(fig)
 
 # %% [markdown]
 # ### Scoring the heads against the true alignment
 #
 # Every target word except the article `ta` is the translation of exactly one source word
 # (through `SVO_LEXICON`). For each head we count how often the word it attends to most
-# while producing a target word is that word's source (any occurrence of it). We use 64
+# while producing a target word is that word's source (any occurrence of it), over 64
 # test sentences, batched and padded.
 
 # %%
@@ -154,7 +155,7 @@ cross = np.asarray(batch_maps["decoder_cross"])  # [L, B, N, T, S]
 L, _, N = cross.shape[:3]
 
 hits, total = np.zeros((L, N)), 0
-for b, (source_b, target_b) in enumerate(zip(sources, targets)):
+for b, (source_b, target_b) in enumerate(zip(sources, targets, strict=True)):
     source_words = source_b.split()
     for t, word in enumerate(target_b.split()):  # row t produces target word t
         if word == "ta":
@@ -179,15 +180,16 @@ fig = plot_attention(cross[best_layer, 0, best_head][: len(output_tokens), : len
                      query_tokens=output_tokens, key_tokens=source_tokens,
                      title=f"cross-attention, layer {best_layer}, head {best_head}",
                      xlabel="source", ylabel="target word being produced")
-fig
+display(fig)
 
 # %% [markdown]
 # ## 3. Heads that look back
 #
-# In the decoder's self-attention, a head that puts its weight on the previous target word
-# is useful here: after `ta` (end of a noun phrase) comes the next phrase's noun, after a
-# noun come its adjectives. For each head we measure the mean weight on the previous
-# position, then look at all heads of the layer where it is largest.
+# The decoder's self-attention tells it where it is in the output: after `ta` (the end of a
+# noun phrase) comes the next phrase's noun, after a noun come its adjectives. For each head
+# we measure the mean weight on the previous position, then draw all heads of the layer
+# where it is largest. Look for heads that look at the token itself (the diagonal), at the
+# one before it (just below the diagonal), or jump back to a landmark such as the last `ta`.
 
 # %%
 self_weights = np.asarray(batch_maps["decoder_self"])  # [L, B, N, T, T]
@@ -200,7 +202,7 @@ back_layer, back_head = np.unravel_index(look_back.argmax(), look_back.shape)
 fig = plot_heads(maps["decoder_self"][back_layer, 0], query_tokens=input_tokens,
                  key_tokens=input_tokens, mask=np.tril(np.ones((len(input_tokens),) * 2, bool)),
                  title=f"decoder self-attention, layer {back_layer}")
-fig
+display(fig)
 
 # %% [markdown]
 # ### All heads at a glance
@@ -214,11 +216,11 @@ fig
 causal = np.tril(np.ones(self_weights.shape[-2:], bool))
 fig = plot_head_summary(self_weights[:, 0], mask=causal[None, None],
                         title="decoder self-attention heads (first test sentence)")
-fig
+display(fig)
 
 # %%
 fig = plot_head_summary(cross[:, 0], title="cross-attention heads (first test sentence)")
-fig
+display(fig)
 
 # %% [markdown]
 # ## 4. The attention explorer
@@ -226,6 +228,8 @@ fig
 # `AttentionExplorer` takes precomputed maps (so it works for any model, even one no longer
 # in memory) and draws with matplotlib into ipywidgets: pick a sentence, a kind of
 # attention, a layer and a head (or their mean, or all of them).
+# Its rows are labelled with the decoder's *input* tokens (`<s>` first), so in the alignment
+# view each line starts at the word *before* the one being produced.
 
 # %%
 examples = [
@@ -234,7 +238,7 @@ examples = [
      "attention_maps": attention_maps(
          model, jnp.asarray([tokenizer.encode(s, add_eos=True)]),
          jnp.asarray([tokenizer.encode(t, add_bos=True)]))}
-    for s, t in test_pairs[:5]
+    for s, t in test_pairs[: 2 if FAST else 5]
 ]
 explorer = AttentionExplorer(examples)
 display(explorer.widget)
@@ -247,7 +251,7 @@ explorer.kind.value = "alignment"
 explorer.head.value = int(best_head)
 explorer.layer.value = int(best_layer)
 print(explorer.current_title())
-explorer.figure
+display(explorer.figure)
 
 # %% [markdown]
 # ## Check your understanding

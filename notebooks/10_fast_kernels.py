@@ -34,13 +34,13 @@
 # and at the end `output = o / l`. The `T x S` matrix of weights never exists at once.
 
 # %%
+# %matplotlib inline
 import os
 import time
 
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
-import numpy as np
 from flax import nnx
 
 from attention import Transformer, TransformerConfig, dot_product_attention, get_attention_fn
@@ -114,7 +114,7 @@ for name, f in kernels.items():
     out = jax.jit(f)(q, k, v)
     grads = jax.jit(jax.grad(loss(f), argnums=(0, 1, 2)))(q, k, v)
     out_err = float(jnp.abs(out - expected).max())
-    grad_err = max(float(jnp.abs(g - e).max()) for g, e in zip(grads, expected_grads))
+    grad_err = max(float(jnp.abs(g - e).max()) for g, e in zip(grads, expected_grads, strict=True))
     t = best_time(jax.jit(f), q, k, v)
     print(f"{name:10s} max |out - ref| {out_err:.1e}   max |grad - ref| {grad_err:.1e}   "
           f"{1e3 * t:7.2f} ms")
@@ -148,7 +148,7 @@ for (name, backward), megabytes in memory.items():
     print(f"{name:10s} {label:17s}", "  ".join(f"{m:8.1f}" for m in megabytes), "MiB")
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-for ax, backward in zip(axes, [False, True]):
+for ax, backward in zip(axes, [False, True], strict=True):
     for name, marker in [("reference", "o-"), ("blockwise", "s--"), ("flash", "^-")]:
         ax.loglog(LENGTHS, memory[(name, backward)], marker, label=name)
     ax.set_xlabel("sequence length T (= S)")

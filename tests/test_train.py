@@ -167,3 +167,17 @@ def test_train_config_errors_name_the_field():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
         TrainConfig(label_smoothing=1.5)
+
+
+def test_ctrl_c_saves_a_checkpoint_before_returning(tmp_path):
+    _, model, optimizer, batcher, config = _setup(steps=10)
+
+    def interrupt_at_step_3(line):
+        if line["step"] == 3:
+            raise KeyboardInterrupt
+
+    checkpointer = Checkpointer(tmp_path / "run")
+    result = fit(model, optimizer, lambda s: batch_stream(batcher, s), config, pad_id=0,
+                 checkpointer=checkpointer, on_log=interrupt_at_step_3, progress=False)
+    assert result.interrupted and result.step == 3
+    assert checkpointer.steps == [3]

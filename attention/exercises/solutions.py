@@ -162,7 +162,10 @@ def greedy_decode(model, src_tokens, max_len):
     config = model.config
     B = src_tokens.shape[0]
     memory = model.encode(src_tokens, deterministic=True)
-    inputs = jnp.full((B, 1), config.bos_id, jnp.int32)
+    # A fixed-size buffer of decoder inputs: bos, then the tokens chosen so far, then pad.
+    # Its shape never changes, so JAX compiles the decoder once; the causal mask makes the
+    # positions after t irrelevant to the prediction at t.
+    inputs = jnp.full((B, max_len), config.pad_id, jnp.int32).at[:, 0].set(config.bos_id)
     finished = jnp.zeros(B, bool)
     tokens = []
     for t in range(max_len):
@@ -172,7 +175,8 @@ def greedy_decode(model, src_tokens, max_len):
         next_token = jnp.where(finished, config.pad_id, next_token)
         tokens.append(next_token)
         finished = finished | (next_token == config.eos_id)
-        inputs = jnp.concatenate([inputs, next_token[:, None]], axis=1)
+        if t + 1 < max_len:
+            inputs = inputs.at[:, t + 1].set(next_token)
     return jnp.stack(tokens, axis=1)
 
 
