@@ -121,11 +121,11 @@ for name, f in kernels.items():
     assert out_err < 1e-4 and grad_err < 1e-3, name
 
 # %% [markdown]
-# All five agree to float32 rounding. The times above are for this machine and this size
-# only: on a CPU, with its large caches, the differences between kernels are modest and can
-# go either way; the big speed-ups of flash attention belong to GPUs, whose fast on-chip
-# memory is small (`benchmarks/attention.py` measures them there). What every device gets is
-# the memory saving, which we measure next.
+# All five agree to float32 rounding. The times are for this machine and this size only.
+# The tiled kernels (blockwise, flash) never write the `T x S` weights out to memory, which
+# can pay off even on a CPU once `T` is long; on a GPU, whose fast on-chip memory is small,
+# it is the whole point (`benchmarks/attention.py` compares them there). What every device
+# gets is the memory saving, which we measure next.
 #
 # ## 3. Memory against sequence length
 #
@@ -151,6 +151,8 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
 for ax, backward in zip(axes, [False, True], strict=True):
     for name, marker in [("reference", "o-"), ("blockwise", "s--"), ("flash", "^-")]:
         ax.loglog(LENGTHS, memory[(name, backward)], marker, label=name)
+    ax.set_xticks(LENGTHS, [str(t) for t in LENGTHS])
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("sequence length T (= S)")
     ax.set_title("forward + backward" if backward else "forward")
     ax.legend()

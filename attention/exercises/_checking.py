@@ -358,12 +358,12 @@ def check_jit_and_vmap(
 ) -> None:
     """``fn`` must give the same results under ``jax.jit`` and under ``jax.vmap``.
 
-    ``inputs`` are positional array arguments; ``static`` are keyword arguments held fixed
-    (Python ints, flags). vmap maps over a new leading axis of two stacked input sets, so
+    ``inputs`` are the leading positional array arguments; ``static`` are the positional
+    arguments after them, held fixed (Python ints, flags). vmap maps over a new leading axis of two stacked input sets, so
     ``other_inputs`` must have the same shapes as ``inputs``.
     """
     static = static or {}
-    bound = lambda *arrays: fn(*arrays, **static)
+    bound = lambda *arrays: fn(*arrays, *static.values())
     try:
         got = jax.jit(bound)(*inputs.values())
     except Exception as e:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -146,7 +147,8 @@ def check_combine_embeddings(combine_embeddings, interaction_answer=None) -> str
             "by setting INTERACTION_ANSWER to 'a', 'b' or 'c'."
         )
     answer = " ".join(str(interaction_answer).strip().lower().rstrip(".").split())
-    answer = answer.strip("()")
+    letter = re.match(r"^\(?([abc])\)?(\s|$)", answer)  # "c", "(c)", "c) the product"
+    answer = letter.group(1) if letter else answer.strip("()")
     if answer in _INTERACTION_WRONG:
         which = _INTERACTION_WRONG[answer]
         if which == "sum":
@@ -618,7 +620,7 @@ def check_split_merge_heads(split_heads, merge_heads) -> str:
         x = _normal(seed, (B, T, N * H))
         inputs = {"x": x}
         expected = np.asarray(ref.split_heads(x, N))
-        got = as_array(call(split_heads, "split_heads", inputs, num_heads=N), "split_heads")
+        got = as_array(call(split_heads, "split_heads", inputs | {"num_heads": N}), "split_heads")
         compare(got, expected, axes="BTNH", name="split_heads", what="heads", inputs=inputs,
                 variants=[
             (
@@ -740,14 +742,14 @@ def check_multi_head_attention(multi_head_attention) -> str:
         x = _normal(seed + 10, (B, T, D))
         inputs = {"x": x} | w
         expected = np.asarray(_mha_apply(mha, x))
-        got = as_array(call(fn, name, inputs, num_heads=N), name)
+        got = as_array(call(fn, name, inputs | {"num_heads": N}), name)
         compare(got, expected, axes="BTD", name=name, what="output", inputs=inputs,
                 variants=_mha_variants(x, w, N, None))
         lengths = jnp.arange(1, B + 1, dtype=jnp.int32) * T // B
         pad = ref.padding_mask(lengths, T)
         masked = inputs | {"mask": pad}
         expected_masked = np.asarray(_mha_apply(mha, x, mask=pad))
-        got = as_array(call(fn, name, inputs, num_heads=N, mask=pad), name)
+        got = as_array(call(fn, name, inputs | {"num_heads": N}, mask=pad), name)
         check_shape(got, expected_masked.shape, "BTD", name, "output")
         variants = [] if close(got, expected_masked) else [
             (
@@ -853,7 +855,7 @@ def check_causal_self_attention(causal_self_attention) -> str:
         x = _normal(seed + 10, (B, T, D))
         inputs = {"x": x} | w
         expected = np.asarray(_mha_apply(mha, x, is_causal=True))
-        got = as_array(call(fn, name, inputs, num_heads=N), name)
+        got = as_array(call(fn, name, inputs | {"num_heads": N}), name)
         check_shape(got, expected.shape, "BTD", name, "output")
         allowed = np.asarray(ref.causal_mask(T))
         variants = [] if close(got, expected) else [
@@ -869,7 +871,7 @@ def check_causal_self_attention(causal_self_attention) -> str:
             ),
         ]
         match_variant(got, variants)
-        _check_leak(lambda x_: fn(x_, *w.values(), num_heads=N), x, name, "input x")
+        _check_leak(lambda x_: fn(x_, *w.values(), N), x, name, "input x")
         compare(got, expected, axes="BTD", name=name, what="output", inputs=inputs,
                 variants=_mha_variants(x, w, N, None, causal=True))
     x2 = _normal(99, x.shape)
@@ -1019,7 +1021,7 @@ def check_label_smoothing(label_smoothed_loss) -> str:
         inputs = {"logits": logits, "targets": targets}
         static = {"label_smoothing": eps, "pad_id": 0}
         expected = _reference_loss(logits, targets, eps)
-        got = as_array(call(fn, name, inputs, **static), name, "loss")
+        got = as_array(call(fn, name, inputs | static), name, "loss")
         if got.shape != ():
             raise Mistake(
                 f"your loss has shape {shape_str(got.shape)}; expected one number (shape []): "
@@ -1073,7 +1075,7 @@ def check_label_smoothing(label_smoothed_loss) -> str:
         )
     big = logits * 50.0
     big_inputs = {"logits": big, "targets": targets}
-    got_big = as_array(call(fn, name, big_inputs, **static), name, "loss")
+    got_big = as_array(call(fn, name, big_inputs | static), name, "loss")
     check_finite(
         got_big, _reference_loss(big, targets, eps), name,
         "for large logits (around +-100)",

@@ -88,7 +88,7 @@ def submission_code(path: pathlib.Path) -> str:
 
 
 def defined_names(code: str) -> set[str]:
-    """Top-level names a piece of code defines (functions, classes, assignments)."""
+    """Top-level names a piece of code defines (functions, classes, assignments, imports)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -97,6 +97,8 @@ def defined_names(code: str) -> set[str]:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):  # imported, still "defined"
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names.update(t.id for t in targets if isinstance(t, ast.Name))

@@ -38,7 +38,7 @@ def _mask(name):
 
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("mask_name", ["none", "padding", "random"])
-@pytest.mark.parametrize("block_k", [4, 11, 64])  # 4: S=11 is not a multiple; 64 > S
+@pytest.mark.parametrize("block_k", [4, 64])  # 4: S=11 is not a multiple; 64 > S
 def test_matches_reference(is_causal, mask_name, block_k):
     q, k, v = _qkv()
     mask = _mask(mask_name)

@@ -45,7 +45,7 @@ def _kwargs(name):
     }[name]
 
 
-NAMES = ["none", "key_lengths", "both_lengths", "padding_mask", "random_mask", "mask_and_lengths"]
+NAMES = ["none", "key_lengths", "both_lengths", "random_mask", "mask_and_lengths"]
 
 
 def _loss(f, q, k, v, **kwargs):
