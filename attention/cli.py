@@ -4,6 +4,7 @@
     attention train --data multi30k --preset small --steps 6000 --out runs/multi30k
     attention translate --checkpoint runs/svo_to_sov "the big dog sees the cat"
     attention evaluate --checkpoint runs/multi30k --split test --beam-size 5
+    attention grade submissions/ --out scores.csv     # grade classroom exercises
 
 ``python -m attention ...`` is the same program. Errors in the arguments, the data or the
 checkpoint end with a one-line message (exit status 2), never a traceback.
@@ -71,6 +72,10 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--length-penalty", type=float, default=0.6)
     evaluate.add_argument("--average-last", type=int, default=0)
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N sentences")
+    grade = commands.add_parser(
+        "grade", add_help=False,
+        help="grade a folder of exercise submissions (see attention.exercises.grade --help)")
+    grade.add_argument("grade_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -286,6 +291,11 @@ class UsageError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["grade"]:  # the grader has its own argument parser and messages
+        from attention.exercises.grade import main as grade_main
+
+        return grade_main(argv[1:])
     args = _build_parser().parse_args(argv)
     from attention.checkpoint import CheckpointError
     from attention.data import ChecksumError, DatasetNotFoundError

@@ -86,9 +86,10 @@ print(both[1, 0].astype(int))
 
 # %% [markdown]
 # `masked_softmax(scores, mask)` gives masked entries weight exactly 0 and spreads the whole
-# weight over the allowed ones. Inside the package the masked scores are replaced by a large
-# *finite* negative number before the softmax (never `-inf` arithmetic, which can produce
-# NaN), and the result is multiplied by the mask.
+# weight over the allowed ones. Inside, it takes the row maximum over the allowed entries
+# only, sets the exponentials of masked entries to zero with `jnp.where` (so no `-inf` ever
+# enters the arithmetic, where `-inf - (-inf)` would make NaN), and divides by the sum of
+# the rest.
 
 # %%
 key = jax.random.key(0)

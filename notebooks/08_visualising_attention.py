@@ -100,8 +100,9 @@ else:  # the recipe of notebook 07
 # and collect every attention weight with `attention_maps`, which runs the model with
 # `sow_weights=True` and stacks what each layer recorded: `[L, B, N, query, key]`.
 #
-# Row `t` of the decoder's matrices is computed while *producing* target word `t + 1`, having
-# read `<s>` and the words before it: the rows are labelled with the decoder's input tokens.
+# Row `t` of the decoder's matrices reads decoder input token `t` (`<s>` at t = 0) and
+# produces the *next* target word. In the three panels below the rows are labelled with the
+# input tokens; in the alignment pictures further down, with the word being produced.
 
 # %%
 test_pairs = make_task(TASK, num_examples=16 if FAST else 64, seed=7)

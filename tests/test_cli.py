@@ -86,3 +86,10 @@ def test_python_dash_m_runs_the_same_program():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "train" in result.stdout and "translate" in result.stdout
+
+
+def test_grade_subcommand_reaches_the_grader(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grade", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: attention grade" in capsys.readouterr().out

@@ -359,8 +359,8 @@ def check_jit_and_vmap(
     """``fn`` must give the same results under ``jax.jit`` and under ``jax.vmap``.
 
     ``inputs`` are the leading positional array arguments; ``static`` are the positional
-    arguments after them, held fixed (Python ints, flags). vmap maps over a new leading axis of two stacked input sets, so
-    ``other_inputs`` must have the same shapes as ``inputs``.
+    arguments after them, held fixed (Python ints, flags). vmap maps over a new leading axis
+    of two stacked input sets, so ``other_inputs`` must have the same shapes as ``inputs``.
     """
     static = static or {}
     bound = lambda *arrays: fn(*arrays, *static.values())

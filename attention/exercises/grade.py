@@ -122,8 +122,13 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 def run_check(code: str, exercise: str, *, timeout: float, startup_timeout: float = 300.0,
-              python: str = sys.executable) -> tuple[bool, str, str]:
-    """(passed, status, message) for one exercise of one submission, in a subprocess."""
+              python: str = sys.executable, cache_dir: str | None = None
+              ) -> tuple[bool, str, str]:
+    """(passed, status, message) for one exercise of one submission, in a subprocess.
+
+    ``cache_dir``: a JAX compilation cache shared by the checks of one grading run, so that
+    the package's reference programs (and identical student programs) compile once per class.
+    """
     with tempfile.TemporaryDirectory(prefix="attention-grade-") as tmp:
         tmp = pathlib.Path(tmp)
         (tmp / "submission.py").write_text(code, encoding="utf-8")
@@ -132,6 +137,9 @@ def run_check(code: str, exercise: str, *, timeout: float, startup_timeout: floa
             [str(_PACKAGE_PARENT)] + [p for p in [env.get("PYTHONPATH")] if p]
         )
         env.setdefault("JAX_PLATFORMS", "cpu")
+        if cache_dir is not None:
+            env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+            env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
         with open(tmp / "output.txt", "wb") as output:
             process = subprocess.Popen(
                 [python, "-m", "attention.exercises._run_submission", "submission.py", exercise,
@@ -192,13 +200,15 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
             else:
                 work.append((student, name, found[0]))
 
-    def run(item):
-        student, name, (path, code) = item
-        passed, status, message = run_check(code, name, timeout=timeout)
-        return Grade(student, name, int(passed), status, message, path.name)
+    with tempfile.TemporaryDirectory(prefix="attention-grade-cache-") as cache_dir:
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        grades.extend(pool.map(run, work))
+        def run(item):
+            student, name, (path, code) = item
+            passed, status, message = run_check(code, name, timeout=timeout, cache_dir=cache_dir)
+            return Grade(student, name, int(passed), status, message, path.name)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            grades.extend(pool.map(run, work))
     order = {name: i for i, name in enumerate(exercises)}
     grades.sort(key=lambda g: (g.student, order[g.exercise]))
     return exercises, grades
