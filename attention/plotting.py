@@ -34,6 +34,7 @@ Inputs may be NumPy or JAX arrays; they are copied to NumPy float32 for drawing.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -170,8 +171,21 @@ def _token_ticks(ax, which: str, tokens: list[str] | None, max_labels: int) -> N
             label.set_rotation(90)
 
 
+class NotebookFigure(Figure):
+    """A Figure that Jupyter shows as a PNG, whatever the matplotlib backend.
+
+    IPython draws plain ``Figure`` objects only once ``%matplotlib inline`` has installed its
+    display hook; ``_repr_png_`` makes our figures show without it.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
 def _new_figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained")
+    return NotebookFigure(figsize=(width, height), layout="constrained")
 
 
 def _save(fig: Figure, save) -> None:

@@ -281,7 +281,8 @@ def plot_training_curves(history: list[dict], path: str | pathlib.Path):
     steps = np.array([h["step"] for h in history])
     fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     ax_loss.plot(steps, [h["loss"] for h in history], label="loss (label-smoothed)")
-    ax_loss.plot(steps, [h["nll"] for h in history], label="cross-entropy (nats/token)")
+    # Dashed: without label smoothing the two curves coincide, and both must stay visible.
+    ax_loss.plot(steps, [h["nll"] for h in history], "--", label="cross-entropy (nats/token)")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("per target token")
     ax_loss.set_title("Training loss")

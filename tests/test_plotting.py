@@ -382,3 +382,13 @@ def test_head_summary_plot_shows_entropy_and_distance(tmp_path):
     assert images(one_layer)[0].get_array().shape == (1, N)
     with pytest.raises(ValueError, match=r"weights must have shape \[L, N, T, S\]"):
         plot_head_summary(random_weights((T, S)))
+
+
+def test_figures_show_in_jupyter_without_the_inline_backend():
+    from IPython.core.formatters import DisplayFormatter
+
+    from attention.plotting import plot_attention
+
+    fig = plot_attention(np.full((2, 3), 1 / 3), query_tokens=["a", "b"], key_tokens=list("xyz"))
+    data, _ = DisplayFormatter().format(fig)
+    assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
