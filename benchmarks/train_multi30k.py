@@ -3,7 +3,8 @@
     python benchmarks/train_multi30k.py --minutes 20         # the budget
     python benchmarks/train_multi30k.py --quick              # a 1-minute smoke run
 
-The data is read from $ATTENTION_DATA/multi30k (or --data-dir). The model is the package's
+The data is read from --data-dir, else $ATTENTION_DATA, else ../shared/data beside the
+repository (no download is attempted when that folder is there). The model is the package's
 Transformer (post-LN, sinusoidal positions, shared joint subword vocabulary), trained with
 the paper's Adam schedule and label smoothing; BLEU is sacreBLEU (cased, 13a, detokenized
 text) of greedy and beam-5 decoding, with its signature. Results (BLEU, wall time, tokens/s,
@@ -37,21 +38,24 @@ from attention.transformer import Transformer, count_params  # noqa: E402
 from attention.translation import batch_stream, bleu_signature, load_corpus, translate  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results"
+SHARED_DATA = str(_HERE.parent.parent / "shared" / "data")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="training time budget")
-    parser.add_argument("--data-dir")
+    parser.add_argument("--data-dir", default=os.environ.get("ATTENTION_DATA", SHARED_DATA),
+                        help="folder holding multi30k/ (default: $ATTENTION_DATA, else "
+                             "../shared/data beside the repository)")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--d-ff", type=int, default=1024)
+    parser.add_argument("--d-ff", type=int, default=512)
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--batch-tokens", type=int, default=4096)
-    parser.add_argument("--warmup", type=int, default=800)
-    parser.add_argument("--lr-scale", type=float, default=1.0)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--lr-scale", type=float, default=0.8)
     parser.add_argument("--average-last", type=int, default=3,
                         help="average the last K checkpoints (section 6.1); 0 = off")
     parser.add_argument("--checkpoint-every", type=int, default=200)

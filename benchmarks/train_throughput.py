@@ -136,6 +136,39 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
+def breakdown(cfg, batch, repeats=5):
+    """Where a train step's time goes: forward, forward+backward, the whole step, and the
+    vocabulary projection + softmax cross-entropy alone (timed as separate jitted programs)."""
+    from attention.loss import label_smoothed_cross_entropy
+    from attention.train import _loss_fn
+
+    model = Transformer(cfg, rngs=nnx.Rngs(0))
+    optimizer = make_optimizer(model, cfg.d_model, TrainConfig(warmup_steps=100))
+    forward = nnx.jit(lambda m, b: _loss_fn(m, b, 0.1, cfg.pad_id)[0])
+    backward = nnx.jit(lambda m, b: nnx.grad(lambda m: _loss_fn(m, b, 0.1, cfg.pad_id)[0])(m))
+    hidden = jnp.ones((*batch["tgt_out"].shape, cfg.d_model), jnp.float32)
+
+    @jax.jit
+    def projection(hidden_BTD, table_VD, targets):
+        def loss(h, e):
+            return label_smoothed_cross_entropy(h @ e.T, targets, label_smoothing=0.1)[0]
+        return jax.grad(loss, argnums=(0, 1))(hidden_BTD, table_VD)
+
+    table = jnp.ones((cfg.tgt_vocab_size, cfg.d_model), jnp.float32)
+    parts = {
+        "forward (loss)": lambda: forward(model, batch),
+        "forward + backward": lambda: backward(model, batch),
+        "whole step (+ Adam)": lambda: train_step(model, optimizer, batch, label_smoothing=0.1,
+                                                  pad_id=cfg.pad_id)["loss"],
+        "output projection + loss, fwd+bwd": lambda: projection(hidden, table,
+                                                                batch["tgt_out"]),
+    }
+    rows = []
+    for name, fn in parts.items():
+        rows.append((name, time_steps(lambda fn=fn: jax.block_until_ready(fn()), repeats, 2)))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -145,6 +178,8 @@ def main():
     parser.add_argument("--tgt-len", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="few steps, no torch.compile")
     parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the parts of our step (a profile of where time goes)")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.warmup = 3, 1
@@ -188,6 +223,10 @@ def main():
             f"{name:32s} {seconds:8.3f} {tokens / seconds:10.0f} {flops / seconds / 1e9:8.1f} "
             f"{flops / seconds / peak:8.1%} {reference / seconds:6.2f}"
         )
+    if args.breakdown:
+        lines.append("# where our step's time goes (separate jitted programs, median seconds)")
+        for name, seconds in breakdown(cfg, batches[0]):
+            lines.append(f"{name:40s} {seconds:8.3f}")
     text = "\n".join(lines)
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
