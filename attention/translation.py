@@ -19,6 +19,7 @@ import numpy as np
 from attention.data import (
     TASKS,
     Batcher,
+    encode_pairs,
     load_multi30k,
     load_tatoeba,
     load_tokenizer,
@@ -196,3 +197,67 @@ def load_run_tokenizer(run_dir: str | pathlib.Path) -> Tokenizer:
         if (run_dir / candidate).is_file():
             return load_tokenizer(run_dir / candidate)
     raise FileNotFoundError(f"no tokenizer.json or tokenizer.model in {run_dir}.")
+
+
+def train_course_model(*, fast: bool = False, task: str = "svo_to_sov"):
+    """Train the course's toy translator with the recipe of notebook 07.
+
+    d_model 64 (32 when ``fast``), 4 heads, 2+2 layers, no dropout or label smoothing,
+    1200 updates of 64 pairs from 10,000 generated ones (20 of 32 from 1,000 when ``fast``):
+    about two minutes on a laptop CPU.
+
+    Returns:
+      ``(model, tokenizer, train_config, fit_result)``.
+    """
+    from flax import nnx
+
+    from attention.config import TransformerConfig
+    from attention.train import TrainConfig, fit, make_optimizer
+    from attention.transformer import Transformer
+
+    tokenizer = task_vocabulary(task)
+    d_model = 32 if fast else 64
+    config = TransformerConfig.tiny(vocab_size=tokenizer.vocab_size, d_model=d_model,
+                                    num_heads=4, d_ff=2 * d_model, num_layers=2,
+                                    dropout_rate=0.0, max_len=32)
+    train_config = TrainConfig(steps=20 if fast else 1200, batch_size=32 if fast else 64,
+                               warmup_steps=100, lr_scale=1.0, label_smoothing=0.0,
+                               log_every=10, checkpoint_every=0, seed=0)
+    model = Transformer(config, rngs=nnx.Rngs(params=0, dropout=1))
+    optimizer = make_optimizer(model, config.d_model, train_config)
+    pairs = make_task(task, num_examples=1_000 if fast else 10_000, seed=0)
+    batcher = Batcher(encode_pairs(pairs, tokenizer), batch_size=train_config.batch_size,
+                      max_len=config.max_len, seed=0, drop_remainder=True)
+    result = fit(model, optimizer, lambda step: batch_stream(batcher, step), train_config,
+                 pad_id=config.pad_id, progress=False)
+    return model, tokenizer, train_config, result
+
+
+def load_or_train_course_model(
+    run_dir: str | pathlib.Path, *, fast: bool = False, task: str = "svo_to_sov"
+):
+    """The model notebook 07 saved in ``run_dir``, or, if there is none, the same recipe
+    trained now (:func:`train_course_model`) and saved there, so a notebook runs on its own.
+
+    Returns:
+      ``(model, tokenizer, message)``; the message says which of the two happened.
+    """
+    from flax import nnx
+
+    from attention.checkpoint import Checkpointer, read_config
+    from attention.config import TransformerConfig
+    from attention.transformer import Transformer
+
+    run_dir = pathlib.Path(run_dir)
+    if (run_dir / "config.json").is_file():
+        model = Transformer(TransformerConfig.from_dict(read_config(run_dir)["model"]),
+                            rngs=nnx.Rngs(0))
+        step = Checkpointer(run_dir).restore(model)["step"]
+        return model, task_vocabulary(task), f"loaded the model of step {step} from {run_dir}"
+    model, tokenizer, train_config, result = train_course_model(fast=fast, task=task)
+    checkpointer = Checkpointer(run_dir)
+    checkpointer.write_config({"model": model.config.to_dict(), "train": train_config.to_dict(),
+                               "data": task})
+    checkpointer.save(result.step, model)
+    return model, tokenizer, (f"trained {result.step} steps in {result.seconds:.0f} s, "
+                              f"saved to {run_dir}")

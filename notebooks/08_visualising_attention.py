@@ -32,12 +32,9 @@ import pathlib
 
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from IPython.display import display
 
 from attention import (
-    Transformer,
-    TransformerConfig,
     attention_maps,
     plot_alignment,
     plot_attention,
@@ -45,12 +42,10 @@ from attention import (
     plot_heads,
     plot_translation_attention,
 )
-from attention.checkpoint import Checkpointer, read_config
-from attention.data import Batcher, encode_pairs, make_task, task_vocabulary
+from attention.data import make_task
 from attention.data.synthetic import SVO_LEXICON
 from attention.explorer import AttentionExplorer
-from attention.train import TrainConfig, fit, make_optimizer
-from attention.translation import batch_stream, pad_sources, translate
+from attention.translation import load_or_train_course_model, pad_sources, translate
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 TASK = "svo_to_sov"
@@ -65,33 +60,9 @@ print("fast setting:", FAST)
 
 # %%
 RUN_DIR = pathlib.Path("runs") / ("notebook07_fast" if FAST else "notebook07")
-tokenizer = task_vocabulary(TASK)
-
-if (RUN_DIR / "config.json").is_file():
-    config = TransformerConfig.from_dict(read_config(RUN_DIR)["model"])
-    model = Transformer(config, rngs=nnx.Rngs(0))
-    step = Checkpointer(RUN_DIR).restore(model)["step"]
-    print(f"loaded the model of notebook 07 (step {step}) from {RUN_DIR}")
-else:  # the recipe of notebook 07
-    d_model = 32 if FAST else 64
-    config = TransformerConfig.tiny(vocab_size=tokenizer.vocab_size, d_model=d_model,
-                                    num_heads=4, d_ff=2 * d_model, num_layers=2,
-                                    dropout_rate=0.0, max_len=32)
-    train_config = TrainConfig(steps=20 if FAST else 1200, batch_size=32 if FAST else 64,
-                               warmup_steps=100, lr_scale=1.0, label_smoothing=0.0,
-                               log_every=10, checkpoint_every=0, seed=0)
-    model = Transformer(config, rngs=nnx.Rngs(params=0, dropout=1))
-    optimizer = make_optimizer(model, config.d_model, train_config)
-    train_pairs = make_task(TASK, num_examples=1_000 if FAST else 10_000, seed=0)
-    batcher = Batcher(encode_pairs(train_pairs, tokenizer), batch_size=train_config.batch_size,
-                      max_len=32, seed=0, drop_remainder=True)
-    result = fit(model, optimizer, lambda s: batch_stream(batcher, s), train_config,
-                 pad_id=config.pad_id, progress=False)
-    checkpointer = Checkpointer(RUN_DIR)
-    checkpointer.write_config({"model": config.to_dict(), "train": train_config.to_dict(),
-                               "data": TASK})
-    checkpointer.save(result.step, model, optimizer)
-    print(f"trained {result.step} steps in {result.seconds:.0f} s, saved to {RUN_DIR}")
+model, tokenizer, message = load_or_train_course_model(RUN_DIR, fast=FAST, task=TASK)
+config = model.config
+print(message)
 
 # %% [markdown]
 # ## 1. One translation, three kinds of attention

@@ -32,14 +32,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from attention import (  # noqa: E402
-    Transformer,
-    TransformerConfig,
     attention_maps,
     attention_weights,
     combine_masks,
@@ -51,15 +48,12 @@ from attention import (  # noqa: E402
     plot_translation_attention,
     sinusoidal_positions,
 )
-from attention.data import Batcher, encode_pairs, make_task, task_vocabulary  # noqa: E402
+from attention.data import make_task  # noqa: E402
 from attention.data.synthetic import SVO_LEXICON  # noqa: E402
 from attention.train import (  # noqa: E402
-    TrainConfig,
-    fit,
-    make_optimizer,
     plot_training_curves,
 )
-from attention.translation import batch_stream, exact_match, translate  # noqa: E402
+from attention.translation import exact_match, train_course_model, translate  # noqa: E402
 
 TASK = "svo_to_sov"
 
@@ -96,26 +90,6 @@ def positional_figure(out: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def train_toy_model(fast: bool):
-    """The recipe of notebook 07."""
-    tokenizer = task_vocabulary(TASK)
-    d_model = 32 if fast else 64
-    config = TransformerConfig.tiny(vocab_size=tokenizer.vocab_size, d_model=d_model,
-                                    num_heads=4, d_ff=2 * d_model, num_layers=2,
-                                    dropout_rate=0.0, max_len=32)
-    train_config = TrainConfig(steps=30 if fast else 1200, batch_size=32 if fast else 64,
-                               warmup_steps=100, lr_scale=1.0, label_smoothing=0.0,
-                               log_every=10, checkpoint_every=0, seed=0)
-    model = Transformer(config, rngs=nnx.Rngs(params=0, dropout=1))
-    optimizer = make_optimizer(model, config.d_model, train_config)
-    pairs = make_task(TASK, num_examples=1_000 if fast else 10_000, seed=0)
-    batcher = Batcher(encode_pairs(pairs, tokenizer), batch_size=train_config.batch_size,
-                      max_len=32, seed=0, drop_remainder=True)
-    result = fit(model, optimizer, lambda s: batch_stream(batcher, s), train_config,
-                 pad_id=config.pad_id, progress=False)
-    return model, tokenizer, result
-
-
 def best_copy_head(model, tokenizer, pairs) -> tuple[int, int, float]:
     """The (layer, head) whose most-attended source word is most often the right one."""
     to_source = {t: s for table in SVO_LEXICON.values() for s, t in table.items()}
@@ -138,7 +112,7 @@ def best_copy_head(model, tokenizer, pairs) -> tuple[int, int, float]:
 
 def model_figures(out: pathlib.Path, fast: bool) -> list[pathlib.Path]:
     start = time.perf_counter()
-    model, tokenizer, result = train_toy_model(fast)
+    model, tokenizer, _, result = train_course_model(fast=fast, task=TASK)
     paths = [plot_training_curves(result.history, out / "training_curves.png")]
     test = make_task(TASK, num_examples=200, seed=123)
     score = exact_match(translate(model, tokenizer, [s for s, _ in test]), [t for _, t in test])
