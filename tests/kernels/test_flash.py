@@ -10,6 +10,8 @@ from attention import dot_product_attention, padding_mask
 from attention.kernels import flash_attention, flash_attention_reference
 from attention.kernels.flash import _Tiling
 
+from ._inputs import random_qkv
+
 # Tiled online softmax: the same terms summed in another order, a few float32 ulp.
 ATOL_F32 = 1e-5
 # The custom backward recomputes the weights from the saved log-sum-exp instead of
@@ -25,12 +27,7 @@ BLOCKS = dict(block_q=4, block_k=3)  # neither T=13 nor S=11 is a multiple
 
 
 def _qkv(seed=0, dtype=jnp.float32, T=T, S=S):
-    kq, kk, kv = jax.random.split(jax.random.key(seed), 3)
-    return (
-        jax.random.normal(kq, (B, T, N, H), dtype),
-        jax.random.normal(kk, (B, S, N, H), dtype),
-        jax.random.normal(kv, (B, S, N, HV), dtype),
-    )
+    return random_qkv(B, T, S, N, H, HV, seed=seed, dtype=dtype)
 
 
 def _kwargs(name):

@@ -7,6 +7,8 @@ import pytest
 from attention import dot_product_attention, padding_mask
 from attention.kernels import fused_attention
 
+from ._inputs import random_qkv
+
 # Same arithmetic in a different order (scale on q, division after the weighted sum): float32
 # rounding differences of a few ulp on values of size ~1.
 ATOL_F32 = 1e-5
@@ -19,12 +21,7 @@ B, T, S, N, H, HV = 2, 7, 11, 3, 5, 6
 
 
 def _qkv(seed=0, dtype=jnp.float32):
-    kq, kk, kv = jax.random.split(jax.random.key(seed), 3)
-    return (
-        jax.random.normal(kq, (B, T, N, H), dtype),
-        jax.random.normal(kk, (B, S, N, H), dtype),
-        jax.random.normal(kv, (B, S, N, HV), dtype),
-    )
+    return random_qkv(B, T, S, N, H, HV, seed=seed, dtype=dtype)
 
 
 def _masks():
