@@ -79,3 +79,94 @@ def token_accuracy(
     real_BT = targets != pad_id
     correct = jnp.sum((jnp.argmax(logits, axis=-1) == targets) & real_BT)
     return correct.astype(jnp.float32), jnp.sum(real_BT).astype(jnp.float32)
+
+
+def projected_cross_entropy(
+    hidden: Float[Array, "B T D"],
+    weight: Float[Array, "V D"],
+    targets: Int[Array, "B T"],
+    *,
+    label_smoothing: float = 0.1,
+    pad_id: int = 0,
+    chunk_tokens: int = 512,
+) -> dict[str, Float[Array, ""]]:
+    """The output projection and the loss together, ``chunk_tokens`` positions at a time.
+
+    Computes what ``label_smoothed_cross_entropy(hidden @ weight.T, targets)`` does, plus the
+    plain cross-entropy and the argmax accuracy, without ever holding the ``[B, T, V]``
+    logits: the positions are cut into chunks of ``chunk_tokens``, each chunk's logits live
+    only inside its step of a loop, and the backward pass recomputes them
+    (``jax.checkpoint``) instead of storing them. Why: with a vocabulary of thousands the
+    logits are the largest array of a training step (4096 tokens x 8000 words = 131 MB in
+    float32, and as much again for their gradient); on a CPU, writing and re-reading them
+    costs more than the matrix product that makes them (``benchmarks/train_throughput.py
+    --breakdown``). The same idea makes large-vocabulary language models fit in memory.
+
+    Args:
+      hidden: ``[B, T, D]`` decoder outputs (the last layer, after its norm).
+      weight: ``[V, D]`` output projection: the (tied) embedding matrix, or the transposed
+        output kernel.
+      targets: ``[B, T]`` integer ids; ``pad_id`` positions are ignored.
+      label_smoothing, pad_id: as :func:`label_smoothed_cross_entropy`.
+      chunk_tokens: positions per chunk (a positive int).
+
+    Returns:
+      ``{"loss_sum", "nll_sum", "correct", "tokens"}``: float32 scalars, sums over the
+      non-padding positions of the label-smoothed loss, the plain cross-entropy, the argmax
+      hits, and their count.
+
+    Raises:
+      TypeError, ValueError: as :func:`label_smoothed_cross_entropy`; ``hidden`` and
+        ``weight`` that disagree on D; a ``chunk_tokens`` that is not a positive int.
+
+    >>> import jax, jax.numpy as jnp
+    >>> h = jax.random.normal(jax.random.key(0), (2, 3, 4))
+    >>> w = jax.random.normal(jax.random.key(1), (7, 4))
+    >>> t = jnp.array([[1, 2, 0], [3, 4, 5]])
+    >>> direct, _ = label_smoothed_cross_entropy(h @ w.T, t)
+    >>> chunked = projected_cross_entropy(h, w, t, chunk_tokens=4)["loss_sum"]
+    >>> bool(jnp.allclose(direct, chunked, rtol=1e-6))
+    True
+    """
+    check_floating("hidden", hidden)
+    check_floating("weight", weight)
+    if hidden.ndim != 3 or weight.ndim != 2 or hidden.shape[-1] != weight.shape[-1]:
+        raise ValueError(
+            f"hidden [B, T, D] = {shape_str(hidden.shape)} and weight [V, D] = "
+            f"{shape_str(weight.shape)} must be rank 3 and 2 with the same D."
+        )
+    if not jnp.issubdtype(targets.dtype, jnp.integer):
+        raise TypeError(f"targets must be integer token ids, got dtype {targets.dtype}.")
+    if hidden.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"hidden [B, T, D] = {shape_str(hidden.shape)} and targets [B, T] = "
+            f"{shape_str(targets.shape)} must agree on B and T."
+        )
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+    if not isinstance(chunk_tokens, int) or isinstance(chunk_tokens, bool) or chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be a positive int, got {chunk_tokens!r}.")
+    D = hidden.shape[-1]
+    hidden_ND, targets_N = hidden.reshape(-1, D), targets.reshape(-1)
+    chunk = min(chunk_tokens, hidden_ND.shape[0])
+    padded = -(-hidden_ND.shape[0] // chunk) * chunk
+    extra = padded - hidden_ND.shape[0]  # padding positions, ignored like pad_id targets
+    hidden_KCD = jnp.pad(hidden_ND, ((0, extra), (0, 0))).reshape(-1, chunk, D)
+    targets_KC = jnp.pad(targets_N, (0, extra), constant_values=pad_id).reshape(-1, chunk)
+
+    @jax.checkpoint  # the backward recomputes this chunk's logits rather than storing them
+    def chunk_sums(hidden_CD, targets_C):
+        logits_CV = jnp.einsum("CD,VD->CV", hidden_CD, weight).astype(jnp.float32)
+        log_probs_CV = jax.nn.log_softmax(logits_CV, axis=-1)
+        target_log_prob_C = jnp.take_along_axis(log_probs_CV, targets_C[:, None], axis=-1)[:, 0]
+        loss_C = (-(1.0 - label_smoothing) * target_log_prob_C
+                  - label_smoothing * jnp.mean(log_probs_CV, axis=-1))
+        real_C = (targets_C != pad_id).astype(jnp.float32)
+        hits_C = (jnp.argmax(logits_CV, axis=-1) == targets_C).astype(jnp.float32)
+        return jnp.stack([jnp.sum(loss_C * real_C),
+                          jax.lax.stop_gradient(jnp.sum(-target_log_prob_C * real_C)),
+                          jax.lax.stop_gradient(jnp.sum(hits_C * real_C)),
+                          jnp.sum(real_C)])
+
+    sums = jnp.sum(jax.lax.map(lambda args: chunk_sums(*args), (hidden_KCD, targets_KC)), 0)
+    return dict(zip(("loss_sum", "nll_sum", "correct", "tokens"), sums, strict=True))

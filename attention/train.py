@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from attention.loss import label_smoothed_cross_entropy, token_accuracy
+from attention.loss import projected_cross_entropy
 from attention.schedule import transformer_schedule
 
 
@@ -84,12 +84,19 @@ def make_optimizer(
     return nnx.Optimizer(model, tx, wrt=nnx.Param)
 
 
-def _loss_fn(model, batch, label_smoothing, pad_id):
-    logits_BTV = model(batch["src"], batch["tgt_in"], deterministic=False)
-    loss_sum, num_tokens = label_smoothed_cross_entropy(
-        logits_BTV, batch["tgt_out"], label_smoothing=label_smoothing, pad_id=pad_id
+def _loss_sums(model, batch, label_smoothing, pad_id, deterministic):
+    """Summed losses, hits and token count of ``model`` on ``batch``; the output projection
+    and the loss run chunk by chunk (:func:`attention.loss.projected_cross_entropy`)."""
+    hidden_BTD = model.features(batch["src"], batch["tgt_in"], deterministic=deterministic)
+    return projected_cross_entropy(
+        hidden_BTD, model.output_weight(), batch["tgt_out"], label_smoothing=label_smoothing,
+        pad_id=pad_id,
     )
-    return loss_sum / jnp.maximum(num_tokens, 1.0), (logits_BTV, num_tokens)
+
+
+def _loss_fn(model, batch, label_smoothing, pad_id):
+    sums = _loss_sums(model, batch, label_smoothing, pad_id, deterministic=False)
+    return sums["loss_sum"] / jnp.maximum(sums["tokens"], 1.0), sums
 
 
 @nnx.jit(static_argnames=("label_smoothing", "pad_id"))
@@ -100,18 +107,14 @@ def train_step(model, optimizer, batch, *, label_smoothing: float, pad_id: int):
     cross-entropy per token), ``accuracy``, ``tokens`` and ``grad_norm``.
     """
     grad_fn = nnx.value_and_grad(_loss_fn, has_aux=True)
-    (loss, (logits_BTV, num_tokens)), grads = grad_fn(model, batch, label_smoothing, pad_id)
+    (loss, sums), grads = grad_fn(model, batch, label_smoothing, pad_id)
     optimizer.update(model, grads)
-    nll_sum, _ = label_smoothed_cross_entropy(
-        logits_BTV, batch["tgt_out"], label_smoothing=0.0, pad_id=pad_id
-    )
-    correct, _ = token_accuracy(logits_BTV, batch["tgt_out"], pad_id=pad_id)
-    denominator = jnp.maximum(num_tokens, 1.0)
+    denominator = jnp.maximum(sums["tokens"], 1.0)
     return {
         "loss": loss,
-        "nll": nll_sum / denominator,
-        "accuracy": correct / denominator,
-        "tokens": num_tokens,
+        "nll": sums["nll_sum"] / denominator,
+        "accuracy": sums["correct"] / denominator,
+        "tokens": sums["tokens"],
         "grad_norm": optax.tree.norm(grads),
     }
 
@@ -119,12 +122,8 @@ def train_step(model, optimizer, batch, *, label_smoothing: float, pad_id: int):
 @nnx.jit(static_argnames=("pad_id",))
 def eval_step(model, batch, *, pad_id: int):
     """Summed cross-entropy, correct tokens and token count on ``batch`` (no dropout)."""
-    logits_BTV = model(batch["src"], batch["tgt_in"], deterministic=True)
-    nll_sum, num_tokens = label_smoothed_cross_entropy(
-        logits_BTV, batch["tgt_out"], label_smoothing=0.0, pad_id=pad_id
-    )
-    correct, _ = token_accuracy(logits_BTV, batch["tgt_out"], pad_id=pad_id)
-    return {"nll_sum": nll_sum, "correct": correct, "tokens": num_tokens}
+    sums = _loss_sums(model, batch, 0.0, pad_id, deterministic=True)
+    return {"nll_sum": sums["nll_sum"], "correct": sums["correct"], "tokens": sums["tokens"]}
 
 
 def evaluate_loss(model, batches, *, pad_id: int) -> dict[str, float]:

@@ -136,6 +136,20 @@ class Transformer(nnx.Module):
         deterministic: bool | None = None,
         sow_weights: bool = False,
     ) -> Float[Array, "B T V"]:
+        return self.logits(self.features(src_tokens, tgt_tokens, deterministic=deterministic,
+                                         sow_weights=sow_weights))
+
+    def features(
+        self,
+        src_tokens: Int[Array, "B S"],
+        tgt_tokens: Int[Array, "B T"],
+        *,
+        deterministic: bool | None = None,
+        sow_weights: bool = False,
+    ) -> Float[Array, "B T D"]:
+        """The decoder's last hidden states ``[B, T, D]``: the model before its output
+        projection. Training feeds them to :func:`attention.loss.projected_cross_entropy`
+        with :meth:`output_weight`, which never holds all the logits at once."""
         self._check_src(src_tokens)
         self._check_tgt(tgt_tokens)
         if src_tokens.shape[0] != tgt_tokens.shape[0]:
@@ -144,8 +158,9 @@ class Transformer(nnx.Module):
                 f"{shape_str(tgt_tokens.shape)} must have the same batch size B."
             )
         memory = self.encode(src_tokens, deterministic=deterministic, sow_weights=sow_weights)
-        return self.decode(
-            tgt_tokens, memory, src_tokens, deterministic=deterministic, sow_weights=sow_weights
+        return self.decoder(
+            tgt_tokens, memory, self.source_mask(src_tokens), deterministic=deterministic,
+            sow_weights=sow_weights,
         )
 
     def encode(
@@ -188,6 +203,15 @@ class Transformer(nnx.Module):
             tgt_tokens, memory, src_mask, deterministic=deterministic, sow_weights=sow_weights
         )
         return self.logits(hidden_BTD)
+
+    def output_weight(self) -> Float[Array, "V D"]:
+        """The pre-softmax projection as a ``[V, D]`` matrix: ``logits = hidden @ W.T``
+        (the embedding matrix E when shared, else the output kernel transposed)."""
+        if self.output is None:
+            return self.tgt_embed._table()
+        weight_VD = self.output.kernel[...].T
+        return weight_VD if self.config.jnp_dtype is None else weight_VD.astype(
+            self.config.jnp_dtype)
 
     def logits(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
         """Project decoder hidden states to float32 vocabulary scores (3.4)."""

@@ -29,11 +29,13 @@ run and shows ``OOM (est. X GB)``; a case predicted (from the same rung at T/2, 
 take longer than ``--max-seconds`` shows ``skip (est. X s)``.
 
     python benchmarks/attention.py                      # T = 512 .. 65536
-    python benchmarks/attention.py --quick              # T = 128 .. 4096, one repeat
+    python benchmarks/attention.py --min-len 128        # and the short lengths
+    python benchmarks/attention.py --quick              # T = 128 .. 4096, few repeats
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/attention.py
 
 The table is printed and written to ``benchmarks/results/attention.txt`` (``--out``), the
-plot to ``figures/attention_benchmark.png`` (``--figure``).
+plot to ``figures/attention_benchmark.png`` (``--figure``); with the hugetlb setting, to
+``attention_hugetlb.txt`` and ``attention_benchmark_hugetlb.png``.
 """
 
 from __future__ import annotations
@@ -67,9 +69,13 @@ from attention.kernels import (  # noqa: E402
 )
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "attention.txt"
-FIGURE = ROOT / "figures" / "attention_benchmark.png"
 B, N, H = 1, 8, 64
+# The allocator setting changes jax.nn's times (page faults on large fresh buffers): every
+# ratio is stated with it, and each setting writes its own table.
+TUNABLES = f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}"
+SUFFIX = "_hugetlb" if "hugetlb" in os.environ.get("GLIBC_TUNABLES", "") else ""
+RESULTS = ROOT / "benchmarks" / "results" / f"attention{SUFFIX}.txt"
+FIGURE = ROOT / "figures" / f"attention_benchmark{SUFFIX}.png"
 
 
 def implementations() -> dict:
@@ -111,23 +117,26 @@ def available_bytes() -> int:
     return 8 << 30
 
 
-def time_round_robin(calls: dict, repeats: int, long: float) -> dict:
+def time_round_robin(calls: dict, repeats: int, long: float, max_rounds: int = 30) -> dict:
     """Median seconds (and number of runs) per zero-argument call, after one warm-up each.
 
     The calls take turns, one run of each per round, so that load from other processes falls
-    on all of them alike. A call whose warm-up took longer than ``long`` seconds is not run
-    again: its warm-up (with no compilation in it, the programs are compiled ahead of time)
-    is its one timing.
+    on all of them alike. Short calls get more rounds (up to about one second of the slowest,
+    at most ``max_rounds``): a millisecond run is at the mercy of one scheduler hiccup, and
+    only the median of many tells 1.2x from 1.0x. A call whose warm-up took longer than
+    ``long`` seconds is not run again: its warm-up (with no compilation in it, the programs
+    are compiled ahead of time) is its one timing.
     """
-    times = {}
+    warmup = {}
     for name, call in calls.items():
         start = time.perf_counter()
         jax.block_until_ready(call())
-        times[name] = [time.perf_counter() - start]
-    again = [name for name in calls if times[name][0] <= long]
-    for name in again:
-        times[name] = []
-    for _ in range(repeats if again else 0):
+        warmup[name] = time.perf_counter() - start
+    again = [name for name in calls if warmup[name] <= long]
+    times = {name: [] if name in again else [warmup[name]] for name in calls}
+    slowest = max((warmup[name] for name in again), default=0.0)
+    rounds = 0 if not again else max(repeats, min(max_rounds, int(1.0 / max(slowest, 1e-6))))
+    for _ in range(rounds):
         for name in again:
             start = time.perf_counter()
             jax.block_until_ready(calls[name]())
@@ -219,7 +228,8 @@ def comparison(rows: list[dict]) -> list[str]:
             lines.append(
                 f"{T:>6} {'causal' if causal else 'full':>6} {mode:>7}  flash is "
                 f"{other['seconds'] / row['seconds']:5.2f}x faster and uses "
-                f"{other['memory'] / row['memory']:7.1f}x less memory than jax.nn"
+                f"{other['memory'] / row['memory']:7.1f}x less memory than jax.nn "
+                f"({TUNABLES})"
             )
         elif "note" in other:
             lines.append(f"{T:>6} {'causal' if causal else 'full':>6} {mode:>7}  jax.nn: "
@@ -233,7 +243,7 @@ def report(rows, info, args) -> str:
         f"date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs; "
         f"backend {jax.default_backend()}; jax {jax.__version__}",
-        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}",
+        TUNABLES,
         f"B={B} N={N} H={H} float32, self-attention (S = T); repeats={args.repeats}",
         f"matmul peak ({args.peak_n}^3 float32): {info['peak']:.1f} GFLOP/s",
         f"load average at start {info['load_start'][0]:.1f}, at end {info['load_end'][0]:.1f} "
@@ -313,9 +323,9 @@ def main() -> None:
     if args.quick:
         args.min_len, args.max_len, args.repeats = 128, min(args.max_len, 4096), 1
         if args.out == RESULTS:
-            args.out = RESULTS.with_name("attention_quick.txt")
+            args.out = RESULTS.with_name(f"attention_quick{SUFFIX}.txt")
         if args.figure == FIGURE:
-            args.figure = FIGURE.with_name("attention_benchmark_quick.png")
+            args.figure = FIGURE.with_name(f"attention_benchmark_quick{SUFFIX}.png")
     def save(rows, info):  # after every length, so that a long run stopped early keeps its rows
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report(rows, info, args))

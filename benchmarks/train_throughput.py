@@ -139,7 +139,7 @@ def _timed(fn):
 def breakdown(cfg, batch, repeats=5):
     """Where a train step's time goes: forward, forward+backward, the whole step, and the
     vocabulary projection + softmax cross-entropy alone (timed as separate jitted programs)."""
-    from attention.loss import label_smoothed_cross_entropy
+    from attention.loss import label_smoothed_cross_entropy, projected_cross_entropy
     from attention.train import _loss_fn
 
     model = Transformer(cfg, rngs=nnx.Rngs(0))
@@ -149,19 +149,27 @@ def breakdown(cfg, batch, repeats=5):
     hidden = jnp.ones((*batch["tgt_out"].shape, cfg.d_model), jnp.float32)
 
     @jax.jit
-    def projection(hidden_BTD, table_VD, targets):
+    def projection_all_logits(hidden_BTD, table_VD, targets):
         def loss(h, e):
             return label_smoothed_cross_entropy(h @ e.T, targets, label_smoothing=0.1)[0]
         return jax.grad(loss, argnums=(0, 1))(hidden_BTD, table_VD)
 
+    @jax.jit
+    def projection_chunked(hidden_BTD, table_VD, targets):
+        def loss(h, e):
+            return projected_cross_entropy(h, e, targets, label_smoothing=0.1)["loss_sum"]
+        return jax.grad(loss, argnums=(0, 1))(hidden_BTD, table_VD)
+
     table = jnp.ones((cfg.tgt_vocab_size, cfg.d_model), jnp.float32)
+    targets = batch["tgt_out"]
     parts = {
         "forward (loss)": lambda: forward(model, batch),
         "forward + backward": lambda: backward(model, batch),
         "whole step (+ Adam)": lambda: train_step(model, optimizer, batch, label_smoothing=0.1,
                                                   pad_id=cfg.pad_id)["loss"],
-        "output projection + loss, fwd+bwd": lambda: projection(hidden, table,
-                                                                batch["tgt_out"]),
+        "output projection + loss, fwd+bwd": lambda: projection_chunked(hidden, table, targets),
+        "  the same with all logits at once": lambda: projection_all_logits(hidden, table,
+                                                                             targets),
     }
     rows = []
     for name, fn in parts.items():

@@ -51,9 +51,11 @@ def test_loss_decreases_on_a_synthetic_task():
 
 @pytest.mark.slow
 def test_copy_task_reaches_99_percent_exact_match():
-    # d_model 64, 2+2 layers: 800 updates of 64 pairs (about a minute on 2 cores).
+    # d_model 64, 2+2 layers: 800 updates of 128 pairs (under a minute on 2 cores). With 64
+    # pairs per update the result wandered between 94% and 100% from one rounding to another
+    # (noisy gradients); 128 gave 99.5% at 600 updates and 100% at 800 and 1000.
     tokenizer, model, optimizer, batcher, config = _setup(
-        "copy", steps=800, num_examples=5000, batch_size=64, lr_scale=0.7)
+        "copy", steps=800, num_examples=5000, batch_size=128, lr_scale=0.7)
     fit(model, optimizer, lambda s: batch_stream(batcher, s), config, pad_id=0, progress=False)
     test = make_task("copy", num_examples=200, seed=123, **TASK)
     hypotheses = translate(model, tokenizer, [s for s, _ in test])

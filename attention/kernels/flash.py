@@ -23,6 +23,10 @@ What changes from rung 3 (:func:`attention.kernels.blockwise_attention`):
   so training memory, like inference memory, grows linearly in T (autodiff through rung 3
   stores every block's weights: quadratic).
 * **Any length**: T and S are padded up to the block sizes and the padding masked.
+* **One head at a time** for long sequences: each tile is then one large matrix product
+  rather than a batch of small ones (short sequences keep all heads together, where per-head
+  products would be too small), and the backward cuts query blocks shorter than the
+  forward's, as FlashAttention-2 tunes its backward tiles separately.
 
 Masks: a boolean ``mask`` broadcastable to ``[B, N, T, S]`` is sliced tile by tile (so a
 ``[B, 1, 1, S]`` padding mask never grows), but forces masking of every tile; key padding is
@@ -110,6 +114,14 @@ class _Tiling:
             ok = ok & _tile(_tile(self.mask, 2, i, self.bq), 3, j, self.bk)
         return ok
 
+    def scores_transposed(self, q_BNqH, k_BNkH, i, j):
+        """Scores of tile (i, j) as ``[B, N, bk, bq]``, masked like :meth:`scores`."""
+        sT_BNkq = jnp.einsum("BNkH,BNqH->BNkq", k_BNkH, q_BNqH)
+        if self.masks_nothing:
+            return sT_BNkq
+        allowed = jnp.swapaxes(self.allowed(i, j), -1, -2)
+        return jnp.where(allowed, sT_BNkq, jnp.finfo(sT_BNkq.dtype).min)
+
     def scores(self, q_BNqH, k_BNkH, i, j):
         """Scores of tile (i, j), masked entries set to the lowest finite value."""
         s_BNqk = jnp.einsum("BNqH,BNkH->BNqk", q_BNqH, k_BNkH)
@@ -120,7 +132,7 @@ class _Tiling:
         return jnp.where(self.allowed(i, j), s_BNqk, jnp.finfo(s_BNqk.dtype).min)
 
 
-def _forward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
+def _forward_tiles(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
     """Output ``[B, N, T, Hv]`` and log-sum-exp ``[B, N, T]`` (0 for fully masked rows)."""
     B, N, T, _ = q_BNTH.shape
     tiling = _Tiling(mask, kl, ql, is_causal, bq, bk, T, k_BNSH.shape[2])
@@ -174,8 +186,8 @@ def _forward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
     return out_BNTH, lse_BNT
 
 
-def _backward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT, dout_BNTH,
-              is_causal, bq, bk):
+def _backward_tiles(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT, dout_BNTH,
+                   is_causal, bq, bk):
     """Gradients for q, k, v, recomputing each tile's weights from ``lse``."""
     S = k_BNSH.shape[2]
     tiling = _Tiling(mask, kl, ql, is_causal, bq, bk, q_BNTH.shape[2], S)
@@ -191,14 +203,16 @@ def _backward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT, dout_BNTH
             do_BNqH = jax.lax.dynamic_slice_in_dim(dout_BNTH, i * bq, bq, 2)
             lse_BNq = jax.lax.dynamic_slice_in_dim(lse_BNT, i * bq, bq, 2)
             delta_BNq = jax.lax.dynamic_slice_in_dim(delta_BNT, i * bq, bq, 2)
-            s_BNqk = tiling.scores(q_BNqH, k_BNkH, i, j)
-            p_BNqk = jnp.exp(s_BNqk - lse_BNq[..., None])  # masked: exp(lowest - lse) = 0
-            dv_BNkH = dv_BNkH + jnp.einsum("BNqk,BNqH->BNkH", p_BNqk, do_BNqH)
-            dp_BNqk = jnp.einsum("BNqH,BNkH->BNqk", do_BNqH, v_BNkH)
-            ds_BNqk = p_BNqk * (dp_BNqk - delta_BNq[..., None])
-            dk_BNkH = dk_BNkH + jnp.einsum("BNqk,BNqH->BNkH", ds_BNqk, q_BNqH)
+            # Tiles are computed transposed, [k, q], so that three of the four products
+            # below contract over their operands' last or first axes without a transpose.
+            sT_BNkq = tiling.scores_transposed(q_BNqH, k_BNkH, i, j)
+            pT_BNkq = jnp.exp(sT_BNkq - lse_BNq[..., None, :])  # masked: exp(lowest - lse) = 0
+            dv_BNkH = dv_BNkH + jnp.einsum("BNkq,BNqH->BNkH", pT_BNkq, do_BNqH)
+            dpT_BNkq = jnp.einsum("BNkH,BNqH->BNkq", v_BNkH, do_BNqH)
+            dsT_BNkq = pT_BNkq * (dpT_BNkq - delta_BNq[..., None, :])
+            dk_BNkH = dk_BNkH + jnp.einsum("BNkq,BNqH->BNkH", dsT_BNkq, q_BNqH)
             dq_BNqH = jax.lax.dynamic_slice_in_dim(dq_BNTH, i * bq, bq, 2) + jnp.einsum(
-                "BNqk,BNkH->BNqH", ds_BNqk, k_BNkH
+                "BNkq,BNkH->BNqH", dsT_BNkq, k_BNkH
             )
             dq_BNTH = jax.lax.dynamic_update_slice_in_dim(dq_BNTH, dq_BNqH, i * bq, 2)
             return dk_BNkH, dv_BNkH, dq_BNTH
@@ -222,6 +236,75 @@ def _backward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT, dout_BNTH
     dk_BNSH = jnp.einsum("KBNkH->BNKkH", dk_KBNkH).reshape(k_BNSH.shape)
     dv_BNSH = jnp.einsum("KBNkH->BNKkH", dv_KBNkH).reshape(B, N, S, v_BNSH.shape[-1])
     return dq_BNTH, dk_BNSH, dv_BNSH
+
+
+def _head_by_head(kernel, arrays_BN, mask, kl, ql):
+    """``kernel(*arrays, mask, kl, ql)`` run on one (batch, head) pair at a time.
+
+    Why: one head's tile is one large matrix product that keeps both cores busy, where a tile
+    batched over all heads is many smaller ones, and its scores stay in cache between the
+    product, the max and the exp that read them (measured on a 2-core CPU at T=8192: about
+    1.2x faster). ``arrays_BN`` are ``[B, N, ...]``; so are the results.
+    """
+    B, N = arrays_BN[0].shape[:2]
+
+    def one_head(bn):
+        b, n = bn // N, bn % N
+
+        def pick(x, b=b, n=n):  # [B or 1, N or 1, ...] -> [1, 1, ...] at (b, n)
+            start = (b * (x.shape[0] > 1), n * (x.shape[1] > 1)) + (0,) * (x.ndim - 2)
+            return jax.lax.dynamic_slice(x, start, (1, 1) + x.shape[2:])
+
+        def pick_b(lengths):
+            return None if lengths is None else jax.lax.dynamic_slice(lengths, (b,), (1,))
+
+        results = kernel(*map(pick, arrays_BN), None if mask is None else pick(mask),
+                         pick_b(kl), pick_b(ql))
+        return jax.tree.map(lambda y: y[0, 0], results)
+
+    results = jax.lax.map(one_head, jnp.arange(B * N))
+    return jax.tree.map(lambda y: y.reshape(B, N, *y.shape[1:]), results)
+
+
+# Up to this many scores per head, all heads go through the tiles together (short sequences,
+# where per-head products would be too small to keep both cores busy); above it, one head at
+# a time (measured at T=1024 on a 2-core CPU: 43 ms all at once, 19 ms head by head).
+ALL_HEADS_MAX_SCORES = 512 * 512
+
+
+def _all_heads_at_once(q_BNTH, k_BNSH):
+    return q_BNTH.shape[2] * k_BNSH.shape[2] <= ALL_HEADS_MAX_SCORES
+
+
+def _forward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
+    """As :func:`_forward_tiles`; head by head for long sequences."""
+    if _all_heads_at_once(q_BNTH, k_BNSH):
+        return _forward_tiles(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk)
+    kernel = partial(_forward_tiles, is_causal=is_causal, bq=bq, bk=bk)
+    return _head_by_head(kernel, (q_BNTH, k_BNSH, v_BNSH), mask, kl, ql)
+
+
+# The backward does five products per tile, not two, and carries dK, dV and a slice of dQ:
+# its best tile is shorter along the queries than the forward's (measured at T=8192, head
+# dim 64, on a 2-core CPU: query blocks of 256 took 2.4 s where 1024 took 3.1 s). It cuts
+# each forward query block into the largest equal parts of at most this many queries.
+BACKWARD_QUERY_BLOCK = 256
+
+
+def _backward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT, dout_BNTH,
+              is_causal, bq, bk):
+    """As :func:`_backward_tiles`; head by head, in shorter query blocks, for long sequences."""
+    if _all_heads_at_once(q_BNTH, k_BNSH):
+        return _backward_tiles(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT,
+                               dout_BNTH, is_causal, bq, bk)
+    bq_backward = max(d for d in range(1, min(bq, BACKWARD_QUERY_BLOCK) + 1) if bq % d == 0)
+
+    def kernel(q, k, v, out, lse, dout, mask, kl, ql):
+        return _backward_tiles(q, k, v, mask, kl, ql, out, lse, dout, is_causal,
+                               bq_backward, bk)
+
+    return _head_by_head(kernel, (q_BNTH, k_BNSH, v_BNSH, out_BNTH, lse_BNT, dout_BNTH),
+                         mask, kl, ql)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
@@ -267,9 +350,12 @@ def prepare_flash_inputs(query, key, value, mask, key_lengths, query_lengths, sc
     scale = default_scale(query.shape[-1]) if scale is None else scale
     B, T, _, _ = query.shape
     S = key.shape[1]
-    # A block never exceeds the (padded) length: short sequences run as a single tile.
+    # A block never exceeds the (padded) length. And when the whole score matrix is no
+    # larger than one tile, it is one tile: short sequences then run with no loop at all.
     bq = min(block_q, round_up(T, block_multiple))
     bk = min(block_k, round_up(S, block_multiple))
+    if round_up(T, block_multiple) * round_up(S, block_multiple) <= block_q * block_k:
+        bq, bk = round_up(T, block_multiple), round_up(S, block_multiple)
     T_pad, S_pad = round_up(T, bq), round_up(S, bk)
 
     def to_bnth(x, length, padded):
@@ -306,8 +392,8 @@ def flash_attention(
     is_causal: bool = False,
     key_lengths: Int[Array, "*B"] | None = None,
     query_lengths: Int[Array, "*B"] | None = None,
-    block_q: int = 512,
-    block_k: int = 512,
+    block_q: int = 1024,
+    block_k: int = 1024,
 ) -> Shaped[Array, "*B T N Hv"]:
     """Flash attention: tiled online softmax, causal tile skipping, recomputing backward.
 
@@ -326,7 +412,10 @@ def flash_attention(
       key_lengths: optional int ``[B]``: sequence b has ``key_lengths[b]`` real keys, then
         padding.
       query_lengths: optional int ``[B]``: queries ``t >= query_lengths[b]`` output zeros.
-      block_q, block_k: tile sizes (positive ints); shrunk to T or S when those are shorter.
+      block_q, block_k: tile sizes (positive ints); shrunk to T or S when those are shorter,
+        and one tile when T x S is no larger than one. The backward cuts each query block
+        into parts of at most ``BACKWARD_QUERY_BLOCK`` (256) queries. The defaults were the
+        fastest measured on a 2-core CPU at head dim 64 (``benchmarks/attention.py``).
 
     Returns:
       ``[B, T, N, Hv]`` in the dtype of ``value``, accumulated in float32 for half precision;
@@ -379,8 +468,8 @@ def flash_attention_reference(
     is_causal: bool = False,
     key_lengths: Int[Array, " B"] | None = None,
     query_lengths: Int[Array, " B"] | None = None,
-    block_q: int = 512,
-    block_k: int = 512,
+    block_q: int = 1024,
+    block_k: int = 1024,
 ) -> Shaped[Array, "B T N Hv"]:
     """What :func:`flash_attention` computes, in plain jnp: lengths become a mask for the
     reference :func:`attention.dot_product_attention` (block sizes are ignored). Batched only.

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from attention import dot_product_attention, padding_mask
+from attention.kernels import flash as flash_module
 from attention.kernels import flash_attention, flash_attention_reference
 from attention.kernels.flash import _Tiling
 
@@ -49,9 +50,19 @@ def _loss(f, q, k, v, **kwargs):
     return jnp.sum(jnp.sin(3 * f(q, k, v, **kwargs)))
 
 
+@pytest.fixture(params=["all_heads", "head_by_head"])
+def strategy(request, monkeypatch):
+    """Both ways through the tiles: all heads together (short sequences) and one head at a
+    time with the backward's query blocks cut in two (long sequences, forced here)."""
+    if request.param == "head_by_head":
+        monkeypatch.setattr(flash_module, "ALL_HEADS_MAX_SCORES", 0)
+        monkeypatch.setattr(flash_module, "BACKWARD_QUERY_BLOCK", BLOCKS["block_q"] // 2)
+    return request.param
+
+
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("name", NAMES)
-def test_values_and_gradients_match_reference(is_causal, name):
+def test_values_and_gradients_match_reference(is_causal, name, strategy):
     q, k, v = _qkv()
     kw = dict(_kwargs(name), is_causal=is_causal)
     got = jax.jit(lambda q, k, v: flash_attention(q, k, v, **kw, **BLOCKS))(q, k, v)
