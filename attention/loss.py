@@ -19,15 +19,20 @@ from jaxtyping import Array, Float, Int
 from attention._checks import check_floating, shape_str
 
 
-def _check_logits_targets(logits, targets) -> None:
-    check_floating("logits", logits)
+def _check_targets(name: str, layout: str, per_position, targets) -> None:
+    """``targets [B, T]``: integer ids, one per position of ``per_position [B, T, _]``."""
     if not jnp.issubdtype(targets.dtype, jnp.integer):
         raise TypeError(f"targets must be integer token ids, got dtype {targets.dtype}.")
-    if logits.shape[:-1] != targets.shape:
+    if per_position.shape[:-1] != targets.shape:
         raise ValueError(
-            f"logits [B, T, V] = {shape_str(logits.shape)} and targets [B, T] = "
+            f"{name} {layout} = {shape_str(per_position.shape)} and targets [B, T] = "
             f"{shape_str(targets.shape)} must agree on B and T."
         )
+
+
+def _check_logits_targets(logits, targets) -> None:
+    check_floating("logits", logits)
+    _check_targets("logits", "[B, T, V]", logits, targets)
 
 
 def label_smoothed_cross_entropy(
@@ -135,13 +140,7 @@ def projected_cross_entropy(
             f"hidden [B, T, D] = {shape_str(hidden.shape)} and weight [V, D] = "
             f"{shape_str(weight.shape)} must be rank 3 and 2 with the same D."
         )
-    if not jnp.issubdtype(targets.dtype, jnp.integer):
-        raise TypeError(f"targets must be integer token ids, got dtype {targets.dtype}.")
-    if hidden.shape[:-1] != targets.shape:
-        raise ValueError(
-            f"hidden [B, T, D] = {shape_str(hidden.shape)} and targets [B, T] = "
-            f"{shape_str(targets.shape)} must agree on B and T."
-        )
+    _check_targets("hidden", "[B, T, D]", hidden, targets)
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
     if not isinstance(chunk_tokens, int) or isinstance(chunk_tokens, bool) or chunk_tokens < 1:

@@ -12,10 +12,11 @@ and not, forward and forward+backward, we time:
 What is measured:
 
 * **time**: the median of ``--repeats`` runs of the AOT-compiled function, after one warm-up
-  run, with ``block_until_ready``; arrays are passed as arguments, never closed over. The
-  implementations take turns (one run of each per round), so that load from other processes
-  falls on all alike. A case whose warm-up takes longer than ``--long`` seconds is timed by
-  that one run (it has no compilation in it: programs are compiled ahead of time).
+  run, with ``block_until_ready``; arrays are passed as arguments, never closed over. Each
+  implementation runs back to back after its own warm-up, which absorbs the page faults the
+  one before it left behind (see :func:`time_each`). A case whose warm-up takes longer than
+  ``--long`` seconds is timed by that one run (it has no compilation in it: programs are
+  compiled ahead of time).
 * **memory**: XLA's own account of the compiled program, ``temp_size_in_bytes +
   output_size_in_bytes`` from ``compiled.memory_analysis()``: the memory the call needs beyond
   its inputs. (Not process RSS: that also counts the allocator's caching.)
@@ -117,37 +118,42 @@ def available_bytes() -> int:
     return 8 << 30
 
 
-def time_round_robin(calls: dict, repeats: int, long: float, max_rounds: int = 30) -> dict:
-    """Median seconds (and number of runs) per zero-argument call, after one warm-up each.
+def time_each(calls: dict, repeats: int, long: float, max_runs: int = 30) -> dict:
+    """Median seconds (and number of runs) per zero-argument call.
 
-    The calls take turns, one run of each per round, so that load from other processes falls
-    on all of them alike. Short calls get more rounds (up to about one second of the slowest,
-    at most ``max_rounds``): a millisecond run is at the mercy of one scheduler hiccup, and
-    only the median of many tells 1.2x from 1.0x. A call whose warm-up took longer than
-    ``long`` seconds is not run again: its warm-up (with no compilation in it, the programs
-    are compiled ahead of time) is its one timing.
+    Each call gets one untimed warm-up and then its timed runs back to back. Taking turns
+    (one run of each per round) would spread load from other processes evenly, but it is
+    unfair in a way that does not average out: after ``jax.nn`` frees gigabytes, the next
+    kernel's run pays for the page faults and cache misses it left behind (measured: the
+    flash kernel at T=8192 took 1.2-1.9 s in turns against 0.9 s back to back). The warm-up
+    absorbs that. Short calls get more runs (up to about one second, at most ``max_runs``):
+    a millisecond run is at the mercy of one scheduler hiccup, and only the median of many
+    tells 1.2x from 1.0x. A call whose warm-up took longer than ``long`` seconds is not run
+    again: its warm-up (with no compilation in it, the programs are compiled ahead of time)
+    is its one timing.
     """
-    warmup = {}
+    results = {}
     for name, call in calls.items():
         start = time.perf_counter()
         jax.block_until_ready(call())
-        warmup[name] = time.perf_counter() - start
-    again = [name for name in calls if warmup[name] <= long]
-    times = {name: [] if name in again else [warmup[name]] for name in calls}
-    slowest = max((warmup[name] for name in again), default=0.0)
-    rounds = 0 if not again else max(repeats, min(max_rounds, int(1.0 / max(slowest, 1e-6))))
-    for _ in range(rounds):
-        for name in again:
+        warmup = time.perf_counter() - start
+        if warmup > long:
+            results[name] = (warmup, 1)
+            continue
+        runs = max(repeats, min(max_runs, int(1.0 / max(warmup, 1e-6))))
+        times = []
+        for _ in range(runs):
             start = time.perf_counter()
-            jax.block_until_ready(calls[name]())
-            times[name].append(time.perf_counter() - start)
-    return {name: (float(np.median(ts)), len(ts)) for name, ts in times.items()}
+            jax.block_until_ready(call())
+            times.append(time.perf_counter() - start)
+        results[name] = (float(np.median(times)), runs)
+    return results
 
 
 def matmul_peak(n: int, repeats: int) -> float:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     matmul = jax.jit(jnp.matmul).lower(a, a).compile()
-    seconds, _ = time_round_robin({"matmul": partial(matmul, a, a)}, max(repeats, 3), 1e9)[
+    seconds, _ = time_each({"matmul": partial(matmul, a, a)}, max(repeats, 3), 1e9)[
         "matmul"
     ]
     return 2.0 * n**3 / seconds / 1e9
@@ -186,7 +192,7 @@ def run(args, on_length=None) -> tuple[list[dict], dict]:
                         row["note"] = f"OOM (est. {row['memory'] / 1e9:.1f} GB)"
                         continue
                     runnable[name] = (row, partial(compiled, *arrays))
-                timings = time_round_robin(
+                timings = time_each(
                     {name: call for name, (_, call) in runnable.items()}, args.repeats, args.long
                 )
                 for name, (seconds, runs) in timings.items():

@@ -8,6 +8,7 @@ second over timed steps after warm-up (compilation excluded for all three).
 PyTorch is a benchmark-only dependency: ``pip install torch==2.13.0``.
 
     python benchmarks/train_throughput.py [--steps 20] [--warmup 3] [--quick]
+    python benchmarks/train_throughput.py --breakdown   # and a profile of our step, part by part
 
 Prints a table and writes it to benchmarks/results/train_throughput.txt.
 """
@@ -45,16 +46,25 @@ def random_batch(rng, batch, src_len, tgt_len, vocab):
     return {"src": src, "tgt_in": tgt[:, :-1], "tgt_out": tgt[:, 1:]}
 
 
+def attention_flops(batch: int, T: int, S: int, D: int) -> float:
+    """Forward FLOPs of one multi-head attention: W^Q, W^O on T positions, W^K, W^V on S,
+    and the two products of the core (scores, weighted sum)."""
+    return 2 * batch * (2 * D * D * T + 2 * D * D * S + 2 * T * S * D)
+
+
+def feed_forward_flops(batch: int, T: int, D: int, F: int) -> float:
+    return 2 * batch * 2 * D * F * T
+
+
 def count_matmul_flops(cfg: TransformerConfig, batch: int, src_len: int, tgt_len: int) -> float:
     """Forward+backward FLOPs of the matrix products (3x forward), attention included."""
     D, F, L, V = cfg.d_model, cfg.d_ff, cfg.num_layers, cfg.tgt_vocab_size
     S, T = src_len, tgt_len
-    enc = L * (4 * D * D + 2 * D * F) * S + L * 2 * S * S * D
-    dec = L * (8 * D * D + 2 * D * F) * T + L * (2 * T * T * D + 2 * T * S * D)
-    # cross-attention keys/values are projected from the S source positions
-    dec += L * (2 * D * D) * (S - T)
-    out = D * V * T
-    return 3 * 2 * batch * (enc + dec + out)
+    encoder = attention_flops(batch, S, S, D) + feed_forward_flops(batch, S, D, F)
+    decoder = (attention_flops(batch, T, T, D) + attention_flops(batch, T, S, D)
+               + feed_forward_flops(batch, T, D, F))
+    output = 2 * batch * T * D * V
+    return 3 * (L * (encoder + decoder) + output)
 
 
 def time_steps(step, steps, warmup):
@@ -136,17 +146,43 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def breakdown(cfg, batch, repeats=5):
-    """Where a train step's time goes: forward, forward+backward, the whole step, and the
-    vocabulary projection + softmax cross-entropy alone (timed as separate jitted programs)."""
+def _fwd_bwd(call, module, float_args, other_args):
+    """A zero-argument timer target: one jitted forward+backward of ``call(module, *float_args,
+    *other_args)``, with gradients for the module's Params and ``float_args``, as in training
+    (dropout on). Arrays are arguments of the jitted function, never closed over."""
+    @nnx.jit
+    def run(module, float_args, other_args):
+        def loss(module, float_args):
+            return jnp.sum(call(module, *float_args, *other_args))
+        return nnx.grad(loss, argnums=(0, 1))(module, float_args)
+
+    return lambda: run(module, float_args, other_args)
+
+
+def breakdown(cfg, batch, peak, step_seconds, repeats=5):
+    """A profile of the train step: each part timed forward+backward as its own jitted
+    program, with its count in the step, its share of the whole step, and the share of the
+    matmul peak its matrix products reach. The parts add up to about the step (what they
+    miss: embeddings, positions, masks, and what XLA gains by fusing across part borders)."""
+    from attention.decoder import target_mask
     from attention.loss import label_smoothed_cross_entropy, projected_cross_entropy
+    from attention.masks import padding_mask
     from attention.train import _loss_fn
 
+    D, F, L = cfg.d_model, cfg.d_ff, cfg.num_layers
+    B, S = batch["src"].shape
+    T = batch["tgt_in"].shape[1]
     model = Transformer(cfg, rngs=nnx.Rngs(0))
-    optimizer = make_optimizer(model, cfg.d_model, TrainConfig(warmup_steps=100))
-    forward = nnx.jit(lambda m, b: _loss_fn(m, b, 0.1, cfg.pad_id)[0])
-    backward = nnx.jit(lambda m, b: nnx.grad(lambda m: _loss_fn(m, b, 0.1, cfg.pad_id)[0])(m))
-    hidden = jnp.ones((*batch["tgt_out"].shape, cfg.d_model), jnp.float32)
+    optimizer = make_optimizer(model, D, TrainConfig(warmup_steps=100))
+    encoder_layer, decoder_layer = model.encoder.layers[0], model.decoder.layers[0]
+    key_x, key_memory, key_h = jax.random.split(jax.random.key(0), 3)
+    x_BSD = jax.random.normal(key_x, (B, S, D))
+    memory_BSD = jax.random.normal(key_memory, (B, S, D))
+    h_BTD = jax.random.normal(key_h, (B, T, D))
+    src_mask = padding_mask(tokens=jnp.asarray(batch["src"]), pad_id=cfg.pad_id)
+    tgt_mask = target_mask(jnp.asarray(batch["tgt_in"]), cfg.pad_id)
+    targets = jnp.asarray(batch["tgt_out"])
+    table_VD = model.output_weight()
 
     @jax.jit
     def projection_all_logits(hidden_BTD, table_VD, targets):
@@ -160,21 +196,64 @@ def breakdown(cfg, batch, repeats=5):
             return projected_cross_entropy(h, e, targets, label_smoothing=0.1)["loss_sum"]
         return jax.grad(loss, argnums=(0, 1))(hidden_BTD, table_VD)
 
-    table = jnp.ones((cfg.tgt_vocab_size, cfg.d_model), jnp.float32)
-    targets = batch["tgt_out"]
-    parts = {
-        "forward (loss)": lambda: forward(model, batch),
-        "forward + backward": lambda: backward(model, batch),
-        "whole step (+ Adam)": lambda: train_step(model, optimizer, batch, label_smoothing=0.1,
-                                                  pad_id=cfg.pad_id)["loss"],
-        "output projection + loss, fwd+bwd": lambda: projection_chunked(hidden, table, targets),
-        "  the same with all logits at once": lambda: projection_all_logits(hidden, table,
-                                                                             targets),
-    }
+    grads = nnx.state(model, nnx.Param)
+    adam = nnx.jit(lambda optimizer, model, grads: optimizer.update(model, grads))
+    forward = nnx.jit(lambda m, b: _loss_fn(m, b, 0.1, cfg.pad_id)[0])
+    backward = nnx.jit(lambda m, b: nnx.grad(lambda m: _loss_fn(m, b, 0.1, cfg.pad_id)[0])(m))
+    output_flops = 3 * 2 * B * T * D * cfg.tgt_vocab_size
+
+    # (name, timer target, count in one step, forward+backward matmul FLOPs of one)
+    parts = [
+        ("forward only (loss)", lambda: forward(model, batch), 0, 0.0),
+        ("forward + backward", lambda: backward(model, batch), 0, 0.0),
+        ("encoder layer", _fwd_bwd(lambda m, x, mask: m(x, mask), encoder_layer,
+                                   (x_BSD,), (src_mask,)),
+         L, 3 * (attention_flops(B, S, S, D) + feed_forward_flops(B, S, D, F))),
+        ("  self-attention (MHA)", _fwd_bwd(lambda m, x, mask: m(x, mask=mask),
+                                            encoder_layer.self_attention, (x_BSD,), (src_mask,)),
+         L, 3 * attention_flops(B, S, S, D)),
+        ("  feed-forward", _fwd_bwd(lambda m, x: m(x), encoder_layer.feed_forward, (x_BSD,), ()),
+         L, 3 * feed_forward_flops(B, S, D, F)),
+        ("decoder layer", _fwd_bwd(lambda m, h, mem, sm, tm: m(h, mem, sm, tm), decoder_layer,
+                                   (h_BTD, memory_BSD), (src_mask, tgt_mask)),
+         L, 3 * (attention_flops(B, T, T, D) + attention_flops(B, T, S, D)
+                 + feed_forward_flops(B, T, D, F))),
+        ("  masked self-attention (MHA)", _fwd_bwd(lambda m, h, mask: m(h, mask=mask),
+                                                   decoder_layer.self_attention, (h_BTD,),
+                                                   (tgt_mask,)),
+         L, 3 * attention_flops(B, T, T, D)),
+        ("  cross-attention (MHA)", _fwd_bwd(lambda m, h, mem, mask: m(h, mem, mask=mask),
+                                             decoder_layer.cross_attention,
+                                             (h_BTD, memory_BSD), (src_mask,)),
+         L, 3 * attention_flops(B, T, S, D)),
+        ("  feed-forward", _fwd_bwd(lambda m, h: m(h), decoder_layer.feed_forward, (h_BTD,), ()),
+         L, 3 * feed_forward_flops(B, T, D, F)),
+        ("output projection + loss", lambda: projection_chunked(h_BTD, table_VD, targets),
+         1, output_flops),
+        ("  the same with all logits at once",
+         lambda: projection_all_logits(h_BTD, table_VD, targets), 0, output_flops),
+        ("Adam update", lambda: adam(optimizer, model, grads), 1, 0.0),
+    ]
     rows = []
-    for name, fn in parts.items():
-        rows.append((name, time_steps(lambda fn=fn: jax.block_until_ready(fn()), repeats, 2)))
-    return rows
+    for name, target, count, part_flops in parts:
+        seconds = time_steps(lambda target=target: jax.block_until_ready(target()), repeats, 2)
+        rows.append((name, seconds, count, part_flops))
+    # Only top-level parts add up to the step (sub-rows, indented, are inside their layer).
+    summed = sum(seconds * count for name, seconds, count, _ in rows if not name.startswith(" "))
+    rows.append(("sum of the counted parts", summed, 1, 0.0))
+    rows.append(("whole step (same run as the table)", step_seconds, 1, 0.0))
+
+    lines = [
+        "# where our step's time goes: each part forward+backward as its own jitted program "
+        "(median seconds)",
+        f"{'part':40s} {'seconds':>8s} {'x count':>8s} {'of step':>8s} {'matmul %peak':>13s}",
+    ]
+    for name, seconds, count, part_flops in rows:
+        share = f"{seconds * max(count, 1) / step_seconds:8.1%}"
+        efficiency = f"{part_flops / seconds / peak:13.1%}" if part_flops else f"{'':13s}"
+        shown_count = f"{count:8d}" if count else f"{'':8s}"
+        lines.append(f"{name:40s} {seconds:8.3f} {shown_count} {share} {efficiency}")
+    return lines
 
 
 def main():
@@ -232,9 +311,7 @@ def main():
             f"{flops / seconds / peak:8.1%} {reference / seconds:6.2f}"
         )
     if args.breakdown:
-        lines.append("# where our step's time goes (separate jitted programs, median seconds)")
-        for name, seconds in breakdown(cfg, batches[0]):
-            lines.append(f"{name:40s} {seconds:8.3f}")
+        lines += breakdown(cfg, batches[0], peak, rows[0][1])
     text = "\n".join(lines)
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
