@@ -114,22 +114,21 @@ class _Tiling:
             ok = ok & _tile(_tile(self.mask, 2, i, self.bq), 3, j, self.bk)
         return ok
 
-    def scores_transposed(self, q_BNqH, k_BNkH, i, j):
-        """Scores of tile (i, j) as ``[B, N, bk, bq]``, masked like :meth:`scores`."""
-        sT_BNkq = jnp.einsum("BNkH,BNqH->BNkq", k_BNkH, q_BNqH)
+    def scores(self, q_BNqH, k_BNkH, i, j, *, transposed=False):
+        """Scores of tile (i, j) as ``[B, N, bq, bk]`` (``[B, N, bk, bq]`` if ``transposed``,
+        as the backward wants them), masked entries set to the lowest finite value."""
+        if transposed:
+            s = jnp.einsum("BNkH,BNqH->BNkq", k_BNkH, q_BNqH)
+        else:
+            s = jnp.einsum("BNqH,BNkH->BNqk", q_BNqH, k_BNkH)
         if self.masks_nothing:
-            return sT_BNkq
-        allowed = jnp.swapaxes(self.allowed(i, j), -1, -2)
-        return jnp.where(allowed, sT_BNkq, jnp.finfo(sT_BNkq.dtype).min)
-
-    def scores(self, q_BNqH, k_BNkH, i, j):
-        """Scores of tile (i, j), masked entries set to the lowest finite value."""
-        s_BNqk = jnp.einsum("BNqH,BNkH->BNqk", q_BNqH, k_BNkH)
-        if self.masks_nothing:
-            return s_BNqk
+            return s
         # Always masked, also inside the diagonal: the comparisons are of iotas and fuse into
         # the max and exp that read the scores, which costs less than branching per tile.
-        return jnp.where(self.allowed(i, j), s_BNqk, jnp.finfo(s_BNqk.dtype).min)
+        allowed = self.allowed(i, j)
+        if transposed:
+            allowed = jnp.swapaxes(allowed, -1, -2)
+        return jnp.where(allowed, s, jnp.finfo(s.dtype).min)
 
 
 def _forward_tiles(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
@@ -205,7 +204,7 @@ def _backward_tiles(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT, dou
             delta_BNq = jax.lax.dynamic_slice_in_dim(delta_BNT, i * bq, bq, 2)
             # Tiles are computed transposed, [k, q], so that three of the four products
             # below contract over their operands' last or first axes without a transpose.
-            sT_BNkq = tiling.scores_transposed(q_BNqH, k_BNkH, i, j)
+            sT_BNkq = tiling.scores(q_BNqH, k_BNkH, i, j, transposed=True)
             pT_BNkq = jnp.exp(sT_BNkq - lse_BNq[..., None, :])  # masked: exp(lowest - lse) = 0
             dv_BNkH = dv_BNkH + jnp.einsum("BNkq,BNqH->BNkH", pT_BNkq, do_BNqH)
             dpT_BNkq = jnp.einsum("BNkH,BNqH->BNkq", v_BNkH, do_BNqH)
@@ -413,8 +412,9 @@ def flash_attention(
         padding.
       query_lengths: optional int ``[B]``: queries ``t >= query_lengths[b]`` output zeros.
       block_q, block_k: tile sizes (positive ints); shrunk to T or S when those are shorter,
-        and one tile when T x S is no larger than one. The backward cuts each query block
-        into parts of at most ``BACKWARD_QUERY_BLOCK`` (256) queries. The defaults were the
+        and one tile when T x S is no larger than one. For long sequences (run head by
+        head) the backward cuts each query block into parts of at most
+        ``BACKWARD_QUERY_BLOCK`` (256) queries. The defaults were the
         fastest measured on a 2-core CPU at head dim 64 (``benchmarks/attention.py``).
 
     Returns:
