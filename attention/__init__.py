@@ -44,12 +44,12 @@ Shapes are written in square brackets, ``[B, T, N, H]``, in docstrings, and as s
 (``scores_BNTS``) on intermediate names.
 """
 
-from attention.config import TransformerConfig
-from attention.decoding import beam_search, greedy_decode
+from attention.model.config import TransformerConfig
+from attention.model.decoding import beam_search, greedy_decode
 from attention.kernels import flash_attention, get_attention_fn
-from attention.masks import causal_mask, combine_masks, padding_mask
-from attention.multi_head import MultiHeadAttention, merge_heads, split_heads
-from attention.plotting import (
+from attention.mechanism.masks import causal_mask, combine_masks, padding_mask
+from attention.mechanism.multi_head import MultiHeadAttention, merge_heads, split_heads
+from attention.inspection.plotting import (
     head_entropy,
     mean_attention_distance,
     plot_alignment,
@@ -59,14 +59,14 @@ from attention.plotting import (
     plot_layers,
     plot_translation_attention,
 )
-from attention.positional import sinusoidal_positions
-from attention.scaled_dot_product import dot_product_attention, single_head_attention
-from attention.scores import default_scale, dot_product_scores
-from attention.similarity import cosine_top_k, normalize
-from attention.softmax import masked_softmax
-from attention.transformer import Transformer, attention_maps, count_params
-from attention.weighted_sum import weighted_sum
-from attention.weights import attention_weights
+from attention.model.positional import sinusoidal_positions
+from attention.mechanism.scaled_dot_product import dot_product_attention, single_head_attention
+from attention.mechanism.scores import default_scale, dot_product_scores
+from attention.mechanism.similarity import cosine_top_k, normalize
+from attention.mechanism.softmax import masked_softmax
+from attention.model.transformer import Transformer, attention_maps, count_params
+from attention.mechanism.weighted_sum import weighted_sum
+from attention.mechanism.weights import attention_weights
 
 __all__ = [
     # the attention mechanism, in teaching order

@@ -1,7 +1,7 @@
-"""``python -m attention`` runs the command line (see :mod:`attention.cli`)."""
+"""``python -m attention`` runs the command line (see :mod:`attention.application.cli`)."""
 
 import sys
 
-from attention.cli import main
+from attention.application.cli import main
 
 sys.exit(main())

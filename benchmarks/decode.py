@@ -28,9 +28,9 @@ from flax import nnx
 _HERE = pathlib.Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
 
-from attention.config import TransformerConfig  # noqa: E402
-from attention.decoding import greedy_decode  # noqa: E402
-from attention.transformer import Transformer, count_params  # noqa: E402
+from attention.model.config import TransformerConfig  # noqa: E402
+from attention.model.decoding import greedy_decode  # noqa: E402
+from attention.model.transformer import Transformer, count_params  # noqa: E402
 
 RESULTS = _HERE / "results" / "decode.txt"
 

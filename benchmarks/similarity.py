@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attention.similarity import cosine_top_k, normalize
+from attention.mechanism.similarity import cosine_top_k, normalize
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "similarity.txt"
 

@@ -176,7 +176,7 @@ assert results["product u * v"] > results["concat [u, v]"] + 0.05, results
 # word2vec or GloVe (300-d) are searched this way: "which stored vectors point the same way
 # as this query?"
 #
-# `attention.similarity.cosine_top_k(queries, database, k)` returns the k best rows. Its
+# `attention.mechanism.similarity.cosine_top_k(queries, database, k)` returns the k best rows. Its
 # docstring explains the plan: normalise the database once (`normalize`), so a search is one
 # matrix-vector product plus a top-k, and stream the database in chunks for many queries.
 

@@ -46,7 +46,7 @@ import numpy as np
 from flax import nnx
 
 from attention import Transformer, TransformerConfig, count_params
-from attention.decoder import target_mask
+from attention.model.decoder import target_mask
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 config = TransformerConfig.tiny(vocab_size=20, d_model=32 if FAST else 64, num_heads=4,

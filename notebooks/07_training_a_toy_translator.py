@@ -36,11 +36,11 @@ import numpy as np
 from flax import nnx
 
 from attention import Transformer, TransformerConfig, count_params
-from attention.checkpoint import Checkpointer
+from attention.training.checkpoint import Checkpointer
 from attention.data import Batcher, encode_pairs, make_task, task_vocabulary
-from attention.schedule import transformer_schedule
-from attention.train import TrainConfig, fit, make_optimizer
-from attention.translation import batch_stream, exact_match, translate
+from attention.training.schedule import transformer_schedule
+from attention.training.train import TrainConfig, fit, make_optimizer
+from attention.application.translation import batch_stream, exact_match, translate
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 TASK = "svo_to_sov"

@@ -44,8 +44,8 @@ from attention import (
 )
 from attention.data import make_task
 from attention.data.synthetic import SVO_LEXICON
-from attention.explorer import AttentionExplorer
-from attention.translation import load_or_train_course_model, pad_sources, translate
+from attention.inspection.explorer import AttentionExplorer
+from attention.application.translation import load_or_train_course_model, pad_sources, translate
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 TASK = "svo_to_sov"

@@ -44,7 +44,7 @@ import numpy as np
 
 from attention import beam_search, greedy_decode
 from attention.data import make_task
-from attention.translation import exact_match, load_or_train_course_model, pad_sources
+from attention.application.translation import exact_match, load_or_train_course_model, pad_sources
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 TASK = "svo_to_sov"

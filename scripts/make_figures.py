@@ -50,10 +50,10 @@ from attention import (  # noqa: E402
 )
 from attention.data import make_task  # noqa: E402
 from attention.data.synthetic import SVO_LEXICON  # noqa: E402
-from attention.train import (  # noqa: E402
+from attention.training.train import (  # noqa: E402
     plot_training_curves,
 )
-from attention.translation import exact_match, train_course_model, translate  # noqa: E402
+from attention.application.translation import exact_match, train_course_model, translate  # noqa: E402
 
 TASK = "svo_to_sov"
 

@@ -46,7 +46,7 @@ CASES = {
     ),
     "attention_weights": (attention.attention_weights, (Q, K, MASK), (Q, K[:1])),
     "weighted_sum": (
-        attention.weighted_sum,
+        attention.mechanism.weighted_sum,
         (normal(4, (B, N, T, S)), V),
         (normal(4, (B, N, T, S)), V[:, :4]),
     ),
@@ -95,13 +95,13 @@ def test_multi_head_call_annotation():
 
 FOUNDATION = [
     "attention._checks",
-    "attention.scores",
-    "attention.masks",
-    "attention.softmax",
-    "attention.weights",
-    "attention.weighted_sum",
-    "attention.scaled_dot_product",
-    "attention.multi_head",
+    "attention.mechanism.scores",
+    "attention.mechanism.masks",
+    "attention.mechanism.softmax",
+    "attention.mechanism.weights",
+    "attention.mechanism.weighted_sum",
+    "attention.mechanism.scaled_dot_product",
+    "attention.mechanism.multi_head",
 ]
 
 

@@ -44,7 +44,7 @@ from attention.exercises._checking import (
     shape_str,
     sqrt_hint,
 )
-from attention.loss import label_smoothed_cross_entropy
+from attention.training.loss import label_smoothed_cross_entropy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -842,7 +842,7 @@ def check_causal_self_attention(causal_self_attention) -> str:
     """``causal_self_attention(x [B, T, D], w_q, w_k, w_v, w_o, num_heads) -> [B, T, D]``.
 
     The reference is the decoder's first sub-layer: ``MultiHeadAttention(x, is_causal=True)``
-    (without biases), as in :class:`attention.decoder.DecoderLayer`.
+    (without biases), as in :class:`attention.model.decoder.DecoderLayer`.
     """
     fn = causal_self_attention
     name = "causal_self_attention"
@@ -893,7 +893,7 @@ _DECODE_LEN = 6
 
 def _decode_model():
     """A small random Transformer whose greedy output ends some rows with eos and not others."""
-    from attention.transformer import Transformer
+    from attention.model.transformer import Transformer
 
     config = ref.TransformerConfig.tiny(
         vocab_size=7, d_model=16, num_heads=2, d_ff=32, num_layers=1, max_len=16,
@@ -1088,7 +1088,7 @@ def check_label_smoothing(label_smoothed_loss) -> str:
         _reference_loss(logits2, targets, eps), static=static,
     )
     return (
-        "your loss matches attention.loss.label_smoothed_cross_entropy (sum / count): "
+        "your loss matches attention.training.loss.label_smoothed_cross_entropy (sum / count): "
         "q = (1 - eps) onehot + eps / V, padding ignored, no NaN for large logits, under "
         "jax.jit and jax.vmap too."
     )

@@ -40,8 +40,8 @@ from attention.kernels._arguments import (
     check_block_size,
     round_up,
 )
-from attention.masks import causal_mask, combine_masks
-from attention.scores import default_scale
+from attention.mechanism.masks import causal_mask, combine_masks
+from attention.mechanism.scores import default_scale
 
 
 def _key_blocks(array, axis: int, S: int, S_pad: int, block_k: int, fill):

@@ -55,9 +55,9 @@ from attention.kernels._arguments import (
     check_lengths,
     round_up,
 )
-from attention.masks import combine_masks
-from attention.scaled_dot_product import dot_product_attention
-from attention.scores import default_scale
+from attention.mechanism.masks import combine_masks
+from attention.mechanism.scaled_dot_product import dot_product_attention
+from attention.mechanism.scores import default_scale
 
 
 def _cdiv(a, b):

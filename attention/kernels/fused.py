@@ -24,7 +24,7 @@ from jaxtyping import Array, Bool, Shaped
 
 from attention._checks import accumulation_dtype
 from attention.kernels._arguments import as_rank4, check_attention_args
-from attention.scores import default_scale
+from attention.mechanism.scores import default_scale
 
 
 def fused_attention(

@@ -21,7 +21,7 @@ from attention.kernels.blockwise import blockwise_attention
 from attention.kernels.flash import flash_attention
 from attention.kernels.fused import fused_attention
 from attention.kernels.pallas_flash import pallas_flash_attention, pallas_supported
-from attention.scaled_dot_product import dot_product_attention
+from attention.mechanism.scaled_dot_product import dot_product_attention
 
 AttentionFn = Callable[..., jax.Array]
 

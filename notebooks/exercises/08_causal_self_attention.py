@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Exercise 08: the decoder's causal self-attention
 #
-# The first sub-layer of a decoder layer (`attention.decoder.DecoderLayer`) is masked
+# The first sub-layer of a decoder layer (`attention.model.decoder.DecoderLayer`) is masked
 # multi-head self-attention: position t may attend positions `s <= t` only, so that the
 # prediction for position t+1 cannot peek at it (section 3.2.3). Write it for `x [B, T, D]`
 # with the weights of exercise 06 (no biases): build the causal mask yourself. The checker

@@ -1,0 +1,396 @@
+"""Step 7: multi-head attention, several attentions side by side (Vaswani et al. 2017, 3.2.2).
+
+    MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O
+    head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
+
+One attention computes one weighted average per query, so it can follow one relation at a
+time. Multi-head attention projects the inputs into ``h`` smaller subspaces (of size
+``d_k = d_model / h``), attends in each independently, and mixes the results with an output
+projection; the cost is about that of one full-width head.
+
+The projections W_i for all heads are stored as one ``[D, N * H]`` matrix and the result is
+split into heads with a reshape (:func:`split_heads`), so the whole thing is four matrix
+products around :func:`attention.dot_product_attention`.
+
+**Key/value cache (for decoding).** A decoder generates one token at a time, and each new
+token's query attends to the keys and values of every earlier token. Those keys and values do
+not change once computed, so we keep them in a :class:`KVCache` and, at step t, project only
+the new token (one row instead of t): :meth:`MultiHeadAttention.init_cache` makes an empty
+cache, :meth:`MultiHeadAttention.append_and_attend` writes the new keys/values at position t
+and attends over the cache (decoder self-attention), and :meth:`MultiHeadAttention.project_kv`
+with :meth:`MultiHeadAttention.attend_to_cache` computes the cross-attention keys/values of the
+encoder output once and reuses them at every step. The cache is an explicit value passed in
+and returned, not hidden state in the module: the decoding loop carries it, beam search
+reorders it with a gather, and the model's saved state never contains it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Bool, Int, Shaped
+
+from attention._checks import check_floating, shape_str
+from attention.mechanism.masks import causal_mask, combine_masks
+from attention.mechanism.weighted_sum import weighted_sum
+from attention.mechanism.weights import attention_weights
+
+AttentionFn = Callable[..., Array]
+
+
+def split_heads(x: Shaped[Array, "*B T D"], num_heads: int) -> Shaped[Array, "*B T N H"]:
+    """Reshape the last axis D into N heads of size H = D / N (head-major, as Flax stores it).
+
+    >>> split_heads(jnp.arange(6.0).reshape(1, 6), 2).tolist()
+    [[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]]
+    """
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f"num_heads must be a positive int, got {num_heads!r}.")
+    if x.shape[-1] % num_heads:
+        raise ValueError(
+            f"the last axis of x (shape {shape_str(x.shape)}) must divide into "
+            f"num_heads={num_heads} equal heads."
+        )
+    return x.reshape(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)
+
+
+def merge_heads(x: Shaped[Array, "*B T N H"]) -> Shaped[Array, "*B T D"]:
+    """Inverse of :func:`split_heads`: concatenate the heads, ``[..., N, H] -> [..., N * H]``."""
+    return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+
+
+class KVCache(NamedTuple):
+    """Projected keys and values of one attention layer, kept between decoding steps.
+
+    Fields:
+      key: ``[B, S, N, H]``, the keys ``x W^K`` of positions ``0..S-1`` split into heads.
+      value: ``[B, S, N, H]``, the values ``x W^V``.
+
+    For decoder self-attention ``S`` is the maximum decoding length and slots at and after the
+    current step hold zeros (they are masked out); for cross-attention ``S`` is the source
+    length and every slot is filled once from the encoder output. A ``NamedTuple`` is a JAX
+    pytree, so a cache can be carried through ``lax.while_loop`` and gathered by beam index
+    with ``jax.tree.map``.
+    """
+
+    key: Shaped[Array, "B S N H"]
+    value: Shaped[Array, "B S N H"]
+
+
+class MultiHeadAttention(nnx.Module):
+    """Multi-head attention: project, split into heads, attend, merge, project.
+
+    Args:
+      num_heads: ``h``, the number of heads N.
+      in_features: width D of the query inputs.
+      qkv_features: total width of the query/key/value projections, ``h * d_k`` (default
+        ``in_features``); must be divisible by ``num_heads``.
+      out_features: width of the output (default ``in_features``).
+      in_kv_features: width of the key/value inputs for cross-attention (default
+        ``in_features``).
+      dropout_rate: dropout on the attention weights during training.
+      use_bias: biases in the four projections.
+      attention_fn: a function with the signature of :func:`attention.dot_product_attention`
+        (for example a fast kernel). ``None`` uses the teaching steps, which is the only path
+        that can sow the attention weights and apply dropout to them.
+      rngs: ``nnx.Rngs`` with ``params`` (and ``dropout`` if ``dropout_rate > 0``).
+
+    Call ``mha(inputs_q [B, T, D], inputs_kv [B, S, Dkv] = None, mask=..., is_causal=...)``;
+    without ``inputs_kv`` it is self-attention. With ``sow_weights=True`` inside
+    ``nnx.capture(..., nnx.Intermediate)`` the weights ``[B, N, T, S]`` are recorded under
+    ``"attention_weights"``.
+
+    For decoding one token at a time, :meth:`init_cache` + :meth:`append_and_attend` (causal
+    self-attention) and :meth:`project_kv` + :meth:`attend_to_cache` (cross-attention) reuse
+    keys and values computed at earlier steps; see :class:`KVCache`.
+
+    Raises:
+      ValueError: ``num_heads`` does not divide ``qkv_features``; inputs whose last axis is
+        not the configured width; batch sizes of query and key/value inputs that differ.
+
+    >>> from flax import nnx
+    >>> mha = MultiHeadAttention(num_heads=2, in_features=8, rngs=nnx.Rngs(0))
+    >>> mha(jnp.ones((3, 5, 8))).shape
+    (3, 5, 8)
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        in_features: int,
+        qkv_features: int | None = None,
+        out_features: int | None = None,
+        *,
+        in_kv_features: int | None = None,
+        dropout_rate: float = 0.0,
+        use_bias: bool = True,
+        attention_fn: AttentionFn | None = None,
+        dtype=None,
+        param_dtype=jnp.float32,
+        kernel_init=nnx.initializers.xavier_uniform(),
+        rngs: nnx.Rngs,
+    ):
+        qkv_features = in_features if qkv_features is None else qkv_features
+        out_features = in_features if out_features is None else out_features
+        in_kv_features = in_features if in_kv_features is None else in_kv_features
+        if not isinstance(num_heads, int) or num_heads < 1:
+            raise ValueError(f"num_heads must be a positive int, got {num_heads!r}.")
+        if qkv_features % num_heads:
+            raise ValueError(
+                f"num_heads={num_heads} must divide the projection width "
+                f"qkv_features={qkv_features} (d_model) into equal heads; try a num_heads "
+                f"among {[n for n in range(1, qkv_features + 1) if qkv_features % n == 0]}."
+            )
+        if not 0.0 <= dropout_rate < 1.0:
+            raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
+        self.num_heads = num_heads
+        self.head_dim = qkv_features // num_heads
+        self.in_features = in_features
+        self.in_kv_features = in_kv_features
+        self.attention_fn = attention_fn
+        self.dropout_rate = dropout_rate
+        linear = dict(
+            use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init,
+            rngs=rngs,
+        )
+        self.query = nnx.Linear(in_features, qkv_features, **linear)    # W^Q, all heads
+        self.key = nnx.Linear(in_kv_features, qkv_features, **linear)   # W^K
+        self.value = nnx.Linear(in_kv_features, qkv_features, **linear)  # W^V
+        self.out = nnx.Linear(qkv_features, out_features, **linear)     # W^O
+        self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
+
+    def __call__(
+        self,
+        inputs_q: Shaped[Array, "*B T D"],
+        inputs_kv: Shaped[Array, "*B S Dkv"] | None = None,
+        *,
+        mask: Bool[Array, "..."] | None = None,
+        is_causal: bool = False,
+        deterministic: bool | None = None,
+        sow_weights: bool = False,
+    ) -> Shaped[Array, "*B T Dout"]:
+        inputs_kv = inputs_q if inputs_kv is None else inputs_kv
+        self._check_inputs(inputs_q, inputs_kv)
+        query_BTNH = split_heads(self.query(inputs_q), self.num_heads)
+        key_BSNH = split_heads(self.key(inputs_kv), self.num_heads)
+        value_BSNH = split_heads(self.value(inputs_kv), self.num_heads)
+        if self.attention_fn is None:
+            output_BTNH = self._attend_reference(
+                query_BTNH, key_BSNH, value_BSNH, mask, is_causal=is_causal,
+                deterministic=deterministic, sow_weights=sow_weights,
+            )
+        else:
+            if sow_weights:
+                raise ValueError(
+                    "sow_weights=True needs the weights, which a fused attention_fn never "
+                    "forms; build the module with attention_fn=None to plot them."
+                )
+            if self.dropout_rate > 0 and not self.dropout.deterministic and not deterministic:
+                raise ValueError(
+                    f"dropout_rate={self.dropout_rate} on attention weights needs "
+                    "attention_fn=None (fused kernels never form the weights); set "
+                    "dropout_rate=0 or call with deterministic=True."
+                )
+            output_BTNH = self.attention_fn(
+                query_BTNH, key_BSNH, value_BSNH, mask=mask, is_causal=is_causal
+            )
+        return self.out(merge_heads(output_BTNH))
+
+    def _attend_reference(
+        self, query_BTNH, key_BSNH, value_BSNH, mask, *, is_causal=False, deterministic=None,
+        sow_weights=False,
+    ):
+        """The teaching steps: weights (sown for plots), dropout on them, weighted sum."""
+        weights_BNTS = attention_weights(query_BTNH, key_BSNH, mask, is_causal=is_causal)
+        if sow_weights:
+            self.sow(nnx.Intermediate, "attention_weights", weights_BNTS)
+        weights_BNTS = self.dropout(weights_BNTS, deterministic=deterministic)
+        return weighted_sum(weights_BNTS, value_BSNH)
+
+    # ----------------------------------------------------------------- key/value cache
+
+    def init_cache(self, batch_size: int, max_len: int, *, dtype=jnp.float32) -> KVCache:
+        """An empty self-attention cache of ``max_len`` slots: two zero arrays ``[B, S, N, H]``.
+
+        Raises:
+          ValueError: ``batch_size`` or ``max_len`` not a positive int.
+
+        >>> mha = MultiHeadAttention(num_heads=2, in_features=8, rngs=nnx.Rngs(0))
+        >>> mha.init_cache(3, 5).key.shape
+        (3, 5, 2, 4)
+        """
+        for name, value in (("batch_size", batch_size), ("max_len", max_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        shape = (batch_size, max_len, self.num_heads, self.head_dim)
+        return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+    def project_kv(self, inputs_kv: Shaped[Array, "B S Dkv"]) -> KVCache:
+        """Keys and values of a fixed sequence (the encoder output), computed once.
+
+        Cross-attention in the decoder looks at the same encoder output at every step, so its
+        keys ``memory W^K`` and values ``memory W^V`` are projected once before decoding and
+        then read by :meth:`attend_to_cache` at each step.
+
+        Args:
+          inputs_kv: ``[B, S, Dkv]``.
+
+        Returns:
+          :class:`KVCache` with key and value ``[B, S, N, H]``.
+
+        Raises:
+          TypeError, ValueError: as the call (non-floating input, wrong width or rank).
+        """
+        check_floating("inputs_kv", inputs_kv, axes="BSD")
+        self._check_width("inputs_kv", inputs_kv, self.in_kv_features, "in_kv_features")
+        return KVCache(
+            split_heads(self.key(inputs_kv), self.num_heads),
+            split_heads(self.value(inputs_kv), self.num_heads),
+        )
+
+    def attend_to_cache(
+        self,
+        inputs_q: Shaped[Array, "B T D"],
+        cache: KVCache,
+        *,
+        mask: Bool[Array, "..."] | None = None,
+    ) -> Shaped[Array, "B T Dout"]:
+        """Attention of new queries over keys/values already in ``cache`` (cross-attention).
+
+        Equals ``self(inputs_q, inputs_kv, mask=mask)`` when ``cache = project_kv(inputs_kv)``
+        (without dropout: this is the decoding path, always deterministic).
+
+        Args:
+          inputs_q: ``[B, T, D]``, usually one new position (T = 1).
+          cache: from :meth:`project_kv`, key and value ``[B, S, N, H]``.
+          mask: boolean, broadcastable to ``[B, N, T, S]`` (a source padding mask).
+
+        Returns:
+          ``[B, T, Dout]``.
+        """
+        query_BTNH = self._project_query(inputs_q, cache)
+        output_BTNH = self._attend_reference(
+            query_BTNH, cache.key, cache.value, mask, deterministic=True
+        )
+        return self.out(merge_heads(output_BTNH))
+
+    def append_and_attend(
+        self,
+        inputs_q: Shaped[Array, "B T D"],
+        cache: KVCache,
+        index: int | Int[Array, ""],
+        *,
+        mask: Bool[Array, "..."] | None = None,
+    ) -> tuple[Shaped[Array, "B T Dout"], KVCache]:
+        """Causal self-attention for new positions ``index .. index+T-1``, using a cache.
+
+        The keys and values of the new positions are written into ``cache`` at ``index``
+        (``lax.dynamic_update_slice``, so ``index`` may be a traced step counter), and each new
+        query t attends the cache slots ``s <= index + t``:
+        :func:`attention.causal_mask` ``(T, S, offset=index)``. Slots not yet written are
+        masked, so their zeros never enter the softmax. Feeding a sequence one position at a
+        time through this method equals ``self(x, is_causal=True)`` on the whole sequence.
+
+        Args:
+          inputs_q: ``[B, T, D]``, the new positions (T = 1 when decoding token by token).
+          cache: from :meth:`init_cache` or the previous step, ``[B, S, N, H]`` with
+            ``index + T <= S``.
+          index: how many positions the cache already holds (concrete or traced int).
+          mask: optional extra boolean mask broadcastable to ``[B, N, T, S]``.
+
+        Returns:
+          ``(output [B, T, Dout], updated cache)``.
+
+        Raises:
+          ValueError: a cache of another batch size, head count or head dim; a concrete
+            ``index + T`` beyond the cache length (a traced index is clamped by
+            ``dynamic_update_slice`` instead: keep it below ``S``).
+
+        >>> mha = MultiHeadAttention(num_heads=2, in_features=8, rngs=nnx.Rngs(0))
+        >>> x = jnp.ones((3, 1, 8))
+        >>> out, cache = mha.append_and_attend(x, mha.init_cache(3, 5), 0)
+        >>> out.shape, cache.key.shape
+        ((3, 1, 8), (3, 5, 2, 4))
+        """
+        if self.in_kv_features != self.in_features:
+            raise ValueError(
+                f"append_and_attend is self-attention: it needs in_kv_features == in_features, "
+                f"but this module has in_kv_features={self.in_kv_features} and "
+                f"in_features={self.in_features}; use project_kv + attend_to_cache instead."
+            )
+        query_BTNH = self._project_query(inputs_q, cache)
+        T, S = inputs_q.shape[1], cache.key.shape[1]
+        if not isinstance(index, jax.core.Tracer) and int(index) + T > S:
+            raise ValueError(
+                f"the cache holds S={S} positions but index={int(index)} plus {T} new "
+                f"position(s) would need {int(index) + T}; make the cache longer."
+            )
+        new_key_BTNH = split_heads(self.key(inputs_q), self.num_heads).astype(cache.key.dtype)
+        new_value_BTNH = split_heads(self.value(inputs_q), self.num_heads).astype(
+            cache.value.dtype
+        )
+        start = (0, index, 0, 0)
+        cache = KVCache(
+            jax.lax.dynamic_update_slice(cache.key, new_key_BTNH, start),
+            jax.lax.dynamic_update_slice(cache.value, new_value_BTNH, start),
+        )
+        mask = combine_masks(mask, causal_mask(T, S, offset=index))
+        output_BTNH = self._attend_reference(
+            query_BTNH, cache.key, cache.value, mask, deterministic=True
+        )
+        return self.out(merge_heads(output_BTNH)), cache
+
+    def _project_query(self, inputs_q, cache: KVCache):
+        """Project queries after checking that the cache fits this module and this batch."""
+        check_floating("inputs_q", inputs_q, axes="BTD")
+        self._check_width("inputs_q", inputs_q, self.in_features, "in_features")
+        if not isinstance(cache, KVCache):
+            raise TypeError(
+                f"cache must be a KVCache (from init_cache or project_kv), got "
+                f"{type(cache).__name__}."
+            )
+        expected = (inputs_q.shape[0], cache.key.shape[1], self.num_heads, self.head_dim)
+        if cache.key.shape != expected or cache.value.shape != expected:
+            raise ValueError(
+                f"cache key/value must be [B, S, N, H] = {shape_str(expected)} for inputs_q "
+                f"{shape_str(inputs_q.shape)} and this module's {self.num_heads} heads of "
+                f"size {self.head_dim}; got key {shape_str(cache.key.shape)} and value "
+                f"{shape_str(cache.value.shape)}."
+            )
+        return split_heads(self.query(inputs_q), self.num_heads)
+
+    def _check_width(self, name, x, width, attribute) -> None:
+        if x.shape[-1] != width:
+            raise ValueError(
+                f"{name} has width {x.shape[-1]} (shape {shape_str(x.shape)}) but this module "
+                f"was built with {attribute}={width}."
+            )
+
+    def _check_inputs(self, inputs_q, inputs_kv) -> None:
+        check_floating("inputs_q", inputs_q)
+        check_floating("inputs_kv", inputs_kv)
+        if inputs_q.ndim not in (2, 3) or inputs_kv.ndim != inputs_q.ndim:
+            raise ValueError(
+                f"inputs_q must be [B, T, D] and inputs_kv [B, S, Dkv] (or both unbatched); got "
+                f"inputs_q {shape_str(inputs_q.shape)} and inputs_kv {shape_str(inputs_kv.shape)}."
+            )
+        if inputs_q.shape[-1] != self.in_features:
+            raise ValueError(
+                f"inputs_q has width {inputs_q.shape[-1]} (shape {shape_str(inputs_q.shape)}) "
+                f"but this module was built with in_features={self.in_features}."
+            )
+        if inputs_kv.shape[-1] != self.in_kv_features:
+            raise ValueError(
+                f"inputs_kv has width {inputs_kv.shape[-1]} (shape "
+                f"{shape_str(inputs_kv.shape)}) but this module was built with "
+                f"in_kv_features={self.in_kv_features}."
+            )
+        if inputs_q.ndim == 3 and inputs_q.shape[0] != inputs_kv.shape[0]:
+            raise ValueError(
+                f"inputs_q {shape_str(inputs_q.shape)} and inputs_kv "
+                f"{shape_str(inputs_kv.shape)} must have the same batch size B."
+            )

@@ -1,0 +1,220 @@
+"""Step 13: the decoder, and decoding one token at a time (Vaswani et al. 2017, 3.1, 3.2.3).
+
+A decoder layer has three sub-layers, each in a residual block (see :class:`Residual`):
+
+1. **masked self-attention** over the target prefix: position t may attend only positions
+   ``<= t`` (the causal mask), so the prediction for position t+1 cannot peek at it;
+2. **cross-attention** ("encoder-decoder attention"): queries from the decoder, keys and
+   values from the encoder output ``memory``, so every target position can look at every
+   real source token;
+3. the position-wise feed-forward network.
+
+During training all target positions are computed at once (the causal mask makes that equal
+to generating them one by one: "teacher forcing"). During generation, tokens come one at a
+time. :meth:`Decoder.step` computes only the newest position, reading the keys and values of
+earlier positions from a :class:`DecodeCache` instead of recomputing them:
+
+* self-attention: each layer appends the new position's key/value to its cache
+  (:meth:`MultiHeadAttention.append_and_attend`);
+* cross-attention: each layer's keys/values of ``memory`` are computed once by
+  :meth:`Decoder.init_cache` (:meth:`MultiHeadAttention.project_kv`).
+
+Running :meth:`Decoder.step` for t = 0, 1, 2, ... gives the same hidden states as one call of
+the decoder on the whole sequence (the tests check it).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from flax import nnx
+from jaxtyping import Array, Bool, Float, Int
+
+from attention.model.config import TransformerConfig
+from attention.model.embeddings import TokenEmbedding
+from attention.model.encoder import (
+    Residual,
+    make_attention,
+    make_layer_norm,
+    make_positions,
+)
+from attention.model.feed_forward import FeedForward
+from attention.mechanism.masks import causal_mask, combine_masks, padding_mask
+from attention.mechanism.multi_head import KVCache
+
+
+class DecodeCache(NamedTuple):
+    """Everything a decoder step needs from earlier steps, one entry per layer.
+
+    Fields:
+      self_attention: tuple of N :class:`KVCache`, keys/values ``[B, L, N, H]`` of the
+        target positions decoded so far (L = the decoding length; later slots are zeros).
+      cross_attention: tuple of N :class:`KVCache`, keys/values ``[B, S, N, H]`` of the
+        encoder output, computed once.
+    """
+
+    self_attention: tuple[KVCache, ...]
+    cross_attention: tuple[KVCache, ...]
+
+
+def target_mask(tgt_tokens: Int[Array, "B T"], pad_id: int) -> Bool[Array, "B 1 T T"]:
+    """Causal mask AND target key-padding mask, ``[B, 1, T, T]`` (section 3.2.3).
+
+    >>> import jax.numpy as jnp
+    >>> target_mask(jnp.array([[1, 5, 0]]), pad_id=0)[0, 0].astype(int).tolist()
+    [[1, 0, 0], [1, 1, 0], [1, 1, 0]]
+    """
+    T = tgt_tokens.shape[1]
+    return combine_masks(padding_mask(tokens=tgt_tokens, pad_id=pad_id), causal_mask(T)[None, None])
+
+
+class DecoderLayer(nnx.Module):
+    """Masked self-attention, cross-attention over ``memory``, feed-forward (3.1)."""
+
+    def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
+        self.self_attention = make_attention(config, rngs=rngs)
+        self.self_attention_residual = Residual(config, rngs=rngs)
+        self.cross_attention = make_attention(config, rngs=rngs)
+        self.cross_attention_residual = Residual(config, rngs=rngs)
+        self.feed_forward = FeedForward(
+            config.d_model, config.d_ff, dtype=config.jnp_dtype,
+            param_dtype=config.jnp_param_dtype, rngs=rngs,
+        )
+        self.feed_forward_residual = Residual(config, rngs=rngs)
+
+    def __call__(
+        self,
+        x: Float[Array, "B T D"],
+        memory: Float[Array, "B S D"],
+        src_mask: Bool[Array, "B 1 1 S"] | None,
+        tgt_mask: Bool[Array, "B 1 T T"] | None,
+        *,
+        deterministic: bool | None = None,
+        sow_weights: bool = False,
+    ) -> Float[Array, "B T D"]:
+        def self_attend(h):
+            return self.self_attention(
+                h, mask=tgt_mask, deterministic=deterministic, sow_weights=sow_weights
+            )
+
+        def cross_attend(h):
+            return self.cross_attention(
+                h, memory, mask=src_mask, deterministic=deterministic, sow_weights=sow_weights
+            )
+
+        x = self.self_attention_residual(x, self_attend, deterministic=deterministic)
+        x = self.cross_attention_residual(x, cross_attend, deterministic=deterministic)
+        return self.feed_forward_residual(x, self.feed_forward, deterministic=deterministic)
+
+    def step(
+        self,
+        x: Float[Array, "B 1 D"],
+        self_cache: KVCache,
+        cross_kv: KVCache,
+        index,
+        src_mask: Bool[Array, "B 1 1 S"] | None,
+    ) -> tuple[Float[Array, "B 1 D"], KVCache]:
+        """One new position at ``index``, with cached keys/values; always deterministic."""
+
+        def self_attend(h):
+            return self.self_attention.append_and_attend(h, self_cache, index)
+
+        def cross_attend(h):
+            return self.cross_attention.attend_to_cache(h, cross_kv, mask=src_mask)
+
+        x, self_cache = self.self_attention_residual(
+            x, self_attend, deterministic=True, has_aux=True
+        )
+        x = self.cross_attention_residual(x, cross_attend, deterministic=True)
+        x = self.feed_forward_residual(x, self.feed_forward, deterministic=True)
+        return x, self_cache
+
+
+class Decoder(nnx.Module):
+    """Target embeddings + positions + dropout, N decoder layers (3.1, Figure 1 right).
+
+    Returns hidden states ``[B, T, D]``; the projection to the vocabulary lives in
+    :class:`attention.Transformer` because it may share the embedding matrix.
+
+    Args:
+      config: the :class:`TransformerConfig`.
+      embed: the target :class:`TokenEmbedding` (possibly shared).
+      rngs: ``nnx.Rngs``.
+    """
+
+    def __init__(self, config: TransformerConfig, embed: TokenEmbedding, *, rngs: nnx.Rngs):
+        self.pad_id = config.pad_id
+        self.embed = embed
+        self.positions = make_positions(config, rngs=rngs)
+        self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+        self.layers = nnx.List(
+            [DecoderLayer(config, rngs=rngs) for _ in range(config.num_layers)]
+        )
+        self.final_norm = make_layer_norm(config, rngs=rngs) if config.norm_first else None
+
+    def __call__(
+        self,
+        tgt_tokens: Int[Array, "B T"],
+        memory: Float[Array, "B S D"],
+        src_mask: Bool[Array, "B 1 1 S"] | None,
+        *,
+        deterministic: bool | None = None,
+        sow_weights: bool = False,
+    ) -> Float[Array, "B T D"]:
+        tgt_mask = target_mask(tgt_tokens, self.pad_id)
+        x_BTD = self.embed(tgt_tokens) + self.positions(tgt_tokens.shape[1])[None]
+        x_BTD = self.dropout(x_BTD, deterministic=deterministic)
+        for layer in self.layers:
+            x_BTD = layer(
+                x_BTD, memory, src_mask, tgt_mask, deterministic=deterministic,
+                sow_weights=sow_weights,
+            )
+        return x_BTD if self.final_norm is None else self.final_norm(x_BTD)
+
+    def init_cache(self, memory: Float[Array, "B S D"], max_len: int, *, dtype=None) -> DecodeCache:
+        """Empty self-attention caches of ``max_len`` slots and the cross-attention keys/values.
+
+        Args:
+          memory: encoder output ``[B, S, D]``.
+          max_len: number of target positions the caches can hold.
+          dtype: cache dtype (default: that of ``memory``).
+        """
+        dtype = memory.dtype if dtype is None else dtype
+        B = memory.shape[0]
+        return DecodeCache(
+            self_attention=tuple(
+                layer.self_attention.init_cache(B, max_len, dtype=dtype) for layer in self.layers
+            ),
+            cross_attention=tuple(
+                layer.cross_attention.project_kv(memory) for layer in self.layers
+            ),
+        )
+
+    def step(
+        self,
+        tokens: Int[Array, " B"],
+        cache: DecodeCache,
+        index,
+        src_mask: Bool[Array, "B 1 1 S"] | None,
+    ) -> tuple[Float[Array, "B D"], DecodeCache]:
+        """Hidden state of one new position ``index`` whose input token is ``tokens``.
+
+        Args:
+          tokens: ``[B]``, the decoder input at position ``index`` (bos at index 0).
+          cache: from :meth:`init_cache` or the previous step.
+          index: the position, a Python int or a traced int32 scalar.
+          src_mask: source padding mask ``[B, 1, 1, S]``.
+
+        Returns:
+          ``(hidden [B, D], cache with position index written)``.
+        """
+        x_B1D = self.embed(tokens[:, None]) + self.positions(1, offset=index)[None]
+        new_self = []
+        for layer, self_cache, cross_kv in zip(
+            self.layers, cache.self_attention, cache.cross_attention, strict=True
+        ):
+            x_B1D, self_cache = layer.step(x_B1D, self_cache, cross_kv, index, src_mask)
+            new_self.append(self_cache)
+        if self.final_norm is not None:
+            x_B1D = self.final_norm(x_B1D)
+        return x_B1D[:, 0], DecodeCache(tuple(new_self), cache.cross_attention)

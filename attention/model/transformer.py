@@ -1,0 +1,350 @@
+"""Step 14: the whole encoder-decoder transformer (Vaswani et al. 2017, Figure 1).
+
+    memory = Encoder(src_tokens)                               # [B, S, D]
+    hidden = Decoder(tgt_in, memory)                           # [B, T, D]
+    logits = hidden W_out   (or hidden E^T when shared)        # [B, T, V]
+
+``tgt_in`` is the decoder *input*: the target sentence shifted right by one, starting with
+``bos``. Position t of the logits scores the token at position t+1 of the shifted sequence,
+i.e. the t-th target token, given the source and the target tokens before it. The model builds
+its own masks from the tokens: source key padding (``src_tokens != pad_id``) for encoder
+self-attention and decoder cross-attention, and target key padding AND causal for decoder
+self-attention. Padding therefore never changes the outputs at real positions.
+
+:func:`attention_maps` returns every attention weight of every layer, for plots.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jaxtyping import Array, Bool, Float, Int
+
+from attention._checks import shape_str
+from attention.model.config import TransformerConfig
+from attention.model.decoder import DecodeCache, Decoder
+from attention.model.embeddings import TokenEmbedding
+from attention.model.encoder import Encoder
+from attention.mechanism.masks import padding_mask
+
+
+def check_tokens(name: str, tokens, *, vocab_size: int, max_len: int | None = None) -> None:
+    """Raise a clear error for token ids that the model cannot embed.
+
+    Checks: an array, an integer dtype, shape ``[B, T]`` with ``B, T >= 1``, ``T <= max_len``,
+    and (when the values are concrete, i.e. not under ``jit``) every id in ``0..vocab_size-1``.
+    Under ``jit`` the ids cannot be inspected: an out-of-range id then embeds as NaN
+    (``jnp.take``'s fill mode) and the NaN shows up in the loss.
+
+    Raises:
+      TypeError: not an array, or not integer.
+      ValueError: wrong rank, an empty axis, too long, ids outside the vocabulary.
+    """
+    if not hasattr(tokens, "dtype") or not hasattr(tokens, "shape"):
+        raise TypeError(f"{name} must be an integer array [B, T], got {type(tokens).__name__}.")
+    if not jnp.issubdtype(tokens.dtype, jnp.integer):
+        raise TypeError(
+            f"{name} must hold integer token ids, got dtype {tokens.dtype} with shape "
+            f"{shape_str(tokens.shape)}; convert it with {name}.astype(jnp.int32)."
+        )
+    if tokens.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape [B, T] (batch, length), got {shape_str(tokens.shape)}; "
+            f"add a batch axis with {name}[None] for one sentence."
+        )
+    if 0 in tokens.shape:
+        raise ValueError(
+            f"{name} is empty (shape {shape_str(tokens.shape)}); every sequence needs at least "
+            f"one token (an empty source can be given as [eos] or [pad])."
+        )
+    if max_len is not None and tokens.shape[1] > max_len:
+        raise ValueError(
+            f"{name} has length {tokens.shape[1]} (shape {shape_str(tokens.shape)}) but the "
+            f"model has max_len={max_len} positions; truncate it or build the model with a "
+            f"larger max_len."
+        )
+    if isinstance(tokens, jax.core.Tracer):
+        return
+    # NumPy, not jnp: a concrete array closed over by a jitted function must stay concrete.
+    values = np.asarray(tokens)
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"{name} holds token ids {low}..{high} but the vocabulary has ids "
+            f"0..{vocab_size - 1} (vocab size {vocab_size})."
+        )
+
+
+class Transformer(nnx.Module):
+    """The encoder-decoder transformer of "Attention Is All You Need".
+
+    Args:
+      config: a :class:`TransformerConfig`.
+      rngs: ``nnx.Rngs`` with a ``params`` stream (and ``dropout`` for training; a single
+        seed ``nnx.Rngs(0)`` serves both).
+
+    Call ``model(src_tokens [B, S], tgt_tokens [B, T])`` for float32 logits ``[B, T, V]``.
+    ``deterministic=None`` follows ``model.train()`` / ``model.eval()`` (dropout on / off);
+    ``True`` or ``False`` overrides. ``model.encode`` and ``model.decode`` split the call so
+    that decoding encodes the source once; ``model.init_decode_cache`` and
+    ``model.decode_step`` decode one token at a time with a key/value cache.
+
+    Raises:
+      TypeError, ValueError: see :func:`check_tokens`; source and target batch sizes that
+        differ; a ``memory`` that does not match the source.
+
+    >>> model = Transformer(TransformerConfig.tiny(vocab_size=13), rngs=nnx.Rngs(0))
+    >>> src = jnp.array([[5, 6, 7, 2]]); tgt = jnp.array([[1, 8, 9]])
+    >>> model(src, tgt, deterministic=True).shape
+    (1, 3, 13)
+    """
+
+    def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}.")
+        self.config = config
+        embedding = dict(dtype=config.jnp_dtype, param_dtype=config.jnp_param_dtype, rngs=rngs)
+        self.src_embed = TokenEmbedding(config.src_vocab_size, config.d_model, **embedding)
+        # Sharing is by reference: NNX sees one module (one parameter array) in two places.
+        self.tgt_embed = (
+            self.src_embed
+            if config.share_embeddings
+            else TokenEmbedding(config.tgt_vocab_size, config.d_model, **embedding)
+        )
+        self.encoder = Encoder(config, self.src_embed, rngs=rngs)
+        self.decoder = Decoder(config, self.tgt_embed, rngs=rngs)
+        # The pre-softmax projection: E^T when shared, else its own [D, V] matrix (no bias,
+        # like the tied one, so the two variants differ only in the tying).
+        self.output = (
+            None
+            if config.share_embeddings
+            else nnx.Linear(
+                config.d_model, config.tgt_vocab_size, use_bias=False, dtype=config.jnp_dtype,
+                param_dtype=config.jnp_param_dtype, rngs=rngs,
+            )
+        )
+
+    # ------------------------------------------------------------------ training path
+
+    def __call__(
+        self,
+        src_tokens: Int[Array, "B S"],
+        tgt_tokens: Int[Array, "B T"],
+        *,
+        deterministic: bool | None = None,
+        sow_weights: bool = False,
+    ) -> Float[Array, "B T V"]:
+        return self.logits(self.features(src_tokens, tgt_tokens, deterministic=deterministic,
+                                         sow_weights=sow_weights))
+
+    def features(
+        self,
+        src_tokens: Int[Array, "B S"],
+        tgt_tokens: Int[Array, "B T"],
+        *,
+        deterministic: bool | None = None,
+        sow_weights: bool = False,
+    ) -> Float[Array, "B T D"]:
+        """The decoder's last hidden states ``[B, T, D]``: the model before its output
+        projection. Training feeds them to :func:`attention.training.loss.projected_cross_entropy`
+        with :meth:`output_weight`, which never holds all the logits at once."""
+        self._check_src(src_tokens)
+        self._check_tgt(tgt_tokens)
+        if src_tokens.shape[0] != tgt_tokens.shape[0]:
+            raise ValueError(
+                f"src_tokens {shape_str(src_tokens.shape)} and tgt_tokens "
+                f"{shape_str(tgt_tokens.shape)} must have the same batch size B."
+            )
+        memory = self.encode(src_tokens, deterministic=deterministic, sow_weights=sow_weights)
+        return self.decoder(
+            tgt_tokens, memory, self.source_mask(src_tokens), deterministic=deterministic,
+            sow_weights=sow_weights,
+        )
+
+    def encode(
+        self,
+        src_tokens: Int[Array, "B S"],
+        *,
+        deterministic: bool | None = None,
+        sow_weights: bool = False,
+    ) -> Float[Array, "B S D"]:
+        """The encoder output ``memory [B, S, D]`` (padding positions hold values; they are
+        masked wherever memory is used)."""
+        self._check_src(src_tokens)
+        return self.encoder(
+            src_tokens, self.source_mask(src_tokens), deterministic=deterministic,
+            sow_weights=sow_weights,
+        )
+
+    def decode(
+        self,
+        tgt_tokens: Int[Array, "B T"],
+        memory: Float[Array, "B S D"],
+        src_tokens: Int[Array, "B S"] | Bool[Array, "B 1 1 S"] | None = None,
+        *,
+        src_mask: Bool[Array, "B 1 1 S"] | None = None,
+        deterministic: bool | None = None,
+        sow_weights: bool = False,
+    ) -> Float[Array, "B T V"]:
+        """Logits ``[B, T, V]`` for decoder inputs ``tgt_tokens`` given the encoder ``memory``.
+
+        Args:
+          tgt_tokens: ``[B, T]`` decoder input (shifted right, starting with bos).
+          memory: ``[B, S, D]`` from :meth:`encode`.
+          src_tokens: the source tokens ``[B, S]`` (their padding is masked), or directly a
+            boolean source mask ``[B, 1, 1, S]``.
+          src_mask: keyword form of the boolean source mask.
+        """
+        self._check_tgt(tgt_tokens)
+        src_mask = self._resolve_src_mask(src_tokens, src_mask, memory, tgt_tokens.shape[0])
+        hidden_BTD = self.decoder(
+            tgt_tokens, memory, src_mask, deterministic=deterministic, sow_weights=sow_weights
+        )
+        return self.logits(hidden_BTD)
+
+    def output_weight(self) -> Float[Array, "V D"]:
+        """The pre-softmax projection as a ``[V, D]`` matrix: ``logits = hidden @ W.T``
+        (the embedding matrix E when shared, else the output kernel transposed)."""
+        if self.output is None:
+            return self.tgt_embed._table()
+        weight_VD = self.output.kernel[...].T
+        return weight_VD if self.config.jnp_dtype is None else weight_VD.astype(
+            self.config.jnp_dtype)
+
+    def logits(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
+        """Project decoder hidden states to float32 vocabulary scores (3.4)."""
+        if self.output is None:
+            logits = self.tgt_embed.attend(hidden)
+        else:
+            logits = self.output(hidden)
+        return logits.astype(jnp.float32)
+
+    def source_mask(self, src_tokens: Int[Array, "B S"]) -> Bool[Array, "B 1 1 S"]:
+        """Key-padding mask of the source: True at real tokens."""
+        return padding_mask(tokens=src_tokens, pad_id=self.config.pad_id)
+
+    # ------------------------------------------------------------- incremental path
+
+    def init_decode_cache(
+        self, memory: Float[Array, "B S D"], max_len: int
+    ) -> DecodeCache:
+        """Caches for decoding up to ``max_len`` target positions (see :class:`DecodeCache`)."""
+        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+            raise ValueError(f"max_len must be a positive int, got {max_len!r}.")
+        if max_len > self.config.max_len:
+            raise ValueError(
+                f"max_len={max_len} decoding steps need {max_len} positions but the model "
+                f"has config.max_len={self.config.max_len}."
+            )
+        return self.decoder.init_cache(memory, max_len)
+
+    def decode_step(
+        self,
+        tokens: Int[Array, " B"],
+        cache: DecodeCache,
+        index,
+        src_mask: Bool[Array, "B 1 1 S"],
+    ) -> tuple[Float[Array, "B V"], DecodeCache]:
+        """Logits ``[B, V]`` for the next token after decoder input ``tokens`` at ``index``.
+
+        Equal to ``decode(prefix, memory, src)[:, index]`` where ``prefix[:, index] = tokens``
+        and earlier positions are those fed to previous steps (always deterministic).
+        """
+        hidden_BD, cache = self.decoder.step(tokens, cache, index, src_mask)
+        return self.logits(hidden_BD), cache
+
+    # ------------------------------------------------------------------------ checks
+
+    def _check_src(self, src_tokens) -> None:
+        check_tokens(
+            "src_tokens", src_tokens, vocab_size=self.config.src_vocab_size,
+            max_len=self.config.max_len,
+        )
+
+    def _check_tgt(self, tgt_tokens) -> None:
+        check_tokens(
+            "tgt_tokens", tgt_tokens, vocab_size=self.config.tgt_vocab_size,
+            max_len=self.config.max_len,
+        )
+
+    def _resolve_src_mask(self, src_tokens, src_mask, memory, batch_size):
+        if src_tokens is not None and src_mask is not None:
+            raise ValueError("give the source as src_tokens or as src_mask, not both.")
+        if src_tokens is not None and getattr(src_tokens, "dtype", None) == jnp.bool_:
+            src_tokens, src_mask = None, src_tokens
+        if src_tokens is not None:
+            self._check_src(src_tokens)
+            src_mask = self.source_mask(src_tokens)
+        if memory.ndim != 3 or memory.shape[-1] != self.config.d_model:
+            raise ValueError(
+                f"memory must be the encoder output [B, S, D={self.config.d_model}], got "
+                f"{shape_str(memory.shape)}."
+            )
+        B, S = memory.shape[:2]
+        if B != batch_size:
+            raise ValueError(
+                f"memory {shape_str(memory.shape)} and tgt_tokens have different batch sizes "
+                f"({B} vs {batch_size})."
+            )
+        if src_mask is not None and tuple(src_mask.shape) not in ((B, 1, 1, S), (1, 1, 1, S)):
+            raise ValueError(
+                f"the source mask must be [B, 1, 1, S] = {shape_str((B, 1, 1, S))} to match "
+                f"memory {shape_str(memory.shape)}, got {shape_str(src_mask.shape)}."
+            )
+        return src_mask
+
+
+def count_params(model: nnx.Module) -> int:
+    """Number of trainable parameters (shared arrays counted once)."""
+    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def attention_maps(
+    model: Transformer, src_tokens: Int[Array, "B S"], tgt_tokens: Int[Array, "B T"]
+) -> dict[str, Float[Array, "L B N Tq Tk"]]:
+    """Every attention weight of every layer, from one deterministic forward pass.
+
+    Runs ``model(src, tgt, deterministic=True, sow_weights=True)`` inside
+    ``nnx.capture(..., nnx.Intermediate)`` and stacks what each attention module sowed.
+
+    Returns:
+      A dict of float arrays, layer-major:
+
+      * ``"encoder_self"``: ``[L, B, N, S, S]``, encoder layer l, head n: row s = how source
+        position s attends the source positions.
+      * ``"decoder_self"``: ``[L, B, N, T, T]``, masked self-attention of the decoder (upper
+        triangle and padding columns are 0).
+      * ``"decoder_cross"``: ``[L, B, N, T, S]``, row t = how target position t attends the
+        source (padding columns are 0). This is the "alignment" plot.
+
+      Each row over the last axis sums to 1 (0 for a row that sees no key).
+
+    Raises:
+      ValueError: ``attention_impl`` is not "reference" (fused kernels never form weights).
+
+    >>> model = Transformer(TransformerConfig.tiny(vocab_size=13), rngs=nnx.Rngs(0))
+    >>> maps = attention_maps(model, jnp.array([[5, 6, 2]]), jnp.array([[1, 7]]))
+    >>> {k: v.shape for k, v in maps.items()}["decoder_cross"]
+    (2, 1, 4, 2, 3)
+    """
+
+    def forward(m: Transformer):
+        return m(src_tokens, tgt_tokens, deterministic=True, sow_weights=True)
+
+    _, intermediates = nnx.capture(forward, nnx.Intermediate)(model)
+
+    def stacked(stack: str, attention: str):
+        layers = intermediates[stack]["layers"]
+        per_layer = []
+        for i in range(model.config.num_layers):
+            (weights_BNTS,) = layers[i][attention]["attention_weights"].get_value()
+            per_layer.append(weights_BNTS)
+        return jnp.stack(per_layer)
+
+    return {
+        "encoder_self": stacked("encoder", "self_attention"),
+        "decoder_self": stacked("decoder", "self_attention"),
+        "decoder_cross": stacked("decoder", "cross_attention"),
+    }

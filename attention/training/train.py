@@ -1,0 +1,297 @@
+"""Training: Adam with the paper's schedule, label smoothing, one jit-compiled step.
+
+The pieces (Vaswani et al. 2017, section 5):
+
+* optimizer: Adam with beta1 = 0.9, beta2 = 0.98, epsilon = 1e-9 (5.3), the warm-up /
+  inverse-square-root schedule (:mod:`attention.training.schedule`), optional gradient clipping;
+* regularisation: dropout inside the model (P_drop) and label smoothing in the loss (5.4);
+* one ``nnx.jit``-compiled ``train_step`` that computes the loss, its gradient and the update
+  in a single XLA program; with a batch sharded over a device mesh
+  (:mod:`attention.training.parallel`) the same step is data parallel.
+
+:func:`fit` runs the loop: progress bar, JSON-lines metrics, checkpoints every N steps and at
+the end, a save on Ctrl-C, and a clean stop (after saving the last good state) when the loss
+becomes NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from attention.training.loss import projected_cross_entropy
+from attention.training.schedule import transformer_schedule
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How to train; the model's shape lives in ``TransformerConfig``."""
+
+    steps: int = 2000                 # number of optimizer updates
+    batch_size: int = 64              # sentence pairs per update (global, all devices)
+    warmup_steps: int = 400           # warmup_steps of the schedule (paper: 4000)
+    lr_scale: float = 1.0             # multiplies the paper's schedule
+    label_smoothing: float = 0.1      # epsilon_ls (paper: 0.1)
+    adam_b1: float = 0.9              # beta_1 (paper: 0.9)
+    adam_b2: float = 0.98             # beta_2 (paper: 0.98)
+    adam_eps: float = 1e-9            # epsilon (paper: 1e-9)
+    clip_norm: float | None = None    # global gradient-norm clipping; None = off (as the paper)
+    seed: int = 0                     # parameter init, dropout and data order
+    log_every: int = 20               # steps between metric lines
+    checkpoint_every: int = 500       # steps between checkpoints (0: only at the end)
+    keep_checkpoints: int = 5         # checkpoints kept on disk
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "warmup_steps", "log_every", "keep_checkpoints"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_optimizer(
+    model: nnx.Module, d_model: int, config: TrainConfig
+) -> nnx.Optimizer:
+    """Adam with the paper's hyper-parameters and schedule, wrapped for the model's Params.
+
+    Updates whose loss or gradient is not finite are skipped (``optax.apply_if_finite``), so
+    that :func:`fit` can stop with the last good parameters intact.
+    """
+    schedule = transformer_schedule(d_model, config.warmup_steps, scale=config.lr_scale)
+    adam = optax.adam(schedule, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+    tx = adam if config.clip_norm is None else optax.chain(
+        optax.clip_by_global_norm(config.clip_norm), adam
+    )
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=1_000_000)
+    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+def _loss_sums(model, batch, label_smoothing, pad_id, deterministic):
+    """Summed losses, hits and token count of ``model`` on ``batch``; the output projection
+    and the loss run chunk by chunk (:func:`attention.training.loss.projected_cross_entropy`)."""
+    hidden_BTD = model.features(batch["src"], batch["tgt_in"], deterministic=deterministic)
+    return projected_cross_entropy(
+        hidden_BTD, model.output_weight(), batch["tgt_out"], label_smoothing=label_smoothing,
+        pad_id=pad_id,
+    )
+
+
+def _loss_fn(model, batch, label_smoothing, pad_id):
+    sums = _loss_sums(model, batch, label_smoothing, pad_id, deterministic=False)
+    return sums["loss_sum"] / jnp.maximum(sums["tokens"], 1.0), sums
+
+
+@nnx.jit(static_argnames=("label_smoothing", "pad_id"))
+def train_step(model, optimizer, batch, *, label_smoothing: float, pad_id: int):
+    """One update on ``batch`` (``src [B, S]``, ``tgt_in [B, T]``, ``tgt_out [B, T]``).
+
+    Returns a dict of scalars: ``loss`` (label-smoothed, per token), ``nll`` (plain
+    cross-entropy per token), ``accuracy``, ``tokens`` and ``grad_norm``.
+    """
+    grad_fn = nnx.value_and_grad(_loss_fn, has_aux=True)
+    (loss, sums), grads = grad_fn(model, batch, label_smoothing, pad_id)
+    optimizer.update(model, grads)
+    denominator = jnp.maximum(sums["tokens"], 1.0)
+    return {
+        "loss": loss,
+        "nll": sums["nll_sum"] / denominator,
+        "accuracy": sums["correct"] / denominator,
+        "tokens": sums["tokens"],
+        "grad_norm": optax.tree.norm(grads),
+    }
+
+
+@nnx.jit(static_argnames=("pad_id",))
+def eval_step(model, batch, *, pad_id: int):
+    """Summed cross-entropy, correct tokens and token count on ``batch`` (no dropout)."""
+    sums = _loss_sums(model, batch, 0.0, pad_id, deterministic=True)
+    return {"nll_sum": sums["nll_sum"], "correct": sums["correct"], "tokens": sums["tokens"]}
+
+
+def evaluate_loss(model, batches, *, pad_id: int) -> dict[str, float]:
+    """Per-token cross-entropy, perplexity and token accuracy over an iterable of batches."""
+    totals = {"nll_sum": 0.0, "correct": 0.0, "tokens": 0.0}
+    for batch in batches:
+        out = eval_step(model, _model_inputs(batch), pad_id=pad_id)
+        for name in totals:
+            totals[name] += float(out[name])
+    tokens = max(totals["tokens"], 1.0)
+    nll = totals["nll_sum"] / tokens
+    return {"nll": nll, "perplexity": math.exp(min(nll, 50.0)),
+            "accuracy": totals["correct"] / tokens}
+
+
+def _model_inputs(batch: dict) -> dict:
+    return {name: batch[name] for name in ("src", "tgt_in", "tgt_out")}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    step: int                         # the last completed update
+    history: list[dict[str, float]]   # the logged metric lines
+    interrupted: bool = False         # stopped by Ctrl-C (a checkpoint was saved)
+    seconds: float = 0.0
+
+
+def fit(
+    model: nnx.Module,
+    optimizer: nnx.Optimizer,
+    batches_from: Callable[[int], Iterator[dict]],
+    config: TrainConfig,
+    *,
+    pad_id: int,
+    checkpointer=None,
+    start_step: int = 0,
+    metrics_path: str | pathlib.Path | None = None,
+    shard: Callable[[dict], dict] | None = None,
+    on_log: Callable[[dict], None] | None = None,
+    progress: bool = True,
+    max_seconds: float | None = None,
+) -> FitResult:
+    """Train from ``start_step`` to ``config.steps``.
+
+    Args:
+      model, optimizer: from ``Transformer(...)`` and :func:`make_optimizer`.
+      batches_from: ``batches_from(step)`` returns the batch stream starting at update
+        ``step``; resuming at step k must give the same batches as an unbroken run.
+      config: the :class:`TrainConfig`.
+      pad_id: the padding id of the targets.
+      checkpointer: an :class:`attention.training.checkpoint.Checkpointer`, or None for no saving.
+      metrics_path: a JSON-lines file to append a line of metrics to every ``log_every``.
+      shard: places a batch on devices (for example :func:`attention.training.parallel.shard_batch`).
+      on_log: called with each metrics line.
+      progress: show a progress bar.
+      max_seconds: stop (and save) once this much wall time has passed: a time budget.
+
+    Raises:
+      NonFiniteLossError: the loss became NaN or inf; the message names the step, and the last
+        good state was saved first (when a checkpointer is given).
+    """
+    history: list[dict[str, float]] = []
+    step = start_step
+    metrics_file = open(metrics_path, "a") if metrics_path else None  # noqa: SIM115
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True)
+    started = time.perf_counter()
+    window_tokens, window_start = 0.0, time.perf_counter()
+
+    def save(reason: str):
+        if checkpointer is not None:
+            checkpointer.save(step, model, optimizer, meta={"reason": reason})
+
+    stream = batches_from(step)
+    try:
+        for batch in stream:
+            if step >= config.steps:
+                break
+            inputs = _model_inputs(batch)
+            if shard is not None:
+                inputs = shard(inputs)
+            metrics = train_step(
+                model, optimizer, inputs, label_smoothing=config.label_smoothing, pad_id=pad_id
+            )
+            loss = float(metrics["loss"])
+            if not math.isfinite(loss):
+                save("non-finite loss")
+                raise NonFiniteLossError(
+                    f"the training loss became {loss} at step {step + 1}; the last good state "
+                    f"(step {step}) was saved. Try a lower lr_scale or clip_norm."
+                )
+            step += 1
+            window_tokens += float(metrics["tokens"])
+            if bar is not None:
+                bar.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                now = time.perf_counter()
+                line = {name: float(value) for name, value in metrics.items()}
+                line |= {
+                    "step": step,
+                    "learning_rate": float(optimizer_learning_rate(optimizer, config, model)),
+                    "tokens_per_second": window_tokens / max(now - window_start, 1e-9),
+                    "elapsed": now - started,
+                }
+                window_tokens, window_start = 0.0, now
+                history.append(line)
+                if metrics_file:
+                    metrics_file.write(json.dumps(line) + "\n")
+                    metrics_file.flush()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{line['tokens_per_second']:.0f}")
+                if on_log is not None:
+                    on_log(line)
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                save("periodic")
+            if max_seconds is not None and time.perf_counter() - started > max_seconds:
+                break
+    except KeyboardInterrupt:
+        save("interrupted")
+        return FitResult(step, history, interrupted=True, seconds=time.perf_counter() - started)
+    finally:
+        if hasattr(stream, "close"):
+            stream.close()  # stops a prefetching thread now, not at interpreter exit
+        if bar is not None:
+            bar.close()
+        if metrics_file:
+            metrics_file.close()
+    if checkpointer is not None and step not in checkpointer.steps:
+        save("final")
+    return FitResult(step, history, seconds=time.perf_counter() - started)
+
+
+def optimizer_learning_rate(optimizer: nnx.Optimizer, config: TrainConfig, model) -> float:
+    """The schedule's rate at the optimizer's current step (for logging and plots)."""
+    d_model = model.config.d_model
+    schedule = transformer_schedule(d_model, config.warmup_steps, scale=config.lr_scale)
+    return float(schedule(int(optimizer.step[...]) - 1))
+
+
+def plot_training_curves(history: list[dict], path: str | pathlib.Path):
+    """Loss (and per-token NLL) and learning rate against step, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    steps = np.array([h["step"] for h in history])
+    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    ax_loss.plot(steps, [h["loss"] for h in history], label="loss (label-smoothed)")
+    # Dashed: without label smoothing the two curves coincide, and both must stay visible.
+    ax_loss.plot(steps, [h["nll"] for h in history], "--", label="cross-entropy (nats/token)")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("per target token")
+    ax_loss.set_title("Training loss")
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    ax_lr.plot(steps, [h["learning_rate"] for h in history], color="tab:orange")
+    ax_lr.set_xlabel("step")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_title("Schedule (Vaswani et al. 5.3)")
+    ax_lr.grid(alpha=0.3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

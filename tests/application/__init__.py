@@ -1,0 +1,1 @@
+"""Tests of attention.application, one file per module."""

@@ -1,0 +1,1 @@
+"""Tests of attention.inspection, one file per module."""

@@ -1,0 +1,1 @@
+"""Tests of attention.mechanism, one file per module."""

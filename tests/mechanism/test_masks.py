@@ -1,0 +1,149 @@
+"""Tests for attention/mechanism/masks.py against NumPy constructions (np.tril, comparisons)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attention import causal_mask, combine_masks, dot_product_attention, padding_mask
+
+B, T, S = 2, 3, 5
+
+
+@pytest.mark.parametrize("t, s, offset", [(3, 3, 0), (3, 5, 0), (5, 3, 0), (3, 7, 4), (2, 5, -1)])
+def test_causal_mask_is_numpy_tril(t, s, offset):
+    mask = causal_mask(t, s, offset=offset)
+    assert mask.shape == (t, s) and mask.dtype == jnp.bool_
+    np.testing.assert_array_equal(mask, np.tril(np.ones((t, s), bool), k=offset))
+
+
+def test_causal_mask_default_s_and_numpy_integers():
+    np.testing.assert_array_equal(causal_mask(np.int64(T)), np.tril(np.ones((T, T), bool)))
+    np.testing.assert_array_equal(causal_mask(T, np.int32(S)), causal_mask(T, S))
+
+
+def test_causal_mask_with_traced_offset_under_jit():
+    mask = jax.jit(lambda offset: causal_mask(T, S + 2, offset=offset))(jnp.int32(4))
+    np.testing.assert_array_equal(mask, np.tril(np.ones((T, S + 2), bool), k=4))
+
+
+def test_causal_mask_equals_is_causal_of_jax_nn():
+    # [T, S] with T != S: top-left aligned, the convention of jax.nn.dot_product_attention.
+    rng = np.random.default_rng(0)
+    q, k = (jnp.asarray(rng.standard_normal((1, n, 1, 4)), jnp.float32) for n in (7, S))
+    ours = dot_product_attention(q, k, k, mask=causal_mask(7, S))
+    np.testing.assert_allclose(
+        ours, jax.nn.dot_product_attention(q, k, k, is_causal=True), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "args, error, message",
+    [
+        ((0,), ValueError, r"T must be a positive int, got 0"),
+        ((2.5,), ValueError, r"T must be a positive int, got 2.5"),
+        ((True,), ValueError, r"T must be a positive int, got True"),
+        ((3, -1), ValueError, r"S must be a positive int, got -1"),
+        ((3, jnp.int32(5)), ValueError, r"S must be a positive int, got Array\(5"),
+    ],
+)
+def test_causal_mask_bad_lengths(args, error, message):
+    with pytest.raises(error, match=message):
+        causal_mask(*args)
+
+
+def test_causal_mask_bad_offset():
+    with pytest.raises(
+        TypeError, match=r"offset must be an int or an integer scalar array.*got 1.5"
+    ):
+        causal_mask(T, S, offset=1.5)
+    with pytest.raises(TypeError, match=r"offset must be an int"):
+        causal_mask(T, S, offset=jnp.zeros(2, jnp.int32))
+
+
+def test_padding_mask_from_lengths_matches_numpy():
+    lengths = np.array([3, 0, 5, 1])
+    mask = padding_mask(jnp.asarray(lengths), max_len=S)
+    assert mask.shape == (4, 1, 1, S) and mask.dtype == jnp.bool_
+    expected = np.array([[s < n for s in range(S)] for n in lengths])
+    np.testing.assert_array_equal(mask[:, 0, 0], expected)
+    traced = jax.jit(lambda n: padding_mask(n, max_len=S))(jnp.asarray(lengths))
+    np.testing.assert_array_equal(traced, mask)
+
+
+def test_padding_mask_from_tokens_matches_numpy():
+    tokens = np.array([[5, 6, 0, 0, 0], [7, 0, 8, 9, 0]])
+    mask = padding_mask(tokens=jnp.asarray(tokens), pad_id=0)
+    assert mask.shape == (B, 1, 1, S)
+    np.testing.assert_array_equal(mask[:, 0, 0], tokens != 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(), ValueError, r"needs either lengths= .* or tokens="),
+        (
+            dict(lengths=jnp.array([1]), max_len=3, tokens=jnp.ones((1, 3), int), pad_id=0),
+            ValueError,
+            r"not both",
+        ),
+        (dict(tokens=jnp.ones((B, S), int)), ValueError, r"needs pad_id="),
+        (dict(tokens=jnp.ones((B, S)), pad_id=0), TypeError, r"tokens must be integer.*float32"),
+        (
+            dict(tokens=jnp.ones(S, int), pad_id=0),
+            ValueError,
+            r"tokens must have shape \[B, S\], got \[5\]",
+        ),
+        (dict(lengths=jnp.array([1, 2])), ValueError, r"needs max_len="),
+        (
+            dict(lengths=jnp.array([1, 2]), max_len=0),
+            ValueError,
+            r"max_len must be a positive int, got 0",
+        ),
+        (
+            dict(lengths=jnp.array([1.0, 2.0]), max_len=S),
+            TypeError,
+            r"lengths must be integers.*float32",
+        ),
+        (
+            dict(lengths=jnp.ones((B, S), int), max_len=S),
+            ValueError,
+            r"lengths must have shape \[B\], got \[2, 5\]",
+        ),
+        (
+            dict(lengths=jnp.array([2, 6]), max_len=S),
+            ValueError,
+            r"lengths must lie in 0..max_len=5, got values 2..6",
+        ),
+        (
+            dict(lengths=jnp.array([-1, 3]), max_len=S),
+            ValueError,
+            r"lengths must lie in 0..max_len=5, got values -1..3",
+        ),
+    ],
+)
+def test_padding_mask_misuse(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        padding_mask(**kwargs)
+
+
+def test_combine_masks_is_broadcast_logical_and():
+    assert combine_masks() is None and combine_masks(None, None) is None
+    pad = padding_mask(jnp.array([4, 2]), max_len=S)  # [B, 1, 1, S]
+    causal = causal_mask(T, S)  # [T, S]
+    combined = combine_masks(pad, None, causal)
+    assert combined.shape == (B, 1, T, S)
+    np.testing.assert_array_equal(combined, np.asarray(pad) & np.asarray(causal))
+    only = causal_mask(T)
+    assert combine_masks(None, only) is only
+
+
+def test_combine_masks_bad_input():
+    with pytest.raises(
+        TypeError, match=r"mask 1 given to combine_masks must be boolean.*float32.*bias="
+    ):
+        combine_masks(causal_mask(T, S), jnp.zeros((T, S)))
+    with pytest.raises(
+        ValueError, match=r"shapes \[3, 5\], \[2, 1, 1, 4\], which do not broadcast"
+    ):
+        combine_masks(causal_mask(T, S), padding_mask(jnp.array([1, 2]), max_len=4))

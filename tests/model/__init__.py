@@ -1,0 +1,1 @@
+"""Tests of attention.model, one file per module."""

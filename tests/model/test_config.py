@@ -1,0 +1,86 @@
+"""TransformerConfig: validation, presets, JSON round trip."""
+
+import dataclasses
+import json
+
+import pytest
+
+from attention.model.config import TransformerConfig
+
+
+def test_defaults_are_the_papers_base_sizes():
+    cfg = TransformerConfig(src_vocab_size=100, tgt_vocab_size=200)
+    assert (cfg.d_model, cfg.num_heads, cfg.d_ff, cfg.num_layers) == (512, 8, 2048, 6)
+    assert cfg.dropout_rate == 0.1 and cfg.head_dim == 64
+    assert not cfg.norm_first and not cfg.share_embeddings
+    assert cfg.positional == "sinusoidal" and cfg.attention_impl == "reference"
+
+
+def test_frozen_and_keyword_only():
+    cfg = TransformerConfig(src_vocab_size=10, tgt_vocab_size=10)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.d_model = 8
+    with pytest.raises(TypeError):
+        TransformerConfig(10, 10)  # positional arguments are refused
+
+
+def test_base_preset():
+    cfg = TransformerConfig.base()
+    assert cfg.src_vocab_size == cfg.tgt_vocab_size == 37000
+    assert cfg.share_embeddings
+    assert (cfg.d_model, cfg.num_heads, cfg.d_ff, cfg.num_layers, cfg.dropout_rate) == (
+        512, 8, 2048, 6, 0.1,
+    )
+    assert TransformerConfig.base(1000, norm_first=True).norm_first
+
+
+def test_tiny_preset_and_overrides():
+    cfg = TransformerConfig.tiny(vocab_size=300, num_layers=3)
+    assert cfg.src_vocab_size == cfg.tgt_vocab_size == 300
+    assert cfg.num_layers == 3 and cfg.d_model == 128 and cfg.num_heads == 4
+    # overriding a preset field re-validates
+    with pytest.raises(ValueError, match="num_heads=5 must divide d_model=128"):
+        TransformerConfig.tiny(vocab_size=300, num_heads=5)
+
+
+def test_json_round_trip():
+    cfg = TransformerConfig.tiny(vocab_size=50, positional="learned", dtype="bfloat16")
+    text = json.dumps(cfg.to_dict())
+    assert TransformerConfig.from_dict(json.loads(text)) == cfg
+
+
+def test_from_dict_rejects_unknown_fields():
+    values = TransformerConfig.tiny(vocab_size=50).to_dict() | {"d_modle": 3}
+    with pytest.raises(ValueError, match=r"unknown TransformerConfig field\(s\) \['d_modle'\]"):
+        TransformerConfig.from_dict(values)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"d_model": 0}, "d_model must be a positive int, got 0"),
+        ({"num_layers": -1}, "num_layers must be a positive int, got -1"),
+        ({"src_vocab_size": 2.5}, "src_vocab_size must be a positive int, got 2.5"),
+        ({"d_model": 30, "num_heads": 4}, r"num_heads=4 must divide d_model=30 .*\[1, 2, 3, 5"),
+        ({"dropout_rate": 1.0}, r"dropout_rate must be a float in \[0, 1\), got 1.0"),
+        ({"attention_dropout_rate": -0.1}, "attention_dropout_rate must be a float"),
+        ({"eos_id": 11}, r"eos_id=11 must be a token id of the target vocab.*tgt_vocab_size=11"),
+        ({"pad_id": 1}, "pad_id, bos_id and eos_id must be three different tokens"),
+        ({"share_embeddings": True, "src_vocab_size": 12},
+         r"src_vocab_size \(12\) must equal tgt_vocab_size \(11\)"),
+        ({"positional": "rotary"}, "positional must be one of"),
+        ({"attention_impl": "flash", "attention_dropout_rate": 0.1},
+         "attention_dropout_rate=0.1 needs the attention weights"),
+        ({"dtype": "int32"}, "dtype must name a floating dtype"),
+        ({"param_dtype": "float33"}, "param_dtype must name a floating dtype"),
+    ],
+)
+def test_validation_errors(changes, message):
+    fields = dict(src_vocab_size=11, tgt_vocab_size=11, d_model=16, num_heads=2) | changes
+    with pytest.raises(ValueError, match=message):
+        TransformerConfig(**fields)
+
+
+def test_pad_id_must_fit_the_source_vocabulary():
+    with pytest.raises(ValueError, match="pad_id=5 must also be a source token id"):
+        TransformerConfig(src_vocab_size=5, tgt_vocab_size=10, pad_id=5, bos_id=1, eos_id=2)

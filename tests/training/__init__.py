@@ -1,0 +1,1 @@
+"""Tests of attention.training, one file per module."""
