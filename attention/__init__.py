@@ -1,38 +1,25 @@
 """attention: transformer attention built step by step in JAX and Flax NNX.
 
-Read the modules in this order; each builds on the ones before it.
+The subpackages are the layers of the project, in the order a student meets them; inside each,
+the modules are numbered steps, one concept per file, each building on the steps before it.
+The same numbers head the module docstrings, the README's reading table and the notebooks.
 
-    The attention mechanism
-    scores.py              dot products between queries and keys, scaled by 1/sqrt(d_k)
-    masks.py               causal and padding masks (True = may attend)
-    softmax.py             a numerically stable, masked softmax
-    weights.py             attention weights = softmax(scores + bias, masked)
-    weighted_sum.py        the weighted sum of values
-    scaled_dot_product.py  scaled dot-product attention, single-head and batched
-    multi_head.py          multi-head attention (Flax NNX), with a key/value cache
+    mechanism/    steps 0-7    the attention mechanism (notebooks 00-04)
+        0 similarity  1 scores  2 masks  3 softmax  4 weights  5 weighted_sum
+        6 scaled_dot_product  7 multi_head
+    model/        steps 8-17   the transformer around it (notebooks 05, 06, 09)
+        8 positional  9 embeddings  10 feed_forward  11 config  12 residual  13 sublayers
+        14 encoder  15 decoder  16 transformer  17 decoding
+    data/         step 18      synthetic tasks, Multi30k and Tatoeba, tokenizers, batches
+    training/     steps 19-23  19 schedule  20 loss  21 train  22 parallel  23 checkpoint
+                               (notebook 07)
+    inspection/   steps 24-26  24 analysis  25 plotting  26 explorer (notebook 08)
+    kernels/      step 27      fused, blockwise, flash and Pallas attention (notebook 10)
+    application/  steps 28-30  28 translation  29 runs  30 cli: the main job
+    exercises/                 classroom exercises with automatic feedback, and the grader
 
-    The transformer (Vaswani et al. 2017)
-    positional.py          sinusoidal and learned positional encodings
-    embeddings.py          token embeddings scaled by sqrt(d_model), shared output projection
-    feed_forward.py        the position-wise feed-forward network
-    config.py              TransformerConfig: every size and switch, with presets
-    encoder.py             residual + layer norm sub-layers, encoder layer and stack
-    decoder.py             decoder layer and stack (masked self-, cross-attention), cache
-    transformer.py         the encoder-decoder model and its attention maps
-    decoding.py            greedy decoding and beam search
-
-    Fast kernels           kernels/ (fused, blockwise, flash-style, Pallas)
-
-    Training and use
-    data/                  synthetic tasks, Multi30k and Tatoeba, tokenizers, batching
-    schedule.py, loss.py   the paper's learning-rate schedule, label-smoothed loss
-    train.py               the jit-compiled train step and the training loop
-    parallel.py            data parallelism with jax.sharding
-    checkpoint.py          Orbax checkpoints, resume, averaging
-    translation.py, cli.py the main job: train, translate, evaluate (BLEU)
-    plotting.py            attention heatmaps, alignments, head summaries
-    explorer.py            an interactive attention explorer for Jupyter
-    similarity.py          fast cosine-similarity top-k (the "multiplying embeddings" notebook)
+Every public name below is importable from the package root (``attention.Transformer``); the
+rest from its module (``attention.training.train.fit``).
 
 Axis glossary (BTNH, the order of ``jax.nn.dot_product_attention``)::
 
@@ -44,32 +31,38 @@ Shapes are written in square brackets, ``[B, T, N, H]``, in docstrings, and as s
 (``scores_BNTS``) on intermediate names.
 """
 
-from attention.model.config import TransformerConfig
-from attention.model.decoding import beam_search, greedy_decode
-from attention.kernels import flash_attention, get_attention_fn
-from attention.mechanism.masks import causal_mask, combine_masks, padding_mask
-from attention.mechanism.multi_head import MultiHeadAttention, merge_heads, split_heads
-from attention.inspection.plotting import (
+from attention.inspection.analysis import (
+    alignment_accuracy,
     head_entropy,
     mean_attention_distance,
+)
+from attention.inspection.plotting import (
     plot_alignment,
     plot_attention,
     plot_head_summary,
     plot_heads,
     plot_layers,
+    plot_training_curves,
     plot_translation_attention,
 )
-from attention.model.positional import sinusoidal_positions
+from attention.kernels import flash_attention, get_attention_fn
+from attention.mechanism.masks import causal_mask, combine_masks, padding_mask
+from attention.mechanism.multi_head import MultiHeadAttention, merge_heads, split_heads
 from attention.mechanism.scaled_dot_product import dot_product_attention, single_head_attention
 from attention.mechanism.scores import default_scale, dot_product_scores
 from attention.mechanism.similarity import cosine_top_k, normalize
 from attention.mechanism.softmax import masked_softmax
-from attention.model.transformer import Transformer, attention_maps, count_params
 from attention.mechanism.weighted_sum import weighted_sum
 from attention.mechanism.weights import attention_weights
+from attention.model.config import TransformerConfig
+from attention.model.decoding import beam_search, greedy_decode
+from attention.model.positional import sinusoidal_positions
+from attention.model.transformer import Transformer, attention_maps, count_params
 
 __all__ = [
-    # the attention mechanism, in teaching order
+    # steps 0-7: the attention mechanism, in teaching order
+    "normalize",
+    "cosine_top_k",
     "dot_product_scores",
     "default_scale",
     "causal_mask",
@@ -83,7 +76,7 @@ __all__ = [
     "split_heads",
     "merge_heads",
     "MultiHeadAttention",
-    # the transformer
+    # steps 8-17: the transformer
     "sinusoidal_positions",
     "TransformerConfig",
     "Transformer",
@@ -91,18 +84,18 @@ __all__ = [
     "attention_maps",
     "greedy_decode",
     "beam_search",
-    # fast kernels
-    "flash_attention",
-    "get_attention_fn",
-    # pictures and embeddings
+    # steps 24-26: inspection
+    "head_entropy",
+    "mean_attention_distance",
+    "alignment_accuracy",
     "plot_attention",
     "plot_heads",
     "plot_layers",
     "plot_translation_attention",
     "plot_alignment",
-    "head_entropy",
-    "mean_attention_distance",
     "plot_head_summary",
-    "normalize",
-    "cosine_top_k",
+    "plot_training_curves",
+    # step 27: fast kernels
+    "flash_attention",
+    "get_attention_fn",
 ]

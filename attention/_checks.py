@@ -1,9 +1,25 @@
-"""Input checks shared by the public functions.
+"""The one home of the argument checks that every public function uses.
 
 Every public function checks its arguments here, before any arithmetic, so that a wrong shape or
 dtype is reported in the user's own words (argument name, shape received, shape expected)
 rather than as a broadcasting surprise or an XLA error deep inside a compiled program. Shapes
 and dtypes are static under ``jax.jit``, so these checks cost nothing at run time.
+
+One rule everywhere: a wrong *type* (a float where an int is needed, ``True`` for a count, a
+list where an array is needed) raises ``TypeError``; a value of the right type that is out of
+range or of the wrong shape raises ``ValueError``. Each message names the argument, says what
+it got and what was expected.
+
+>>> check_positive_int("num_heads", 8)
+8
+>>> check_positive_int("num_heads", True)
+Traceback (most recent call last):
+...
+TypeError: num_heads must be a positive int, got True (bool).
+>>> check_positive_int("num_heads", 0)
+Traceback (most recent call last):
+...
+ValueError: num_heads must be a positive int, got 0.
 """
 
 from __future__ import annotations
@@ -11,27 +27,162 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def shape_str(shape: Sequence[int]) -> str:
+    """``(2, 3)`` -> ``"[2, 3]"``: shapes in messages look like the docstrings' shapes."""
     return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def is_int(value) -> bool:
+    """A Python or NumPy integer, but not a bool (``True`` is an int in Python, never a count).
+
+    ``numbers.Integral`` admits ``np.int64`` (from a shape or a sum), which is a count too.
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(name: str, value, *, minimum: int | None = None, what: str = "an int") -> int:
+    """Return ``int(value)``; ``TypeError`` unless an int, ``ValueError`` if below ``minimum``."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__}).")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be {what}, got {value!r}.")
+    return int(value)
+
+
+def check_positive_int(name: str, value) -> int:
+    """Return ``int(value)`` for a count or a size: an int >= 1 (see :func:`check_int`)."""
+    return check_int(name, value, minimum=1, what="a positive int")
+
+
+def check_non_negative_int(name: str, value) -> int:
+    """Return ``int(value)`` for an int >= 0 (see :func:`check_int`)."""
+    return check_int(name, value, minimum=0, what="a non-negative int")
+
+
+def check_real(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Return ``float(value)`` for a real number in the given range.
+
+    ``TypeError`` unless an int or float (not a bool); ``ValueError`` outside the range, with
+    the range written the mathematical way (``[0, 1)``).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    too_high = high is not None and (value > high if high_inclusive else value >= high)
+    if too_low or too_high or value != value:  # value != value: NaN
+        left = "-inf" if low is None else f"{low:g}"
+        right = "inf" if high is None else f"{high:g}"
+        interval = (f"{'[' if low_inclusive and low is not None else '('}{left}, "
+                    f"{right}{']' if high_inclusive and high is not None else ')'}")
+        raise ValueError(f"{name} must be in {interval}, got {value!r}.")
+    return value
+
+
+def check_array(name: str, array, *, what: str = "a JAX or NumPy array") -> None:
+    """``TypeError`` unless ``array`` has a ``shape`` and a ``dtype`` (a list is no array)."""
+    if not hasattr(array, "dtype") or not hasattr(array, "shape"):
+        raise TypeError(f"{name} must be {what}, got {type(array).__name__}.")
+
+
+def check_rank(name: str, array, axes: str | Sequence[str], *, hint: str = "") -> None:
+    """``ValueError`` unless ``array`` has one dimension per name in ``axes``.
+
+    ``axes`` is the glossary letters of the expected shape, ``"BTD"`` or ``("B", "T", "D")``.
+    """
+    axes = list(axes)
+    if array.ndim != len(axes):
+        raise ValueError(
+            f"{name} must have {len(axes)} dimension{'s' if len(axes) != 1 else ''} "
+            f"[{', '.join(axes)}], got shape {shape_str(array.shape)}.{hint}"
+        )
+
+
+def check_axis(name: str, axis, array, *, array_name: str) -> int:
+    """Return ``axis`` as an index ``0..ndim-1`` of ``array`` (negative axes count from the end).
+
+    ``TypeError`` unless an int; ``ValueError`` outside ``-ndim..ndim-1``.
+
+    >>> check_axis("axis", -1, np.zeros((2, 3)), array_name="scores")
+    1
+    >>> check_axis("axis", 2, np.zeros((2, 3)), array_name="scores")
+    Traceback (most recent call last):
+    ...
+    ValueError: axis=2 is out of range for scores of shape [2, 3] (rank 2): use -2..1.
+    """
+    axis = check_int(name, axis)
+    ndim = array.ndim
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{name}={axis} is out of range for {array_name} of shape {shape_str(array.shape)} "
+            f"(rank {ndim}): use {-ndim}..{ndim - 1}."
+        )
+    return axis % ndim
+
+
+def check_int_scalar(
+    name: str, value, *, what: str = "an int or an integer scalar array"
+) -> None:
+    """``TypeError`` unless ``value`` is an int or a 0-d integer array (which may be traced).
+
+    For positions and step counters that a decoding loop carries under ``jit``.
+    """
+    if is_int(value):
+        return
+    if hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.integer) and value.ndim == 0:
+        return
+    shape = f" with shape {shape_str(value.shape)}" if hasattr(value, "shape") else ""
+    raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__}{shape}).")
+
+
+def check_integer(name: str, array, *, axes: str | Sequence[str] | None = None) -> None:
+    """``TypeError`` unless ``array`` is an array of an integer dtype (ids, lengths, positions);
+    ``ValueError`` unless it has one dimension per name in ``axes``, if given.
+
+    The integer twin of :func:`check_floating`: ``bool`` is not an integer dtype here.
+    """
+    check_array(name, array, what="an integer array")
+    if not jnp.issubdtype(array.dtype, jnp.integer):
+        raise TypeError(
+            f"{name} must have an integer dtype (int32, int64, ...), got {array.dtype} with "
+            f"shape {shape_str(array.shape)}; convert it with {name}.astype(jnp.int32)."
+        )
+    if axes is not None:
+        check_rank(name, array, axes)
+
+
+def is_traced(value) -> bool:
+    """True under ``jax.jit`` / ``grad`` / ``vmap``: the value is abstract and cannot be read.
+
+    Checks of the *values* of an array (token ids in range, lengths in bounds) run only when
+    this is False; checks of shapes and dtypes always run, since those are static.
+    """
+    return isinstance(value, jax.core.Tracer)
 
 
 def check_floating(name: str, array, *, axes: str | None = None) -> None:
     """Raise TypeError unless ``array`` has a floating dtype (and ``len(axes)`` dims if given)."""
-    if not hasattr(array, "dtype") or not hasattr(array, "shape"):
-        raise TypeError(f"{name} must be a JAX or NumPy array, got {type(array).__name__}.")
+    check_array(name, array)
     if not jnp.issubdtype(array.dtype, jnp.floating):
         raise TypeError(
             f"{name} must have a floating dtype (float32, bfloat16, ...), got {array.dtype} "
             f"with shape {shape_str(array.shape)}; convert it with {name}.astype(jnp.float32)."
         )
-    if axes is not None and array.ndim != len(axes):
-        raise ValueError(
-            f"{name} must have {len(axes)} dimensions [{', '.join(axes)}], "
-            f"got shape {shape_str(array.shape)}."
-        )
+    if axes is not None:
+        check_rank(name, array, axes)
 
 
 def check_broadcastable(
@@ -59,8 +210,7 @@ def check_broadcastable(
 
 def check_mask_dtype(name: str, mask) -> None:
     """Raise TypeError unless ``mask`` is a boolean array (True = may attend)."""
-    if not hasattr(mask, "dtype") or not hasattr(mask, "shape"):
-        raise TypeError(f"{name} must be a boolean array, got {type(mask).__name__}.")
+    check_array(name, mask, what="a boolean array")
     if mask.dtype != jnp.bool_:
         raise TypeError(
             f"{name} must be boolean (True = may attend), got dtype {mask.dtype} with shape "
@@ -129,3 +279,49 @@ def check_scale(scale) -> None:
 def accumulation_dtype(dtype) -> jnp.dtype:
     """float32 for half-precision inputs (bfloat16, float16), else the input's own dtype."""
     return jnp.promote_types(dtype, jnp.float32)
+
+
+def check_tokens(name: str, tokens, *, vocab_size: int, max_len: int | None = None) -> None:
+    """Raise a clear error for token ids that the model cannot embed.
+
+    Checks: an array, an integer dtype, shape ``[B, T]`` with ``B, T >= 1``, ``T <= max_len``,
+    and (when the values are concrete, i.e. not under ``jit``) every id in ``0..vocab_size-1``.
+    Under ``jit`` the ids cannot be inspected: an out-of-range id then embeds as NaN
+    (``jnp.take``'s fill mode) and the NaN shows up in the loss.
+
+    Raises:
+      TypeError: not an array, or not integer.
+      ValueError: wrong rank, an empty axis, too long, ids outside the vocabulary.
+    """
+    check_array(name, tokens, what="an integer array [B, T]")
+    if not jnp.issubdtype(tokens.dtype, jnp.integer):
+        raise TypeError(
+            f"{name} must hold integer token ids, got dtype {tokens.dtype} with shape "
+            f"{shape_str(tokens.shape)}; convert it with {name}.astype(jnp.int32)."
+        )
+    if tokens.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape [B, T] (batch, length), got {shape_str(tokens.shape)}; "
+            f"add a batch axis with {name}[None] for one sentence."
+        )
+    if 0 in tokens.shape:
+        raise ValueError(
+            f"{name} is empty (shape {shape_str(tokens.shape)}); every sequence needs at least "
+            f"one token (an empty source can be given as [eos] or [pad])."
+        )
+    if max_len is not None and tokens.shape[1] > max_len:
+        raise ValueError(
+            f"{name} has length {tokens.shape[1]} (shape {shape_str(tokens.shape)}) but the "
+            f"model has max_len={max_len} positions; truncate it or build the model with a "
+            f"larger max_len."
+        )
+    if is_traced(tokens):
+        return
+    # NumPy, not jnp: a concrete array closed over by a jitted function must stay concrete.
+    values = np.asarray(tokens)
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"{name} holds token ids {low}..{high} but the vocabulary has ids "
+            f"0..{vocab_size - 1} (vocab size {vocab_size})."
+        )

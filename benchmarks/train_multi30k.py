@@ -30,12 +30,13 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from attention.training.checkpoint import Checkpointer  # noqa: E402
-from attention.model.config import TransformerConfig  # noqa: E402
+from attention.application.runs import batch_stream  # noqa: E402
+from attention.application.translation import bleu_signature, load_corpus, translate  # noqa: E402
 from attention.data import Batcher, encode_pairs  # noqa: E402
-from attention.training.train import TrainConfig, evaluate_loss, fit, make_optimizer  # noqa: E402
+from attention.model.config import TransformerConfig  # noqa: E402
 from attention.model.transformer import Transformer, count_params  # noqa: E402
-from attention.application.translation import batch_stream, bleu_signature, load_corpus, translate  # noqa: E402
+from attention.training.checkpoint import Checkpointer  # noqa: E402
+from attention.training.train import TrainConfig, evaluate_loss, fit, make_optimizer  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 SHARED_DATA = str(_HERE.parent.parent / "shared" / "data")

@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from attention.model.config import TransformerConfig  # noqa: E402
-from attention.training.train import TrainConfig, make_optimizer, train_step  # noqa: E402
 from attention.model.transformer import Transformer  # noqa: E402
+from attention.training.train import TrainConfig, make_optimizer, train_step  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "train_throughput.txt"
 
@@ -164,9 +164,9 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5):
     program, with its count in the step, its share of the whole step, and the share of the
     matmul peak its matrix products reach. The parts add up to about the step (what they
     miss: embeddings, positions, masks, and what XLA gains by fusing across part borders)."""
+    from attention.mechanism.masks import padding_mask
     from attention.model.decoder import target_mask
     from attention.training.loss import label_smoothed_cross_entropy, projected_cross_entropy
-    from attention.mechanism.masks import padding_mask
     from attention.training.train import _loss_fn
 
     D, F, L = cfg.d_model, cfg.d_ff, cfg.num_layers

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -12,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 00 Multiplying embeddings
+# # 00 Multiplying embeddings (step 0)
 #
 # Attention multiplies vectors: a query times a key. Before we build it, a warm-up question:
 # **does it make sense to multiply two embeddings at all?**

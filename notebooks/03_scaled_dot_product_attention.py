@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -12,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 03 Weighted sums and scaled dot-product attention
+# # 03 Weighted sums and scaled dot-product attention (steps 4-6)
 #
 # Goals:
 #

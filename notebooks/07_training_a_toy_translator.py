@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -12,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 07 Training a toy translation model
+# # 07 Training a toy translation model (steps 18-23)
 #
 # Goals:
 #
@@ -33,23 +35,17 @@ import pathlib
 
 import matplotlib.pyplot as plt
 import numpy as np
-from flax import nnx
 
-from attention import Transformer, TransformerConfig, count_params
-from attention.training.checkpoint import Checkpointer
-from attention.data import Batcher, encode_pairs, make_task, task_vocabulary
+from attention import count_params
+from attention.application.runs import course_run, make_batcher, save_run, train_run
+from attention.application.translation import exact_match, translate
+from attention.data import make_task
 from attention.training.schedule import transformer_schedule
-from attention.training.train import TrainConfig, fit, make_optimizer
-from attention.application.translation import batch_stream, exact_match, translate
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 TASK = "svo_to_sov"
-STEPS = 20 if FAST else 1200
-D_MODEL = 32 if FAST else 64
-BATCH = 32 if FAST else 64
-NUM_EXAMPLES = 1_000 if FAST else 10_000
 RUN_DIR = pathlib.Path("runs") / ("notebook07_fast" if FAST else "notebook07")
-print("fast setting:", FAST, " steps:", STEPS, " run directory:", RUN_DIR)
+print("fast setting:", FAST, " run directory:", RUN_DIR)
 
 # %% [markdown]
 # ## 1. The task
@@ -59,9 +55,15 @@ print("fast setting:", FAST, " steps:", STEPS, " run directory:", RUN_DIR)
 # noun phrase and prepositions after it, and translates every word through a small lexicon.
 # So `the big dog sees the small cat` becomes `doro gana ta kima piti ta miru`: the verb
 # jumps from position 4 to the end and every noun phrase turns around.
+#
+#
+# The course's recipe lives in the package (`attention.application.runs.course_run`), so that
+# notebooks 08 and 09 and `scripts/make_figures.py` train exactly this model: it gives a
+# *run* (an untrained model, its tokenizer, its optimiser and its training settings) and the
+# generated training pairs. The sections below take the run apart.
 
 # %%
-pairs = make_task(TASK, num_examples=NUM_EXAMPLES, seed=0)
+run, pairs = course_run(fast=FAST, task=TASK)
 test_pairs = make_task(TASK, num_examples=32 if FAST else 300, seed=123)
 for source, target in pairs[:3]:
     print(f"{source}\n  -> {target}")
@@ -81,11 +83,10 @@ print(f"{len(pairs)} training pairs, {min(lengths)} to {max(lengths)} source wor
 #   t - 1 and predicts token t).
 
 # %%
-tokenizer = task_vocabulary(TASK)
+tokenizer = run.tokenizer
 print("vocabulary size:", tokenizer.vocab_size)
 print(tokenizer.tokens(pairs[0][1], add_bos=True, add_eos=True))
-batcher = Batcher(encode_pairs(pairs, tokenizer), batch_size=BATCH, max_len=32, seed=0,
-                  drop_remainder=True)
+batcher = make_batcher(run, pairs)  # a Batcher: encode, bucket by length, pad, shuffle (seeded)
 batch = next(iter(batcher.epoch(0)))
 print({name: batch[name].shape for name in ("src", "tgt_in", "tgt_out")})
 print("tgt_in [0]:", batch["tgt_in"][0])
@@ -102,16 +103,16 @@ print("tgt_out[0]:", batch["tgt_out"][0])
 # $$lrate = d_{model}^{-0.5} \cdot \min(step^{-0.5},\; step \cdot warmup\_steps^{-1.5}).$$
 
 # %%
-config = TransformerConfig.tiny(vocab_size=tokenizer.vocab_size, d_model=D_MODEL, num_heads=4,
-                                d_ff=2 * D_MODEL, num_layers=2, dropout_rate=0.0, max_len=32)
-train_config = TrainConfig(steps=STEPS, batch_size=BATCH, warmup_steps=100, lr_scale=1.0,
-                           label_smoothing=0.0, log_every=10, checkpoint_every=0, seed=0)
-model = Transformer(config, rngs=nnx.Rngs(params=0, dropout=1))
-optimizer = make_optimizer(model, config.d_model, train_config)
+config, train_config = run.config, run.train_config
+model, optimizer = run.model, run.optimizer  # Transformer(config), make_optimizer(...)
+print(f"d_model {config.d_model}, {config.num_heads} heads, {config.num_layers}+"
+      f"{config.num_layers} layers, d_ff {config.d_ff}, dropout {config.dropout_rate}")
+print(f"{train_config.steps} steps of {train_config.batch_size} pairs, warm-up "
+      f"{train_config.warmup_steps}, label smoothing {train_config.label_smoothing}")
 print(f"{count_params(model):,} parameters")
 
 schedule = transformer_schedule(config.d_model, train_config.warmup_steps)
-steps = np.arange(1, STEPS + 1)
+steps = np.arange(1, train_config.steps + 1)
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(steps, [float(schedule(s)) for s in steps])
 ax.set_xlabel("step")
@@ -122,13 +123,13 @@ plt.show()
 # %% [markdown]
 # ## 4. Training
 #
-# `fit` runs `train_step` (one `nnx.jit`-compiled program: forward pass, loss, gradient,
-# Adam update) over an endless stream of batches and logs the metrics every `log_every`
-# steps. The first step is slow: that is the compilation.
+# `train_run` batches the pairs as above and hands an endless stream of batches to the loop
+# `fit`, which runs `train_step` (one `nnx.jit`-compiled program: forward pass, loss,
+# gradient, Adam update) and logs the metrics every `log_every` steps. The first step is
+# slow: that is the compilation.
 
 # %%
-result = fit(model, optimizer, lambda step: batch_stream(batcher, step), train_config,
-             pad_id=config.pad_id, progress=False)
+result = train_run(run, pairs, progress=False)
 history = result.history
 print(f"{result.step} steps in {result.seconds:.0f} s; last loss {history[-1]['loss']:.3f}, "
       f"token accuracy {history[-1]['accuracy']:.3f}")
@@ -164,16 +165,14 @@ for (source, target), hypothesis in list(zip(test_pairs, hypotheses, strict=True
 # %% [markdown]
 # ## 6. Saving the model
 #
-# The checkpoint (parameters and optimiser state) and the config go to `RUN_DIR`, relative
-# to the directory the notebook runs in; notebooks 08 and 09 load them from there (and
-# train their own copy if they do not find them).
+# `save_run` writes the run to `RUN_DIR`, relative to the directory the notebook runs in: the
+# checkpoint (parameters and optimiser state), `config.json` and the tokenizer. Notebooks 08
+# and 09 load it from there with `load_run` (and train their own copy if they find none).
+# Running this notebook again trains the same recipe again and replaces what it saved
+# (`overwrite=True`); without it, `save_run` refuses to replace a saved checkpoint.
 
 # %%
-checkpointer = Checkpointer(RUN_DIR)
-checkpointer.write_config({"model": config.to_dict(), "train": train_config.to_dict(),
-                           "data": TASK})
-checkpointer.save(result.step, model, optimizer)
-print("saved step", checkpointer.latest_step(), "to", checkpointer.run_dir)
+print("saved step", run.step, "to", save_run(run, RUN_DIR, overwrite=True))
 
 # %% [markdown]
 # ## Check your understanding

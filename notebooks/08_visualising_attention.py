@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -12,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 08 Visualising what the model learned
+# # 08 Visualising what the model learned (steps 24-26)
 #
 # Goals:
 #
@@ -30,22 +32,22 @@
 import os
 import pathlib
 
-import jax.numpy as jnp
 import numpy as np
 from IPython.display import display
 
 from attention import (
-    attention_maps,
+    alignment_accuracy,
     plot_alignment,
     plot_attention,
     plot_head_summary,
     plot_heads,
     plot_translation_attention,
 )
-from attention.data import make_task
+from attention.application.runs import load_or_train_course_model
+from attention.application.translation import pair_attention, translate
+from attention.data import make_task, svo_alignment
 from attention.data.synthetic import SVO_LEXICON
 from attention.inspection.explorer import AttentionExplorer
-from attention.application.translation import load_or_train_course_model, pad_sources, translate
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 TASK = "svo_to_sov"
@@ -60,16 +62,18 @@ print("fast setting:", FAST)
 
 # %%
 RUN_DIR = pathlib.Path("runs") / ("notebook07_fast" if FAST else "notebook07")
-model, tokenizer, message = load_or_train_course_model(RUN_DIR, fast=FAST, task=TASK)
-config = model.config
+course, message = load_or_train_course_model(RUN_DIR, fast=FAST, task=TASK)
+model, tokenizer, config = course.model, course.tokenizer, course.config
 print(message)
 
 # %% [markdown]
 # ## 1. One translation, three kinds of attention
 #
 # We feed a test sentence and its reference translation (teacher forcing, as in training)
-# and collect every attention weight with `attention_maps`, which runs the model with
-# `sow_weights=True` and stacks what each layer recorded: `[L, B, N, query, key]`.
+# and collect every attention weight with `pair_attention`: it encodes the pair as in
+# training and calls `attention_maps`, which runs the model with `sow_weights=True` and
+# stacks what each layer recorded, `[L, B, N, query, key]`; it also returns the token labels
+# of both axes.
 #
 # Row `t` of the decoder's matrices reads decoder input token `t` (`<s>` at t = 0) and
 # produces the *next* target word. In the three panels below the rows are labelled with the
@@ -82,13 +86,12 @@ print("source:   ", source)
 print("reference:", target)
 print("model:    ", translate(model, tokenizer, [source])[0])
 
-src = jnp.asarray([tokenizer.encode(source, add_eos=True)])
-tgt_in = jnp.asarray([tokenizer.encode(target, add_bos=True)])
-maps = attention_maps(model, src, tgt_in)
+pair = pair_attention(model, tokenizer, [(source, target)])
+maps = pair["attention_maps"]
 print({kind: value.shape for kind, value in maps.items()})
-source_tokens = tokenizer.tokens(source, add_eos=True)
-input_tokens = tokenizer.tokens(target, add_bos=True)    # what the decoder reads
-output_tokens = tokenizer.tokens(target, add_eos=True)   # what it produces at each row
+source_tokens = pair["source_tokens"]
+input_tokens = pair["target_tokens"]    # what the decoder reads
+output_tokens = pair["output_tokens"]   # what it produces at each row
 fig = plot_translation_attention(maps, source_tokens, input_tokens)
 display(fig)
 
@@ -110,37 +113,23 @@ display(fig)
 # ### Scoring the heads against the true alignment
 #
 # Every target word except the article `ta` is the translation of exactly one source word
-# (through `SVO_LEXICON`). For each head we count how often the word it attends to most
-# while producing a target word is that word's source (any occurrence of it), over 64
-# test sentences, batched and padded.
+# (through `SVO_LEXICON`); `svo_alignment(source, target)` lists, for each target word, the
+# positions of its source word (None for `ta`). For each head, `alignment_accuracy` counts
+# how often the word it attends to most while producing a target word is that word's source
+# (any occurrence of it), over 64 test sentences, batched and padded.
 
 # %%
-to_source_word = {t: s for table in SVO_LEXICON.values() for s, t in table.items()}
-sources, targets = [s for s, _ in test_pairs], [t for _, t in test_pairs]
-src_batch = jnp.asarray(pad_sources(sources, tokenizer, max_len=config.max_len))
-tgt_ids = [tokenizer.encode(t, add_bos=True) for t in targets]
-tgt_batch = np.full((len(tgt_ids), max(map(len, tgt_ids))), config.pad_id, np.int32)
-for row, ids in enumerate(tgt_ids):
-    tgt_batch[row, : len(ids)] = ids
-batch_maps = attention_maps(model, src_batch, jnp.asarray(tgt_batch))
-cross = np.asarray(batch_maps["decoder_cross"])  # [L, B, N, T, S]
+batch = pair_attention(model, tokenizer, test_pairs)
+cross = batch["attention_maps"]["decoder_cross"]  # [L, B, N, T, S]
 L, _, N = cross.shape[:3]
-
-hits, total = np.zeros((L, N)), 0
-for b, (source_b, target_b) in enumerate(zip(sources, targets, strict=True)):
-    source_words = source_b.split()
-    for t, word in enumerate(target_b.split()):  # row t produces target word t
-        if word == "ta":
-            continue
-        truth = [s for s, w in enumerate(source_words) if w == to_source_word[word]]
-        hits += np.isin(cross[:, b, :, t].argmax(axis=-1), truth)
-        total += 1
-alignment_accuracy = hits / total
-print(f"fraction of {total} target words whose most-attended source word is their source:")
+true_alignments = [svo_alignment(s, t) for s, t in test_pairs]
+head_accuracy = alignment_accuracy(cross, true_alignments)  # [L, N]
+scored = sum(row is not None for rows in true_alignments for row in rows)
+print(f"fraction of {scored} target words whose most-attended source word is their source:")
 for layer in range(L):
-    print(f"  layer {layer}: " + "  ".join(f"head {n}: {alignment_accuracy[layer, n]:.2f}"
+    print(f"  layer {layer}: " + "  ".join(f"head {n}: {head_accuracy[layer, n]:.2f}"
                                           for n in range(N)))
-best_layer, best_head = np.unravel_index(alignment_accuracy.argmax(), alignment_accuracy.shape)
+best_layer, best_head = np.unravel_index(head_accuracy.argmax(), head_accuracy.shape)
 print(f"best: layer {best_layer}, head {best_head}")
 
 # %% [markdown]
@@ -148,7 +137,7 @@ print(f"best: layer {best_layer}, head {best_head}")
 # translate, wherever the reordering put it. Its picture for our sentence:
 
 # %%
-fig = plot_attention(cross[best_layer, 0, best_head][: len(output_tokens), : len(source_tokens)],
+fig = plot_attention(maps["decoder_cross"][best_layer, 0, best_head],  # section 1's sentence
                      query_tokens=output_tokens, key_tokens=source_tokens,
                      title=f"cross-attention, layer {best_layer}, head {best_head}",
                      xlabel="source", ylabel="target word being produced")
@@ -164,8 +153,8 @@ display(fig)
 # one before it (just below the diagonal), or jump back to a landmark such as the last `ta`.
 
 # %%
-self_weights = np.asarray(batch_maps["decoder_self"])  # [L, B, N, T, T]
-real_rows = tgt_batch != config.pad_id                  # [B, T]
+self_weights = batch["attention_maps"]["decoder_self"]  # [L, B, N, T, T]
+real_rows = batch["tgt_in"] != config.pad_id            # [B, T]
 previous = np.diagonal(self_weights, offset=-1, axis1=3, axis2=4)  # [L, B, N, T-1]
 look_back = (previous * real_rows[None, :, None, 1:]).sum(axis=(1, 3)) / real_rows[:, 1:].sum()
 for layer in range(L):
@@ -204,14 +193,7 @@ display(fig)
 # view each line starts at the word *before* the one being produced.
 
 # %%
-examples = [
-    {"source_tokens": tokenizer.tokens(s, add_eos=True),
-     "target_tokens": tokenizer.tokens(t, add_bos=True),
-     "attention_maps": attention_maps(
-         model, jnp.asarray([tokenizer.encode(s, add_eos=True)]),
-         jnp.asarray([tokenizer.encode(t, add_bos=True)]))}
-    for s, t in test_pairs[: 2 if FAST else 5]
-]
+examples = [pair_attention(model, tokenizer, [p]) for p in test_pairs[: 2 if FAST else 5]]
 explorer = AttentionExplorer(examples)
 display(explorer.widget)
 
@@ -242,10 +224,10 @@ display(explorer.figure)
 verbs = set(SVO_LEXICON["verb"])
 my_answer = next(i for i, word in enumerate(source.split()) if word in verbs)
 verb_row = len(target.split()) - 1  # the row that produces the last word, the verb
-looked_at = int(cross[best_layer, 0, best_head, verb_row].argmax())
+looked_at = int(maps["decoder_cross"][best_layer, 0, best_head, verb_row].argmax())
 print(f"producing '{target.split()[-1]}', head ({best_layer}, {best_head}) looks at "
       f"source position {looked_at} ('{source_tokens[looked_at]}')")
 if not FAST:  # an untrained model (fast setting) has learned nothing yet
     assert looked_at == my_answer
-    assert alignment_accuracy.max() > 0.8, "a trained model should have a copy head"
+    assert head_accuracy.max() > 0.8, "a trained model should have a copy head"
 print("done")

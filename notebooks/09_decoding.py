@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -12,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 09 Decoding: greedy, beam search and the key/value cache
+# # 09 Decoding: greedy, beam search and the key/value cache (step 17)
 #
 # Goals:
 #
@@ -43,8 +45,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from attention import beam_search, greedy_decode
+from attention.application.runs import load_or_train_course_model
+from attention.application.translation import exact_match, pad_sources
 from attention.data import make_task
-from attention.application.translation import exact_match, load_or_train_course_model, pad_sources
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 TASK = "svo_to_sov"
@@ -59,8 +62,8 @@ print("fast setting:", FAST)
 
 # %%
 RUN_DIR = pathlib.Path("runs") / ("notebook07_fast" if FAST else "notebook07")
-model, tokenizer, message = load_or_train_course_model(RUN_DIR, fast=FAST, task=TASK)
-config = model.config
+course, message = load_or_train_course_model(RUN_DIR, fast=FAST, task=TASK)
+model, tokenizer, config = course.model, course.tokenizer, course.config
 print(message)
 
 # %% [markdown]

@@ -37,7 +37,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from attention import (  # noqa: E402
-    attention_maps,
+    alignment_accuracy,
     attention_weights,
     combine_masks,
     padding_mask,
@@ -45,15 +45,17 @@ from attention import (  # noqa: E402
     plot_attention,
     plot_head_summary,
     plot_layers,
+    plot_training_curves,
     plot_translation_attention,
     sinusoidal_positions,
 )
-from attention.data import make_task  # noqa: E402
-from attention.data.synthetic import SVO_LEXICON  # noqa: E402
-from attention.training.train import (  # noqa: E402
-    plot_training_curves,
+from attention.application.runs import train_course_model  # noqa: E402
+from attention.application.translation import (  # noqa: E402
+    exact_match,
+    pair_attention,
+    translate,
 )
-from attention.application.translation import exact_match, train_course_model, translate  # noqa: E402
+from attention.data import make_task, svo_alignment  # noqa: E402
 
 TASK = "svo_to_sov"
 
@@ -92,41 +94,29 @@ def positional_figure(out: pathlib.Path) -> pathlib.Path:
 
 def best_copy_head(model, tokenizer, pairs) -> tuple[int, int, float]:
     """The (layer, head) whose most-attended source word is most often the right one."""
-    to_source = {t: s for table in SVO_LEXICON.values() for s, t in table.items()}
-    hits, total = None, 0
-    for source, target in pairs:
-        src = jnp.asarray([tokenizer.encode(source, add_eos=True)])
-        tgt = jnp.asarray([tokenizer.encode(target, add_bos=True)])
-        cross = np.asarray(attention_maps(model, src, tgt)["decoder_cross"][:, 0])  # [L,N,T,S]
-        hits = np.zeros(cross.shape[:2]) if hits is None else hits
-        words = source.split()
-        for t, word in enumerate(target.split()):
-            if word != "ta":
-                truth = [s for s, w in enumerate(words) if w == to_source[word]]
-                hits += np.isin(cross[:, :, t].argmax(axis=-1), truth)
-                total += 1
-    accuracy = hits / max(total, 1)
+    cross = pair_attention(model, tokenizer, pairs)["attention_maps"]["decoder_cross"]
+    accuracy = alignment_accuracy(cross, [svo_alignment(s, t) for s, t in pairs])  # [L, N]
     layer, head = np.unravel_index(accuracy.argmax(), accuracy.shape)
     return int(layer), int(head), float(accuracy[layer, head])
 
 
 def model_figures(out: pathlib.Path, fast: bool) -> list[pathlib.Path]:
     start = time.perf_counter()
-    model, tokenizer, _, result = train_course_model(fast=fast, task=TASK)
-    paths = [plot_training_curves(result.history, out / "training_curves.png")]
+    run = train_course_model(fast=fast, task=TASK)
+    model, tokenizer = run.model, run.tokenizer
+    path = out / "training_curves.png"
+    plot_training_curves(run.history, save=path)
+    paths = [path]
     test = make_task(TASK, num_examples=200, seed=123)
     score = exact_match(translate(model, tokenizer, [s for s, _ in test]), [t for _, t in test])
-    print(f"trained {result.step} steps in {time.perf_counter() - start:.0f} s; "
+    print(f"trained {run.step} steps in {time.perf_counter() - start:.0f} s; "
           f"exact match {score:.1%} on {len(test)} unseen sentences")
 
     examples = make_task(TASK, num_examples=20, seed=7)
-    source, target = max(examples, key=lambda pair: len(pair[0].split()))
-    src = jnp.asarray([tokenizer.encode(source, add_eos=True)])
-    tgt = jnp.asarray([tokenizer.encode(target, add_bos=True)])
-    maps = attention_maps(model, src, tgt)
-    source_tokens = tokenizer.tokens(source, add_eos=True)
-    input_tokens = tokenizer.tokens(target, add_bos=True)
-    output_tokens = tokenizer.tokens(target, add_eos=True)
+    pair = pair_attention(model, tokenizer, [max(examples, key=lambda p: len(p[0].split()))])
+    maps = pair["attention_maps"]
+    source_tokens, input_tokens = pair["source_tokens"], pair["target_tokens"]
+    output_tokens = pair["output_tokens"]
 
     path = out / "translation_attention.png"
     plot_translation_attention(maps, source_tokens, input_tokens).savefig(

@@ -1,26 +1,11 @@
-"""Shared test settings.
-
-* ``jax_numpy_rank_promotion="raise"``: an accidental broadcast between arrays of different
-  rank (the classic swapped-axis bug) fails loudly instead of giving a wrong answer.
-* Matplotlib draws off-screen.
-* ``ATTENTION_DATA`` points at ../shared/data beside the checkout (no machine here reaches the
-  internet), unless the caller set it.
-"""
+"""Fixtures of the test suite (the settings it shares with the doctests are in ../conftest.py)."""
 
 import os
 import pathlib
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+import pytest
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-if SHARED_DATA.is_dir():
-    os.environ.setdefault("ATTENTION_DATA", str(SHARED_DATA))
-
-import jax  # noqa: E402
-import pytest  # noqa: E402
-
-jax.config.update("jax_numpy_rank_promotion", "raise")
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="session")

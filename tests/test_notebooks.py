@@ -1,9 +1,10 @@
 """The notebook course: every notebook runs, and every committed notebook is clean and paired.
 
 * Each ``notebooks/NN_name.ipynb`` is executed with nbclient in the fast setting
-  (``ATTENTION_FAST=1``: small sizes, few training steps), off-screen (``MPLBACKEND=Agg``), in a
-  temporary working directory so that nothing (checkpoints, figures) lands in the repository.
-  Any error in any cell fails the test.
+  (``ATTENTION_FAST=1``: small sizes, few training steps), off-screen (``MPLBACKEND=Agg``), twice
+  in a row, in one temporary working folder shared by the course (so that nothing, checkpoints
+  or figures, lands in the repository, and notebooks 08-09 load what 07 saved, as for a
+  student). Any error in any cell fails the test.
 * Each committed ``.ipynb`` has no outputs and no execution counts, and its cells agree with
   its jupytext ``py:percent`` twin ``NN_name.py`` (the text form reviews read).
 
@@ -64,19 +65,29 @@ def test_notebook_matches_its_py_percent_twin(path):
     assert "py:percent" in formats and "ipynb" in formats, f"{twin.name} is not paired"
 
 
+@pytest.fixture(scope="module")
+def course_folder(tmp_path_factory):
+    """One working folder for the whole course, as a student has: notebooks 08 and 09 load
+    the model that notebook 07 saved there."""
+    return tmp_path_factory.mktemp("course")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_runs_in_the_fast_setting(path, tmp_path, monkeypatch):
+def test_notebook_runs_twice_in_the_fast_setting(path, course_folder, monkeypatch):
     # The kernel is a child process: it inherits these.
     monkeypatch.setenv("ATTENTION_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(NOTEBOOKS_DIR.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    monkeypatch.chdir(tmp_path)
-    notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    monkeypatch.chdir(course_folder)
+    # Twice in a row in the same folder: a student re-runs a notebook, and what the first run
+    # left there (a saved model, figures) must not break the second.
+    for _ in range(2):
+        notebook = nbformat.read(path, as_version=4)
+        client = nbclient.NotebookClient(
+            notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+            resources={"metadata": {"path": str(course_folder)}},
+        )
+        client.execute()  # raises CellExecutionError, naming the cell, on any error
     leftovers = [p for p in NOTEBOOKS_DIR.iterdir() if p.name in ("runs", "figures")]
     assert not leftovers, f"{path.name} wrote into the repository: {leftovers}"

@@ -1,0 +1,53 @@
+"""The application, steps 28-30: translation end to end, runs, and the command line.
+
+Read the modules in this order::
+
+    28  translation.py  corpora, translating sentences, attention maps of a pair, BLEU
+    29  runs.py         a run: train it, save it, load it back (the CLI, notebooks 07-09 and
+                        scripts/make_figures.py all use it), and the course's toy model
+    30  cli.py          ``attention train | translate | evaluate | grade``
+"""
+
+from attention.application.runs import (
+    Run,
+    course_run,
+    load_or_train_course_model,
+    load_run,
+    new_run,
+    resume_run,
+    save_run,
+    train_course_model,
+    train_run,
+)
+from attention.application.translation import (
+    DATA_NAMES,
+    REAL_DATA,
+    Corpus,
+    bleu_signature,
+    corpus_bleu,
+    exact_match,
+    load_corpus,
+    pair_attention,
+    translate,
+)
+
+__all__ = [
+    "Corpus",
+    "DATA_NAMES",
+    "REAL_DATA",
+    "load_corpus",
+    "translate",
+    "pair_attention",
+    "corpus_bleu",
+    "bleu_signature",
+    "exact_match",
+    "Run",
+    "new_run",
+    "train_run",
+    "resume_run",
+    "save_run",
+    "load_run",
+    "course_run",
+    "train_course_model",
+    "load_or_train_course_model",
+]

@@ -1,38 +1,44 @@
-"""The main job, end to end: data -> tokenizer -> batches -> model -> translations.
+"""Step 28: translation end to end: data -> tokenizer -> batches -> model -> translations.
 
 :func:`load_corpus` gives train/validation/test sentence pairs and a tokenizer for any of the
 package's data sets (the synthetic tasks of :mod:`attention.data.synthetic`, Multi30k,
 Tatoeba); :func:`translate` turns sentences into translations with a trained model (greedy or
-beam search); :func:`corpus_bleu` scores them with sacreBLEU. The command line
-(:mod:`attention.application.cli`) and the benchmarks are thin layers over these functions.
+beam search); :func:`pair_attention` encodes sentence pairs and returns every attention map of
+the model with the token labels of its axes; :func:`corpus_bleu` scores translations with
+sacreBLEU. Training, saving and loading a model is :mod:`attention.application.runs`; the
+command line (:mod:`attention.application.cli`), the notebooks and the benchmarks are thin
+layers over these two modules.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
 from attention.data import (
     TASKS,
-    Batcher,
-    encode_pairs,
     load_multi30k,
     load_tatoeba,
-    load_tokenizer,
     make_task,
-    prefetch,
     task_vocabulary,
     train_subword,
 )
 from attention.data.tokenizer import Tokenizer
 from attention.model.decoding import beam_search, greedy_decode
+from attention.model.transformer import attention_maps
 
 REAL_DATA = ("multi30k", "tatoeba")
+"""Data sets of real text: a SentencePiece tokenizer, BLEU, and the ``small`` preset."""
 DATA_NAMES = (*TASKS, *REAL_DATA)
+
+
+def is_real_data(name: str) -> bool:
+    """True for real text (:data:`REAL_DATA`), False for a synthetic task."""
+    return name in REAL_DATA
 
 
 @dataclasses.dataclass
@@ -85,27 +91,6 @@ def load_corpus(
     if tokenizer is None:
         tokenizer = train_subword([s for pair in splits[0] for s in pair], vocab_size=vocab_size)
     return Corpus(name, *splits, tokenizer)
-
-
-def batch_stream(
-    batcher: Batcher, start_step: int = 0, *, prefetch_size: int = 2
-) -> Iterator[dict]:
-    """Endless batches, epoch after epoch, beginning at global update ``start_step``.
-
-    Step k of the stream is batch ``k % len(batcher)`` of epoch ``k // len(batcher)``, so a run
-    resumed at step k sees exactly the batches an unbroken run would have seen.
-    """
-    per_epoch = len(batcher)
-    if per_epoch == 0:
-        raise ValueError("the training data gives no batch: lower batch_size or add data.")
-
-    def generate():
-        epoch, step_in_epoch = divmod(start_step, per_epoch)
-        while True:
-            yield from batcher.epoch(epoch, start_step=step_in_epoch)
-            epoch, step_in_epoch = epoch + 1, 0
-
-    return prefetch(generate(), size=prefetch_size)
 
 
 def pad_sources(
@@ -164,6 +149,64 @@ def translate(
     return results
 
 
+def pad_targets(
+    sentences: Sequence[str], tokenizer: Tokenizer, *, pad_to_multiple: int = 1
+) -> np.ndarray:
+    """Encode target sentences as the decoder reads them (bos + ids), padded to one length."""
+    ids = [tokenizer.encode(s, add_bos=True) for s in sentences]
+    width = -(-max(len(i) for i in ids) // pad_to_multiple) * pad_to_multiple
+    out = np.full((len(ids), width), tokenizer.pad_id, np.int32)
+    for row, seq in enumerate(ids):
+        out[row, : len(seq)] = seq
+    return out
+
+
+def pair_attention(
+    model, tokenizer: Tokenizer, pairs: Sequence[tuple[str, str]]
+) -> dict:
+    """Every attention map of ``model`` on sentence pairs, with the token labels of its axes.
+
+    The pairs are encoded as in training (source ids + ``</s>``; decoder input ``<s>`` + target
+    ids, teacher forcing) and padded into one batch, and the model runs once with its weights
+    sown (:func:`attention.attention_maps`). Row t of the decoder's maps reads input token t and
+    produces output token t.
+
+    Args:
+      model: a trained :class:`attention.Transformer`.
+      tokenizer: the tokenizer it was trained with.
+      pairs: ``(source, target)`` sentences; B of them.
+
+    Returns:
+      A dict with ``attention_maps`` (``encoder_self [L, B, N, S, S]``, ``decoder_self
+      [L, B, N, T, T]``, ``decoder_cross [L, B, N, T, S]``, NumPy, padded to the longest
+      pair), ``src_tokens [B, S]`` and ``tgt_in [B, T]`` (the ids), and, for one pair, the
+      labels ``source_tokens`` (length S), ``target_tokens`` (the decoder input, length T) and
+      ``output_tokens`` (what each row produces); for several pairs each label is a list per
+      pair, of that pair's own length. For one pair the dict is an example for
+      :class:`attention.inspection.explorer.AttentionExplorer`.
+
+    Raises:
+      ValueError: no pairs, or a source longer than the model's ``max_len``.
+    """
+    if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(p, str) for p in pairs):
+        raise TypeError("pairs must be a list of (source, target) pairs; wrap one pair in [].")
+    if len(pairs) == 0:
+        raise ValueError("pairs is empty: give at least one (source, target) pair.")
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    src = pad_sources(sources, tokenizer, max_len=model.config.max_len, pad_to_multiple=1)
+    tgt_in = pad_targets(targets, tokenizer)
+    maps = {kind: np.asarray(value)
+            for kind, value in attention_maps(model, jnp.asarray(src), jnp.asarray(tgt_in)).items()}
+    labels = {
+        "source_tokens": [tokenizer.tokens(s, add_eos=True) for s in sources],
+        "target_tokens": [tokenizer.tokens(t, add_bos=True) for t in targets],
+        "output_tokens": [tokenizer.tokens(t, add_eos=True) for t in targets],
+    }
+    if len(pairs) == 1:
+        labels = {name: value[0] for name, value in labels.items()}
+    return {"attention_maps": maps, "src_tokens": src, "tgt_in": tgt_in, **labels}
+
+
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]):
     """sacreBLEU (cased, 13a tokenization, on detokenized text): returns the BLEU object.
 
@@ -188,76 +231,3 @@ def exact_match(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     same = sum(" ".join(h.split()) == " ".join(r.split())
                for h, r in zip(hypotheses, references, strict=True))
     return same / max(len(references), 1)
-
-
-def load_run_tokenizer(run_dir: str | pathlib.Path) -> Tokenizer:
-    """The tokenizer saved beside a run's checkpoints."""
-    run_dir = pathlib.Path(run_dir)
-    for candidate in ("tokenizer.json", "tokenizer.model"):
-        if (run_dir / candidate).is_file():
-            return load_tokenizer(run_dir / candidate)
-    raise FileNotFoundError(f"no tokenizer.json or tokenizer.model in {run_dir}.")
-
-
-def train_course_model(*, fast: bool = False, task: str = "svo_to_sov"):
-    """Train the course's toy translator with the recipe of notebook 07.
-
-    d_model 64 (32 when ``fast``), 4 heads, 2+2 layers, no dropout or label smoothing,
-    1200 updates of 64 pairs from 10,000 generated ones (20 of 32 from 1,000 when ``fast``):
-    about two minutes on a laptop CPU.
-
-    Returns:
-      ``(model, tokenizer, train_config, fit_result)``.
-    """
-    from flax import nnx
-
-    from attention.model.config import TransformerConfig
-    from attention.training.train import TrainConfig, fit, make_optimizer
-    from attention.model.transformer import Transformer
-
-    tokenizer = task_vocabulary(task)
-    d_model = 32 if fast else 64
-    config = TransformerConfig.tiny(vocab_size=tokenizer.vocab_size, d_model=d_model,
-                                    num_heads=4, d_ff=2 * d_model, num_layers=2,
-                                    dropout_rate=0.0, max_len=32)
-    train_config = TrainConfig(steps=20 if fast else 1200, batch_size=32 if fast else 64,
-                               warmup_steps=100, lr_scale=1.0, label_smoothing=0.0,
-                               log_every=10, checkpoint_every=0, seed=0)
-    model = Transformer(config, rngs=nnx.Rngs(params=0, dropout=1))
-    optimizer = make_optimizer(model, config.d_model, train_config)
-    pairs = make_task(task, num_examples=1_000 if fast else 10_000, seed=0)
-    batcher = Batcher(encode_pairs(pairs, tokenizer), batch_size=train_config.batch_size,
-                      max_len=config.max_len, seed=0, drop_remainder=True)
-    result = fit(model, optimizer, lambda step: batch_stream(batcher, step), train_config,
-                 pad_id=config.pad_id, progress=False)
-    return model, tokenizer, train_config, result
-
-
-def load_or_train_course_model(
-    run_dir: str | pathlib.Path, *, fast: bool = False, task: str = "svo_to_sov"
-):
-    """The model notebook 07 saved in ``run_dir``, or, if there is none, the same recipe
-    trained now (:func:`train_course_model`) and saved there, so a notebook runs on its own.
-
-    Returns:
-      ``(model, tokenizer, message)``; the message says which of the two happened.
-    """
-    from flax import nnx
-
-    from attention.training.checkpoint import Checkpointer, read_config
-    from attention.model.config import TransformerConfig
-    from attention.model.transformer import Transformer
-
-    run_dir = pathlib.Path(run_dir)
-    if (run_dir / "config.json").is_file():
-        model = Transformer(TransformerConfig.from_dict(read_config(run_dir)["model"]),
-                            rngs=nnx.Rngs(0))
-        step = Checkpointer(run_dir).restore(model)["step"]
-        return model, task_vocabulary(task), f"loaded the model of step {step} from {run_dir}"
-    model, tokenizer, train_config, result = train_course_model(fast=fast, task=task)
-    checkpointer = Checkpointer(run_dir)
-    checkpointer.write_config({"model": model.config.to_dict(), "train": train_config.to_dict(),
-                               "data": task})
-    checkpointer.save(result.step, model)
-    return model, tokenizer, (f"trained {result.step} steps in {result.seconds:.0f} s, "
-                              f"saved to {run_dir}")

@@ -1,4 +1,4 @@
-"""attention.data: sentence pairs, tokenizers and batches for training a translation model.
+"""Step 18: the data, sentence pairs, tokenizers and batches for training a translation model.
 
 Read the modules in this order::
 
@@ -40,7 +40,13 @@ from attention.data.files import (
 from attention.data.multi30k import download_multi30k, load_multi30k
 from attention.data.prefetching import prefetch
 from attention.data.subword import SubwordTokenizer, train_subword
-from attention.data.synthetic import TASK_LEVELS, TASKS, make_task, task_vocabulary
+from attention.data.synthetic import (
+    TASK_LEVELS,
+    TASKS,
+    make_task,
+    svo_alignment,
+    task_vocabulary,
+)
 from attention.data.tatoeba import load_tatoeba
 from attention.data.tokenizer import (
     BOS_ID,
@@ -57,6 +63,7 @@ __all__ = [
     "TASK_LEVELS",
     "make_task",
     "task_vocabulary",
+    "svo_alignment",
     "load_multi30k",
     "download_multi30k",
     "load_tatoeba",

@@ -37,6 +37,7 @@ from typing import TypedDict
 
 import numpy as np
 
+from attention._checks import check_int, check_non_negative_int, check_positive_int
 from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
 OVERFLOW = ("drop", "truncate")
@@ -99,8 +100,10 @@ class Batcher:
       src_eos: append ``</s>`` to each source.
 
     Raises:
-      ValueError: a bad argument, or an example that holds a ``<pad>``, ``<s>`` or ``</s>`` id
-        or a negative id.
+      TypeError: a size, length or seed that is not an int (``True`` is not a size); an
+        example whose ids are not integers.
+      ValueError: a bad value, or an example that is not flat or holds a ``<pad>``, ``<s>``
+        or ``</s>`` id or a negative id.
 
     Attributes:
       num_examples: examples kept (after dropping).
@@ -128,18 +131,20 @@ class Batcher:
                 f"give exactly one of batch_size and batch_tokens, got batch_size={batch_size!r} "
                 f"and batch_tokens={batch_tokens!r}."
             )
-        _check_positive("batch_size", batch_size, allow_none=True)
-        _check_positive("batch_tokens", batch_tokens, allow_none=True)
-        _check_positive("pad_to_multiple", pad_to_multiple)
-        _check_positive("max_len", max_len, allow_none=True)
+        if batch_size is not None:
+            batch_size = check_positive_int("batch_size", batch_size)
+        if batch_tokens is not None:
+            batch_tokens = check_positive_int("batch_tokens", batch_tokens)
+        pad_to_multiple = check_positive_int("pad_to_multiple", pad_to_multiple)
+        if max_len is not None:
+            max_len = check_positive_int("max_len", max_len)
         if max_len is not None and max_len < 1 + src_eos:
             raise ValueError(
                 f"max_len must leave room for at least one token beside </s>, got {max_len}."
             )
         if overflow not in OVERFLOW:
             raise ValueError(f"overflow must be one of {OVERFLOW}, got {overflow!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
+        seed = check_non_negative_int("seed", seed)
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.max_len = max_len
@@ -209,15 +214,16 @@ class Batcher:
         its first ``s``: resume a run from a checkpoint taken at ``(e, s)`` with it.
 
         Raises:
+          TypeError: ``epoch`` or ``start_step`` not an int.
           ValueError: ``epoch`` or ``start_step`` negative, or ``start_step > len(self)``.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}.")
+        epoch = check_non_negative_int("epoch", epoch)
+        start_step = check_int("start_step", start_step)
         if not 0 <= start_step <= len(self):
             raise ValueError(
                 f"start_step must be in 0..{len(self)} (batches per epoch), got {start_step!r}."
             )
-        plan = self._plan(int(epoch))
+        plan = self._plan(epoch)
         return (self._collate(members, L) for members, L in plan[start_step:])
 
     def _plan(self, epoch: int) -> list[tuple[np.ndarray, int]]:
@@ -285,18 +291,17 @@ def make_batches(
     return Batcher(examples, **batcher_args).epoch(epoch, start_step=start_step)
 
 
-def _check_positive(name: str, value, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-
-
 def _as_ids(ids, side: str, i: int) -> np.ndarray:
     array = np.asarray(ids)
-    if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):
+    if array.ndim != 1:
         raise ValueError(
-            f"examples[{i}] {side} must be a flat sequence of int ids, got {ids!r:.80}."
+            f"examples[{i}] {side} must be a flat sequence of int ids, got {array.ndim} "
+            f"dimensions: {ids!r:.80}."
+        )
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(
+            f"examples[{i}] {side} must be a flat sequence of int ids, got dtype "
+            f"{array.dtype}: {ids!r:.80}."
         )
     array = array.astype(np.int32)
     bad = array[(array < 0) | (array == PAD_ID) | (array == BOS_ID) | (array == EOS_ID)]

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
+from attention._checks import check_positive_int
+
 T = TypeVar("T")
 
 _DONE = object()  # marks the end of the iterator in the queue
@@ -36,13 +38,13 @@ def prefetch(
       transform: applied to each item in the thread, e.g. ``jax.device_put``.
 
     Raises:
+      TypeError: ``size`` not an int.
       ValueError: ``size < 1``.
 
     >>> list(prefetch(iter(range(5)), size=2))
     [0, 1, 2, 3, 4]
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}.")
+    size = check_positive_int("size", size)
     return _prefetch(iter(iterable), size, transform)
 
 

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 
 import sentencepiece as spm
 
+from attention._checks import check_int, check_positive_int, check_real
 from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_PIECES, UNK_ID
 
 MODEL_TYPES = ("unigram", "bpe")
@@ -146,16 +147,19 @@ def train_subword(
       num_threads: training threads. One thread keeps the result reproducible.
 
     Raises:
-      ValueError: a bad argument, or ``vocab_size`` too large for so little text.
+      TypeError: a single str for ``texts``; ``vocab_size`` or ``num_threads`` not an int,
+        ``character_coverage`` not a number.
+      ValueError: a bad value, or ``vocab_size`` too large for so little text.
     """
     if isinstance(texts, str):
         raise TypeError("texts must be an iterable of sentences, got a single str.")
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= 4:
-        raise ValueError(f"vocab_size must be an int > 4, got {vocab_size!r}.")
+    vocab_size = check_int("vocab_size", vocab_size, minimum=5, what="an int > 4")
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}.")
-    if not 0.0 < character_coverage <= 1.0:
-        raise ValueError(f"character_coverage must be in (0, 1], got {character_coverage!r}.")
+    character_coverage = check_real(
+        "character_coverage", character_coverage, low=0.0, high=1.0, low_inclusive=False
+    )
+    num_threads = check_positive_int("num_threads", num_threads)
     # SentencePiece rejects empty lines as input; they carry nothing to learn from anyway.
     sentences = [t for t in texts if t.strip()]
     if not sentences:

@@ -45,6 +45,7 @@ import string
 
 import numpy as np
 
+from attention._checks import check_int, check_non_negative_int
 from attention.data.vocab import Vocabulary
 
 TASKS = ("copy", "reverse", "svo_to_sov", "dates")
@@ -111,13 +112,13 @@ def make_task(
       characters).
 
     Raises:
+      TypeError: ``num_examples``, ``min_len`` or ``max_len`` not an int.
       ValueError: unknown ``name``, a negative ``num_examples``, or lengths the task cannot
         make.
     """
     if name not in TASKS:
         raise ValueError(f"name must be one of {TASKS}, got {name!r}.")
-    if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 0:
-        raise ValueError(f"num_examples must be an int >= 0, got {num_examples!r}.")
+    num_examples = check_non_negative_int("num_examples", num_examples)
     rng = np.random.default_rng(seed)
     if name == "dates":
         if min_len is not None or max_len is not None:
@@ -129,9 +130,7 @@ def make_task(
     default_min, default_max = _DEFAULT_LENGTHS[name]
     min_len = default_min if min_len is None else min_len
     max_len = default_max if max_len is None else max_len
-    for arg, value in (("min_len", min_len), ("max_len", max_len)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{arg} must be an int, got {value!r}.")
+    min_len, max_len = check_int("min_len", min_len), check_int("max_len", max_len)
     if name == "svo_to_sov":
         return _svo_pairs(rng, num_examples, min_len, max_len)
     if not 1 <= min_len <= max_len:
@@ -255,6 +254,70 @@ def _svo_translate(words: list[str]) -> str:
     if position < len(words):
         target.append(lex[words[position]][1])  # the adverb, just before the verb
     return " ".join([*target, verb])
+
+
+def svo_alignment(source: str, target: str) -> list[list[int] | None]:
+    """The true word alignment of an ``svo_to_sov`` pair: for each target word, its source.
+
+    Every target word is the translation of a source word through :data:`SVO_LEXICON`, except
+    the article ``ta``: it closes a noun phrase, and with a ``the`` opening every phrase of the
+    source there is no one word it translates, so it gets None (not scored). For target word t
+    the answer is the list of source positions (0-based, words split on whitespace) whose word
+    translates to it: one position, or several when a word occurs twice in the source (two
+    noun phrases may share an adjective). This is the ``alignments[b]`` that
+    :func:`attention.inspection.analysis.alignment_accuracy` scores heads against; decoder
+    row t produces target word t.
+
+    Only the words are checked, not their order: every word must belong to the lexicon's
+    side it stands on, and every target word but ``ta`` must have its source word in the
+    source.
+
+    Args:
+      source: the source sentence, as ``make_task("svo_to_sov", ...)`` makes it.
+      target: its translation (or any target-language sentence over the same words).
+
+    Returns:
+      One entry per target word: a list of source positions, or None for ``ta``.
+
+    Raises:
+      TypeError: ``source`` or ``target`` not a string.
+      ValueError: a word outside :data:`SVO_LEXICON` (named), or a target word whose source
+        word the source lacks.
+
+    >>> svo_alignment("the big dog sees the cat", "doro gana ta kima ta miru")
+    [[2], [1], None, [5], None, [3]]
+    """
+    for name, text in (("source", source), ("target", target)):
+        if not isinstance(text, str):
+            raise TypeError(f"{name} must be a string of words, got {type(text).__name__}.")
+    translation = {w: t for table in SVO_LEXICON.values() for w, t in table.items()}
+    article = SVO_LEXICON["article"]["the"]
+    source_words = source.split()
+    for s, word in enumerate(source_words):
+        if word not in translation:
+            raise ValueError(
+                f"source word {s} is {word!r}, which is not a source word of SVO_LEXICON; "
+                f"source={source!r} is not an svo_to_sov sentence."
+            )
+    target_words = set(translation.values())
+    alignment: list[list[int] | None] = []
+    for t, word in enumerate(target.split()):
+        if word not in target_words:
+            raise ValueError(
+                f"target word {t} is {word!r}, which is not a target word of SVO_LEXICON; "
+                f"target={target!r} is not an svo_to_sov translation."
+            )
+        if word == article:
+            alignment.append(None)
+            continue
+        positions = [s for s, w in enumerate(source_words) if translation[w] == word]
+        if not positions:
+            raise ValueError(
+                f"target word {t} is {word!r}, but source={source!r} has no word that "
+                f"translates to it; the two are not an svo_to_sov pair."
+            )
+        alignment.append(positions)
+    return alignment
 
 
 # --- dates ------------------------------------------------------------------------------------

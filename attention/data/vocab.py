@@ -25,6 +25,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 
+from attention._checks import check_int, check_positive_int
 from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_PIECES, UNK_ID
 
 LEVELS = ("word", "char")
@@ -100,14 +101,14 @@ class Vocabulary:
           max_size: keep at most this many ids in all, the 4 specials included.
 
         Raises:
+          TypeError: ``min_count`` or ``max_size`` not an int; a single str for ``texts``.
           ValueError: ``min_count < 1`` or ``max_size < 5`` (room for at least one token).
         """
-        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-            raise ValueError(f"min_count must be an int >= 1, got {min_count!r}.")
-        if max_size is not None and (not isinstance(max_size, int) or max_size < 5):
-            raise ValueError(
-                f"max_size must be None or an int >= 5 (4 special ids and at least one "
-                f"token), got {max_size!r}."
+        min_count = check_positive_int("min_count", min_count)
+        if max_size is not None:
+            max_size = check_int(
+                "max_size", max_size, minimum=5,
+                what="None or an int >= 5 (4 special ids and at least one token)",
             )
         if isinstance(texts, str):
             raise TypeError("texts must be an iterable of sentences, got a single str.")

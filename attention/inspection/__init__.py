@@ -1,0 +1,43 @@
+"""Inspection, steps 24-26: what a model's attention heads do, in numbers and pictures.
+
+Read the modules in this order (notebook 08)::
+
+    24  analysis.py  the attention-maps schema, and statistics that draw nothing: entropy,
+                     mean attention distance, accuracy against a known alignment
+    25  plotting.py  heatmaps, head grids, alignments, head summaries, training curves
+    26  explorer.py  an interactive attention explorer for Jupyter (ipywidgets)
+"""
+
+from attention.inspection.analysis import (
+    MAP_KINDS,
+    alignment_accuracy,
+    check_attention_maps,
+    head_entropy,
+    mean_attention_distance,
+    select_map,
+)
+from attention.inspection.plotting import (
+    plot_alignment,
+    plot_attention,
+    plot_head_summary,
+    plot_heads,
+    plot_layers,
+    plot_training_curves,
+    plot_translation_attention,
+)
+
+__all__ = [
+    "MAP_KINDS",
+    "check_attention_maps",
+    "select_map",
+    "head_entropy",
+    "mean_attention_distance",
+    "alignment_accuracy",
+    "plot_attention",
+    "plot_heads",
+    "plot_layers",
+    "plot_translation_attention",
+    "plot_alignment",
+    "plot_head_summary",
+    "plot_training_curves",
+]

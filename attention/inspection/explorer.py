@@ -1,4 +1,4 @@
-"""An interactive attention explorer for Jupyter, built from ipywidgets' own controls.
+"""Step 26: an interactive attention explorer for Jupyter, built from ipywidgets' own controls.
 
 Pick a sentence, a layer, a head (or the mean of the heads, or all of them) and a kind of
 attention (encoder self, decoder self, cross, or cross drawn as an alignment), and the picture
@@ -37,14 +37,9 @@ from collections.abc import Mapping, Sequence
 import ipywidgets as widgets
 import numpy as np
 
-from attention._checks import check_floating, shape_str
-from attention.inspection.plotting import (
-    check_attention_maps,
-    plot_alignment,
-    plot_attention,
-    plot_heads,
-    select_map,
-)
+from attention._checks import check_floating, check_int, check_positive_int, shape_str
+from attention.inspection.analysis import check_attention_maps, select_map
+from attention.inspection.plotting import plot_alignment, plot_attention, plot_heads
 
 KINDS = (
     ("encoder self", "encoder_self"),
@@ -70,9 +65,10 @@ def _check_example(i: int, example) -> dict:
     except (TypeError, KeyError, ValueError) as error:
         message = error.args[0] if error.args else str(error)
         raise type(error)(f"{where}['attention_maps']: {message}") from None
-    index = example.get("index", 0)
-    if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < B:
-        raise ValueError(f"{where}['index'] must be an int in 0..{B - 1} (B={B}), got {index!r}.")
+    expected = f"an int in 0..{B - 1} (B={B})"
+    index = check_int(f"{where}['index']", example.get("index", 0), minimum=0, what=expected)
+    if index >= B:
+        raise ValueError(f"{where}['index'] must be {expected}, got {index!r}.")
     tokens = {}
     for key, length, axis in (("source_tokens", S, "S"), ("target_tokens", T, "T")):
         value = example[key]
@@ -87,7 +83,7 @@ def _check_example(i: int, example) -> dict:
     return {
         **tokens,
         "attention_maps": example["attention_maps"],
-        "index": int(index),
+        "index": index,
         "sizes": (L, B, N, T, S),
     }
 
@@ -156,7 +152,19 @@ class AttentionExplorer:
       widget: the whole explorer; a notebook cell that ends with the explorer shows it.
 
     Raises:
-      TypeError, KeyError, ValueError: malformed examples or beam steps, naming the entry.
+      TypeError, KeyError, ValueError: malformed examples or beam steps, naming the entry;
+        a ``max_labels`` that is not a positive int.
+
+    >>> import numpy as np
+    >>> from attention.inspection.analysis import MAP_KINDS
+    >>> sizes = dict(L=2, B=1, N=3, T=4, S=5)
+    >>> maps = {kind: np.full([sizes[a] for a in axes], 1 / sizes[axes[-1]], np.float32)
+    ...         for kind, axes in MAP_KINDS.items()}
+    >>> explorer = AttentionExplorer([{"source_tokens": list("abcde"),
+    ...                                "target_tokens": list("wxyz"), "attention_maps": maps}])
+    >>> explorer.head.value = 2
+    >>> explorer.current_title()
+    'sentence 0: cross, layer 1, head 2'
     """
 
     def __init__(
@@ -177,7 +185,7 @@ class AttentionExplorer:
             )
         self.examples = [_check_example(i, example) for i, example in enumerate(examples)]
         self.pad_token = pad_token
-        self.max_labels = max_labels
+        self.max_labels = check_positive_int("max_labels", max_labels)
         self.figure = None
         self.beam_figure = None
         self._quiet = False  # set while several controls change at once: draw once, after.

@@ -1,4 +1,4 @@
-"""Pictures of attention: heatmaps, head grids, alignments and per-head summaries.
+"""Step 25: pictures of attention: heatmaps, head grids, alignments, head summaries, curves.
 
 Every attention weight says how much one query takes from one key, so one head of one layer is
 a matrix ``[T, S]``: row t is a probability distribution over the keys query t may see. The
@@ -7,12 +7,10 @@ top. A model has many such matrices: N heads in each of L layers, and in a trans
 three kinds of attention (encoder self ``[S, S]``, decoder self ``[T, T]``, decoder cross
 ``[T, S]``). The functions here draw one matrix, a grid of all heads of a layer, all layers by
 heads, the three kinds of a translation side by side, cross-attention as lines between the two
-sentences, and two numbers per head that summarise where it looks:
-
-* **entropy** of each row, ``-sum_s w[t, s] log w[t, s]``: 0 when a query looks at one key,
-  ``log S`` when it spreads evenly over S keys;
-* **mean attention distance**, ``sum_s w[t, s] |t - s|``: how far from its own position a
-  query looks (0 for a head that attends to the diagonal).
+sentences, and, layers by heads, the two numbers per head of
+:mod:`attention.inspection.analysis` (entropy and mean attention distance, computed there;
+this module only draws). :func:`plot_training_curves` draws the loss and the learning rate of
+a training run.
 
 Masked entries (keys a query may not see: the future in the decoder, padding anywhere) are
 drawn hatched grey, not as zeros, so that "this head gives this key no weight" and "this key
@@ -45,18 +43,27 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from attention._checks import check_floating, check_mask, shape_str
+from attention._checks import (
+    check_floating,
+    check_mask,
+    check_positive_int,
+    check_rank,
+    check_real,
+    shape_str,
+)
+from attention.inspection.analysis import (
+    _check_index,
+    check_attention_maps,
+    head_entropy,
+    mean_attention_distance,
+    select_map,
+)
 
 MASKED_HATCH = "///"
 MASKED_FACE = "0.88"
 MASKED_EDGE = "0.6"
 
-# The keys of the dict that the transformer's ``attention_maps`` returns, with their axes.
-MAP_KINDS = {
-    "encoder_self": "LBNSS",
-    "decoder_self": "LBNTT",
-    "decoder_cross": "LBNTS",
-}
+# Panel titles of the kinds of :data:`attention.inspection.analysis.MAP_KINDS`.
 _KIND_TITLES = {
     "encoder_self": "encoder self-attention",
     "decoder_self": "decoder self-attention",
@@ -72,11 +79,7 @@ def _as_weights(name: str, weights, axes: str) -> np.ndarray:
     if not hasattr(weights, "shape"):
         weights = np.asarray(weights)
     check_floating(name, weights)
-    if weights.ndim != len(axes):
-        raise ValueError(
-            f"{name} must have {len(axes)} dimensions [{', '.join(axes)}], got shape "
-            f"{shape_str(weights.shape)}." + _rank_hint(weights.ndim, len(axes))
-        )
+    check_rank(name, weights, axes, hint=_rank_hint(weights.ndim, len(axes)))
     return np.asarray(weights, dtype=np.float32)
 
 
@@ -122,23 +125,11 @@ def _allowed(mask, pad_token, query_tokens, key_tokens, shape, axes: str) -> np.
     return allowed
 
 
-def _check_index(name: str, value, size: int, axis: str, *, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-    if not -size <= value < size:
-        raise ValueError(f"{name}={value} is out of range for {axis}={size}.")
-    return int(value) % size
-
-
 # --- sizes and labels --------------------------------------------------------------------
 
 
 def _label_step(n: int, max_labels: int) -> int:
     """Label every k-th token so that at most ``max_labels`` labels share an axis."""
-    if isinstance(max_labels, bool) or not isinstance(max_labels, int) or max_labels < 1:
-        raise ValueError(f"max_labels must be a positive int, got {max_labels!r}.")
     return max(1, math.ceil(n / max_labels))
 
 
@@ -303,7 +294,7 @@ def plot_attention(
     query_tokens = _tokens("query_tokens", query_tokens, T, "T", weights_TS.shape)
     key_tokens = _tokens("key_tokens", key_tokens, S, "S", weights_TS.shape)
     allowed_TS = _allowed(mask, pad_token, query_tokens, key_tokens, weights_TS.shape, "TS")
-    _label_step(1, max_labels)
+    check_positive_int("max_labels", max_labels)
     if ax is None:
         fig = _new_figure(*_panel_inches(T, S))
         ax = fig.add_subplot()
@@ -419,34 +410,34 @@ def plot_heads(
       The figure.
 
     Raises:
-      As :func:`plot_attention`, for ``[N, T, S]`` weights; ValueError for ``axes`` of the
-      wrong count.
+      As :func:`plot_layers`, for ``[N, T, S]`` weights.
+
+    >>> import numpy as np
+    >>> fig = plot_heads(np.full((3, 2, 4), 0.25))  # N=3 heads, T=2, S=4
+    >>> [ax.get_title() for ax in fig.axes[:3]]
+    ['head 0', 'head 1', 'head 2']
     """
+    # One layer of plot_layers. The arguments are checked here first, so that a message
+    # speaks of the [N, T, S] the caller passed, not of the [1, N, T, S] made from it.
     weights_NTS = _as_weights("weights", weights, "NTS")
-    N, T, S = weights_NTS.shape
-    query_tokens = _tokens("query_tokens", query_tokens, T, "T", weights_NTS.shape)
-    key_tokens = _tokens("key_tokens", key_tokens, S, "S", weights_NTS.shape)
-    allowed = _allowed(mask, None, None, None, weights_NTS.shape, "NTS")
-    if pad_token is not None:
-        pads_TS = _allowed(None, pad_token, query_tokens, key_tokens, (T, S), "TS")
-        allowed = pads_TS if allowed is None else allowed & pads_TS
-    _label_step(1, max_labels)
-    fig = _draw_grid(
+    _, T, S = weights_NTS.shape
+    _tokens("query_tokens", query_tokens, T, "T", weights_NTS.shape)
+    _tokens("key_tokens", key_tokens, S, "S", weights_NTS.shape)
+    _allowed(mask, None, None, None, weights_NTS.shape, "NTS")
+    return plot_layers(
         weights_NTS[None],
-        None if allowed is None else np.broadcast_to(allowed, weights_NTS.shape)[None],
         query_tokens=query_tokens,
         key_tokens=key_tokens,
+        mask=mask,
+        pad_token=pad_token,
         axes=axes,
-        row_names=[""],
-        col_names=[f"head {n}" for n in range(N)],
+        title=title,
         cmap=cmap,
         max_labels=max_labels,
-        title=title,
         xlabel=xlabel,
         ylabel=ylabel,
+        save=save,
     )
-    _save(fig, save)
-    return fig
 
 
 def plot_layers(
@@ -475,7 +466,13 @@ def plot_layers(
       The figure.
 
     Raises:
-      As :func:`plot_heads`, for ``[L, N, T, S]`` weights.
+      As :func:`plot_attention`, for ``[L, N, T, S]`` weights; ValueError for ``axes`` of the
+      wrong count.
+
+    >>> import numpy as np
+    >>> fig = plot_layers(np.full((2, 3, 4, 5), 0.2))  # L=2, N=3, T=4, S=5
+    >>> len([ax for ax in fig.axes if ax.get_images()]), fig.axes[3].get_ylabel()
+    (6, 'layer 1')
     """
     weights_LNTS = _as_weights("weights", weights, "LNTS")
     L, N, T, S = weights_LNTS.shape
@@ -485,7 +482,7 @@ def plot_layers(
     if pad_token is not None:
         pads_TS = _allowed(None, pad_token, query_tokens, key_tokens, (T, S), "TS")
         allowed = pads_TS if allowed is None else allowed & pads_TS
-    _label_step(1, max_labels)
+    check_positive_int("max_labels", max_labels)
     fig = _draw_grid(
         weights_LNTS,
         allowed,
@@ -505,67 +502,6 @@ def plot_layers(
 
 
 # --- a translation's three kinds of attention --------------------------------------------
-
-
-def check_attention_maps(maps) -> tuple[int, int, int, int, int]:
-    """Check the dict of ``attention_maps``; return its sizes ``(L, B, N, T, S)``.
-
-    Raises:
-      TypeError: ``maps`` not a mapping, or an entry not a floating array.
-      KeyError: a missing kind.
-      ValueError: an entry of the wrong rank, or sizes that disagree between the kinds.
-    """
-    if not isinstance(maps, Mapping):
-        raise TypeError(
-            f"maps must be the dict returned by attention_maps (keys {', '.join(MAP_KINDS)}), "
-            f"got {type(maps).__name__}."
-        )
-    sizes: dict[str, int] = {}
-    for kind, axes in MAP_KINDS.items():
-        if kind not in maps:
-            raise KeyError(
-                f"maps has no {kind!r} entry; expected the keys {', '.join(MAP_KINDS)}, "
-                f"got {', '.join(map(str, maps))}."
-            )
-        array = maps[kind]
-        if not hasattr(array, "shape"):
-            array = np.asarray(array)
-        check_floating(f"maps[{kind!r}]", array)
-        if array.ndim != len(axes):
-            raise ValueError(
-                f"maps[{kind!r}] must have shape [{', '.join(axes)}], got {shape_str(array.shape)}."
-            )
-        for letter, size in zip(axes, array.shape, strict=True):
-            if sizes.setdefault(letter, size) != size:
-                raise ValueError(
-                    f"maps[{kind!r}] has {letter}={size} (shape {shape_str(array.shape)}) "
-                    f"but another entry has {letter}={sizes[letter]}."
-                )
-    return sizes["L"], sizes["B"], sizes["N"], sizes["T"], sizes["S"]
-
-
-def select_map(maps, kind: str, *, example: int = 0, layer: int = -1, head=None) -> np.ndarray:
-    """One matrix from ``attention_maps``: a head, or the mean over heads when ``head=None``.
-
-    Args:
-      maps: the dict with ``encoder_self`` ``[L, B, N, S, S]``, ``decoder_self``
-        ``[L, B, N, T, T]`` and ``decoder_cross`` ``[L, B, N, T, S]``.
-      kind: one of those keys.
-      example: index into the batch B.
-      layer: index into L (negative counts from the last).
-      head: index into N, or None for the mean over heads.
-
-    Returns:
-      float32 ``[S, S]``, ``[T, T]`` or ``[T, S]``.
-    """
-    L, B, N, _, _ = check_attention_maps(maps)
-    if kind not in MAP_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(MAP_KINDS)}, got {kind!r}.")
-    example = _check_index("example", example, B, "B")
-    layer = _check_index("layer", layer, L, "L")
-    head = _check_index("head", head, N, "N", allow_none=True)
-    weights_NTS = np.asarray(maps[kind][layer, example], dtype=np.float32)
-    return weights_NTS.mean(axis=0) if head is None else weights_NTS[head]
 
 
 def plot_translation_attention(
@@ -694,8 +630,7 @@ def plot_alignment(
     if source is None or target is None:
         raise ValueError("plot_alignment needs source_tokens and target_tokens.")
     allowed_TS = _allowed(mask, pad_token, target, source, weights_TS.shape, "TS")
-    if not 0.0 <= float(min_weight) <= 1.0:
-        raise ValueError(f"min_weight must lie in [0, 1], got {min_weight}.")
+    min_weight = check_real("min_weight", min_weight, low=0.0, high=1.0)
     longest = max(S, T)
     fontsize = _font_size(longest, 0.26 * longest)
     if ax is None:
@@ -751,109 +686,6 @@ def plot_alignment(
 
 
 # --- per-head summaries ------------------------------------------------------------------
-
-
-def _rows(weights, mask) -> tuple[np.ndarray, np.ndarray]:
-    """Rows renormalised over allowed keys (float64), and which rows count (have any weight)."""
-    weights_NTS = _as_weights_min_rank(weights)
-    w = weights_NTS.astype(np.float64)
-    if mask is not None:
-        if not hasattr(mask, "dtype"):
-            mask = np.asarray(mask)
-        check_mask(mask, w.shape, None)
-        w = np.where(np.asarray(mask), w, 0.0)
-    total = w.sum(axis=-1, keepdims=True)
-    valid = total[..., 0] > 0
-    return np.divide(w, total, out=np.zeros_like(w), where=total > 0), valid
-
-
-def _as_weights_min_rank(weights) -> np.ndarray:
-    if not hasattr(weights, "shape"):
-        weights = np.asarray(weights)
-    check_floating("weights", weights)
-    if weights.ndim < 3:
-        raise ValueError(
-            f"weights must have shape [..., N, T, S] (at least heads, queries, keys), got "
-            f"{shape_str(weights.shape)}; for a single head pass weights[None]."
-        )
-    return np.asarray(weights, dtype=np.float32)
-
-
-def _mean_over_rows(per_row, valid) -> np.ndarray:
-    count = valid.sum(axis=-1)
-    summed = np.where(valid, per_row, 0.0).sum(axis=-1)
-    return np.divide(summed, count, out=np.full(summed.shape, np.nan), where=count > 0)
-
-
-def head_entropy(weights, mask=None, *, base: float = math.e) -> np.ndarray:
-    """Mean entropy of each head's rows: how spread out its attention is.
-
-    Formula, for each query row t (with ``0 log 0 = 0``), averaged over the rows::
-
-        H_t = - sum_s w[t, s] log w[t, s]
-
-    **In nats** (natural log) by default; ``base=2`` gives bits. A query that puts all its
-    weight on one key has entropy 0; one spread evenly over S keys has ``log S`` (so a head
-    "looking at about 4 keys" has about 2 bits).
-
-    Args:
-      weights: ``[..., N, T, S]``, e.g. one layer ``[N, T, S]`` or all layers
-        ``[L, N, T, S]``.
-      mask: boolean, broadcastable to ``weights``; True = may attend. Masked keys are left
-        out and each row is renormalised over the allowed keys; rows with no allowed key (or
-        no weight at all) are left out of the mean.
-      base: the logarithm's base.
-
-    Returns:
-      float64 ``[..., N]``: one number per head (NaN for a head with no valid row).
-
-    Raises:
-      TypeError: non-floating weights, non-boolean mask.
-      ValueError: fewer than 3 dimensions, a mask that does not broadcast, ``base <= 1``.
-
-    >>> import numpy as np
-    >>> head_entropy(np.full((1, 2, 4), 0.25), base=2).tolist()  # uniform over 4: 2 bits
-    [2.0]
-    """
-    if not float(base) > 1.0:
-        raise ValueError(f"base must be greater than 1 (e for nats, 2 for bits), got {base}.")
-    p, valid = _rows(weights, mask)
-    logs = np.log(p, out=np.zeros_like(p), where=p > 0)
-    entropy_rows = -(p * logs).sum(axis=-1) / math.log(base)
-    return _mean_over_rows(entropy_rows, valid)
-
-
-def mean_attention_distance(weights, mask=None) -> np.ndarray:
-    """Where each head looks: the mean distance, in positions, between a query and its keys.
-
-    Formula, averaged over the query rows t::
-
-        d_t = sum_s w[t, s] |t - s|
-
-    A head that attends to its own position scores 0; one that attends to the previous token
-    scores 1; a head spread evenly over a long sentence scores about a third of its length.
-    For cross-attention, t and s index different sentences and the number says how far a
-    target word looks from the "diagonal" source position.
-
-    Args:
-      weights: ``[..., N, T, S]``.
-      mask: as :func:`head_entropy`.
-
-    Returns:
-      float64 ``[..., N]`` (NaN for a head with no valid row).
-
-    Raises:
-      As :func:`head_entropy`.
-
-    >>> import numpy as np
-    >>> previous_token = np.eye(4, k=-1)[None]; previous_token[0, 0, 0] = 1.0
-    >>> mean_attention_distance(previous_token).tolist()  # rows 1..3 look 1 back, row 0 at 0
-    [0.75]
-    """
-    p, valid = _rows(weights, mask)
-    T, S = p.shape[-2:]
-    distance_TS = np.abs(np.arange(T)[:, None] - np.arange(S)[None, :]).astype(np.float64)
-    return _mean_over_rows((p * distance_TS).sum(axis=-1), valid)
 
 
 def plot_head_summary(
@@ -941,6 +773,90 @@ def plot_head_summary(
                     fontsize=8,
                     color="white" if value < middle else "black",
                 )
+    if title is not None:
+        fig.suptitle(title)
+    _save(fig, save)
+    return fig
+
+
+# --- training curves ---------------------------------------------------------------------
+
+_HISTORY_KEYS = ("step", "loss", "nll", "learning_rate")
+
+
+def _check_history(history) -> dict[str, np.ndarray]:
+    """The four logged series of ``history`` as float64 ``[steps]`` arrays."""
+    if isinstance(history, str | Mapping) or not isinstance(history, Sequence):
+        raise TypeError(
+            f"history must be a list of dicts (FitResult.history), got {type(history).__name__}."
+        )
+    if not history:
+        raise ValueError("history is empty; log at least one step (TrainConfig.log_every).")
+    series: dict[str, list[float]] = {key: [] for key in _HISTORY_KEYS}
+    for i, line in enumerate(history):
+        if not isinstance(line, Mapping):
+            raise TypeError(
+                f"history[{i}] must be a dict with keys {', '.join(_HISTORY_KEYS)}, got "
+                f"{type(line).__name__}."
+            )
+        missing = [key for key in _HISTORY_KEYS if key not in line]
+        if missing:
+            raise ValueError(
+                f"history[{i}] has no {', '.join(map(repr, missing))}; each entry needs the "
+                f"keys {', '.join(_HISTORY_KEYS)}, got {', '.join(map(str, line))}."
+            )
+        for key in _HISTORY_KEYS:
+            series[key].append(check_real(f"history[{i}][{key!r}]", line[key]))
+    return {key: np.asarray(values, dtype=np.float64) for key, values in series.items()}
+
+
+def plot_training_curves(history: list[dict], *, save=None, title: str | None = None) -> Figure:
+    """Loss and learning rate against the step: did training go down, and with what schedule.
+
+    Left, the training loss per target token: the label-smoothed loss that is minimised
+    (Vaswani et al. 5.4) and, dashed, the plain cross-entropy (negative log-likelihood, in
+    nats), which is what perplexity ``exp(nll)`` is made from. With label smoothing the loss
+    stays above the cross-entropy; without, the two coincide and the dashes keep both visible.
+    Right, the learning rate: the warm-up then inverse-square-root schedule (5.3).
+
+    Args:
+      history: the logged lines of a run (``fit(...).history``): a non-empty list of dicts,
+        each with the numbers ``step``, ``loss``, ``nll`` and ``learning_rate`` (other keys
+        are ignored).
+      save: a file path to write the figure to.
+      title: figure title.
+
+    Returns:
+      The figure: ``axes[0]`` holds the loss and cross-entropy lines, ``axes[1]`` the
+      learning rate.
+
+    Raises:
+      TypeError: ``history`` not a list of dicts, a value that is not a number.
+      ValueError: an empty ``history``, an entry without one of the four keys, a NaN value.
+
+    >>> history = [{"step": s, "loss": 3.0 / s, "nll": 2.5 / s, "learning_rate": 1e-3 * s}
+    ...            for s in (1, 2, 3)]
+    >>> fig = plot_training_curves(history)
+    >>> [line.get_label() for line in fig.axes[0].get_lines()]
+    ['loss (label-smoothed)', 'cross-entropy (nats/token)']
+    """
+    series = _check_history(history)
+    steps = series["step"]
+    fig = _new_figure(10.0, 3.8)
+    ax_loss, ax_lr = fig.subplots(1, 2)
+    ax_loss.plot(steps, series["loss"], label="loss (label-smoothed)")
+    # Dashed: without label smoothing the two curves coincide, and both must stay visible.
+    ax_loss.plot(steps, series["nll"], "--", label="cross-entropy (nats/token)")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("per target token")
+    ax_loss.set_title("Training loss")
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    ax_lr.plot(steps, series["learning_rate"], color="tab:orange", label="learning rate")
+    ax_lr.set_xlabel("step")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_title("Schedule (Vaswani et al. 5.3)")
+    ax_lr.grid(alpha=0.3)
     if title is not None:
         fig.suptitle(title)
     _save(fig, save)

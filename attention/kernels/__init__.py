@@ -1,4 +1,4 @@
-"""Fast attention kernels: a ladder from the reference to flash attention.
+"""Step 27: fast attention kernels, a ladder from the reference to flash attention.
 
 Every rung computes the same function as :func:`attention.dot_product_attention` (rung 1) and
 takes its arguments, plus block sizes where they apply. Read them in order; each docstring says

@@ -8,12 +8,12 @@ an unbatched ``[T, N, H]`` call into a batched one.
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 from attention._checks import (
     check_broadcastable,
     check_floating,
+    check_integer,
     check_mask,
+    check_positive_int,
     check_qkv,
     check_scale,
     shape_str,
@@ -21,9 +21,9 @@ from attention._checks import (
 
 
 def check_block_size(name: str, value, *, multiple_of: int = 1) -> int:
-    """Raise unless ``value`` is a positive int (and a multiple of ``multiple_of``)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    """Return ``value`` as an int: a positive int (``TypeError`` for a bool or a float,
+    ``ValueError`` below 1) that is a multiple of ``multiple_of`` (``ValueError``)."""
+    value = check_positive_int(name, value)
     if value % multiple_of:
         raise ValueError(
             f"{name} must be a multiple of {multiple_of} on this backend, got {value}; "
@@ -38,11 +38,7 @@ def check_lengths(name: str, lengths, batch: int | None) -> None:
     The values are data (traced under jit) and are not checked; a length beyond the sequence
     means "all of it", a length of 0 or less means "none of it".
     """
-    if not hasattr(lengths, "dtype") or not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise TypeError(
-            f"{name} must be an integer array of shape [B], got "
-            f"{getattr(lengths, 'dtype', type(lengths).__name__)}."
-        )
+    check_integer(name, lengths)
     expected = () if batch is None else (batch,)
     if tuple(lengths.shape) != expected:
         raise ValueError(

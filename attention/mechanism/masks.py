@@ -14,21 +14,17 @@ Masks are combined with a logical AND.
 
 from __future__ import annotations
 
-import numbers
-
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int
 
-from attention._checks import check_mask_dtype, shape_str
-
-
-def _check_length(name: str, value) -> int:
-    # numbers.Integral also admits NumPy integers (np.int64 from a shape or a sum); bool is an
-    # int in Python but never a length.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return int(value)
+from attention._checks import (
+    check_int_scalar,
+    check_integer,
+    check_mask_dtype,
+    check_positive_int,
+    is_traced,
+    shape_str,
+)
 
 
 def causal_mask(T: int, S: int | None = None, *, offset: int = 0) -> Bool[Array, "T S"]:
@@ -48,26 +44,21 @@ def causal_mask(T: int, S: int | None = None, *, offset: int = 0) -> Bool[Array,
       Boolean ``[T, S]``; it broadcasts against scores ``[B, N, T, S]``.
 
     Raises:
-      ValueError: ``T`` or ``S`` not a positive int.
-      TypeError: ``offset`` not an integer (a Python int or an integer scalar array, which
-        may be traced under ``jax.jit``).
+      TypeError: ``T`` or ``S`` not an int (``True`` and ``2.0`` are not lengths); ``offset``
+        not an integer (a Python int or an integer scalar array, which may be traced under
+        ``jax.jit``).
+      ValueError: ``T`` or ``S`` below 1.
 
     >>> causal_mask(3).astype(int).tolist()
     [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
     >>> causal_mask(2, 3, offset=1).astype(int).tolist()  # 2 new queries after 1 cached key
     [[1, 1, 0], [1, 1, 1]]
     """
-    T = _check_length("T", T)
-    S = T if S is None else _check_length("S", S)
-    offset_is_int = isinstance(offset, numbers.Integral) and not isinstance(offset, bool)
-    offset_is_int_array = (
-        hasattr(offset, "dtype") and jnp.issubdtype(offset.dtype, jnp.integer) and offset.ndim == 0
+    T = check_positive_int("T", T)
+    S = T if S is None else check_positive_int("S", S)
+    check_int_scalar(
+        "offset", offset, what="an int or an integer scalar array (the number of cached keys)"
     )
-    if not (offset_is_int or offset_is_int_array):
-        raise TypeError(
-            f"offset must be an int or an integer scalar array (the number of cached keys), "
-            f"got {offset!r}."
-        )
     query_position_T1 = jnp.arange(T)[:, None] + offset
     key_position_1S = jnp.arange(S)[None, :]
     return key_position_1S <= query_position_T1
@@ -95,9 +86,9 @@ def padding_mask(
       Boolean ``[B, 1, 1, S]``: it broadcasts over heads N and queries T.
 
     Raises:
-      ValueError: both or neither form given, a missing partner argument, wrong ranks,
-        lengths out of range (checked when the lengths are concrete).
-      TypeError: non-integer lengths or tokens.
+      TypeError: non-integer lengths or tokens; a ``max_len`` or ``pad_id`` that is not an int.
+      ValueError: both or neither form given, a missing partner argument, wrong ranks, a
+        ``max_len`` below 1, lengths out of range (checked when the lengths are concrete).
 
     >>> padding_mask(jnp.array([2, 3]), max_len=3)[:, 0, 0].astype(int).tolist()
     [[1, 1, 0], [1, 1, 1]]
@@ -110,25 +101,22 @@ def padding_mask(
     if tokens is not None:
         if pad_id is None:
             raise ValueError("padding_mask(tokens=...) needs pad_id=, the id of the padding token.")
-        if not jnp.issubdtype(tokens.dtype, jnp.integer):
-            raise TypeError(f"tokens must be integer token ids, got dtype {tokens.dtype}.")
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must have shape [B, S], got {shape_str(tokens.shape)}.")
+        check_int_scalar("pad_id", pad_id, what="an int (the id of the padding token)")
+        check_integer("tokens", tokens, axes="BS")
         return (tokens != pad_id)[:, None, None, :]
+    # A list of lengths is accepted and made an array: lengths are often written by hand.
     lengths = jnp.asarray(lengths)
     if max_len is None:
         raise ValueError("padding_mask(lengths=...) needs max_len=, the padded length S.")
-    max_len = _check_length("max_len", max_len)
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}.")
-    if lengths.ndim != 1:
-        raise ValueError(f"lengths must have shape [B], got {shape_str(lengths.shape)}.")
-    try:
+    max_len = check_positive_int("max_len", max_len)
+    check_integer("lengths", lengths, axes="B")
+    # Under jit the values cannot be read, only the shape; an empty batch has no values.
+    if not is_traced(lengths) and lengths.size:
         low, high = int(lengths.min()), int(lengths.max())
-    except jax.errors.ConcretizationTypeError:  # traced under jit: cannot be checked here.
-        low, high = 0, max_len
-    if low < 0 or high > max_len:
-        raise ValueError(f"lengths must lie in 0..max_len={max_len}, got values {low}..{high}.")
+        if low < 0 or high > max_len:
+            raise ValueError(
+                f"lengths must lie in 0..max_len={max_len}, got values {low}..{high}."
+            )
     return (jnp.arange(max_len)[None, :] < lengths[:, None])[:, None, None, :]
 
 

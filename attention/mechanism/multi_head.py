@@ -34,7 +34,14 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Bool, Int, Shaped
 
-from attention._checks import check_floating, shape_str
+from attention._checks import (
+    check_floating,
+    check_int_scalar,
+    check_positive_int,
+    check_real,
+    is_traced,
+    shape_str,
+)
 from attention.mechanism.masks import causal_mask, combine_masks
 from attention.mechanism.weighted_sum import weighted_sum
 from attention.mechanism.weights import attention_weights
@@ -45,11 +52,14 @@ AttentionFn = Callable[..., Array]
 def split_heads(x: Shaped[Array, "*B T D"], num_heads: int) -> Shaped[Array, "*B T N H"]:
     """Reshape the last axis D into N heads of size H = D / N (head-major, as Flax stores it).
 
+    Raises:
+      TypeError: ``num_heads`` not an int.
+      ValueError: ``num_heads`` below 1 or not dividing D.
+
     >>> split_heads(jnp.arange(6.0).reshape(1, 6), 2).tolist()
     [[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]]
     """
-    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
-        raise ValueError(f"num_heads must be a positive int, got {num_heads!r}.")
+    num_heads = check_positive_int("num_heads", num_heads)
     if x.shape[-1] % num_heads:
         raise ValueError(
             f"the last axis of x (shape {shape_str(x.shape)}) must divide into "
@@ -109,8 +119,11 @@ class MultiHeadAttention(nnx.Module):
     keys and values computed at earlier steps; see :class:`KVCache`.
 
     Raises:
-      ValueError: ``num_heads`` does not divide ``qkv_features``; inputs whose last axis is
-        not the configured width; batch sizes of query and key/value inputs that differ.
+      TypeError: a width or ``num_heads`` that is not an int (``True`` is not a count), a
+        ``dropout_rate`` that is not a number.
+      ValueError: a width or ``num_heads`` below 1; ``num_heads`` does not divide
+        ``qkv_features``; ``dropout_rate`` outside [0, 1); inputs whose last axis is not the
+        configured width; batch sizes of query and key/value inputs that differ.
 
     >>> from flax import nnx
     >>> mha = MultiHeadAttention(num_heads=2, in_features=8, rngs=nnx.Rngs(0))
@@ -134,19 +147,25 @@ class MultiHeadAttention(nnx.Module):
         kernel_init=nnx.initializers.xavier_uniform(),
         rngs: nnx.Rngs,
     ):
-        qkv_features = in_features if qkv_features is None else qkv_features
-        out_features = in_features if out_features is None else out_features
-        in_kv_features = in_features if in_kv_features is None else in_kv_features
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive int, got {num_heads!r}.")
+        num_heads = check_positive_int("num_heads", num_heads)
+        in_features = check_positive_int("in_features", in_features)
+        qkv_features = check_positive_int(
+            "qkv_features", in_features if qkv_features is None else qkv_features
+        )
+        out_features = check_positive_int(
+            "out_features", in_features if out_features is None else out_features
+        )
+        in_kv_features = check_positive_int(
+            "in_kv_features", in_features if in_kv_features is None else in_kv_features
+        )
         if qkv_features % num_heads:
             raise ValueError(
                 f"num_heads={num_heads} must divide the projection width "
                 f"qkv_features={qkv_features} (d_model) into equal heads; try a num_heads "
                 f"among {[n for n in range(1, qkv_features + 1) if qkv_features % n == 0]}."
             )
-        if not 0.0 <= dropout_rate < 1.0:
-            raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
+        dropout_rate = check_real("dropout_rate", dropout_rate, low=0.0, high=1.0,
+                                  high_inclusive=False)
         self.num_heads = num_heads
         self.head_dim = qkv_features // num_heads
         self.in_features = in_features
@@ -217,15 +236,15 @@ class MultiHeadAttention(nnx.Module):
         """An empty self-attention cache of ``max_len`` slots: two zero arrays ``[B, S, N, H]``.
 
         Raises:
-          ValueError: ``batch_size`` or ``max_len`` not a positive int.
+          TypeError: ``batch_size`` or ``max_len`` not an int.
+          ValueError: ``batch_size`` or ``max_len`` below 1.
 
         >>> mha = MultiHeadAttention(num_heads=2, in_features=8, rngs=nnx.Rngs(0))
         >>> mha.init_cache(3, 5).key.shape
         (3, 5, 2, 4)
         """
-        for name, value in (("batch_size", batch_size), ("max_len", max_len)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        batch_size = check_positive_int("batch_size", batch_size)
+        max_len = check_positive_int("max_len", max_len)
         shape = (batch_size, max_len, self.num_heads, self.head_dim)
         return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
@@ -306,9 +325,10 @@ class MultiHeadAttention(nnx.Module):
           ``(output [B, T, Dout], updated cache)``.
 
         Raises:
+          TypeError: an ``index`` that is neither an int nor an integer scalar array.
           ValueError: a cache of another batch size, head count or head dim; a concrete
-            ``index + T`` beyond the cache length (a traced index is clamped by
-            ``dynamic_update_slice`` instead: keep it below ``S``).
+            ``index`` below 0 or ``index + T`` beyond the cache length (a traced index is
+            clamped by ``dynamic_update_slice`` instead: keep it in ``0..S-T``).
 
         >>> mha = MultiHeadAttention(num_heads=2, in_features=8, rngs=nnx.Rngs(0))
         >>> x = jnp.ones((3, 1, 8))
@@ -323,8 +343,11 @@ class MultiHeadAttention(nnx.Module):
                 f"in_features={self.in_features}; use project_kv + attend_to_cache instead."
             )
         query_BTNH = self._project_query(inputs_q, cache)
+        check_int_scalar("index", index, what="an int or an integer scalar array (the step)")
         T, S = inputs_q.shape[1], cache.key.shape[1]
-        if not isinstance(index, jax.core.Tracer) and int(index) + T > S:
+        if not is_traced(index) and int(index) < 0:
+            raise ValueError(f"index must be >= 0 (positions already cached), got {int(index)}.")
+        if not is_traced(index) and int(index) + T > S:
             raise ValueError(
                 f"the cache holds S={S} positions but index={int(index)} plus {T} new "
                 f"position(s) would need {int(index) + T}; make the cache longer."

@@ -19,6 +19,7 @@ from attention._checks import (
     check_floating,
     check_mask,
     check_qkv,
+    check_rank,
     shape_str,
 )
 from attention.mechanism.softmax import masked_softmax
@@ -65,15 +66,15 @@ def single_head_attention(
 
 
 def _check_single_head(query, key, value, mask) -> None:
-    for name, array in (("query", query), ("key", key), ("value", value)):
+    hint = (
+        " single_head_attention takes one head of one sequence; use dot_product_attention "
+        "for [B, T, N, H] inputs."
+    )
+    for name, array, axes in (
+        ("query", query, "TH"), ("key", key, "SH"), ("value", value, ("S", "Hv"))
+    ):
         check_floating(name, array)
-        if array.ndim != 2:
-            expected = {"query": "[T, H]", "key": "[S, H]", "value": "[S, Hv]"}[name]
-            raise ValueError(
-                f"single_head_attention takes one head of one sequence: {name} must be "
-                f"{expected}, got {shape_str(array.shape)}; use dot_product_attention for "
-                f"[B, T, N, H] inputs."
-            )
+        check_rank(name, array, axes, hint=hint)
     if key.shape[1] != query.shape[1]:
         raise ValueError(
             f"query [T, H] and key [S, H] must have the same head dim H; got query "

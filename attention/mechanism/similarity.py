@@ -1,4 +1,4 @@
-"""Cosine similarity search: which stored embeddings point the same way as a query?
+"""Step 0: cosine similarity search, which stored embeddings point the same way as a query?
 
 Notebook 00 ("Multiplying embeddings") multiplies embeddings before attention does: the dot
 product u . v is large when u and v point the same way, and divided by both lengths it is the
@@ -29,24 +29,25 @@ Axes here: ``Q`` queries, ``M`` database rows, ``D`` the embedding width, ``k`` 
 from __future__ import annotations
 
 import functools
-import numbers
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Shaped
 
-from attention._checks import check_floating, shape_str
+from attention._checks import (
+    check_axis,
+    check_floating,
+    check_int,
+    check_positive_int,
+    check_rank,
+    check_real,
+    shape_str,
+)
 
 # Scores held at once per chunk when the caller does not choose a chunk size: 2^24 float32
 # values (64 MiB), small enough to leave memory for the database, large enough that the
 # per-chunk overhead (a top-k and a merge) stays small next to the matrix product.
 _SCORES_PER_CHUNK = 1 << 24
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return int(value)
 
 
 def normalize(
@@ -69,7 +70,8 @@ def normalize(
       length 1 (or are zero).
 
     Raises:
-      TypeError: ``vectors`` not a floating-point array.
+      TypeError: ``vectors`` not a floating-point array; ``axis`` not an int; ``eps`` not a
+        number.
       ValueError: ``axis`` out of range, ``eps`` not positive.
 
     >>> import jax.numpy as jnp
@@ -77,16 +79,9 @@ def normalize(
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
     check_floating("vectors", vectors)
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an int, got {type(axis).__name__}.")
-    if not -vectors.ndim <= axis < vectors.ndim:
-        raise ValueError(
-            f"axis={axis} is out of range for vectors of shape {shape_str(vectors.shape)} "
-            f"(rank {vectors.ndim})."
-        )
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ValueError(f"eps must be a positive float, got {eps!r}.")
-    return _normalize(vectors, int(axis) % vectors.ndim, float(eps))
+    axis = check_axis("axis", axis, vectors, array_name="vectors")
+    eps = check_real("eps", eps, low=0.0, low_inclusive=False)
+    return _normalize(vectors, axis, eps)
 
 
 @functools.partial(jax.jit, static_argnames=("axis", "eps"))
@@ -104,23 +99,18 @@ def _check_search_args(queries, database, k, chunk_size) -> None:
             f"queries must have shape [Q, D] (or [D] for one query), "
             f"got {shape_str(queries.shape)}."
         )
-    if database.ndim != 2:
-        raise ValueError(
-            f"database must have shape [M, D], one row per stored vector, "
-            f"got {shape_str(database.shape)}."
-        )
+    check_rank("database", database, "MD", hint=" The database holds one row per vector.")
     if queries.shape[-1] != database.shape[-1]:
         raise ValueError(
             f"queries and database must have the same width D (last axis); got queries "
             f"{shape_str(queries.shape)} and database {shape_str(database.shape)}."
         )
     M = database.shape[0]
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"k must be an int, got {type(k).__name__}.")
+    k = check_int("k", k)
     if not 1 <= k <= M:
         raise ValueError(f"k must lie in 1..M={M} (the number of database rows), got k={k}.")
     if chunk_size is not None:
-        _check_positive_int("chunk_size", chunk_size)
+        check_positive_int("chunk_size", chunk_size)
 
 
 def cosine_top_k(
@@ -161,7 +151,7 @@ def cosine_top_k(
       cosines in descending order and the int32 rows of ``database`` they belong to.
 
     Raises:
-      TypeError: non-floating ``queries`` or ``database``, non-int ``k``.
+      TypeError: non-floating ``queries`` or ``database``, non-int ``k`` or ``chunk_size``.
       ValueError: wrong ranks, different widths D, ``k`` outside ``1..M``, a non-positive
         ``chunk_size``.
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Shaped
 
-from attention._checks import accumulation_dtype, check_floating, check_mask
+from attention._checks import accumulation_dtype, check_axis, check_floating, check_mask
 
 
 def masked_softmax(
@@ -43,7 +43,7 @@ def masked_softmax(
       allowed scores are all -inf) is all zeros, with zero gradients.
 
     Raises:
-      TypeError: non-floating ``scores``, non-boolean ``mask``.
+      TypeError: non-floating ``scores``, non-boolean ``mask``, ``axis`` not an int.
       ValueError: a mask that does not broadcast to ``scores``; ``axis`` out of range.
 
     >>> import jax.numpy as jnp
@@ -53,8 +53,7 @@ def masked_softmax(
     [0.0, 0.0]
     """
     check_floating("scores", scores)
-    if not -scores.ndim <= axis < scores.ndim:
-        raise ValueError(f"axis={axis} is out of range for scores with {scores.ndim} dimensions.")
+    axis = check_axis("axis", axis, scores, array_name="scores")
     x = scores.astype(accumulation_dtype(scores.dtype))
     if mask is not None:
         check_mask(mask, scores.shape, axes=None)

@@ -1,0 +1,46 @@
+"""The transformer around attention, steps 8-17 (Vaswani et al. 2017; notebooks 05, 06, 09).
+
+Read the modules in this order::
+
+    8   positional.py    sinusoidal and learned positional encodings
+    9   embeddings.py    token embeddings scaled by sqrt(d_model), shared output projection
+    10  feed_forward.py  the position-wise feed-forward network
+    11  config.py        TransformerConfig: every size and switch, with presets
+    12  residual.py      residual connection + layer norm around a sub-layer (post- or pre-LN)
+    13  sublayers.py     attention, feed-forward, positions and layer norm built from the config
+    14  encoder.py       encoder layer and stack
+    15  decoder.py       decoder layer and stack (masked self-, cross-attention), decode cache
+    16  transformer.py   the encoder-decoder model and its attention maps
+    17  decoding.py      greedy decoding and beam search, with or without the cache
+"""
+
+from attention.model.config import PRESETS, TransformerConfig
+from attention.model.decoder import DecodeCache, Decoder, DecoderLayer
+from attention.model.decoding import beam_search, greedy_decode
+from attention.model.embeddings import TokenEmbedding
+from attention.model.encoder import Encoder, EncoderLayer
+from attention.model.feed_forward import FeedForward
+from attention.model.positional import LearnedPositions, SinusoidalPositions, sinusoidal_positions
+from attention.model.residual import Residual
+from attention.model.transformer import Transformer, attention_maps, count_params
+
+__all__ = [
+    "sinusoidal_positions",
+    "SinusoidalPositions",
+    "LearnedPositions",
+    "TokenEmbedding",
+    "FeedForward",
+    "TransformerConfig",
+    "PRESETS",
+    "Residual",
+    "EncoderLayer",
+    "Encoder",
+    "DecoderLayer",
+    "Decoder",
+    "DecodeCache",
+    "Transformer",
+    "attention_maps",
+    "count_params",
+    "greedy_decode",
+    "beam_search",
+]

@@ -1,6 +1,6 @@
-"""Step 13: the decoder, and decoding one token at a time (Vaswani et al. 2017, 3.1, 3.2.3).
+"""Step 15: the decoder, and decoding one token at a time (Vaswani et al. 2017, 3.1, 3.2.3).
 
-A decoder layer has three sub-layers, each in a residual block (see :class:`Residual`):
+A decoder layer has three sub-layers, each in a residual block (step 12, :class:`Residual`):
 
 1. **masked self-attention** over the target prefix: position t may attend only positions
    ``<= t`` (the causal mask), so the prediction for position t+1 cannot peek at it;
@@ -30,17 +30,12 @@ from typing import NamedTuple
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
-from attention.model.config import TransformerConfig
-from attention.model.embeddings import TokenEmbedding
-from attention.model.encoder import (
-    Residual,
-    make_attention,
-    make_layer_norm,
-    make_positions,
-)
-from attention.model.feed_forward import FeedForward
 from attention.mechanism.masks import causal_mask, combine_masks, padding_mask
 from attention.mechanism.multi_head import KVCache
+from attention.model.config import TransformerConfig
+from attention.model.embeddings import TokenEmbedding
+from attention.model.residual import Residual, make_layer_norm
+from attention.model.sublayers import make_attention, make_feed_forward, make_positions
 
 
 class DecodeCache(NamedTuple):
@@ -76,10 +71,7 @@ class DecoderLayer(nnx.Module):
         self.self_attention_residual = Residual(config, rngs=rngs)
         self.cross_attention = make_attention(config, rngs=rngs)
         self.cross_attention_residual = Residual(config, rngs=rngs)
-        self.feed_forward = FeedForward(
-            config.d_model, config.d_ff, dtype=config.jnp_dtype,
-            param_dtype=config.jnp_param_dtype, rngs=rngs,
-        )
+        self.feed_forward = make_feed_forward(config, rngs=rngs)
         self.feed_forward_residual = Residual(config, rngs=rngs)
 
     def __call__(

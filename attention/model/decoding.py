@@ -1,4 +1,4 @@
-"""Step 15: generating translations, greedy decoding and beam search (Vaswani et al. 2017, 6.1).
+"""Step 17: generating translations, greedy decoding and beam search (Vaswani et al. 2017, 6.1).
 
 A trained model gives ``P(y_t | y_<t, x)``; to translate, we pick tokens one at a time and
 feed each back in as the next decoder input, until ``eos`` or ``max_len`` tokens.
@@ -38,7 +38,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
-from attention.model.transformer import Transformer, check_tokens
+from attention._checks import check_int, check_positive_int, check_real, check_tokens
+from attention.model.transformer import Transformer
 
 # Large finite negative for forbidden choices: -inf arithmetic could produce NaN (inf - inf).
 _NEG = -1e9
@@ -77,7 +78,7 @@ def greedy_decode(
 
     Raises:
       TypeError, ValueError: a model that is not a Transformer; bad ``src_tokens`` (see
-        :func:`attention.model.transformer.check_tokens`); ``max_len`` not in
+        :func:`attention._checks.check_tokens`); ``max_len`` not in
         ``1..model.config.max_len``.
 
     >>> from attention.model.config import TransformerConfig
@@ -123,17 +124,13 @@ def beam_search(
     """
     _check_decode_args(model, src_tokens, max_len)
     vocab_size = model.config.tgt_vocab_size
-    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive int, got {beam_size!r}.")
+    check_positive_int("beam_size", beam_size)
     if beam_size > vocab_size - 2:
         raise ValueError(
             f"beam_size={beam_size} exceeds the {vocab_size - 2} tokens that can be generated "
             f"(tgt_vocab_size={vocab_size} minus pad and bos)."
         )
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, int | float) or not (
-        length_penalty >= 0
-    ):
-        raise ValueError(f"length_penalty (alpha) must be a float >= 0, got {length_penalty!r}.")
+    check_real("length_penalty (alpha)", length_penalty, low=0.0)
     return _beam_search_jit(
         model, src_tokens, jnp.float32(length_penalty), max_len=max_len, beam_size=beam_size,
         use_cache=bool(use_cache),
@@ -150,8 +147,8 @@ def _check_decode_args(model, src_tokens, max_len) -> None:
     check_tokens(
         "src_tokens", src_tokens, vocab_size=config.src_vocab_size, max_len=config.max_len
     )
-    is_int = isinstance(max_len, int) and not isinstance(max_len, bool)
-    if not is_int or not 1 <= max_len <= config.max_len:
+    check_int("max_len", max_len, what=f"an int in 1..model.config.max_len={config.max_len}")
+    if not 1 <= max_len <= config.max_len:
         raise ValueError(
             f"max_len must be an int in 1..model.config.max_len={config.max_len} (the decoder "
             f"has that many positions), got {max_len!r}."

@@ -1,4 +1,4 @@
-"""Step 10: token embeddings, and the output projection that can share them (Vaswani et al. 3.4).
+"""Step 9: token embeddings, and the output projection that can share them (Vaswani et al. 3.4).
 
 A token id becomes a learned vector, row ``E[id]`` of an embedding matrix ``E [V, D]``. The
 paper multiplies the embeddings by ``sqrt(d_model)`` so that they are not drowned by the

@@ -1,4 +1,4 @@
-"""Step 11: the position-wise feed-forward network (Vaswani et al. 2017, section 3.3).
+"""Step 10: the position-wise feed-forward network (Vaswani et al. 2017, section 3.3).
 
 After attention has mixed information *between* positions, each position is transformed on
 its own by the same two-layer network::

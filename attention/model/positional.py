@@ -1,4 +1,4 @@
-"""Step 9: positional encodings, telling attention where each token is (Vaswani et al. 2017, 3.5).
+"""Step 8: positional encodings, telling attention where each token is (Vaswani et al. 2017, 3.5).
 
 Attention is a weighted average over a *set*: permute the keys and values together and the
 output does not change. Word order matters in language, so the position of each token is
@@ -25,6 +25,8 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
+from attention._checks import check_positive_int, is_traced
+
 
 def sinusoidal_positions(max_len: int, d_model: int) -> Float[Array, "L D"]:
     """The paper's table of sinusoids, one row per position (section 3.5).
@@ -40,13 +42,14 @@ def sinusoidal_positions(max_len: int, d_model: int) -> Float[Array, "L D"]:
       float32 ``[max_len, d_model]``, values in ``[-1, 1]``.
 
     Raises:
-      ValueError: ``max_len`` or ``d_model`` not a positive int.
+      TypeError, ValueError: ``max_len`` or ``d_model`` not a positive int.
 
     >>> pe = sinusoidal_positions(3, 4)
     >>> pe[0].tolist()  # position 0: sin 0 = 0, cos 0 = 1
     [0.0, 1.0, 0.0, 1.0]
     """
-    max_len, d_model = _positive("max_len", max_len), _positive("d_model", d_model)
+    max_len = check_positive_int("max_len", max_len)
+    d_model = check_positive_int("d_model", d_model)
     return jnp.asarray(_sinusoid_table(max_len, d_model))
 
 
@@ -63,16 +66,9 @@ def _sinusoid_table(max_len: int, d_model: int) -> np.ndarray:
     return table_LD
 
 
-def _positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return int(value)
-
-
 def _check_span(length: int, offset, max_len: int) -> None:
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"the sequence length must be a positive int, got {length!r}.")
-    if isinstance(offset, jax.core.Tracer):
+    check_positive_int("the sequence length", length)
+    if is_traced(offset):
         # A traced decoding step cannot be checked here; dynamic_slice clamps it instead.
         if length > max_len:
             raise ValueError(
@@ -107,8 +103,8 @@ class SinusoidalPositions(nnx.Module):
     """
 
     def __init__(self, max_len: int, d_model: int, *, dtype=None):
-        self.max_len = _positive("max_len", max_len)
-        self.d_model = _positive("d_model", d_model)
+        self.max_len = check_positive_int("max_len", max_len)
+        self.d_model = check_positive_int("d_model", d_model)
         self.dtype = dtype
 
     def __call__(self, length: int, *, offset: int | Int[Array, ""] = 0) -> Float[Array, "T D"]:
@@ -129,8 +125,8 @@ class LearnedPositions(nnx.Module):
         self, max_len: int, d_model: int, *, dtype=None, param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.max_len = _positive("max_len", max_len)
-        self.d_model = _positive("d_model", d_model)
+        self.max_len = check_positive_int("max_len", max_len)
+        self.d_model = check_positive_int("d_model", d_model)
         self.dtype = dtype
         init = nnx.initializers.normal(stddev=0.02)
         self.embedding = nnx.Param(init(rngs.params(), (max_len, d_model), param_dtype))

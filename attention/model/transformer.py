@@ -1,4 +1,4 @@
-"""Step 14: the whole encoder-decoder transformer (Vaswani et al. 2017, Figure 1).
+"""Step 16: the whole encoder-decoder transformer (Vaswani et al. 2017, Figure 1).
 
     memory = Encoder(src_tokens)                               # [B, S, D]
     hidden = Decoder(tgt_in, memory)                           # [B, T, D]
@@ -18,63 +18,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
-from attention._checks import shape_str
+from attention._checks import check_positive_int, check_tokens, shape_str
+from attention.mechanism.masks import padding_mask
 from attention.model.config import TransformerConfig
 from attention.model.decoder import DecodeCache, Decoder
 from attention.model.embeddings import TokenEmbedding
 from attention.model.encoder import Encoder
-from attention.mechanism.masks import padding_mask
-
-
-def check_tokens(name: str, tokens, *, vocab_size: int, max_len: int | None = None) -> None:
-    """Raise a clear error for token ids that the model cannot embed.
-
-    Checks: an array, an integer dtype, shape ``[B, T]`` with ``B, T >= 1``, ``T <= max_len``,
-    and (when the values are concrete, i.e. not under ``jit``) every id in ``0..vocab_size-1``.
-    Under ``jit`` the ids cannot be inspected: an out-of-range id then embeds as NaN
-    (``jnp.take``'s fill mode) and the NaN shows up in the loss.
-
-    Raises:
-      TypeError: not an array, or not integer.
-      ValueError: wrong rank, an empty axis, too long, ids outside the vocabulary.
-    """
-    if not hasattr(tokens, "dtype") or not hasattr(tokens, "shape"):
-        raise TypeError(f"{name} must be an integer array [B, T], got {type(tokens).__name__}.")
-    if not jnp.issubdtype(tokens.dtype, jnp.integer):
-        raise TypeError(
-            f"{name} must hold integer token ids, got dtype {tokens.dtype} with shape "
-            f"{shape_str(tokens.shape)}; convert it with {name}.astype(jnp.int32)."
-        )
-    if tokens.ndim != 2:
-        raise ValueError(
-            f"{name} must have shape [B, T] (batch, length), got {shape_str(tokens.shape)}; "
-            f"add a batch axis with {name}[None] for one sentence."
-        )
-    if 0 in tokens.shape:
-        raise ValueError(
-            f"{name} is empty (shape {shape_str(tokens.shape)}); every sequence needs at least "
-            f"one token (an empty source can be given as [eos] or [pad])."
-        )
-    if max_len is not None and tokens.shape[1] > max_len:
-        raise ValueError(
-            f"{name} has length {tokens.shape[1]} (shape {shape_str(tokens.shape)}) but the "
-            f"model has max_len={max_len} positions; truncate it or build the model with a "
-            f"larger max_len."
-        )
-    if isinstance(tokens, jax.core.Tracer):
-        return
-    # NumPy, not jnp: a concrete array closed over by a jitted function must stay concrete.
-    values = np.asarray(tokens)
-    low, high = int(values.min()), int(values.max())
-    if low < 0 or high >= vocab_size:
-        raise ValueError(
-            f"{name} holds token ids {low}..{high} but the vocabulary has ids "
-            f"0..{vocab_size - 1} (vocab size {vocab_size})."
-        )
 
 
 class Transformer(nnx.Module):
@@ -231,8 +183,7 @@ class Transformer(nnx.Module):
         self, memory: Float[Array, "B S D"], max_len: int
     ) -> DecodeCache:
         """Caches for decoding up to ``max_len`` target positions (see :class:`DecodeCache`)."""
-        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"max_len must be a positive int, got {max_len!r}.")
+        check_positive_int("max_len", max_len)
         if max_len > self.config.max_len:
             raise ValueError(
                 f"max_len={max_len} decoding steps need {max_len} positions but the model "

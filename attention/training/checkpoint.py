@@ -1,4 +1,4 @@
-"""Checkpoints with Orbax: weights, optimizer state and random state, with the config beside.
+"""Step 23: checkpoints with Orbax: weights, optimizer state and random state, with the config beside.
 
 A checkpoint directory looks like::
 
@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
+
+from attention._checks import check_non_negative_int, check_positive_int
 
 CONFIG_FILE = "config.json"
 
@@ -62,9 +64,13 @@ class Checkpointer:
     Args:
       run_dir: the run's directory (created if missing).
       max_to_keep: how many recent checkpoints to keep on disk.
+
+    Raises:
+      TypeError, ValueError: ``max_to_keep`` not a positive int.
     """
 
     def __init__(self, run_dir: str | pathlib.Path, *, max_to_keep: int = 5):
+        max_to_keep = check_positive_int("max_to_keep", max_to_keep)
         self.run_dir = pathlib.Path(run_dir).absolute()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._manager = ocp.CheckpointManager(
@@ -92,7 +98,12 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, model: nnx.Module, optimizer=None, *, meta: dict | None = None):
-        """Save the state at ``step`` (blocks until written, so Ctrl-C cannot tear it)."""
+        """Save the state at ``step`` (blocks until written, so Ctrl-C cannot tear it).
+
+        Raises:
+          TypeError, ValueError: ``step`` not an int >= 0.
+        """
+        step = check_non_negative_int("step", step)
         items = {"model": ocp.args.StandardSave(_to_savable(nnx.to_pure_dict(nnx.state(model))))}
         if optimizer is not None:
             optimizer_state = nnx.to_pure_dict(nnx.state(optimizer, nnx.Not(nnx.Param)))
@@ -136,8 +147,9 @@ class Checkpointer:
 
         Raises:
           CheckpointError: no checkpoint, or one whose arrays do not fit this model.
+          TypeError, ValueError: a ``step`` that is not an int >= 0.
         """
-        step = self.latest_step() if step is None else step
+        step = self.latest_step() if step is None else check_non_negative_int("step", step)
         if step is None:
             raise CheckpointError(f"no checkpoint found in {self.run_dir / 'checkpoints'}.")
         meta = self._load(model, "model", step)
@@ -150,9 +162,14 @@ class Checkpointer:
 
         The paper (section 6.1) averaged the last 5 checkpoints of the base model: a cheap
         ensemble that usually adds a little BLEU. Returns the steps averaged.
+
+        Raises:
+          TypeError, ValueError: ``last_k`` not a positive int.
+          CheckpointError: no checkpoint to average.
         """
+        last_k = check_positive_int("last_k", last_k)
         steps = self.steps[-last_k:]
-        if last_k < 1 or not steps:
+        if not steps:
             raise CheckpointError(f"cannot average the last {last_k} of checkpoints {self.steps}.")
         total = None
         for step in steps:
@@ -163,6 +180,10 @@ class Checkpointer:
         nnx.replace_by_pure_dict(params, jax.tree.map(lambda x: x / len(steps), total))
         nnx.update(model, params)
         return steps
+
+    def delete(self, step: int) -> None:
+        """Remove checkpoint ``step`` from disk (to replace it with a new save of that step)."""
+        self._manager.delete(step)
 
     def close(self) -> None:
         self._manager.close()

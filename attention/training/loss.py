@@ -1,4 +1,4 @@
-"""Training loss: cross-entropy with label smoothing (Vaswani et al. 2017, section 5.4).
+"""Step 20: the training loss, cross-entropy with label smoothing (Vaswani et al. 2017, section 5.4).
 
 Label smoothing with epsilon_ls replaces the one-hot target by
 
@@ -16,13 +16,20 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from attention._checks import check_floating, shape_str
+from attention._checks import (
+    check_floating,
+    check_int_scalar,
+    check_integer,
+    check_positive_int,
+    check_real,
+    shape_str,
+)
 
 
-def _check_targets(name: str, layout: str, per_position, targets) -> None:
+def _check_targets(name: str, layout: str, per_position, targets, pad_id) -> None:
     """``targets [B, T]``: integer ids, one per position of ``per_position [B, T, _]``."""
-    if not jnp.issubdtype(targets.dtype, jnp.integer):
-        raise TypeError(f"targets must be integer token ids, got dtype {targets.dtype}.")
+    check_integer("targets", targets)
+    check_int_scalar("pad_id", pad_id, what="an int (the id of the padding token)")
     if per_position.shape[:-1] != targets.shape:
         raise ValueError(
             f"{name} {layout} = {shape_str(per_position.shape)} and targets [B, T] = "
@@ -30,9 +37,14 @@ def _check_targets(name: str, layout: str, per_position, targets) -> None:
         )
 
 
-def _check_logits_targets(logits, targets) -> None:
-    check_floating("logits", logits)
-    _check_targets("logits", "[B, T, V]", logits, targets)
+def _check_logits_targets(logits, targets, pad_id) -> None:
+    check_floating("logits", logits, axes="BTV")
+    _check_targets("logits", "[B, T, V]", logits, targets, pad_id)
+
+
+def _check_label_smoothing(label_smoothing) -> float:
+    return check_real("label_smoothing", label_smoothing, low=0.0, high=1.0,
+                      high_inclusive=False)
 
 
 def label_smoothed_cross_entropy(
@@ -61,12 +73,13 @@ def label_smoothed_cross_entropy(
       ``(loss_sum, num_tokens)``, both float32 scalars.
 
     Raises:
-      TypeError, ValueError: non-float logits, non-integer targets, shapes that disagree,
-        ``label_smoothing`` outside [0, 1).
+      TypeError: non-float logits, non-integer targets, a ``label_smoothing`` that is not a
+        number, a ``pad_id`` that is not an int.
+      ValueError: logits not ``[B, T, V]``, shapes that disagree, ``label_smoothing``
+        outside [0, 1).
     """
-    _check_logits_targets(logits, targets)
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+    _check_logits_targets(logits, targets, pad_id)
+    label_smoothing = _check_label_smoothing(label_smoothing)
     log_probs_BTV = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     target_log_prob_BT = jnp.take_along_axis(log_probs_BTV, targets[..., None], axis=-1)[..., 0]
     mean_log_prob_BT = jnp.mean(log_probs_BTV, axis=-1)
@@ -80,7 +93,7 @@ def token_accuracy(
     logits: Float[Array, "B T V"], targets: Int[Array, "B T"], *, pad_id: int = 0
 ) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """Number of non-padding positions whose argmax equals the target, and their count."""
-    _check_logits_targets(logits, targets)
+    _check_logits_targets(logits, targets, pad_id)
     real_BT = targets != pad_id
     correct = jnp.sum((jnp.argmax(logits, axis=-1) == targets) & real_BT)
     return correct.astype(jnp.float32), jnp.sum(real_BT).astype(jnp.float32)
@@ -122,7 +135,8 @@ def projected_cross_entropy(
 
     Raises:
       TypeError, ValueError: as :func:`label_smoothed_cross_entropy`; ``hidden`` and
-        ``weight`` that disagree on D; a ``chunk_tokens`` that is not a positive int.
+        ``weight`` that are not ``[B, T, D]`` and ``[V, D]`` or disagree on D; a
+        ``chunk_tokens`` that is not a positive int.
 
     >>> import jax, jax.numpy as jnp
     >>> h = jax.random.normal(jax.random.key(0), (2, 3, 4))
@@ -133,18 +147,16 @@ def projected_cross_entropy(
     >>> bool(jnp.allclose(direct, chunked, rtol=1e-6))
     True
     """
-    check_floating("hidden", hidden)
-    check_floating("weight", weight)
-    if hidden.ndim != 3 or weight.ndim != 2 or hidden.shape[-1] != weight.shape[-1]:
+    check_floating("hidden", hidden, axes="BTD")
+    check_floating("weight", weight, axes="VD")
+    if hidden.shape[-1] != weight.shape[-1]:
         raise ValueError(
             f"hidden [B, T, D] = {shape_str(hidden.shape)} and weight [V, D] = "
-            f"{shape_str(weight.shape)} must be rank 3 and 2 with the same D."
+            f"{shape_str(weight.shape)} must have the same D."
         )
-    _check_targets("hidden", "[B, T, D]", hidden, targets)
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
-    if not isinstance(chunk_tokens, int) or isinstance(chunk_tokens, bool) or chunk_tokens < 1:
-        raise ValueError(f"chunk_tokens must be a positive int, got {chunk_tokens!r}.")
+    _check_targets("hidden", "[B, T, D]", hidden, targets, pad_id)
+    label_smoothing = _check_label_smoothing(label_smoothing)
+    chunk_tokens = check_positive_int("chunk_tokens", chunk_tokens)
     D = hidden.shape[-1]
     hidden_ND, targets_N = hidden.reshape(-1, D), targets.reshape(-1)
     chunk = min(chunk_tokens, hidden_ND.shape[0])

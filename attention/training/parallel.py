@@ -1,4 +1,4 @@
-"""Data parallelism with ``jax.sharding``: one program, the batch split across devices.
+"""Step 22: data parallelism with ``jax.sharding``: one program, the batch split across devices.
 
 A ``Mesh`` names the devices along one axis, ``"data"``. The model's parameters and optimizer
 state are *replicated* (every device holds a copy, ``PartitionSpec()``), and each batch is
@@ -20,6 +20,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from attention._checks import check_array
+
 DATA_AXIS = "data"
 
 
@@ -40,11 +42,19 @@ def shard_batch(batch, mesh: Mesh):
     """Split every array of ``batch`` along axis 0 across the mesh's ``"data"`` axis.
 
     Raises:
-      ValueError: a batch size not divisible by the number of devices.
+      TypeError: a leaf of ``batch`` that is not an array (a Python number, say).
+      ValueError: an array without a batch axis (a scalar), or a batch size not divisible by
+        the number of devices.
     """
     num_devices = mesh.shape[DATA_AXIS]
 
     def put(array):
+        check_array("every array of batch", array)
+        if array.ndim == 0:
+            raise ValueError(
+                "every array of batch must have a batch axis (axis 0) to split across the "
+                f"devices, got a scalar {array!r}."
+            )
         if array.shape[0] % num_devices:
             raise ValueError(
                 f"batch size {array.shape[0]} must be divisible by the {num_devices} devices "

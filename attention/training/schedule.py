@@ -1,4 +1,4 @@
-"""The learning-rate schedule of Vaswani et al. (2017), section 5.3.
+"""Step 19: the learning-rate schedule of Vaswani et al. (2017), section 5.3.
 
     lrate = d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5)
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import optax
+
+from attention._checks import check_positive_int, check_real
 
 
 def transformer_schedule(
@@ -32,15 +34,16 @@ def transformer_schedule(
       ``schedule(count) -> learning rate``.
 
     Raises:
+      TypeError: ``d_model`` or ``warmup_steps`` not an int, ``scale`` not a number.
       ValueError: non-positive ``d_model``, ``warmup_steps`` or ``scale``.
 
     >>> lr = transformer_schedule(512, 4000)
     >>> round(float(lr(3999)), 7)   # the peak, at step 4000: (512 * 4000) ** -0.5
     0.0006988
     """
-    for name, value in (("d_model", d_model), ("warmup_steps", warmup_steps), ("scale", scale)):
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}.")
+    d_model = check_positive_int("d_model", d_model)
+    warmup_steps = check_positive_int("warmup_steps", warmup_steps)
+    scale = check_real("scale", scale, low=0.0, low_inclusive=False)
 
     def schedule(count):
         step = jnp.asarray(count, jnp.float32) + 1.0

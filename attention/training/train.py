@@ -1,4 +1,4 @@
-"""Training: Adam with the paper's schedule, label smoothing, one jit-compiled step.
+"""Step 21: training, Adam with the paper's schedule, label smoothing, one jit-compiled step.
 
 The pieces (Vaswani et al. 2017, section 5):
 
@@ -25,17 +25,25 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
+from attention._checks import check_non_negative_int, check_positive_int, check_real
 from attention.training.loss import projected_cross_entropy
 from attention.training.schedule import transformer_schedule
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """How to train; the model's shape lives in ``TransformerConfig``."""
+    """How to train; the model's shape lives in ``TransformerConfig``.
+
+    Raises:
+      TypeError: a count that is not an int (``True`` is not a count), a rate that is not a
+        number.
+      ValueError: a count below 1 (``checkpoint_every`` and ``seed`` below 0), a rate outside
+        its range (``label_smoothing`` and the Adam betas in [0, 1), ``lr_scale`` and
+        ``clip_norm`` above 0, ``adam_eps`` at least 0).
+    """
 
     steps: int = 2000                 # number of optimizer updates
     batch_size: int = 64              # sentence pairs per update (global, all devices)
@@ -52,16 +60,23 @@ class TrainConfig:
     keep_checkpoints: int = 5         # checkpoints kept on disk
 
     def __post_init__(self):
+        # The checked values are stored back (np.int64 -> int), so that to_dict() stays JSON.
+        def store(name, value):
+            object.__setattr__(self, name, value)
+
         for name in ("steps", "batch_size", "warmup_steps", "log_every", "keep_checkpoints"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}.")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm}.")
+            store(name, check_positive_int(f"TrainConfig.{name}", getattr(self, name)))
+        for name in ("checkpoint_every", "seed"):
+            store(name, check_non_negative_int(f"TrainConfig.{name}", getattr(self, name)))
+        unit = dict(low=0.0, high=1.0, high_inclusive=False)  # [0, 1)
+        positive = dict(low=0.0, low_inclusive=False)  # (0, inf)
+        for name, interval in (
+            ("lr_scale", positive), ("label_smoothing", unit), ("adam_b1", unit),
+            ("adam_b2", unit), ("adam_eps", dict(low=0.0)),
+        ):
+            store(name, check_real(f"TrainConfig.{name}", getattr(self, name), **interval))
+        if self.clip_norm is not None:
+            store("clip_norm", check_real("TrainConfig.clip_norm", self.clip_norm, **positive))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -180,7 +195,8 @@ def fit(
       pad_id: the padding id of the targets.
       checkpointer: an :class:`attention.training.checkpoint.Checkpointer`, or None for no saving.
       metrics_path: a JSON-lines file to append a line of metrics to every ``log_every``.
-      shard: places a batch on devices (for example :func:`attention.training.parallel.shard_batch`).
+      shard: places a batch on devices (for example
+        :func:`attention.training.parallel.shard_batch`).
       on_log: called with each metrics line.
       progress: show a progress bar.
       max_seconds: stop (and save) once this much wall time has passed: a time budget.
@@ -268,30 +284,3 @@ def optimizer_learning_rate(optimizer: nnx.Optimizer, config: TrainConfig, model
     d_model = model.config.d_model
     schedule = transformer_schedule(d_model, config.warmup_steps, scale=config.lr_scale)
     return float(schedule(int(optimizer.step[...]) - 1))
-
-
-def plot_training_curves(history: list[dict], path: str | pathlib.Path):
-    """Loss (and per-token NLL) and learning rate against step, saved as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    steps = np.array([h["step"] for h in history])
-    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    ax_loss.plot(steps, [h["loss"] for h in history], label="loss (label-smoothed)")
-    # Dashed: without label smoothing the two curves coincide, and both must stay visible.
-    ax_loss.plot(steps, [h["nll"] for h in history], "--", label="cross-entropy (nats/token)")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("per target token")
-    ax_loss.set_title("Training loss")
-    ax_loss.legend()
-    ax_loss.grid(alpha=0.3)
-    ax_lr.plot(steps, [h["learning_rate"] for h in history], color="tab:orange")
-    ax_lr.set_xlabel("step")
-    ax_lr.set_ylabel("learning rate")
-    ax_lr.set_title("Schedule (Vaswani et al. 5.3)")
-    ax_lr.grid(alpha=0.3)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -158,5 +158,39 @@ def test_argument_errors(examples):
         Batcher([([5], [6]), ([5], [6, EOS_ID])], batch_size=2)
     with pytest.raises(ValueError, match=r"examples\[0\] source must be a flat sequence"):
         Batcher([([[5]], [6])], batch_size=2)
-    with pytest.raises(ValueError, match="epoch must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"epoch must be a non-negative int, got -1\."):
         Batcher(examples, batch_size=8).epoch(-1)
+    with pytest.raises(ValueError, match=r"examples\[0\] source must be a flat sequence.*2 dim"):
+        Batcher([([[5, 6]], [6])], batch_size=2)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=True), r"batch_size must be a positive int, got True \(bool\)"),
+    (dict(batch_size=8.0), r"batch_size must be a positive int, got 8.0 \(float\)"),
+    (dict(batch_tokens="100"), r"batch_tokens must be a positive int, got '100' \(str\)"),
+    (dict(batch_size=8, pad_to_multiple=None), r"pad_to_multiple must be a positive int"),
+    (dict(batch_size=8, max_len=16.0), r"max_len must be a positive int, got 16.0"),
+    (dict(batch_size=8, seed=1.0), r"seed must be a non-negative int, got 1.0 \(float\)"),
+])
+def test_argument_type_errors(examples, kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        Batcher(examples, **kwargs)
+
+
+def test_wrong_types_in_epoch_and_examples(examples):
+    batcher = Batcher(examples, batch_size=8)
+    with pytest.raises(TypeError, match=r"epoch must be a non-negative int, got True \(bool\)"):
+        batcher.epoch(True)
+    with pytest.raises(TypeError, match=r"start_step must be an int, got 1.0 \(float\)"):
+        batcher.epoch(0, start_step=1.0)
+    with pytest.raises(TypeError, match=r"examples\[0\] target must be a flat sequence of int "
+                                        r"ids, got dtype float64"):
+        Batcher([([5], [6.0, 7.0])], batch_size=2)
+
+
+def test_numpy_ints_are_accepted(examples):
+    plain = Batcher(examples, batch_size=8, seed=3)
+    numpy = Batcher(examples, batch_size=np.int64(8), seed=np.int32(3))
+    assert numpy.batch_size == 8 and type(numpy.batch_size) is int
+    first, again = next(plain.epoch(np.int64(1))), next(numpy.epoch(1))
+    np.testing.assert_array_equal(first["src"], again["src"])

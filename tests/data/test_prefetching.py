@@ -47,3 +47,7 @@ def test_runs_ahead_and_stops_when_the_consumer_leaves():
 def test_size_must_be_positive():
     with pytest.raises(ValueError, match="size must be a positive int, got 0"):
         prefetch(range(3), size=0)
+    with pytest.raises(TypeError, match=r"size must be a positive int, got 2.0 \(float\)"):
+        prefetch(range(3), size=2.0)
+    with pytest.raises(TypeError, match=r"size must be a positive int, got True \(bool\)"):
+        prefetch(range(3), size=True)

@@ -83,6 +83,14 @@ def test_errors(pairs):
         train_subword(texts, model_type="wordpiece")
     with pytest.raises(ValueError, match="vocab_size must be an int > 4, got 4"):
         train_subword(texts, vocab_size=4)
+    with pytest.raises(TypeError, match=r"vocab_size must be an int > 4, got 100.0 \(float\)"):
+        train_subword(texts, vocab_size=100.0)
+    with pytest.raises(ValueError, match=r"character_coverage must be in \(0, 1\], got 0.0"):
+        train_subword(texts, character_coverage=0.0)
+    with pytest.raises(TypeError, match=r"character_coverage must be a number, got '1'"):
+        train_subword(texts, character_coverage="1")
+    with pytest.raises(ValueError, match=r"num_threads must be a positive int, got 0\."):
+        train_subword(texts, num_threads=0)
     # A model trained with SentencePiece's own default ids (unk=0, no pad) is refused.
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from attention.data import (
@@ -94,3 +95,16 @@ def test_constructor_errors():
         Vocabulary(["a"]).id_to_piece(5)
     with pytest.raises(TypeError, match="got a single str"):
         Vocabulary.build("a b c")
+
+
+def test_build_arguments_are_checked():
+    texts = ["a b c", "a b"]
+    with pytest.raises(ValueError, match=r"min_count must be a positive int, got 0\."):
+        Vocabulary.build(texts, min_count=0)
+    with pytest.raises(TypeError, match=r"min_count must be a positive int, got True \(bool\)"):
+        Vocabulary.build(texts, min_count=True)
+    with pytest.raises(ValueError, match=r"max_size must be None or an int >= 5 .*got 4\."):
+        Vocabulary.build(texts, max_size=4)
+    with pytest.raises(TypeError, match=r"max_size must be None or an int >= 5 .*got 6.0"):
+        Vocabulary.build(texts, max_size=6.0)
+    assert Vocabulary.build(texts, max_size=np.int64(5)).vocab_size == 5

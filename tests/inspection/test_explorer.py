@@ -1,4 +1,4 @@
-"""Tests for attention/inspection/explorer.py: build the explorer from precomputed data and drive it.
+"""Tests for attention/inspection/explorer.py: build the explorer from precomputed data, drive it.
 
 No browser and no kernel: setting a widget's ``value`` from Python runs the same callbacks a
 click does, and we check what is shown (the figure's title and image data, the PNG bytes of
@@ -176,6 +176,16 @@ def test_errors_name_the_entry():
         AttentionExplorer([bad])
     with pytest.raises(ValueError, match=r"examples\[1\]\['index'\] must be an int in 0..1"):
         AttentionExplorer([EXAMPLES[0], dict(EXAMPLES[1], index=2)])
+    with pytest.raises(ValueError, match=r"examples\[1\]\['index'\] must be an int in 0..1 .*-1"):
+        AttentionExplorer([EXAMPLES[0], dict(EXAMPLES[1], index=-1)])
+    with pytest.raises(TypeError, match=r"examples\[1\]\['index'\] must be an int .*\(bool\)"):
+        AttentionExplorer([EXAMPLES[0], dict(EXAMPLES[1], index=True)])
+    # A NumPy integer (from a shape or an argmax) is an index too.
+    assert AttentionExplorer([dict(EXAMPLES[1], index=np.int64(1))]).examples[0]["index"] == 1
+    with pytest.raises(ValueError, match="max_labels must be a positive int, got 0"):
+        AttentionExplorer(EXAMPLES, max_labels=0)
+    with pytest.raises(TypeError, match=r"max_labels must be a positive int, got 2.5 \(float\)"):
+        AttentionExplorer(EXAMPLES, max_labels=2.5)
     broken = dict(EXAMPLES[0], attention_maps={"encoder_self": np.ones((2, 1, 3, 7, 7))})
     with pytest.raises(KeyError, match=r"examples\[0\]\['attention_maps'\]: .*no 'decoder_self'"):
         AttentionExplorer([broken])

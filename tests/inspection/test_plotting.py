@@ -1,9 +1,9 @@
 """Tests for attention/inspection/plotting.py.
 
 The pictures are checked through what matplotlib holds: the image's data and mask, the tick
-labels, the line segments of an alignment, the PNG bytes written. The summaries (entropy,
-mean distance) are checked against independent NumPy computations and closed forms: uniform
-rows give log S, one-hot rows give 0. Sizes are distinct (L=2, N=3, T=5, S=7).
+labels, the line segments of an alignment, the lines of the training curves, the PNG bytes
+written. The numbers drawn by plot_head_summary are tested in test_analysis.py. Sizes are
+distinct (L=2, N=3, T=5, S=7).
 """
 
 import math
@@ -14,18 +14,17 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from attention.mechanism.masks import causal_mask
+from attention.inspection.analysis import head_entropy, mean_attention_distance, select_map
 from attention.inspection.plotting import (
-    head_entropy,
-    mean_attention_distance,
     plot_alignment,
     plot_attention,
     plot_head_summary,
     plot_heads,
     plot_layers,
+    plot_training_curves,
     plot_translation_attention,
-    select_map,
 )
+from attention.mechanism.masks import causal_mask
 
 L, B, N, T, S = 2, 2, 3, 5, 7
 SOURCE = ["<s>", "a", "man", "rides", ".", "</s>", "<pad>"]
@@ -170,6 +169,10 @@ def test_plot_attention_errors_name_the_argument():
         plot_attention(weights, pad_token="<pad>")
     with pytest.raises(ValueError, match="max_labels must be a positive int, got 0"):
         plot_attention(weights, max_labels=0)
+    with pytest.raises(TypeError, match=r"max_labels must be a positive int, got 2.5 \(float\)"):
+        plot_attention(weights, max_labels=2.5)
+    with pytest.raises(TypeError, match=r"max_labels must be a positive int, got True \(bool\)"):
+        plot_attention(weights, max_labels=True)
 
 
 # --- grids ---------------------------------------------------------------------------------
@@ -198,6 +201,38 @@ def test_heads_grid_into_given_axes_and_wrong_count():
         plot_heads(random_weights((N, T, S)), axes=Figure().subplots(1, 2))
     with pytest.raises(ValueError, match=r"weights must have 3 dimensions \[N, T, S\]"):
         plot_heads(random_weights((T, S)))
+
+
+def test_heads_grid_is_one_layer_of_the_layers_grid():
+    weights = random_weights((N, T, S), seed=4)
+    mask = np.ones((T, S), bool)
+    mask[:, 2] = False
+    common = dict(query_tokens=TARGET, key_tokens=SOURCE, mask=mask, pad_token="<pad>")
+    heads, layers = plot_heads(weights, **common), plot_layers(weights[None], **common)
+    assert len(images(heads)) == len(images(layers)) == N
+    for a, b in zip(images(heads), images(layers), strict=True):
+        np.testing.assert_array_equal(a.get_array().data, b.get_array().data)
+        np.testing.assert_array_equal(
+            np.ma.getmaskarray(a.get_array()), np.ma.getmaskarray(b.get_array())
+        )
+    expected_mask = ~mask
+    expected_mask[:, SOURCE.index("<pad>")] = True
+    np.testing.assert_array_equal(np.ma.getmaskarray(images(heads)[1].get_array()), expected_mask)
+    # One layer, N <= 4: a single row of heads, and no "layer 0" row label.
+    assert heads.axes[0].get_ylabel() == ""
+    assert heads.axes[N - 1].get_subplotspec().get_geometry()[:2] == (1, N)
+
+
+def test_heads_grid_errors_speak_of_n_t_s():
+    weights = random_weights((N, T, S))
+    with pytest.raises(ValueError, match=r"query_tokens has 7 tokens .* \(shape \[3, 5, 7\]\)"):
+        plot_heads(weights, query_tokens=SOURCE)
+    with pytest.raises(ValueError, match=r"does not broadcast to \[N, T, S\] = \[3, 5, 7\]"):
+        plot_heads(weights, mask=np.ones((2, T, S), bool))
+    with pytest.raises(ValueError, match="max_labels must be a positive int, got 0"):
+        plot_heads(weights, max_labels=0)
+    with pytest.raises(TypeError, match="max_labels must be a positive int"):
+        plot_layers(weights[None], max_labels=1.0)
 
 
 def test_layers_grid_is_layers_by_heads_with_mask():
@@ -291,82 +326,15 @@ def test_alignment_segments_join_source_to_target_positions():
 
 
 def test_alignment_errors():
-    with pytest.raises(ValueError, match="min_weight must lie in"):
+    with pytest.raises(ValueError, match=r"min_weight must be in \[0, 1\], got 2.0"):
         plot_alignment(random_weights((T, S)), SOURCE, TARGET, min_weight=2.0)
+    with pytest.raises(TypeError, match="min_weight must be a number, got '0.1'"):
+        plot_alignment(random_weights((T, S)), SOURCE, TARGET, min_weight="0.1")
     with pytest.raises(ValueError, match="target_tokens has 7 tokens but the weights have T=5"):
         plot_alignment(random_weights((T, S)), SOURCE, SOURCE)
 
 
 # --- summaries -----------------------------------------------------------------------------
-
-
-def numpy_entropy(weights):
-    p = weights.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, -p * np.log(p), 0.0)
-    return terms.sum(-1).mean(-1)
-
-
-def numpy_distance(weights):
-    T_, S_ = weights.shape[-2:]
-    rows = []
-    for t in range(T_):
-        rows.append(sum(weights[..., t, s] * abs(t - s) for s in range(S_)))
-    return np.mean(rows, axis=0)
-
-
-def test_entropy_uniform_rows_is_log_s_in_nats_and_bits():
-    weights = np.full((L, N, T, S), 1.0 / S, np.float32)
-    np.testing.assert_allclose(head_entropy(weights), np.full((L, N), np.log(S)), rtol=1e-6)
-    np.testing.assert_allclose(head_entropy(weights, base=2), np.log2(S), rtol=1e-6)
-
-
-def test_one_hot_diagonal_has_zero_entropy_and_zero_distance():
-    weights = np.broadcast_to(np.eye(T, dtype=np.float32), (N, T, T))
-    np.testing.assert_array_equal(head_entropy(weights), np.zeros(N))
-    np.testing.assert_array_equal(mean_attention_distance(weights), np.zeros(N))
-
-
-def test_summaries_match_numpy_on_random_weights():
-    weights = random_weights((L, N, T, S), seed=5)
-    np.testing.assert_allclose(head_entropy(weights), numpy_entropy(weights), rtol=1e-5)
-    np.testing.assert_allclose(mean_attention_distance(weights), numpy_distance(weights), rtol=1e-5)
-    assert head_entropy(weights).shape == mean_attention_distance(weights).shape == (L, N)
-
-
-def test_distance_of_a_first_token_head():
-    weights = np.zeros((1, T, S), np.float32)
-    weights[0, :, 0] = 1.0  # every query looks at key 0: distance t
-    np.testing.assert_allclose(mean_attention_distance(weights), [np.mean(np.arange(T))])
-
-
-def test_mask_renormalises_rows_and_skips_empty_rows():
-    weights = np.full((1, T, S), 1.0 / S, np.float32)
-    mask = np.zeros((T, S), bool)
-    mask[:, :2] = True  # two keys allowed: uniform over 2 after renormalising
-    mask[0] = False  # a query with nothing to look at: left out of the mean
-    np.testing.assert_allclose(head_entropy(weights, mask), [np.log(2)], rtol=1e-6)
-    causal = np.asarray(causal_mask(T, S))
-    causal_weights = np.where(causal, 1.0, 0.0).astype(np.float32)
-    causal_weights /= causal_weights.sum(-1, keepdims=True)
-    np.testing.assert_allclose(
-        head_entropy(causal_weights[None], causal),
-        [np.mean(np.log(np.arange(1, T + 1)))],
-        rtol=1e-6,
-    )
-
-
-def test_summary_errors():
-    with pytest.raises(
-        ValueError,
-        match=r"weights must have shape \[\.\.\., N, T, S\].*got "
-        r"\[5, 7\]",
-    ):
-        head_entropy(random_weights((T, S)))
-    with pytest.raises(ValueError, match="base must be greater than 1"):
-        head_entropy(random_weights((N, T, S)), base=1)
-    with pytest.raises(ValueError, match=r"mask of shape \[4\] does not broadcast"):
-        mean_attention_distance(random_weights((N, T, S)), np.ones(4, bool))
 
 
 def test_head_summary_plot_shows_entropy_and_distance(tmp_path):
@@ -382,6 +350,74 @@ def test_head_summary_plot_shows_entropy_and_distance(tmp_path):
     assert images(one_layer)[0].get_array().shape == (1, N)
     with pytest.raises(ValueError, match=r"weights must have shape \[L, N, T, S\]"):
         plot_head_summary(random_weights((T, S)))
+
+
+# --- training curves -----------------------------------------------------------------------
+
+
+def history_lines(n=7):
+    # Seven logged steps; an extra key, as fit logs (tokens_per_second, ...), is ignored.
+    return [
+        {
+            "step": 10 * (i + 1),
+            "loss": 5.0 / (i + 1) + 0.3,
+            "nll": 5.0 / (i + 1),
+            "learning_rate": 1e-4 * min(i + 1, 3) / math.sqrt(i + 1),
+            "tokens_per_second": 123.0,
+        }
+        for i in range(n)
+    ]
+
+
+def test_training_curves_draw_loss_cross_entropy_and_learning_rate():
+    history = history_lines()
+    fig = plot_training_curves(history, title="svo_to_sov")
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    ax_loss, ax_lr = fig.axes
+    steps = [10, 20, 30, 40, 50, 60, 70]
+    loss, nll = ax_loss.get_lines()
+    np.testing.assert_array_equal(loss.get_xdata(), steps)
+    np.testing.assert_allclose(loss.get_ydata(), [5.0 / k + 0.3 for k in range(1, 8)])
+    np.testing.assert_allclose(nll.get_ydata(), [5.0 / k for k in range(1, 8)])
+    assert loss.get_linestyle() == "-" and nll.get_linestyle() == "--"
+    assert [t.get_text() for t in ax_loss.get_legend().get_texts()] == [
+        "loss (label-smoothed)",
+        "cross-entropy (nats/token)",
+    ]
+    (lr,) = ax_lr.get_lines()
+    np.testing.assert_array_equal(lr.get_xdata(), steps)
+    np.testing.assert_allclose(lr.get_ydata(), [h["learning_rate"] for h in history])
+    assert ax_lr.get_ylabel() == "learning rate"
+    assert fig.get_suptitle() == "svo_to_sov"
+    assert plot_training_curves(history[:1]).get_suptitle() == ""
+
+
+def test_training_curves_save_writes_a_png(tmp_path):
+    path = tmp_path / "curves.png"
+    plot_training_curves(history_lines(), save=path)
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+    with pytest.raises(TypeError, match="save must be a file path, got int"):
+        plot_training_curves(history_lines(), save=3)
+
+
+def test_training_curves_errors_name_the_entry():
+    good = history_lines(3)
+    with pytest.raises(TypeError, match="history must be a list of dicts .*got dict"):
+        plot_training_curves(good[0])
+    with pytest.raises(TypeError, match="history must be a list of dicts .*got str"):
+        plot_training_curves("loss")
+    with pytest.raises(ValueError, match="history is empty"):
+        plot_training_curves([])
+    with pytest.raises(TypeError, match=r"history\[1\] must be a dict with keys step, loss"):
+        plot_training_curves([good[0], 0.5])
+    no_nll = [good[0], {k: v for k, v in good[1].items() if k != "nll"}]
+    with pytest.raises(ValueError, match=r"history\[1\] has no 'nll'"):
+        plot_training_curves(no_nll)
+    with pytest.raises(TypeError, match=r"history\[2\]\['loss'\] must be a number, got '1.0'"):
+        plot_training_curves([*good[:2], dict(good[2], loss="1.0")])
+    with pytest.raises(ValueError, match=r"history\[0\]\['learning_rate'\] must be in"):
+        plot_training_curves([dict(good[0], learning_rate=float("nan"))])
 
 
 def test_figures_show_in_jupyter_without_the_inline_backend():

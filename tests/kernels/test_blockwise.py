@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from attention import dot_product_attention, padding_mask
@@ -91,11 +92,19 @@ def test_bfloat16():
     assert jnp.allclose(got.astype(jnp.float32), want, atol=ATOL_BF16)
 
 
-@pytest.mark.parametrize("block_k", [0, -4, 2.5, True, "8"])
-def test_bad_block_size(block_k):
+@pytest.mark.parametrize("block_k, error", [
+    (0, ValueError), (-4, ValueError), (2.5, TypeError), (True, TypeError), ("8", TypeError),
+])
+def test_bad_block_size(block_k, error):
     q, k, v = _qkv()
-    with pytest.raises(ValueError, match=f"block_k must be a positive int, got {block_k!r}"):
+    with pytest.raises(error, match=f"block_k must be a positive int, got {block_k!r}"):
         blockwise_attention(q, k, v, block_k=block_k)
+
+
+def test_numpy_int_block_size():
+    q, k, v = _qkv()
+    np.testing.assert_array_equal(blockwise_attention(q, k, v, block_k=np.int64(4)),
+                                  blockwise_attention(q, k, v, block_k=4))
 
 
 def test_bad_inputs_raise_like_the_reference():

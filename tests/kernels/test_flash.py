@@ -169,10 +169,13 @@ def test_bias_is_refused():
         flash_attention(q, k, v, jnp.zeros((T, S)))
 
 
-@pytest.mark.parametrize("name, value", [("block_q", 0), ("block_k", 3.0), ("block_q", None)])
-def test_bad_block_sizes(name, value):
+@pytest.mark.parametrize("name, value, error", [
+    ("block_q", 0, ValueError), ("block_k", -8, ValueError),
+    ("block_k", 3.0, TypeError), ("block_q", None, TypeError), ("block_k", True, TypeError),
+])
+def test_bad_block_sizes(name, value, error):
     q, k, v = _qkv()
-    with pytest.raises(ValueError, match=f"{name} must be a positive int, got {value!r}"):
+    with pytest.raises(error, match=rf"{name} must be a positive int, got {value!r}"):
         flash_attention(q, k, v, **{name: value})
 
 
@@ -180,8 +183,10 @@ def test_bad_lengths():
     q, k, v = _qkv()
     with pytest.raises(ValueError, match=r"key_lengths must have shape \[2\].*got \[2, 1\]"):
         flash_attention(q, k, v, key_lengths=jnp.ones((2, 1), int))
-    with pytest.raises(TypeError, match="query_lengths must be an integer array"):
+    with pytest.raises(TypeError, match=r"query_lengths must have an integer dtype.*float32"):
         flash_attention(q, k, v, query_lengths=jnp.ones(2))
+    with pytest.raises(TypeError, match="key_lengths must be an integer array, got list"):
+        flash_attention(q, k, v, key_lengths=[3, 4])
 
 
 def test_bad_inputs_raise_like_the_reference():

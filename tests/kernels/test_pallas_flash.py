@@ -74,8 +74,15 @@ def test_mask_is_refused_with_the_form_it_takes():
 @pytest.mark.parametrize("block_q, message", [
     (12, "block_q must be a multiple of 8 on this backend, got 12; try 8"),
     (0, "block_q must be a positive int, got 0"),
+    (-8, "block_q must be a positive int, got -8"),
 ])
 def test_block_sizes_must_tile_the_hardware(block_q, message):
     q, k, v = _qkv()
     with pytest.raises(ValueError, match=message):
         pallas_flash_attention(q, k, v, block_q=block_q, block_k=8, interpret=True)
+
+
+def test_block_sizes_that_are_not_ints_are_type_errors():
+    q, k, v = _qkv()
+    with pytest.raises(TypeError, match=r"block_k must be a positive int, got 8.0 \(float\)"):
+        pallas_flash_attention(q, k, v, block_q=8, block_k=8.0, interpret=True)

@@ -40,11 +40,14 @@ def test_causal_mask_equals_is_causal_of_jax_nn():
 @pytest.mark.parametrize(
     "args, error, message",
     [
-        ((0,), ValueError, r"T must be a positive int, got 0"),
-        ((2.5,), ValueError, r"T must be a positive int, got 2.5"),
-        ((True,), ValueError, r"T must be a positive int, got True"),
-        ((3, -1), ValueError, r"S must be a positive int, got -1"),
-        ((3, jnp.int32(5)), ValueError, r"S must be a positive int, got Array\(5"),
+        # Right type, wrong value: ValueError.
+        ((0,), ValueError, r"T must be a positive int, got 0\."),
+        ((3, -1), ValueError, r"S must be a positive int, got -1\."),
+        # Wrong type: TypeError, naming the type (True is an int in Python, never a length).
+        ((2.5,), TypeError, r"T must be a positive int, got 2.5 \(float\)"),
+        ((True,), TypeError, r"T must be a positive int, got True \(bool\)"),
+        ((3, "5"), TypeError, r"S must be a positive int, got '5' \(str\)"),
+        ((3, jnp.int32(5)), TypeError, r"S must be a positive int, got Array\(5"),
     ],
 )
 def test_causal_mask_bad_lengths(args, error, message):
@@ -52,13 +55,23 @@ def test_causal_mask_bad_lengths(args, error, message):
         causal_mask(*args)
 
 
+def test_causal_mask_takes_numpy_ints():
+    # A length computed from a shape or a sum is often np.int64: it is a length too.
+    np.testing.assert_array_equal(causal_mask(np.int64(3), np.int32(4)), causal_mask(3, 4))
+
+
 def test_causal_mask_bad_offset():
     with pytest.raises(
         TypeError, match=r"offset must be an int or an integer scalar array.*got 1.5"
     ):
         causal_mask(T, S, offset=1.5)
-    with pytest.raises(TypeError, match=r"offset must be an int"):
+    with pytest.raises(TypeError, match=r"offset must be an int.*with shape \[2\]"):
         causal_mask(T, S, offset=jnp.zeros(2, jnp.int32))
+    with pytest.raises(TypeError, match=r"offset must be an int.*got True \(bool\)"):
+        causal_mask(T, S, offset=True)
+    # A traced scalar offset (a decoding step under jit) is accepted.
+    traced = jax.jit(lambda o: causal_mask(T, S, offset=o))(jnp.int32(1))
+    np.testing.assert_array_equal(traced, causal_mask(T, S, offset=1))
 
 
 def test_padding_mask_from_lengths_matches_numpy():
@@ -88,11 +101,21 @@ def test_padding_mask_from_tokens_matches_numpy():
             r"not both",
         ),
         (dict(tokens=jnp.ones((B, S), int)), ValueError, r"needs pad_id="),
-        (dict(tokens=jnp.ones((B, S)), pad_id=0), TypeError, r"tokens must be integer.*float32"),
+        (
+            dict(tokens=jnp.ones((B, S)), pad_id=0),
+            TypeError,
+            r"tokens must have an integer dtype.*got float32 with shape \[2, 5\]",
+        ),
+        (dict(tokens=[[5, 0]], pad_id=0), TypeError, r"tokens must be an integer array, got list"),
+        (
+            dict(tokens=jnp.ones((B, S), int), pad_id=0.0),
+            TypeError,
+            r"pad_id must be an int \(the id of the padding token\), got 0.0 \(float\)",
+        ),
         (
             dict(tokens=jnp.ones(S, int), pad_id=0),
             ValueError,
-            r"tokens must have shape \[B, S\], got \[5\]",
+            r"tokens must have 2 dimensions \[B, S\], got shape \[5\]",
         ),
         (dict(lengths=jnp.array([1, 2])), ValueError, r"needs max_len="),
         (
@@ -101,14 +124,19 @@ def test_padding_mask_from_tokens_matches_numpy():
             r"max_len must be a positive int, got 0",
         ),
         (
+            dict(lengths=jnp.array([1, 2]), max_len=5.0),
+            TypeError,
+            r"max_len must be a positive int, got 5.0 \(float\)",
+        ),
+        (
             dict(lengths=jnp.array([1.0, 2.0]), max_len=S),
             TypeError,
-            r"lengths must be integers.*float32",
+            r"lengths must have an integer dtype.*float32",
         ),
         (
             dict(lengths=jnp.ones((B, S), int), max_len=S),
             ValueError,
-            r"lengths must have shape \[B\], got \[2, 5\]",
+            r"lengths must have 1 dimension \[B\], got shape \[2, 5\]",
         ),
         (
             dict(lengths=jnp.array([2, 6]), max_len=S),

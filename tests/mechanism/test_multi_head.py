@@ -1,5 +1,5 @@
-"""Tests for attention/mechanism/multi_head.py: parity with flax.nnx.MultiHeadAttention given the same
-weights, head splitting against NumPy, the sown weights, and the errors.
+"""Tests for attention/mechanism/multi_head.py: parity with flax.nnx.MultiHeadAttention given
+the same weights, head splitting against NumPy, the sown weights, and the errors.
 
 Flax stores the projections per head: query/key/value kernels [D, N, H] with biases [N, H],
 the output kernel [N, H, Dout]. Ours are the same numbers flattened head-major: [D, N * H],
@@ -204,5 +204,55 @@ def test_bad_input_is_reported_by_name_and_shape():
 
 
 def test_split_heads_rejects_zero_heads():
-    with pytest.raises(ValueError, match=r"num_heads"):
+    with pytest.raises(ValueError, match=r"num_heads must be a positive int, got 0\."):
         split_heads(normal(26, (T, D)), 0)
+    with pytest.raises(TypeError, match=r"num_heads must be a positive int, got True \(bool\)"):
+        split_heads(normal(26, (T, D)), True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        # True is an int in Python: without the check it would build one head.
+        (dict(num_heads=True), TypeError, r"num_heads must be a positive int, got True \(bool\)"),
+        (dict(num_heads=2.0), TypeError, r"num_heads must be a positive int, got 2.0 \(float\)"),
+        (dict(num_heads=-1), ValueError, r"num_heads must be a positive int, got -1\."),
+        (dict(in_features=11.0), TypeError, r"in_features must be a positive int, got 11.0"),
+        (dict(qkv_features=0), ValueError, r"qkv_features must be a positive int, got 0\."),
+        (dict(out_features="6"), TypeError, r"out_features must be a positive int, got '6'"),
+        (dict(in_kv_features=False), TypeError, r"in_kv_features must be a positive int"),
+        (dict(dropout_rate=1.0), ValueError, r"dropout_rate must be in \[0, 1\), got 1.0"),
+        (dict(dropout_rate=float("nan")), ValueError, r"dropout_rate must be in \[0, 1\)"),
+        (dict(dropout_rate=None), TypeError, r"dropout_rate must be a number, got None"),
+    ],
+)
+def test_constructor_arguments_are_checked(kwargs, error, message):
+    arguments = dict(num_heads=N, in_features=N * H) | kwargs
+    with pytest.raises(error, match=message):
+        MultiHeadAttention(**arguments, rngs=nnx.Rngs(0))
+
+
+def test_numpy_ints_are_counts():
+    mha = MultiHeadAttention(np.int64(N), np.int32(N * H), rngs=nnx.Rngs(0))
+    assert mha.num_heads == N and type(mha.num_heads) is int
+    assert mha(normal(27, (B, T, N * H))).shape == (B, T, N * H)
+
+
+def test_cache_arguments_are_checked():
+    mha = MultiHeadAttention(N, N * H, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=r"batch_size must be a positive int, got 2.0 \(float\)"):
+        mha.init_cache(2.0, S)
+    with pytest.raises(ValueError, match=r"max_len must be a positive int, got 0\."):
+        mha.init_cache(B, 0)
+    cache = mha.init_cache(B, S)
+    x = normal(28, (B, 1, N * H))
+    with pytest.raises(TypeError, match=r"index must be an int or an integer scalar array"):
+        mha.append_and_attend(x, cache, 1.0)
+    with pytest.raises(ValueError, match=r"index must be >= 0.*got -1"):
+        mha.append_and_attend(x, cache, -1)
+    with pytest.raises(ValueError, match=rf"the cache holds S={S} positions but index={S}"):
+        mha.append_and_attend(x, cache, S)
+    # A traced index (a step counter under jit) skips the value checks and still works.
+    step = jax.jit(lambda i: mha.append_and_attend(x, cache, i)[0])
+    np.testing.assert_allclose(step(jnp.int32(0)), mha.append_and_attend(x, cache, 0)[0],
+                               atol=1e-6)

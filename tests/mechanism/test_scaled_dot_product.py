@@ -1,4 +1,5 @@
-"""Tests for attention/mechanism/scaled_dot_product.py: single_head_attention and dot_product_attention.
+"""Tests for attention/mechanism/scaled_dot_product.py: single_head_attention and
+dot_product_attention.
 
 References:
 * ``jax.nn.dot_product_attention`` (outputs and gradients) where it applies: same head dim for
@@ -411,8 +412,14 @@ def test_single_head_errors_name_the_argument_and_the_shapes():
         single_head_attention(q, k[:, :4], v)
     with pytest.raises(ValueError, match=r"same length S.*key \[5, 11\] and value \[4, 13\]"):
         single_head_attention(q, k, v[:4])
-    with pytest.raises(ValueError, match=r"query must be \[T, H\], got \[2, 3, 11\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"query must have 2 dimensions \[T, H\], got shape \[2, 3, 11\]\. "
+        r"single_head_attention takes one head.*use dot_product_attention",
+    ):
         single_head_attention(q[None].repeat(2, 0), k, v)
+    with pytest.raises(ValueError, match=r"value must have 2 dimensions \[S, Hv\], got shape"):
+        single_head_attention(q, k, v[None])
     with pytest.raises(
         ValueError, match=r"mask of shape \[5, 3\] does not broadcast to \[T, S\] = \[3, 5\]"
     ):

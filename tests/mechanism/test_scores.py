@@ -1,4 +1,7 @@
-"""Tests for attention/mechanism/scores.py against a NumPy float64 einsum; sizes B=2 T=3 S=5 N=7 H=11."""
+"""Tests for attention/mechanism/scores.py against a NumPy float64 einsum.
+
+Sizes B=2 T=3 S=5 N=7 H=11.
+"""
 
 import math
 

@@ -63,10 +63,19 @@ def test_normalize_keeps_bfloat16():
 def test_normalize_errors():
     with pytest.raises(TypeError, match="vectors must have a floating dtype"):
         normalize(jnp.ones((2, 3), jnp.int32))
-    with pytest.raises(ValueError, match=r"axis=2 is out of range for vectors of shape \[2, 3\]"):
+    with pytest.raises(
+        ValueError, match=r"axis=2 is out of range for vectors of shape \[2, 3\] \(rank 2\)"
+    ):
         normalize(jnp.ones((2, 3)), axis=2)
-    with pytest.raises(ValueError, match="eps must be a positive float, got 0"):
+    with pytest.raises(TypeError, match=r"axis must be an int, got 1.0 \(float\)"):
+        normalize(jnp.ones((2, 3)), axis=1.0)
+    with pytest.raises(ValueError, match=r"eps must be in \(0, inf\), got 0.0"):
         normalize(jnp.ones((2, 3)), eps=0)
+    with pytest.raises(TypeError, match=r"eps must be a number, got True \(bool\)"):
+        normalize(jnp.ones((2, 3)), eps=True)
+    # NumPy ints are axes too.
+    np.testing.assert_array_equal(normalize(jnp.ones((2, 3)), axis=np.int64(0)),
+                                  normalize(jnp.ones((2, 3)), axis=0))
 
 
 # --- cosine_top_k ------------------------------------------------------------------------
@@ -169,7 +178,9 @@ def test_errors_name_the_argument():
         cosine_top_k(jnp.ones(D), jnp.ones((M, D), jnp.int32), K)
     with pytest.raises(ValueError, match=r"queries must have shape \[Q, D\].*got \[1, 2, 7\]"):
         cosine_top_k(jnp.ones((1, 2, D)), db, K)
-    with pytest.raises(ValueError, match=r"database must have shape \[M, D\].*got \[53\]"):
+    with pytest.raises(
+        ValueError, match=r"database must have 2 dimensions \[M, D\], got shape \[53\]"
+    ):
         cosine_top_k(jnp.ones(D), jnp.ones(M), K)
     with pytest.raises(ValueError, match=r"same width D.*queries \[3, 6\] and database \[53, 7\]"):
         cosine_top_k(jnp.ones((Q, D - 1)), db, K)
@@ -177,7 +188,11 @@ def test_errors_name_the_argument():
         cosine_top_k(jnp.ones(D), db, M + 1)
     with pytest.raises(ValueError, match="k must lie in 1..M=53.*got k=0"):
         cosine_top_k(jnp.ones(D), db, 0)
-    with pytest.raises(TypeError, match="k must be an int, got float"):
+    with pytest.raises(TypeError, match=r"k must be an int, got 2.0 \(float\)"):
         cosine_top_k(jnp.ones(D), db, 2.0)
+    with pytest.raises(TypeError, match=r"k must be an int, got True \(bool\)"):
+        cosine_top_k(jnp.ones(D), db, True)
     with pytest.raises(ValueError, match="chunk_size must be a positive int, got 0"):
         cosine_top_k(jnp.ones(D), db, K, chunk_size=0)
+    with pytest.raises(TypeError, match=r"chunk_size must be a positive int, got 8.0 \(float\)"):
+        cosine_top_k(jnp.ones(D), db, K, chunk_size=8.0)

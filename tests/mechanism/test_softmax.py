@@ -138,5 +138,9 @@ def test_bad_input_is_reported_by_name_and_shape():
         ValueError, match=r"mask of shape \[5, 3\] does not broadcast to \[2, 7, 3, 5\]"
     ):
         masked_softmax(scores, jnp.ones((S, T), bool))
-    with pytest.raises(ValueError, match=r"axis=4 is out of range for scores with 4 dimensions"):
+    with pytest.raises(
+        ValueError, match=r"axis=4 is out of range for scores of shape \[2, 7, 3, 5\] \(rank 4\)"
+    ):
         masked_softmax(scores, axis=4)
+    with pytest.raises(TypeError, match=r"axis must be an int, got -1.0 \(float\)"):
+        masked_softmax(scores, axis=-1.0)

@@ -1,4 +1,7 @@
-"""Tests for attention/mechanism/weighted_sum.py against a NumPy float64 einsum; Hv differs from H."""
+"""Tests for attention/mechanism/weighted_sum.py against a NumPy float64 einsum.
+
+Hv differs from H.
+"""
 
 import jax
 import jax.numpy as jnp

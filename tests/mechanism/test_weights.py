@@ -1,4 +1,7 @@
-"""Tests for attention/mechanism/weights.py against a NumPy float64 softmax(Q K^T * scale + bias)."""
+"""Tests for attention/mechanism/weights.py.
+
+Against a NumPy float64 softmax(Q K^T * scale + bias).
+"""
 
 import functools
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from attention.model.config import TransformerConfig
+from attention.model.config import PRESETS, TransformerConfig
 
 
 def test_defaults_are_the_papers_base_sizes():
@@ -60,10 +60,10 @@ def test_from_dict_rejects_unknown_fields():
     [
         ({"d_model": 0}, "d_model must be a positive int, got 0"),
         ({"num_layers": -1}, "num_layers must be a positive int, got -1"),
-        ({"src_vocab_size": 2.5}, "src_vocab_size must be a positive int, got 2.5"),
         ({"d_model": 30, "num_heads": 4}, r"num_heads=4 must divide d_model=30 .*\[1, 2, 3, 5"),
-        ({"dropout_rate": 1.0}, r"dropout_rate must be a float in \[0, 1\), got 1.0"),
-        ({"attention_dropout_rate": -0.1}, "attention_dropout_rate must be a float"),
+        ({"dropout_rate": 1.0}, r"dropout_rate must be in \[0, 1\), got 1.0"),
+        ({"attention_dropout_rate": -0.1}, r"attention_dropout_rate must be in \[0, 1\)"),
+        ({"layer_norm_epsilon": 0.0}, r"layer_norm_epsilon must be in \(0, inf\)"),
         ({"eos_id": 11}, r"eos_id=11 must be a token id of the target vocab.*tgt_vocab_size=11"),
         ({"pad_id": 1}, "pad_id, bos_id and eos_id must be three different tokens"),
         ({"share_embeddings": True, "src_vocab_size": 12},
@@ -79,6 +79,29 @@ def test_validation_errors(changes, message):
     fields = dict(src_vocab_size=11, tgt_vocab_size=11, d_model=16, num_heads=2) | changes
     with pytest.raises(ValueError, match=message):
         TransformerConfig(**fields)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"src_vocab_size": 2.5}, r"src_vocab_size must be a positive int, got 2.5 \(float\)"),
+        ({"num_heads": True}, r"num_heads must be a positive int, got True \(bool\)"),
+        ({"dropout_rate": "0.1"}, "dropout_rate must be a number, got '0.1'"),
+        ({"pad_id": 0.0}, r"pad_id must be an int, got 0.0"),
+    ],
+)
+def test_wrong_types_are_type_errors(changes, message):
+    fields = dict(src_vocab_size=11, tgt_vocab_size=11, d_model=16, num_heads=2) | changes
+    with pytest.raises(TypeError, match=message):
+        TransformerConfig(**fields)
+
+
+def test_presets_grow_in_size_and_are_named():
+    sizes = [PRESETS[name](vocab_size=100) for name in ("tiny", "small", "base")]
+    assert [c.d_model for c in sizes] == [128, 256, 512]
+    assert [c.num_layers for c in sizes] == [2, 3, 6]
+    small = TransformerConfig.small(vocab_size=100, dropout_rate=0.0)
+    assert (small.d_ff, small.num_heads, small.max_len, small.dropout_rate) == (1024, 8, 128, 0.0)
 
 
 def test_pad_id_must_fit_the_source_vocabulary():

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from attention.mechanism.masks import padding_mask
+from attention.mechanism.multi_head import KVCache, MultiHeadAttention
 from attention.model.config import TransformerConfig
 from attention.model.decoder import Decoder, DecoderLayer, target_mask
 from attention.model.embeddings import TokenEmbedding
-from attention.mechanism.masks import padding_mask
-from attention.mechanism.multi_head import KVCache, MultiHeadAttention
 
 CFG = TransformerConfig(
     src_vocab_size=13, tgt_vocab_size=13, d_model=12, num_heads=3, d_ff=20, num_layers=2,

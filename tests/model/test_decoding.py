@@ -166,7 +166,7 @@ def test_decoding_errors(model):
         beam_search(model, SRC, beam_size=0, max_len=4)
     with pytest.raises(ValueError, match=r"beam_size=16 exceeds the 15 tokens"):
         beam_search(model, SRC, beam_size=16, max_len=4)
-    with pytest.raises(ValueError, match=r"length_penalty \(alpha\) must be a float >= 0"):
+    with pytest.raises(ValueError, match=r"length_penalty \(alpha\) must be in \[0, inf\)"):
         beam_search(model, SRC, max_len=4, length_penalty=-0.5)
     with pytest.raises(ValueError, match=r"src_tokens holds token ids 0\.\.17 but"):
         greedy_decode(model, SRC.at[0, 0].set(17), max_len=4)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from attention.mechanism.masks import padding_mask
 from attention.model.config import TransformerConfig
 from attention.model.embeddings import TokenEmbedding
 from attention.model.encoder import Encoder, EncoderLayer, Residual
-from attention.mechanism.masks import padding_mask
 
 CFG = TransformerConfig(
     src_vocab_size=13, tgt_vocab_size=13, d_model=12, num_heads=3, d_ff=20, num_layers=2,

@@ -90,6 +90,13 @@ def test_longer_than_max_len_is_an_error(make):
         pe(0)
 
 
+def test_sizes_of_the_wrong_type():
+    with pytest.raises(TypeError, match=r"d_model must be a positive int, got True \(bool\)"):
+        sinusoidal_positions(4, True)
+    with pytest.raises(TypeError, match=r"max_len must be a positive int, got 4.0"):
+        SinusoidalPositions(4.0, 4)
+
+
 def test_bad_sizes():
     with pytest.raises(ValueError, match="d_model must be a positive int, got 0"):
         sinusoidal_positions(4, 0)

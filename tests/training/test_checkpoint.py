@@ -86,3 +86,24 @@ def test_config_of_another_model_is_refused(tmp_path):
     assert read_config(tmp_path / "run")["train"] == {"steps": 2}
     with pytest.raises(CheckpointError, match="another model config"):
         checkpointer.write_config({"model": {"d_model": 16}})
+
+
+def test_counts_and_steps_are_checked(tmp_path):
+    with pytest.raises(ValueError, match=r"max_to_keep must be a positive int, got 0\."):
+        Checkpointer(tmp_path / "run", max_to_keep=0)
+    with pytest.raises(TypeError, match=r"max_to_keep must be a positive int, got True \(bool\)"):
+        Checkpointer(tmp_path / "run", max_to_keep=True)
+    model, optimizer = _make()
+    checkpointer = Checkpointer(tmp_path / "run")
+    with pytest.raises(TypeError, match=r"step must be a non-negative int, got 1.0 \(float\)"):
+        checkpointer.save(1.0, model, optimizer)
+    with pytest.raises(ValueError, match=r"step must be a non-negative int, got -1\."):
+        checkpointer.restore(model, step=-1)
+    checkpointer.save(np.int64(1), model, optimizer)  # a NumPy step counter is a step too
+    assert checkpointer.steps == [1]
+    with pytest.raises(ValueError, match=r"last_k must be a positive int, got 0\."):
+        checkpointer.average(model, last_k=0)
+    with pytest.raises(TypeError, match=r"last_k must be a positive int, got 2.0 \(float\)"):
+        checkpointer.average(model, last_k=2.0)
+    with pytest.raises(CheckpointError, match="cannot average the last 2"):
+        Checkpointer(tmp_path / "empty").average(model, last_k=2)

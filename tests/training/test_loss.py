@@ -3,7 +3,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attention.training.loss import label_smoothed_cross_entropy, projected_cross_entropy, token_accuracy
+from attention.training.loss import (
+    label_smoothed_cross_entropy,
+    projected_cross_entropy,
+    token_accuracy,
+)
 
 B, T, V = 3, 5, 7
 
@@ -73,10 +77,21 @@ def test_loss_errors_name_the_problem():
     logits = jnp.zeros((B, T, V))
     with pytest.raises(ValueError, match=r"logits \[B, T, V\] = \[3, 5, 7\] and targets"):
         label_smoothed_cross_entropy(logits, jnp.zeros((B, T + 1), jnp.int32))
-    with pytest.raises(TypeError, match="targets must be integer"):
+    with pytest.raises(TypeError, match=r"targets must have an integer dtype.*float32"):
         label_smoothed_cross_entropy(logits, jnp.zeros((B, T)))
-    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
-        label_smoothed_cross_entropy(logits, jnp.zeros((B, T), jnp.int32), label_smoothing=1.0)
+    with pytest.raises(TypeError, match=r"targets must be an integer array, got list"):
+        label_smoothed_cross_entropy(logits, [[0] * T] * B)
+    with pytest.raises(ValueError, match=r"logits must have 3 dimensions \[B, T, V\]"):
+        label_smoothed_cross_entropy(logits[0], jnp.zeros((B, T), jnp.int32))
+    targets = jnp.zeros((B, T), jnp.int32)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
+        label_smoothed_cross_entropy(logits, targets, label_smoothing=1.0)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got nan"):
+        label_smoothed_cross_entropy(logits, targets, label_smoothing=float("nan"))
+    with pytest.raises(TypeError, match=r"label_smoothing must be a number, got '0.1' \(str\)"):
+        label_smoothed_cross_entropy(logits, targets, label_smoothing="0.1")
+    with pytest.raises(TypeError, match=r"pad_id must be an int .*got 0.0 \(float\)"):
+        token_accuracy(logits, targets, pad_id=0.0)
 
 
 D = 4
@@ -150,7 +165,13 @@ def test_projected_cross_entropy_errors_name_the_problem():
         projected_cross_entropy(hidden, weight[:, :3], targets)
     with pytest.raises(ValueError, match=r"hidden \[B, T, D\] = \[3, 5, 4\] and targets"):
         projected_cross_entropy(hidden, weight, targets[:, :2])
-    with pytest.raises(TypeError, match="targets must be integer"):
+    with pytest.raises(ValueError, match=r"weight must have 2 dimensions \[V, D\]"):
+        projected_cross_entropy(hidden, weight[None], targets)
+    with pytest.raises(TypeError, match=r"targets must have an integer dtype.*float32"):
         projected_cross_entropy(hidden, weight, targets.astype(jnp.float32))
     with pytest.raises(ValueError, match="chunk_tokens must be a positive int, got 0"):
         projected_cross_entropy(hidden, weight, targets, chunk_tokens=0)
+    with pytest.raises(TypeError, match=r"chunk_tokens must be a positive int, got 4.0 \(float\)"):
+        projected_cross_entropy(hidden, weight, targets, chunk_tokens=4.0)
+    with pytest.raises(TypeError, match=r"chunk_tokens must be a positive int, got True \(bool\)"):
+        projected_cross_entropy(hidden, weight, targets, chunk_tokens=True)

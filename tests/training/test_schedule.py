@@ -34,11 +34,23 @@ def test_schedule_drives_adam_step_sizes():
     np.testing.assert_allclose(np.abs(updates), float(schedule(0)), rtol=1e-4)
 
 
-@pytest.mark.parametrize("name, kwargs", [("d_model", dict(d_model=0)),
-                                          ("warmup_steps", dict(d_model=8, warmup_steps=-1)),
-                                          ("scale", dict(d_model=8, scale=0.0))])
-def test_schedule_rejects_non_positive(name, kwargs):
-    with pytest.raises(ValueError, match=f"{name} must be positive"):
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(d_model=0), r"d_model must be a positive int, got 0\."),
+    (dict(d_model=8, warmup_steps=-1), r"warmup_steps must be a positive int, got -1\."),
+    (dict(d_model=8, scale=0.0), r"scale must be in \(0, inf\), got 0.0"),
+])
+def test_schedule_rejects_non_positive(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        transformer_schedule(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(d_model=512.0), r"d_model must be a positive int, got 512.0 \(float\)"),
+    (dict(d_model=8, warmup_steps=True), r"warmup_steps must be a positive int, got True"),
+    (dict(d_model=8, scale="2"), r"scale must be a number, got '2' \(str\)"),
+])
+def test_schedule_rejects_wrong_types(kwargs, message):
+    with pytest.raises(TypeError, match=message):
         transformer_schedule(**kwargs)
 
 

@@ -1,0 +1,65 @@
+"""Step 13: the sub-layers of a transformer layer, built from the configuration.
+
+An encoder or decoder layer is made of the same few parts, each sized and switched by the one
+:class:`TransformerConfig`: multi-head attention (step 7; with the attention kernel the config
+names), the position-wise feed-forward network (step 10), the positional encodings that the
+stacks add to their embeddings (step 8), and the layer norm of each residual block (step 12).
+These factories are the one place that reads the config for them, so the encoder (step 14) and
+the decoder (step 15) build identical parts and a new config field is honoured by both.
+
+>>> cfg = TransformerConfig.tiny(vocab_size=10)
+>>> make_attention(cfg, rngs=nnx.Rngs(0)).num_heads
+4
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from attention.kernels import get_attention_fn
+from attention.mechanism.multi_head import MultiHeadAttention
+from attention.model.config import TransformerConfig
+from attention.model.feed_forward import FeedForward
+from attention.model.positional import LearnedPositions, SinusoidalPositions
+
+
+def attention_fn_for(config: TransformerConfig):
+    """The ``attention_fn`` for ``config.attention_impl``: None for the teaching reference.
+
+    None (rather than the reference function itself) keeps :class:`MultiHeadAttention` on its
+    own step-by-step path, the one whose weights can be sown for plots.
+    """
+    if config.attention_impl == "reference":
+        return None
+    return get_attention_fn(config.attention_impl)
+
+
+def make_attention(config: TransformerConfig, *, rngs: nnx.Rngs) -> MultiHeadAttention:
+    """A d_model-wide, h-head :class:`MultiHeadAttention` configured from ``config``."""
+    return MultiHeadAttention(
+        num_heads=config.num_heads,
+        in_features=config.d_model,
+        dropout_rate=config.attention_dropout_rate,
+        attention_fn=attention_fn_for(config),
+        dtype=config.jnp_dtype,
+        param_dtype=config.jnp_param_dtype,
+        rngs=rngs,
+    )
+
+
+def make_positions(config: TransformerConfig, *, rngs: nnx.Rngs):
+    """:class:`SinusoidalPositions` or :class:`LearnedPositions`, as ``config.positional``."""
+    if config.positional == "learned":
+        return LearnedPositions(
+            config.max_len, config.d_model, dtype=config.jnp_dtype,
+            param_dtype=config.jnp_param_dtype, rngs=rngs,
+        )
+    return SinusoidalPositions(config.max_len, config.d_model, dtype=config.jnp_dtype)
+
+
+def make_feed_forward(config: TransformerConfig, *, rngs: nnx.Rngs) -> FeedForward:
+    """The position-wise :class:`FeedForward` network ``D -> F -> D`` of ``config``."""
+    return FeedForward(
+        config.d_model, config.d_ff, dtype=config.jnp_dtype,
+        param_dtype=config.jnp_param_dtype, rngs=rngs,
+    )
