@@ -7,9 +7,11 @@
   internet), unless the caller set it.
 * The jaxtyping import hook (``--jaxtyping-packages=attention,beartype.beartype`` in
   ``pyproject.toml``) checks every annotated function and dataclass of the package against
-  its shape annotations during the tests. Users' code runs without it, so the tests of the
-  errors that *users* see (our own messages for wrong shapes or types) carry the
-  ``user_errors`` marker: the hook is off while they run, as it is for a user.
+  its shape annotations during the tests. Users' code runs without it, so a test that makes
+  calls *outside* the annotations on purpose (a wrong shape or type, to test the package's
+  own error message; a NumPy int where an ``int`` is annotated, a convenience the checks
+  allow) carries the ``outside_annotations`` marker: the hook is off while it runs, as it is
+  for a user, and the package's own checks answer.
 """
 
 import os
@@ -36,14 +38,15 @@ collect_ignore = ["attention/__main__.py"]
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "user_errors: checks the package's own error messages, so runs with the jaxtyping "
-        "annotation hook off, as users run the code",
+        "outside_annotations: calls outside the annotations on purpose (to test the "
+        "package's own errors, or conveniences beyond the annotated types); runs with the "
+        "jaxtyping hook off, as users run the code",
     )
 
 
 @pytest.fixture(autouse=True)
-def _annotation_hook_off_for_user_errors(request):
-    if request.node.get_closest_marker("user_errors") is None:
+def _annotation_hook_off_outside_annotations(request):
+    if request.node.get_closest_marker("outside_annotations") is None:
         yield
         return
     jaxtyping.config.update("jaxtyping_disable", True)

@@ -164,6 +164,16 @@ def check_integer(name: str, array, *, axes: str | Sequence[str] | None = None) 
         check_rank(name, array, axes)
 
 
+def check_index(name: str, value, size: int, axis: str, *, allow_none: bool = False):
+    """``value`` as an index in ``0..size-1`` (negative counts from the end), or None."""
+    if value is None and allow_none:
+        return None
+    value = check_int(name, value, what="an int or None" if allow_none else "an int")
+    if not -size <= value < size:
+        raise ValueError(f"{name}={value} is out of range for {axis}={size}.")
+    return value % size
+
+
 def is_traced(value) -> bool:
     """True under ``jax.jit`` / ``grad`` / ``vmap``: the value is abstract and cannot be read.
 

@@ -56,6 +56,9 @@ from attention.training.loss import label_smoothed_cross_entropy, projected_cros
 from attention.training.schedule import transformer_schedule
 from attention.training.train import TrainConfig
 
+# Every test here calls the checks with wrong types or values on purpose.
+pytestmark = pytest.mark.outside_annotations
+
 INTS = [3, np.int64(3), np.int32(3), np.uint8(3)]
 NOT_INTS = [True, False, 3.0, 2.5, "3", None, [3], jnp.int32(3), np.float64(3.0)]
 

@@ -40,6 +40,10 @@ import numpy as np
 from attention._checks import check_int, check_non_negative_int, check_positive_int
 from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
+# Token ids are Python ints from a tokenizer, or NumPy ints when they come from an array.
+TokenIds = Sequence[int | np.integer]
+Example = tuple[TokenIds, TokenIds]  # (source ids, target ids), no <s> or </s>
+
 OVERFLOW = ("drop", "truncate")
 
 
@@ -114,7 +118,7 @@ class Batcher:
 
     def __init__(
         self,
-        examples: Sequence[tuple[Sequence[int], Sequence[int]]],
+        examples: Sequence[Example],
         *,
         batch_size: int | None = None,
         batch_tokens: int | None = None,
@@ -272,7 +276,7 @@ class Batcher:
 
 
 def make_batches(
-    examples: Sequence[tuple[Sequence[int], Sequence[int]]],
+    examples: Sequence[Example],
     *,
     epoch: int = 0,
     start_step: int = 0,

@@ -31,6 +31,7 @@ import io
 import os
 from collections.abc import Iterable
 
+import numpy as np
 import sentencepiece as spm
 
 from attention._checks import check_int, check_positive_int, check_real
@@ -78,7 +79,7 @@ class SubwordTokenizer:
         ids = self._sp.encode(text)
         return [BOS_ID] * add_bos + ids + [EOS_ID] * add_eos
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def decode(self, ids: Iterable[int | np.integer]) -> str:
         """Text of ``ids``: stop at the first ``</s>``, skip ``<pad>`` and ``<s>``."""
         kept = []
         for i in ids:

@@ -27,6 +27,8 @@ import os
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 PAD_ID = 0
 BOS_ID = 1
 EOS_ID = 2
@@ -58,7 +60,7 @@ class Tokenizer(Protocol):
         """Ids of ``text``, optionally with ``<s>`` in front and ``</s>`` at the end."""
         ...
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def decode(self, ids: Iterable[int | np.integer]) -> str:
         """Text of ``ids``, stopping at the first ``</s>`` and skipping ``<pad>``/``<s>``."""
         ...
 

@@ -25,6 +25,8 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from attention._checks import check_int, check_positive_int
 from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_PIECES, UNK_ID
 
@@ -138,7 +140,7 @@ class Vocabulary:
         ids = [self._ids.get(token, UNK_ID) for token in self.split(text)]
         return [BOS_ID] * add_bos + ids + [EOS_ID] * add_eos
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def decode(self, ids: Iterable[int | np.integer]) -> str:
         """Join the tokens of ``ids``: stop at the first ``</s>``, skip ``<pad>`` and ``<s>``.
 
         ``<unk>`` is written out as ``"<unk>"``, so a lost word stays visible.

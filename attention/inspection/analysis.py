@@ -28,6 +28,7 @@ import numpy as np
 
 from attention._checks import (
     check_floating,
+    check_index,
     check_int,
     check_mask,
     check_rank,
@@ -43,17 +44,29 @@ MAP_KINDS = {
 }
 
 
-def _check_index(name: str, value, size: int, axis: str, *, allow_none: bool = False):
-    """``value`` as an index in ``0..size-1`` (negative counts from the end), or None."""
-    if value is None and allow_none:
-        return None
-    value = check_int(name, value, what="an int or None" if allow_none else "an int")
-    if not -size <= value < size:
-        raise ValueError(f"{name}={value} is out of range for {axis}={size}.")
-    return value % size
-
-
 # --- the attention-maps schema -----------------------------------------------------------
+
+
+def check_token_labels(
+    name: str, tokens, length: int, axis: str, shape
+) -> list[str] | None:
+    """The labels of one axis of attention weights: ``length`` token strings, or None.
+
+    ``shape`` is that of the weights, for the message. Returns the labels as ``str``.
+
+    >>> check_token_labels("key_tokens", ["the", "cat"], 2, "S", (3, 2))
+    ['the', 'cat']
+    """
+    if tokens is None:
+        return None
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise TypeError(f"{name} must be a sequence of token strings, got {type(tokens).__name__}.")
+    if len(tokens) != length:
+        raise ValueError(
+            f"{name} has {len(tokens)} tokens but the weights have {axis}={length} "
+            f"(shape {shape_str(shape)}); pass one token per position, padding included."
+        )
+    return [str(t) for t in tokens]
 
 
 def check_attention_maps(maps) -> tuple[int, int, int, int, int]:
@@ -131,9 +144,9 @@ def select_map(maps, kind: str, *, example: int = 0, layer: int = -1, head=None)
     L, B, N, _, _ = check_attention_maps(maps)
     if kind not in MAP_KINDS:
         raise ValueError(f"kind must be one of {', '.join(MAP_KINDS)}, got {kind!r}.")
-    example = _check_index("example", example, B, "B")
-    layer = _check_index("layer", layer, L, "L")
-    head = _check_index("head", head, N, "N", allow_none=True)
+    example = check_index("example", example, B, "B")
+    layer = check_index("layer", layer, L, "L")
+    head = check_index("head", head, N, "N", allow_none=True)
     weights_NTS = np.asarray(maps[kind][layer, example], dtype=np.float32)
     return weights_NTS.mean(axis=0) if head is None else weights_NTS[head]
 

@@ -38,7 +38,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from attention._checks import check_floating, check_int, check_positive_int, shape_str
-from attention.inspection.analysis import check_attention_maps, select_map
+from attention.inspection.analysis import check_attention_maps, check_token_labels, select_map
 from attention.inspection.plotting import plot_alignment, plot_attention, plot_heads
 
 KINDS = (
@@ -69,17 +69,11 @@ def _check_example(i: int, example) -> dict:
     index = check_int(f"{where}['index']", example.get("index", 0), minimum=0, what=expected)
     if index >= B:
         raise ValueError(f"{where}['index'] must be {expected}, got {index!r}.")
-    tokens = {}
-    for key, length, axis in (("source_tokens", S, "S"), ("target_tokens", T, "T")):
-        value = example[key]
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise TypeError(f"{where}[{key!r}] must be a list of token strings, got {value!r}.")
-        if len(value) != length:
-            raise ValueError(
-                f"{where}[{key!r}] has {len(value)} tokens but its attention maps have "
-                f"{axis}={length}."
-            )
-        tokens[key] = [str(t) for t in value]
+    cross_shape = example["attention_maps"]["decoder_cross"].shape
+    tokens = {
+        key: check_token_labels(f"{where}[{key!r}]", example[key], length, axis, cross_shape)
+        for key, length, axis in (("source_tokens", S, "S"), ("target_tokens", T, "T"))
+    }
     return {
         **tokens,
         "attention_maps": example["attention_maps"],

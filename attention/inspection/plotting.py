@@ -45,6 +45,7 @@ from matplotlib.patches import Rectangle
 
 from attention._checks import (
     check_floating,
+    check_index,
     check_mask,
     check_positive_int,
     check_rank,
@@ -52,8 +53,8 @@ from attention._checks import (
     shape_str,
 )
 from attention.inspection.analysis import (
-    _check_index,
     check_attention_maps,
+    check_token_labels,
     head_entropy,
     mean_attention_distance,
     select_map,
@@ -87,19 +88,6 @@ def _rank_hint(got: int, want: int) -> str:
     if got > want:
         return " Select one slice first, e.g. maps['decoder_cross'][layer, batch, head]."
     return ""
-
-
-def _tokens(name: str, tokens, length: int, axis: str, shape) -> list[str] | None:
-    if tokens is None:
-        return None
-    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
-        raise TypeError(f"{name} must be a sequence of token strings, got {type(tokens).__name__}.")
-    if len(tokens) != length:
-        raise ValueError(
-            f"{name} has {len(tokens)} tokens but the weights have {axis}={length} "
-            f"(shape {shape_str(shape)}); pass one token per position, padding included."
-        )
-    return [str(t) for t in tokens]
 
 
 def _allowed(mask, pad_token, query_tokens, key_tokens, shape, axes: str) -> np.ndarray | None:
@@ -291,8 +279,8 @@ def plot_attention(
     """
     weights_TS = _as_weights("weights", weights, "TS")
     T, S = weights_TS.shape
-    query_tokens = _tokens("query_tokens", query_tokens, T, "T", weights_TS.shape)
-    key_tokens = _tokens("key_tokens", key_tokens, S, "S", weights_TS.shape)
+    query_tokens = check_token_labels("query_tokens", query_tokens, T, "T", weights_TS.shape)
+    key_tokens = check_token_labels("key_tokens", key_tokens, S, "S", weights_TS.shape)
     allowed_TS = _allowed(mask, pad_token, query_tokens, key_tokens, weights_TS.shape, "TS")
     check_positive_int("max_labels", max_labels)
     if ax is None:
@@ -421,8 +409,8 @@ def plot_heads(
     # speaks of the [N, T, S] the caller passed, not of the [1, N, T, S] made from it.
     weights_NTS = _as_weights("weights", weights, "NTS")
     _, T, S = weights_NTS.shape
-    _tokens("query_tokens", query_tokens, T, "T", weights_NTS.shape)
-    _tokens("key_tokens", key_tokens, S, "S", weights_NTS.shape)
+    check_token_labels("query_tokens", query_tokens, T, "T", weights_NTS.shape)
+    check_token_labels("key_tokens", key_tokens, S, "S", weights_NTS.shape)
     _allowed(mask, None, None, None, weights_NTS.shape, "NTS")
     return plot_layers(
         weights_NTS[None],
@@ -476,8 +464,8 @@ def plot_layers(
     """
     weights_LNTS = _as_weights("weights", weights, "LNTS")
     L, N, T, S = weights_LNTS.shape
-    query_tokens = _tokens("query_tokens", query_tokens, T, "T", weights_LNTS.shape)
-    key_tokens = _tokens("key_tokens", key_tokens, S, "S", weights_LNTS.shape)
+    query_tokens = check_token_labels("query_tokens", query_tokens, T, "T", weights_LNTS.shape)
+    key_tokens = check_token_labels("key_tokens", key_tokens, S, "S", weights_LNTS.shape)
     allowed = _allowed(mask, None, None, None, weights_LNTS.shape, "LNTS")
     if pad_token is not None:
         pads_TS = _allowed(None, pad_token, query_tokens, key_tokens, (T, S), "TS")
@@ -543,9 +531,9 @@ def plot_translation_attention(
       layer or head out of range, or ``axes`` that are not three.
     """
     L, B, N, T, S = check_attention_maps(maps)
-    layer_index = _check_index("layer", layer, L, "L")
-    source = _tokens("source_tokens", source_tokens, S, "S", maps["decoder_cross"].shape)
-    target = _tokens("target_tokens", target_tokens, T, "T", maps["decoder_cross"].shape)
+    layer_index = check_index("layer", layer, L, "L")
+    source = check_token_labels("source_tokens", source_tokens, S, "S", maps["decoder_cross"].shape)
+    target = check_token_labels("target_tokens", target_tokens, T, "T", maps["decoder_cross"].shape)
     which = "mean of heads" if head is None else f"head {head}"
     panels = [
         ("encoder_self", source, source, None, "source", "source"),
@@ -625,8 +613,8 @@ def plot_alignment(
     """
     weights_TS = _as_weights("weights", weights, "TS")
     T, S = weights_TS.shape
-    source = _tokens("source_tokens", source_tokens, S, "S", weights_TS.shape)
-    target = _tokens("target_tokens", target_tokens, T, "T", weights_TS.shape)
+    source = check_token_labels("source_tokens", source_tokens, S, "S", weights_TS.shape)
+    target = check_token_labels("target_tokens", target_tokens, T, "T", weights_TS.shape)
     if source is None or target is None:
         raise ValueError("plot_alignment needs source_tokens and target_tokens.")
     allowed_TS = _allowed(mask, pad_token, target, source, weights_TS.shape, "TS")

@@ -27,7 +27,9 @@ from attention._checks import (
 )
 
 
-def causal_mask(T: int, S: int | None = None, *, offset: int = 0) -> Bool[Array, "T S"]:
+def causal_mask(
+    T: int, S: int | None = None, *, offset: int | Int[Array, ""] = 0
+) -> Bool[Array, "T S"]:
     """Lower-triangular mask: query t may attend key s when ``s <= t + offset``.
 
     With the default ``offset=0`` and ``T != S`` this is the top-left aligned mask of

@@ -116,7 +116,11 @@ class MultiHeadAttention(nnx.Module):
 
     For decoding one token at a time, :meth:`init_cache` + :meth:`append_and_attend` (causal
     self-attention) and :meth:`project_kv` + :meth:`attend_to_cache` (cross-attention) reuse
-    keys and values computed at earlier steps; see :class:`KVCache`.
+    keys and values computed at earlier steps; see :class:`KVCache`. These cached paths always
+    attend with the teaching steps, whatever ``attention_fn`` is: a decoding step has one query
+    per sequence against at most ``max_len`` cached keys, where a tiled kernel has nothing to
+    tile, and the cache slots not yet written are masked per step (a mask the fused kernels
+    take in another form). Training and the uncached call use ``attention_fn``.
 
     Raises:
       TypeError: a width or ``num_heads`` that is not an int (``True`` is not a count), a
@@ -281,7 +285,8 @@ class MultiHeadAttention(nnx.Module):
         """Attention of new queries over keys/values already in ``cache`` (cross-attention).
 
         Equals ``self(inputs_q, inputs_kv, mask=mask)`` when ``cache = project_kv(inputs_kv)``
-        (without dropout: this is the decoding path, always deterministic).
+        (without dropout: this is the decoding path, always deterministic). It attends with the
+        teaching steps, not ``attention_fn`` (see the class docstring).
 
         Args:
           inputs_q: ``[B, T, D]``, usually one new position (T = 1).
@@ -312,7 +317,8 @@ class MultiHeadAttention(nnx.Module):
         query t attends the cache slots ``s <= index + t``:
         :func:`attention.causal_mask` ``(T, S, offset=index)``. Slots not yet written are
         masked, so their zeros never enter the softmax. Feeding a sequence one position at a
-        time through this method equals ``self(x, is_causal=True)`` on the whole sequence.
+        time through this method equals ``self(x, is_causal=True)`` on the whole sequence. It
+        attends with the teaching steps, not ``attention_fn`` (see the class docstring).
 
         Args:
           inputs_q: ``[B, T, D]``, the new positions (T = 1 when decoding token by token).
@@ -401,17 +407,8 @@ class MultiHeadAttention(nnx.Module):
                 f"inputs_q must be [B, T, D] and inputs_kv [B, S, Dkv] (or both unbatched); got "
                 f"inputs_q {shape_str(inputs_q.shape)} and inputs_kv {shape_str(inputs_kv.shape)}."
             )
-        if inputs_q.shape[-1] != self.in_features:
-            raise ValueError(
-                f"inputs_q has width {inputs_q.shape[-1]} (shape {shape_str(inputs_q.shape)}) "
-                f"but this module was built with in_features={self.in_features}."
-            )
-        if inputs_kv.shape[-1] != self.in_kv_features:
-            raise ValueError(
-                f"inputs_kv has width {inputs_kv.shape[-1]} (shape "
-                f"{shape_str(inputs_kv.shape)}) but this module was built with "
-                f"in_kv_features={self.in_kv_features}."
-            )
+        self._check_width("inputs_q", inputs_q, self.in_features, "in_features")
+        self._check_width("inputs_kv", inputs_kv, self.in_kv_features, "in_kv_features")
         if inputs_q.ndim == 3 and inputs_q.shape[0] != inputs_kv.shape[0]:
             raise ValueError(
                 f"inputs_q {shape_str(inputs_q.shape)} and inputs_kv "

@@ -236,4 +236,5 @@ def cosine_top_k_reference(
     queries = queries / jnp.maximum(jnp.linalg.norm(queries, axis=-1, keepdims=True), 1e-12)
     database = database / jnp.maximum(jnp.linalg.norm(database, axis=-1, keepdims=True), 1e-12)
     scores = jnp.einsum("...D,MD->...M", queries, database)
-    return jax.lax.top_k(scores, k)
+    values, indices = jax.lax.top_k(scores, k)
+    return values, indices

@@ -1,4 +1,4 @@
-"""Step 23: checkpoints with Orbax: weights, optimizer state and random state, with the config beside.
+"""Step 23: checkpoints with Orbax: weights, optimizer and random state, the config beside.
 
 A checkpoint directory looks like::
 

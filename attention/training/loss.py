@@ -1,4 +1,4 @@
-"""Step 20: the training loss, cross-entropy with label smoothing (Vaswani et al. 2017, section 5.4).
+"""Step 20: the training loss, cross-entropy with label smoothing (Vaswani et al. 2017, 5.4).
 
 Label smoothing with epsilon_ls replaces the one-hot target by
 

@@ -86,6 +86,7 @@ def test_padding_a_batch_of_pairs_leaves_each_pairs_maps_unchanged(model):
                                        alone[kind][:, 0], atol=1e-6)
 
 
+@pytest.mark.outside_annotations
 def test_pair_attention_errors(model):
     with pytest.raises(TypeError, match=r"wrap one pair in \[\]"):
         pair_attention(model, TOKENIZER, PAIRS[0])

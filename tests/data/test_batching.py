@@ -147,6 +147,7 @@ def test_with_a_real_tokenizer_on_a_task():
         assert vocab.decode(batch["tgt_in"][row]) == target  # <s> is skipped
 
 
+@pytest.mark.outside_annotations
 def test_argument_errors(examples):
     with pytest.raises(ValueError, match="exactly one of batch_size and batch_tokens"):
         Batcher(examples, batch_size=8, batch_tokens=100)
@@ -164,6 +165,7 @@ def test_argument_errors(examples):
         Batcher([([[5, 6]], [6])], batch_size=2)
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize("kwargs, message", [
     (dict(batch_size=True), r"batch_size must be a positive int, got True \(bool\)"),
     (dict(batch_size=8.0), r"batch_size must be a positive int, got 8.0 \(float\)"),
@@ -177,6 +179,7 @@ def test_argument_type_errors(examples, kwargs, message):
         Batcher(examples, **kwargs)
 
 
+@pytest.mark.outside_annotations
 def test_wrong_types_in_epoch_and_examples(examples):
     batcher = Batcher(examples, batch_size=8)
     with pytest.raises(TypeError, match=r"epoch must be a non-negative int, got True \(bool\)"):
@@ -188,6 +191,7 @@ def test_wrong_types_in_epoch_and_examples(examples):
         Batcher([([5], [6.0, 7.0])], batch_size=2)
 
 
+@pytest.mark.outside_annotations
 def test_numpy_ints_are_accepted(examples):
     plain = Batcher(examples, batch_size=8, seed=3)
     numpy = Batcher(examples, batch_size=np.int64(8), seed=np.int32(3))

@@ -44,6 +44,7 @@ def test_runs_ahead_and_stops_when_the_consumer_leaves():
     assert len(produced) < 10
 
 
+@pytest.mark.outside_annotations
 def test_size_must_be_positive():
     with pytest.raises(ValueError, match="size must be a positive int, got 0"):
         prefetch(range(3), size=0)

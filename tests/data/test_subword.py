@@ -75,6 +75,7 @@ def test_training_is_reproducible_and_bpe_works(pairs):
     assert bpe.decode(bpe.encode(texts[0])) == texts[0]
 
 
+@pytest.mark.outside_annotations
 def test_errors(pairs):
     texts = [s for pair in pairs[:20] for s in pair]
     with pytest.raises(ValueError, match="vocab_size=5000 is too large for 40 sentences"):

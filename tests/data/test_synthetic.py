@@ -125,6 +125,7 @@ def test_task_vocabulary_covers_every_pair_without_unknowns():
     assert task_vocabulary("dates").level == "char"
 
 
+@pytest.mark.outside_annotations
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"name must be one of .* got 'sort'"):
         make_task("sort", num_examples=3)
@@ -172,6 +173,7 @@ def test_svo_alignment_points_each_target_word_at_its_source_word():
     assert repeated > 0  # some sentences repeat an adjective: the lists can be longer than 1
 
 
+@pytest.mark.outside_annotations
 def test_svo_alignment_errors_name_the_word():
     with pytest.raises(ValueError, match=r"target word 1 is 'blorp', which is not a target word"):
         svo_alignment("the dog sees the cat", "doro blorp ta kima ta miru")

@@ -97,6 +97,7 @@ def test_constructor_errors():
         Vocabulary.build("a b c")
 
 
+@pytest.mark.outside_annotations
 def test_build_arguments_are_checked():
     texts = ["a b c", "a b"]
     with pytest.raises(ValueError, match=r"min_count must be a positive int, got 0\."):

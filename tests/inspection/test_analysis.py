@@ -192,6 +192,7 @@ def test_a_head_with_no_valid_row_is_nan():
     assert np.isnan(entropy[1]) and np.isfinite(entropy[[0, 2]]).all()
 
 
+@pytest.mark.outside_annotations
 def test_summary_errors():
     with pytest.raises(
         ValueError,

@@ -162,6 +162,7 @@ def test_main_view_and_beams_are_independent(explorer):
     assert bytes(explorer.image.value) == main_png
 
 
+@pytest.mark.outside_annotations
 def test_errors_name_the_entry():
     with pytest.raises(ValueError, match="examples must be a non-empty list"):
         AttentionExplorer([])

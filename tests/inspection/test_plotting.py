@@ -137,6 +137,7 @@ def test_long_sentences_thin_the_labels_and_shrink_the_font():
     assert fig.get_size_inches()[0] > short.get_size_inches()[0]
 
 
+@pytest.mark.outside_annotations
 def test_plot_attention_errors_name_the_argument():
     weights = random_weights((T, S))
     with pytest.raises(
@@ -223,6 +224,7 @@ def test_heads_grid_is_one_layer_of_the_layers_grid():
     assert heads.axes[N - 1].get_subplotspec().get_geometry()[:2] == (1, N)
 
 
+@pytest.mark.outside_annotations
 def test_heads_grid_errors_speak_of_n_t_s():
     weights = random_weights((N, T, S))
     with pytest.raises(ValueError, match=r"query_tokens has 7 tokens .* \(shape \[3, 5, 7\]\)"):
@@ -325,6 +327,7 @@ def test_alignment_segments_join_source_to_target_positions():
     np.testing.assert_allclose(segments[1], [[0.0, 0.0], [1.0, 1.5]])
 
 
+@pytest.mark.outside_annotations
 def test_alignment_errors():
     with pytest.raises(ValueError, match=r"min_weight must be in \[0, 1\], got 2.0"):
         plot_alignment(random_weights((T, S)), SOURCE, TARGET, min_weight=2.0)
@@ -401,6 +404,7 @@ def test_training_curves_save_writes_a_png(tmp_path):
         plot_training_curves(history_lines(), save=3)
 
 
+@pytest.mark.outside_annotations
 def test_training_curves_errors_name_the_entry():
     good = history_lines(3)
     with pytest.raises(TypeError, match="history must be a list of dicts .*got dict"):

@@ -92,6 +92,7 @@ def test_bfloat16():
     assert jnp.allclose(got.astype(jnp.float32), want, atol=ATOL_BF16)
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize("block_k, error", [
     (0, ValueError), (-4, ValueError), (2.5, TypeError), (True, TypeError), ("8", TypeError),
 ])
@@ -101,12 +102,14 @@ def test_bad_block_size(block_k, error):
         blockwise_attention(q, k, v, block_k=block_k)
 
 
+@pytest.mark.outside_annotations
 def test_numpy_int_block_size():
     q, k, v = _qkv()
     np.testing.assert_array_equal(blockwise_attention(q, k, v, block_k=np.int64(4)),
                                   blockwise_attention(q, k, v, block_k=4))
 
 
+@pytest.mark.outside_annotations
 def test_bad_inputs_raise_like_the_reference():
     q, k, v = _qkv()
     with pytest.raises(ValueError, match="key and value must agree"):

@@ -163,12 +163,14 @@ def test_causal_tiles_are_skipped():
     assert not short.masks_nothing
 
 
+@pytest.mark.outside_annotations
 def test_bias_is_refused():
     q, k, v = _qkv()
     with pytest.raises(ValueError, match="takes no bias.*fused_attention"):
         flash_attention(q, k, v, jnp.zeros((T, S)))
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize("name, value, error", [
     ("block_q", 0, ValueError), ("block_k", -8, ValueError),
     ("block_k", 3.0, TypeError), ("block_q", None, TypeError), ("block_k", True, TypeError),
@@ -179,6 +181,7 @@ def test_bad_block_sizes(name, value, error):
         flash_attention(q, k, v, **{name: value})
 
 
+@pytest.mark.outside_annotations
 def test_bad_lengths():
     q, k, v = _qkv()
     with pytest.raises(ValueError, match=r"key_lengths must have shape \[2\].*got \[2, 1\]"):
@@ -189,6 +192,7 @@ def test_bad_lengths():
         flash_attention(q, k, v, key_lengths=[3, 4])
 
 
+@pytest.mark.outside_annotations
 def test_bad_inputs_raise_like_the_reference():
     q, k, v = _qkv()
     with pytest.raises(TypeError, match="mask must be boolean"):

@@ -86,6 +86,7 @@ def test_bfloat16():
     assert jnp.allclose(got.astype(jnp.float32), want, atol=ATOL_BF16)
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize(
     "args, kwargs, error, message",
     [

@@ -65,6 +65,7 @@ def test_not_supported_natively_on_cpu():
     assert pallas_supported() == (jax.default_backend() in ("gpu", "tpu"))
 
 
+@pytest.mark.outside_annotations
 def test_mask_is_refused_with_the_form_it_takes():
     q, k, v = _qkv()
     with pytest.raises(ValueError, match="takes no boolean mask=; give key padding as key_len"):
@@ -82,6 +83,7 @@ def test_block_sizes_must_tile_the_hardware(block_q, message):
         pallas_flash_attention(q, k, v, block_q=block_q, block_k=8, interpret=True)
 
 
+@pytest.mark.outside_annotations
 def test_block_sizes_that_are_not_ints_are_type_errors():
     q, k, v = _qkv()
     with pytest.raises(TypeError, match=r"block_k must be a positive int, got 8.0 \(float\)"):

@@ -17,6 +17,7 @@ def test_causal_mask_is_numpy_tril(t, s, offset):
     np.testing.assert_array_equal(mask, np.tril(np.ones((t, s), bool), k=offset))
 
 
+@pytest.mark.outside_annotations
 def test_causal_mask_default_s_and_numpy_integers():
     np.testing.assert_array_equal(causal_mask(np.int64(T)), np.tril(np.ones((T, T), bool)))
     np.testing.assert_array_equal(causal_mask(T, np.int32(S)), causal_mask(T, S))
@@ -37,6 +38,7 @@ def test_causal_mask_equals_is_causal_of_jax_nn():
     )
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize(
     "args, error, message",
     [
@@ -55,11 +57,13 @@ def test_causal_mask_bad_lengths(args, error, message):
         causal_mask(*args)
 
 
+@pytest.mark.outside_annotations
 def test_causal_mask_takes_numpy_ints():
     # A length computed from a shape or a sum is often np.int64: it is a length too.
     np.testing.assert_array_equal(causal_mask(np.int64(3), np.int32(4)), causal_mask(3, 4))
 
 
+@pytest.mark.outside_annotations
 def test_causal_mask_bad_offset():
     with pytest.raises(
         TypeError, match=r"offset must be an int or an integer scalar array.*got 1.5"
@@ -91,6 +95,7 @@ def test_padding_mask_from_tokens_matches_numpy():
     np.testing.assert_array_equal(mask[:, 0, 0], tokens != 0)
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -166,6 +171,7 @@ def test_combine_masks_is_broadcast_logical_and():
     assert combine_masks(None, only) is only
 
 
+@pytest.mark.outside_annotations
 def test_combine_masks_bad_input():
     with pytest.raises(
         TypeError, match=r"mask 1 given to combine_masks must be boolean.*float32.*bias="

@@ -165,6 +165,7 @@ def test_split_and_merge_heads_are_head_major_reshapes():
     np.testing.assert_array_equal(merge_heads(heads), x)
 
 
+@pytest.mark.outside_annotations
 def test_bad_input_is_reported_by_name_and_shape():
     with pytest.raises(
         ValueError, match=r"num_heads=5 must divide the projection width qkv_features=28"
@@ -210,6 +211,7 @@ def test_split_heads_rejects_zero_heads():
         split_heads(normal(26, (T, D)), True)
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -232,12 +234,14 @@ def test_constructor_arguments_are_checked(kwargs, error, message):
         MultiHeadAttention(**arguments, rngs=nnx.Rngs(0))
 
 
+@pytest.mark.outside_annotations
 def test_numpy_ints_are_counts():
     mha = MultiHeadAttention(np.int64(N), np.int32(N * H), rngs=nnx.Rngs(0))
     assert mha.num_heads == N and type(mha.num_heads) is int
     assert mha(normal(27, (B, T, N * H))).shape == (B, T, N * H)
 
 
+@pytest.mark.outside_annotations
 def test_cache_arguments_are_checked():
     mha = MultiHeadAttention(N, N * H, rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match=r"batch_size must be a positive int, got 2.0 \(float\)"):

@@ -359,6 +359,7 @@ def test_half_precision_is_finite_and_close_to_float32(dtype, atol, grad_rtol, l
 # --------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.outside_annotations
 def test_errors_name_the_argument_and_the_shapes():
     query, key, value = qkv(seed=23)
     with pytest.raises(
@@ -404,6 +405,7 @@ def test_errors_name_the_argument_and_the_shapes():
         dot_product_attention(query, key, value, scale="0.5")
 
 
+@pytest.mark.outside_annotations
 def test_single_head_errors_name_the_argument_and_the_shapes():
     q, k, v = normal(0, (T, H)), normal(1, (S, H)), normal(2, (S, HV))
     with pytest.raises(

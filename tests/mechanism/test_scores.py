@@ -61,6 +61,7 @@ def test_half_precision_accumulates_in_float32_without_overflow(dtype):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-2)
 
 
+@pytest.mark.outside_annotations
 def test_bad_input_is_reported_by_name_and_shape():
     query, key = normal(6, (B, T, N, H)), normal(7, (B, S, N, H))
     with pytest.raises(

@@ -60,6 +60,7 @@ def test_normalize_keeps_bfloat16():
     np.testing.assert_allclose(np.linalg.norm(np.asarray(unit, np.float32), axis=1), 1.0, atol=1e-2)
 
 
+@pytest.mark.outside_annotations
 def test_normalize_errors():
     with pytest.raises(TypeError, match="vectors must have a floating dtype"):
         normalize(jnp.ones((2, 3), jnp.int32))
@@ -170,6 +171,7 @@ def test_property_chunking_never_changes_the_answer(m, k_frac, chunk, seed):
     np.testing.assert_allclose(scores, want_scores, atol=1e-6)
 
 
+@pytest.mark.outside_annotations
 def test_errors_name_the_argument():
     db = jnp.ones((M, D))
     with pytest.raises(TypeError, match="queries must have a floating dtype"):

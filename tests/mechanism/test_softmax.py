@@ -124,6 +124,7 @@ def test_rows_are_distributions_where_any_key_is_allowed(seed, spread):
     np.testing.assert_array_equal(out.sum(-1)[~any_allowed], 0.0)
 
 
+@pytest.mark.outside_annotations
 def test_bad_input_is_reported_by_name_and_shape():
     scores = normal(15, (B, N, T, S))
     with pytest.raises(

@@ -58,6 +58,7 @@ def test_half_precision_keeps_value_dtype_and_is_close(dtype, atol):
     )
 
 
+@pytest.mark.outside_annotations
 def test_bad_input_is_reported_by_name_and_shape():
     weights, value = normal(7, (B, N, T, S)), normal(8, (B, S, N, HV))
     with pytest.raises(TypeError, match=r"weights must have a floating dtype.*int32"):

@@ -105,6 +105,7 @@ def test_weights_are_distributions_and_masked_entries_are_zero(seed, logit_scale
     np.testing.assert_array_equal(out.sum(-1)[~any_allowed], 0.0)
 
 
+@pytest.mark.outside_annotations
 def test_bad_input_is_reported_by_name_and_shape():
     query, key = normal(13, (B, T, N, H)), normal(14, (B, S, N, H))
     with pytest.raises(TypeError, match=r"mask must be boolean.*float32.*pass it as bias="):

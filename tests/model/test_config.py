@@ -81,6 +81,7 @@ def test_validation_errors(changes, message):
         TransformerConfig(**fields)
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -68,6 +68,7 @@ def test_cross_attention_cache_equals_the_call():
                                mha(q, memory, mask=mask), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.outside_annotations
 def test_cache_errors():
     mha = MultiHeadAttention(num_heads=3, in_features=12, rngs=nnx.Rngs(0))
     x = jnp.ones((2, 1, 12))

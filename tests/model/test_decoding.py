@@ -157,6 +157,7 @@ def test_decoding_ignores_train_mode_and_source_padding(model, greedy):
     np.testing.assert_allclose(log_probs, greedy[1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.outside_annotations
 def test_decoding_errors(model):
     with pytest.raises(ValueError, match=r"max_len must be an int in 1\.\..*max_len=16"):
         greedy_decode(model, SRC, max_len=17)

@@ -90,6 +90,7 @@ def test_longer_than_max_len_is_an_error(make):
         pe(0)
 
 
+@pytest.mark.outside_annotations
 def test_sizes_of_the_wrong_type():
     with pytest.raises(TypeError, match=r"d_model must be a positive int, got True \(bool\)"):
         sinusoidal_positions(4, True)

@@ -218,6 +218,7 @@ def test_attention_kernel_gives_the_same_logits():
                                atol=1e-5)
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize(
     ("src", "tgt", "error", "message"),
     [
@@ -240,6 +241,7 @@ def test_bad_inputs(src, tgt, error, message, model):
         model(src, tgt, deterministic=True)
 
 
+@pytest.mark.outside_annotations
 def test_bad_memory_and_config(model):
     memory = model.encode(SRC, deterministic=True)
     with pytest.raises(ValueError, match=r"memory .* and tgt_tokens have different batch sizes"):

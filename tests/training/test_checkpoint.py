@@ -88,6 +88,7 @@ def test_config_of_another_model_is_refused(tmp_path):
         checkpointer.write_config({"model": {"d_model": 16}})
 
 
+@pytest.mark.outside_annotations
 def test_counts_and_steps_are_checked(tmp_path):
     with pytest.raises(ValueError, match=r"max_to_keep must be a positive int, got 0\."):
         Checkpointer(tmp_path / "run", max_to_keep=0)

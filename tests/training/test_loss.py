@@ -73,6 +73,7 @@ def test_token_accuracy_ignores_padding():
     assert (float(correct), float(count)) == (2.0, 3.0)
 
 
+@pytest.mark.outside_annotations
 def test_loss_errors_name_the_problem():
     logits = jnp.zeros((B, T, V))
     with pytest.raises(ValueError, match=r"logits \[B, T, V\] = \[3, 5, 7\] and targets"):
@@ -158,6 +159,7 @@ def test_projected_cross_entropy_never_holds_all_logits():
     assert chunked < logits_bytes / 4
 
 
+@pytest.mark.outside_annotations
 def test_projected_cross_entropy_errors_name_the_problem():
     hidden, weight, targets = _projection_inputs()
     with pytest.raises(ValueError, match=r"hidden \[B, T, D\] = \[3, 5, 4\] and weight \[V, D\] "

@@ -44,6 +44,7 @@ def test_schedule_rejects_non_positive(kwargs, message):
         transformer_schedule(**kwargs)
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize("kwargs, message", [
     (dict(d_model=512.0), r"d_model must be a positive int, got 512.0 \(float\)"),
     (dict(d_model=8, warmup_steps=True), r"warmup_steps must be a positive int, got True"),

@@ -128,6 +128,7 @@ def test_train_config_value_errors_name_the_field(kwargs, message):
         TrainConfig(**kwargs)
 
 
+@pytest.mark.outside_annotations
 @pytest.mark.parametrize("kwargs, message", [
     # True is an int in Python; as a step count it would silently mean 1.
     (dict(steps=True), r"TrainConfig.steps must be a positive int, got True \(bool\)"),
@@ -143,6 +144,7 @@ def test_train_config_type_errors_name_the_field(kwargs, message):
         TrainConfig(**kwargs)
 
 
+@pytest.mark.outside_annotations
 def test_train_config_stores_plain_python_numbers():
     # NumPy ints (from an argument parser or a sweep) are accepted and stored as int, so the
     # config still writes as JSON.

@@ -1,0 +1,47 @@
+"""The sub-layers built from the config: attention (and its kernel), feed-forward, positions."""
+
+import jax
+import numpy as np
+from flax import nnx
+
+from attention.kernels import flash_attention
+from attention.model.config import TransformerConfig
+from attention.model.feed_forward import FeedForward
+from attention.model.positional import LearnedPositions, SinusoidalPositions
+from attention.model.sublayers import (
+    attention_fn_for,
+    make_attention,
+    make_feed_forward,
+    make_positions,
+)
+
+CFG = TransformerConfig(
+    src_vocab_size=13, tgt_vocab_size=13, d_model=12, num_heads=3, d_ff=20, num_layers=2,
+    max_len=16,
+)
+
+
+def test_attention_is_sized_by_the_config_and_uses_its_kernel():
+    reference = make_attention(CFG, rngs=nnx.Rngs(0))
+    assert (reference.num_heads, reference.in_features, reference.head_dim) == (3, 12, 4)
+    assert attention_fn_for(CFG) is None and reference.attention_fn is None
+    flash = make_attention(CFG.replace(attention_impl="flash"), rngs=nnx.Rngs(0))
+    assert flash.attention_fn is not None
+    x = jax.random.normal(jax.random.key(1), (2, 7, 12))
+    # Same seed, same weights: the kernel computes the same attention as the teaching steps.
+    np.testing.assert_allclose(flash(x, is_causal=True), reference(x, is_causal=True),
+                               rtol=2e-5, atol=2e-5)
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 7, 3, 4)) for i in (2, 3, 4))
+    np.testing.assert_allclose(flash.attention_fn(q, k, v), flash_attention(q, k, v),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_feed_forward_and_positions_follow_the_config():
+    ffn = make_feed_forward(CFG, rngs=nnx.Rngs(0))
+    assert isinstance(ffn, FeedForward)
+    assert ffn(np.ones((2, 5, 12), np.float32)).shape == (2, 5, 12)
+    hidden = [leaf.shape for leaf in jax.tree.leaves(nnx.state(ffn, nnx.Param))]
+    assert (12, 20) in hidden and (20, 12) in hidden
+    assert isinstance(make_positions(CFG, rngs=nnx.Rngs(0)), SinusoidalPositions)
+    learned = make_positions(CFG.replace(positional="learned"), rngs=nnx.Rngs(0))
+    assert isinstance(learned, LearnedPositions) and learned(5).shape == (5, 12)
