@@ -34,7 +34,7 @@ import numpy as np
 
 def shape_str(shape: Sequence[int]) -> str:
     """``(2, 3)`` -> ``"[2, 3]"``: shapes in messages look like the docstrings' shapes."""
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
 
 
 def is_int(value) -> bool:

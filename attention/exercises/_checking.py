@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attention._checks import shape_str
+
 PASSED = "passed"
 FAILED = "failed"
 NOT_IMPLEMENTED = "not implemented"
@@ -125,10 +127,6 @@ def checker(exercise: str) -> Callable:
 
 
 # --------------------------------------------------------------------------- describing things
-
-
-def shape_str(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
 
 
 def _first_line(error: BaseException) -> str:

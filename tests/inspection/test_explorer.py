@@ -172,7 +172,7 @@ def test_errors_name_the_entry():
     with pytest.raises(
         ValueError,
         match=r"examples\[0\]\['source_tokens'\] has 6 tokens but "
-        r"its attention maps have S=7",
+        r"the weights have S=7",
     ):
         AttentionExplorer([bad])
     with pytest.raises(ValueError, match=r"examples\[1\]\['index'\] must be an int in 0..1"):

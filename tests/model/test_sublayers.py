@@ -1,6 +1,7 @@
 """The sub-layers built from the config: attention (and its kernel), feed-forward, positions."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -39,7 +40,7 @@ def test_attention_is_sized_by_the_config_and_uses_its_kernel():
 def test_feed_forward_and_positions_follow_the_config():
     ffn = make_feed_forward(CFG, rngs=nnx.Rngs(0))
     assert isinstance(ffn, FeedForward)
-    assert ffn(np.ones((2, 5, 12), np.float32)).shape == (2, 5, 12)
+    assert ffn(jnp.ones((2, 5, 12))).shape == (2, 5, 12)
     hidden = [leaf.shape for leaf in jax.tree.leaves(nnx.state(ffn, nnx.Param))]
     assert (12, 20) in hidden and (20, 12) in hidden
     assert isinstance(make_positions(CFG, rngs=nnx.Rngs(0)), SinusoidalPositions)
