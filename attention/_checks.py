@@ -154,14 +154,8 @@ def check_integer(name: str, array, *, axes: str | Sequence[str] | None = None) 
 
     The integer twin of :func:`check_floating`: ``bool`` is not an integer dtype here.
     """
-    check_array(name, array, what="an integer array")
-    if not jnp.issubdtype(array.dtype, jnp.integer):
-        raise TypeError(
-            f"{name} must have an integer dtype (int32, int64, ...), got {array.dtype} with "
-            f"shape {shape_str(array.shape)}; convert it with {name}.astype(jnp.int32)."
-        )
-    if axes is not None:
-        check_rank(name, array, axes)
+    _check_dtype_kind(name, array, jnp.integer, "an integer dtype (int32, int64, ...)",
+                      "jnp.int32", axes, what="an integer array")
 
 
 def check_index(name: str, value, size: int, axis: str, *, allow_none: bool = False):
@@ -185,11 +179,16 @@ def is_traced(value) -> bool:
 
 def check_floating(name: str, array, *, axes: str | None = None) -> None:
     """Raise TypeError unless ``array`` has a floating dtype (and ``len(axes)`` dims if given)."""
-    check_array(name, array)
-    if not jnp.issubdtype(array.dtype, jnp.floating):
+    _check_dtype_kind(name, array, jnp.floating, "a floating dtype (float32, bfloat16, ...)",
+                      "jnp.float32", axes)
+
+
+def _check_dtype_kind(name, array, kind, kind_text, cast, axes, *, what="a JAX or NumPy array"):
+    check_array(name, array, what=what)
+    if not jnp.issubdtype(array.dtype, kind):
         raise TypeError(
-            f"{name} must have a floating dtype (float32, bfloat16, ...), got {array.dtype} "
-            f"with shape {shape_str(array.shape)}; convert it with {name}.astype(jnp.float32)."
+            f"{name} must have {kind_text}, got {array.dtype} with shape "
+            f"{shape_str(array.shape)}; convert it with {name}.astype({cast})."
         )
     if axes is not None:
         check_rank(name, array, axes)
