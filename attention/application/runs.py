@@ -300,7 +300,13 @@ def load_run(
     Raises:
       CheckpointError: no ``config.json`` or no checkpoint there.
       FileNotFoundError: no tokenizer there.
+      ValueError: ``average_last`` together with ``with_optimizer``.
     """
+    if average_last > 1 and with_optimizer:
+        raise ValueError(
+            "average_last and with_optimizer exclude each other: averaged parameters have no "
+            "optimizer state to go on training from; load the latest step to resume."
+        )
     saved = read_config(directory)
     config = TransformerConfig.from_dict(saved["model"])
     train_config = TrainConfig(**saved["train"])
@@ -313,7 +319,7 @@ def load_run(
                   saved["data"], saved.get("preset"))
     checkpointer = Checkpointer(directory)
     try:
-        if average_last > 1 and not with_optimizer:
+        if average_last > 1:
             run.step = checkpointer.average(run.model, average_last)[-1]
         else:
             run.step = checkpointer.restore(run.model, run.optimizer)["step"]

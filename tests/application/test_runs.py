@@ -95,6 +95,9 @@ def test_load_run_averages_the_last_checkpoints(trained):
     averaged = load_run(directory, average_last=2)
     for a, b, mean in zip(params(at_3), params(at_6), params(averaged), strict=True):
         np.testing.assert_allclose(mean, (np.asarray(a) + np.asarray(b)) / 2, rtol=1e-6)
+    assert averaged.step == 6
+    with pytest.raises(ValueError, match="average_last and with_optimizer exclude each other"):
+        load_run(directory, average_last=2, with_optimizer=True)
 
 
 def test_resumed_run_makes_the_same_updates_as_an_unbroken_one(tmp_path):
