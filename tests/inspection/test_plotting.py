@@ -26,26 +26,16 @@ from attention.inspection.plotting import (
 )
 from attention.mechanism.masks import causal_mask
 
+from ._maps import random_maps, random_weights
+
 L, B, N, T, S = 2, 2, 3, 5, 7
 SOURCE = ["<s>", "a", "man", "rides", ".", "</s>", "<pad>"]
 TARGET = ["<s>", "ein", "mann", "reitet", "."]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def random_weights(shape, seed=0):
-    return (
-        np.random.default_rng(seed)
-        .dirichlet(np.ones(shape[-1]), size=shape[:-1])
-        .astype(np.float32)
-    )
-
-
 def attention_maps(seed=0):
-    return {
-        "encoder_self": random_weights((L, B, N, S, S), seed),
-        "decoder_self": random_weights((L, B, N, T, T), seed + 1),
-        "decoder_cross": random_weights((L, B, N, T, S), seed + 2),
-    }
+    return random_maps((L, B, N, T, S), seed)
 
 
 def images(fig):
