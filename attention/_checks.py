@@ -235,7 +235,11 @@ def check_mask(mask, target_shape: Sequence[int], axes: str | None = "BNTS") -> 
 
 
 def check_qkv(query, key, value=None) -> None:
-    """Check that query ``[*B, T, N, H]``, key ``[*B, S, N, H]``, value ``[*B, S, N, Hv]`` agree."""
+    """Check that query ``[*B, T, N, H]``, key ``[*B, S, K, H]``, value ``[*B, S, K, Hv]`` agree.
+
+    K, the number of key/value heads, must divide N (grouped-query attention); K = N is the
+    ordinary case.
+    """
     check_floating("query", query)
     check_floating("key", key)
     if value is not None:
@@ -257,10 +261,13 @@ def check_qkv(query, key, value=None) -> None:
             f"query and key must have the same head dim H (last axis) to take dot products; "
             f"got query {shape_str(query.shape)} and key {shape_str(key.shape)}."
         )
-    if key.shape[-2] != query.shape[-2]:
+    num_kv_heads, num_heads = key.shape[-2], query.shape[-2]
+    if num_kv_heads == 0 or num_heads % num_kv_heads:
         raise ValueError(
-            f"query and key must have the same number of heads N (axis -2); "
-            f"got query {shape_str(query.shape)} and key {shape_str(key.shape)}."
+            f"key's head count K (axis -2) must divide query's head count N, so that each key "
+            f"head serves N / K query heads (grouped-query attention; K = N is ordinary "
+            f"multi-head, K = 1 multi-query); got query {shape_str(query.shape)} (N={num_heads}) "
+            f"and key {shape_str(key.shape)} (K={num_kv_heads})."
         )
     if query.ndim == 4 and key.shape[0] != query.shape[0]:
         raise ValueError(
@@ -334,3 +341,62 @@ def check_tokens(name: str, tokens, *, vocab_size: int, max_len: int | None = No
             f"{name} holds token ids {low}..{high} but the vocabulary has ids "
             f"0..{vocab_size - 1} (vocab size {vocab_size})."
         )
+
+
+def check_local_window(local_window_size) -> tuple[int, int] | None:
+    """``local_window_size`` as a ``(left, right)`` pair of non-negative ints, or None.
+
+    The meaning of ``jax.nn.dot_product_attention``: query t may attend key s when
+    ``t - left <= s <= t + right``; one int w means ``(w, w)``.
+
+    >>> check_local_window(3), check_local_window((2, 0)), check_local_window(None)
+    ((3, 3), (2, 0), None)
+    """
+    if local_window_size is None:
+        return None
+    what = "None, a non-negative int w (the window (w, w)) or a pair (left, right) of them"
+    if is_int(local_window_size):
+        pair = (local_window_size, local_window_size)
+    elif isinstance(local_window_size, (tuple, list)) and len(local_window_size) == 2 and all(
+        is_int(w) for w in local_window_size
+    ):
+        pair = tuple(local_window_size)
+    else:
+        raise TypeError(
+            f"local_window_size must be {what}; got {local_window_size!r} "
+            f"({type(local_window_size).__name__})."
+        )
+    left, right = (int(w) for w in pair)
+    if left < 0 or right < 0:
+        raise ValueError(
+            f"local_window_size must be {what}; got {local_window_size!r}, which has a "
+            f"negative side (keys t - left .. t + right are attended)."
+        )
+    return left, right
+
+
+def check_seq_lengths(name: str, lengths, batch: int | None, max_len: int) -> None:
+    """``lengths`` is an integer ``[B]`` array (``[]`` for unbatched inputs) in ``0..max_len``.
+
+    The values are checked only when they are concrete (not traced under ``jit``).
+
+    >>> check_seq_lengths("key_value_seq_lengths", jnp.array([3, 5]), 2, 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: key_value_seq_lengths must lie in 0..4 (the sequence length), got values 3..5.
+    """
+    check_integer(name, lengths)
+    expected = () if batch is None else (batch,)
+    if tuple(lengths.shape) != expected:
+        raise ValueError(
+            f"{name} must have shape {shape_str(expected)} (one length per sequence"
+            f"{'' if batch is not None else ' of the unbatched input'}), got "
+            f"{shape_str(lengths.shape)}."
+        )
+    if not is_traced(lengths) and lengths.size:
+        low, high = int(jnp.min(lengths)), int(jnp.max(lengths))
+        if low < 0 or high > max_len:
+            raise ValueError(
+                f"{name} must lie in 0..{max_len} (the sequence length), got values "
+                f"{low}..{high}."
+            )

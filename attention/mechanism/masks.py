@@ -9,7 +9,16 @@ transformer (Vaswani et al. 2017, section 3.2.3):
 * the **padding mask**: sentences of different lengths are padded to one length in a batch,
   and no query may attend a padding key.
 
-Masks are combined with a logical AND.
+Today's models add a third (Beltagy et al. 2020, "Longformer"; Mistral 7B, Jiang et al. 2023):
+
+* the **local (sliding-window) mask**: query t attends only keys within a window
+  ``t - left .. t + right`` (with a causal mask, the last ``left + 1`` tokens). Each layer
+  then costs O(T w) instead of O(T^2), and information still travels further through depth:
+  after L layers a token has seen ``L * left`` positions back.
+
+:func:`seq_lengths_mask` is the padding mask in the form ``jax.nn.dot_product_attention``
+takes it (``query_seq_lengths``, ``key_value_seq_lengths``). Masks are combined with a
+logical AND.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from jaxtyping import Array, Bool, Int
 from attention._checks import (
     check_int_scalar,
     check_integer,
+    check_local_window,
+    check_seq_lengths,
     check_mask_dtype,
     check_positive_int,
     is_traced,
@@ -120,6 +131,98 @@ def padding_mask(
                 f"lengths must lie in 0..max_len={max_len}, got values {low}..{high}."
             )
     return (jnp.arange(max_len)[None, :] < lengths[:, None])[:, None, None, :]
+
+
+def local_window_mask(
+    T: int,
+    S: int | None = None,
+    local_window_size: int | tuple[int, int] = 0,
+    *,
+    offset: int | Int[Array, ""] = 0,
+) -> Bool[Array, "T S"]:
+    """Sliding-window mask: query t may attend key s when ``t' - left <= s <= t' + right``,
+    where ``t' = t + offset`` is the query's position among the keys.
+
+    ``local_window_size`` has the meaning of ``jax.nn.dot_product_attention``: one int w is the
+    window ``(w, w)``, a pair is ``(left, right)``. Combined with :func:`causal_mask` (or
+    ``is_causal=True``), ``(w, 0)`` is the causal sliding window of Mistral: each token sees
+    itself and the ``w`` before it. ``offset`` places the queries after cached keys, as in
+    :func:`causal_mask`.
+
+    Args:
+      T: number of queries.
+      S: number of keys (default ``T``).
+      local_window_size: ``w`` or ``(left, right)``, non-negative ints.
+      offset: position of query 0 within the keys.
+
+    Returns:
+      Boolean ``[T, S]``.
+
+    Raises:
+      TypeError: ``T`` or ``S`` not an int; a window that is not an int or a pair of ints.
+      ValueError: ``T`` or ``S`` below 1; a negative window side.
+
+    >>> local_window_mask(4, local_window_size=(1, 0)).astype(int).tolist()
+    [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
+    """
+    T = check_positive_int("T", T)
+    S = T if S is None else check_positive_int("S", S)
+    window = check_local_window(local_window_size)
+    check_int_scalar(
+        "offset", offset, what="an int or an integer scalar array (the number of cached keys)"
+    )
+    left, right = window
+    query_position_T1 = jnp.arange(T)[:, None] + offset
+    key_position_1S = jnp.arange(S)[None, :]
+    return (key_position_1S >= query_position_T1 - left) & (
+        key_position_1S <= query_position_T1 + right
+    )
+
+
+def seq_lengths_mask(
+    T: int,
+    S: int,
+    query_seq_lengths: Int[Array, " B"] | None = None,
+    key_value_seq_lengths: Int[Array, " B"] | None = None,
+) -> Bool[Array, "B 1 T S"] | None:
+    """The padding mask given as sequence lengths, with ``jax.nn.dot_product_attention``'s names.
+
+    Query t of sequence b is real when ``t < query_seq_lengths[b]``, key s when
+    ``s < key_value_seq_lengths[b]``; an entry may attend when both are real. (Attention
+    outputs of padding queries are set to zero by the functions that take these arguments.)
+
+    Args:
+      T, S: query and key lengths.
+      query_seq_lengths: integer ``[B]`` in ``0..T``, or None (every query is real).
+      key_value_seq_lengths: integer ``[B]`` in ``0..S``, or None (every key is real).
+
+    Returns:
+      Boolean ``[B, 1, T, S]`` (``[1, 1, T, S]`` for unbatched ``[]`` lengths), or None when
+      both are None.
+
+    Raises:
+      TypeError: non-integer lengths; ``T`` or ``S`` not an int.
+      ValueError: lengths that are not ``[B]`` or disagree on B; concrete values out of range.
+
+    >>> seq_lengths_mask(2, 3, None, jnp.array([2]))[0, 0].astype(int).tolist()
+    [[1, 1, 0], [1, 1, 0]]
+    """
+    T = check_positive_int("T", T)
+    S = check_positive_int("S", S)
+    if query_seq_lengths is None and key_value_seq_lengths is None:
+        return None
+    given = [x for x in (query_seq_lengths, key_value_seq_lengths) if x is not None]
+    batch = given[0].shape[0] if getattr(given[0], "ndim", 0) == 1 else None
+    ok_BTS = jnp.ones((1, T, S), bool)
+    if query_seq_lengths is not None:
+        check_seq_lengths("query_seq_lengths", query_seq_lengths, batch, T)
+        query_seq_lengths = jnp.reshape(query_seq_lengths, (-1,))  # [] (unbatched) -> [1]
+        ok_BTS = ok_BTS & (jnp.arange(T)[None, :, None] < query_seq_lengths[:, None, None])
+    if key_value_seq_lengths is not None:
+        check_seq_lengths("key_value_seq_lengths", key_value_seq_lengths, batch, S)
+        key_value_seq_lengths = jnp.reshape(key_value_seq_lengths, (-1,))
+        ok_BTS = ok_BTS & (jnp.arange(S)[None, None, :] < key_value_seq_lengths[:, None, None])
+    return ok_BTS[:, None]
 
 
 def combine_masks(*masks: Bool[Array, "..."] | None) -> Bool[Array, "..."] | None:
