@@ -4,13 +4,16 @@ The subpackages are the layers of the project, in the order a student meets them
 the modules are numbered steps, one concept per file, each building on the steps before it.
 The same numbers head the module docstrings, the README's reading table and the notebooks.
 
-    mechanism/    steps 0-7    the attention mechanism (notebooks 00-04)
+    mechanism/    steps 0-7    the attention mechanism (notebooks 00-04; today's variants:
+                               grouped-query heads, sliding windows, notebook 11)
         0 similarity  1 scores  2 masks  3 softmax  4 weights  5 weighted_sum
         6 scaled_dot_product  7 multi_head
-    model/        steps 8-17   the transformer around it (notebooks 05, 06, 09)
+    model/        steps 8-17   the transformer around it (notebooks 05, 06, 09; RoPE and
+                               ALiBi positions, notebook 11)
         8 positional  9 embeddings  10 feed_forward  11 config  12 residual  13 sublayers
         14 encoder  15 decoder  16 transformer  17 decoding
-    data/         step 18      synthetic tasks, Multi30k and Tatoeba, tokenizers, batches
+    data/         step 18      synthetic tasks, Multi30k and Tatoeba, tokenizers, batches,
+                               word vectors (notebook 00)
     training/     steps 19-23  19 schedule  20 loss  21 train  22 parallel  23 checkpoint
                                (notebook 07)
     inspection/   steps 24-26  24 analysis  25 plotting  26 explorer (notebook 08)
@@ -25,12 +28,14 @@ Axis glossary (BTNH, the order of ``jax.nn.dot_product_attention``)::
 
     B  batch                 T  query length (target)   S  key length (source)
     N  heads (h)             H  head dim (d_k, d_v)     D  model width (d_model)
+    K  key/value heads (grouped-query: K divides N; K = N in the paper)
     V  vocabulary size       F  feed-forward width (d_ff)   L  layers
 
 Shapes are written in square brackets, ``[B, T, N, H]``, in docstrings, and as suffixes
 (``scores_BNTS``) on intermediate names.
 """
 
+from attention.data.word_vectors import WordVectors, load_english_sentences, train_word_vectors
 from attention.inspection.analysis import (
     alignment_accuracy,
     head_entropy,
@@ -46,27 +51,44 @@ from attention.inspection.plotting import (
     plot_translation_attention,
 )
 from attention.kernels import flash_attention, get_attention_fn
-from attention.mechanism.masks import causal_mask, combine_masks, padding_mask
+from attention.mechanism.masks import (
+    causal_mask,
+    combine_masks,
+    local_window_mask,
+    padding_mask,
+    seq_lengths_mask,
+)
 from attention.mechanism.multi_head import MultiHeadAttention, merge_heads, split_heads
 from attention.mechanism.scaled_dot_product import dot_product_attention, single_head_attention
-from attention.mechanism.scores import default_scale, dot_product_scores
-from attention.mechanism.similarity import cosine_top_k, normalize
+from attention.mechanism.scores import default_scale, dot_product_scores, repeat_kv_heads
+from attention.mechanism.similarity import cosine_top_k, normalize, quantize_database
 from attention.mechanism.softmax import masked_softmax
 from attention.mechanism.weighted_sum import weighted_sum
 from attention.mechanism.weights import attention_weights
 from attention.model.config import TransformerConfig
 from attention.model.decoding import beam_search, greedy_decode
-from attention.model.positional import sinusoidal_positions
+from attention.model.positional import (
+    ALiBi,
+    RotaryEmbedding,
+    alibi_bias,
+    alibi_slopes,
+    apply_rope,
+    sinusoidal_positions,
+)
 from attention.model.transformer import Transformer, attention_maps, count_params
 
 __all__ = [
     # steps 0-7: the attention mechanism, in teaching order
     "normalize",
     "cosine_top_k",
+    "quantize_database",
     "dot_product_scores",
     "default_scale",
+    "repeat_kv_heads",
     "causal_mask",
     "padding_mask",
+    "local_window_mask",
+    "seq_lengths_mask",
     "combine_masks",
     "masked_softmax",
     "attention_weights",
@@ -78,12 +100,21 @@ __all__ = [
     "MultiHeadAttention",
     # steps 8-17: the transformer
     "sinusoidal_positions",
+    "apply_rope",
+    "RotaryEmbedding",
+    "alibi_slopes",
+    "alibi_bias",
+    "ALiBi",
     "TransformerConfig",
     "Transformer",
     "count_params",
     "attention_maps",
     "greedy_decode",
     "beam_search",
+    # step 18: data (word vectors for notebook 00)
+    "WordVectors",
+    "train_word_vectors",
+    "load_english_sentences",
     # steps 24-26: inspection
     "head_entropy",
     "mean_attention_distance",

@@ -394,7 +394,10 @@ def check_seq_lengths(name: str, lengths, batch: int | None, max_len: int) -> No
             f"{shape_str(lengths.shape)}."
         )
     if not is_traced(lengths) and lengths.size:
-        low, high = int(jnp.min(lengths)), int(jnp.max(lengths))
+        # NumPy, not jnp: inside a jit trace a concrete (closed-over) array stays concrete
+        # in NumPy, while jnp.min would stage a traced operation.
+        values = np.asarray(lengths)
+        low, high = int(values.min()), int(values.max())
         if low < 0 or high > max_len:
             raise ValueError(
                 f"{name} must lie in 0..{max_len} (the sequence length), got values "

@@ -29,14 +29,29 @@ A case whose compiled memory would exceed ``--memory-fraction`` of the available
 run and shows ``OOM (est. X GB)``; a case predicted (from the same rung at T/2, times 4) to
 take longer than ``--max-seconds`` shows ``skip (est. X s)``.
 
-    python benchmarks/attention.py                      # T = 512 .. 65536
+Two more parts (``--parts``), in the same table and figure:
+
+* ``gqa``: grouped-query attention, causal, at ``--gqa-len`` (T = S): the flash kernel
+  against ``jax.nn.dot_product_attention`` with the same number K of key/value heads, for
+  K = N, N/4 and 1 (rows ``flash K=2``, ``jax.nn K=2``); neither repeats the keys in memory.
+* ``window``: causal sliding-window attention, window ``--window`` (``local_window_size=(w,
+  0)``), time against T at ``--window-lengths``: the flash kernel (``flash w=256``), which
+  skips the tiles outside the band, against the causal flash kernel without a window
+  (``flash causal``) and ``jax.nn`` with the same window (``jax.nn w=256``, which masks a
+  quadratic computation; only up to ``--window-jax-max``). The report prints the ratio of
+  the times at the two longest lengths, ``T=16384 / T=4096`` by default: about 4 for a cost
+  linear in T, 16 for a quadratic one.
+
+    python benchmarks/attention.py                      # T = 512 .. 65536, and both parts
     python benchmarks/attention.py --min-len 128        # and the short lengths
     python benchmarks/attention.py --quick              # T = 128 .. 4096, few repeats
+    python benchmarks/attention.py --parts window       # the window sweep alone
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/attention.py
 
 The table is printed and written to ``benchmarks/results/attention.txt`` (``--out``), the
 plot to ``figures/attention_benchmark.png`` (``--figure``); with the hugetlb setting, to
-``attention_hugetlb.txt`` and ``attention_benchmark_hugetlb.png``.
+``attention_hugetlb.txt`` and ``attention_benchmark_hugetlb.png``; ``--quick`` writes
+``attention_quick*``, a run of only some ``--parts`` ``attention_<parts>*``.
 """
 
 from __future__ import annotations
@@ -79,6 +94,19 @@ RESULTS = ROOT / "benchmarks" / "results" / f"attention{SUFFIX}.txt"
 FIGURE = ROOT / "figures" / f"attention_benchmark{SUFFIX}.png"
 
 
+def cpu_description() -> str:
+    """The CPU model and its vector extensions (they decide the matmul peak), from /proc."""
+    try:
+        text = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    vector = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    return f"{fields.get('model name', 'unknown CPU')} ({' '.join(vector) or 'no AVX2'})"
+
+
 def implementations() -> dict:
     impls = {
         "jax.nn": jax.nn.dot_product_attention,
@@ -92,9 +120,9 @@ def implementations() -> dict:
     return impls
 
 
-def make_program(attention_fn, is_causal: bool, backward: bool):
+def make_program(attention_fn, is_causal: bool, backward: bool, **options):
     """A function of arrays only: forward, or forward and the vector-Jacobian product."""
-    attend = partial(attention_fn, is_causal=is_causal)
+    attend = partial(attention_fn, is_causal=is_causal, **options)
     if not backward:
         return lambda q, k, v: attend(q, k, v)
 
@@ -159,60 +187,147 @@ def matmul_peak(n: int, repeats: int) -> float:
     return 2.0 * n**3 / seconds / 1e9
 
 
+def measure(entries, args, budget, last_time, peak, growth=4.0) -> None:
+    """Compile, account and time ``entries``: ``(row, program, arrays, work)`` each.
+
+    ``row`` (a dict, already in the table) gets ``memory``, ``seconds``, ``runs``, ``gflops``
+    (``work`` flops / time), or a ``note`` (OOM, or skipped because the same case at the
+    previous length, times ``growth`` (or the row's own ``growth``), predicts more than
+    ``--max-seconds``).
+    """
+    runnable = {}
+    for row, program, arrays, work in entries:
+        case = (row["impl"], row["mode"], row["causal"], row.get("part"))
+        row_growth = row.pop("growth", growth)
+        if case in last_time:
+            estimate = last_time[case] * row_growth
+            if estimate > args.max_seconds:
+                row["note"] = f"skip (est. {estimate:.0f} s)"
+                continue
+        compiled = jax.jit(program).lower(*arrays).compile()
+        analysis = compiled.memory_analysis()
+        row["memory"] = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+        if row["memory"] > budget:
+            row["note"] = f"OOM (est. {row['memory'] / 1e9:.1f} GB)"
+            continue
+        runnable[row["impl"]] = (row, partial(compiled, *arrays), work, case)
+    timings = time_each(
+        {name: call for name, (_, call, _, _) in runnable.items()}, args.repeats, args.long
+    )
+    for name, (seconds, runs) in timings.items():
+        row, _, work, case = runnable[name]
+        row.update(seconds=seconds, runs=runs, gflops=work / seconds / 1e9)
+        last_time[case] = seconds
+    for row, *_ in entries:
+        print(_format_row(row, peak), flush=True)
+
+
+def _arrays(T: int, S: int, K: int, backward: bool):
+    keys = jax.random.split(jax.random.key(T * 1000 + K), 4)
+    q = jax.random.normal(keys[0], (B, T, N, H), jnp.float32)
+    k, v = (jax.random.normal(key, (B, S, K, H), jnp.float32) for key in keys[1:3])
+    d_out = jax.random.normal(keys[3], (B, T, N, H), jnp.float32)
+    return (q, k, v, d_out) if backward else (q, k, v)
+
+
 def run(args, on_length=None) -> tuple[list[dict], dict]:
     """All cases, length by length; ``on_length(rows, info)`` after each length."""
     impls = {k: v for k, v in implementations().items() if k in args.impls}
     lengths = [2**p for p in range(int(math.log2(args.min_len)), int(math.log2(args.max_len)) + 1)]
     info = {"peak": matmul_peak(args.peak_n, args.repeats), "load_start": os.getloadavg()}
+    info["load_end"] = info["load_start"]
     print(f"matmul peak: {info['peak']:.1f} GFLOP/s", flush=True)
     budget = args.memory_fraction * available_bytes()
     rows, last_time = [], {}
-    for T in lengths:
-        keys = jax.random.split(jax.random.key(T), 4)
-        q, k, v, d_out = (jax.random.normal(key, (B, T, N, H), jnp.float32) for key in keys)
+    for T in lengths if "main" in args.parts else []:
         for backward in (False, True):
+            arrays = _arrays(T, T, N, backward)
             for is_causal in (False, True):
                 mode = "fwd+bwd" if backward else "fwd"
-                runnable = {}
+                entries = []
                 for name, fn in impls.items():
-                    row = dict(T=T, causal=is_causal, mode=mode, impl=name)
+                    row = dict(T=T, causal=is_causal, mode=mode, impl=name, part="main")
                     rows.append(row)
-                    arrays = (q, k, v, d_out) if backward else (q, k, v)
-                    case = (name, mode, is_causal)
-                    if case in last_time:
-                        estimate = last_time[case] * 4.0  # T^2 work for every rung
-                        if estimate > args.max_seconds:
-                            row["note"] = f"skip (est. {estimate:.0f} s)"
-                            continue
-                    program = jax.jit(make_program(fn, is_causal, backward))
-                    compiled = program.lower(*arrays).compile()
-                    analysis = compiled.memory_analysis()
-                    row["memory"] = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
-                    if row["memory"] > budget:
-                        row["note"] = f"OOM (est. {row['memory'] / 1e9:.1f} GB)"
-                        continue
-                    runnable[name] = (row, partial(compiled, *arrays))
-                timings = time_each(
-                    {name: call for name, (_, call) in runnable.items()}, args.repeats, args.long
-                )
-                for name, (seconds, runs) in timings.items():
-                    row = runnable[name][0]
-                    row.update(seconds=seconds, runs=runs,
-                               gflops=flops(T, is_causal, backward) / seconds / 1e9)
-                    last_time[(name, mode, is_causal)] = seconds
-                del runnable
-                for row in rows[-len(impls):]:
-                    print(_format_row(row, info["peak"]), flush=True)
+                    entries.append((row, make_program(fn, is_causal, backward), arrays,
+                                    flops(T, is_causal, backward)))
+                measure(entries, args, budget, last_time, info["peak"])
         info["load_end"] = os.getloadavg()
         if on_length is not None:
             on_length(rows, info)
+    if "gqa" in args.parts:
+        run_gqa(args, rows, info, budget, last_time)
+        info["load_end"] = os.getloadavg()
+        if on_length is not None:
+            on_length(rows, info)
+    if "window" in args.parts:
+        run_window(args, rows, info, budget, last_time, on_length)
     return rows, info
+
+
+def gqa_heads() -> list[int]:
+    """K = N, N/4, 1: multi-head, grouped-query, multi-query."""
+    return sorted({N, max(N // 4, 1), 1}, reverse=True)
+
+
+def run_gqa(args, rows, info, budget, last_time) -> None:
+    """Grouped-query: flash and jax.nn with the same K key/value heads, causal, T = S."""
+    T = args.gqa_len
+    for backward in (False, True):
+        mode = "fwd+bwd" if backward else "fwd"
+        for K in gqa_heads():
+            arrays = _arrays(T, T, K, backward)
+            entries = []
+            for name, fn in (("jax.nn", jax.nn.dot_product_attention), ("flash", flash_attention)):
+                row = dict(T=T, causal=True, mode=mode, impl=f"{name} K={K}", part="gqa", K=K)
+                rows.append(row)
+                # Same useful work as K = N: every query head still meets every key.
+                entries.append((row, make_program(fn, True, backward), arrays,
+                                flops(T, True, backward)))
+            measure(entries, args, budget, last_time, info["peak"])
+
+
+def window_flops(T: int, window: int, backward: bool) -> float:
+    """Useful flops of causal window attention: each query meets min(t, w) + 1 keys."""
+    keys = sum(min(t, window) + 1 for t in range(T))
+    return 4.0 * B * N * keys * H * (3.5 if backward else 1.0)
+
+
+def run_window(args, rows, info, budget, last_time, on_length=None) -> None:
+    """Causal sliding window: time against T for flash (band skipping), flash without the
+    window, and jax.nn with the window (masked, quadratic) up to ``--window-jax-max``."""
+    w = args.window
+    blocks = dict(block_q=args.window_block, block_k=args.window_block)
+    variants = (
+        (f"flash w={w}", flash_attention, dict(local_window_size=(w, 0), **blocks)),
+        ("flash causal", flash_attention, {}),
+        (f"jax.nn w={w}", jax.nn.dot_product_attention, dict(local_window_size=(w, 0))),
+    )
+    for T in args.window_lengths:
+        for backward in (False, True):
+            mode = "fwd+bwd" if backward else "fwd"
+            arrays = _arrays(T, T, N, backward)
+            entries = []
+            for name, fn, options in variants:
+                if name.startswith("jax.nn") and T > args.window_jax_max:
+                    continue
+                row = dict(T=T, causal=True, mode=mode, impl=name, part="window")
+                rows.append(row)
+                work = (window_flops(T, w, backward) if "w=" in name
+                        else flops(T, True, backward))
+                # Growth per doubling of T: 2 with the band skipped, 4 without.
+                growth = 2.0 if name.startswith("flash w") else 4.0
+                row["growth"] = growth
+                entries.append((row, make_program(fn, True, backward, **options), arrays, work))
+            measure(entries, args, budget, last_time, info["peak"])
+        info["load_end"] = os.getloadavg()
+        if on_length is not None:
+            on_length(rows, info)
 
 
 def _format_row(row: dict, peak: float) -> str:
     causal = "causal" if row["causal"] else "full"
     memory = f"{row['memory'] / 2**20:10.1f}" if "memory" in row else f"{'-':>10}"
-    case = f"{row['T']:>6} {causal:>6} {row['mode']:>7} {row['impl']:>10} {memory}"
+    case = f"{row['T']:>6} {causal:>6} {row['mode']:>7} {row['impl']:>13} {memory}"
     if "seconds" not in row:
         return f"{case}  {row['note']}"
     return (
@@ -247,7 +362,7 @@ def report(rows, info, args) -> str:
     header = [
         "Attention kernels against jax.nn.dot_product_attention",
         f"date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs; "
+        f"machine: {platform.machine()} {cpu_description()}, {os.cpu_count()} CPUs; "
         f"backend {jax.default_backend()}; jax {jax.__version__}",
         TUNABLES,
         f"B={B} N={N} H={H} float32, self-attention (S = T); repeats={args.repeats}",
@@ -257,12 +372,58 @@ def report(rows, info, args) -> str:
         "memory: XLA compiled memory_analysis, temp + output bytes (MiB)",
         "GFLOP/s: 4BNTSH forward (halved if causal), x3.5 for fwd+bwd; % of the matmul peak",
         "",
-        f"{'T':>6} {'mask':>6} {'mode':>7} {'impl':>10} {'mem MiB':>10} {'seconds':>10} "
+        f"{'T':>6} {'mask':>6} {'mode':>7} {'impl':>13} {'mem MiB':>10} {'seconds':>10} "
         f"{'GFLOP/s':>8} {'%peak':>7}",
     ]
     lines = header + [_format_row(r, info["peak"]) for r in rows]
     lines += ["", "flash against jax.nn:"] + comparison(rows)
+    if any(r.get("part") == "gqa" for r in rows):
+        lines += ["", f"grouped-query, causal, N={N} query heads, K key/value heads (same K for "
+                      "both):"] + gqa_comparison(rows)
+    if any(r.get("part") == "window" for r in rows):
+        lines += ["", f"sliding window {args.window} (causal, local_window_size=({args.window}, "
+                      f"0)), flash blocks {args.window_block}; time ratios between lengths "
+                      "(linear in T: the length ratio; quadratic: its square):"]
+        lines += window_ratios(rows)
     return "\n".join(lines) + "\n"
+
+
+def gqa_comparison(rows: list[dict]) -> list[str]:
+    """flash K=k against jax.nn K=k: speed-up and memory ratio."""
+    by_case = {(r["mode"], r["impl"]): r for r in rows if r.get("part") == "gqa"}
+    lines = []
+    for (mode, impl), row in by_case.items():
+        if not impl.startswith("flash") or "seconds" not in row:
+            continue
+        other = by_case.get((mode, impl.replace("flash", "jax.nn")), {})
+        if "seconds" in other:
+            lines.append(
+                f"{row['T']:>6} {mode:>7} K={row['K']:<2} flash {row['seconds']:.4f} s, jax.nn "
+                f"{other['seconds']:.4f} s: flash is {other['seconds'] / row['seconds']:5.2f}x "
+                f"faster, {other['memory'] / row['memory']:6.1f}x less memory"
+            )
+    return lines
+
+
+def window_ratios(rows: list[dict]) -> list[str]:
+    """For each window-part implementation and mode: time(T_long) / time(T_short)."""
+    timed = [r for r in rows if r.get("part") == "window" and "seconds" in r]
+    lines = []
+    for impl in dict.fromkeys(r["impl"] for r in timed):
+        for mode in ("fwd", "fwd+bwd"):
+            series = {r["T"]: r["seconds"] for r in timed if (r["impl"], r["mode"]) == (impl,
+                                                                                     mode)}
+            if len(series) < 2:
+                continue
+            longest = max(series)
+            shorter = longest // 4 if longest // 4 in series else min(series)
+            times = ", ".join(f"T={T}: {t:.4f} s" for T, t in sorted(series.items()))
+            lines.append(
+                f"{impl:>13} {mode:>7}  T={longest} / T={shorter} = "
+                f"{series[longest] / series[shorter]:6.2f} (length ratio {longest // shorter}); "
+                f"{times}"
+            )
+    return lines
 
 
 def plot(rows, path: pathlib.Path) -> None:
@@ -271,7 +432,18 @@ def plot(rows, path: pathlib.Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), sharex=True)
+    variants = [r for r in rows if r.get("part") in ("gqa", "window")]
+    main_rows = rows
+    rows = [r for r in rows if r.get("part", "main") == "main"]
+    if not rows:  # only the variant parts were run: their row of panels alone
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+        _plot_variants(axes, main_rows, plt)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
+    fig, axes = plt.subplots(3 if variants else 2, 2, figsize=(11, 12.5 if variants else 8.5))
     impls = list(dict.fromkeys(r["impl"] for r in rows))
     colors = dict(zip(impls, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     for col, mode in enumerate(("fwd", "fwd+bwd")):
@@ -295,11 +467,13 @@ def plot(rows, path: pathlib.Path) -> None:
         axes[0, col].set_ylabel("seconds")
         axes[1, col].set_ylabel("MiB")
         axes[1, col].set_xlabel("sequence length T")
-    for ax in axes.flat:
+    for ax in axes[:2].flat:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
     axes[0, 0].legend(fontsize=7, ncol=2)
+    if variants:
+        _plot_variants(axes[2], main_rows, plt)
     fig.suptitle(f"Attention, B={B} N={N} H={H} float32 on {jax.default_backend()} "
                  "(dashed: causal; missing points: OOM or skipped)")
     fig.tight_layout()
@@ -308,12 +482,55 @@ def plot(rows, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
+def _plot_variants(axes, rows, plt) -> None:
+    """Bottom row: the window sweep (time against T) and grouped-query (time against K)."""
+    window = [r for r in rows if r.get("part") == "window" and "seconds" in r]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for c, impl in enumerate(dict.fromkeys(r["impl"] for r in window)):
+        for mode, style in (("fwd", "-"), ("fwd+bwd", "--")):
+            series = sorted((r["T"], r["seconds"]) for r in window
+                            if (r["impl"], r["mode"]) == (impl, mode))
+            if series:
+                axes[0].plot(*zip(*series, strict=True), style, marker="o", markersize=3,
+                             color=colors[c % len(colors)], label=f"{impl} {mode}")
+    if window:
+        Ts = sorted({r["T"] for r in window})
+        t0 = min(r["seconds"] for r in window if r["T"] == Ts[0] and r["impl"].startswith(
+            "flash w"))
+        axes[0].plot(Ts, [t0 * T / Ts[0] for T in Ts], ":", color="gray", label="linear in T")
+        axes[0].set_xscale("log", base=2)
+        axes[0].set_yscale("log")
+        axes[0].legend(fontsize=7)
+    axes[0].set_title("sliding window, causal: time against T")
+    axes[0].set_xlabel("sequence length T")
+    axes[0].set_ylabel("seconds")
+    axes[0].grid(True, which="both", alpha=0.3)
+    gqa = [r for r in rows if r.get("part") == "gqa" and "seconds" in r]
+    for c, (name, mode) in enumerate([(n, m) for n in ("flash", "jax.nn")
+                                      for m in ("fwd", "fwd+bwd")]):
+        series = sorted((r["K"], r["seconds"]) for r in gqa
+                        if r["mode"] == mode and r["impl"].startswith(name + " "))
+        if series:
+            axes[1].plot(*zip(*series, strict=True), "-" if mode == "fwd" else "--",
+                         marker="o", markersize=3, color=colors[c % len(colors)],
+                         label=f"{name} {mode}")
+    if gqa:
+        axes[1].set_xscale("log", base=2)
+        axes[1].set_yscale("log")
+        axes[1].legend(fontsize=7)
+        axes[1].set_title(f"grouped-query, causal, T={gqa[0]['T']}: time against K (N={N})")
+    axes[1].set_xlabel("key/value heads K")
+    axes[1].set_ylabel("seconds")
+    axes[1].grid(True, which="both", alpha=0.3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-len", type=int, default=512)
     parser.add_argument("--max-len", type=int, default=65536)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="T = 128..4096, one repeat")
+    parser.add_argument("--quick", action="store_true",
+                        help="T = 128..4096, one repeat; gqa at T=1024; window T <= 4096")
     parser.add_argument("--impls", nargs="+", default=[*implementations()],
                         help="which implementations to run")
     parser.add_argument("--long", type=float, default=10.0,
@@ -323,15 +540,30 @@ def main() -> None:
     parser.add_argument("--memory-fraction", type=float, default=0.6,
                         help="skip a case whose compiled memory exceeds this share of MemAvailable")
     parser.add_argument("--peak-n", type=int, default=4096)
+    parser.add_argument("--parts", nargs="+", default=["main", "gqa", "window"],
+                        choices=["main", "gqa", "window"],
+                        help="the length sweep of every rung, grouped-query, sliding window")
+    parser.add_argument("--gqa-len", type=int, default=4096, help="T = S of the gqa part")
+    parser.add_argument("--window", type=int, default=256, help="left window of the window part")
+    parser.add_argument("--window-lengths", type=int, nargs="+",
+                        default=[1024, 2048, 4096, 8192, 16384])
+    parser.add_argument("--window-block", type=int, default=256,
+                        help="block_q = block_k of the windowed flash rows")
+    parser.add_argument("--window-jax-max", type=int, default=8192,
+                        help="longest T for jax.nn with a window (it computes all T^2 scores)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     parser.add_argument("--figure", type=pathlib.Path, default=FIGURE)
     args = parser.parse_args()
+    tag = "" if set(args.parts) == {"main", "gqa", "window"} else "_" + "_".join(args.parts)
     if args.quick:
         args.min_len, args.max_len, args.repeats = 128, min(args.max_len, 4096), 1
-        if args.out == RESULTS:
-            args.out = RESULTS.with_name(f"attention_quick{SUFFIX}.txt")
-        if args.figure == FIGURE:
-            args.figure = FIGURE.with_name(f"attention_benchmark_quick{SUFFIX}.png")
+        args.gqa_len = min(args.gqa_len, 1024)
+        args.window_lengths = [T for T in args.window_lengths if T <= 4096]
+        tag = "_quick" + tag
+    if args.out == RESULTS:
+        args.out = RESULTS.with_name(f"attention{tag}{SUFFIX}.txt")
+    if args.figure == FIGURE:
+        args.figure = FIGURE.with_name(f"attention_benchmark{tag}{SUFFIX}.png")
     def save(rows, info):  # after every length, so that a long run stopped early keeps its rows
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report(rows, info, args))

@@ -5,6 +5,12 @@ Without the cache, step t re-runs the decoder over the whole prefix buffer (work
 earlier keys/values (work ~ 1 per step in the projections and FFN, ~ t in attention). The
 speed-up should grow with the decoded length L.
 
+A second table compares the cache of multi-head attention (K = N key/value heads) with that of
+grouped-query attention (K = N/4; Ainslie et al. 2023) on a model with N = 8 heads: the bytes
+of the real cache arrays (``model.init_decode_cache``: every layer's self-attention cache of
+``[B, L, K, H]`` keys and values, and the cross-attention keys/values of the source) and the
+tokens/s of cached decoding. The cache shrinks by N/K; each step reads N/K times less.
+
     python benchmarks/decode.py                 # lengths 32 64 128 256, writes results/decode.txt
     python benchmarks/decode.py --lengths 16 32 --batch 4 --no-write
 """
@@ -53,6 +59,50 @@ def time_decode(model, src, max_len, use_cache, repeats):
     return statistics.median(times), steps, tokens
 
 
+def cache_bytes(cache) -> tuple[int, int]:
+    """(self-attention bytes, cross-attention bytes) of the real arrays of a DecodeCache."""
+    def total(tree):
+        return sum(leaf.nbytes for leaf in jax.tree.leaves(tree))
+
+    return total(cache.self_attention), total(cache.cross_attention)
+
+
+def gqa_table(args) -> list[str]:
+    """Cache memory and cached tokens/s for K = N and K = N/4 key/value heads."""
+    N, length = args.gqa_heads, max(args.lengths)
+    src = jax.random.randint(jax.random.key(0), (args.batch, args.src_len), 3, args.vocab)
+    lines = [
+        "",
+        f"Grouped-query heads: TransformerConfig.tiny(num_heads={N}, num_kv_heads=K), "
+        f"decoding length {length}; cache = bytes of model.init_decode_cache(memory, {length}) "
+        f"(self-attention [B, L, K, H] keys + values per layer; cross-attention [B, S, K, H])",
+        "",
+        f"{'K':>3}  {'self-attn cache':>15}  {'cross-attn cache':>16}  {'ratio':>5}  "
+        f"{'cached tok/s':>12}  same tokens as uncached",
+    ]
+    print("\n".join(lines), flush=True)
+    reference_bytes = None
+    for K in (N, N // 4):
+        config = TransformerConfig.tiny(vocab_size=args.vocab,
+                                        max_len=max(length, args.src_len), num_heads=N,
+                                        num_kv_heads=K)
+        model = Transformer(config, rngs=nnx.Rngs(0))
+        model.eval()
+        memory = model.encode(src, deterministic=True)
+        self_bytes, cross_bytes = cache_bytes(model.init_decode_cache(memory, length))
+        reference_bytes = reference_bytes or self_bytes + cross_bytes
+        t_cached, steps, tokens_cached = time_decode(model, src, length, True, args.repeats)
+        # Once, untimed: the cache with K heads must not change the decoded tokens.
+        tokens_full, _ = greedy_decode(model, src, max_len=length, use_cache=False)
+        same = bool(np.array_equal(tokens_cached, np.asarray(tokens_full)))
+        ratio = reference_bytes / (self_bytes + cross_bytes)
+        line = (f"{K:>3}  {self_bytes:>15,}  {cross_bytes:>16,}  {ratio:>4.1f}x  "
+                f"{args.batch * steps / t_cached:>12,.0f}  {same}")
+        print(line, flush=True)
+        lines.append(line)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 64, 128, 256])
@@ -60,10 +110,14 @@ def main() -> None:
     parser.add_argument("--src-len", type=int, default=32)
     parser.add_argument("--vocab", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gqa-heads", type=int, default=8,
+                        help="query heads N of the model of the grouped-query table")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
-    config = TransformerConfig.tiny(vocab_size=args.vocab, max_len=max(args.lengths))
+    # The positions must cover the source as well as the decoded target.
+    config = TransformerConfig.tiny(vocab_size=args.vocab,
+                                    max_len=max(*args.lengths, args.src_len))
     model = Transformer(config, rngs=nnx.Rngs(0))
     model.eval()
     src = jax.random.randint(jax.random.key(0), (args.batch, args.src_len), 3, args.vocab)
@@ -93,6 +147,7 @@ def main() -> None:
                 f"{t_full / t_cached:>7.1f}x  {same}")
         print(line, flush=True)
         lines.append(line)
+    lines += gqa_table(args)
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text("\n".join(lines) + "\n")

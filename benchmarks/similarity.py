@@ -1,18 +1,28 @@
-"""How fast is cosine top-k search, next to what the hardware allows?
+"""How fast is cosine top-k search, next to what the hardware allows and next to FAISS?
 
-Two questions, each measured against a bound taken on this machine in this run:
+Measured against bounds taken on this machine in this run:
 
-1. **One query** against M normalised D-d float32 vectors is memory-bound (2 flops per 4 bytes).
-   Bound: the time to read the matrix once, the faster of a jitted ``jnp.sum`` and NumPy's
-   ``sum`` over it. Compared with NumPy doing the same search (``db @ q``, ``argpartition``,
-   then sorting the k winners). Also shown: the product alone and ``lax.top_k`` alone, to see
-   which part costs what.
-2. **A batch of queries** shares one read of the matrix and is compute-bound. Bound: the
-   GFLOP/s of a large jitted float32 matrix product (``--peak-n`` cubed).
+1. **The floor**: one query against M normalised D-d float32 vectors is memory-bound (2 flops
+   per 4 bytes), so its best time is the time to read the float32 matrix once, the faster of
+   a jitted ``jnp.sum`` and NumPy's ``sum`` over it.
+2. **Past the floor**: the same database stored in bfloat16 and in int8 with per-row scales
+   (``quantize_database``) reads 2x and 4x fewer bytes; goals: one query in bfloat16 at most
+   0.6x the floor, in int8 at most 0.35x.
+3. **Batches** of 1, 16 and 256 queries, float32 / bfloat16 / int8 (and int8 with float32
+   rerank of 4k candidates), beside FAISS ``IndexFlatIP`` (exact inner-product search) run
+   with the same number of threads as XLA's CPU pool; goal: 256 queries at least 5x faster
+   than FAISS.
+
+Every search figure has its recall@10 beside it: the mean fraction of the exact float32 top-10
+(our float32 search, itself checked against NumPy) that it returns. For one query, recall is
+taken over ``--recall-queries`` separate one-query searches (not timed); for a batch, over the
+timed batch's own results.
 
 Every timing is the median over ``--repeats`` runs after a warm-up, with ``block_until_ready``,
 and the candidates are run round-robin (one of each per repeat) so that load from other
 processes falls on all of them alike. Arrays are passed as arguments, never closed over.
+FAISS is a benchmark-only dependency (``pip install faiss-cpu``); without it its rows are
+skipped.
 
     python benchmarks/similarity.py                  # a million 300-d vectors (1.2 GB)
     python benchmarks/similarity.py --rows 100000    # smaller, quicker
@@ -27,15 +37,44 @@ import datetime
 import os
 import pathlib
 import platform
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+# benchmarks/attention.py sits beside this script: take this folder off the import path, so
+# that `import attention` below finds the package and not that file.
+_HERE = pathlib.Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
 
-from attention.mechanism.similarity import cosine_top_k, normalize
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from attention.mechanism.similarity import (  # noqa: E402
+    cosine_top_k,
+    normalize,
+    quantize_database,
+)
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "similarity.txt"
+
+# The /proc/cpuinfo flags that decide which fast paths a CPU has for these dtypes.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile",
+             "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> str:
+    try:
+        text = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    flags = set()
+    model = platform.processor() or platform.machine()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+    return model + ": " + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in CPU_FLAGS)
 
 
 def numpy_top_k(database: np.ndarray, query: np.ndarray, k: int):
@@ -46,17 +85,28 @@ def numpy_top_k(database: np.ndarray, query: np.ndarray, k: int):
     return scores[top], top
 
 
-def time_round_robin(candidates: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per candidate; each is a zero-argument callable returning its result."""
-    for fn in candidates.values():  # warm-up: compile, fault the pages in.
-        jax.block_until_ready(fn())
+def recall_at(found, exact) -> float:
+    """Mean over queries of |found & exact| / k; both [Q, k] row indices."""
+    found, exact = np.atleast_2d(np.asarray(found)), np.atleast_2d(np.asarray(exact))
+    hits = [len(set(f) & set(e)) for f, e in zip(found.tolist(), exact.tolist(), strict=True)]
+    return float(np.mean(hits)) / exact.shape[1]
+
+
+def time_round_robin(candidates: dict, repeats: int) -> tuple[dict[str, float], dict]:
+    """Median seconds per candidate, and each one's last result.
+
+    Each candidate is a zero-argument callable returning its result.
+    """
+    results = {}
+    for name, fn in candidates.items():  # warm-up: compile, fault the pages in.
+        results[name] = jax.block_until_ready(fn())
     times = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
             start = time.perf_counter()
             jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(ts)) for name, ts in times.items()}
+    return {name: float(np.median(ts)) for name, ts in times.items()}, results
 
 
 def main(argv=None) -> str:
@@ -64,95 +114,180 @@ def main(argv=None) -> str:
     parser.add_argument("--rows", type=int, default=1_000_000, help="database rows M")
     parser.add_argument("--dim", type=int, default=300, help="vector width D")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=256, help="queries in the batch test")
-    parser.add_argument("--peak-n", type=int, default=4096, help="size of the peak matmul")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batches", type=int, nargs="+", default=[16, 256],
+                        help="batch sizes Q besides one query")
+    parser.add_argument("--peak-n", type=int, default=2048, help="size of the peak matmul")
+    parser.add_argument("--repeats", type=int, default=7, help="repeats for one query")
+    parser.add_argument("--batch-repeats", type=int, default=3)
+    parser.add_argument("--recall-queries", type=int, default=64,
+                        help="one-query searches that the one-query recall is taken over")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="FAISS threads (XLA's CPU pool uses every core)")
+    parser.add_argument("--no-faiss", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
-    M, D, k, Q = args.rows, args.dim, args.k, args.batch
+    M, D, k = args.rows, args.dim, args.k
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
-    keys = jax.random.split(jax.random.key(0), 4)
-    database = normalize(jax.random.normal(keys[0], (M, D), jnp.float32))
-    query = normalize(jax.random.normal(keys[1], (D,), jnp.float32))
-    queries = normalize(jax.random.normal(keys[2], (Q, D), jnp.float32))
-    database_np = np.array(database)  # a NumPy-owned copy, as a NumPy user would hold it.
-    query_np = np.array(query)
+    faiss = None
+    if not args.no_faiss:
+        try:
+            import faiss
+        except ImportError:
+            print("faiss not installed (pip install faiss-cpu): its rows are skipped")
+    if faiss is not None:
+        faiss.omp_set_num_threads(args.threads)
 
-    # The same answer from both, before timing anything.
+    keys = jax.random.split(jax.random.key(0), 5)
+    database = normalize(jax.random.normal(keys[0], (M, D), jnp.float32))
+    stored = {
+        "float32": database,
+        "bfloat16": quantize_database(database, "bfloat16", normalized=True),
+        "int8": quantize_database(database, "int8", normalized=True),
+    }
+    database_np = np.array(database)  # a NumPy-owned copy, as a NumPy (or FAISS) user holds it.
+    index = None
+    if faiss is not None:
+        index = faiss.IndexFlatIP(D)
+        index.add(database_np)
+
+    query = normalize(jax.random.normal(keys[1], (D,), jnp.float32))
+    query_np = np.array(query)
+    recall_queries = normalize(jax.random.normal(keys[2], (args.recall_queries, D)))
+    batches = {
+        Q: normalize(jax.random.normal(jax.random.fold_in(keys[3], Q), (Q, D), jnp.float32))
+        for Q in args.batches
+    }
+
+    # The same answer from ours and NumPy, before timing anything.
     got_scores, got_rows = cosine_top_k(query, database, k, normalized=True)
     want_scores, want_rows = numpy_top_k(database_np, query_np, k)
     assert np.array_equal(np.asarray(got_rows), want_rows), (got_rows, want_rows)
     assert np.allclose(np.asarray(got_scores), want_scores, atol=1e-5)
 
-    read_once = jax.jit(jnp.sum)
-    # The same product written two ways: XLA on CPU runs the first on its multi-threaded
-    # matrix multiply, the second (a matrix-vector einsum) on a slower path.
-    scores_only = jax.jit(lambda db, q: q[None, :] @ db.T)
-    scores_matvec = jax.jit(lambda db, q: jnp.einsum("MD,D->M", db, q))
-    top_k_only = jax.jit(jax.lax.top_k, static_argnames="k")
-    all_scores = scores_only(database, query)[0]
-    peak_a = jax.random.normal(keys[3], (args.peak_n, args.peak_n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
+    def search(name, queries):
+        if name == "int8 + rerank":
+            return lambda: cosine_top_k(queries, stored["int8"], k, normalized=True,
+                                        rerank=database)
+        return lambda: cosine_top_k(queries, stored[name], k, normalized=True)
 
-    one = time_round_robin(
-        {
-            "read once: jnp.sum (jit)": lambda: read_once(database),
-            "read once: numpy sum": lambda: database_np.sum(),
-            "cosine_top_k, 1 query (jit)": lambda: cosine_top_k(
-                query, database, k, normalized=True
-            ),
-            "numpy: db @ q + argpartition": lambda: numpy_top_k(database_np, query_np, k),
-            "  part: scores only, q @ db.T (jit)": lambda: scores_only(database, query),
-            "  part: scores only, db @ q (jit)": lambda: scores_matvec(database, query),
-            "  part: lax.top_k only (jit)": lambda: top_k_only(all_scores, k=k),
-        },
-        args.repeats,
-    )
-    many = time_round_robin(
-        {
-            f"matmul peak {args.peak_n}^3 (jit)": lambda: matmul(peak_a, peak_a),
-            f"cosine_top_k, {Q} queries (jit)": lambda: cosine_top_k(
-                queries, database, k, normalized=True
-            ),
-        },
-        max(3, args.repeats // 2),
-    )
+    names = ["float32", "bfloat16", "int8", "int8 + rerank"]
+
+    # One-query recall, over separate one-query searches (the one-query code path).
+    exact_rows = [np.asarray(search("float32", q)()[1]) for q in recall_queries]
+    one_recall = {}
+    for name in names[1:]:
+        rows = [np.asarray(search(name, q)()[1]) for q in recall_queries]
+        one_recall[name] = recall_at(rows, exact_rows)
+    one_recall["float32"] = 1.0
+    if index is not None:
+        _, faiss_rows = index.search(np.array(recall_queries), k)
+        one_recall["faiss IndexFlatIP"] = recall_at(faiss_rows, exact_rows)
+
+    read_once = jax.jit(jnp.sum)
+    read_bf16 = jax.jit(lambda x: jnp.sum(x, dtype=jnp.float32))
+    one_candidates = {
+        "read once: jnp.sum float32 (jit)": lambda: read_once(database),
+        "read once: numpy sum float32": lambda: database_np.sum(),
+        "read once: jnp.sum bfloat16 (jit)": lambda: read_bf16(stored["bfloat16"].values),
+        "numpy: db @ q + argpartition": lambda: numpy_top_k(database_np, query_np, k),
+    }
+    one_candidates |= {f"cosine_top_k {name}": search(name, query) for name in names}
+    if index is not None:
+        one_candidates["faiss IndexFlatIP"] = lambda: index.search(query_np[None], k)
+    one, _ = time_round_robin(one_candidates, args.repeats)
+    floor = min(one["read once: jnp.sum float32 (jit)"], one["read once: numpy sum float32"])
+
+    peak_a = jax.random.normal(keys[4], (args.peak_n, args.peak_n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    peak, _ = time_round_robin({"peak": lambda: matmul(peak_a, peak_a)}, args.batch_repeats)
+    peak_gflops = 2 * args.peak_n**3 / peak["peak"] / 1e9
+
+    many = {}
+    for Q, queries in batches.items():
+        candidates = {f"cosine_top_k {name}": search(name, queries) for name in names}
+        if index is not None:
+            queries_np = np.array(queries)
+            candidates["faiss IndexFlatIP"] = lambda q=queries_np: index.search(q, k)
+        times, results = time_round_robin(candidates, args.batch_repeats)
+        exact = np.asarray(results["cosine_top_k float32"][1])
+        recalls = {}
+        for name, result in results.items():
+            rows = result[1] if name == "faiss IndexFlatIP" else np.asarray(result[1])
+            recalls[name] = recall_at(rows, exact)
+        many[Q] = (times, recalls)
 
     gigabytes = M * D * 4 / 1e9
-    read_bound = min(one["read once: jnp.sum (jit)"], one["read once: numpy sum"])
-    ours = one["cosine_top_k, 1 query (jit)"]
-    numpy_time = one["numpy: db @ q + argpartition"]
-    peak_name, batch_name = list(many)
-    peak_gflops = 2 * args.peak_n**3 / many[peak_name] / 1e9
-    batch_gflops = 2 * Q * M * D / many[batch_name] / 1e9
-
     lines = [
         f"# benchmarks/similarity.py  {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"# M={M} rows x D={D} float32 ({gigabytes:.2f} GB), k={k}, batch={Q}, "
-        f"median of {args.repeats} (batch: {max(3, args.repeats // 2)}) round-robin repeats",
+        f"# M={M} rows x D={D} ({gigabytes:.2f} GB in float32, {M * D * 2 / 1e9:.2f} in "
+        f"bfloat16, {stored['int8'].nbytes / 1e9:.2f} in int8 with scales), k={k}; median of "
+        f"{args.repeats} (batches: {args.batch_repeats}) round-robin repeats",
         f"# jax {jax.__version__} on {jax.devices()[0].platform}, numpy {np.__version__}, "
-        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-        f"load average at start {load:.2f} (other processes share the CPU: timings are noisy)",
+        + (f"faiss {faiss.__version__} with {args.threads} threads, " if faiss else "no faiss, ")
+        + f"{os.cpu_count()} CPUs",
+        f"# CPU {cpu_features()}",
+        f"# load average at start {load:.2f}, at end {os.getloadavg()[0]:.2f} (other processes "
+        f"share the CPU: timings are noisy)",
         "",
-        "one query (memory-bound)                 median ms     GB/s   x read-once",
+        "one query (memory-bound)                 median ms     GB/s   x floor  recall@10",
     ]
     for name, seconds in one.items():
-        rate = f"{gigabytes / seconds:8.1f}" if "top_k only" not in name else "       -"
-        lines.append(f"  {name:<38} {seconds * 1e3:9.2f} {rate} {seconds / read_bound:10.2f}")
+        bytes_read = gigabytes
+        if "bfloat16" in name:
+            bytes_read = gigabytes / 2
+        elif "int8" in name:
+            bytes_read = stored["int8"].nbytes / 1e9
+        rate = f"{bytes_read / seconds:8.1f}"
+        recall = one_recall.get(name.removeprefix("cosine_top_k "))
+        recall = "" if recall is None else f"{recall:10.3f}"
+        if name.startswith("numpy:"):
+            recall = f"{1.0:10.3f}"
+        lines.append(f"  {name:<38} {seconds * 1e3:9.2f} {rate} {seconds / floor:9.2f}{recall}")
     lines += [
         "",
-        "batch of queries (compute-bound)         median ms   GFLOP/s   x peak",
-        f"  {peak_name:<38} {many[peak_name] * 1e3:9.1f} {peak_gflops:9.1f} {1.0:8.2f}",
-        f"  {batch_name:<38} {many[batch_name] * 1e3:9.1f} {batch_gflops:9.1f} "
-        f"{batch_gflops / peak_gflops:8.2f}",
+        f"(one-query recall over {args.recall_queries} separate one-query searches; x floor = "
+        f"time / the faster float32 read-once)",
         "",
-        "summary",
-        f"  one query / read-once bound: {ours / read_bound:.2f}x  (goal <= 1.25x)",
-        f"  numpy / one query:           {numpy_time / ours:.2f}x faster  (goal >= 2.5x)",
-        f"  batch / matmul peak:         {batch_gflops / peak_gflops:.2f}  "
-        f"({batch_gflops:.1f} of {peak_gflops:.1f} GFLOP/s)",
+        f"float32 matmul peak {args.peak_n}^3 (jit): {peak['peak'] * 1e3:.1f} ms, "
+        f"{peak_gflops:.1f} GFLOP/s",
     ]
+    for Q, (times, recalls) in many.items():
+        faiss_time = times.get("faiss IndexFlatIP")
+        lines += [
+            "",
+            f"{Q} queries                               median ms   GFLOP/s   x peak  "
+            f"recall@10  faiss/this",
+        ]
+        for name, seconds in times.items():
+            gflops = 2 * Q * M * D / seconds / 1e9
+            speedup = "" if faiss_time is None else f"{faiss_time / seconds:11.2f}"
+            lines.append(
+                f"  {name:<38} {seconds * 1e3:9.1f} {gflops:9.1f} {gflops / peak_gflops:8.2f} "
+                f"{recalls[name]:10.3f}{speedup}"
+            )
+
+    def ratio(name):
+        return one[f"cosine_top_k {name}"] / floor
+
+    def verdict(ok):
+        return "met" if ok else "MISSED"
+
+    lines += ["", "summary (goals of issue 17, measured in this run)"]
+    lines.append(f"  one query float32 / floor:   {ratio('float32'):.2f}x")
+    lines.append(f"  one query bfloat16 / floor:  {ratio('bfloat16'):.2f}x  (goal <= 0.60x: "
+                 f"{verdict(ratio('bfloat16') <= 0.6)}), recall@10 {one_recall['bfloat16']:.3f}")
+    lines.append(f"  one query int8 / floor:      {ratio('int8'):.2f}x  (goal <= 0.35x: "
+                 f"{verdict(ratio('int8') <= 0.35)}), recall@10 {one_recall['int8']:.3f}")
+    lines.append(f"  one query int8+rerank/floor: {ratio('int8 + rerank'):.2f}x, recall@10 "
+                 f"{one_recall['int8 + rerank']:.3f}")
+    if 256 in many and "faiss IndexFlatIP" in many[256][0]:
+        times, recalls = many[256]
+        for name in names:
+            speedup = times["faiss IndexFlatIP"] / times[f"cosine_top_k {name}"]
+            lines.append(f"  256 queries {name:<14} vs faiss: {speedup:5.2f}x faster  "
+                         f"(goal >= 5x: {verdict(speedup >= 5)}), recall@10 "
+                         f"{recalls[f'cosine_top_k {name}']:.3f}")
     table = "\n".join(lines)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)

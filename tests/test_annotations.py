@@ -35,7 +35,7 @@ CASES = {
     "dot_product_scores_unbatched": (
         attention.dot_product_scores,
         (Q[0], K[0]),
-        (Q[0], K[0, :, :3]),
+        (Q[0], K[0, :, :, :4]),
     ),
     "masked_softmax": (
         attention.masked_softmax,

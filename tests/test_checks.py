@@ -339,7 +339,7 @@ def test_check_qkv():
         ((q[0, 0], k[0, 0]), ValueError, r"query must have shape \[B, T, N, H\] .*got \[7, 11\]"),
         ((q, k[0], v), ValueError, r"same rank; query has shape \[2, 3, 7, 11\] but key"),
         ((q, k[..., :4], v), ValueError, r"same head dim H.*key \[2, 5, 7, 4\]"),
-        ((q, k[:, :, :3], v), ValueError, r"same number of heads N.*key \[2, 5, 3, 11\]"),
+        ((q, k[:, :, :3], v), ValueError, r"divide query's head count N.*\(K=3\)"),
         ((q, k[:1], v[:1]), ValueError, r"same batch size B.*key \[1, 5, 7, 11\]"),
         ((q, k, v[:, :4]), ValueError, r"key and value must agree.*value \[2, 4, 7, 13\]"),
     ]

@@ -39,7 +39,7 @@ from attention.application.translation import (
 )
 from attention.data import ChecksumError, DatasetNotFoundError
 from attention.inspection.plotting import plot_attention
-from attention.model.config import PRESETS
+from attention.model.config import POSITIONAL, PRESETS
 from attention.model.transformer import count_params
 from attention.training.checkpoint import CheckpointError
 from attention.training.train import TrainConfig
@@ -67,6 +67,12 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr-scale", type=float, help="multiplies the paper's learning rate")
     train.add_argument("--label-smoothing", type=float, default=0.1)
     train.add_argument("--dropout", type=float, help="P_drop")
+    train.add_argument("--positional", choices=POSITIONAL, default=None,
+                       help="positions: added to the embeddings (sinusoidal, learned) or "
+                       "inside self-attention (rope, alibi); default: the preset's, sinusoidal")
+    train.add_argument("--num-kv-heads", type=int, default=None,
+                       help="key/value heads, dividing the query heads (grouped-query "
+                       "attention; 1: multi-query); default: one per query head")
     train.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
     train.add_argument("--examples", type=int, default=20_000,
                        help="training pairs generated for a synthetic task")
@@ -113,6 +119,10 @@ def _model_config(args, vocab_size: int):
         overrides = dict(max_len=128)
     if args.dropout is not None:
         overrides["dropout_rate"] = args.dropout
+    if args.positional is not None:
+        overrides["positional"] = args.positional
+    if args.num_kv_heads is not None:
+        overrides["num_kv_heads"] = args.num_kv_heads
     return PRESETS[preset](vocab_size=vocab_size, **overrides), preset
 
 

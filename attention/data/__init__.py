@@ -11,6 +11,7 @@ Read the modules in this order::
     subword.py    a SentencePiece subword model trained on the training pairs (for real text)
     batching.py   length-bucketed, padded, reproducible and resumable batches
     prefetching.py  preparing batches in a background thread
+    word_vectors.py skip-gram word vectors trained on the English text (for notebook 00)
 
 A whole pipeline, for a toy task::
 
@@ -57,6 +58,16 @@ from attention.data.tokenizer import (
     load_tokenizer,
 )
 from attention.data.vocab import Vocabulary
+from attention.data.word_vectors import (
+    WordVectors,
+    evaluate_similarity,
+    load_english_sentences,
+    load_word_similarity,
+    sentence_vectors,
+    skipgram_loss,
+    tokenize_words,
+    train_word_vectors,
+)
 
 __all__ = [
     "TASKS",
@@ -86,4 +97,12 @@ __all__ = [
     "encode_pairs",
     "make_batches",
     "prefetch",
+    "WordVectors",
+    "train_word_vectors",
+    "load_english_sentences",
+    "skipgram_loss",
+    "tokenize_words",
+    "sentence_vectors",
+    "evaluate_similarity",
+    "load_word_similarity",
 ]

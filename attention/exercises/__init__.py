@@ -20,11 +20,14 @@ from attention.exercises.checkers import (
     check_combine_embeddings,
     check_dot_product_scores,
     check_greedy_decoding,
+    check_grouped_query_attention,
     check_label_smoothing,
     check_masking,
     check_multi_head_attention,
+    check_rotary_positions,
     check_scaled_dot_product_attention,
     check_sinusoidal_positions,
+    check_sliding_window_mask,
     check_split_merge_heads,
     check_stable_softmax,
 )
@@ -45,4 +48,7 @@ __all__ = [
     "check_causal_self_attention",
     "check_greedy_decoding",
     "check_label_smoothing",
+    "check_grouped_query_attention",
+    "check_rotary_positions",
+    "check_sliding_window_mask",
 ]

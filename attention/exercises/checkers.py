@@ -1092,3 +1092,455 @@ def check_label_smoothing(label_smoothed_loss) -> str:
         "q = (1 - eps) onehot + eps / V, padding ignored, no NaN for large logits, under "
         "jax.jit and jax.vmap too."
     )
+
+
+# ======================================================================= 11 grouped-query attention
+
+
+def _host_normal(seed: int, shape) -> jax.Array:
+    """Standard normal float32 drawn by NumPy: jax.random compiles once per shape, which
+    dominates a checker's time for the many small shapes used from here on."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape, np.float32))
+
+
+
+@dataclasses.dataclass(frozen=True)
+class _GQASizes:
+    """Batch B, lengths T and S, N query heads in K groups, head dim H: outputs all distinct."""
+
+    B: int
+    T: int
+    S: int
+    N: int
+    K: int
+    H: int
+
+
+# Groups of 3 and 2 query heads per key head (so that the two head orders differ), and a
+# multi-query case K = 1 (Shazeer 2019).
+_GQA_SIZES = (
+    _GQASizes(B=2, T=3, S=5, N=6, K=2, H=16),
+    _GQASizes(B=3, T=7, S=4, N=5, K=1, H=8),
+)
+_nn_attention = jax.jit(jax.nn.dot_product_attention, static_argnames=("scale", "is_causal"))
+
+
+def _tiled_heads(x, num_heads: int):
+    """The usual wrong repeat: query head n reads key head n % K (jnp.tile, not jnp.repeat)."""
+    return jnp.tile(x, (1, 1, num_heads // x.shape[-2], 1))
+
+
+def _attended_rows(mask_TS: np.ndarray) -> np.ndarray:
+    """Queries that may attend at least one key under ``mask_TS`` (others are convention)."""
+    return np.asarray(mask_TS).any(axis=-1)
+
+
+def _match_mask_variant(got, q, k, v, variants) -> None:
+    """Raise the message of the wrong mask ``got`` follows, on the queries it lets attend."""
+    for message, mask_TS in variants:
+        rows = _attended_rows(mask_TS)
+        if not rows.any():
+            continue
+        candidate = np.asarray(_nn_attention(q, k, v, mask=jnp.asarray(mask_TS)[None, None]))
+        if close(got[:, rows], candidate[:, rows]):
+            raise Mistake(message)
+
+
+@checker("grouped_query_attention")
+def check_grouped_query_attention(grouped_query_attention) -> str:
+    """``grouped_query_attention(query [B,T,N,H], key [B,S,K,H], value [B,S,K,H], is_causal)``.
+
+    The reference is ``jax.nn.dot_product_attention``, which takes key/value with K heads:
+    query head n uses key/value head ``n // (N // K)`` (Ainslie et al. 2023).
+    """
+    fn = grouped_query_attention
+    name = "grouped_query_attention"
+    reject_package_function(fn, name)
+    # Not causal, then causal; the multi-query case causal only (fewer compilations).
+    causal_cases = ((False, True), (True,))
+    for sizes, seed, causal_flags in zip(_GQA_SIZES, (0, 1), causal_cases, strict=True):
+        B, T, S, N, K, H = sizes.B, sizes.T, sizes.S, sizes.N, sizes.K, sizes.H
+        G = N // K
+        q = _host_normal(seed, (B, T, N, H))
+        k = _host_normal(seed + 10, (B, S, K, H))
+        v = _host_normal(seed + 20, (B, S, K, H))
+        inputs = {"query": q, "key": k, "value": v}
+        for is_causal in causal_flags:
+            static = {"is_causal": is_causal}
+            expected = np.asarray(_nn_attention(q, k, v, is_causal=is_causal))
+            got = as_array(call(fn, name, inputs, **static), name)
+            if got.shape == (B, N, T, H):
+                raise Mistake(
+                    f"your output has shape {shape_str(got.shape)} = [B, N, T, H], the layout "
+                    f"of the scores; the output keeps the layout of the query, [B, T, N, H] = "
+                    f"{shape_str((B, T, N, H))}: end with an einsum to '...tnh' (or move the "
+                    f"axes back)."
+                )
+            if got.shape == (B, T, K, H) and K != N:
+                raise Mistake(
+                    f"your output has K={K} heads, shape {shape_str(got.shape)}; it must have "
+                    f"one head per query head, N={N}: repeat each key/value head for its "
+                    f"N/K={G} query heads instead of reducing the queries."
+                )
+            check_shape(got, expected.shape, "BTNH", name, "output")
+            check_finite(got, expected, name, f"on inputs {describe_inputs(inputs | static)}",
+                         "")
+            if close(got, expected):
+                continue
+            t, s = np.arange(T)[:, None], np.arange(S)[None, :]
+            kt, vt = _tiled_heads(k, N), _tiled_heads(v, N)
+            match_variant(got, [
+                (
+                    f"your heads are repeated in the wrong order: query head n reads key/value "
+                    f"head n % K (what jnp.tile gives, or reshaping the query heads to "
+                    f"[N/K, K]), but the group of query head n is n // (N/K): heads 0..{G - 1} "
+                    f"share key head 0, heads {G}..{2 * G - 1} key head 1, ... Use "
+                    f"jnp.repeat(key, N // K, axis=2), or reshape the query to "
+                    f"[B, T, K, N/K, H].",
+                    lambda: _nn_attention(q, kt, vt, is_causal=is_causal),
+                ),
+                (
+                    f"your output equals grouped-query attention without the 1/sqrt(d_k) "
+                    f"scaling: divide the scores by sqrt(H) = sqrt({H}) = {math.sqrt(H):.2f} "
+                    f"before the softmax.",
+                    lambda: _nn_attention(q, k, v, scale=1.0, is_causal=is_causal),
+                ),
+                (
+                    f"you divided the scores by d_k = {H} instead of sqrt(d_k) = "
+                    f"{math.sqrt(H):.2f}.",
+                    lambda: _nn_attention(q, k, v, scale=1.0 / H, is_causal=is_causal),
+                ),
+                (
+                    "you repeated the heads in the wrong order and forgot the 1/sqrt(d_k) "
+                    "scaling: query head n belongs to group n // (N/K) (jnp.repeat, not "
+                    "jnp.tile), and the scores are divided by sqrt(H).",
+                    lambda: _nn_attention(q, kt, vt, scale=1.0, is_causal=is_causal),
+                ),
+            ] + ([
+                (
+                    "you ignored is_causal: with is_causal=True your output equals attention "
+                    "without a mask. Query t may attend keys s <= t only.",
+                    lambda: _nn_attention(q, k, v),
+                ),
+            ] if is_causal else [
+                (
+                    "your function applies a causal mask although is_causal=False: only mask "
+                    "when is_causal is True.",
+                    lambda: _nn_attention(q, k, v, is_causal=True),
+                ),
+            ]))
+            if is_causal:
+                _match_mask_variant(got, q, k, v, [
+                    (
+                        "your causal mask has the wrong polarity: query t attends the keys "
+                        "s > t (the future) instead of s <= t. True must mean \"may attend\".",
+                        s > t,
+                    ),
+                    (
+                        "your causal mask hides the diagonal: query t must attend its own "
+                        "position (keys s <= t, not s < t).",
+                        s < t,
+                    ),
+                    (
+                        "your causal mask is aligned to the bottom-right corner (s <= t + S - "
+                        "T); as in jax.nn.dot_product_attention, query t may attend keys "
+                        "s <= t counted from the first key.",
+                        s <= t + (S - T),
+                    ),
+                ])
+                if seed == 0:  # once: the gradient check compiles a program of its own
+                    _check_leak(lambda v_: fn(q, k, v_, True), v, name, "value")
+            compare(got, expected, axes="BTNH", name=name, what="output",
+                    inputs=inputs | static)
+    q2, k2, v2 = _host_normal(31, q.shape), _host_normal(32, k.shape), _host_normal(33, v.shape)
+    check_jit_and_vmap(
+        fn, name, inputs, {"query": q2, "key": k2, "value": v2},
+        _nn_attention(q, k, v, is_causal=True), _nn_attention(q2, k2, v2, is_causal=True),
+        static={"is_causal": True},
+    )
+    return (
+        "your grouped-query attention matches jax.nn.dot_product_attention with K key/value "
+        "heads: query head n uses key/value head n // (N/K), scaled by 1/sqrt(H), causal when "
+        "asked (no future leaks, checked through gradients), for K = 1 (multi-query) too, "
+        "under jax.jit and jax.vmap."
+    )
+
+
+# ======================================================================= 12 rotary positions
+
+
+def _rope_numpy(x, positions, base: float = 10000.0, *, layout: str = "interleaved",
+                exponent: str = "2i/H", sign: float = 1.0) -> np.ndarray:
+    """RoPE as complex multiplication (Su et al. 2021, section 3.2), with deliberate mistakes.
+
+    The pair i of a head, ``z_i = x_2i + j x_2i+1``, is multiplied by ``exp(j pos theta_i)``
+    with ``theta_i = base^(-2i/H)``. ``layout="half"`` pairs ``(x_i, x_i+H/2)`` instead,
+    ``exponent`` picks the frequency formula, ``sign=-1`` rotates the other way.
+    """
+    x = np.asarray(x, np.float64)
+    H = x.shape[-1]
+    i = np.arange(H // 2, dtype=np.float64)
+    theta = {
+        "2i/H": base ** (-2 * i / H),
+        "i/H": base ** (-i / H),
+        "+2i/H": base ** (2 * i / H),
+    }[exponent]
+    angle_TP = np.asarray(positions, np.float64)[:, None] * theta[None, :]
+    rotation_T1P = np.exp(1j * sign * angle_TP)[:, None, :]  # broadcasts over the heads N
+    if layout == "interleaved":
+        z = (x[..., 0::2] + 1j * x[..., 1::2]) * rotation_T1P
+        out = np.empty_like(x)
+        out[..., 0::2], out[..., 1::2] = z.real, z.imag
+        return out
+    z = (x[..., : H // 2] + 1j * x[..., H // 2:]) * rotation_T1P
+    return np.concatenate([z.real, z.imag], axis=-1)
+
+
+def _pair_norms(x, *, half: bool = False) -> np.ndarray:
+    """|(x_2i, x_2i+1)| for each pair (or |(x_i, x_i+H/2)|): what a rotation keeps."""
+    x = np.asarray(x, np.float64)
+    if half:
+        H = x.shape[-1]
+        return np.hypot(x[..., : H // 2], x[..., H // 2:])
+    return np.hypot(x[..., 0::2], x[..., 1::2])
+
+
+def _rope_variants(x, positions):
+    T = x.shape[-3]
+    return [
+        (
+            "you rotated the pairs (x_i, x_{i+H/2}), the 'rotate-half' layout of GPT-NeoX and "
+            "of Hugging Face's Llama; this exercise and the package follow the RoFormer paper "
+            "(Su et al. 2021): pair i is the two neighbouring features (x_2i, x_2i+1), i.e. "
+            "x[..., 0::2] and x[..., 1::2].",
+            lambda: _rope_numpy(x, positions, layout="half"),
+        ),
+        (
+            "the frequencies are off: you used theta_i = base^(-i/H) with i the pair index; "
+            "the paper's theta_i = base^(-2i/H) (i = 0 .. H/2 - 1: exponents 0, 2/H, 4/H, ...), "
+            "the wavelengths of the sinusoidal positions.",
+            lambda: _rope_numpy(x, positions, exponent="i/H"),
+        ),
+        (
+            "the frequencies are off: theta_i = base^(+2i/H) grows with i; it must shrink, "
+            "theta_i = base^(-2i/H) (from 1 radian per position down to about 1/base).",
+            lambda: _rope_numpy(x, positions, exponent="+2i/H"),
+        ),
+        (
+            "you rotate by -angle: the rotation by angle a = pos * theta_i is "
+            "(x_2i cos a - x_2i+1 sin a, x_2i sin a + x_2i+1 cos a); yours has the signs of the "
+            "sin terms swapped.",
+            lambda: _rope_numpy(x, positions, sign=-1.0),
+        ),
+        (
+            "you rotated pairs (x_i, x_{i+H/2}) and by -angle: pair i is (x_2i, x_2i+1) and the "
+            "rotation is (x_2i cos a - x_2i+1 sin a, x_2i sin a + x_2i+1 cos a).",
+            lambda: _rope_numpy(x, positions, layout="half", sign=-1.0),
+        ),
+        (
+            "you used the positions 0, 1, ..., T-1 (jnp.arange(T)) instead of the `positions` "
+            "argument: with a cache, new tokens sit at positions that do not start at 0.",
+            lambda: _rope_numpy(x, np.arange(T)),
+        ),
+    ]
+
+
+def _check_apply_rope(apply_rope) -> tuple[dict, np.ndarray]:
+    name = "apply_rope"
+    # Unbatched [T, N, H], then batched [B, T, N, H]; positions in no particular order.
+    cases = (
+        ((5, 3, 8), np.array([4, 0, 9, 2, 7], np.int32)),
+        ((2, 7, 3, 10), np.array([30, 1, 12, 5, 0, 21, 3], np.int32)),
+    )
+    for seed, (shape, positions) in enumerate(cases):
+        x = _host_normal(seed, shape)
+        pos = jnp.asarray(positions)
+        inputs = {"x": x, "positions": pos}
+        expected = _rope_numpy(x, positions)
+        got = as_array(call(apply_rope, name, inputs), name)
+        axes = "TNH" if len(shape) == 3 else "BTNH"
+        check_shape(got, expected.shape, axes, name, "result")
+        check_finite(got, expected, name, f"on inputs {describe_inputs(inputs)}", "")
+        if close(got, expected):
+            continue
+        match_variant(got, _rope_variants(x, positions))
+        keeps_pairs = np.allclose(_pair_norms(got), _pair_norms(x), rtol=1e-3, atol=1e-4)
+        keeps_halves = np.allclose(_pair_norms(got, half=True), _pair_norms(x, half=True),
+                                   rtol=1e-3, atol=1e-4)
+        if not keeps_pairs and not keeps_halves:
+            raise Mistake(
+                "your result changes the length of the pairs (x_2i, x_2i+1): a rotation keeps "
+                "it. Pair i becomes (x_2i cos a - x_2i+1 sin a, x_2i sin a + x_2i+1 cos a) with "
+                "a = position * base^(-2i/H): the same angle a for both of its features."
+            )
+        raise Mistake(
+            first_difference(got, expected, axes, "result")
+            + f" on inputs {describe_inputs(inputs)}."
+        )
+    return inputs, expected
+
+
+def _check_rope_transforms(apply_rope, inputs, expected) -> None:
+    x, positions = inputs["x"], np.asarray(inputs["positions"])
+    x2, pos2 = _host_normal(9, x.shape), positions[::-1].copy()
+    check_jit_and_vmap(
+        apply_rope, "apply_rope", inputs, {"x": x2, "positions": jnp.asarray(pos2)}, expected,
+        _rope_numpy(x2, pos2),
+    )
+
+
+def _check_rope_attention(rope_attention) -> None:
+    name = "rope_attention"
+    B, T, N, H = 2, 5, 3, 8
+    positions = np.array([2, 3, 4, 5, 6], np.int32)
+    q, k, v = (_host_normal(seed, (B, T, N, H)) for seed in (3, 4, 5))
+    inputs = {"query": q, "key": k, "value": v, "positions": jnp.asarray(positions)}
+
+    def attend(q_, k_, v_):
+        return np.asarray(_nn_attention(jnp.asarray(q_, jnp.float32),
+                                        jnp.asarray(k_, jnp.float32),
+                                        jnp.asarray(v_, jnp.float32)))
+
+    def rope(x):
+        return _rope_numpy(x, positions)
+
+    expected = attend(rope(q), rope(k), v)
+    got = as_array(call(rope_attention, name, inputs), name)
+    compare(got, expected, axes="BTNH", name=name, what="output", inputs=inputs, variants=[
+        (
+            "you rotated the values too: RoPE rotates only the queries and the keys, so that "
+            "their dot product depends on the distance between positions; the values are "
+            "averaged as they are (a rotated value would carry its absolute position into "
+            "the output).",
+            lambda: attend(rope(q), rope(k), rope(v)),
+        ),
+        (
+            "you rotated only the queries: rotate the keys with their positions too (the "
+            "score q_m . k_n depends on m - n only when both are rotated).",
+            lambda: attend(rope(q), k, v),
+        ),
+        (
+            "you rotated only the keys: rotate the queries with their positions too.",
+            lambda: attend(q, rope(k), v),
+        ),
+        (
+            "you rotated the output of attention; RoPE is applied to the queries and keys "
+            "before the scores, not to the result.",
+            lambda: rope(attend(q, k, v)),
+        ),
+        (
+            "your output equals attention without RoPE: apply apply_rope to the query and the "
+            "key (with `positions`) before attending.",
+            lambda: attend(q, k, v),
+        ),
+        (
+            f"you forgot the 1/sqrt(d_k) scaling: divide the scores of the rotated queries and "
+            f"keys by sqrt(H) = sqrt({H}).",
+            lambda: np.asarray(_nn_attention(jnp.asarray(rope(q), jnp.float32),
+                                             jnp.asarray(rope(k), jnp.float32), v, scale=1.0)),
+        ),
+    ])
+
+
+@checker("rotary_positions")
+def check_rotary_positions(apply_rope, rope_attention=None) -> str:
+    """``apply_rope(x [*B, T, N, H], positions [T])`` and ``rope_attention(q, k, v, positions)``.
+
+    The reference is RoPE written with complex numbers in NumPy (Su et al. 2021, eq. 34):
+    pair ``(x_2i, x_2i+1)`` as ``x_2i + j x_2i+1``, times ``exp(j pos base^(-2i/H))``.
+    """
+    reject_package_function(apply_rope, "apply_rope")
+    last_inputs, last_expected = _check_apply_rope(apply_rope)
+    if rope_attention is None:
+        raise NotImplementedYet(
+            "not implemented yet: apply_rope is right; now write rope_attention."
+        )
+    reject_package_function(rope_attention, "rope_attention")
+    _check_rope_attention(rope_attention)
+    _check_rope_transforms(apply_rope, last_inputs, last_expected)
+    return (
+        "apply_rope matches the complex-number formula (pairs (x_2i, x_2i+1) rotated by "
+        "pos * 10000^(-2i/H)) for [T, N, H] and [B, T, N, H], under jax.jit and jax.vmap, and "
+        "rope_attention rotates the queries and keys, never the values."
+    )
+
+
+# ======================================================================= 13 sliding-window mask
+
+
+@checker("sliding_window_mask")
+def check_sliding_window_mask(sliding_window_mask) -> str:
+    """``sliding_window_mask(T, window) -> Bool[T, T]``: s <= t and t - s <= window.
+
+    The reference is ``attention.mechanism.masks.local_window_mask(T, T, (window, 0))``, the
+    window of ``jax.nn.dot_product_attention(local_window_size=(window, 0), is_causal=True)``.
+    """
+    from attention.mechanism.masks import local_window_mask
+
+    fn = sliding_window_mask
+    name = "sliding_window_mask"
+    reject_package_function(fn, name)
+    for T, window in ((7, 2), (6, 0), (8, 3), (5, 9)):
+        inputs = {"T": T, "window": window}
+        got = as_array(call(fn, name, inputs), name, "mask")
+        check_shape(got, (T, T), "TS", name, "mask")
+        _boolean(got, name)
+        expected = np.asarray(local_window_mask(T, T, (window, 0)))
+        if close(got, expected):
+            continue
+        t, s = np.arange(T)[:, None], np.arange(T)[None, :]
+        match_variant(got, [
+            (
+                f"your window is one token short: token t sees {window} tokens counting "
+                f"itself. Here token t sees itself AND the `window` tokens before it (keys "
+                f"t - window <= s <= t, window + 1 of them), as jax.nn's "
+                f"local_window_size=(window, 0) with is_causal=True.",
+                lambda: (s <= t) & (t - s < window),
+            ),
+            (
+                "your window is one token too long: token t sees itself and the `window` "
+                "tokens before it, keys t - window <= s <= t (use t - s <= window).",
+                lambda: (s <= t) & (t - s <= window + 1),
+            ),
+            (
+                "your band is symmetric (|t - s| <= window): it lets token t see the window "
+                "tokens after it. A sliding window in a decoder is causal: also require s <= t.",
+                lambda: np.abs(t - s) <= window,
+            ),
+            (
+                "your mask lets token t see every later token: t - s <= window is only the "
+                "left edge of the window; add the causal condition s <= t.",
+                lambda: t - s <= window,
+            ),
+            (
+                "your mask is the plain causal mask: the window is ignored. Token t sees only "
+                "keys t - window <= s <= t.",
+                lambda: s <= t,
+            ),
+            (
+                "your mask has the wrong polarity: True must mean \"may attend\", and yours is "
+                "True exactly outside the window.",
+                lambda: ~expected,
+            ),
+            (
+                "your mask hides the diagonal: token t must see itself (keys t - window <= "
+                "s <= t, with s = t included).",
+                lambda: (s < t) & (t - s <= window),
+            ),
+            (
+                "your mask is transposed: rows are queries t, columns keys s, and query t sees "
+                "the keys before it (s <= t), the lower triangle.",
+                lambda: expected.T,
+            ),
+        ])
+        index = [int(i) for i in np.argwhere(got != expected)[0]]
+        raise Mistake(
+            f"your mask for T={T}, window={window} is wrong at [t, s] = {index}: you have "
+            f"{bool(got[tuple(index)])}, expected {bool(expected[tuple(index)])} (True when "
+            f"t - window <= s <= t)."
+        )
+    return (
+        "your sliding-window mask matches local_window_mask(T, T, (window, 0)): token t sees "
+        "itself and the `window` tokens before it, the mask of jax.nn.dot_product_attention("
+        "..., is_causal=True, local_window_size=(window, 0)) and of Mistral's sliding window."
+    )

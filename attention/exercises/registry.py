@@ -70,5 +70,13 @@ EXERCISES: dict[str, Exercise] = {
                  ("greedy_decode",), checkers.check_greedy_decoding, 30),
         Exercise("label_smoothing", "Label-smoothed cross-entropy", "10_label_smoothing",
                  ("label_smoothed_loss",), checkers.check_label_smoothing, 25),
+        Exercise("grouped_query_attention", "Grouped-query attention",
+                 "11_grouped_query_attention", ("grouped_query_attention",),
+                 checkers.check_grouped_query_attention, 30),
+        Exercise("rotary_positions", "Rotary position embeddings (RoPE)",
+                 "12_rotary_positions", ("apply_rope", "rope_attention"),
+                 checkers.check_rotary_positions, 35),
+        Exercise("sliding_window_mask", "A sliding-window mask", "13_sliding_window_mask",
+                 ("sliding_window_mask",), checkers.check_sliding_window_mask, 15),
     )
 }

@@ -193,6 +193,54 @@ def label_smoothed_loss(logits, targets, label_smoothing=0.1, pad_id=0):
     return jnp.sum(jnp.where(real_BT, loss_BT, 0.0)) / jnp.sum(real_BT)
 
 
+# ----------------------------------------------------------------- 11 grouped-query attention
+
+
+def grouped_query_attention(query, key, value, is_causal=False):
+    """query [B, T, N, H], key/value [B, S, K, H] -> [B, T, N, H]; head n reads n // (N/K)."""
+    B, T, N, H = query.shape
+    S, K = key.shape[-3], key.shape[-2]
+    # Group the query heads: [B, T, K, G, H], query head n = k * G + g belongs to group k.
+    q_BTKGH = query.reshape(B, T, K, N // K, H)
+    scores_BKGTS = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, key) / jnp.sqrt(H)
+    if is_causal:
+        allowed_TS = jnp.arange(S)[None, :] <= jnp.arange(T)[:, None]
+        scores_BKGTS = jnp.where(allowed_TS, scores_BKGTS, -1e9)
+    weights_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1)
+    out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", weights_BKGTS, value)
+    return out_BTKGH.reshape(B, T, N, H)
+
+
+# ----------------------------------------------------------------- 12 rotary positions
+
+
+def apply_rope(x, positions, base=10000.0):
+    """Rotate each pair (x_2i, x_2i+1) of x [..., T, N, H] by positions[t] * base^(-2i/H)."""
+    H = x.shape[-1]
+    theta = base ** (-jnp.arange(0, H, 2) / H)  # [H/2]: theta_i = base^(-2i/H)
+    angle_TP = positions[:, None].astype(jnp.float32) * theta[None, :]
+    cos, sin = jnp.cos(angle_TP)[:, None, :], jnp.sin(angle_TP)[:, None, :]  # [T, 1, H/2]
+    even, odd = x[..., 0::2], x[..., 1::2]
+    rotated = jnp.stack([even * cos - odd * sin, even * sin + odd * cos], axis=-1)
+    return rotated.reshape(x.shape)
+
+
+def rope_attention(query, key, value, positions):
+    """Attention of RoPE-rotated queries and keys (the values are not rotated)."""
+    return jax.nn.dot_product_attention(
+        apply_rope(query, positions), apply_rope(key, positions), value
+    )
+
+
+# ----------------------------------------------------------------- 13 sliding-window mask
+
+
+def sliding_window_mask(T, window):
+    """Boolean [T, T]: token t sees itself and the `window` tokens before it."""
+    t, s = jnp.arange(T)[:, None], jnp.arange(T)[None, :]
+    return (s <= t) & (t - s <= window)
+
+
 # ----------------------------------------------------------------- the source of each solution
 
 _HEADER = "import jax\nimport jax.numpy as jnp\n\n"

@@ -7,12 +7,21 @@ What changes from rung 3 (:func:`attention.kernels.blockwise_attention`):
   "FlashAttention", algorithm 1; FlashAttention-2, Dao 2023, puts the query loop outside, as
   here). Every step is a ``[block_q, H] x [H, block_k]`` matrix product whose scores fit in
   cache.
-* **Skipped tiles.** With ``is_causal`` the tiles above the diagonal are all masked; the key
-  loop of query block i stops at the diagonal (a ``jax.lax.fori_loop`` with a computed upper
-  bound), so about half the work is never done. The same bound skips key blocks that are
-  padding in every sequence (``key_lengths``), and query blocks past every ``query_lengths``.
-  Masking is a few integer comparisons that XLA fuses into the max and exp reading the
-  scores; with no mask, lengths or causality it is left out of the program altogether.
+* **Skipped tiles.** The key loop of query block i is a ``jax.lax.fori_loop`` over computed
+  bounds ``[lo, hi)`` (:meth:`_Tiling.key_range`), so tiles that are masked in full are never
+  computed:
+
+  - with ``is_causal`` it stops at the diagonal (about half the work is never done);
+  - with a local window ``(left, right)`` it visits only the key blocks that meet the band
+    ``[first query - left, last query + right]`` of the block: for a fixed window each query
+    block costs a fixed number of tiles, so **the cost grows linearly in T**, not as T^2;
+  - it stops at the longest ``key_value_seq_lengths`` (key blocks that are padding in every
+    sequence), and query blocks past every ``query_seq_lengths`` visit nothing.
+
+  The backward pass skips the same tiles the other way round: the query loop of key block j
+  runs over the query blocks whose band reaches it (:meth:`_Tiling.query_range`). Masking is
+  a few integer comparisons that XLA fuses into the max and exp reading the scores; with no
+  mask, lengths, window or causality it is left out of the program altogether.
 * **A custom backward pass** (``jax.custom_vjp``, FlashAttention-2 section 3.1.2). The forward
   saves only the output and the log-sum-exp ``lse = m + log(l)`` of each query row. The
   backward recomputes each tile's weights as ``p = exp(s - lse)`` and accumulates::
@@ -22,6 +31,15 @@ What changes from rung 3 (:func:`attention.kernels.blockwise_attention`):
 
   so training memory, like inference memory, grows linearly in T (autodiff through rung 3
   stores every block's weights: quadratic).
+* **Grouped-query heads without repeating keys** (Ainslie et al. 2023; multi-query, K = 1,
+  Shazeer 2019): with K key/value heads for N = K G query heads, the G query heads that share
+  key head k are folded into the query rows. The queries ``[B, T, N, H]`` are viewed as
+  ``[B, K, T G, H]``, row ``r = t G + g`` holding query head ``k G + g`` at position
+  ``t = r // G``; the kernel then runs as for ordinary multi-head attention with K heads and
+  ``T G`` query rows, each tile reading one key/value tile for all G heads of its group (the
+  "packed" layout of grouped-query kernels). Positions (causality, window, lengths) are
+  those of the rows, ``r // G``; ``block_q`` counts rows. ``dK``, ``dV`` sum over the group
+  by construction, since the G heads are rows of one product.
 * **Any length**: T and S are padded up to the block sizes and the padding masked.
 * **One head at a time** for long sequences: each tile is then one large matrix product
   rather than a batch of small ones (short sequences keep all heads together, where per-head
@@ -30,18 +48,22 @@ What changes from rung 3 (:func:`attention.kernels.blockwise_attention`):
 
 Masks: a boolean ``mask`` broadcastable to ``[B, N, T, S]`` is sliced tile by tile (so a
 ``[B, 1, 1, S]`` padding mask never grows), but forces masking of every tile; key padding is
-cheaper given as ``key_lengths`` ``[B]`` (keys ``s >= key_lengths[b]`` are masked), which also
-lets whole padding tiles be skipped. ``query_lengths`` ``[B]`` masks queries
-``t >= query_lengths[b]`` (they output zeros). An additive ``bias`` is not supported: it is a
-``[B, N, T, S]`` array, exactly what this kernel avoids; use :func:`fused_attention`.
+cheaper given as ``key_value_seq_lengths`` ``[B]`` (keys ``s >= key_value_seq_lengths[b]`` are
+masked), which also lets whole padding tiles be skipped. ``query_seq_lengths`` ``[B]`` masks
+queries ``t >= query_seq_lengths[b]`` (they output zeros). The names are those of
+``jax.nn.dot_product_attention``; ``key_lengths`` and ``query_lengths`` are accepted as the
+old names. An additive ``bias`` is not supported: it is a ``[B, N, T, S]`` array, exactly what
+this kernel avoids; use :func:`fused_attention`.
 
 Float32 accumulation for half-precision inputs; the output has the dtype of ``value``; a query
-whose keys are all masked outputs zeros, as in the reference.
+whose keys are all masked outputs zeros, as in the reference (``jax.nn`` gives the mean of the
+values there).
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,16 +74,100 @@ from attention.kernels._arguments import (
     as_rank4,
     check_attention_args,
     check_block_size,
-    check_lengths,
+    resolve_lengths,
     round_up,
 )
-from attention.mechanism.masks import combine_masks
+from attention.mechanism.masks import combine_masks, local_window_mask, seq_lengths_mask
 from attention.mechanism.scaled_dot_product import dot_product_attention
 from attention.mechanism.scores import default_scale
 
 
 def _cdiv(a, b):
     return (a + b - 1) // b
+
+
+class Band(NamedTuple):
+    """The static description of which entries a tile may attend (hashable, for ``jit``).
+
+    ``group`` is G = N / K, the query heads per key/value head: query row r is at position
+    ``r // group``. ``window`` is ``(left, right)`` or None. ``bq``, ``bk``: tile sizes (rows,
+    keys).
+    """
+
+    is_causal: bool
+    window: tuple[int, int] | None
+    group: int
+    bq: int
+    bk: int
+
+
+def row_position(rows, group: int):
+    """Position ``r // group`` of query rows ``r`` (a shift when the group is a power of 2)."""
+    if group == 1:
+        return rows
+    if group & (group - 1) == 0:
+        return jax.lax.shift_right_logical(rows, jnp.asarray(group.bit_length() - 1, rows.dtype))
+    return rows // group
+
+
+def _ops(*values):
+    """``minimum, maximum, where``: Python's for ints (a tile count read in a test, at once),
+    jnp's for arrays (the traced block index of a loop)."""
+    if all(isinstance(v, int) for v in values):
+        return min, max, lambda condition, a, b: a if condition else b
+    return jnp.minimum, jnp.maximum, jnp.where
+
+
+def key_block_range(i, band: Band, key_length, query_length):
+    """Key blocks ``[lo, hi)`` that query block i must visit.
+
+    ``key_length``: keys past it are padding (the longest length in the batch); queries at
+    positions ``>= query_length`` are padding. Shared by the pure-JAX and Pallas kernels.
+    The number of tiles the forward computes is the sum of ``hi - lo`` over the blocks.
+    """
+    minimum, maximum, where = _ops(i, key_length, query_length)
+    G, bq, bk = band.group, band.bq, band.bk
+    first, last = (i * bq) // G, ((i + 1) * bq - 1) // G  # positions of the block's rows
+    hi_key = key_length  # one past the last key any query of the block may see
+    lo = 0
+    if band.is_causal:  # query t sees keys s <= t
+        hi_key = minimum(hi_key, last + 1)
+    if band.window is not None:  # query t sees keys t - left .. t + right
+        left, right = band.window
+        hi_key = minimum(hi_key, last + right + 1)
+        lo = maximum(first - left, 0) // bk
+    hi = _cdiv(hi_key, bk)
+    hi = where(i * bq < query_length * G, hi, lo)  # a block of padding queries: nothing
+    return lo, maximum(hi, lo)
+
+
+def query_block_range(j, band: Band, key_length, query_length):
+    """Query blocks ``[lo, hi)`` that key block j must visit (the backward's inner loop)."""
+    minimum, maximum, where = _ops(j, key_length, query_length)
+    G, bq, bk = band.group, band.bq, band.bk
+    first, last = j * bk, (j + 1) * bk - 1  # the block's keys
+    lo_pos, hi_pos = 0, query_length  # query positions [lo_pos, hi_pos) that may see them
+    if band.is_causal:
+        lo_pos = first
+    if band.window is not None:  # key s is seen by queries s - right .. s + left
+        left, right = band.window
+        lo_pos = maximum(lo_pos, first - right)
+        hi_pos = minimum(hi_pos, last + left + 1)
+    lo = (lo_pos * G) // bq
+    hi = where(first < key_length, _cdiv(hi_pos * G, bq), lo)
+    return lo, maximum(hi, lo)
+
+
+def band_allowed(q_pos, k_pos, band: Band):
+    """Boolean of the broadcast shape of the positions: causal and window conditions, or None."""
+    ok = None
+    if band.is_causal:
+        ok = k_pos <= q_pos
+    if band.window is not None:
+        left, right = band.window
+        inside = (k_pos >= q_pos - left) & (k_pos <= q_pos + right)
+        ok = inside if ok is None else ok & inside
+    return ok
 
 
 def _tile(array, axis: int, index, size: int):
@@ -72,58 +178,54 @@ def _tile(array, axis: int, index, size: int):
 
 
 class _Tiling:
-    """Which tiles to visit and which need masking; shared by the forward and backward."""
+    """Which tiles to visit and which need masking; shared by the forward and backward.
 
-    def __init__(self, mask, key_lengths, query_lengths, is_causal, block_q, block_k, T, S):
-        # key_lengths / query_lengths are None when nothing along that axis is masked: then no
-        # tile pays for comparing positions with them.
-        self.mask, self.kl, self.ql = mask, key_lengths, query_lengths
-        self.is_causal, self.bq, self.bk = is_causal, block_q, block_k
-        self.masks_nothing = mask is None and key_lengths is None and query_lengths is None and (
-            not is_causal)
-        self.max_kl, self.min_kl = (S, S) if key_lengths is None else (
-            jnp.max(key_lengths), jnp.min(key_lengths))
-        self.max_ql, self.min_ql = (T, T) if query_lengths is None else (
-            jnp.max(query_lengths), jnp.min(query_lengths))
+    ``mask`` is in the folded layout ``[B or 1, K or 1, rows or 1, S or 1]``; ``kl``, ``ql``
+    (int ``[B]``, positions) are None when nothing along that axis is masked.
+    """
+
+    def __init__(self, mask, key_lengths, query_lengths, band: Band, T: int, S: int):
+        self.mask, self.kl, self.ql, self.band = mask, key_lengths, query_lengths, band
+        self.masks_nothing = (mask is None and key_lengths is None and query_lengths is None
+                              and not band.is_causal and band.window is None)
+        self.max_kl = S if key_lengths is None else jnp.max(key_lengths)
+        self.max_ql = T if query_lengths is None else jnp.max(query_lengths)
 
     def key_range(self, i):
-        """Key blocks [0, hi) that query block i must visit."""
-        hi = _cdiv(self.max_kl, self.bk)
-        if self.is_causal:  # query t sees keys s <= t; the last query of block i is bq(i+1)-1.
-            hi = jnp.minimum(hi, _cdiv((i + 1) * self.bq, self.bk))
-        return jnp.where(i * self.bq < self.max_ql, hi, 0)
+        """Key blocks ``[lo, hi)`` that query block i must visit."""
+        return key_block_range(i, self.band, self.max_kl, self.max_ql)
 
     def query_range(self, j):
-        """Query blocks [lo, hi) that key block j must visit (the backward's inner loop)."""
-        lo = (j * self.bk) // self.bq if self.is_causal else 0
-        hi = jnp.where(j * self.bk < self.max_kl, _cdiv(self.max_ql, self.bq), lo)
-        return lo, hi
+        """Query blocks ``[lo, hi)`` that key block j must visit (the backward's inner loop)."""
+        return query_block_range(j, self.band, self.max_kl, self.max_ql)
 
     def allowed(self, i, j):
-        """Boolean ``[B or 1, N or 1, bq, bk]``: which entries of tile (i, j) may attend."""
-        q_pos_q1 = i * self.bq + jnp.arange(self.bq)[:, None]
-        k_pos_1k = j * self.bk + jnp.arange(self.bk)[None, :]
+        """Boolean ``[B or 1, K or 1, bq, bk]``: which entries of tile (i, j) may attend."""
+        bq, bk = self.band.bq, self.band.bk
+        q_pos_q1 = row_position(i * bq + jnp.arange(bq)[:, None], self.band.group)
+        k_pos_1k = j * bk + jnp.arange(bk)[None, :]
         ok = jnp.ones((1, 1, 1, 1), bool)
         if self.kl is not None:
             ok = ok & (k_pos_1k[None, None] < self.kl[:, None, None, None])
         if self.ql is not None:
             ok = ok & (q_pos_q1[None, None] < self.ql[:, None, None, None])
-        if self.is_causal:
-            ok = ok & (k_pos_1k <= q_pos_q1)[None, None]
+        band = band_allowed(q_pos_q1, k_pos_1k, self.band)
+        if band is not None:
+            ok = ok & band[None, None]
         if self.mask is not None:
-            ok = ok & _tile(_tile(self.mask, 2, i, self.bq), 3, j, self.bk)
+            ok = ok & _tile(_tile(self.mask, 2, i, bq), 3, j, bk)
         return ok
 
-    def scores(self, q_BNqH, k_BNkH, i, j, *, transposed=False):
-        """Scores of tile (i, j) as ``[B, N, bq, bk]`` (``[B, N, bk, bq]`` if ``transposed``,
+    def scores(self, q_BKqH, k_BKkH, i, j, *, transposed=False):
+        """Scores of tile (i, j) as ``[B, K, bq, bk]`` (``[B, K, bk, bq]`` if ``transposed``,
         as the backward wants them), masked entries set to the lowest finite value."""
         if transposed:
-            s = jnp.einsum("BNkH,BNqH->BNkq", k_BNkH, q_BNqH)
+            s = jnp.einsum("BKkH,BKqH->BKkq", k_BKkH, q_BKqH)
         else:
-            s = jnp.einsum("BNqH,BNkH->BNqk", q_BNqH, k_BNkH)
+            s = jnp.einsum("BKqH,BKkH->BKqk", q_BKqH, k_BKkH)
         if self.masks_nothing:
             return s
-        # Always masked, also inside the diagonal: the comparisons are of iotas and fuse into
+        # Always masked, also inside the band: the comparisons are of iotas and fuse into
         # the max and exp that read the scores, which costs less than branching per tile.
         allowed = self.allowed(i, j)
         if transposed:
@@ -131,138 +233,144 @@ class _Tiling:
         return jnp.where(allowed, s, jnp.finfo(s.dtype).min)
 
 
-def _forward_tiles(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
-    """Output ``[B, N, T, Hv]`` and log-sum-exp ``[B, N, T]`` (0 for fully masked rows)."""
-    B, N, T, _ = q_BNTH.shape
-    tiling = _Tiling(mask, kl, ql, is_causal, bq, bk, T, k_BNSH.shape[2])
-    Hv = v_BNSH.shape[-1]
-    lowest = jnp.finfo(q_BNTH.dtype).min
+def _forward_tiles(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band: Band, T: int):
+    """Output ``[B, K, R, Hv]`` and log-sum-exp ``[B, K, R]`` (0 for fully masked rows).
+
+    ``R`` = padded query rows (T G); ``T`` = the number of real positions.
+    """
+    B, K, R, _ = q_BKRH.shape
+    bq, bk = band.bq, band.bk
+    tiling = _Tiling(mask, kl, ql, band, T, k_BKSH.shape[2])
+    Hv = v_BKSH.shape[-1]
+    lowest = jnp.finfo(q_BKRH.dtype).min
 
     def query_block(i):
-        q_BNqH = jax.lax.dynamic_slice_in_dim(q_BNTH, i * bq, bq, 2)
+        q_BKqH = jax.lax.dynamic_slice_in_dim(q_BKRH, i * bq, bq, 2)
 
         def key_step(j, carry):
-            m_BNq, l_BNq, acc_BNqH = carry
-            k_BNkH = jax.lax.dynamic_slice_in_dim(k_BNSH, j * bk, bk, 2)
-            v_BNkH = jax.lax.dynamic_slice_in_dim(v_BNSH, j * bk, bk, 2)
-            s_BNqk = tiling.scores(q_BNqH, k_BNkH, i, j)
-            m_new_BNq = jnp.maximum(m_BNq, jnp.max(s_BNqk, axis=-1))
-            alpha_BNq = jnp.exp(m_BNq - m_new_BNq)
+            m_BKq, l_BKq, acc_BKqH = carry
+            k_BKkH = jax.lax.dynamic_slice_in_dim(k_BKSH, j * bk, bk, 2)
+            v_BKkH = jax.lax.dynamic_slice_in_dim(v_BKSH, j * bk, bk, 2)
+            s_BKqk = tiling.scores(q_BKqH, k_BKkH, i, j)
+            m_new_BKq = jnp.maximum(m_BKq, jnp.max(s_BKqk, axis=-1))
+            alpha_BKq = jnp.exp(m_BKq - m_new_BKq)
             # Masked entries give exp(lowest - m_new) = 0 once the row has an allowed key;
             # before that (m_new = lowest) they give 1, wiped by alpha = 0 at the first
             # allowed key, or by the `seen` test below if none ever comes.
-            p_BNqk = jnp.exp(s_BNqk - m_new_BNq[..., None])
-            l_BNq = alpha_BNq * l_BNq + jnp.sum(p_BNqk, axis=-1)
-            acc_BNqH = alpha_BNq[..., None] * acc_BNqH + jnp.einsum(
-                "BNqk,BNkH->BNqH", p_BNqk, v_BNkH
+            p_BKqk = jnp.exp(s_BKqk - m_new_BKq[..., None])
+            l_BKq = alpha_BKq * l_BKq + jnp.sum(p_BKqk, axis=-1)
+            acc_BKqH = alpha_BKq[..., None] * acc_BKqH + jnp.einsum(
+                "BKqk,BKkH->BKqH", p_BKqk, v_BKkH
             )
-            return m_new_BNq, l_BNq, acc_BNqH
+            return m_new_BKq, l_BKq, acc_BKqH
 
         init = (
-            jnp.full((B, N, bq), lowest, q_BNTH.dtype),
-            jnp.zeros((B, N, bq), q_BNTH.dtype),
-            jnp.zeros((B, N, bq, Hv), q_BNTH.dtype),
+            jnp.full((B, K, bq), lowest, q_BKRH.dtype),
+            jnp.zeros((B, K, bq), q_BKRH.dtype),
+            jnp.zeros((B, K, bq, Hv), q_BKRH.dtype),
         )
         if n_key_blocks == 1:
-            # One key block: no loop. Visiting a block the bound would skip is harmless (all
+            # One key block: no loop. Visiting a block the bounds would skip is harmless (all
             # its entries are masked), and short sequences avoid the loop's overhead.
-            m_BNq, l_BNq, acc_BNqH = key_step(0, init)
+            m_BKq, l_BKq, acc_BKqH = key_step(0, init)
         else:
-            m_BNq, l_BNq, acc_BNqH = jax.lax.fori_loop(0, tiling.key_range(i), key_step, init)
-        seen_BNq = m_BNq > lowest
-        l_BNq = jnp.where(seen_BNq, l_BNq, 1.0)
-        out_BNqH = jnp.where(seen_BNq[..., None], acc_BNqH / l_BNq[..., None], 0.0)
-        lse_BNq = jnp.where(seen_BNq, m_BNq + jnp.log(l_BNq), 0.0)
-        return out_BNqH, lse_BNq
+            lo, hi = tiling.key_range(i)
+            m_BKq, l_BKq, acc_BKqH = jax.lax.fori_loop(lo, hi, key_step, init)
+        seen_BKq = m_BKq > lowest
+        l_BKq = jnp.where(seen_BKq, l_BKq, 1.0)
+        out_BKqH = jnp.where(seen_BKq[..., None], acc_BKqH / l_BKq[..., None], 0.0)
+        lse_BKq = jnp.where(seen_BKq, m_BKq + jnp.log(l_BKq), 0.0)
+        return out_BKqH, lse_BKq
 
-    n_key_blocks = k_BNSH.shape[2] // bk
-    if T == bq:
-        out_QBNqH, lse_QBNq = jax.tree.map(lambda x: x[None], query_block(0))
+    n_key_blocks = k_BKSH.shape[2] // bk
+    if R == bq:
+        out_QBKqH, lse_QBKq = jax.tree.map(lambda x: x[None], query_block(0))
     else:
-        out_QBNqH, lse_QBNq = jax.lax.map(query_block, jnp.arange(T // bq))
-    out_BNTH = jnp.einsum("QBNqH->BNQqH", out_QBNqH).reshape(B, N, T, Hv)
-    lse_BNT = jnp.einsum("QBNq->BNQq", lse_QBNq).reshape(B, N, T)
-    return out_BNTH, lse_BNT
+        out_QBKqH, lse_QBKq = jax.lax.map(query_block, jnp.arange(R // bq))
+    out_BKRH = jnp.einsum("QBKqH->BKQqH", out_QBKqH).reshape(B, K, R, Hv)
+    lse_BKR = jnp.einsum("QBKq->BKQq", lse_QBKq).reshape(B, K, R)
+    return out_BKRH, lse_BKR
 
 
-def _backward_tiles(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT, dout_BNTH,
-                   is_causal, bq, bk):
+def _backward_tiles(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, out_BKRH, lse_BKR, dout_BKRH,
+                    band: Band, T: int):
     """Gradients for q, k, v, recomputing each tile's weights from ``lse``."""
-    S = k_BNSH.shape[2]
-    tiling = _Tiling(mask, kl, ql, is_causal, bq, bk, q_BNTH.shape[2], S)
-    delta_BNT = jnp.sum(dout_BNTH * out_BNTH, axis=-1)  # rowsum(dO * O), FA-2 eq. (D_i)
+    S = k_BKSH.shape[2]
+    bq, bk = band.bq, band.bk
+    tiling = _Tiling(mask, kl, ql, band, T, S)
+    delta_BKR = jnp.sum(dout_BKRH * out_BKRH, axis=-1)  # rowsum(dO * O), FA-2 eq. (D_i)
 
-    def key_block(dq_BNTH, j):
-        k_BNkH = jax.lax.dynamic_slice_in_dim(k_BNSH, j * bk, bk, 2)
-        v_BNkH = jax.lax.dynamic_slice_in_dim(v_BNSH, j * bk, bk, 2)
+    def key_block(dq_BKRH, j):
+        k_BKkH = jax.lax.dynamic_slice_in_dim(k_BKSH, j * bk, bk, 2)
+        v_BKkH = jax.lax.dynamic_slice_in_dim(v_BKSH, j * bk, bk, 2)
 
         def query_step(i, carry):
-            dk_BNkH, dv_BNkH, dq_BNTH = carry
-            q_BNqH = jax.lax.dynamic_slice_in_dim(q_BNTH, i * bq, bq, 2)
-            do_BNqH = jax.lax.dynamic_slice_in_dim(dout_BNTH, i * bq, bq, 2)
-            lse_BNq = jax.lax.dynamic_slice_in_dim(lse_BNT, i * bq, bq, 2)
-            delta_BNq = jax.lax.dynamic_slice_in_dim(delta_BNT, i * bq, bq, 2)
+            dk_BKkH, dv_BKkH, dq_BKRH = carry
+            q_BKqH = jax.lax.dynamic_slice_in_dim(q_BKRH, i * bq, bq, 2)
+            do_BKqH = jax.lax.dynamic_slice_in_dim(dout_BKRH, i * bq, bq, 2)
+            lse_BKq = jax.lax.dynamic_slice_in_dim(lse_BKR, i * bq, bq, 2)
+            delta_BKq = jax.lax.dynamic_slice_in_dim(delta_BKR, i * bq, bq, 2)
             # Tiles are computed transposed, [k, q], so that three of the four products
             # below contract over their operands' last or first axes without a transpose.
-            sT_BNkq = tiling.scores(q_BNqH, k_BNkH, i, j, transposed=True)
-            pT_BNkq = jnp.exp(sT_BNkq - lse_BNq[..., None, :])  # masked: exp(lowest - lse) = 0
-            dv_BNkH = dv_BNkH + jnp.einsum("BNkq,BNqH->BNkH", pT_BNkq, do_BNqH)
-            dpT_BNkq = jnp.einsum("BNkH,BNqH->BNkq", v_BNkH, do_BNqH)
-            dsT_BNkq = pT_BNkq * (dpT_BNkq - delta_BNq[..., None, :])
-            dk_BNkH = dk_BNkH + jnp.einsum("BNkq,BNqH->BNkH", dsT_BNkq, q_BNqH)
-            dq_BNqH = jax.lax.dynamic_slice_in_dim(dq_BNTH, i * bq, bq, 2) + jnp.einsum(
-                "BNkq,BNkH->BNqH", dsT_BNkq, k_BNkH
+            sT_BKkq = tiling.scores(q_BKqH, k_BKkH, i, j, transposed=True)
+            pT_BKkq = jnp.exp(sT_BKkq - lse_BKq[..., None, :])  # masked: exp(lowest - lse) = 0
+            dv_BKkH = dv_BKkH + jnp.einsum("BKkq,BKqH->BKkH", pT_BKkq, do_BKqH)
+            dpT_BKkq = jnp.einsum("BKkH,BKqH->BKkq", v_BKkH, do_BKqH)
+            dsT_BKkq = pT_BKkq * (dpT_BKkq - delta_BKq[..., None, :])
+            dk_BKkH = dk_BKkH + jnp.einsum("BKkq,BKqH->BKkH", dsT_BKkq, q_BKqH)
+            dq_BKqH = jax.lax.dynamic_slice_in_dim(dq_BKRH, i * bq, bq, 2) + jnp.einsum(
+                "BKkq,BKkH->BKqH", dsT_BKkq, k_BKkH
             )
-            dq_BNTH = jax.lax.dynamic_update_slice_in_dim(dq_BNTH, dq_BNqH, i * bq, 2)
-            return dk_BNkH, dv_BNkH, dq_BNTH
+            dq_BKRH = jax.lax.dynamic_update_slice_in_dim(dq_BKRH, dq_BKqH, i * bq, 2)
+            return dk_BKkH, dv_BKkH, dq_BKRH
 
-        init = (jnp.zeros_like(k_BNkH), jnp.zeros_like(v_BNkH), dq_BNTH)
-        if q_BNTH.shape[2] == bq:  # one query block: no loop (see `_forward`)
-            dk_BNkH, dv_BNkH, dq_BNTH = query_step(0, init)
+        init = (jnp.zeros_like(k_BKkH), jnp.zeros_like(v_BKkH), dq_BKRH)
+        if q_BKRH.shape[2] == bq:  # one query block: no loop (see `_forward_tiles`)
+            dk_BKkH, dv_BKkH, dq_BKRH = query_step(0, init)
         else:
             lo, hi = tiling.query_range(j)
-            dk_BNkH, dv_BNkH, dq_BNTH = jax.lax.fori_loop(lo, hi, query_step, init)
-        return dq_BNTH, (dk_BNkH, dv_BNkH)
+            dk_BKkH, dv_BKkH, dq_BKRH = jax.lax.fori_loop(lo, hi, query_step, init)
+        return dq_BKRH, (dk_BKkH, dv_BKkH)
 
     if S == bk:
-        dq_BNTH, (dk_KBNkH, dv_KBNkH) = key_block(jnp.zeros_like(q_BNTH), 0)
-        dk_KBNkH, dv_KBNkH = dk_KBNkH[None], dv_KBNkH[None]
+        dq_BKRH, (dk_JBKkH, dv_JBKkH) = key_block(jnp.zeros_like(q_BKRH), 0)
+        dk_JBKkH, dv_JBKkH = dk_JBKkH[None], dv_JBKkH[None]
     else:
-        dq_BNTH, (dk_KBNkH, dv_KBNkH) = jax.lax.scan(
-            key_block, jnp.zeros_like(q_BNTH), jnp.arange(S // bk)
+        dq_BKRH, (dk_JBKkH, dv_JBKkH) = jax.lax.scan(
+            key_block, jnp.zeros_like(q_BKRH), jnp.arange(S // bk)
         )
-    B, N = k_BNSH.shape[:2]
-    dk_BNSH = jnp.einsum("KBNkH->BNKkH", dk_KBNkH).reshape(k_BNSH.shape)
-    dv_BNSH = jnp.einsum("KBNkH->BNKkH", dv_KBNkH).reshape(B, N, S, v_BNSH.shape[-1])
-    return dq_BNTH, dk_BNSH, dv_BNSH
+    B, K = k_BKSH.shape[:2]
+    dk_BKSH = jnp.einsum("JBKkH->BKJkH", dk_JBKkH).reshape(k_BKSH.shape)
+    dv_BKSH = jnp.einsum("JBKkH->BKJkH", dv_JBKkH).reshape(B, K, S, v_BKSH.shape[-1])
+    return dq_BKRH, dk_BKSH, dv_BKSH
 
 
-def _head_by_head(kernel, arrays_BN, mask, kl, ql):
-    """``kernel(*arrays, mask, kl, ql)`` run on one (batch, head) pair at a time.
+def _head_by_head(kernel, arrays_BK, mask, kl, ql):
+    """``kernel(*arrays, mask, kl, ql)`` run on one (batch, key head) pair at a time.
 
     Why: one head's tile is one large matrix product that keeps both cores busy, where a tile
     batched over all heads is many smaller ones, and its scores stay in cache between the
     product, the max and the exp that read them (measured on a 2-core CPU at T=8192: about
-    1.2x faster). ``arrays_BN`` are ``[B, N, ...]``; so are the results.
+    1.2x faster). ``arrays_BK`` are ``[B, K, ...]``; so are the results.
     """
-    B, N = arrays_BN[0].shape[:2]
+    B, K = arrays_BK[0].shape[:2]
 
-    def one_head(bn):
-        b, n = bn // N, bn % N
+    def one_head(bk):
+        b, k = bk // K, bk % K
 
-        def pick(x, b=b, n=n):  # [B or 1, N or 1, ...] -> [1, 1, ...] at (b, n)
-            start = (b * (x.shape[0] > 1), n * (x.shape[1] > 1)) + (0,) * (x.ndim - 2)
+        def pick(x, b=b, k=k):  # [B or 1, K or 1, ...] -> [1, 1, ...] at (b, k)
+            start = (b * (x.shape[0] > 1), k * (x.shape[1] > 1)) + (0,) * (x.ndim - 2)
             return jax.lax.dynamic_slice(x, start, (1, 1) + x.shape[2:])
 
         def pick_b(lengths):
             return None if lengths is None else jax.lax.dynamic_slice(lengths, (b,), (1,))
 
-        results = kernel(*map(pick, arrays_BN), None if mask is None else pick(mask),
+        results = kernel(*map(pick, arrays_BK), None if mask is None else pick(mask),
                          pick_b(kl), pick_b(ql))
         return jax.tree.map(lambda y: y[0, 0], results)
 
-    results = jax.lax.map(one_head, jnp.arange(B * N))
-    return jax.tree.map(lambda y: y.reshape(B, N, *y.shape[1:]), results)
+    results = jax.lax.map(one_head, jnp.arange(B * K))
+    return jax.tree.map(lambda y: y.reshape(B, K, *y.shape[1:]), results)
 
 
 # Up to this many scores per head, all heads go through the tiles together (short sequences,
@@ -271,16 +379,16 @@ def _head_by_head(kernel, arrays_BN, mask, kl, ql):
 ALL_HEADS_MAX_SCORES = 512 * 512
 
 
-def _all_heads_at_once(q_BNTH, k_BNSH):
-    return q_BNTH.shape[2] * k_BNSH.shape[2] <= ALL_HEADS_MAX_SCORES
+def _all_heads_at_once(q_BKRH, k_BKSH):
+    return q_BKRH.shape[2] * k_BKSH.shape[2] <= ALL_HEADS_MAX_SCORES
 
 
-def _forward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
+def _forward(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band: Band, T: int):
     """As :func:`_forward_tiles`; head by head for long sequences."""
-    if _all_heads_at_once(q_BNTH, k_BNSH):
-        return _forward_tiles(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk)
-    kernel = partial(_forward_tiles, is_causal=is_causal, bq=bq, bk=bk)
-    return _head_by_head(kernel, (q_BNTH, k_BNSH, v_BNSH), mask, kl, ql)
+    if _all_heads_at_once(q_BKRH, k_BKSH):
+        return _forward_tiles(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band, T)
+    kernel = partial(_forward_tiles, band=band, T=T)
+    return _head_by_head(kernel, (q_BKRH, k_BKSH, v_BKSH), mask, kl, ql)
 
 
 # The backward does five products per tile, not two, and carries dK, dV and a slice of dQ:
@@ -290,198 +398,261 @@ def _forward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
 BACKWARD_QUERY_BLOCK = 256
 
 
-def _backward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT, dout_BNTH,
-              is_causal, bq, bk):
+def _backward(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, out_BKRH, lse_BKR, dout_BKRH,
+              band: Band, T: int):
     """As :func:`_backward_tiles`; head by head, in shorter query blocks, for long sequences."""
-    if _all_heads_at_once(q_BNTH, k_BNSH):
-        return _backward_tiles(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT,
-                               dout_BNTH, is_causal, bq, bk)
-    bq_backward = max(d for d in range(1, min(bq, BACKWARD_QUERY_BLOCK) + 1) if bq % d == 0)
+    if _all_heads_at_once(q_BKRH, k_BKSH):
+        return _backward_tiles(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, out_BKRH, lse_BKR,
+                               dout_BKRH, band, T)
+    bq = band.bq
+    band = band._replace(
+        bq=max(d for d in range(1, min(bq, BACKWARD_QUERY_BLOCK) + 1) if bq % d == 0))
 
     def kernel(q, k, v, out, lse, dout, mask, kl, ql):
-        return _backward_tiles(q, k, v, mask, kl, ql, out, lse, dout, is_causal,
-                               bq_backward, bk)
+        return _backward_tiles(q, k, v, mask, kl, ql, out, lse, dout, band, T)
 
-    return _head_by_head(kernel, (q_BNTH, k_BNSH, v_BNSH, out_BNTH, lse_BNT, dout_BNTH),
+    return _head_by_head(kernel, (q_BKRH, k_BKSH, v_BKSH, out_BKRH, lse_BKR, dout_BKRH),
                          mask, kl, ql)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
-def _flash(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
-    return _forward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk)[0]
+@partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _flash(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band, T):
+    return _forward(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band, T)[0]
 
 
-def _flash_fwd(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk):
-    out_BNTH, lse_BNT = _forward(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, is_causal, bq, bk)
-    return out_BNTH, (q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, out_BNTH, lse_BNT)
+def _flash_fwd(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band, T):
+    out_BKRH, lse_BKR = _forward(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band, T)
+    return out_BKRH, (q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, out_BKRH, lse_BKR)
 
 
-def _flash_bwd(is_causal, bq, bk, residuals, dout_BNTH):
+def _flash_bwd(band, T, residuals, dout_BKRH):
     q, k, v, mask, kl, ql, out, lse = residuals
-    dq, dk, dv = _backward(q, k, v, mask, kl, ql, out, lse, dout_BNTH, is_causal, bq, bk)
+    dq, dk, dv = _backward(q, k, v, mask, kl, ql, out, lse, dout_BKRH, band, T)
     return dq, dk, dv, None, None, None
 
 
 _flash.defvjp(_flash_fwd, _flash_bwd)
 
 
+def _fold_mask(mask4, K: int, G: int, T: int, R_pad: int, S: int, S_pad: int):
+    """A mask ``[B', N', T', S']`` in the folded layout ``[B', K', R_pad or 1, S_pad or 1]``.
+
+    Row ``r = t G + g`` of key head k is query head ``k G + g`` at position t. A mask over
+    neither heads nor queries (key padding ``[B, 1, 1, S]``) stays as it is; one over the
+    queries but not the heads is repeated G times along the rows (masks are booleans, and
+    only rows, never keys or values, are repeated).
+    """
+    if mask4 is None:
+        return None
+    B_, N_, T_, S_ = mask4.shape
+    if G > 1 and N_ == 1 and T_ > 1:
+        mask4 = jnp.repeat(mask4, G, axis=2)  # [B', 1, T G, S']
+    elif G > 1 and N_ > 1:
+        mask_BKGTS = jnp.broadcast_to(mask4, (B_, N_, T, S_)).reshape(B_, K, G, T, S_)
+        mask4 = jnp.einsum("BKGTS->BKTGS", mask_BKGTS).reshape(B_, K, T * G, S_)
+    rows, keys = mask4.shape[2], mask4.shape[3]
+    pad = [(0, 0), (0, 0), (0, (R_pad - rows) * (rows != 1)), (0, (S_pad - S) * (keys != 1))]
+    return jnp.pad(mask4, pad, constant_values=False)
+
+
+def fold_query(query_BTNH, num_kv_heads: int):
+    """``[B, T, N, H]`` -> ``[B, K, T G, H]``: row ``t G + g`` of head k is query head
+    ``k G + g`` at position t (a reshape and a transpose: nothing is repeated)."""
+    B, T, N, H = query_BTNH.shape
+    G = N // num_kv_heads
+    q_BKTGH = jnp.einsum("BTKGH->BKTGH", query_BTNH.reshape(B, T, num_kv_heads, G, H))
+    return q_BKTGH.reshape(B, num_kv_heads, T * G, H)
+
+
+def unfold_output(out_BKRH, T: int, N: int):
+    """``[B, K, R_pad, Hv]`` (rows ``t G + g``) -> ``[B, T, N, Hv]``, dropping padding rows."""
+    B, K, _, Hv = out_BKRH.shape
+    G = N // K
+    out_BKTGH = out_BKRH[:, :, : T * G].reshape(B, K, T, G, Hv)
+    return jnp.einsum("BKTGH->BTKGH", out_BKTGH).reshape(B, T, N, Hv)
+
+
 def prepare_flash_inputs(query, key, value, mask, key_lengths, query_lengths, scale,
                          block_q, block_k, *, block_multiple: int = 1):
-    """Check the arguments and bring them to the kernels' padded ``BNTH`` layout.
+    """Bring checked arguments to the kernels' padded, folded ``[B, K, rows, H]`` layout.
 
-    Shared with the Pallas kernel. Returns ``(q_BNTH, k_BNSH, v_BNSH, mask, kl, ql, bq, bk)``
-    with T and S padded to multiples of the (possibly shrunk) block sizes ``bq``, ``bk``; the
-    scale is folded into ``q``; lengths are int32 ``[B]`` clipped to ``0..T`` / ``0..S`` (the
-    real lengths if there is padding), or None when nothing is masked along that axis.
+    Shared with the Pallas kernel. Returns ``(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, bq, bk)``:
+    the queries folded (:func:`fold_query`) and their rows padded to a multiple of ``bq``, S
+    padded to a multiple of ``bk`` (block sizes possibly shrunk); the scale folded into ``q``;
+    the mask folded likewise; lengths int32 ``[B]`` positions clipped to ``0..T`` / ``0..S``
+    (the real lengths if there is padding), or None when nothing is masked along that axis.
     """
     check_block_size("block_q", block_q, multiple_of=block_multiple)
     check_block_size("block_k", block_k, multiple_of=block_multiple)
-    batch = query.shape[0] if query.ndim == 4 else None
-    if key_lengths is not None:
-        check_lengths("key_lengths", key_lengths, batch)
-    if query_lengths is not None:
-        check_lengths("query_lengths", query_lengths, batch)
     if query.ndim == 3:
         query, key, value = query[None], key[None], value[None]
         key_lengths = None if key_lengths is None else key_lengths[None]
         query_lengths = None if query_lengths is None else query_lengths[None]
     acc = accumulation_dtype(jnp.result_type(query, key, value))
     scale = default_scale(query.shape[-1]) if scale is None else scale
-    B, T, _, _ = query.shape
-    S = key.shape[1]
+    B, T, N, _ = query.shape
+    S, K = key.shape[1], key.shape[2]
+    R = T * (N // K)
     # A block never exceeds the (padded) length. And when the whole score matrix is no
     # larger than one tile, it is one tile: short sequences then run with no loop at all.
-    bq = min(block_q, round_up(T, block_multiple))
+    bq = min(block_q, round_up(R, block_multiple))
     bk = min(block_k, round_up(S, block_multiple))
-    if round_up(T, block_multiple) * round_up(S, block_multiple) <= block_q * block_k:
-        bq, bk = round_up(T, block_multiple), round_up(S, block_multiple)
-    T_pad, S_pad = round_up(T, bq), round_up(S, bk)
+    if round_up(R, block_multiple) * round_up(S, block_multiple) <= block_q * block_k:
+        bq, bk = round_up(R, block_multiple), round_up(S, block_multiple)
+    R_pad, S_pad = round_up(R, bq), round_up(S, bk)
 
-    def to_bnth(x, length, padded):
-        x = jnp.einsum("BTNH->BNTH", x.astype(acc))
-        return jnp.pad(x, ((0, 0), (0, 0), (0, padded - length), (0, 0)))
+    def padded(x_BKLH, length, to):
+        return jnp.pad(x_BKLH, ((0, 0), (0, 0), (0, to - length), (0, 0)))
 
-    q_BNTH = to_bnth(query * jnp.asarray(scale, query.dtype).astype(acc), T, T_pad)
-    k_BNSH, v_BNSH = to_bnth(key, S, S_pad), to_bnth(value, S, S_pad)
-    mask = as_rank4(mask)
-    if mask is not None:
-        pad = [(0, 0), (0, 0)] + [
-            (0, (padded - length) * (size != 1))
-            for size, length, padded in ((mask.shape[2], T, T_pad), (mask.shape[3], S, S_pad))
-        ]
-        mask = jnp.pad(mask, pad, constant_values=False)
+    q_scaled = (query * jnp.asarray(scale, query.dtype)).astype(acc)
+    q_BKRH = padded(fold_query(q_scaled, K), R, R_pad)
+    k_BKSH = padded(jnp.einsum("BSKH->BKSH", key.astype(acc)), S, S_pad)
+    v_BKSH = padded(jnp.einsum("BSKH->BKSH", value.astype(acc)), S, S_pad)
+    mask = _fold_mask(as_rank4(mask), K, N // K, T, R_pad, S, S_pad)
 
-    def lengths(given, full, padded):
+    def lengths(given, full, is_padded):
         if given is None:  # None: nothing to mask along this axis
-            return None if padded == full else jnp.full((B,), full, jnp.int32)
+            return jnp.full((B,), full, jnp.int32) if is_padded else None
         return jnp.clip(given.astype(jnp.int32), 0, full)
 
-    return (q_BNTH, k_BNSH, v_BNSH, mask, lengths(key_lengths, S, S_pad),
-            lengths(query_lengths, T, T_pad), bq, bk)
+    return (q_BKRH, k_BKSH, v_BKSH, mask, lengths(key_lengths, S, S_pad != S),
+            lengths(query_lengths, T, R_pad != R), bq, bk)
 
 
 def flash_attention(
     query: Shaped[Array, "*B T N H"],
-    key: Shaped[Array, "*B S N H"],
-    value: Shaped[Array, "*B S N Hv"],
+    key: Shaped[Array, "*B S K H"],
+    value: Shaped[Array, "*B S K Hv"],
     bias: None = None,
     mask: Bool[Array, "..."] | None = None,
     *,
     scale: float | None = None,
     is_causal: bool = False,
+    query_seq_lengths: Int[Array, "*B"] | None = None,
+    key_value_seq_lengths: Int[Array, "*B"] | None = None,
+    local_window_size: int | tuple[int, int] | None = None,
     key_lengths: Int[Array, "*B"] | None = None,
     query_lengths: Int[Array, "*B"] | None = None,
     block_q: int = 1024,
     block_k: int = 1024,
 ) -> Shaped[Array, "*B T N Hv"]:
-    """Flash attention: tiled online softmax, causal tile skipping, recomputing backward.
+    """Flash attention: tiled online softmax, band tile skipping, recomputing backward.
 
-    Equals :func:`attention.dot_product_attention` with the mask ``mask & causal &
-    (s < key_lengths[b]) & (t < query_lengths[b])``; see the module docstring for the
-    algorithm.
+    Equals :func:`attention.dot_product_attention` (and ``jax.nn.dot_product_attention``)
+    with the mask ``mask & causal & window & (s < key_value_seq_lengths[b]) & (t <
+    query_seq_lengths[b])``; query head n uses key/value head ``n // (N / K)``. See the module
+    docstring for the algorithm and the tiles it skips.
 
     Args:
       query: ``[B, T, N, H]`` (or unbatched ``[T, N, H]``).
-      key: ``[B, S, N, H]``; value: ``[B, S, N, Hv]``.
+      key: ``[B, S, K, H]`` with K dividing N (grouped-query; K = N multi-head, K = 1
+        multi-query); value: ``[B, S, K, Hv]``. The keys are never repeated to N heads.
       bias: must be None (raises otherwise); present so the signature matches the reference.
       mask: optional boolean, broadcastable to ``[B, N, T, S]``; True = may attend.
       scale: default ``1 / sqrt(H)``.
       is_causal: query t sees keys s <= t (top-left aligned when T != S); tiles entirely above
         the diagonal are skipped.
-      key_lengths: optional int ``[B]``: sequence b has ``key_lengths[b]`` real keys, then
-        padding.
-      query_lengths: optional int ``[B]``: queries ``t >= query_lengths[b]`` output zeros.
-      block_q, block_k: tile sizes (positive ints); shrunk to T or S when those are shorter,
-        and one tile when T x S is no larger than one. For long sequences (run head by
-        head) the backward cuts each query block into parts of at most
-        ``BACKWARD_QUERY_BLOCK`` (256) queries. The defaults were the
-        fastest measured on a 2-core CPU at head dim 64 (``benchmarks/attention.py``).
+      query_seq_lengths: optional int ``[B]`` (``[]`` unbatched) in ``0..T``: queries
+        ``t >= query_seq_lengths[b]`` are padding and output zeros.
+      key_value_seq_lengths: optional int ``[B]`` in ``0..S``: sequence b has that many real
+        keys, then padding.
+      local_window_size: None, an int w (the window ``(w, w)``) or ``(left, right)``: query t
+        sees keys ``t - left .. t + right``; tiles outside the band are skipped, forward and
+        backward, so for a fixed window the cost is linear in T.
+      key_lengths, query_lengths: the old names of ``key_value_seq_lengths`` and
+        ``query_seq_lengths`` (give one form of each).
+      block_q, block_k: tile sizes (positive ints); ``block_q`` counts query rows, of which
+        there are ``T N / K`` (the G heads of a group are folded into the rows). Shrunk to
+        the rows or S when those are shorter, and one tile when rows x S is no larger than
+        one. For long sequences (run head by head) the backward cuts each query block into
+        parts of at most ``BACKWARD_QUERY_BLOCK`` (256) rows. The defaults were the fastest
+        measured on a 2-core CPU at head dim 64 (``benchmarks/attention.py``).
 
     Returns:
       ``[B, T, N, Hv]`` in the dtype of ``value``, accumulated in float32 for half precision;
-      zeros for a query whose keys are all masked.
+      zeros for a query whose keys are all masked (``jax.nn`` gives the values' mean there).
 
     Raises:
-      TypeError, ValueError: as :func:`attention.dot_product_attention`; a ``bias``; block
-        sizes that are not positive ints; lengths that are not integer ``[B]`` arrays.
+      TypeError, ValueError: as :func:`attention.dot_product_attention` (K not dividing N, a
+        bad window, lengths that are not integer ``[B]`` arrays in range); a ``bias``; block
+        sizes that are not positive ints; both an old and a new name of one length.
 
     >>> import jax, jax.numpy as jnp
-    >>> from attention import dot_product_attention
-    >>> q = jax.random.normal(jax.random.key(0), (1, 7, 2, 4))
-    >>> out = flash_attention(q, q, q, is_causal=True, block_q=4, block_k=2)
-    >>> bool(jnp.allclose(out, dot_product_attention(q, q, q, is_causal=True), atol=1e-6))
+    >>> q = jax.random.normal(jax.random.key(0), (1, 7, 4, 8))
+    >>> kv = jax.random.normal(jax.random.key(1), (1, 7, 2, 8))  # K = 2 key heads for N = 4
+    >>> kw = dict(is_causal=True, local_window_size=(2, 0))
+    >>> out = flash_attention(q, kv, kv, **kw, block_q=4, block_k=2)
+    >>> bool(jnp.allclose(out, jax.nn.dot_product_attention(q, kv, kv, **kw), atol=1e-6))
     True
     """
-    check_attention_args(
-        query, key, value, bias, mask, scale, bias_ok=False, kernel="flash_attention"
+    ql, ql_name, kl, kl_name = resolve_lengths(
+        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
+    window = check_attention_args(
+        query, key, value, bias, mask, scale, query_seq_lengths=ql, query_name=ql_name,
+        key_value_seq_lengths=kl, key_value_name=kl_name, local_window_size=local_window_size,
+        bias_ok=False, kernel="flash_attention",
     )
     q, k, v, mask4, kl, ql, bq, bk = prepare_flash_inputs(
-        query, key, value, mask, key_lengths, query_lengths, scale, block_q, block_k
+        query, key, value, mask, kl, ql, scale, block_q, block_k
     )
-    out_BNTH = _flash(q, k, v, mask4, kl, ql, bool(is_causal), bq, bk)
-    T = query.shape[-3]
-    output_BTNH = jnp.einsum("BNTH->BTNH", out_BNTH[:, :, :T]).astype(value.dtype)
+    T, N = query.shape[-3], query.shape[-2]
+    band = Band(bool(is_causal), window, N // key.shape[-2], bq, bk)
+    out_BKRH = _flash(q, k, v, mask4, kl, ql, band, T)
+    output_BTNH = unfold_output(out_BKRH, T, N).astype(value.dtype)
     return output_BTNH[0] if query.ndim == 3 else output_BTNH
 
 
-def lengths_to_mask(
-    key_lengths: Int[Array, " B"] | None, query_lengths: Int[Array, " B"] | None, T: int, S: int
-) -> Bool[Array, "B 1 T S"] | None:
-    """The boolean mask that ``key_lengths`` and ``query_lengths`` stand for."""
-    key_ok = None if key_lengths is None else (
-        jnp.arange(S)[None, :] < key_lengths[:, None]
-    )[:, None, None, :]
-    query_ok = None if query_lengths is None else (
-        jnp.arange(T)[None, :] < query_lengths[:, None]
-    )[:, None, :, None]
-    return combine_masks(key_ok, query_ok)
-
-
 def flash_attention_reference(
-    query: Shaped[Array, "B T N H"],
-    key: Shaped[Array, "B S N H"],
-    value: Shaped[Array, "B S N Hv"],
+    query: Shaped[Array, "*B T N H"],
+    key: Shaped[Array, "*B S K H"],
+    value: Shaped[Array, "*B S K Hv"],
     bias: None = None,
     mask: Bool[Array, "..."] | None = None,
     *,
     scale: float | None = None,
     is_causal: bool = False,
-    key_lengths: Int[Array, " B"] | None = None,
-    query_lengths: Int[Array, " B"] | None = None,
+    query_seq_lengths: Int[Array, "*B"] | None = None,
+    key_value_seq_lengths: Int[Array, "*B"] | None = None,
+    local_window_size: int | tuple[int, int] | None = None,
+    key_lengths: Int[Array, "*B"] | None = None,
+    query_lengths: Int[Array, "*B"] | None = None,
     block_q: int = 1024,
     block_k: int = 1024,
-) -> Shaped[Array, "B T N Hv"]:
-    """What :func:`flash_attention` computes, in plain jnp: lengths become a mask for the
-    reference :func:`attention.dot_product_attention` (block sizes are ignored). Batched only.
+) -> Shaped[Array, "*B T N Hv"]:
+    """What :func:`flash_attention` computes, in plain jnp, the teaching way: key/value heads
+    repeated to N (``jnp.repeat``, the view ``repeat_kv_heads`` shows), the lengths and the
+    window made masks (:func:`attention.mechanism.masks.seq_lengths_mask`,
+    :func:`~attention.mechanism.masks.local_window_mask`) for the reference
+    :func:`attention.dot_product_attention`, padding queries set to zero. Block sizes are
+    ignored.
 
     >>> import jax, jax.numpy as jnp
-    >>> q = jax.random.normal(jax.random.key(0), (2, 5, 1, 4))
+    >>> q = jax.random.normal(jax.random.key(0), (2, 5, 2, 4))
+    >>> kv = jax.random.normal(jax.random.key(1), (2, 5, 1, 4))
     >>> n = jnp.array([3, 5])
-    >>> a = flash_attention_reference(q, q, q, key_lengths=n)
-    >>> bool(jnp.allclose(a, flash_attention(q, q, q, key_lengths=n), atol=1e-6))
+    >>> a = flash_attention_reference(q, kv, kv, key_value_seq_lengths=n, local_window_size=1)
+    >>> b = flash_attention(q, kv, kv, key_value_seq_lengths=n, local_window_size=1)
+    >>> bool(jnp.allclose(a, b, atol=1e-6))
     True
     """
     del block_q, block_k
-    T, S = query.shape[1], key.shape[1]
-    mask = combine_masks(mask, lengths_to_mask(key_lengths, query_lengths, T, S))
-    return dot_product_attention(query, key, value, bias, mask, scale=scale, is_causal=is_causal)
+    ql, ql_name, kl, kl_name = resolve_lengths(
+        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
+    window = check_attention_args(
+        query, key, value, bias, mask, scale, query_seq_lengths=ql, query_name=ql_name,
+        key_value_seq_lengths=kl, key_value_name=kl_name, local_window_size=local_window_size,
+        bias_ok=False, kernel="flash_attention_reference",
+    )
+    T, N, S = query.shape[-3], query.shape[-2], key.shape[-3]
+    G = N // key.shape[-2]
+    key, value = jnp.repeat(key, G, axis=-2), jnp.repeat(value, G, axis=-2)
+    lengths = seq_lengths_mask(T, S, ql, kl)
+    if lengths is not None and query.ndim == 3:
+        lengths = lengths[0]  # [1, 1, T, S] -> [1, T, S]
+    window_TS = None if window is None else local_window_mask(T, S, window)
+    mask = combine_masks(mask, lengths, window_TS)
+    out = dot_product_attention(query, key, value, None, mask, scale=scale, is_causal=is_causal)
+    if ql is not None:  # padding queries output zeros (as jax.nn)
+        real_BT = jnp.arange(T)[None, :] < jnp.reshape(ql, (-1, 1))
+        out = jnp.where(jnp.reshape(real_BT, (*query.shape[:-3], T, 1, 1)), out, 0)
+    return out

@@ -8,94 +8,161 @@ weighted sum), each checking its inputs and materialising its result. Here the s
 is one expression that XLA compiles into few kernels, with three small savings:
 
 * the scale multiplies the queries ``[B, T, N, H]`` once instead of the scores ``[B, N, T, S]``;
-* the causal mask is two ``iota`` comparisons that XLA fuses into the softmax, never an array;
+* the causal mask, the local window and the sequence lengths are ``iota`` comparisons that
+  XLA fuses into the softmax, never ``[T, S]`` arrays in memory;
 * the softmax is left unnormalised and the output ``[B, T, N, Hv]`` is divided by the row sums
   after the weighted sum, so the division touches ``T * Hv`` numbers instead of ``T * S``.
 
+**Grouped-query heads** (Ainslie et al. 2023; K = 1 is Shazeer's 2019 multi-query) are an
+einsum over a grouped axis: the query heads are viewed as ``[K, G]`` with ``G = N / K``
+(query head ``n = k G + g`` uses key/value head ``k = n // G``, as in ``jax.nn``), and the
+scores are ``"BTKGH,BSKH->BKGTS"``: each key head meets its G query heads inside the product,
+and the repeated keys the reference shows (``repeat_kv_heads``) are never formed.
+
 The cost is unchanged in kind: it still forms all ``B * N * T * S`` scores, so time and memory
-grow as ``T * S``. Rungs 3 and 4 remove that.
+grow as ``T * S`` (a local window masks scores, it does not save computing them). Rungs 3 and
+4 remove that.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Shaped
+from jaxtyping import Array, Bool, Int, Shaped
 
 from attention._checks import accumulation_dtype
-from attention.kernels._arguments import as_rank4, check_attention_args
+from attention.kernels._arguments import (
+    as_rank4,
+    check_attention_args,
+    resolve_lengths,
+    split_heads,
+)
 from attention.mechanism.scores import default_scale
+
+
+def position_mask(T: int, S: int, is_causal: bool, window, ql=None, kl=None):
+    """Boolean ``[B or 1, 1, 1, T, S]`` from iota comparisons, or None if nothing is masked.
+
+    ``is_causal``: ``s <= t``; ``window = (left, right)``: ``t - left <= s <= t + right``;
+    ``ql``, ``kl`` (int ``[B]``): ``t < ql[b]`` and ``s < kl[b]``.
+    """
+    t_TS = jax.lax.broadcasted_iota(jnp.int32, (T, S), 0)
+    s_TS = jax.lax.broadcasted_iota(jnp.int32, (T, S), 1)
+    ok = None
+
+    def both(a, b):
+        if a is None:
+            return b
+        shape = jnp.broadcast_shapes(a.shape, b.shape)
+        return jnp.broadcast_to(a, shape) & jnp.broadcast_to(b, shape)
+
+    if is_causal:
+        ok = both(ok, (s_TS <= t_TS)[None, None, None])
+    if window is not None:
+        left, right = window
+        ok = both(ok, ((s_TS >= t_TS - left) & (s_TS <= t_TS + right))[None, None, None])
+    if ql is not None:
+        ok = both(ok, t_TS[None, None, None] < ql[:, None, None, None, None])
+    if kl is not None:
+        ok = both(ok, s_TS[None, None, None] < kl[:, None, None, None, None])
+    return ok
 
 
 def fused_attention(
     query: Shaped[Array, "*B T N H"],
-    key: Shaped[Array, "*B S N H"],
-    value: Shaped[Array, "*B S N Hv"],
+    key: Shaped[Array, "*B S K H"],
+    value: Shaped[Array, "*B S K Hv"],
     bias: Shaped[Array, "..."] | None = None,
     mask: Bool[Array, "..."] | None = None,
     *,
     scale: float | None = None,
     is_causal: bool = False,
+    query_seq_lengths: Int[Array, "*B"] | None = None,
+    key_value_seq_lengths: Int[Array, "*B"] | None = None,
+    local_window_size: int | tuple[int, int] | None = None,
+    query_lengths: Int[Array, "*B"] | None = None,
+    key_lengths: Int[Array, "*B"] | None = None,
 ) -> Shaped[Array, "*B T N Hv"]:
     """Scaled dot-product attention as one fused expression; equals the reference.
 
-    Formula, with ``m`` the row maximum over allowed keys::
+    Formula, with ``m`` the row maximum over allowed keys and ``k = n // (N / K)`` the
+    key/value head of query head n::
 
-        p[b, n, t, s] = mask * exp(scale * q_t . k_s + bias - m)
-        output[b, t, n] = (sum_s p v_s) / (sum_s p)
+        p[b, n, t, s] = allowed * exp(scale * q[b, t, n] . k[b, s, k] + bias - m)
+        output[b, t, n] = (sum_s p v[b, s, k]) / (sum_s p)
+
+    ``allowed`` is ``mask`` AND causal (``s <= t``) AND the window (``t - left <= s <= t +
+    right``) AND the lengths (``t < query_seq_lengths[b]``, ``s < key_value_seq_lengths[b]``).
 
     Args:
-      query, key, value, bias, mask, scale, is_causal: as
-        :func:`attention.dot_product_attention` (``[B, T, N, H]``, ``[B, S, N, H]``,
-        ``[B, S, N, Hv]``, or unbatched without ``B``).
+      query: ``[B, T, N, H]`` (or unbatched ``[T, N, H]``).
+      key: ``[B, S, K, H]``, K dividing N; value: ``[B, S, K, Hv]``.
+      bias, mask, scale, is_causal: as :func:`attention.dot_product_attention`.
+      query_seq_lengths, key_value_seq_lengths: optional int ``[B]`` (``[]`` unbatched), the
+        names and meaning of ``jax.nn.dot_product_attention``; padding queries output zeros.
+      local_window_size: None, an int w (the window ``(w, w)``) or a pair ``(left, right)``.
+      query_lengths, key_lengths: the old names of the two lengths (give one form of each).
 
     Returns:
       ``[B, T, N, Hv]`` in the dtype of ``value``; computed in float32 for half precision. A
-      query whose keys are all masked gets zeros.
+      query whose keys are all masked gets zeros (``jax.nn`` gives the mean of the values).
 
     Raises:
-      TypeError, ValueError: as :func:`attention.dot_product_attention`.
+      TypeError, ValueError: as :func:`attention.dot_product_attention` (K not dividing N, a
+        bad window, lengths of the wrong dtype, shape or range); both an old and a new name of
+        one length.
 
     >>> import jax, jax.numpy as jnp
-    >>> q = jax.random.normal(jax.random.key(0), (2, 5, 3, 4))
-    >>> from attention import dot_product_attention
-    >>> bool(jnp.allclose(fused_attention(q, q, q), dot_product_attention(q, q, q), atol=1e-6))
+    >>> q = jax.random.normal(jax.random.key(0), (2, 5, 4, 3))
+    >>> kv = jax.random.normal(jax.random.key(1), (2, 6, 2, 3))  # K = 2 heads for N = 4
+    >>> want = jax.nn.dot_product_attention(q, kv, kv, is_causal=True, local_window_size=(2, 0))
+    >>> got = fused_attention(q, kv, kv, is_causal=True, local_window_size=(2, 0))
+    >>> bool(jnp.allclose(got, want, atol=1e-6))
     True
     """
-    check_attention_args(query, key, value, bias, mask, scale)
+    ql, ql_name, kl, kl_name = resolve_lengths(
+        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
+    window = check_attention_args(
+        query, key, value, bias, mask, scale, query_seq_lengths=ql, query_name=ql_name,
+        key_value_seq_lengths=kl, key_value_name=kl_name, local_window_size=local_window_size,
+    )
     unbatched = query.ndim == 3
     if unbatched:
         query, key, value = query[None], key[None], value[None]
-        mask, bias = as_rank4(mask), as_rank4(bias)
+        ql = None if ql is None else ql[None]
+        kl = None if kl is None else kl[None]
     acc = accumulation_dtype(jnp.result_type(query, key, value))
     scale = default_scale(query.shape[-1]) if scale is None else scale
-    T, S = query.shape[1], key.shape[1]
-    scores_BNTS = jnp.einsum(
-        "BTNH,BSNH->BNTS", query.astype(acc) * jnp.asarray(scale, acc), key,
+    B, T, N, H = query.shape
+    S, K = key.shape[1], key.shape[2]
+    query_BTKGH = query.reshape(B, T, K, N // K, H)
+    scores_BKGTS = jnp.einsum(
+        "BTKGH,BSKH->BKGTS", query_BTKGH.astype(acc) * jnp.asarray(scale, acc), key,
         preferred_element_type=acc,
     )
     if bias is not None:
-        scores_BNTS = scores_BNTS + as_rank4(bias).astype(acc)
-    allowed = None if mask is None else as_rank4(mask)
-    if is_causal:
-        causal_TS = jax.lax.broadcasted_iota(jnp.int32, (T, S), 1) <= (
-            jax.lax.broadcasted_iota(jnp.int32, (T, S), 0)
-        )
-        allowed = causal_TS[None, None] if allowed is None else allowed & causal_TS[None, None]
+        scores_BKGTS = scores_BKGTS + split_heads(as_rank4(bias), K).astype(acc)
+    allowed = split_heads(as_rank4(mask), K)
+    positions = position_mask(T, S, bool(is_causal), window, ql, kl)
+    if positions is not None:
+        allowed = positions if allowed is None else allowed & jnp.broadcast_to(
+            positions, jnp.broadcast_shapes(positions.shape, allowed.shape))
     lowest = jnp.finfo(acc).min
     if allowed is not None:
         # A large finite negative, not -inf: a fully masked row must not compute -inf - -inf.
-        scores_BNTS = jnp.where(allowed, scores_BNTS, lowest)
-    row_max_BNT1 = jax.lax.stop_gradient(jnp.max(scores_BNTS, axis=-1, keepdims=True))
-    p_BNTS = jnp.exp(scores_BNTS - row_max_BNT1)
+        allowed = jnp.broadcast_to(allowed, jnp.broadcast_shapes(allowed.shape,
+                                                                 scores_BKGTS.shape))
+        scores_BKGTS = jnp.where(allowed, scores_BKGTS, lowest)
+    row_max = jax.lax.stop_gradient(jnp.max(scores_BKGTS, axis=-1, keepdims=True))
+    p_BKGTS = jnp.exp(scores_BKGTS - row_max)
     if allowed is not None:
         # In a fully masked row every score is `lowest`, so exp(0) = 1: zero them here.
-        p_BNTS = jnp.where(allowed, p_BNTS, 0.0)
-    total_BNT = jnp.sum(p_BNTS, axis=-1)
-    output_BTNH = jnp.einsum(
-        "BNTS,BSNH->BTNH", p_BNTS, value.astype(acc), preferred_element_type=acc
+        p_BKGTS = jnp.where(allowed, p_BKGTS, 0.0)
+    total_BKGT = jnp.sum(p_BKGTS, axis=-1)
+    output_BTKGH = jnp.einsum(
+        "BKGTS,BSKH->BTKGH", p_BKGTS, value.astype(acc), preferred_element_type=acc
     )
-    total_BTN1 = jnp.swapaxes(total_BNT, 1, 2)[..., None]
-    output_BTNH = output_BTNH / jnp.where(total_BTN1 > 0, total_BTN1, 1.0)
-    output_BTNH = output_BTNH.astype(value.dtype)
+    total_BTKG1 = jnp.einsum("BKGT->BTKG", total_BKGT)[..., None]
+    output_BTKGH = output_BTKGH / jnp.where(total_BTKG1 > 0, total_BTKG1, 1.0)
+    output_BTNH = output_BTKGH.reshape(B, T, N, value.shape[-1]).astype(value.dtype)
     return output_BTNH[0] if unbatched else output_BTNH

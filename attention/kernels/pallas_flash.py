@@ -2,7 +2,7 @@
 
 What changes from rung 4 (:func:`attention.kernels.flash_attention`): the algorithm is the
 same, but the tiling is explicit instead of being left to XLA. ``pl.pallas_call`` runs the
-kernel once per grid cell ``(b, n, i)`` = (sequence, head, query block); the ``BlockSpec``
+kernel once per grid cell ``(b, k, i)`` = (sequence, key head, query block); the ``BlockSpec``
 of the queries hands it its ``[block_q, H]`` tile (in fast on-chip memory), and the kernel
 loops over key blocks itself, keeping the running max ``m``, sum ``l`` and output ``acc`` in
 registers / on-chip memory: on a GPU the ``[block_q, block_k]`` scores never reach the main
@@ -11,8 +11,17 @@ memory at all, which is where FlashAttention's speed comes from (Dao et al. 2022
 The backward pass reuses rung 4's (``jax.custom_vjp``): it recomputes the weights tile by tile
 from the log-sum-exp this kernel writes, so training memory is linear in T here too.
 
-Masks: ``is_causal`` (tiles above the diagonal skipped by the loop bound), ``key_lengths`` and
-``query_lengths``. A general boolean ``mask`` is not taken (use :func:`flash_attention`).
+Masks: ``is_causal`` (tiles above the diagonal skipped by the loop bounds), a local window
+``local_window_size`` (the key loop runs only over the blocks that meet the band, as in rung
+4, so a fixed window costs time linear in T), ``key_value_seq_lengths`` and
+``query_seq_lengths`` (old names ``key_lengths``, ``query_lengths``), each sequence's own
+lengths bounding its loop. A general boolean ``mask`` is not taken (use
+:func:`flash_attention`).
+
+Grouped-query heads: the queries arrive folded as in rung 4 (``[B, K, T G, H]``, the G query
+heads sharing key head k as rows), so the grid is ``(B, K, row blocks)`` and the key/value
+``BlockSpec`` index map is ``(b, k)``: each grid cell reads its group's one key/value head,
+which is never repeated in memory; on a GPU the G heads of a tile share its key loads.
 
 On CPU the kernel runs in Pallas' interpreter (``interpret=True``), slowly: that is how it is
 tested here. :func:`pallas_supported` says whether it compiles natively, and
@@ -28,8 +37,17 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jaxtyping import Array, Int, Shaped
 
-from attention.kernels._arguments import check_attention_args
-from attention.kernels.flash import _backward, flash_attention, prepare_flash_inputs
+from attention.kernels._arguments import check_attention_args, resolve_lengths
+from attention.kernels.flash import (
+    Band,
+    _backward,
+    band_allowed,
+    flash_attention,
+    key_block_range,
+    prepare_flash_inputs,
+    row_position,
+    unfold_output,
+)
 
 # Block sizes must tile the hardware: TPU vector registers are [8, 128] (lanes of 128), Triton
 # on GPU needs matrix-multiply tiles of at least 16; the interpreter only asks for sublanes of 8.
@@ -42,23 +60,18 @@ def pallas_supported() -> bool:
     return jax.default_backend() in ("gpu", "tpu")
 
 
-def _cdiv(a, b):
-    return (a + b - 1) // b
-
-
-def _forward_kernel(kl_ref, ql_ref, q_ref, k_ref, v_ref, o_ref, lse_ref, *,
-                    is_causal: bool, block_q: int, block_k: int):
-    """One grid cell (b, n, i): query block i of head n of sequence b against all keys."""
+def _forward_kernel(kl_ref, ql_ref, q_ref, k_ref, v_ref, o_ref, lse_ref, *, band: Band):
+    """One grid cell (b, k, i): query rows block i of key head k of sequence b, all keys."""
     b, i = pl.program_id(0), pl.program_id(2)
+    block_q, block_k = band.bq, band.bk
     key_length, query_length = kl_ref[b], ql_ref[b]
     q_qH = q_ref[...]
     acc_dtype = jnp.float32
     lowest = jnp.finfo(acc_dtype).min
-    hi = _cdiv(key_length, block_k)
-    if is_causal:
-        hi = jnp.minimum(hi, _cdiv((i + 1) * block_q, block_k))
-    hi = jnp.where(i * block_q < query_length, hi, 0)
-    q_pos_qk = i * block_q + jax.lax.broadcasted_iota(jnp.int32, (block_q, block_k), 0)
+    # The same bounds as rung 4: causal diagonal, window band, this sequence's lengths.
+    lo, hi = key_block_range(i, band, key_length, query_length)
+    q_pos_qk = row_position(
+        i * block_q + jax.lax.broadcasted_iota(jnp.int32, (block_q, block_k), 0), band.group)
 
     def key_step(j, carry):
         m_q1, l_q1, acc_qH = carry
@@ -69,8 +82,9 @@ def _forward_kernel(kl_ref, ql_ref, q_ref, k_ref, v_ref, o_ref, lse_ref, *,
         )
         k_pos_qk = j * block_k + jax.lax.broadcasted_iota(jnp.int32, (block_q, block_k), 1)
         ok_qk = (k_pos_qk < key_length) & (q_pos_qk < query_length)
-        if is_causal:
-            ok_qk = ok_qk & (k_pos_qk <= q_pos_qk)
+        in_band = band_allowed(q_pos_qk, k_pos_qk, band)
+        if in_band is not None:
+            ok_qk = ok_qk & in_band
         s_qk = jnp.where(ok_qk, s_qk, lowest)
         m_new_q1 = jnp.maximum(m_q1, jnp.max(s_qk, axis=1, keepdims=True))
         alpha_q1 = jnp.exp(m_q1 - m_new_q1)
@@ -87,53 +101,57 @@ def _forward_kernel(kl_ref, ql_ref, q_ref, k_ref, v_ref, o_ref, lse_ref, *,
         jnp.zeros((block_q, 1), acc_dtype),
         jnp.zeros((block_q, v_ref.shape[-1]), acc_dtype),
     )
-    m_q1, l_q1, acc_qH = jax.lax.fori_loop(0, hi, key_step, init)
+    m_q1, l_q1, acc_qH = jax.lax.fori_loop(lo, hi, key_step, init)
     seen_q1 = m_q1 > lowest
     l_q1 = jnp.where(seen_q1, l_q1, 1.0)
     o_ref[...] = jnp.where(seen_q1, acc_qH / l_q1, 0.0).astype(o_ref.dtype)
     lse_ref[...] = jnp.where(seen_q1, m_q1 + jnp.log(l_q1), 0.0)[:, 0]
 
 
-def _pallas_forward(q_BNTH, k_BNSH, v_BNSH, kl, ql, is_causal, bq, bk, interpret):
-    B, N, T, H = q_BNTH.shape
-    S, Hv = k_BNSH.shape[2], v_BNSH.shape[-1]
-    kernel = partial(_forward_kernel, is_causal=is_causal, block_q=bq, block_k=bk)
-    whole = lambda shape: pl.BlockSpec(shape, lambda b, n, i: (0,) * len(shape))
+def _pallas_forward(q_BKRH, k_BKSH, v_BKSH, kl, ql, band: Band, interpret):
+    B, K, R, H = q_BKRH.shape
+    S, Hv = k_BKSH.shape[2], v_BKSH.shape[-1]
+    bq = band.bq
+    kernel = partial(_forward_kernel, band=band)
+    whole = lambda shape: pl.BlockSpec(shape, lambda b, k, i: (0,) * len(shape))
+    # The queries are folded (flash.fold_query): grid cell (b, k, i) holds rows of the G
+    # query heads that share key head k, so its key/value index map is (b, k): each key
+    # head is read once per group of query heads, never repeated in memory.
     return pl.pallas_call(
         kernel,
-        grid=(B, N, T // bq),
+        grid=(B, K, R // bq),
         in_specs=[
             whole((B,)),
             whole((B,)),
-            pl.BlockSpec((None, None, bq, H), lambda b, n, i: (b, n, i, 0)),
-            pl.BlockSpec((None, None, S, H), lambda b, n, i: (b, n, 0, 0)),
-            pl.BlockSpec((None, None, S, Hv), lambda b, n, i: (b, n, 0, 0)),
+            pl.BlockSpec((None, None, bq, H), lambda b, k, i: (b, k, i, 0)),
+            pl.BlockSpec((None, None, S, H), lambda b, k, i: (b, k, 0, 0)),
+            pl.BlockSpec((None, None, S, Hv), lambda b, k, i: (b, k, 0, 0)),
         ],
         out_specs=[
-            pl.BlockSpec((None, None, bq, Hv), lambda b, n, i: (b, n, i, 0)),
-            pl.BlockSpec((None, None, bq), lambda b, n, i: (b, n, i)),
+            pl.BlockSpec((None, None, bq, Hv), lambda b, k, i: (b, k, i, 0)),
+            pl.BlockSpec((None, None, bq), lambda b, k, i: (b, k, i)),
         ],
         out_shape=[
-            jax.ShapeDtypeStruct((B, N, T, Hv), jnp.float32),
-            jax.ShapeDtypeStruct((B, N, T), jnp.float32),
+            jax.ShapeDtypeStruct((B, K, R, Hv), jnp.float32),
+            jax.ShapeDtypeStruct((B, K, R), jnp.float32),
         ],
         interpret=interpret,
-    )(kl, ql, q_BNTH, k_BNSH, v_BNSH)
+    )(kl, ql, q_BKRH, k_BKSH, v_BKSH)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
-def _pallas_flash(q_BNTH, k_BNSH, v_BNSH, kl, ql, is_causal, bq, bk, interpret):
-    return _pallas_forward(q_BNTH, k_BNSH, v_BNSH, kl, ql, is_causal, bq, bk, interpret)[0]
+@partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _pallas_flash(q_BKRH, k_BKSH, v_BKSH, kl, ql, band, T, interpret):
+    return _pallas_forward(q_BKRH, k_BKSH, v_BKSH, kl, ql, band, interpret)[0]
 
 
-def _pallas_flash_fwd(q_BNTH, k_BNSH, v_BNSH, kl, ql, is_causal, bq, bk, interpret):
-    out, lse = _pallas_forward(q_BNTH, k_BNSH, v_BNSH, kl, ql, is_causal, bq, bk, interpret)
-    return out, (q_BNTH, k_BNSH, v_BNSH, kl, ql, out, lse)
+def _pallas_flash_fwd(q_BKRH, k_BKSH, v_BKSH, kl, ql, band, T, interpret):
+    out, lse = _pallas_forward(q_BKRH, k_BKSH, v_BKSH, kl, ql, band, interpret)
+    return out, (q_BKRH, k_BKSH, v_BKSH, kl, ql, out, lse)
 
 
-def _pallas_flash_bwd(is_causal, bq, bk, interpret, residuals, dout_BNTH):
+def _pallas_flash_bwd(band, T, interpret, residuals, dout_BKRH):
     q, k, v, kl, ql, out, lse = residuals
-    dq, dk, dv = _backward(q, k, v, None, kl, ql, out, lse, dout_BNTH, is_causal, bq, bk)
+    dq, dk, dv = _backward(q, k, v, None, kl, ql, out, lse, dout_BKRH, band, T)
     return dq, dk, dv, None, None
 
 
@@ -142,13 +160,16 @@ _pallas_flash.defvjp(_pallas_flash_fwd, _pallas_flash_bwd)
 
 def pallas_flash_attention(
     query: Shaped[Array, "*B T N H"],
-    key: Shaped[Array, "*B S N H"],
-    value: Shaped[Array, "*B S N Hv"],
+    key: Shaped[Array, "*B S K H"],
+    value: Shaped[Array, "*B S K Hv"],
     bias: None = None,
     mask: None = None,
     *,
     scale: float | None = None,
     is_causal: bool = False,
+    query_seq_lengths: Int[Array, "*B"] | None = None,
+    key_value_seq_lengths: Int[Array, "*B"] | None = None,
+    local_window_size: int | tuple[int, int] | None = None,
     key_lengths: Int[Array, "*B"] | None = None,
     query_lengths: Int[Array, "*B"] | None = None,
     block_q: int = 128,
@@ -158,10 +179,12 @@ def pallas_flash_attention(
     """Flash attention with a Pallas forward kernel; equals :func:`flash_attention`.
 
     Args:
-      query, key, value, scale, is_causal, key_lengths, query_lengths: as
-        :func:`flash_attention`.
-      bias, mask: must be None (raise otherwise): give padding as ``key_lengths``.
-      block_q, block_k: tile sizes; multiples of 128 on TPU, 16 on GPU, 8 in interpret mode.
+      query, key, value, scale, is_causal, query_seq_lengths, key_value_seq_lengths,
+        local_window_size, key_lengths, query_lengths: as :func:`flash_attention` (key/value
+        with K heads dividing N; a window's tiles outside the band are skipped).
+      bias, mask: must be None (raise otherwise): give padding as ``key_value_seq_lengths``.
+      block_q, block_k: tile sizes (``block_q`` in folded query rows, as in
+        :func:`flash_attention`); multiples of 128 on TPU, 16 on GPU, 8 in interpret mode.
       interpret: run in Pallas' interpreter; default: where it cannot compile natively.
 
     Returns:
@@ -172,35 +195,41 @@ def pallas_flash_attention(
         positive multiples of the hardware tile.
 
     >>> import jax, jax.numpy as jnp
-    >>> q = jax.random.normal(jax.random.key(0), (1, 12, 1, 8))
-    >>> out = pallas_flash_attention(q, q, q, is_causal=True, block_q=8, block_k=8)
-    >>> bool(jnp.allclose(out, flash_attention(q, q, q, is_causal=True), atol=1e-5))
+    >>> q = jax.random.normal(jax.random.key(0), (1, 12, 2, 8))
+    >>> kv = jax.random.normal(jax.random.key(1), (1, 12, 1, 8))
+    >>> kw = dict(is_causal=True, local_window_size=(3, 0))
+    >>> out = pallas_flash_attention(q, kv, kv, **kw, block_q=8, block_k=8)
+    >>> bool(jnp.allclose(out, flash_attention(q, kv, kv, **kw), atol=1e-5))
     True
     """
-    check_attention_args(
-        query, key, value, bias, None, scale, bias_ok=False, kernel="pallas_flash_attention"
+    ql, ql_name, kl, kl_name = resolve_lengths(
+        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
+    window = check_attention_args(
+        query, key, value, bias, None, scale, query_seq_lengths=ql, query_name=ql_name,
+        key_value_seq_lengths=kl, key_value_name=kl_name, local_window_size=local_window_size,
+        bias_ok=False, kernel="pallas_flash_attention",
     )
     if mask is not None:
         raise ValueError(
             "pallas_flash_attention takes no boolean mask=; give key padding as "
-            "key_lengths=[B] (and query padding as query_lengths=), with is_causal= for "
-            "causal masking, or use flash_attention, which slices any mask broadcastable to "
-            "[B, N, T, S]."
+            "key_value_seq_lengths=[B] (and query padding as query_seq_lengths=), with "
+            "is_causal= and local_window_size= for causal and sliding-window masking, or use "
+            "flash_attention, which slices any mask broadcastable to [B, N, T, S]."
         )
     interpret = not pallas_supported() if interpret is None else interpret
     backend = jax.default_backend()
     multiple = INTERPRET_BLOCK_MULTIPLE if interpret else BLOCK_MULTIPLE.get(backend, 8)
     q, k, v, _, kl, ql, bq, bk = prepare_flash_inputs(
-        query, key, value, None, key_lengths, query_lengths, scale, block_q, block_k,
-        block_multiple=multiple,
+        query, key, value, None, kl, ql, scale, block_q, block_k, block_multiple=multiple,
     )
     # The kernel always compares positions with the lengths (None: nothing masked).
     B = q.shape[0]
+    T, N = query.shape[-3], query.shape[-2]
     kl = jnp.full((B,), key.shape[-3], jnp.int32) if kl is None else kl
-    ql = jnp.full((B,), query.shape[-3], jnp.int32) if ql is None else ql
-    out_BNTH = _pallas_flash(q, k, v, kl, ql, bool(is_causal), bq, bk, bool(interpret))
-    T = query.shape[-3]
-    output_BTNH = jnp.einsum("BNTH->BTNH", out_BNTH[:, :, :T]).astype(value.dtype)
+    ql = jnp.full((B,), T, jnp.int32) if ql is None else ql
+    band = Band(bool(is_causal), window, N // key.shape[-2], bq, bk)
+    out_BKRH = _pallas_flash(q, k, v, kl, ql, band, T, bool(interpret))
+    output_BTNH = unfold_output(out_BKRH, T, N).astype(value.dtype)
     return output_BTNH[0] if query.ndim == 3 else output_BTNH
 
 

@@ -7,7 +7,10 @@ of them can be handed to ``MultiHeadAttention(attention_fn=...)`` or named in a 
                              attention_fn=get_attention_fn("flash"))
 
 ``"auto"`` picks the Pallas kernel where it compiles natively (GPU, TPU) and the mask form is
-one it takes, else the pure-JAX flash kernel.
+one it takes (no boolean ``mask``), else the pure-JAX flash kernel; with an additive ``bias``
+(ALiBi), fused attention. Every rung takes grouped-query key/value heads, the sequence lengths
+``query_seq_lengths`` / ``key_value_seq_lengths`` and ``local_window_size``, with the meaning
+of ``jax.nn.dot_product_attention``.
 """
 
 from __future__ import annotations
@@ -35,16 +38,20 @@ IMPLEMENTATIONS: dict[str, AttentionFn] = {
 
 
 def _auto_attention(query, key, value, bias=None, mask=None, *, scale=None, is_causal=False,
+                    query_seq_lengths=None, key_value_seq_lengths=None, local_window_size=None,
                     **options):
-    """Pallas on GPU/TPU without a general mask; pure-JAX flash otherwise."""
+    """Pallas on GPU/TPU without a general mask; pure-JAX flash otherwise; fused for a bias."""
+    common = dict(scale=scale, is_causal=is_causal, query_seq_lengths=query_seq_lengths,
+                  key_value_seq_lengths=key_value_seq_lengths,
+                  local_window_size=local_window_size)
     if bias is not None:
-        return fused_attention(query, key, value, bias, mask, scale=scale, is_causal=is_causal)
+        # The block sizes of the other rungs mean nothing to fused attention; lengths under
+        # their old names still do.
+        options = {k: v for k, v in options.items() if k in ("query_lengths", "key_lengths")}
+        return fused_attention(query, key, value, bias, mask, **common, **options)
     if mask is None and pallas_supported():
-        return pallas_flash_attention(
-            query, key, value, scale=scale, is_causal=is_causal, **options
-        )
-    return flash_attention(query, key, value, mask=mask, scale=scale, is_causal=is_causal,
-                           **options)
+        return pallas_flash_attention(query, key, value, **common, **options)
+    return flash_attention(query, key, value, mask=mask, **common, **options)
 
 
 def get_attention_fn(name: str = "auto", **options) -> AttentionFn:
@@ -58,7 +65,9 @@ def get_attention_fn(name: str = "auto", **options) -> AttentionFn:
 
     Returns:
       A callable ``f(query, key, value, bias=None, mask=None, *, scale=None,
-      is_causal=False)`` returning ``[B, T, N, Hv]``.
+      is_causal=False, query_seq_lengths=None, key_value_seq_lengths=None,
+      local_window_size=None)`` returning ``[B, T, N, Hv]``; key/value may have K heads
+      dividing N (grouped-query attention).
 
     Raises:
       ValueError: an unknown name (the message lists the valid ones).

@@ -2,21 +2,41 @@
 
 Read the modules in this order; each builds on the ones before it (notebooks 00-04)::
 
-    0  similarity.py          multiplying embeddings: the dot product and cosine similarity
-    1  scores.py              dot products between queries and keys, scaled by 1/sqrt(d_k)
-    2  masks.py               causal and padding masks (True = may attend)
+    0  similarity.py          multiplying embeddings: the dot product, cosine similarity and
+                              top-k search, also over bfloat16 / int8 copies of the database
+    1  scores.py              dot products between queries and keys, scaled by 1/sqrt(d_k);
+                              key heads shared by groups of query heads (grouped-query)
+    2  masks.py               causal, padding, sliding-window and sequence-length masks
+                              (True = may attend)
     3  softmax.py             a numerically stable, masked softmax
     4  weights.py             attention weights = softmax(scores + bias, masked)
     5  weighted_sum.py        the weighted sum of values
     6  scaled_dot_product.py  scaled dot-product attention, single-head and batched
-    7  multi_head.py          multi-head attention (Flax NNX), with a key/value cache
+    7  multi_head.py          multi-head attention (Flax NNX), with a key/value cache,
+                              grouped-query heads and hooks for RoPE / ALiBi positions
+
+Every step follows ``jax.nn.dot_product_attention``'s semantics for the options of today's
+models: K key/value heads dividing the N query heads (Ainslie et al. 2023; Shazeer 2019),
+``query_seq_lengths`` / ``key_value_seq_lengths`` and ``local_window_size``.
 """
 
-from attention.mechanism.masks import causal_mask, combine_masks, padding_mask
+from attention.mechanism.masks import (
+    causal_mask,
+    combine_masks,
+    local_window_mask,
+    padding_mask,
+    seq_lengths_mask,
+)
 from attention.mechanism.multi_head import KVCache, MultiHeadAttention, merge_heads, split_heads
 from attention.mechanism.scaled_dot_product import dot_product_attention, single_head_attention
-from attention.mechanism.scores import default_scale, dot_product_scores
-from attention.mechanism.similarity import cosine_top_k, normalize
+from attention.mechanism.scores import default_scale, dot_product_scores, repeat_kv_heads
+from attention.mechanism.similarity import (
+    QuantizedDatabase,
+    cosine_top_k,
+    dequantize,
+    normalize,
+    quantize_database,
+)
 from attention.mechanism.softmax import masked_softmax
 from attention.mechanism.weighted_sum import weighted_sum
 from attention.mechanism.weights import attention_weights
@@ -24,10 +44,16 @@ from attention.mechanism.weights import attention_weights
 __all__ = [
     "normalize",
     "cosine_top_k",
+    "QuantizedDatabase",
+    "quantize_database",
+    "dequantize",
     "dot_product_scores",
     "default_scale",
+    "repeat_kv_heads",
     "causal_mask",
     "padding_mask",
+    "local_window_mask",
+    "seq_lengths_mask",
     "combine_masks",
     "masked_softmax",
     "attention_weights",

@@ -30,9 +30,9 @@ from attention._checks import (
     check_int_scalar,
     check_integer,
     check_local_window,
-    check_seq_lengths,
     check_mask_dtype,
     check_positive_int,
+    check_seq_lengths,
     is_traced,
     shape_str,
 )
@@ -159,7 +159,8 @@ def local_window_mask(
       Boolean ``[T, S]``.
 
     Raises:
-      TypeError: ``T`` or ``S`` not an int; a window that is not an int or a pair of ints.
+      TypeError: ``T`` or ``S`` not an int; a window that is not an int or a pair of ints
+        (None among them); an ``offset`` that is not an integer.
       ValueError: ``T`` or ``S`` below 1; a negative window side.
 
     >>> local_window_mask(4, local_window_size=(1, 0)).astype(int).tolist()
@@ -168,6 +169,11 @@ def local_window_mask(
     T = check_positive_int("T", T)
     S = T if S is None else check_positive_int("S", S)
     window = check_local_window(local_window_size)
+    if window is None:
+        raise TypeError(
+            "local_window_mask needs local_window_size=w or (left, right), got None (no "
+            "window: attend every key, or leave the mask out)."
+        )
     check_int_scalar(
         "offset", offset, what="an int or an integer scalar array (the number of cached keys)"
     )
@@ -182,9 +188,9 @@ def local_window_mask(
 def seq_lengths_mask(
     T: int,
     S: int,
-    query_seq_lengths: Int[Array, " B"] | None = None,
-    key_value_seq_lengths: Int[Array, " B"] | None = None,
-) -> Bool[Array, "B 1 T S"] | None:
+    query_seq_lengths: Int[Array, "*B"] | None = None,
+    key_value_seq_lengths: Int[Array, "*B"] | None = None,
+) -> Bool[Array, "b 1 T S"] | None:
     """The padding mask given as sequence lengths, with ``jax.nn.dot_product_attention``'s names.
 
     Query t of sequence b is real when ``t < query_seq_lengths[b]``, key s when

@@ -2,7 +2,7 @@
 
 Read the modules in this order::
 
-    8   positional.py    sinusoidal and learned positional encodings
+    8   positional.py    sinusoidal and learned positions; RoPE and ALiBi inside attention
     9   embeddings.py    token embeddings scaled by sqrt(d_model), shared output projection
     10  feed_forward.py  the position-wise feed-forward network
     11  config.py        TransformerConfig: every size and switch, with presets
@@ -20,7 +20,16 @@ from attention.model.decoding import beam_search, greedy_decode
 from attention.model.embeddings import TokenEmbedding
 from attention.model.encoder import Encoder, EncoderLayer
 from attention.model.feed_forward import FeedForward
-from attention.model.positional import LearnedPositions, SinusoidalPositions, sinusoidal_positions
+from attention.model.positional import (
+    ALiBi,
+    LearnedPositions,
+    RotaryEmbedding,
+    SinusoidalPositions,
+    alibi_bias,
+    alibi_slopes,
+    apply_rope,
+    sinusoidal_positions,
+)
 from attention.model.residual import Residual
 from attention.model.transformer import Transformer, attention_maps, count_params
 
@@ -28,6 +37,11 @@ __all__ = [
     "sinusoidal_positions",
     "SinusoidalPositions",
     "LearnedPositions",
+    "apply_rope",
+    "RotaryEmbedding",
+    "alibi_slopes",
+    "alibi_bias",
+    "ALiBi",
     "TokenEmbedding",
     "FeedForward",
     "TransformerConfig",

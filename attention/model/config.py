@@ -22,7 +22,10 @@ import jax.numpy as jnp
 
 from attention._checks import check_int, check_positive_int, check_real
 
-_POSITIONAL = ("sinusoidal", "learned")
+POSITIONAL = ("sinusoidal", "learned", "rope", "alibi")
+"""The choices of ``TransformerConfig.positional`` (for the command line's ``--positional``)."""
+# ALiBi adds a bias to the scores: only kernels that take a ``bias`` argument can carry it.
+_BIAS_KERNELS = ("reference", "fused")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,7 +38,10 @@ class TransformerConfig:
       ValueError: a non-positive size, ``num_heads`` not dividing ``d_model``, a dropout rate
         outside ``[0, 1)``, a special token id outside its vocabulary or equal to another,
         ``share_embeddings`` with different vocabulary sizes, an unknown ``positional`` or
-        dtype name, attention dropout with a fused ``attention_impl``.
+        dtype name, attention dropout with a fused ``attention_impl``, ``num_kv_heads`` not
+        dividing ``num_heads``, ``rope_base <= 0``, ``positional="rope"`` with an odd head
+        dim, ``positional="alibi"`` with a kernel that takes no bias (only "reference" and
+        "fused" do).
 
     >>> cfg = TransformerConfig.tiny(vocab_size=100)
     >>> cfg.d_model, cfg.num_heads, cfg.d_model // cfg.num_heads
@@ -48,6 +54,9 @@ class TransformerConfig:
     tgt_vocab_size: int  # target vocabulary size (decoder embedding and the softmax)
     d_model: int = 512  # d_model: width of every sub-layer output and embedding (3.1)
     num_heads: int = 8  # h: parallel attention heads; d_k = d_v = d_model / h (3.2.2)
+    num_kv_heads: int | None = None  # K: key/value heads, dividing h; query head n reads
+    #   key/value head n // (h / K): grouped-query attention (Ainslie et al. 2023), K = 1
+    #   multi-query (Shazeer 2019); None = h, the paper's multi-head attention
     d_ff: int = 2048  # d_ff: inner width of the position-wise feed-forward network (3.3)
     num_layers: int = 6  # N: identical layers in the encoder stack and in the decoder stack
     dropout_rate: float = 0.1  # P_drop: residual dropout and dropout on embeddings + PE (5.4)
@@ -60,7 +69,10 @@ class TransformerConfig:
     #   pre-softmax projection (3.4); needs src_vocab_size == tgt_vocab_size
     norm_first: bool = False  # False: post-LN, LayerNorm(x + Sublayer(x)) as in the paper;
     #   True: pre-LN, x + Sublayer(LayerNorm(x)) plus a final LayerNorm (Xiong et al. 2020)
-    positional: str = "sinusoidal"  # "sinusoidal" (3.5) or "learned" (Table 3, row E)
+    positional: str = "sinusoidal"  # "sinusoidal" (3.5) or "learned" (Table 3, row E),
+    #   added to the embeddings; or, inside self-attention, "rope": rotary position
+    #   embeddings (Su et al. 2021, RoFormer) or "alibi": linear biases (Press et al. 2022)
+    rope_base: float = 10000.0  # RoPE's base: pair i rotates by pos * base^(-2i/d_k) (RoFormer)
     attention_impl: str = "reference"  # "reference" (teaching steps) or a kernel name of
     #   attention.kernels.get_attention_fn ("fused", "blockwise", "flash", ...)
     layer_norm_epsilon: float = 1e-6  # epsilon of every LayerNorm (not given in the paper)
@@ -77,6 +89,15 @@ class TransformerConfig:
                 f"num_heads={self.num_heads} must divide d_model={self.d_model} into equal "
                 f"heads (d_k = d_model / h); choose num_heads among {divisors}."
             )
+        if self.num_kv_heads is not None:
+            check_positive_int("num_kv_heads", self.num_kv_heads)
+            if self.num_heads % self.num_kv_heads:
+                divisors = [k for k in range(1, self.num_heads + 1) if self.num_heads % k == 0]
+                raise ValueError(
+                    f"num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads}, "
+                    f"so that each key/value head serves num_heads / num_kv_heads query heads; "
+                    f"choose num_kv_heads among {divisors} (or None for num_heads)."
+                )
         for name in ("dropout_rate", "attention_dropout_rate"):
             check_real(name, getattr(self, name), low=0.0, high=1.0, high_inclusive=False)
         for name in ("pad_id", "bos_id", "eos_id"):
@@ -104,14 +125,27 @@ class TransformerConfig:
                 f"({self.tgt_vocab_size}); build a shared vocabulary or set "
                 f"share_embeddings=False."
             )
-        if self.positional not in _POSITIONAL:
+        if self.positional not in POSITIONAL:
             raise ValueError(
-                f"positional must be one of {_POSITIONAL}, got {self.positional!r}."
+                f"positional must be one of {POSITIONAL}, got {self.positional!r}."
+            )
+        check_real("rope_base", self.rope_base, low=0.0, low_inclusive=False)
+        if self.positional == "rope" and self.head_dim % 2:
+            raise ValueError(
+                f"positional='rope' rotates pairs of head dims, so the head dim d_model / "
+                f"num_heads = {self.d_model} / {self.num_heads} = {self.head_dim} must be even; "
+                f"change d_model or num_heads, or choose another positional."
             )
         if not isinstance(self.attention_impl, str) or not self.attention_impl:
             raise ValueError(
                 f"attention_impl must be a kernel name such as 'reference', got "
                 f"{self.attention_impl!r}."
+            )
+        if self.positional == "alibi" and self.attention_impl not in _BIAS_KERNELS:
+            raise ValueError(
+                f"positional='alibi' adds a bias to the attention scores, which "
+                f"attention_impl={self.attention_impl!r} does not take; use attention_impl "
+                f"in {_BIAS_KERNELS} with ALiBi, or another positional."
             )
         if self.attention_impl != "reference" and self.attention_dropout_rate > 0:
             raise ValueError(
@@ -140,6 +174,11 @@ class TransformerConfig:
         return self.d_model // self.num_heads
 
     @property
+    def kv_heads(self) -> int:
+        """K, the number of key/value heads: ``num_kv_heads``, or ``num_heads`` when None."""
+        return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
+
+    @property
     def jnp_dtype(self):
         """``dtype`` as a NumPy dtype (or None)."""
         return None if self.dtype is None else jnp.dtype(self.dtype)
@@ -158,7 +197,8 @@ class TransformerConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
-        """Inverse of :meth:`to_dict`.
+        """Inverse of :meth:`to_dict`. Fields missing from ``values`` take their defaults, so
+        a config saved before a field existed still loads (as the model it described).
 
         Raises:
           ValueError: keys that are not fields (a typo, or a file from another version).

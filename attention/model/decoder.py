@@ -19,6 +19,13 @@ earlier positions from a :class:`DecodeCache` instead of recomputing them:
 * cross-attention: each layer's keys/values of ``memory`` are computed once by
   :meth:`Decoder.init_cache` (:meth:`MultiHeadAttention.project_kv`).
 
+With grouped-query attention (``config.num_kv_heads = K < h``) both caches hold K heads, not h
+(``[B, L, K, H]`` and ``[B, S, K, H]``): h / K times less memory to keep and to read at every
+step. With RoPE the
+cached keys are stored already rotated at their own positions, and the new query is rotated
+at position ``index``; with ALiBi the step's bias is that of query position ``index`` against
+key positions ``0..L-1``. Either way the step sees exactly what the full call sees.
+
 Running :meth:`Decoder.step` for t = 0, 1, 2, ... gives the same hidden states as one call of
 the decoder on the whole sequence (the tests check it).
 """
@@ -42,9 +49,10 @@ class DecodeCache(NamedTuple):
     """Everything a decoder step needs from earlier steps, one entry per layer.
 
     Fields:
-      self_attention: tuple of N :class:`KVCache`, keys/values ``[B, L, N, H]`` of the
-        target positions decoded so far (L = the decoding length; later slots are zeros).
-      cross_attention: tuple of N :class:`KVCache`, keys/values ``[B, S, N, H]`` of the
+      self_attention: one :class:`KVCache` per layer, keys/values ``[B, L, K, H]`` of the
+        target positions decoded so far (L = the decoding length; later slots are zeros;
+        K = ``config.kv_heads`` key/value heads).
+      cross_attention: one :class:`KVCache` per layer, keys/values ``[B, S, K, H]`` of the
         encoder output, computed once.
     """
 
@@ -69,7 +77,7 @@ class DecoderLayer(nnx.Module):
     def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
         self.self_attention = make_attention(config, rngs=rngs)
         self.self_attention_residual = Residual(config, rngs=rngs)
-        self.cross_attention = make_attention(config, rngs=rngs)
+        self.cross_attention = make_attention(config, rngs=rngs, self_attention=False)
         self.cross_attention_residual = Residual(config, rngs=rngs)
         self.feed_forward = make_feed_forward(config, rngs=rngs)
         self.feed_forward_residual = Residual(config, rngs=rngs)
@@ -154,7 +162,9 @@ class Decoder(nnx.Module):
         sow_weights: bool = False,
     ) -> Float[Array, "B T D"]:
         tgt_mask = target_mask(tgt_tokens, self.pad_id)
-        x_BTD = self.embed(tgt_tokens) + self.positions(tgt_tokens.shape[1])[None]
+        x_BTD = self.embed(tgt_tokens)
+        if self.positions is not None:  # None: RoPE / ALiBi, applied inside self-attention
+            x_BTD = x_BTD + self.positions(tgt_tokens.shape[1])[None]
         x_BTD = self.dropout(x_BTD, deterministic=deterministic)
         for layer in self.layers:
             x_BTD = layer(
@@ -200,7 +210,9 @@ class Decoder(nnx.Module):
         Returns:
           ``(hidden [B, D], cache with position index written)``.
         """
-        x_B1D = self.embed(tokens[:, None]) + self.positions(1, offset=index)[None]
+        x_B1D = self.embed(tokens[:, None])
+        if self.positions is not None:  # RoPE / ALiBi take the position from ``index`` instead
+            x_B1D = x_B1D + self.positions(1, offset=index)[None]
         new_self = []
         for layer, self_cache, cross_kv in zip(
             self.layers, cache.self_attention, cache.cross_attention, strict=True

@@ -17,7 +17,9 @@ Both run as one compiled program (``nnx.jit``, with ``max_len``, ``beam_size`` a
 produced ``eos``. With ``use_cache=True`` each step runs the decoder on the newest position
 only, reading earlier keys/values from a :class:`attention.model.decoder.DecodeCache`; with
 ``use_cache=False`` it re-runs the decoder on the whole prefix buffer every step (simpler,
-slower, and the reference the cached path is tested against: both give the same tokens).
+slower, and the reference the cached path is tested against: both give the same tokens). The
+same holds for every ``config.positional`` (RoPE and ALiBi take the step as the position of the
+new token) and for grouped-query heads (the cache holds ``config.kv_heads`` heads).
 
 Conventions:
 

@@ -3,6 +3,8 @@
 An encoder layer is self-attention then feed-forward, each in a residual block (step 12,
 :class:`attention.model.residual.Residual`); the encoder is the embeddings plus positional
 encodings (with residual dropout on their sum, section 5.4) followed by N identical layers.
+With RoPE or ALiBi (``config.positional``) nothing is added to the embeddings: every
+self-attention layer applies the positions itself (step 13).
 Every source position attends every other real (non-padding) source position, so the encoder
 output ``memory [B, S, D]`` describes each source token in the context of the whole sentence.
 """
@@ -50,6 +52,8 @@ class EncoderLayer(nnx.Module):
 class Encoder(nnx.Module):
     """Embeddings + positional encodings + dropout, then N encoder layers (3.1, Figure 1 left).
 
+    (No positional encodings are added for ``positional`` "rope" or "alibi".)
+
     Args:
       config: the :class:`TransformerConfig`.
       embed: the source :class:`TokenEmbedding` (shared with the decoder when
@@ -78,7 +82,9 @@ class Encoder(nnx.Module):
         deterministic: bool | None = None,
         sow_weights: bool = False,
     ) -> Float[Array, "B S D"]:
-        x_BSD = self.embed(src_tokens) + self.positions(src_tokens.shape[1])[None]
+        x_BSD = self.embed(src_tokens)
+        if self.positions is not None:  # None: RoPE / ALiBi, applied inside self-attention
+            x_BSD = x_BSD + self.positions(src_tokens.shape[1])[None]
         x_BSD = self.dropout(x_BSD, deterministic=deterministic)
         for layer in self.layers:
             x_BSD = layer(x_BSD, src_mask, deterministic=deterministic, sow_weights=sow_weights)

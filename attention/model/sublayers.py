@@ -2,14 +2,26 @@
 
 An encoder or decoder layer is made of the same few parts, each sized and switched by the one
 :class:`TransformerConfig`: multi-head attention (step 7; with the attention kernel the config
-names), the position-wise feed-forward network (step 10), the positional encodings that the
-stacks add to their embeddings (step 8), and the layer norm of each residual block (step 12).
+names, and ``num_kv_heads`` key/value heads), the position-wise feed-forward network (step 10),
+the positional encodings that the stacks add to their embeddings (step 8), and the layer norm
+of each residual block (step 12).
+
 These factories are the one place that reads the config for them, so the encoder (step 14) and
 the decoder (step 15) build identical parts and a new config field is honoured by both.
+
+Where the positions enter depends on ``config.positional``: "sinusoidal" and "learned" tables
+are added to the embeddings (:func:`make_positions`); "rope" and "alibi" act inside every
+*self*-attention (:func:`make_attention` gives it a :class:`RotaryEmbedding` or an
+:class:`ALiBi`), and :func:`make_positions` returns None. Cross-attention gets neither: its
+queries (target positions) and keys (source positions) do not index one sequence.
 
 >>> cfg = TransformerConfig.tiny(vocab_size=10)
 >>> make_attention(cfg, rngs=nnx.Rngs(0)).num_heads
 4
+>>> rope = cfg.replace(positional="rope", num_kv_heads=2)
+>>> attention = make_attention(rope, rngs=nnx.Rngs(0))
+>>> attention.num_kv_heads, type(attention.rotary).__name__, make_positions(rope, rngs=nnx.Rngs(0))
+(2, 'RotaryEmbedding', None)
 """
 
 from __future__ import annotations
@@ -20,7 +32,12 @@ from attention.kernels import get_attention_fn
 from attention.mechanism.multi_head import MultiHeadAttention
 from attention.model.config import TransformerConfig
 from attention.model.feed_forward import FeedForward
-from attention.model.positional import LearnedPositions, SinusoidalPositions
+from attention.model.positional import (
+    ALiBi,
+    LearnedPositions,
+    RotaryEmbedding,
+    SinusoidalPositions,
+)
 
 
 def attention_fn_for(config: TransformerConfig):
@@ -34,13 +51,26 @@ def attention_fn_for(config: TransformerConfig):
     return get_attention_fn(config.attention_impl)
 
 
-def make_attention(config: TransformerConfig, *, rngs: nnx.Rngs) -> MultiHeadAttention:
-    """A d_model-wide, h-head :class:`MultiHeadAttention` configured from ``config``."""
+def make_attention(
+    config: TransformerConfig, *, rngs: nnx.Rngs, self_attention: bool = True
+) -> MultiHeadAttention:
+    """A d_model-wide, h-head :class:`MultiHeadAttention` configured from ``config``.
+
+    It has ``config.kv_heads`` key/value heads (grouped-query attention when fewer than h).
+    For self-attention (``self_attention=True``) it also carries the position scheme that acts
+    inside attention: a :class:`RotaryEmbedding` on queries and keys for
+    ``positional="rope"``, an :class:`ALiBi` bias on the scores for ``positional="alibi"``.
+    Cross-attention (``self_attention=False``) gets neither.
+    """
+    inside = config.positional if self_attention else None
     return MultiHeadAttention(
         num_heads=config.num_heads,
         in_features=config.d_model,
+        num_kv_heads=config.kv_heads,
         dropout_rate=config.attention_dropout_rate,
         attention_fn=attention_fn_for(config),
+        rotary=RotaryEmbedding(config.head_dim, config.rope_base) if inside == "rope" else None,
+        position_bias=ALiBi(config.num_heads) if inside == "alibi" else None,
         dtype=config.jnp_dtype,
         param_dtype=config.jnp_param_dtype,
         rngs=rngs,
@@ -48,7 +78,10 @@ def make_attention(config: TransformerConfig, *, rngs: nnx.Rngs) -> MultiHeadAtt
 
 
 def make_positions(config: TransformerConfig, *, rngs: nnx.Rngs):
-    """:class:`SinusoidalPositions` or :class:`LearnedPositions`, as ``config.positional``."""
+    """:class:`SinusoidalPositions` or :class:`LearnedPositions` to add to the embeddings, as
+    ``config.positional``; None for "rope" and "alibi", whose positions act in attention."""
+    if config.positional in ("rope", "alibi"):
+        return None
     if config.positional == "learned":
         return LearnedPositions(
             config.max_len, config.d_model, dtype=config.jnp_dtype,

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from attention.application.cli import main
+from attention.application.cli import _build_parser, _model_config, main
 
 TINY = ["--data", "copy", "--examples", "300", "--batch-size", "16", "--eval-sentences", "4",
         "--no-progress", "--checkpoint-every", "5"]
@@ -67,6 +67,25 @@ def test_errors_are_one_line(run_dir, tmp_path, capsys):
         capsys, ["translate", "--checkpoint", str(tmp_path / "nothing"), "hello"])
     assert "unknown data 'klingon'" in _error(
         capsys, ["train", "--data", "klingon", "--out", str(tmp_path / "k")])
+
+
+def test_positions_and_key_value_heads_reach_the_model_config():
+    args = _build_parser().parse_args(["train", "--positional", "rope", "--num-kv-heads", "2"])
+    config, preset = _model_config(args, vocab_size=50)
+    assert preset == "tiny" and config.num_heads == 4
+    assert (config.positional, config.num_kv_heads, config.kv_heads) == ("rope", 2, 2)
+    default, _ = _model_config(_build_parser().parse_args(["train"]), vocab_size=50)
+    assert (default.positional, default.num_kv_heads) == ("sinusoidal", None)
+
+
+def test_bad_positions_or_key_value_heads(tmp_path, capsys):
+    assert "num_kv_heads=3 must divide num_heads=4" in _error(
+        capsys, ["train", *TINY, "--steps", "2", "--num-kv-heads", "3",
+                 "--out", str(tmp_path / "k")])
+    with pytest.raises(SystemExit) as exit_info:  # argparse lists the choices
+        main(["train", "--positional", "rotary"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'rotary'" in capsys.readouterr().err
 
 
 def test_checkpoint_from_another_config_is_a_one_line_error(run_dir, tmp_path, capsys):

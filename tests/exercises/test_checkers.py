@@ -426,3 +426,110 @@ def test_registry_names_match_notebook_blanks(name):
         assert f"def {n}(" in text or f"{n} = " in text
     assert exercise.minutes > 0 and exercise.check.exercise == name
     assert getattr(ck, exercise.check.__name__) is exercise.check
+
+
+# --------------------------------------------------------------------------- 11 grouped-query
+
+
+def _gqa(*, order="repeat", scale=True, layout="btnh", causal="s <= t"):
+    """A student's grouped-query attention with one chosen mistake."""
+
+    def grouped_query_attention(query, key, value, is_causal=False):
+        N, H = query.shape[-2], query.shape[-1]
+        T, S, K = query.shape[-3], key.shape[-3], key.shape[-2]
+        if order == "repeat":
+            key, value = jnp.repeat(key, N // K, axis=-2), jnp.repeat(value, N // K, axis=-2)
+        else:  # head n reads key head n % K
+            key, value = jnp.tile(key, (1, 1, N // K, 1)), jnp.tile(value, (1, 1, N // K, 1))
+        scores = jnp.einsum("btnh,bsnh->bnts", query, key)
+        if scale:
+            scores = scores / jnp.sqrt(H)
+        if is_causal:
+            t, s = jnp.arange(T)[:, None], jnp.arange(S)[None, :]
+            allowed = {"s <= t": s <= t, "s < t": s < t, "none": s >= 0}[causal]
+            scores = jnp.where(allowed, scores, -1e9)
+        out = jnp.einsum("bnts,bsnh->bnth", jax.nn.softmax(scores, axis=-1), value)
+        return out if layout == "bnth" else out.swapaxes(1, 2)
+
+    return grouped_query_attention
+
+
+def test_grouped_query_attention_mistakes():
+    check = exercises.check_grouped_query_attention
+    _fails(check(_gqa(order="tile")), "repeated in the wrong order", "n // (N/K)",
+           "jnp.repeat(key, N // K, axis=2)")
+    _fails(check(_gqa(scale=False)), "without the 1/sqrt(d_k) scaling", "sqrt(16) = 4.00")
+    _fails(check(_gqa(layout="bnth")), "shape [2, 6, 3, 16] = [B, N, T, H]",
+           "[B, T, N, H] = [2, 3, 6, 16]")
+    _fails(check(_gqa(causal="none")), "you ignored is_causal")
+    _fails(check(_gqa(causal="s < t")), "hides the diagonal")
+
+
+# --------------------------------------------------------------------------- 12 rotary positions
+
+
+def _rope(*, layout="interleaved", exponent=2.0, sign=1.0, use_positions=True):
+    """A student's apply_rope with one chosen mistake."""
+
+    def apply_rope(x, positions, base=10000.0):
+        T, H = x.shape[-3], x.shape[-1]
+        pos = positions if use_positions else jnp.arange(T)
+        theta = base ** (-exponent * jnp.arange(H // 2) / H)
+        angle = sign * pos[:, None] * theta  # [T, H/2]
+        cos, sin = jnp.cos(angle)[:, None, :], jnp.sin(angle)[:, None, :]
+        if layout == "interleaved":
+            a, b = x[..., 0::2], x[..., 1::2]
+            return jnp.stack([a * cos - b * sin, a * sin + b * cos], -1).reshape(x.shape)
+        a, b = x[..., : H // 2], x[..., H // 2:]
+        return jnp.concatenate([a * cos - b * sin, a * sin + b * cos], -1)
+
+    return apply_rope
+
+
+def test_rotary_positions_mistakes():
+    check = exercises.check_rotary_positions
+    right = solutions.rope_attention
+    _fails(check(_rope(layout="half"), right), "(x_i, x_{i+H/2})", "(x_2i, x_2i+1)",
+           "RoFormer")
+    _fails(check(_rope(exponent=1.0), right), "base^(-i/H)", "base^(-2i/H)")
+    _fails(check(_rope(sign=-1.0), right), "rotate by -angle")
+    _fails(check(_rope(use_positions=False), right), "instead of the `positions` argument")
+    stretched = lambda x, positions: 2.0 * solutions.apply_rope(x, positions)
+    _fails(check(stretched, right), "changes the length of the pairs")
+
+    def rotates_values(query, key, value, positions):
+        rope = solutions.apply_rope
+        return jax.nn.dot_product_attention(
+            rope(query, positions), rope(key, positions), rope(value, positions))
+
+    def rotates_queries_only(query, key, value, positions):
+        return jax.nn.dot_product_attention(solutions.apply_rope(query, positions), key, value)
+
+    _fails(check(solutions.apply_rope, rotates_values), "you rotated the values too")
+    _fails(check(solutions.apply_rope, rotates_queries_only), "rotated only the queries")
+    _fails(exercises.EXERCISES["rotary_positions"].check_namespace(
+        {"apply_rope": solutions.apply_rope}), "rope_attention not defined",
+        status="not implemented")
+
+
+# --------------------------------------------------------------------------- 13 sliding window
+
+
+def _window(rule):
+    def sliding_window_mask(T, window):
+        t, s = jnp.arange(T)[:, None], jnp.arange(T)[None, :]
+        return rule(t, s, window)
+
+    return sliding_window_mask
+
+
+def test_sliding_window_mask_mistakes():
+    check = exercises.check_sliding_window_mask
+    _fails(check(_window(lambda t, s, w: (s <= t) & (t - s < w))), "one token short",
+           "itself AND the `window` tokens before it", "local_window_size=(window, 0)")
+    _fails(check(_window(lambda t, s, w: jnp.abs(t - s) <= w)), "band is symmetric",
+           "s <= t")
+    _fails(check(_window(lambda t, s, w: ((s <= t) & (t - s <= w)).astype(jnp.float32))),
+           "dtype float32", "boolean")
+    _fails(check(_window(lambda t, s, w: s <= t)), "the window is ignored")
+    _fails(check(_window(lambda t, s, w: (s >= t) & (s - t <= w))), "transposed")

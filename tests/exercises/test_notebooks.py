@@ -23,7 +23,7 @@ NOTEBOOKS = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "exercis
 BY_NOTEBOOK = {e.notebook: e for e in EXERCISES.values()}
 WITH_SOLUTIONS = {
     "00_combining_embeddings", "02_stable_softmax", "03_masking", "05_split_and_merge_heads",
-    "07_sinusoidal_positions", "10_label_smoothing",
+    "07_sinusoidal_positions", "10_label_smoothing", "13_sliding_window_mask",
 }
 
 

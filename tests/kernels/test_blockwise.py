@@ -1,5 +1,7 @@
 """Rung 3, blockwise_attention: online softmax over key blocks equals the reference."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,13 @@ import pytest
 from attention import dot_product_attention, padding_mask
 from attention.kernels import blockwise_attention, blockwise_attention_reference
 
-from ._inputs import random_qkv
+from ._inputs import (
+    VARIANT_CASES,
+    VARIANT_PARAMS,
+    check_parity_with_jax_nn,
+    grouped_qkv,
+    random_qkv,
+)
 
 # The online softmax sums the same terms in another order and rescales partial sums by
 # exp(m_old - m_new): a few float32 ulp on values of size ~1.
@@ -114,5 +122,38 @@ def test_bad_inputs_raise_like_the_reference():
     q, k, v = _qkv()
     with pytest.raises(ValueError, match="key and value must agree"):
         blockwise_attention(q, k, v[:, :5])
-    with pytest.raises(ValueError, match="same number of heads N"):
+    with pytest.raises(ValueError, match="head count K .* must divide query.s head count N"):
         blockwise_attention(q[:, :, :2], k, v)
+
+
+@pytest.mark.parametrize("case, K", VARIANT_PARAMS)
+def test_grouped_query_lengths_windows_match_jax_nn(case, K):
+    """block_k=4 does not divide S=9; N = 6 query heads for K key/value heads."""
+    q, k, v = grouped_qkv(2, 7, 9, 6, K, 5, seed=K)
+    f = partial(blockwise_attention, block_k=4)
+    check_parity_with_jax_nn(f, q, k, v, atol=ATOL_F32, atol_grad=ATOL_GRAD,
+                             **VARIANT_CASES[case])
+
+
+def test_grouped_query_mask_bias_and_twin():
+    q, k, v = grouped_qkv(2, 7, 9, 6, 3, 5, seed=2)
+    mask = jax.random.bernoulli(jax.random.key(4), 0.8, (2, 6, 7, 9)).at[..., 0].set(True)
+    bias = jax.random.normal(jax.random.key(5), (1, 6, 1, 9))
+    kw = dict(is_causal=True, local_window_size=(4, 1), query_seq_lengths=jnp.array([7, 5]))
+    want = jax.nn.dot_product_attention(q, k, v, bias, mask, **kw)
+    assert jnp.allclose(blockwise_attention(q, k, v, bias, mask, **kw, block_k=4), want,
+                        atol=ATOL_F32)
+    want = jax.nn.dot_product_attention(q, k, v, None, mask, **kw)
+    twin = blockwise_attention_reference(q, k, v, mask=mask, **kw, block_k=4)
+    assert jnp.allclose(twin, want, atol=ATOL_F32)
+
+
+@pytest.mark.outside_annotations
+def test_bad_variant_arguments():
+    q, k, v = grouped_qkv(2, 7, 9, 6, 3, 5)
+    with pytest.raises(ValueError, match=r"must divide query's head count N.*\(K=4\)"):
+        blockwise_attention(q, k[:, :, :1].repeat(4, 2), v[:, :, :1].repeat(4, 2))
+    with pytest.raises(ValueError, match="has a negative side"):
+        blockwise_attention(q, k, v, local_window_size=(-1, 0))
+    with pytest.raises(ValueError, match=r"query_lengths must have shape \[2\]"):
+        blockwise_attention(q, k, v, query_lengths=jnp.array(3))

@@ -4,14 +4,21 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from attention import dot_product_attention, padding_mask
 from attention.kernels import flash as flash_module
 from attention.kernels import flash_attention, flash_attention_reference
-from attention.kernels.flash import _Tiling
+from attention.kernels.flash import Band, _Tiling, key_block_range, query_block_range
 
-from ._inputs import random_qkv
+from ._inputs import (
+    VARIANT_CASES,
+    VARIANT_PARAMS,
+    check_parity_with_jax_nn,
+    grouped_qkv,
+    random_qkv,
+)
 
 # Tiled online softmax: the same terms summed in another order, a few float32 ulp.
 ATOL_F32 = 1e-5
@@ -153,14 +160,126 @@ def test_vmap():
 def test_causal_tiles_are_skipped():
     """Query block i visits key blocks 0..(last key it sees): the loop bound does the skipping."""
     lengths = jnp.array([64])
-    tiling = _Tiling(None, lengths, lengths, True, 16, 8, 64, 64)
-    assert [int(tiling.key_range(i)) for i in range(4)] == [2, 4, 6, 8]
+    tiling = _Tiling(None, lengths, lengths, Band(True, None, 1, 16, 8), 64, 64)
+    assert [tuple(map(int, tiling.key_range(i))) for i in range(4)] == [
+        (0, 2), (0, 4), (0, 6), (0, 8)]
     assert [tuple(map(int, tiling.query_range(j))) for j in (0, 3, 7)] == [(0, 4), (1, 4), (3, 4)]
     # Padding: key blocks past the longest key_lengths are skipped too.
-    short = _Tiling(None, jnp.array([20]), lengths, False, 16, 8, 64, 64)
-    assert int(short.key_range(0)) == 3
-    assert _Tiling(None, None, None, False, 16, 8, 64, 64).masks_nothing
+    short = _Tiling(None, jnp.array([20]), lengths, Band(False, None, 1, 16, 8), 64, 64)
+    assert tuple(map(int, short.key_range(0))) == (0, 3)
+    assert _Tiling(None, None, None, Band(False, None, 1, 16, 8), 64, 64).masks_nothing
     assert not short.masks_nothing
+    assert not _Tiling(None, None, None, Band(False, (1, 1), 1, 16, 8), 64, 64).masks_nothing
+
+
+def _tiles_needed(T, S, band, key_length, query_length):
+    """From the definitions, in NumPy: for each query block, the key blocks holding at least
+    one entry that may attend (rows r are query head r % G at position r // G)."""
+    G, bq, bk = band.group, band.bq, band.bk
+    rows = np.arange(-(-T * G // bq) * bq)
+    t = rows[:, None] // G
+    s = np.arange(-(-S // bk) * bk)[None, :]
+    ok = (s < key_length) & (t < query_length)
+    if band.is_causal:
+        ok &= s <= t
+    if band.window is not None:
+        ok &= (t - band.window[0] <= s) & (s <= t + band.window[1])
+    tiles = ok.reshape(len(rows) // bq, bq, -1, bk).any(axis=(1, 3))
+    return tiles
+
+
+@pytest.mark.parametrize("band", [
+    Band(True, (5, 0), 1, 4, 4), Band(False, (3, 6), 1, 8, 4), Band(True, (2, 0), 3, 4, 8),
+    Band(False, (0, 2), 2, 6, 5), Band(True, None, 2, 4, 4),
+])
+def test_key_and_query_ranges_are_exactly_the_band(band):
+    """Forward: key blocks [lo, hi) of query block i are exactly those meeting the band (it is
+    contiguous); backward: query blocks [lo, hi) of key block j likewise."""
+    T, S, key_length, query_length = 23, 29, 26, 21
+    needed = _tiles_needed(T, S, band, key_length, query_length)
+    for i, row in enumerate(needed):
+        lo, hi = key_block_range(i, band, key_length, query_length)
+        assert row[lo:hi].all() and not row[:lo].any() and not row[hi:].any(), (i, lo, hi)
+    traced = jax.jit(key_block_range, static_argnums=1)  # as in the kernel's loop
+    assert tuple(map(int, traced(3, band, key_length, query_length))) == key_block_range(
+        3, band, key_length, query_length)
+    for j, column in enumerate(needed.T):
+        lo, hi = query_block_range(j, band, key_length, query_length)
+        assert column[lo:hi].all() and not column[:lo].any() and not column[hi:].any(), (j,)
+
+
+@pytest.mark.parametrize("group", [1, 4])
+def test_window_tiles_grow_linearly_in_T(group):
+    """For a fixed window the forward visits a fixed number of tiles per query block, and so
+    does the backward per key block: the count is a T + c (each doubling of T adds twice what
+    the one before added; edges make c), where causal alone grows as T^2 (x4)."""
+
+    def visited(T, window):
+        band = Band(True, window, group, 64, 64)
+        tiling = _Tiling(None, None, None, band, T, T)
+        forward = sum(int(hi - lo) for lo, hi in map(tiling.key_range, range(T * group // 64)))
+        backward = sum(int(hi - lo) for lo, hi in map(tiling.query_range, range(T // 64)))
+        return forward, backward
+
+    lengths = [512, 1024, 2048]
+    windowed = [visited(T, (100, 0)) for T in lengths]
+    causal = [visited(T, None) for T in lengths]
+    (f1, b1), (f2, b2), (f3, b3) = windowed
+    assert f3 - f2 == 2 * (f2 - f1) and b3 - b2 == 2 * (b2 - b1)  # affine in T
+    assert f3 / f2 < 2.1 and b3 / b2 < 2.1
+    assert causal[-1][0] / causal[-2][0] > 3.8  # the quadratic count it is compared with
+    assert windowed[-1][0] * 5 < causal[-1][0]
+
+
+@pytest.mark.parametrize("case, K", VARIANT_PARAMS)
+def test_grouped_query_lengths_windows_match_jax_nn(case, K):
+    """block_q=4 divides none of the query rows T G = 7, 14, 42; block_k=4 does not divide 9."""
+    q, k, v = grouped_qkv(2, 7, 9, 6, K, 5, seed=K)
+    f = partial(flash_attention, block_q=4, block_k=4)
+    check_parity_with_jax_nn(f, q, k, v, atol=ATOL_F32, atol_grad=ATOL_GRAD,
+                             **VARIANT_CASES[case])
+
+
+@pytest.mark.parametrize("mask_shape", [(2, 6, 7, 9), (2, 1, 7, 9), (7, 9)])
+def test_grouped_query_window_mask_head_by_head(mask_shape, monkeypatch):
+    """A mask over heads and queries is folded with the rows; the long-sequence path too."""
+    monkeypatch.setattr(flash_module, "ALL_HEADS_MAX_SCORES", 0)
+    monkeypatch.setattr(flash_module, "BACKWARD_QUERY_BLOCK", 2)
+    q, k, v = grouped_qkv(2, 7, 9, 6, 2, 5, seed=5)
+    mask = jax.random.bernoulli(jax.random.key(6), 0.8, mask_shape).at[..., 1].set(True)
+    kw = dict(mask=mask, is_causal=True, local_window_size=(3, 0),
+              key_value_seq_lengths=jnp.array([9, 7]))
+    f = partial(flash_attention, block_q=4, block_k=3)
+    check_parity_with_jax_nn(f, q, k, v, atol=ATOL_F32, atol_grad=ATOL_GRAD, **kw)
+
+
+def test_traced_lengths_and_window_unbatched():
+    q, k, v = grouped_qkv(1, 7, 9, 6, 3, 5, seed=7)
+    f = jax.jit(lambda q, k, v, n, m: flash_attention(
+        q, k, v, query_seq_lengths=n, key_value_seq_lengths=m, local_window_size=(1, 2),
+        block_q=4, block_k=4))
+    got = f(q[0], k[0], v[0], jnp.array(6), jnp.array(8))
+    want = jax.nn.dot_product_attention(q, k, v, query_seq_lengths=jnp.array([6]),
+                                        key_value_seq_lengths=jnp.array([8]),
+                                        local_window_size=(1, 2))[0]
+    assert got.shape == (7, 6, 5) and jnp.allclose(got, want, atol=ATOL_F32)
+    twin = flash_attention_reference(q[0], k[0], v[0], query_seq_lengths=jnp.array(6),
+                                     key_value_seq_lengths=jnp.array(8), local_window_size=(1, 2))
+    assert jnp.allclose(twin, want, atol=ATOL_F32)
+
+
+@pytest.mark.outside_annotations
+def test_bad_variant_arguments():
+    q, k, v = grouped_qkv(2, 7, 9, 6, 3, 5)
+    with pytest.raises(ValueError, match=r"must divide query's head count N.*\(K=4\)"):
+        flash_attention(q, jnp.ones((2, 9, 4, 5)), jnp.ones((2, 9, 4, 5)))
+    with pytest.raises(TypeError, match="local_window_size must be None, a non-negative int"):
+        flash_attention(q, k, v, local_window_size=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"key_value_seq_lengths must lie in 0..9"):
+        flash_attention(q, k, v, key_value_seq_lengths=jnp.array([-1, 3]))
+    with pytest.raises(ValueError, match="give query_seq_lengths= or its old name query_lengths="):
+        flash_attention(q, k, v, query_lengths=jnp.array([1, 2]),
+                        query_seq_lengths=jnp.array([1, 2]))
 
 
 @pytest.mark.outside_annotations

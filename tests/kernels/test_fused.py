@@ -7,7 +7,13 @@ import pytest
 from attention import dot_product_attention, padding_mask
 from attention.kernels import fused_attention
 
-from ._inputs import random_qkv
+from ._inputs import (
+    VARIANT_CASES,
+    VARIANT_PARAMS,
+    check_parity_with_jax_nn,
+    grouped_qkv,
+    random_qkv,
+)
 
 # Same arithmetic in a different order (scale on q, division after the weighted sum): float32
 # rounding differences of a few ulp on values of size ~1.
@@ -106,3 +112,49 @@ def test_errors_are_the_references(args, kwargs, error, message):
     with pytest.raises(error) as theirs:
         dot_product_attention(*args, **kwargs)
     assert str(ours.value) == str(theirs.value)
+
+
+# Grouped-query heads, sequence lengths and local windows: parity with jax.nn (outputs and
+# gradients), N = 6 query heads against K = 6, 3 (N/2) and 1 key/value heads.
+@pytest.mark.parametrize("case, K", VARIANT_PARAMS)
+def test_grouped_query_lengths_windows_match_jax_nn(case, K):
+    q, k, v = grouped_qkv(2, 7, 9, 6, K, 5, seed=K)
+    check_parity_with_jax_nn(fused_attention, q, k, v, atol=ATOL_F32, atol_grad=ATOL_GRAD,
+                             **VARIANT_CASES[case])
+
+
+def test_grouped_query_with_mask_bias_unbatched():
+    q, k, v = grouped_qkv(1, 7, 9, 6, 2, 5, seed=3)
+    mask = jax.random.bernoulli(jax.random.key(4), 0.8, (6, 7, 9)).at[:, :, 0].set(True)
+    bias = jax.random.normal(jax.random.key(5), (6, 7, 9))
+    kw = dict(is_causal=True, local_window_size=(4, 0))
+    got = fused_attention(q[0], k[0], v[0], bias, mask, **kw,
+                          query_seq_lengths=jnp.array(6), key_value_seq_lengths=jnp.array(8))
+    want = jax.nn.dot_product_attention(q, k, v, bias[None], mask[None], **kw,
+                                        query_seq_lengths=jnp.array([6]),
+                                        key_value_seq_lengths=jnp.array([8]))[0]
+    assert jnp.allclose(got, want, atol=ATOL_F32)
+
+
+@pytest.mark.outside_annotations
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"local_window_size": 1.5}, TypeError, "local_window_size must be None, a non-negative"),
+    ({"local_window_size": (2, -1)}, ValueError, "has a negative side"),
+    ({"query_seq_lengths": jnp.ones((2, 1), int)}, ValueError,
+     r"query_seq_lengths must have shape \[2\]"),
+    ({"key_value_seq_lengths": jnp.array([3, 12])}, ValueError,
+     r"key_value_seq_lengths must lie in 0..9"),
+    ({"key_lengths": jnp.array([3, 4]), "key_value_seq_lengths": jnp.array([3, 4])},
+     ValueError, "give key_value_seq_lengths= or its old name key_lengths=, not both"),
+])
+def test_bad_variant_arguments(kwargs, error, message):
+    q, k, v = grouped_qkv(2, 7, 9, 6, 3, 5)
+    with pytest.raises(error, match=message):
+        fused_attention(q, k, v, **kwargs)
+
+
+@pytest.mark.outside_annotations
+def test_key_heads_must_divide_query_heads():
+    q, k, v = grouped_qkv(2, 7, 9, 6, 4, 5)
+    with pytest.raises(ValueError, match=r"must divide query's head count N.*\(K=4\)"):
+        fused_attention(q, k, v)

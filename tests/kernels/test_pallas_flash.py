@@ -1,5 +1,7 @@
 """Rung 5, pallas_flash_attention, run by Pallas' interpreter on CPU (small sizes: it is slow)."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -11,6 +13,8 @@ from attention.kernels import (
     pallas_flash_attention_reference,
     pallas_supported,
 )
+
+from ._inputs import check_parity_with_jax_nn, grouped_qkv
 
 # The kernel is the flash algorithm: a few float32 ulp from the reference.
 ATOL_F32 = 1e-5
@@ -68,7 +72,8 @@ def test_not_supported_natively_on_cpu():
 @pytest.mark.outside_annotations
 def test_mask_is_refused_with_the_form_it_takes():
     q, k, v = _qkv()
-    with pytest.raises(ValueError, match="takes no boolean mask=; give key padding as key_len"):
+    with pytest.raises(ValueError,
+                       match="takes no boolean mask=; give key padding as key_value_seq_lengths"):
         pallas_flash_attention(q, k, v, mask=jnp.ones((T, S), bool), **BLOCKS)
 
 
@@ -88,3 +93,28 @@ def test_block_sizes_that_are_not_ints_are_type_errors():
     q, k, v = _qkv()
     with pytest.raises(TypeError, match=r"block_k must be a positive int, got 8.0 \(float\)"):
         pallas_flash_attention(q, k, v, block_q=8, block_k=8.0, interpret=True)
+
+
+# Tiny sizes: the interpreter is slow. T=5, S=11 with blocks of 8: the query rows (5 G) and
+# the keys are not multiples of the block.
+@pytest.mark.parametrize("K, kwargs", [
+    (6, {"local_window_size": (2, 0), "is_causal": True,
+         "query_seq_lengths": jnp.array([5, 3]), "key_value_seq_lengths": jnp.array([11, 4])}),
+    (3, {"local_window_size": (1, 6), "key_lengths": jnp.array([9, 11])}),
+    (1, {"local_window_size": 3, "is_causal": True}),
+])
+def test_grouped_query_lengths_windows_match_jax_nn(K, kwargs):
+    q, k, v = grouped_qkv(2, 5, 11, 6, K, 8, seed=K)
+    f = partial(pallas_flash_attention, block_q=8, block_k=8, interpret=True)
+    check_parity_with_jax_nn(f, q, k, v, atol=ATOL_F32, atol_grad=ATOL_GRAD, **kwargs)
+
+
+@pytest.mark.outside_annotations
+def test_bad_variant_arguments():
+    q, k, v = grouped_qkv(2, 5, 11, 6, 3, 8)
+    with pytest.raises(ValueError, match=r"must divide query's head count N.*\(K=4\)"):
+        pallas_flash_attention(q, jnp.ones((2, 11, 4, 8)), jnp.ones((2, 11, 4, 8)), **BLOCKS)
+    with pytest.raises(ValueError, match="has a negative side"):
+        pallas_flash_attention(q, k, v, local_window_size=(0, -2), **BLOCKS)
+    with pytest.raises(ValueError, match=r"key_lengths must have shape \[2\]"):
+        pallas_flash_attention(q, k, v, key_lengths=jnp.array([1, 2, 3]), **BLOCKS)

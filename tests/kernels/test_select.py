@@ -60,3 +60,25 @@ def test_unknown_name_lists_the_valid_ones():
                        " 'reference', 'fused', 'blockwise', 'flash', 'pallas', 'auto'"):
         get_attention_fn("flashy")
     assert set(IMPLEMENTATIONS) == {"reference", "fused", "blockwise", "flash", "pallas"}
+
+
+@pytest.mark.parametrize("name", ["fused", "blockwise", "flash", "pallas", "auto"])
+def test_every_kernel_name_takes_grouped_query_lengths_and_windows(name):
+    kq, kk, kv = jax.random.split(jax.random.key(3), 3)
+    q = jax.random.normal(kq, (B, T, 4, H))
+    k, v = (jax.random.normal(x, (B, 7, 2, H)) for x in (kk, kv))
+    options = {"pallas": dict(block_q=8, block_k=8, interpret=True)}.get(name, {})
+    kw = dict(is_causal=True, local_window_size=(3, 0), query_seq_lengths=jnp.array([9, 6]),
+              key_value_seq_lengths=jnp.array([7, 5]))
+    got = get_attention_fn(name, **options)(q, k, v, **kw)
+    assert jnp.allclose(got, jax.nn.dot_product_attention(q, k, v, **kw), atol=ATOL_F32)
+
+
+def test_auto_with_bias_takes_the_variants():
+    kq, kk = jax.random.split(jax.random.key(4))
+    q = jax.random.normal(kq, (B, T, 4, H))
+    k = jax.random.normal(kk, (B, T, 1, H))
+    bias = jax.random.normal(jax.random.key(5), (4, T, T))
+    kw = dict(local_window_size=2, key_value_seq_lengths=jnp.array([9, 7]))
+    got = get_attention_fn("auto", block_q=8)(q, k, k, bias, **kw)
+    assert jnp.allclose(got, jax.nn.dot_product_attention(q, k, k, bias, **kw), atol=ATOL_F32)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from attention import causal_mask, combine_masks, dot_product_attention, padding_mask
+from attention.mechanism.masks import local_window_mask, seq_lengths_mask
 
 B, T, S = 2, 3, 5
 
@@ -181,3 +182,94 @@ def test_combine_masks_bad_input():
         ValueError, match=r"shapes \[3, 5\], \[2, 1, 1, 4\], which do not broadcast"
     ):
         combine_masks(causal_mask(T, S), padding_mask(jnp.array([1, 2]), max_len=4))
+
+
+# ------------------------------------------------------------ sliding window, lengths
+
+WINDOWS = [0, 1, (2, 0), (0, 3), (1, 2), (9, 9)]
+
+
+@pytest.mark.parametrize("t, s, offset", [(3, 5, 0), (5, 3, 0), (2, 7, 4), (4, 4, -1)])
+@pytest.mark.parametrize("window", WINDOWS, ids=str)
+def test_local_window_mask_is_a_band_of_numpy_triangles(t, s, offset, window):
+    left, right = (window, window) if isinstance(window, int) else window
+    # The band between two diagonals: np.tril keeps s <= t + offset + right, np.triu
+    # keeps s >= t + offset - left.
+    expected = np.tril(np.ones((t, s), bool), k=offset + right) & np.triu(
+        np.ones((t, s), bool), k=offset - left
+    )
+    np.testing.assert_array_equal(local_window_mask(t, s, window, offset=offset), expected)
+
+
+def test_local_window_mask_with_traced_offset_under_jit():
+    fn = jax.jit(lambda offset: local_window_mask(2, 7, (1, 0), offset=offset))
+    np.testing.assert_array_equal(fn(jnp.int32(4)), local_window_mask(2, 7, (1, 0), offset=4))
+
+
+@pytest.mark.parametrize(
+    "window, is_causal", [(1, False), ((2, 0), True), ((0, 1), False), ((1, 3), True)], ids=str
+)
+def test_local_window_mask_equals_local_window_size_of_jax_nn(window, is_causal):
+    q, k, v = (jnp.asarray(np.random.default_rng(i).standard_normal((B, n, 2, 4)), jnp.float32)
+               for i, n in ((0, T), (1, S), (2, S)))
+    ours = dot_product_attention(
+        q, k, v, mask=local_window_mask(T, S, window), is_causal=is_causal
+    )
+    theirs = jax.nn.dot_product_attention(
+        q, k, v, local_window_size=window, is_causal=is_causal
+    )
+    np.testing.assert_allclose(ours, theirs, atol=2e-6)
+
+
+def test_seq_lengths_mask_matches_numpy():
+    q_lengths, kv_lengths = jnp.array([3, 1]), jnp.array([2, 5])
+    mask = seq_lengths_mask(T, S, q_lengths, kv_lengths)
+    assert mask.shape == (B, 1, T, S)
+    real_query = np.arange(T)[None, :] < np.asarray(q_lengths)[:, None]   # [B, T]
+    real_key = np.arange(S)[None, :] < np.asarray(kv_lengths)[:, None]    # [B, S]
+    np.testing.assert_array_equal(mask[:, 0], real_query[:, :, None] & real_key[:, None, :])
+    only_keys = seq_lengths_mask(T, S, key_value_seq_lengths=kv_lengths)
+    np.testing.assert_array_equal(only_keys[:, 0], np.broadcast_to(real_key[:, None], (B, T, S)))
+    assert seq_lengths_mask(T, S) is None
+    unbatched = seq_lengths_mask(T, S, jnp.int32(2), jnp.int32(4))
+    assert unbatched.shape == (1, 1, T, S)
+    np.testing.assert_array_equal(
+        unbatched[0, 0], (np.arange(T) < 2)[:, None] & (np.arange(S) < 4)[None, :]
+    )
+
+
+def test_seq_lengths_mask_under_jit_with_traced_lengths():
+    fn = jax.jit(lambda q, kv: seq_lengths_mask(T, S, q, kv))
+    q_lengths, kv_lengths = jnp.array([0, 3]), jnp.array([5, 1])
+    np.testing.assert_array_equal(fn(q_lengths, kv_lengths),
+                                  seq_lengths_mask(T, S, q_lengths, kv_lengths))
+
+
+@pytest.mark.outside_annotations
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: local_window_mask(T, S, -1), ValueError, r"local_window_size.*negative side"),
+        (lambda: local_window_mask(T, S, (1, -1)), ValueError, r"got \(1, -1\), which has a neg"),
+        (lambda: local_window_mask(T, S, 1.0), TypeError, r"local_window_size.*1.0 \(float\)"),
+        (lambda: local_window_mask(T, S, False), TypeError, r"local_window_size.*False \(bool\)"),
+        (lambda: local_window_mask(T, S, [1]), TypeError, r"local_window_size.*\[1\] \(list\)"),
+        (lambda: local_window_mask(T, S, None), TypeError, r"local_window_mask needs .*got None"),
+        (lambda: local_window_mask(0, S, 1), ValueError, r"T must be a positive int, got 0"),
+        (lambda: local_window_mask(T, S, 1, offset=1.0), TypeError, r"offset must be an int"),
+        (lambda: seq_lengths_mask(T, S, jnp.array([1, 2]), jnp.array([1, 2, 3])), ValueError,
+         r"key_value_seq_lengths must have shape \[2\] \(one length per sequence\), got \[3\]"),
+        (lambda: seq_lengths_mask(T, S, jnp.array([[1, 2]])), ValueError,
+         r"query_seq_lengths must have shape \[\] \(one length per sequence of the unbatched "
+         r"input\), got \[1, 2\]"),
+        (lambda: seq_lengths_mask(T, S, jnp.array([1.0])), TypeError,
+         r"query_seq_lengths must have an integer dtype.*float32"),
+        (lambda: seq_lengths_mask(T, S, jnp.array([4])), ValueError,
+         r"query_seq_lengths must lie in 0..3 \(the sequence length\), got values 4..4"),
+        (lambda: seq_lengths_mask(T, S, None, jnp.array([-2, 5])), ValueError,
+         r"key_value_seq_lengths must lie in 0..5.*got values -2..5"),
+    ],
+)
+def test_window_and_lengths_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -260,3 +260,276 @@ def test_cache_arguments_are_checked():
     step = jax.jit(lambda i: mha.append_and_attend(x, cache, i)[0])
     np.testing.assert_allclose(step(jnp.int32(0)), mha.append_and_attend(x, cache, 0)[0],
                                atol=1e-6)
+
+
+# ------------------------------------------------ grouped-query heads and position hooks
+#
+# Sizes for these tests: B=2, T=5 (decoding length), N=6 query heads, K in {6, 3, 2, 1},
+# H=4, D=11: N / K is an int and every axis has its own size.
+G_N, G_H, G_T = 6, 4, 5
+
+
+def rotate_pairs(x, positions):
+    """A test-local rotary hook: pair (x_2i, x_2i+1) turned by positions * 0.3 ** i radians.
+
+    Deliberately not the package's RoPE: any position-dependent rotation of queries and keys
+    must go through the module's hook the same way.
+    """
+    half = x.shape[-1] // 2
+    angle_T1F = positions[:, None].astype(jnp.float32) * 0.3 ** jnp.arange(half)[None, :]
+    cos, sin = jnp.cos(angle_T1F)[:, None, :], jnp.sin(angle_T1F)[:, None, :]  # [T, 1, F]
+    even, odd = x[..., 0::2], x[..., 1::2]
+    cos, sin = jnp.broadcast_to(cos, even.shape), jnp.broadcast_to(sin, even.shape)
+    rotated = jnp.stack([even * cos - odd * sin, even * sin + odd * cos], axis=-1)
+    return rotated.reshape(x.shape)
+
+
+def distance_bias(query_positions, key_positions):
+    """A test-local ALiBi-like hook: -slope_n * |t - s| with one slope per head, [N, T, S]."""
+    slopes_N11 = (0.5 ** jnp.arange(1, G_N + 1, dtype=jnp.float32))[:, None, None]
+    distance_TS = jnp.abs(query_positions[:, None] - key_positions[None, :])
+    return -slopes_N11 * distance_TS[None].astype(jnp.float32)
+
+
+def gqa_module(num_kv_heads, seed=0, **kwargs):
+    module = MultiHeadAttention(
+        G_N, D, G_N * G_H, num_kv_heads=num_kv_heads, rngs=nnx.Rngs(seed), **kwargs
+    )
+    # Random biases (nnx starts them at zero) so that a bias of the wrong head would show.
+    for i, name in enumerate(("query", "key", "value", "out")):
+        proj = getattr(module, name)
+        proj.bias[...] = normal(seed + 30 + i, proj.bias.shape)
+    return module
+
+
+@pytest.mark.parametrize("num_kv_heads", [G_N, 3, 1])
+def test_grouped_query_parameter_and_cache_shapes(num_kv_heads):
+    mha = gqa_module(num_kv_heads)
+    assert mha.num_kv_heads == num_kv_heads
+    assert mha.query.kernel.shape == (D, G_N * G_H)
+    assert mha.key.kernel.shape == mha.value.kernel.shape == (D, num_kv_heads * G_H)
+    assert mha.key.bias.shape == (num_kv_heads * G_H,)
+    assert mha.out.kernel.shape == (G_N * G_H, D)
+    # (What append_and_attend and project_kv return is checked in the tests below.)
+    cache = mha.init_cache(B, G_T)
+    assert cache.key.shape == cache.value.shape == (B, G_T, num_kv_heads, G_H)
+
+
+def test_grouped_query_module_equals_multi_head_with_repeated_key_value_weights():
+    """K = 2 heads shared by groups of 3 = N = 6 heads each holding its group's copy."""
+    gqa = gqa_module(2, seed=1)
+    mha = MultiHeadAttention(G_N, D, G_N * G_H, rngs=nnx.Rngs(2))
+    for name in ("query", "out"):
+        getattr(mha, name).kernel[...] = getattr(gqa, name).kernel[...]
+        getattr(mha, name).bias[...] = getattr(gqa, name).bias[...]
+    for name in ("key", "value"):
+        # In NumPy, by hand: key head k serves query heads 3k, 3k+1, 3k+2 (head-major columns).
+        kernel = np.asarray(getattr(gqa, name).kernel[...]).reshape(D, 2, G_H)
+        bias = np.asarray(getattr(gqa, name).bias[...]).reshape(2, G_H)
+        getattr(mha, name).kernel[...] = np.repeat(kernel, 3, axis=1).reshape(D, G_N * G_H)
+        getattr(mha, name).bias[...] = np.repeat(bias, 3, axis=0).reshape(G_N * G_H)
+    x = normal(42, (B, T, D))
+    mask = mask_with_a_key_per_row(44, (B, G_N, T, T))
+    np.testing.assert_allclose(
+        gqa(x, mask=mask, is_causal=True), mha(x, mask=mask, is_causal=True), atol=1e-5
+    )
+
+
+def module_numpy(module, x, *, rotary=None, bias=None, window=None):
+    """Causal self-attention of ``module`` on ``x`` written out in NumPy float64, key/value
+    heads repeated by hand; rotary on queries and keys only."""
+    params = {
+        name: (np.asarray(getattr(module, name).kernel[...], np.float64),
+               np.asarray(getattr(module, name).bias[...], np.float64))
+        for name in ("query", "key", "value", "out")
+    }
+    x = np.asarray(x, np.float64)
+    t = x.shape[1]
+    k_heads = module.num_kv_heads
+
+    def project(name, heads):
+        kernel, b = params[name]
+        return (x @ kernel + b).reshape(*x.shape[:2], heads, G_H)
+
+    q, k, v = project("query", G_N), project("key", k_heads), project("value", k_heads)
+    if rotary is not None:
+        positions = jnp.arange(t)
+        q = np.asarray(rotary(jnp.asarray(q, jnp.float32), positions), np.float64)
+        k = np.asarray(rotary(jnp.asarray(k, jnp.float32), positions), np.float64)
+    group = G_N // k_heads
+    k, v = np.repeat(k, group, axis=2), np.repeat(v, group, axis=2)
+    scores = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(G_H)
+    if bias is not None:
+        scores = scores + np.asarray(bias, np.float64)[None]
+    query_pos, key_pos = np.arange(t)[:, None], np.arange(t)[None, :]
+    allowed = key_pos <= query_pos
+    if window is not None:
+        allowed &= (key_pos >= query_pos - window[0]) & (key_pos <= query_pos + window[1])
+    scores = np.where(allowed, scores, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    heads = np.einsum("bnts,bsnh->btnh", weights, v).reshape(*x.shape[:2], G_N * G_H)
+    kernel, b = params["out"]
+    return heads @ kernel + b
+
+
+HOOK_CASES = {
+    "gqa": dict(num_kv_heads=2),
+    "mqa_window": dict(num_kv_heads=1, local_window_size=(2, 0)),
+    "gqa_rotary": dict(num_kv_heads=3, rotary=rotate_pairs),
+    "gqa_bias_window": dict(num_kv_heads=2, position_bias=distance_bias, local_window_size=1),
+    "all": dict(num_kv_heads=3, rotary=rotate_pairs, position_bias=distance_bias,
+                local_window_size=(1, 3)),
+}
+
+
+@pytest.mark.parametrize("case", list(HOOK_CASES), ids=list(HOOK_CASES))
+def test_causal_call_with_hooks_matches_numpy(case):
+    kwargs = HOOK_CASES[case]
+    mha = gqa_module(seed=3, **kwargs)
+    x = normal(45, (B, G_T, D))
+    positions = jnp.arange(G_T)
+    expected = module_numpy(
+        mha, x, rotary=kwargs.get("rotary"),
+        bias=distance_bias(positions, positions) if "position_bias" in kwargs else None,
+        window=mha.local_window_size,
+    )
+    np.testing.assert_allclose(mha(x, is_causal=True), expected, atol=2e-5, rtol=1e-5)
+
+
+# Every case with a jitted step (a traced index, as in decoding), the richest also eagerly.
+DECODE = [(case, True) for case in HOOK_CASES] + [("all", False)]
+
+
+@pytest.mark.parametrize(
+    "case, jit", DECODE, ids=[f"{c}-{'jit' if j else 'eager'}" for c, j in DECODE]
+)
+def test_cached_decoding_equals_the_full_causal_call(case, jit):
+    mha = gqa_module(seed=4, **HOOK_CASES[case])
+    x = normal(46, (B, G_T, D))
+    full = mha(x, is_causal=True)
+    step = lambda x_t, cache, i: mha.append_and_attend(x_t, cache, i)  # noqa: E731
+    step = jax.jit(step) if jit else step
+    cache = mha.init_cache(B, G_T + 1)  # one slot more than needed: it must stay masked
+    outputs = []
+    # Token by token, except positions 2 and 3 together (T = 2 new queries at index 2).
+    for start, stop in ((0, 1), (1, 2), (2, 4), (4, 5)):
+        out, cache = step(x[:, start:stop], cache, jnp.int32(start) if jit else start)
+        outputs.append(out)
+    np.testing.assert_allclose(jnp.concatenate(outputs, axis=1), full, atol=2e-5, rtol=1e-5)
+    assert cache.key.shape == (B, G_T + 1, mha.num_kv_heads, G_H)
+    # The cache holds the keys exactly as the call uses them: rotated, K heads.
+    keys = split_heads(mha.key(x), mha.num_kv_heads)
+    if mha.rotary is not None:
+        keys = rotate_pairs(keys, jnp.arange(G_T))
+    np.testing.assert_allclose(cache.key[:, :G_T], keys, atol=1e-5)
+    np.testing.assert_array_equal(cache.key[:, G_T:], 0.0)
+
+
+def test_hooks_get_the_documented_positions():
+    calls = []
+
+    def rotary(x, positions):
+        calls.append(("rotary", x.shape, np.asarray(positions).tolist(), positions.dtype))
+        return x
+
+    def position_bias(query_positions, key_positions):
+        calls.append(("bias", np.asarray(query_positions).tolist(),
+                      np.asarray(key_positions).tolist()))
+        return jnp.zeros((G_N, query_positions.shape[0], key_positions.shape[0]))
+
+    mha = gqa_module(2, rotary=rotary, position_bias=position_bias)
+    mha(normal(47, (B, 3, D)))
+    assert calls == [
+        ("rotary", (B, 3, G_N, G_H), [0, 1, 2], jnp.int32),
+        ("rotary", (B, 3, 2, G_H), [0, 1, 2], jnp.int32),
+        ("bias", [0, 1, 2], [0, 1, 2]),
+    ]
+    calls.clear()
+    mha.append_and_attend(normal(48, (B, 2, D)), mha.init_cache(B, 6), 3)
+    assert calls == [
+        ("rotary", (B, 2, G_N, G_H), [3, 4], jnp.int32),
+        ("rotary", (B, 2, 2, G_H), [3, 4], jnp.int32),
+        ("bias", [3, 4], list(range(6))),
+    ]
+
+
+def test_attention_fn_gets_bias_and_window_only_when_set():
+    seen = []
+
+    def spy(query, key, value, **kwargs):
+        seen.append((key.shape, sorted(kwargs)))
+        return jax.nn.dot_product_attention(query, key, value, **kwargs)
+
+    x = normal(49, (B, G_T, D))
+    for kwargs in (dict(), dict(position_bias=distance_bias), dict(local_window_size=(2, 1))):
+        reference = gqa_module(3, seed=5, **kwargs)
+        fused = gqa_module(3, seed=5, attention_fn=spy, **kwargs)
+        np.testing.assert_allclose(
+            fused(x, is_causal=True), reference(x, is_causal=True), atol=1e-5
+        )
+    assert seen == [
+        ((B, G_T, 3, G_H), ["is_causal", "mask"]),
+        ((B, G_T, 3, G_H), ["bias", "is_causal", "mask"]),
+        ((B, G_T, 3, G_H), ["is_causal", "local_window_size", "mask"]),
+    ]
+
+
+def test_grouped_query_cross_attention_through_the_cache():
+    mha = gqa_module(2, seed=6)
+    x, y = normal(50, (B, T, D)), normal(51, (B, S, D))
+    mask = mask_with_a_key_per_row(52, (B, 1, T, S))
+    cache = mha.project_kv(y)
+    assert cache.key.shape == (B, S, 2, G_H)
+    np.testing.assert_allclose(
+        mha.attend_to_cache(x, cache, mask=mask), mha(x, y, mask=mask), atol=1e-5
+    )
+
+
+@pytest.mark.outside_annotations
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(num_kv_heads=4), ValueError,
+         r"num_kv_heads=4 must divide num_heads=6.*among \[1, 2, 3, 6\]"),
+        (dict(num_kv_heads=12), ValueError, r"num_kv_heads=12 must divide num_heads=6"),
+        (dict(num_kv_heads=0), ValueError, r"num_kv_heads must be a positive int, got 0\."),
+        (dict(num_kv_heads=True), TypeError, r"num_kv_heads must be a positive int, got True"),
+        (dict(num_kv_heads=2.0), TypeError, r"num_kv_heads must be a positive int, got 2.0"),
+        (dict(rotary="rope"), TypeError, r"rotary must be None or a callable, got 'rope'"),
+        (dict(position_bias=jnp.zeros(3)), TypeError, r"position_bias must be None or a callable"),
+        (dict(local_window_size=-1), ValueError, r"local_window_size must be .*got -1"),
+        (dict(local_window_size=(2, -1)), ValueError, r"local_window_size.*negative side"),
+        (dict(local_window_size=1.5), TypeError, r"local_window_size must be .*got 1.5 \(float\)"),
+        (dict(local_window_size=True), TypeError, r"local_window_size must be .*got True \(bool\)"),
+        (dict(local_window_size=(1, 2, 3)), TypeError, r"local_window_size must be"),
+    ],
+)
+def test_grouped_query_and_hook_arguments_are_checked(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        MultiHeadAttention(G_N, D, G_N * G_H, rngs=nnx.Rngs(0), **kwargs)
+
+
+@pytest.mark.outside_annotations
+def test_a_cache_or_hook_output_of_the_wrong_shape_is_reported():
+    gqa = gqa_module(2)
+    x = normal(53, (B, 1, D))
+    full_cache = gqa_module(G_N).init_cache(B, G_T)  # K = 6 heads, this module has K = 2
+    with pytest.raises(
+        ValueError, match=r"cache key/value must be \[B, S, K, H\] = \[2, 5, 2, 4\].*"
+        r"num_kv_heads=2 key/value heads.*got key \[2, 5, 6, 4\]"
+    ):
+        gqa.append_and_attend(x, full_cache, 0)
+    with pytest.raises(ValueError, match=r"cache key/value must be \[B, S, K, H\]"):
+        gqa.attend_to_cache(x, gqa_module(1).project_kv(normal(54, (B, S, D))))
+    bad_rotary = gqa_module(2, rotary=lambda x, positions: x[..., :2])
+    with pytest.raises(
+        ValueError, match=r"rotary\(x, positions\) must return .*queries \[2, 5, 6, 4\] it "
+        r"returned \[2, 5, 6, 2\]"
+    ):
+        bad_rotary(normal(55, (B, G_T, D)))
+    bad_bias = gqa_module(2, position_bias=lambda t, s: jnp.zeros((t.shape[0], s.shape[0])))
+    with pytest.raises(
+        ValueError, match=r"must return a bias \[N, T, S\] = \[6, 5, 5\], got \[5, 5\]"
+    ):
+        bad_bias(normal(56, (B, G_T, D)))

@@ -374,7 +374,10 @@ def test_errors_name_the_argument_and_the_shapes():
         ValueError, match=r"same batch size B.*query \[2, 3, 7, 11\] and key \[1, 5, 7, 11\]"
     ):
         dot_product_attention(query, key[:1], value[:1])
-    with pytest.raises(ValueError, match=r"same number of heads N"):
+    with pytest.raises(
+        ValueError, match=r"key's head count K \(axis -2\) must divide query's head count N.*"
+        r"\(N=7\) and key \[2, 5, 3, 11\] \(K=3\)"
+    ):
         dot_product_attention(query, key[:, :, :3], value[:, :, :3])
     with pytest.raises(ValueError, match=r"query must have shape \[B, T, N, H\].*got \[3, 11\]"):
         dot_product_attention(query[0, :, 0], key[0, :, 0], value[0, :, 0])
@@ -430,3 +433,223 @@ def test_single_head_errors_name_the_argument_and_the_shapes():
         single_head_attention(q, k, v, jnp.ones((T, S)))
     with pytest.raises(TypeError, match=r"key must have a floating dtype.*int32"):
         single_head_attention(q, k.astype(jnp.int32), v)
+
+
+# ---------------------------- grouped-query heads, sequence lengths and sliding windows
+#
+# Own sizes, so that K = N, N / 2 and 1 differ from each other and from every other axis:
+# B=3, T=5 (9 where T > S), S=7, N=4 query heads, K in {4, 2, 1} key/value heads, H=6.
+GB, GT, GS, GN, GH = 3, 5, 7, 4, 6
+
+
+def gqa_inputs(seed, k_heads, *, t=GT, hv=GH, batch=(GB,)):
+    return (
+        normal(seed, (*batch, t, GN, GH)),
+        normal(seed + 1, (*batch, GS, k_heads, GH)),
+        normal(seed + 2, (*batch, GS, k_heads, hv)),
+    )
+
+
+def allowed_numpy(t, *, mask=None, is_causal=False, local_window_size=None,
+                  query_seq_lengths=None, key_value_seq_lengths=None, **_):
+    """[B, N, T, S]: which keys each query may attend, from the definitions, in NumPy."""
+    query_pos, key_pos = np.arange(t)[:, None], np.arange(GS)[None, :]
+    allowed = np.ones((GB, GN, t, GS), bool)
+    if mask is not None:
+        allowed &= np.asarray(mask)
+    if is_causal:
+        allowed &= key_pos <= query_pos
+    if local_window_size is not None:
+        window = local_window_size
+        left, right = (window, window) if isinstance(window, int) else window
+        allowed &= (key_pos >= query_pos - left) & (key_pos <= query_pos + right)
+    if query_seq_lengths is not None:
+        allowed &= (np.arange(t)[:, None] < np.asarray(query_seq_lengths)[:, None, None, None])
+    if key_value_seq_lengths is not None:
+        allowed &= np.arange(GS) < np.asarray(key_value_seq_lengths)[:, None, None, None]
+    return allowed
+
+
+def gqa_attention_numpy(query, key, value, allowed, bias=None, scale=None):
+    """softmax(scale * q . k + bias, where allowed) v in float64 NumPy, the key/value heads
+    picked by hand (query head n reads head n // (N / K)); rows with no allowed key -> 0."""
+    q, k, v = (np.asarray(a, np.float64) for a in (query, key, value))
+    n_heads, group = q.shape[-2], q.shape[-2] // k.shape[-2]
+    k = np.stack([k[..., n // group, :] for n in range(n_heads)], axis=-2)
+    v = np.stack([v[..., n // group, :] for n in range(n_heads)], axis=-2)
+    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    scores = np.einsum("btnh,bsnh->bnts", q, k) * scale
+    if bias is not None:
+        scores = scores + np.asarray(bias, np.float64)
+    scores = np.where(allowed, scores, -np.inf)
+    row_max = scores.max(-1, keepdims=True)
+    e = np.exp(scores - np.where(np.isfinite(row_max), row_max, 0.0))
+    total = e.sum(-1, keepdims=True)
+    return np.einsum("bnts,bsnh->btnh", e / np.where(total > 0, total, 1.0), v)
+
+
+# name: (K, T, options). Lengths are lists, masks and biases shapes ("T": the query length).
+# Each case is compiled twice (ours and jax.nn, forward and backward), so they are few and
+# each covers several options.
+GQA_CASES = {
+    "mha_causal": (4, GT, dict(is_causal=True)),
+    "gqa": (2, GT, dict()),
+    "mqa_kv_lengths": (1, GT, dict(key_value_seq_lengths=[7, 3, 1])),
+    # A zero query length: the whole sequence is padding.
+    "gqa_q_lengths_window_int": (2, GT, dict(query_seq_lengths=[5, 2, 0], local_window_size=1)),
+    "mha_both_lengths_causal": (
+        4, GT, dict(query_seq_lengths=[4, 5, 1], key_value_seq_lengths=[6, 7, 2], is_causal=True)
+    ),
+    "mqa_window_pair_causal": (1, GT, dict(local_window_size=(1, 2), is_causal=True)),
+    # Query 8 of 9 sees keys 7..10 of 0..6, none: all masked (zeros here, an average in jax.nn).
+    "gqa_window_t_above_s": (2, 9, dict(local_window_size=(1, 2))),
+    "gqa_everything": (2, GT, dict(
+        mask=(GB, 1, "T", GS), bias=(1, GN, 1, GS), is_causal=True, local_window_size=(2, 1),
+        query_seq_lengths=[5, 3, 4], key_value_seq_lengths=[7, 4, 6], scale=0.4,
+    )),
+    "mqa_everything_t_above_s": (1, 9, dict(
+        mask=(GB, GN, "T", GS), bias=(GB, GN, "T", GS), local_window_size=(3, 0),
+        is_causal=True, query_seq_lengths=[9, 6, 2], key_value_seq_lengths=[7, 5, 2],
+    )),
+}
+
+
+def build_gqa_case(case, seed=60):
+    k_heads, t, options = GQA_CASES[case]
+    options = dict(options)
+    for name, make in (("mask", lambda seed, shape: random_mask(seed, shape, p=0.7)),
+                       ("bias", normal)):
+        if name in options:
+            options[name] = make(seed, tuple(t if d == "T" else d for d in options[name]))
+    for name in ("query_seq_lengths", "key_value_seq_lengths"):
+        if name in options:
+            options[name] = jnp.asarray(options[name], jnp.int32)
+    return k_heads, t, options
+
+
+def query_rows(allowed_BNTS):
+    """[B, T, N, 1]: True where the query has at least one key to attend."""
+    return np.transpose(allowed_BNTS.any(-1), (0, 2, 1))[..., None]
+
+
+@pytest.mark.parametrize("case", list(GQA_CASES))
+def test_gqa_lengths_and_windows_match_jax_nn_outputs_and_gradients(case):
+    k_heads, t, options = build_gqa_case(case)
+    query, key, value = gqa_inputs(61, k_heads, t=t)
+    has_key = query_rows(allowed_numpy(t, **options))
+    # The loss weighs only rows with a key: the others differ from jax.nn by design.
+    loss_weights = normal(62, (GB, t, GN, GH)) * has_key
+    arrays = {name: options.pop(name) for name in
+              ("bias", "mask", "query_seq_lengths", "key_value_seq_lengths") if name in options}
+
+    def loss(attention_fn, q, k, v, arrays):
+        out = attention_fn(q, k, v, **arrays, **options)
+        return jnp.sum(out * loss_weights), out
+
+    # Lengths and masks are arguments, so under jit they are traced like a user's batch.
+    # (An eager backward pass is slow on CPU; the eager forward pass is tested below.)
+    (_, out), grads = jax.jit(jax.value_and_grad(
+        functools.partial(loss, dot_product_attention), (0, 1, 2), has_aux=True
+    ))(query, key, value, arrays)
+    (_, out_ref), grads_ref = jax.jit(jax.value_and_grad(
+        functools.partial(loss, jax.nn.dot_product_attention), (0, 1, 2), has_aux=True
+    ))(query, key, value, arrays)
+    assert out.shape == (GB, t, GN, GH)
+    np.testing.assert_allclose(out * has_key, out_ref * has_key, atol=2e-6, rtol=1e-5)
+    # Padding queries and queries with no key at all: exactly zero.
+    np.testing.assert_array_equal(np.where(has_key, 0.0, out), 0.0)
+    for name, g, g_ref in zip(["query", "key", "value"], grads, grads_ref, strict=True):
+        assert g.shape == g_ref.shape
+        np.testing.assert_allclose(g, g_ref, atol=1e-5, rtol=1e-4, err_msg=name)
+
+
+@JIT
+def test_gqa_everything_matches_numpy_with_value_dim_different_from_key_dim(jit):
+    """Eager and jitted, against NumPy (jax.nn needs Hv = H); K = 2 with this case's masks."""
+    _, t, options = build_gqa_case("mqa_everything_t_above_s", seed=63)
+    query, key, value = gqa_inputs(64, 2, t=t, hv=11)
+    allowed = allowed_numpy(t, **options)
+    static = {name: options.pop(name) for name in ("local_window_size", "is_causal")}
+    fn = maybe_jit(functools.partial(dot_product_attention, **static), jit)
+    out = fn(query, key, value, **options)
+    assert out.shape == (GB, t, GN, 11)
+    expected = gqa_attention_numpy(query, key, value, allowed, bias=options["bias"])
+    np.testing.assert_allclose(out, expected, atol=2e-6, rtol=1e-5)
+
+
+def test_grouped_query_equals_multi_head_on_repeated_keys_and_values():
+    query, key, value = gqa_inputs(65, 2)
+    repeated = [jnp.asarray(np.repeat(np.asarray(a), 2, axis=2)) for a in (key, value)]
+    np.testing.assert_allclose(
+        dot_product_attention(query, key, value, is_causal=True, local_window_size=(1, 0)),
+        dot_product_attention(query, *repeated, is_causal=True, local_window_size=(1, 0)),
+        atol=1e-6,
+    )
+
+
+def test_unbatched_lengths_are_scalars_and_equal_batched_with_b_equal_1():
+    query, key, value = gqa_inputs(66, 2, batch=())
+    kwargs = dict(local_window_size=(2, 1), is_causal=True)
+    lengths = dict(query_seq_lengths=jnp.int32(4), key_value_seq_lengths=jnp.int32(5))
+    unbatched = dot_product_attention(query, key, value, **lengths, **kwargs)
+    batched = dot_product_attention(
+        query[None], key[None], value[None], **{k: v[None] for k, v in lengths.items()}, **kwargs
+    )
+    assert unbatched.shape == (GT, GN, GH)
+    np.testing.assert_allclose(unbatched, batched[0], atol=1e-7)
+    np.testing.assert_array_equal(unbatched[4:], 0.0)  # query 4 is padding
+
+
+def test_a_real_query_with_no_key_gives_zeros_where_jax_nn_averages_the_values():
+    """The one documented difference from jax.nn (see dot_product_attention's docstring)."""
+    query, key, value = gqa_inputs(67, 2)
+    kv_lengths = jnp.asarray([7, 0, 3], jnp.int32)  # sequence 1 has no keys at all
+    ours = dot_product_attention(query, key, value, key_value_seq_lengths=kv_lengths)
+    theirs = jax.nn.dot_product_attention(query, key, value, key_value_seq_lengths=kv_lengths)
+    np.testing.assert_array_equal(ours[1], 0.0)
+    mean_value = np.repeat(np.asarray(value[1]).mean(0), 2, axis=0)  # [N, H], uniform weights
+    np.testing.assert_allclose(theirs[1], np.broadcast_to(mean_value, (GT, GN, GH)), atol=1e-5)
+    np.testing.assert_allclose(ours[::2], theirs[::2], atol=2e-6)  # sequences 0 and 2
+
+
+@pytest.mark.outside_annotations
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        (dict(local_window_size=-1), ValueError,
+         r"local_window_size must be None, a non-negative int.*got -1, which has a negative"),
+        (dict(local_window_size=(0, -2)), ValueError, r"local_window_size.*\(0, -2\).*negative"),
+        (dict(local_window_size=2.0), TypeError, r"local_window_size must be.*got 2.0 \(float\)"),
+        (dict(local_window_size=True), TypeError, r"local_window_size must be.*got True \(bool\)"),
+        (dict(local_window_size=(1, 2, 3)), TypeError, r"local_window_size.*\(1, 2, 3\) \(tuple\)"),
+        (dict(local_window_size=(1, 0.5)), TypeError, r"local_window_size.*\(1, 0.5\)"),
+        (dict(query_seq_lengths=jnp.array([5, 5])), ValueError,
+         r"query_seq_lengths must have shape \[3\] \(one length per sequence\), got \[2\]"),
+        (dict(key_value_seq_lengths=jnp.ones((GB, 1), jnp.int32)), ValueError,
+         r"key_value_seq_lengths must have shape \[3\].*got \[3, 1\]"),
+        (dict(query_seq_lengths=jnp.array([5.0, 5.0, 5.0])), TypeError,
+         r"query_seq_lengths must have an integer dtype.*float32"),
+        (dict(key_value_seq_lengths=jnp.array([True, True, True])), TypeError,
+         r"key_value_seq_lengths must have an integer dtype.*bool"),
+        (dict(key_value_seq_lengths=[7, 7, 7]), TypeError,
+         r"key_value_seq_lengths must be an integer array, got list"),
+        (dict(query_seq_lengths=jnp.array([5, 6, 1])), ValueError,
+         r"query_seq_lengths must lie in 0..5 \(the sequence length\), got values 1..6"),
+        (dict(key_value_seq_lengths=jnp.array([-1, 7, 2])), ValueError,
+         r"key_value_seq_lengths must lie in 0..7 \(the sequence length\), got values -1..7"),
+    ],
+)
+def test_bad_windows_and_lengths_are_reported_by_name(options, error, message):
+    query, key, value = gqa_inputs(68, 2)
+    with pytest.raises(error, match=message):
+        dot_product_attention(query, key, value, **options)
+
+
+@pytest.mark.outside_annotations
+def test_unbatched_lengths_must_be_scalars():
+    query, key, value = gqa_inputs(69, 2, batch=())
+    with pytest.raises(
+        ValueError, match=r"query_seq_lengths must have shape \[\] \(one length per sequence of "
+        r"the unbatched input\), got \[1\]"
+    ):
+        dot_product_attention(query, key, value, query_seq_lengths=jnp.array([3]))

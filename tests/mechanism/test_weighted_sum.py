@@ -67,14 +67,37 @@ def test_bad_input_is_reported_by_name_and_shape():
         weighted_sum(weights, value > 0)
     with pytest.raises(
         ValueError,
-        match=r"= \[2, 7, 3, 5\] and value \[B, S, N, Hv\] = \[2, 4, 7, 13\] must agree on B, N",
+        match=r"= \[2, 7, 3, 5\] and value \[B, S, K, Hv\] = \[2, 4, 7, 13\] must agree on B and S",
     ):
         weighted_sum(weights, value[:, :4])
-    with pytest.raises(ValueError, match=r"must agree on B, N and S"):
+    with pytest.raises(
+        ValueError, match=r"agree on B and S, and the K=3 value heads must divide the N=7 heads"
+    ):
         weighted_sum(weights, value[:, :, :3])
-    with pytest.raises(ValueError, match=r"must agree on B, N and S"):
+    with pytest.raises(ValueError, match=r"must agree on B and S"):
         weighted_sum(weights, value[:1])
     with pytest.raises(
         ValueError, match=r"or both unbatched.*weights \[2, 7, 3, 5\] and value \[5, 7, 13\]"
     ):
         weighted_sum(weights, value[0])
+
+
+@pytest.mark.parametrize("k_heads", [1, 7])
+def test_shared_value_heads_match_numpy(k_heads):
+    """Grouped-query attention: weight head n averages value head n // (N / K)."""
+    weights = jax.nn.softmax(normal(9, (B, N, T, S)))
+    value = normal(10, (B, S, k_heads, HV))
+    out = weighted_sum(weights, value)
+    assert out.shape == (B, T, N, HV)
+    group = N // k_heads
+    value_by_hand = np.stack([np.asarray(value)[:, :, n // group] for n in range(N)], axis=2)
+    np.testing.assert_allclose(out, weighted_sum_numpy(weights, value_by_hand), atol=1e-6)
+
+
+def test_value_heads_in_groups_of_three():
+    weights = jax.nn.softmax(normal(11, (B, 6, T, S)))
+    value = normal(12, (B, S, 2, HV))
+    value_by_hand = np.asarray(value)[:, :, [0, 0, 0, 1, 1, 1]]
+    np.testing.assert_allclose(
+        weighted_sum(weights, value), weighted_sum_numpy(weights, value_by_hand), atol=1e-6
+    )

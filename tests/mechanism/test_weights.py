@@ -130,3 +130,56 @@ def test_bad_input_is_reported_by_name_and_shape():
         attention_weights(query, key[..., :4])
     with pytest.raises(ValueError, match=r"scale must be positive, got 0"):
         attention_weights(query, key, scale=0)
+
+
+# --------------------------------- shared key heads, sequence lengths and sliding windows
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_shared_key_heads_lengths_and_window_match_numpy(jit):
+    # N = 6 query heads over K = 3 key heads (groups of two).
+    query, key = normal(20, (B, T, 6, H)), normal(21, (B, S, 3, H))
+    q_lengths, kv_lengths = jnp.array([2, 3]), jnp.array([5, 3])
+    window = (1, 2)
+    fn = functools.partial(attention_weights, is_causal=True, local_window_size=window)
+    out = (jax.jit(fn) if jit else fn)(
+        query, key, query_seq_lengths=q_lengths, key_value_seq_lengths=kv_lengths
+    )
+    assert out.shape == (B, 6, T, S)
+    t, s = np.arange(T)[:, None], np.arange(S)[None, :]
+    allowed = (s <= t) & (s >= t - 1) & (s <= t + 2)                        # [T, S]
+    allowed = (allowed[None]
+               & (np.arange(T)[None, :, None] < np.asarray(q_lengths)[:, None, None])
+               & (np.arange(S)[None, None, :] < np.asarray(kv_lengths)[:, None, None]))
+    key_by_hand = np.asarray(key)[:, :, [0, 0, 1, 1, 2, 2]]
+    expected = weights_numpy(query, key_by_hand, mask=allowed[:, None])
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    np.testing.assert_array_equal(out[0, :, 2], 0.0)  # query 2 of sequence 0 is padding
+
+
+def test_unbatched_lengths_and_window_equal_batched_with_b_equal_1():
+    query, key = normal(22, (T, N, H)), normal(23, (S, N, H))
+    kwargs = dict(local_window_size=1)
+    unbatched = attention_weights(
+        query, key, query_seq_lengths=jnp.int32(2), key_value_seq_lengths=jnp.int32(4), **kwargs
+    )
+    batched = attention_weights(
+        query[None], key[None], query_seq_lengths=jnp.array([2]),
+        key_value_seq_lengths=jnp.array([4]), **kwargs,
+    )
+    assert unbatched.shape == (N, T, S)
+    np.testing.assert_allclose(unbatched, batched[0], atol=1e-7)
+
+
+@pytest.mark.outside_annotations
+def test_lengths_must_match_the_batch_of_the_query():
+    query, key = normal(24, (B, T, N, H)), normal(25, (B, S, N, H))
+    with pytest.raises(
+        ValueError, match=r"query_seq_lengths must have shape \[2\] \(one length per sequence\), "
+        r"got \[3\]"
+    ):
+        attention_weights(query, key, query_seq_lengths=jnp.array([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"key_value_seq_lengths must lie in 0..5.*6..6"):
+        attention_weights(query, key, key_value_seq_lengths=jnp.array([6, 6]))
+    with pytest.raises(TypeError, match=r"local_window_size must be.*'2' \(str\)"):
+        attention_weights(query, key, local_window_size="2")

@@ -14,6 +14,7 @@ def test_defaults_are_the_papers_base_sizes():
     assert cfg.dropout_rate == 0.1 and cfg.head_dim == 64
     assert not cfg.norm_first and not cfg.share_embeddings
     assert cfg.positional == "sinusoidal" and cfg.attention_impl == "reference"
+    assert cfg.num_kv_heads is None and cfg.kv_heads == 8 and cfg.rope_base == 10000.0
 
 
 def test_frozen_and_keyword_only():
@@ -49,6 +50,26 @@ def test_json_round_trip():
     assert TransformerConfig.from_dict(json.loads(text)) == cfg
 
 
+@pytest.mark.parametrize("positional", ["rope", "alibi"])
+def test_positions_inside_attention_and_grouped_heads_round_trip(positional):
+    cfg = TransformerConfig.tiny(vocab_size=50, positional=positional, num_kv_heads=2,
+                                 rope_base=500.0)
+    assert (cfg.num_kv_heads, cfg.kv_heads, cfg.num_heads) == (2, 2, 4)
+    assert TransformerConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # ALiBi runs with the two kernels that take a bias.
+    assert TransformerConfig.tiny(vocab_size=50, positional="alibi",
+                                  attention_impl="fused").attention_impl == "fused"
+
+
+def test_a_config_saved_before_the_new_fields_still_loads():
+    old = TransformerConfig.tiny(vocab_size=50).to_dict()
+    for name in ("num_kv_heads", "rope_base"):
+        del old[name]
+    cfg = TransformerConfig.from_dict(old)
+    assert cfg.num_kv_heads is None and cfg.kv_heads == cfg.num_heads == 4
+    assert cfg.rope_base == 10000.0 and cfg.positional == "sinusoidal"
+
+
 def test_from_dict_rejects_unknown_fields():
     values = TransformerConfig.tiny(vocab_size=50).to_dict() | {"d_modle": 3}
     with pytest.raises(ValueError, match=r"unknown TransformerConfig field\(s\) \['d_modle'\]"):
@@ -69,6 +90,15 @@ def test_from_dict_rejects_unknown_fields():
         ({"share_embeddings": True, "src_vocab_size": 12},
          r"src_vocab_size \(12\) must equal tgt_vocab_size \(11\)"),
         ({"positional": "rotary"}, "positional must be one of"),
+        ({"num_kv_heads": 0}, "num_kv_heads must be a positive int, got 0"),
+        ({"num_heads": 4, "num_kv_heads": 3},
+         r"num_kv_heads=3 must divide num_heads=4.*among \[1, 2, 4\]"),
+        ({"rope_base": 0.0}, r"rope_base must be in \(0, inf\), got 0.0"),
+        ({"positional": "rope", "num_heads": 16, "d_model": 48},
+         r"positional='rope' .* d_model / num_heads = 48 / 16 = 3 must be even"),
+        ({"positional": "alibi", "attention_impl": "flash"},
+         r"positional='alibi' .* attention_impl='flash' does not take; use attention_impl in "
+         r"\('reference', 'fused'\)"),
         ({"attention_impl": "flash", "attention_dropout_rate": 0.1},
          "attention_dropout_rate=0.1 needs the attention weights"),
         ({"dtype": "int32"}, "dtype must name a floating dtype"),
@@ -89,6 +119,8 @@ def test_validation_errors(changes, message):
         ({"num_heads": True}, r"num_heads must be a positive int, got True \(bool\)"),
         ({"dropout_rate": "0.1"}, "dropout_rate must be a number, got '0.1'"),
         ({"pad_id": 0.0}, r"pad_id must be an int, got 0.0"),
+        ({"num_kv_heads": 2.0}, r"num_kv_heads must be a positive int, got 2.0 \(float\)"),
+        ({"rope_base": "1e4"}, "rope_base must be a number, got '1e4'"),
     ],
 )
 def test_wrong_types_are_type_errors(changes, message):

@@ -74,7 +74,7 @@ def test_cache_errors():
     x = jnp.ones((2, 1, 12))
     with pytest.raises(ValueError, match=r"holds S=3 positions but index=3 plus 1 new"):
         mha.append_and_attend(x, mha.init_cache(2, 3), 3)
-    with pytest.raises(ValueError, match=r"cache key/value must be \[B, S, N, H\] = \[2, 3, 3, 4"):
+    with pytest.raises(ValueError, match=r"cache key/value must be \[B, S, K, H\] = \[2, 3, 3, 4"):
         mha.append_and_attend(x, mha.init_cache(5, 3), 0)
     with pytest.raises(TypeError, match="cache must be a KVCache"):
         mha.attend_to_cache(x, (jnp.ones((2, 3, 3, 4)),) * 2 + (0,))
@@ -88,16 +88,32 @@ def test_cache_errors():
     assert isinstance(mha.init_cache(1, 2), KVCache)
 
 
-@pytest.mark.parametrize("norm_first", [False, True])
-def test_decoder_steps_equal_the_full_decoder(norm_first):
-    cfg = CFG.replace(norm_first=norm_first)
-    decoder = Decoder(cfg, TokenEmbedding(13, 12, rngs=nnx.Rngs(1)), rngs=nnx.Rngs(0))
-    memory = jax.random.normal(jax.random.key(3), (2, 6, 12))
+# RoPE and ALiBi act inside self-attention, with grouped-query (K=2 of N=4) and multi-query
+# (K=1) heads: D=24, N=4, H=6, K=2 keep every axis distinct.
+GQA = dict(d_model=24, num_heads=4)
+
+
+@pytest.mark.parametrize("changes", [
+    dict(norm_first=False),
+    dict(norm_first=True),
+    dict(GQA, positional="rope", num_kv_heads=2),
+    dict(GQA, positional="alibi", num_kv_heads=1, norm_first=True),
+], ids=["post_ln", "pre_ln", "rope_gqa", "alibi_mqa"])
+def test_decoder_steps_equal_the_full_decoder(changes):
+    cfg = CFG.replace(**changes)
+    D = cfg.d_model
+    decoder = Decoder(cfg, TokenEmbedding(13, D, rngs=nnx.Rngs(1)), rngs=nnx.Rngs(0))
+    memory = jax.random.normal(jax.random.key(3), (2, 6, D))
     src_mask = padding_mask(jnp.array([6, 3]), max_len=6)
     tgt = jnp.array([[1, 5, 7, 9, 4], [1, 3, 3, 8, 11]])
     full = decoder(tgt, memory, src_mask, deterministic=True)
 
     cache = decoder.init_cache(memory, max_len=8)
+    # The caches hold the K key/value heads, not the N query heads.
+    K, H = cfg.kv_heads, cfg.head_dim
+    for self_kv, cross_kv in zip(cache.self_attention, cache.cross_attention, strict=True):
+        assert self_kv.key.shape == self_kv.value.shape == (2, 8, K, H)
+        assert cross_kv.key.shape == cross_kv.value.shape == (2, 6, K, H)
     hidden = []
     for t in range(5):
         h, cache = decoder.step(tgt[:, t], cache, t, src_mask)

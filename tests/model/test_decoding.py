@@ -17,20 +17,25 @@ SRC = jax.random.randint(jax.random.key(1), (8, 7), 3, 17).at[2, 4:].set(PAD).at
 
 @pytest.fixture(scope="module")
 def model():
+    return make_model()
+
+
+def make_model(seed=3, noise=0.5, scale=1.0, **changes):
     """A small random model whose greedy outputs vary and sometimes end with eos.
 
     A freshly initialised transformer tends to repeat one token forever; perturbing the layer
-    norms and nudging the eos logit gives decoding something to decide.
+    norms and biases (by ``noise``), sharpening the matrices (by ``scale``) and nudging the
+    eos logit gives decoding something to decide.
     """
     cfg = TransformerConfig(
         src_vocab_size=17, tgt_vocab_size=17, d_model=32, num_heads=4, d_ff=64, num_layers=2,
         norm_first=True, max_len=16,
-    )
+    ).replace(**changes)
     model = Transformer(cfg, rngs=nnx.Rngs(0))
     params = nnx.state(model, nnx.Param)
     leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(3), len(leaves))
-    leaves = [x if x.ndim == 2 else x + 0.5 * jax.random.normal(k, x.shape)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    leaves = [scale * x if x.ndim == 2 else x + noise * jax.random.normal(k, x.shape)
               for k, x in zip(keys, leaves, strict=True)]
     nnx.update(model, jax.tree.unflatten(treedef, leaves))
     bias = model.decoder.final_norm.bias[...]
@@ -105,6 +110,42 @@ def test_beam_cache_equals_no_cache(model, beam):
     )
     np.testing.assert_array_equal(tokens, beam[0])
     np.testing.assert_allclose(scores, beam[1], rtol=1e-5, atol=1e-5)
+
+
+# RoPE and ALiBi inside self-attention, with grouped-query (K=2) and multi-query (K=1) heads:
+# D=24, N=4, H=6, so B=8, K, H, L=12 and V=17 are distinct sizes.
+INSIDE = {
+    "rope_gqa": dict(d_model=24, positional="rope", num_kv_heads=2),
+    "alibi_mqa": dict(d_model=24, positional="alibi", num_kv_heads=1),
+}
+
+
+@pytest.fixture(scope="module", params=list(INSIDE))
+def inside_model(request):
+    # Without positions on the embeddings a random decoder repeats itself more; sharper
+    # matrices and milder noise make its outputs differ from row to row again.
+    return make_model(seed=5, noise=0.1, scale=2.5, **INSIDE[request.param])
+
+
+def test_cache_equals_no_cache_with_positions_in_attention_and_fewer_kv_heads(inside_model):
+    model = inside_model
+    cfg = model.config
+    # The self- and cross-attention caches hold K key/value heads, not N (shapes only: no
+    # compiling, no computing).
+    cache = nnx.eval_shape(
+        lambda m: m.init_decode_cache(m.encode(SRC, deterministic=True), MAX_LEN), model
+    )
+    K, H = cfg.kv_heads, cfg.head_dim
+    assert [kv.key.shape for kv in cache.self_attention] == [(8, MAX_LEN, K, H)] * 2
+    assert [kv.value.shape for kv in cache.cross_attention] == [(8, 7, K, H)] * 2
+
+    tokens, log_probs = greedy_decode(model, SRC, max_len=MAX_LEN)
+    check_well_formed(tokens)
+    assert len({tuple(r) for r in np.asarray(tokens).tolist()}) > 3  # something to get wrong
+    uncached_tokens, uncached_log_probs = greedy_decode(model, SRC, max_len=MAX_LEN,
+                                                        use_cache=False)
+    np.testing.assert_array_equal(tokens, uncached_tokens)
+    np.testing.assert_allclose(log_probs, uncached_log_probs, rtol=1e-5, atol=1e-5)
 
 
 def test_beam_scores_are_teacher_forced_log_probs(model, beam):

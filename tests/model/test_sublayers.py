@@ -46,3 +46,28 @@ def test_feed_forward_and_positions_follow_the_config():
     assert isinstance(make_positions(CFG, rngs=nnx.Rngs(0)), SinusoidalPositions)
     learned = make_positions(CFG.replace(positional="learned"), rngs=nnx.Rngs(0))
     assert isinstance(learned, LearnedPositions) and learned(5).shape == (5, 12)
+
+
+def test_positions_inside_self_attention_and_grouped_heads():
+    from attention.model.positional import ALiBi, RotaryEmbedding
+
+    cfg = CFG.replace(d_model=24, num_heads=4, num_kv_heads=2, positional="rope", rope_base=99.0)
+    self_attention = make_attention(cfg, rngs=nnx.Rngs(0))
+    cross_attention = make_attention(cfg, rngs=nnx.Rngs(0), self_attention=False)
+    for attention in (self_attention, cross_attention):
+        assert (attention.num_heads, attention.num_kv_heads, attention.head_dim) == (4, 2, 6)
+        assert attention.key.kernel.shape == (24, 12)  # K * H = 2 * 6 wide
+    assert isinstance(self_attention.rotary, RotaryEmbedding)
+    assert (self_attention.rotary.head_dim, self_attention.rotary.base) == (6, 99.0)
+    assert self_attention.position_bias is None
+    assert cross_attention.rotary is None and cross_attention.position_bias is None
+    assert make_positions(cfg, rngs=nnx.Rngs(0)) is None  # nothing added to the embeddings
+
+    alibi = cfg.replace(positional="alibi")
+    self_attention = make_attention(alibi, rngs=nnx.Rngs(0))
+    assert isinstance(self_attention.position_bias, ALiBi) and self_attention.rotary is None
+    assert self_attention.position_bias.num_heads == 4
+    assert make_attention(alibi, rngs=nnx.Rngs(0), self_attention=False).position_bias is None
+    assert make_positions(alibi, rngs=nnx.Rngs(0)) is None
+    # Without num_kv_heads every query head has its own key/value head.
+    assert make_attention(CFG, rngs=nnx.Rngs(0)).num_kv_heads == 3

@@ -116,11 +116,16 @@ def _jacobians(model, src, tgt):
         m.decoder.embed = _AddDelta(m.decoder.embed, tgt_delta)
         return m(src, tgt, deterministic=True)
 
-    zeros = (jnp.zeros((*src.shape, 12)), jnp.zeros((*tgt.shape, 12)))
+    D = model.config.d_model
+    zeros = (jnp.zeros((*src.shape, D)), jnp.zeros((*tgt.shape, D)))
     return jax.jit(jax.jacrev(logits, argnums=(0, 1)))(*zeros)  # each [B, T, V, B, S|T, D]
 
 
 def test_causality_and_padding_through_gradients(model):
+    _check_causality_and_padding(model)
+
+
+def _check_causality_and_padding(model):
     jac_src, jac_tgt = _jacobians(model, SRC, TGT)
     # Sensitivity of logits[b, t] to the embedding at [b', position]: sum of |d logits / d x|.
     tgt_sens = np.abs(np.asarray(jac_tgt)).sum(axis=(2, 5))  # [B, T, B, T]
@@ -138,6 +143,43 @@ def test_causality_and_padding_through_gradients(model):
             assert np.all(src_sens[b, t, b][~src_real[b]] == 0)
             # examples in a batch are independent
             assert tgt_sens[b, t, 1 - b].sum() == 0 and src_sens[b, t, 1 - b].sum() == 0
+
+
+# Positions inside self-attention (RoPE, ALiBi) and fewer key/value heads than query heads:
+# D=24, N=4, H=6 and K=2 (grouped-query) or K=1 (multi-query), every axis a distinct size;
+# one layer each, to keep the Jacobians cheap.
+INSIDE = {
+    "rope_gqa": dict(d_model=24, num_heads=4, positional="rope", num_kv_heads=2, num_layers=1),
+    "alibi_mqa": dict(d_model=24, num_heads=4, positional="alibi", num_kv_heads=1,
+                      norm_first=True, num_layers=1),
+}
+
+
+@pytest.mark.parametrize("name", list(INSIDE))
+def test_rope_alibi_and_grouped_heads_are_causal_ignore_padding_and_see_order(name):
+    cfg = CFG.replace(**INSIDE[name])
+    model = Transformer(cfg, rngs=nnx.Rngs(0))
+    assert model.encoder.positions is None and model.decoder.positions is None
+    # Fewer key/value heads: each W^K, W^V is [D, K*H] instead of [D, D].
+    d, kh = 24, cfg.kv_heads * cfg.head_dim
+    full_kv = 3 * 2 * (d * d + d)  # W^K and W^V (with biases) of 3 attentions, if K were N
+    assert count_params(model) == expected_param_count(
+        17, 24, 20, 1, shared=False, tgt_vocab=13, norm_first=cfg.norm_first
+    ) - full_kv + 3 * 2 * (d * kh + kh)
+    logits = model(SRC, TGT, deterministic=True)
+    assert logits.shape == (2, 5, 13) and np.all(np.isfinite(logits))
+    if cfg.positional == "alibi":  # the fused kernel takes ALiBi's bias and the K heads
+        fused = Transformer(cfg.replace(attention_impl="fused"), rngs=nnx.Rngs(0))
+        np.testing.assert_allclose(fused(SRC, TGT, deterministic=True), logits, rtol=1e-4,
+                                   atol=1e-5)
+    _check_causality_and_padding(model)
+    # Without positions an encoder is permutation-equivariant: permuting the source tokens
+    # permutes the memory rows. RoPE and ALiBi break that, though nothing is added to the
+    # embeddings, because each score sees the distance between its two tokens.
+    src, order = SRC[:1, :4], jnp.array([2, 0, 3, 1])  # [5, 6, 7, 8], no padding
+    permuted = model.encode(src[:, order], deterministic=True)
+    original = model.encode(src, deterministic=True)[:, order]
+    assert np.abs(np.asarray(permuted - original)).max() > 1e-3
 
 
 def test_padding_never_changes_real_positions(model):
