@@ -76,6 +76,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from attention import dot_product_attention  # noqa: E402
+from attention._machine import cpu_description  # noqa: E402
 from attention.kernels import (  # noqa: E402
     blockwise_attention,
     flash_attention,
@@ -92,19 +93,6 @@ TUNABLES = f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}"
 SUFFIX = "_hugetlb" if "hugetlb" in os.environ.get("GLIBC_TUNABLES", "") else ""
 RESULTS = ROOT / "benchmarks" / "results" / f"attention{SUFFIX}.txt"
 FIGURE = ROOT / "figures" / f"attention_benchmark{SUFFIX}.png"
-
-
-def cpu_description() -> str:
-    """The CPU model and its vector extensions (they decide the matmul peak), from /proc."""
-    try:
-        text = pathlib.Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    vector = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{fields.get('model name', 'unknown CPU')} ({' '.join(vector) or 'no AVX2'})"
 
 
 def implementations() -> dict:

@@ -34,6 +34,7 @@ from flax import nnx
 _HERE = pathlib.Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
 
+from attention._machine import cpu_description  # noqa: E402
 from attention.model.config import TransformerConfig  # noqa: E402
 from attention.model.decoding import greedy_decode  # noqa: E402
 from attention.model.transformer import Transformer, count_params  # noqa: E402
@@ -126,7 +127,8 @@ def main() -> None:
         "Greedy decoding, tokens per second: key/value cache vs recomputing the prefix",
         f"date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "
-        f"{platform.processor() or platform.machine()}, jax {jax.__version__}",
+        f"{platform.machine()}, jax {jax.__version__}",
+        f"CPU {cpu_description()}",
         f"model: TransformerConfig.tiny(vocab_size={args.vocab}): d_model={config.d_model}, "
         f"h={config.num_heads}, d_ff={config.d_ff}, N={config.num_layers}+{config.num_layers}, "
         f"{count_params(model):,} parameters",

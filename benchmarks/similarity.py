@@ -36,7 +36,6 @@ import argparse
 import datetime
 import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -49,6 +48,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from attention._machine import cpu_description  # noqa: E402
 from attention.mechanism.similarity import (  # noqa: E402
     cosine_top_k,
     normalize,
@@ -56,26 +56,6 @@ from attention.mechanism.similarity import (  # noqa: E402
 )
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "similarity.txt"
-
-# The /proc/cpuinfo flags that decide which fast paths a CPU has for these dtypes.
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile",
-             "amx_bf16", "amx_int8")
-
-
-def cpu_features() -> str:
-    try:
-        text = pathlib.Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown (no /proc/cpuinfo)"
-    flags = set()
-    model = platform.processor() or platform.machine()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-    return model + ": " + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in CPU_FLAGS)
-
 
 def numpy_top_k(database: np.ndarray, query: np.ndarray, k: int):
     """The NumPy way: one matrix-vector product, an O(M) partition, then sort the k."""
@@ -226,7 +206,7 @@ def main(argv=None) -> str:
         f"# jax {jax.__version__} on {jax.devices()[0].platform}, numpy {np.__version__}, "
         + (f"faiss {faiss.__version__} with {args.threads} threads, " if faiss else "no faiss, ")
         + f"{os.cpu_count()} CPUs",
-        f"# CPU {cpu_features()}",
+        f"# CPU {cpu_description()}",
         f"# load average at start {load:.2f}, at end {os.getloadavg()[0]:.2f} (other processes "
         f"share the CPU: timings are noisy)",
         "",

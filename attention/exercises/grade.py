@@ -73,8 +73,13 @@ def find_submissions(folder: pathlib.Path) -> dict[str, list[pathlib.Path]]:
 
 def submission_code(path: pathlib.Path) -> str:
     """The Python code of a .py file, or the code cells of a notebook (IPython magics dropped)."""
+    # Bytes that are not UTF-8 (a Latin-1 file from an old editor) are replaced, not fatal:
+    # they sit in strings and comments, and the code still runs.
+    text = path.read_bytes().decode("utf-8", errors="replace")
     if path.suffix == ".ipynb":
-        notebook = json.loads(path.read_text(encoding="utf-8"))
+        notebook = json.loads(text)
+        if not isinstance(notebook, dict):
+            raise ValueError("the notebook is not a JSON object")
         cells = []
         for cell in notebook.get("cells", []):
             if cell.get("cell_type") != "code":
@@ -84,7 +89,7 @@ def submission_code(path: pathlib.Path) -> str:
             lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
             cells.append("\n".join(lines))
         return "\n\n".join(cells) + "\n"
-    return path.read_text(encoding="utf-8")
+    return text
 
 
 def defined_names(code: str) -> set[str]:
@@ -169,8 +174,11 @@ def run_check(code: str, exercise: str, *, timeout: float, startup_timeout: floa
                 f"the check stopped without a result (exit code {process.returncode})"
                 + (f": {tail[0]}" if tail else ".")
             )
-        result = json.loads(result_file.read_text())
-        return bool(result["passed"]), result["status"], result["message"]
+        try:
+            result = json.loads(result_file.read_text(errors="replace"))
+            return bool(result["passed"]), str(result["status"]), str(result["message"])
+        except (ValueError, KeyError, TypeError):
+            return False, "crashed", "the check left a result file that could not be read."
 
 
 # ----------------------------------------------------------------------------- grading a folder
@@ -180,10 +188,18 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
                  timeout: float = 120.0, jobs: int = 1) -> tuple[list[str], list[Grade]]:
     """Check every student on every exercise; returns (the exercises graded, the grades)."""
     students = find_submissions(folder)
-    codes = {
-        student: [(path, submission_code(path)) for path in files]
-        for student, files in students.items()
-    }
+    # A file that cannot be read (a truncated notebook) scores 0 with the reason; the others,
+    # and every other student, are graded as usual.
+    codes: dict[str, list] = {}
+    unreadable: dict[str, list[str]] = {}
+    for student, files in students.items():
+        codes[student] = []
+        for path in files:
+            try:
+                codes[student].append((path, submission_code(path)))
+            except (OSError, ValueError, AttributeError, TypeError) as e:
+                unreadable.setdefault(student, []).append(
+                    f"{path.name} could not be read ({type(e).__name__}: {str(e)[:120]})")
     if exercises is None:  # every exercise that someone attempted, in teaching order
         exercises = [
             name for name, ex in EXERCISES.items()
@@ -194,9 +210,10 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
         for name in exercises:
             found = [(path, code) for path, code in files if _attempts(code, EXERCISES[name])]
             if not found:
+                reasons = "".join(f" {r}." for r in unreadable.get(student, []))
                 grades.append(Grade(student, name, 0, "not submitted",
                                     "not submitted: no file defines "
-                                    + ", ".join(EXERCISES[name].names) + ".", ""))
+                                    + ", ".join(EXERCISES[name].names) + "." + reasons, ""))
             else:
                 work.append((student, name, found[0]))
 

@@ -128,3 +128,21 @@ def test_submission_code_reads_notebook_cells(tmp_path):
     assert "%matplotlib" not in code and "x = 1" in code and "def f():" in code
     assert grade.defined_names(code) == {"x", "f"}
     assert grade.defined_names("import jax.numpy as jnp\nfrom a import b") == {"jnp", "b"}
+
+
+def test_an_unreadable_notebook_scores_zero_with_the_reason_and_grading_goes_on(tmp_path):
+    (tmp_path / "broken.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "def f(')
+    (tmp_path / "empty.ipynb").write_text("[]")
+    exercises, grades = grade.grade_folder(tmp_path, exercises=["dot_product_scores"])
+    by_student = {g.student: g for g in grades}
+    assert sorted(by_student) == ["broken", "empty"]
+    assert by_student["broken"].score == 0
+    assert "broken.ipynb could not be read (JSONDecodeError" in by_student["broken"].message
+    assert "empty.ipynb could not be read" in by_student["empty"].message
+
+
+def test_a_latin1_file_is_read_with_its_code_intact(tmp_path):
+    path = tmp_path / "latin1.py"
+    path.write_bytes(b"def dot_product_scores(q, k):  # caf\xe9\n    return q\n")
+    code = grade.submission_code(path)
+    assert "def dot_product_scores(q, k):" in code and "\ufffd" in code
