@@ -9,29 +9,32 @@ on every axis, compares it with the package and explains the first problem found
 
 A checker never raises: a blank still raising ``NotImplementedError`` gives a result with
 ``status == "not implemented"`` ("not implemented yet: ..."), any other exception from the
-student's code is reported in the message. Model solutions are in
-:mod:`attention.exercises.solutions` (for teachers); ``python -m attention.exercises.grade``
-grades a folder of submissions (see ``docs/teachers.md``).
+student's code is reported in the message. ``attention grade`` grades a folder of submissions,
+each in a confined worker whose raw outputs the checkers judge in the grader's own process
+(:mod:`~attention.exercises.worker`, :mod:`~attention.exercises.remote`,
+:mod:`~attention.exercises.sandbox`; ``docs/teachers.md``). The model solutions are not in the
+package: they are in ``teachers/solutions.py`` of the source checkout.
 """
 
-from attention.exercises._checking import CheckResult
-from attention.exercises.checkers import (
-    check_causal_self_attention,
-    check_combine_embeddings,
-    check_dot_product_scores,
-    check_greedy_decoding,
-    check_grouped_query_attention,
-    check_label_smoothing,
-    check_masking,
-    check_multi_head_attention,
-    check_rotary_positions,
-    check_scaled_dot_product_attention,
-    check_sinusoidal_positions,
-    check_sliding_window_mask,
-    check_split_merge_heads,
-    check_stable_softmax,
+from attention.exercises._checking import (
+    CheckResult,
+    Exercise,  # noqa: I001
 )
-from attention.exercises.registry import EXERCISES, Exercise
+from attention.exercises.ex00_combining_embeddings import check_combine_embeddings
+from attention.exercises.ex01_dot_product_scores import check_dot_product_scores
+from attention.exercises.ex02_stable_softmax import check_stable_softmax
+from attention.exercises.ex03_masking import check_masking
+from attention.exercises.ex04_scaled_dot_product_attention import check_scaled_dot_product_attention
+from attention.exercises.ex05_split_and_merge_heads import check_split_merge_heads
+from attention.exercises.ex06_multi_head_attention import check_multi_head_attention
+from attention.exercises.ex07_sinusoidal_positions import check_sinusoidal_positions
+from attention.exercises.ex08_causal_self_attention import check_causal_self_attention
+from attention.exercises.ex09_greedy_decoding import check_greedy_decoding
+from attention.exercises.ex10_label_smoothing import check_label_smoothing
+from attention.exercises.ex11_grouped_query_attention import check_grouped_query_attention
+from attention.exercises.ex12_rotary_positions import check_rotary_positions
+from attention.exercises.ex13_sliding_window_mask import check_sliding_window_mask
+from attention.exercises.registry import EXERCISES
 
 __all__ = [
     "CheckResult",

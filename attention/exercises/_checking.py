@@ -12,16 +12,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import html
-import linecache
 import math
-import traceback
 from collections.abc import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from attention._checks import shape_str
+from attention.exercises.remote import Lent, RemoteFunction, StudentError, WorkerFailure
+from attention.exercises.worker import apply_transform, describe_error
 
 PASSED = "passed"
 FAILED = "failed"
@@ -110,6 +109,8 @@ def checker(exercise: str) -> Callable:
                 return CheckResult(exercise, False, e.message, NOT_IMPLEMENTED)
             except Mistake as e:
                 return CheckResult(exercise, False, e.message, FAILED)
+            except WorkerFailure:  # the grader scores it "timed out" or "crashed"
+                raise
             except Exception as e:  # a result the checker could not even compare
                 return CheckResult(
                     exercise,
@@ -138,6 +139,7 @@ def describe_inputs(inputs: dict) -> str:
     """``query [2, 3, 7, 16], key [2, 5, 7, 16], num_heads=7``."""
     parts = []
     for name, value in inputs.items():
+        value = value.obj if isinstance(value, Lent) else value
         if hasattr(value, "shape") and hasattr(value, "dtype"):
             parts.append(f"{name} {shape_str(value.shape)}")
         elif isinstance(value, int | float | bool | str) or value is None:
@@ -145,20 +147,6 @@ def describe_inputs(inputs: dict) -> str:
         else:
             parts.append(f"{name} ({type(value).__name__})")
     return ", ".join(parts)
-
-
-def _where_in_student_code(error: BaseException, fn: Callable) -> str:
-    """`` (line 4 of your code: `return q @ k`)`` for the deepest frame in the student's file."""
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return ""
-    found = ""
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename == code.co_filename:
-            line = (frame.line or linecache.getline(frame.filename, frame.lineno)).strip()
-            offset = frame.lineno - code.co_firstlineno + 1
-            found = f" (line {offset} of `{code.co_name}`: `{line}`)" if line else ""
-    return found
 
 
 # --------------------------------------------------------------------------- calling the student
@@ -176,19 +164,40 @@ def reject_package_function(fn, name: str) -> None:
         raise Mistake(f"`{name}` should be a function, got {type(fn).__name__}.")
 
 
+def invoke(fn, transform: str, args: tuple, kwargs: dict | None = None, static: tuple = (),
+           wrt: int = 0):
+    """Run the student's ``fn`` (see :func:`attention.exercises.worker.apply_transform`).
+
+    ``fn`` is the student's own function in a notebook, or a
+    :class:`~attention.exercises.remote.RemoteFunction` when the grader checks it in a
+    confined worker; either way what the student's code raised comes back as a
+    :class:`~attention.exercises.remote.StudentError`, and :class:`Lent` objects reach the
+    function as themselves here and as call-backs in the worker.
+    """
+    kwargs = kwargs or {}
+    if isinstance(fn, RemoteFunction):
+        return fn.run(transform, tuple(args), kwargs, tuple(static), wrt)
+    args = tuple(a.obj if isinstance(a, Lent) else a for a in args)
+    try:
+        return apply_transform(fn, transform, args, kwargs, tuple(static), wrt)
+    except Exception as e:
+        raise StudentError.from_report(describe_error(e, fn)) from e
+
+
 def call(fn: Callable, name: str, inputs: dict, **static) -> object:
     """``fn(*inputs.values(), **static)``; a raised exception becomes a :class:`Mistake`."""
     try:
-        return fn(*inputs.values(), **static)
-    except NotImplementedError:
-        raise NotImplementedYet(
-            f"not implemented yet: `{name}` still raises NotImplementedError. Replace "
-            f"`raise NotImplementedError(...)` with your code, run that cell, then this one."
-        ) from None
-    except Exception as e:
+        return invoke(fn, "eager", tuple(inputs.values()), static)
+    except StudentError as e:
+        if e.not_implemented:
+            raise NotImplementedYet(
+                f"not implemented yet: `{name}` still raises NotImplementedError. Replace "
+                f"`raise NotImplementedError(...)` with your code, run that cell, then this "
+                f"one."
+            ) from None
         raise Mistake(
-            f"your function `{name}` raised {type(e).__name__}: {_first_line(e)}"
-            f"{_where_in_student_code(e, fn)} on inputs {describe_inputs(inputs | static)}."
+            f"your function `{name}` raised {e.type}: {e.message}{e.where} on inputs "
+            f"{describe_inputs(inputs | static)}."
         ) from None
 
 
@@ -309,37 +318,31 @@ def match_variant(got, variants: Sequence[tuple[str, Callable[[], object]]]) -> 
             raise Mistake(message)
 
 
-def explain_transform_error(error: BaseException, transform: str, name: str, inputs: dict) -> str:
+_TRANSFORM_REASONS = {
+    "python control flow": (
+        "Python control flow or a Python number on a traced value (`if x > 0:`, `while`, "
+        "`bool(x)`, `float(x)`, `int(x)`, `.item()`). Under jit and vmap an array is an "
+        "abstract tracer without values; use jnp.where(condition, a, b) or jax.lax.cond "
+        "instead."
+    ),
+    "numpy on a tracer": (
+        "a traced array was converted to NumPy (np.asarray, np.exp, np.array, ...); use "
+        "the jax.numpy (jnp) functions, which work on tracers."
+    ),
+    "boolean indexing": (
+        "boolean indexing `x[mask]` gives a shape that depends on the values, which "
+        "cannot be compiled; keep the shape with jnp.where(mask, x, other)."
+    ),
+}
+
+
+def explain_transform_error(error: StudentError, transform: str, name: str, inputs: dict) -> str:
     """Why a function that works eagerly breaks under ``jax.jit`` or ``jax.vmap``."""
-    kind = type(error).__name__
-    where = f" on inputs {describe_inputs(inputs)}"
-    if isinstance(
-        error,
-        jax.errors.TracerBoolConversionError
-        | jax.errors.ConcretizationTypeError
-        | jax.errors.TracerIntegerConversionError,
-    ):
-        reason = (
-            "Python control flow or a Python number on a traced value (`if x > 0:`, `while`, "
-            "`bool(x)`, `float(x)`, `int(x)`, `.item()`). Under jit and vmap an array is an "
-            "abstract tracer without values; use jnp.where(condition, a, b) or jax.lax.cond "
-            "instead."
-        )
-    elif isinstance(error, jax.errors.TracerArrayConversionError):
-        reason = (
-            "a traced array was converted to NumPy (np.asarray, np.exp, np.array, ...); use "
-            "the jax.numpy (jnp) functions, which work on tracers."
-        )
-    elif isinstance(error, jax.errors.NonConcreteBooleanIndexError):
-        reason = (
-            "boolean indexing `x[mask]` gives a shape that depends on the values, which "
-            "cannot be compiled; keep the shape with jnp.where(mask, x, other)."
-        )
-    else:
-        reason = "it works on concrete arrays but not on traced ones."
+    reason = _TRANSFORM_REASONS.get(
+        error.category, "it works on concrete arrays but not on traced ones.")
     return (
-        f"your function `{name}` breaks under {transform}: it raised {kind}: "
-        f"{_first_line(error)}{where}. The cause: {reason}"
+        f"your function `{name}` breaks under {transform}: it raised {error.type}: "
+        f"{error.message} on inputs {describe_inputs(inputs)}. The cause: {reason}"
     )
 
 
@@ -361,10 +364,10 @@ def check_jit_and_vmap(
     of two stacked input sets, so ``other_inputs`` must have the same shapes as ``inputs``.
     """
     static = static or {}
-    bound = lambda *arrays: fn(*arrays, *static.values())
+    fixed = tuple(static.values())
     try:
-        got = jax.jit(bound)(*inputs.values())
-    except Exception as e:
+        got = invoke(fn, "jit", tuple(inputs.values()), static=fixed)
+    except StudentError as e:
         raise Mistake(explain_transform_error(e, "jax.jit", name, inputs | static)) from None
     if not close(as_array(got, name), expected, rtol=1e-3, atol=1e-4):
         raise Mistake(
@@ -374,11 +377,11 @@ def check_jit_and_vmap(
     if not vmap:
         return
     pairs = zip(inputs.values(), other_inputs.values(), strict=True)
-    stacked = [jnp.stack([a, b]) for a, b in pairs]
+    stacked = tuple(np.stack([np.asarray(a), np.asarray(b)]) for a, b in pairs)
     try:
         # Compiled, so that it costs one compilation; jit alone already worked above.
-        got = jax.jit(jax.vmap(bound))(*stacked)
-    except Exception as e:
+        got = invoke(fn, "vmap", stacked, static=fixed)
+    except StudentError as e:
         raise Mistake(explain_transform_error(e, "jax.vmap", name, inputs | static)) from None
     want = np.stack([np.asarray(expected), np.asarray(other_expected)])
     if not close(as_array(got, name), want, rtol=1e-3, atol=1e-4):
@@ -391,33 +394,24 @@ def check_jit_and_vmap(
 
 
 def find_future_leak(
-    fn_of_x: Callable, x, threshold: float = 1e-6
+    fn, name: str, args: tuple, wrt: int, threshold: float = 1e-6
 ) -> tuple[int, int, float] | None:
-    """(t, s, size) of the first output position t whose gradient reaches an input s > t.
+    """(t, s, size) of the first output position t whose gradient reaches ``args[wrt]`` at s > t.
 
     Causality through gradients: with a correct causal mask d out[:, t] / d x[:, s] is exactly
-    zero for every s > t, whatever the weights. ``x`` is ``[B, S, ...]``, the output
+    zero for every s > t, whatever the weights. ``args[wrt]`` is ``[B, S, ...]``, the output
     ``[B, T, ...]``.
     """
-    B, S = x.shape[0], x.shape[1]
-
-    def influence_TS(x, rows=None):
-        # |d out[:, t] / d x[:, s]|, maximised over everything else: one row per output t.
-        out, pullback = jax.vjp(lambda x_: jnp.asarray(fn_of_x(x_)), x)
-
-        def row(t):
-            cotangent = jnp.zeros_like(out).at[:, t].set(1.0)
-            (grad_x,) = pullback(cotangent)
-            return jnp.abs(grad_x).reshape(B, S, -1).max(axis=(0, 2))
-
-        if rows is None:
-            return jax.lax.map(row, jnp.arange(out.shape[1]))
-        return jnp.stack([row(t) for t in range(out.shape[1])])
-
-    try:  # one compilation instead of one per operation
-        size_TS = np.asarray(jax.jit(influence_TS)(x))
-    except Exception:  # a function that does not survive jit: the jit check reports it later
-        size_TS = np.asarray(influence_TS(x, rows="eager"))
+    try:
+        size_TS = np.asarray(invoke(fn, "influence", tuple(args), wrt=wrt), np.float64)
+    except StudentError as e:
+        raise Mistake(
+            f"your function `{name}` raised {e.type} when differentiated (jax.vjp, to test "
+            f"causality): {e.message}{e.where}."
+        ) from None
+    S = np.shape(args[wrt])[1]
+    if size_TS.ndim != 2 or size_TS.shape[1] != S:
+        raise Mistake(f"`{name}`'s output could not be differentiated position by position.")
     T = size_TS.shape[0]
     for t in range(min(T, S - 1)):
         for s in range(t + 1, S):
@@ -470,3 +464,38 @@ def compare(
     raise Mistake(
         first_difference(got, expected, axes, what) + f" on inputs {describe_inputs(inputs)}."
     )
+
+
+# --------------------------------------------------------------------------- an exercise
+
+
+@dataclasses.dataclass(frozen=True)
+class Exercise:
+    """One exercise.
+
+    Attributes:
+      name: short id, used as the CSV column and in ``solution_source``.
+      title: what the notebook is called.
+      notebook: file name under ``notebooks/exercises/`` (without extension).
+      names: the top-level names the student defines (functions, and for 00 the answer).
+      check: the checker; called with the student's objects in the order of ``names``.
+      minutes: how long it usually takes (for the teacher's guide).
+    """
+
+    name: str
+    title: str
+    notebook: str
+    names: tuple[str, ...]
+    check: Callable[..., CheckResult]
+    minutes: int
+    optional: tuple[str, ...] = ()
+
+    def check_namespace(self, namespace: dict) -> CheckResult:
+        """Run the checker on the objects a submission defined (the grader's entry point)."""
+        missing = [n for n in self.names if n not in namespace and n not in self.optional]
+        if missing:
+            return CheckResult(
+                self.name, False, f"not submitted: {', '.join(missing)} not defined.",
+                "not implemented",
+            )
+        return self.check(*(namespace.get(n) for n in self.names))

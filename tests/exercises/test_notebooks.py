@@ -17,7 +17,7 @@ import pytest
 from nbclient import NotebookClient
 
 from attention.exercises import EXERCISES
-from attention.exercises.solutions import solution_source
+from teachers.solutions import solution_source
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "exercises"
 BY_NOTEBOOK = {e.notebook: e for e in EXERCISES.values()}

@@ -1,4 +1,6 @@
-"""Model solutions of the exercises, for teachers (kept out of the exercise notebooks).
+"""Model solutions of the exercises, for teachers: kept out of the notebooks and out of the
+installed package (a student's ``pip install`` has no answers in it; the grader's workers cannot
+read this folder). Give students the notebooks, not this folder.
 
 Each function has the name and signature of the blank it fills in its notebook, and is written
 the way a student could write it from the notebook alone: plain ``jax.numpy``, no helpers from

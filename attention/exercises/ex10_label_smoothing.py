@@ -1,0 +1,145 @@
+"""Exercise 10, label smoothing: the checker, its known mistakes and its entry.
+
+The notebook is ``notebooks/exercises/10_label_smoothing``; the model solution is in
+``teachers/solutions.py``.
+"""
+
+# The lambdas given to match_variant close over loop variables on purpose: they are called
+# within the same iteration, only when the student's result needs explaining.
+# ruff: noqa: B023
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attention.exercises._checking import (
+    Exercise,
+    Mistake,
+    as_array,
+    call,
+    check_finite,
+    check_jit_and_vmap,
+    checker,
+    close,
+    constant_ratio,
+    describe_inputs,
+    match_variant,
+    reject_package_function,
+    shape_str,
+)
+from attention.exercises._shared import (
+    cases,
+    normal,
+)
+from attention.training.loss import label_smoothed_cross_entropy
+
+
+@jax.jit
+def _mean_loss(logits, targets):
+    total, count = label_smoothed_cross_entropy(logits, targets, label_smoothing=0.1, pad_id=0)
+    return total / count
+
+
+def _reference_loss(logits, targets, eps, pad_id=0):
+    assert eps == 0.1 and pad_id == 0  # the values the checker uses
+    return np.asarray(_mean_loss(logits, targets))
+
+
+@checker("label_smoothing")
+def check_label_smoothing(label_smoothed_loss) -> str:
+    """``label_smoothed_loss(logits [B, T, V], targets [B, T], label_smoothing, pad_id)``."""
+    fn = label_smoothed_loss
+    name = "label_smoothed_loss"
+    reject_package_function(fn, name)
+    for sizes, seed in cases():
+        B, T, V = sizes.B, sizes.T, sizes.N + sizes.H
+        logits = normal(seed, (B, T, V), scale=2.0)
+        targets = jax.random.randint(jax.random.key(seed + 10), (B, T), 1, V)
+        targets = targets.at[0, -2:].set(0)  # padding at the end of sequence 0
+        eps = 0.1
+        inputs = {"logits": logits, "targets": targets}
+        static = {"label_smoothing": eps, "pad_id": 0}
+        expected = _reference_loss(logits, targets, eps)
+        got = as_array(call(fn, name, inputs | static), name, "loss")
+        if got.shape != ():
+            raise Mistake(
+                f"your loss has shape {shape_str(got.shape)}; expected one number (shape []): "
+                f"the mean over the real (non-padding) target tokens."
+            )
+        log_p = jax.nn.log_softmax(logits, axis=-1)
+        onehot = jax.nn.one_hot(targets, V)
+        real = (targets != 0).astype(jnp.float32)
+
+        def loss_with(q, mask=real):
+            return jnp.sum(-jnp.sum(q * log_p, axis=-1) * mask) / jnp.sum(mask)
+
+        count = float(real.sum())
+        check_finite(got, expected, name, f"on inputs {describe_inputs(inputs)}", "")
+        if close(got, expected):
+            continue
+        match_variant(got, [
+            (
+                "your loss includes the padding positions: average only over targets != "
+                "pad_id (multiply each position's loss by the mask, divide by the number of "
+                "real tokens).",
+                lambda: loss_with((1 - eps) * onehot + eps / V, jnp.ones_like(real)),
+            ),
+            (
+                "your loss ignores label_smoothing: it is the plain cross-entropy. Use the "
+                "smoothed target q = (1 - eps) * onehot + eps / V.",
+                lambda: loss_with(onehot),
+            ),
+            (
+                "you spread eps over the V - 1 wrong words; the paper's (and the package's) "
+                "smoothed target spreads eps / V over all V words, the correct one included: "
+                "q = (1 - eps) * onehot + eps / V.",
+                lambda: loss_with((1 - eps) * onehot + eps / (V - 1) * (1 - onehot)),
+            ),
+            (
+                "your smoothing is the wrong way round: the correct word keeps 1 - eps of the "
+                "probability (plus its share eps / V), q = (1 - eps) * onehot + eps / V.",
+                lambda: loss_with(eps * onehot + (1 - eps) / V),
+            ),
+            (
+                f"your loss is the sum over the {count:g} real tokens; expected their mean "
+                f"(divide by the number of non-padding targets).",
+                lambda: loss_with((1 - eps) * onehot + eps / V) * count,
+            ),
+        ])
+        c = constant_ratio(got, expected)
+        raise Mistake(
+            f"your loss is {float(got):.6g}; expected {float(expected):.6g} on inputs "
+            f"{describe_inputs(inputs | static)}"
+            + (f" ({c:.4g} times too large)." if c is not None else ".")
+        )
+    big = logits * 50.0
+    big_inputs = {"logits": big, "targets": targets}
+    got_big = as_array(call(fn, name, big_inputs | static), name, "loss")
+    check_finite(
+        got_big, _reference_loss(big, targets, eps), name,
+        "for large logits (around +-100)",
+        "exp of a large logit overflows, and log of a softmax that underflowed to 0 is -inf: "
+        "use jax.nn.log_softmax (it subtracts the maximum) rather than log(softmax(x)).",
+    )
+    logits2 = normal(77, logits.shape)
+    check_jit_and_vmap(
+        fn, name, inputs, {"logits": logits2, "targets": targets}, expected,
+        _reference_loss(logits2, targets, eps), static=static,
+    )
+    return (
+        "your loss matches attention.training.loss.label_smoothed_cross_entropy (sum / count): "
+        "q = (1 - eps) onehot + eps / V, padding ignored, no NaN for large logits, under "
+        "jax.jit and jax.vmap too."
+    )
+
+
+EXERCISE = Exercise(
+    name="label_smoothing",
+    title="Label-smoothed cross-entropy",
+    notebook="10_label_smoothing",
+    names=("label_smoothed_loss",),
+    check=check_label_smoothing,
+    minutes=25,
+)

@@ -1,0 +1,344 @@
+"""The grader's side of a worker: the student's functions as handles the checkers can call.
+
+A :class:`WorkerSession` starts :mod:`attention.exercises.worker` confined by a
+:class:`~attention.exercises.sandbox.Sandbox`, loads one submission into it and hands out a
+:class:`RemoteFunction` per required name. The checkers call those handles exactly as they
+call a student's function in a notebook (:func:`attention.exercises._checking.invoke`): the
+inputs, chosen here, go to the worker as raw arrays; the outputs come back as raw arrays,
+bounded in size, decoded without pickle; the expected values and every diagnosis are computed
+here, in the grader's process, which never runs student code. What the worker prints is read
+back only as its last few kilobytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from attention.exercises import worker as wire
+from attention.exercises.sandbox import (
+    BUBBLEWRAP,
+    Reaper,
+    Sandbox,
+    clean_environment,
+    site_dirs,
+)
+
+OUTPUT_TAIL_BYTES = 4096
+MAX_CALLBACKS = 500
+MAX_CALLBACK_PAYLOAD = 1 << 20
+
+
+class WorkerFailure(Exception):
+    """The worker timed out, died, or broke the wire format: the check scores 0.
+
+    Attributes: ``status`` ("timed out" or "crashed") and ``message`` (words for the student).
+    """
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentError(Exception):
+    """The student's function raised: its type name, first line, and where in their code."""
+
+    type: str
+    message: str
+    where: str = ""
+    category: str | None = None
+    not_implemented: bool = False
+
+    @classmethod
+    def from_report(cls, report: dict) -> StudentError:
+        text = lambda key, n: str(report.get(key) or "")[:n]  # noqa: E731
+        category = report.get("category")
+        return cls(text("type", 60) or "Exception", text("message", 300), text("where", 300),
+                   category if isinstance(category, str) else None,
+                   bool(report.get("not_implemented")))
+
+
+@dataclasses.dataclass(frozen=True)
+class Lent:
+    """An object of the grader's lent to the student's code (greedy decoding's model): in the
+    worker its ``attributes`` are copies and its ``methods`` call back here."""
+
+    obj: object
+    methods: tuple[str, ...]
+    attributes: tuple[str, ...] = ()
+
+
+class Opaque:
+    """Stands for a returned value that is not an array, a number, a string or a container."""
+
+
+def _opaque(type_name: str) -> Opaque:
+    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in type_name) or "object"
+    return type(safe[:60], (Opaque,), {})()
+
+
+class RemoteFunction:
+    """A student's function that lives in the worker; calling it runs it there."""
+
+    __module__ = wire.SUBMISSION_MODULE
+
+    def __init__(self, session: WorkerSession, name: str):
+        self.session, self.name = session, name
+        self.__name__ = name
+
+    def run(self, transform: str, args: tuple, kwargs: dict | None = None,
+            static: tuple = (), wrt: int = 0):
+        return self.session.request(self.name, transform, args, kwargs or {}, static, wrt)
+
+    def __call__(self, *args, **kwargs):
+        return self.run("eager", args, kwargs)
+
+
+class WorkerSession:
+    """One confined worker holding one submission; use as a context manager.
+
+    Args:
+      code: the submission's Python source.
+      sandbox: how to confine the worker.
+      timeout: seconds for loading the submission and every check, from the worker's hello
+        (the import of JAX never counts against a student).
+      startup_timeout: seconds allowed until the hello.
+      reaper: kills what the worker left behind (shared by one grading run).
+    """
+
+    def __init__(self, code: str, *, sandbox: Sandbox, timeout: float,
+                 startup_timeout: float = 300.0, reaper: Reaper | None = None,
+                 python: str = sys.executable):
+        self.code, self.sandbox, self.timeout = code, sandbox, timeout
+        self.startup_timeout, self.python = startup_timeout, python
+        self.reaper = reaper or Reaper(adopt_orphans=sandbox.level != BUBBLEWRAP)
+        self.defined: dict[str, dict] = {}
+        self.problems: list[str] = []
+        self.syntax_error: str | None = None
+        self._lent: dict[int, Lent] = {}
+        self._callbacks = 0
+
+    # ------------------------------------------------------------------ start and stop
+
+    def __enter__(self) -> WorkerSession:
+        self._folder = pathlib.Path(tempfile.mkdtemp(prefix="attention-grade-"))
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self) -> None:
+        folder = self._folder
+        (folder / wire.SUBMISSION_FILE).write_text(self.code, encoding="utf-8")
+        shutil.copyfile(wire.__file__, folder / "worker.py")
+        request_read, self._request_write = os.pipe()
+        self._reply_read, reply_write = os.pipe()
+        inside = self.sandbox.inside(folder)
+        argv = [self.python, "-I", "-S", f"{inside}/worker.py", f"{inside}/{wire.SUBMISSION_FILE}",
+                str(request_read), str(reply_write), *site_dirs()]
+        command = self.sandbox.command(folder, argv)
+        self._output = open(folder / "output.txt", "wb")  # noqa: SIM115 (closed in __exit__)
+        try:
+            self.process = self.reaper.start(lambda: subprocess.Popen(
+                command, cwd=folder, env=clean_environment(inside), stdout=self._output,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                pass_fds=(request_read, reply_write),
+            ))
+        finally:
+            os.close(request_read)
+            os.close(reply_write)
+        self._deadline = time.monotonic() + self.startup_timeout
+        header, _ = self._receive()
+        if header.get("op") != "hello":
+            raise self._broken("the worker did not start properly")
+        self._deadline = time.monotonic() + self.timeout
+        header, _ = self._receive()
+        if header.get("op") != "loaded":
+            raise self._broken("the worker did not report loading the submission")
+        if header.get("syntax_error"):
+            self.syntax_error = str(header["syntax_error"])[:300]
+        defined = header.get("defined", {})
+        self.defined = {str(k)[:100]: v for k, v in defined.items()
+                        if isinstance(v, dict)} if isinstance(defined, dict) else {}
+        problems = header.get("problems", [])
+        self.problems = [str(p)[:300] for p in problems[:5]] if isinstance(problems, list) else []
+
+    def __exit__(self, *exc) -> None:
+        process = getattr(self, "process", None)
+        for fd in (getattr(self, "_request_write", None), getattr(self, "_reply_read", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if process is not None:
+            self.reaper.finished(process.pid)  # the whole tree, every time
+            process.wait()
+        output = getattr(self, "_output", None)
+        if output is not None:
+            output.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    # ------------------------------------------------------------------ what the submission defines
+
+    def value(self, name: str):
+        """A required name: a :class:`RemoteFunction` for a function, else its plain value."""
+        entry = self.defined.get(name)
+        if entry is None:
+            return None
+        if entry.get("callable"):
+            return RemoteFunction(self, name)
+        try:
+            return wire.decode(entry.get("value", {"t": "none"}), [], opaque=_opaque)
+        except wire.WireError:
+            return None
+
+    def module_of(self, name: str) -> str:
+        entry = self.defined.get(name) or {}
+        return str(entry.get("module", ""))[:100]
+
+    def output_tail(self) -> str:
+        """The last few KB of what the worker printed, control characters removed."""
+        try:
+            with open(self._folder / "output.txt", "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - OUTPUT_TAIL_BYTES))
+                text = f.read(OUTPUT_TAIL_BYTES).decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "".join(c if c.isprintable() or c == "\n" else " " for c in text)
+
+    # ------------------------------------------------------------------ talking to the worker
+
+    def request(self, name: str, transform: str, args: tuple, kwargs: dict, static: tuple,
+                wrt: int):
+        arrays: list = []
+        header = {"op": "call", "name": name, "transform": transform, "wrt": int(wrt),
+                  "args": self._encode(tuple(args), arrays),
+                  "kwargs": self._encode(dict(kwargs), arrays),
+                  "static": self._encode(tuple(static), arrays)}
+        self._send(header, arrays)
+        while True:
+            header, arrays = self._receive()
+            op = header.get("op")
+            if op == "result":
+                return self._decode(header.get("value"), arrays)
+            if op == "error":
+                raise StudentError.from_report(header)
+            if op == "callback":
+                self._answer_callback(header, arrays)
+                continue
+            raise self._broken("the worker sent a reply of an unknown kind")
+
+    def _answer_callback(self, header: dict, arrays: list) -> None:
+        import jax.numpy as jnp
+
+        self._callbacks += 1
+        lent = self._lent.get(header.get("object"))
+        method = header.get("method")
+        reply: list = []
+        if self._callbacks > MAX_CALLBACKS:
+            raise self._broken(f"more than {MAX_CALLBACKS} calls to the lent model")
+        if lent is None or method not in lent.methods:
+            self._send({"op": "callback error", "message": f"no method {str(method)[:40]!r}"},
+                       [])
+            return
+        if sum(a.nbytes for a in arrays) > MAX_CALLBACK_PAYLOAD:
+            raise self._broken("a call to the lent model with inputs over 1 MiB")
+        try:
+            args = self._decode(header.get("args"), arrays)
+            kwargs = self._decode(header.get("kwargs"), arrays)
+            args = tuple(jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
+            kwargs = {k: v for k, v in dict(kwargs).items() if isinstance(v, bool | int | float)}
+            result = getattr(lent.obj, method)(*args, **kwargs)
+            self._send({"op": "callback reply", "value": self._encode(result, reply)}, reply)
+        except Exception as e:  # the grader's model refused the student's inputs
+            self._send({"op": "callback error",
+                        "message": f"{type(e).__name__}: {str(e)[:200]}"}, [])
+
+    def _encode(self, value, arrays: list):
+        if isinstance(value, Lent):
+            key = len(self._lent)
+            self._lent[key] = value
+            attributes = {a: _plain(getattr(value.obj, a)) for a in value.attributes}
+            return {"t": "object", "id": key, "methods": list(value.methods),
+                    "attributes": attributes}
+        if isinstance(value, tuple | list):
+            items = [self._encode(v, arrays) for v in value]
+            return {"t": "tuple" if isinstance(value, tuple) else "list", "items": items}
+        if isinstance(value, dict):
+            return {"t": "dict", "items": {k: self._encode(v, arrays) for k, v in value.items()}}
+        return wire.encode(value, arrays)
+
+    def _decode(self, description, arrays: list):
+        try:
+            return wire.decode(description, arrays, opaque=_opaque)
+        except wire.WireError as e:
+            raise self._broken(str(e)) from None
+
+    def _send(self, header: dict, arrays: list) -> None:
+        try:
+            wire.write_message(self._request_write, header, arrays)
+        except OSError:
+            raise self._broken("the worker stopped listening") from None
+
+    def _receive(self) -> tuple[dict, list]:
+        try:
+            return wire.read_message(self._read_exact)
+        except wire.WireError as e:
+            raise self._broken(str(e)) from None
+
+    def _read_exact(self, n: int) -> bytes:
+        chunks, left = [], n
+        while left:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerFailure("timed out", self._timeout_message())
+            ready, _, _ = select.select([self._reply_read], [], [], min(remaining, 1.0))
+            if not ready:
+                if self.process.poll() is not None and not _readable(self._reply_read):
+                    raise self._broken(f"the worker exited (code {self.process.returncode})")
+                continue
+            chunk = os.read(self._reply_read, min(left, 1 << 20))
+            if not chunk:
+                raise self._broken(f"the worker exited (code {self.process.poll()})")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def _timeout_message(self) -> str:
+        if self.defined or self.syntax_error:
+            return (f"timed out: the check did not finish within {self.timeout:g} s (an "
+                    f"endless loop, or a very slow function?).")
+        return ("timed out: loading the submission or starting the checker took more than "
+                "the limit (an endless loop at the top level of the file?).")
+
+    def _broken(self, what: str) -> WorkerFailure:
+        tail = self.output_tail().strip().splitlines()[-1:]
+        return WorkerFailure("crashed", f"the check stopped without a result ({what})"
+                             + (f": {tail[0][:200]}" if tail else "."))
+
+
+def _readable(fd: int) -> bool:
+    ready, _, _ = select.select([fd], [], [], 0)
+    return bool(ready)
+
+
+def _plain(value):
+    """A config dataclass as a dict of its plain fields (numbers, strings, flags)."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                if isinstance(getattr(value, f.name), bool | int | float | str | type(None))}
+    return value

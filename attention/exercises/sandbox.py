@@ -1,0 +1,316 @@
+"""Confining the grader's worker: what a student's code may touch, at each level the OS allows.
+
+Two levels, the best one available chosen by ``--sandbox auto`` (see ``docs/teachers.md`` for
+what a dishonest student can and cannot do at each):
+
+``bubblewrap`` (Linux with the ``bwrap`` program, Debian's ``bubblewrap`` package)
+    The worker runs in new PID, network, IPC and UTS namespaces: it sees only its own
+    processes, has no network, and every process it starts dies with it (the namespace's init
+    is killed after every check). The file system is read-only; ``/tmp``, the teacher's home,
+    the project checkout that holds the package and its model solutions, the submissions
+    folder and the output folder are replaced by empty folders; the only writable place is the
+    check's own temporary folder. When the grader runs as root, the worker also drops to an
+    unprivileged user id of its own (one per check), so that it cannot write anything the
+    teacher owns, signal the grader or a classmate's worker, or start more than
+    ``max_processes`` processes and threads.
+``process`` (any POSIX system)
+    POSIX resource limits (address space, CPU time, file size, open files), an environment
+    with nothing of the teacher's, the submission alone in a fresh temporary folder as the
+    working folder and HOME, no JAX compilation cache, and the whole process group killed after
+    every check; on Linux, processes that left the group (``setsid``) are found and killed too,
+    because the grader adopts orphans (``PR_SET_CHILD_SUBREAPER``). The file system and the
+    network are the teacher's: at this level a student's code can read and write what the
+    teacher can.
+
+In both, the verdict is computed in the grader's own process from raw arrays (see
+:mod:`attention.exercises.remote`): no level lets a student's code write its own grade.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import pathlib
+import shutil
+import site
+import sys
+import sysconfig
+import threading
+
+BUBBLEWRAP = "bubblewrap"
+PROCESS = "process"
+CHOICES = ("auto", "strict", "none")
+SANDBOX_ROOT = "/tmp/grading"  # the check's folder, as the worker sees it under bubblewrap
+# One unprivileged user id per check, when the grader runs as root: a block of 1000 per grader
+# process (by its pid), so that two graders on one machine never share a user id, its
+# process limit or the right to signal each other's workers.
+_UIDS = itertools.cycle(range(200_000 + os.getpid() % 100_000 * 1000,
+                              200_000 + (os.getpid() % 100_000 + 1) * 1000))
+_UID_LOCK = threading.Lock()
+
+
+class SandboxUnavailable(RuntimeError):
+    """``--sandbox strict`` on a machine without a working namespace sandbox."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """POSIX resource limits of one worker.
+
+    Attributes:
+      memory_bytes: address space (RLIMIT_AS); JAX on the CPU needs about 1.5 GiB.
+      cpu_seconds: CPU time (RLIMIT_CPU), a backstop behind the grader's wall-clock limit.
+      file_bytes: the largest file it may write (RLIMIT_FSIZE), its printed output included.
+      open_files: RLIMIT_NOFILE.
+      max_processes: processes and threads (RLIMIT_NPROC), enforced where the worker has a
+        user id of its own (bubblewrap level, grader run as root).
+    """
+
+    memory_bytes: int = 6 << 30
+    cpu_seconds: int = 600
+    file_bytes: int = 16 << 20
+    open_files: int = 1024
+    max_processes: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Sandbox:
+    """How workers are confined: the level and the paths hidden from them."""
+
+    level: str
+    limits: Limits = Limits()
+    hidden: tuple[str, ...] = ()
+    drop_user: bool = False
+
+    def describe(self) -> str:
+        """One line for the grader's output: the level and what it means."""
+        if self.level == BUBBLEWRAP:
+            user = ("an unprivileged user id per check, " if self.drop_user else "")
+            return (f"sandbox: bubblewrap (read-only file system, no network, private "
+                    f"processes, {user}the package and the teacher's folders hidden)")
+        return ("sandbox: process only (resource limits, a clean environment and the process "
+                "tree killed after each check; the student's code can read and write the "
+                "teacher's files and use the network: install bubblewrap for more)")
+
+    def inside(self, workdir: pathlib.Path) -> str:
+        """Where the worker sees ``workdir``."""
+        return SANDBOX_ROOT if self.level == BUBBLEWRAP else str(workdir)
+
+    def command(self, workdir: pathlib.Path, argv: list[str]) -> list[str]:
+        """The command line that runs ``argv`` confined, with ``workdir`` as its folder."""
+        limits = self.limits
+        rlimits = [f"--as={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
+                   f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}",
+                   "--core=0"]
+        if self.level != BUBBLEWRAP:
+            return [*_prlimit(rlimits), *argv]
+        inner = argv
+        if self.drop_user:
+            with _UID_LOCK:
+                uid = next(_UIDS)
+            os.chown(workdir, uid, uid)
+            for path in workdir.iterdir():
+                os.chown(path, uid, uid)
+            rlimits.append(f"--nproc={limits.max_processes}")
+            inner = [shutil.which("setpriv"), f"--reuid={uid}", f"--regid={uid}",
+                     "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
+        bwrap = [
+            shutil.which("bwrap"), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run",
+            "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--hostname", "grading", "--die-with-parent",
+            "--new-session",
+        ]
+        if os.geteuid() != 0:
+            bwrap.append("--unshare-user")
+        for path in self.hidden:
+            bwrap += ["--tmpfs", path]
+        for path in _python_paths():  # Python itself may live under a hidden folder
+            if any(_inside(path, h) for h in self.hidden):
+                bwrap += ["--ro-bind", path, path]
+        for path in _package_paths():  # hidden again, in case a folder above was re-exposed
+            bwrap += ["--tmpfs", path]
+        bwrap += ["--bind", str(workdir), SANDBOX_ROOT, "--chdir", SANDBOX_ROOT]
+        return [*_prlimit(rlimits), *bwrap, "--", *inner]
+
+
+def _prlimit(rlimits: list[str]) -> list[str]:
+    """util-linux's prlimit sets the limits, then runs the command: no Python code between
+    fork and exec in the grader, which has threads."""
+    prlimit = shutil.which("prlimit")
+    return [prlimit, *rlimits, "--"] if prlimit else []
+
+
+def site_dirs() -> list[str]:
+    """Where the worker finds NumPy and JAX (it runs with ``-I -S``: no .pth files, so an
+    editable install of the package is not on its path)."""
+    dirs = [*site.getsitepackages(), sysconfig.get_paths()["purelib"]]
+    return list(dict.fromkeys(d for d in dirs if os.path.isdir(d)))
+
+
+def _python_paths() -> list[str]:
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)), *site_dirs()]
+    return list(dict.fromkeys(os.path.realpath(p) for p in paths if os.path.isdir(p)))
+
+
+def _package_paths() -> list[str]:
+    """The installed package (answers inside) and, for a source checkout, its teacher folder."""
+    package = pathlib.Path(__file__).resolve().parents[1]
+    paths = [str(package)]
+    teachers = package.parent / "teachers"
+    if teachers.is_dir():
+        paths.append(str(teachers))
+    return paths
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+_SYSTEM = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt", "/proc", "/dev",
+           "/sys", "/var", "/srv", "/mnt", "/media")
+
+
+def hidden_paths(*extra: os.PathLike | str) -> tuple[str, ...]:
+    """The teacher's folders a worker must not see: home, the project checkout that holds the
+    package, the current folder, and ``extra`` (the submissions and the output folder)."""
+    candidates = [os.path.expanduser("~"), os.getcwd(), *map(str, extra)]
+    package = pathlib.Path(__file__).resolve().parents[1]
+    if (package.parent / "pyproject.toml").exists():  # a source checkout (editable install)
+        candidates.append(str(package.parent))
+    hidden = []
+    for path in candidates:
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and real not in _SYSTEM and real not in hidden:
+            hidden.append(real)
+    return tuple(hidden)
+
+
+def bubblewrap_works() -> bool:
+    """True when ``bwrap`` is installed and can create its namespaces here."""
+    bwrap = shutil.which("bwrap")
+    if not bwrap or not sys.platform.startswith("linux"):
+        return False
+    import subprocess
+
+    probe = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+             "--unshare-pid", "--unshare-net", "--die-with-parent", "--", "true"]
+    if os.geteuid() != 0:
+        probe.insert(1, "--unshare-user")
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def choose(requested: str = "auto", *, hidden: tuple[str, ...] = (),
+           limits: Limits = Limits()) -> Sandbox:
+    """The sandbox for ``--sandbox requested``: ``auto`` (the best available), ``strict``
+    (bubblewrap or :class:`SandboxUnavailable`), ``none`` (the process level only)."""
+    if requested not in CHOICES:
+        raise ValueError(f"sandbox must be one of {', '.join(CHOICES)}, got {requested!r}.")
+    if requested != "none" and bubblewrap_works():
+        drop = os.geteuid() == 0 and shutil.which("setpriv") is not None
+        return Sandbox(BUBBLEWRAP, limits, hidden, drop_user=drop)
+    if requested == "strict":
+        raise SandboxUnavailable(
+            "--sandbox strict: no namespace sandbox here (install bubblewrap, e.g. `apt-get "
+            "install bubblewrap`, on Linux with user namespaces), so grading was refused; "
+            "--sandbox none grades with process limits only.")
+    return Sandbox(PROCESS, limits, hidden)
+
+
+def clean_environment(home: str) -> dict[str, str]:
+    """The worker's whole environment: nothing of the teacher's (tokens, PATH, JAX settings)."""
+    return {
+        "PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
+        "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+        "OPENBLAS_NUM_THREADS": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+    }
+
+
+# ----------------------------------------------------------------------------- killing the tree
+
+
+class Reaper:
+    """Kills every process a check started, including those that left its process group.
+
+    At the bubblewrap level killing the namespace's init does it. At the process level, on
+    Linux, the grader becomes a subreaper: a child that called ``setsid`` and lost its parent
+    is re-parented to the grader instead of init, where :meth:`sweep` finds it.
+    """
+
+    # One registry per process: every grading run here knows every worker started, so that
+    # one run's sweep never takes another run's worker for an orphan.
+    _lock = threading.Lock()
+    _active: set[int] = set()
+
+    def __init__(self, adopt_orphans: bool = True):
+        self._before = set(_children()) if adopt_orphans and _become_subreaper() else None
+
+    def start(self, spawn):
+        """``spawn()`` (a ``subprocess.Popen``) under the lock, so that a sweep never mistakes a
+        worker that is being started for an orphan."""
+        with self._lock:
+            process = spawn()
+            self._active.add(process.pid)
+        return process
+
+    def finished(self, pid: int) -> None:
+        import signal
+
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        with self._lock:
+            self._active.discard(pid)
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Kill the grader's adopted orphans (children it did not start as workers)."""
+        import signal
+
+        if self._before is None:
+            return
+        with self._lock:
+            for pid in _children():
+                if pid in self._active or pid in self._before:
+                    continue
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except (ProcessLookupError, ChildProcessError, PermissionError):
+                    pass
+
+
+def _become_subreaper() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        PR_SET_CHILD_SUBREAPER = 36
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children() -> list[int]:
+    """Process ids whose parent is this process (Linux ``/proc``)."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

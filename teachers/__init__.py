@@ -1,0 +1,1 @@
+"""For teachers only: the model solutions of the exercises (not installed with the package)."""

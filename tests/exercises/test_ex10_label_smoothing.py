@@ -1,0 +1,42 @@
+"""Exercise 10's checker: the model solution passes; each usual mistake fails with its
+explanation (attention/exercises/ex10_label_smoothing.py)."""
+
+
+import jax
+import jax.numpy as jnp
+
+from attention import exercises
+
+from ._helpers import fails
+
+
+def _loss(*, mask_pad=True, smooth="paper", naive=False, mean=True):
+    def label_smoothed_loss(logits, targets, label_smoothing=0.1, pad_id=0):
+        V = logits.shape[-1]
+        eps = label_smoothing
+        if naive:
+            log_p = jnp.log(jnp.exp(logits) / jnp.sum(jnp.exp(logits), -1, keepdims=True))
+        else:
+            log_p = jax.nn.log_softmax(logits, axis=-1)
+        onehot = jax.nn.one_hot(targets, V)
+        q = {
+            "paper": (1 - eps) * onehot + eps / V,
+            "none": onehot,
+            "v-1": (1 - eps) * onehot + eps / (V - 1) * (1 - onehot),
+        }[smooth]
+        loss = -jnp.sum(q * log_p, axis=-1)
+        real = (targets != pad_id) if mask_pad else jnp.ones(targets.shape, bool)
+        total = jnp.sum(jnp.where(real, loss, 0.0))
+        return total / jnp.sum(real) if mean else total
+
+    return label_smoothed_loss
+
+
+def test_label_smoothing_mistakes():
+    check = exercises.check_label_smoothing
+    assert check(_loss()).passed
+    fails(check(_loss(mask_pad=False)), "includes the padding positions")
+    fails(check(_loss(smooth="none")), "ignores label_smoothing")
+    fails(check(_loss(smooth="v-1")), "V - 1 wrong words")
+    fails(check(_loss(mean=False)), "sum over the", "expected their mean")
+    fails(check(_loss(naive=True)), "for large logits", "jax.nn.log_softmax")

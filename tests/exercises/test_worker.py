@@ -1,0 +1,152 @@
+"""The worker's wire format, its loading of a submission, and its transforms."""
+
+import json
+import os
+import struct
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attention.exercises import worker
+
+
+def _round_trip(value):
+    arrays: list = []
+    header = {"op": "x", "value": worker.encode(value, arrays)}
+    read, write = os.pipe()
+    worker.write_message(write, header, arrays)
+    os.close(write)
+
+    def read_exact(n):
+        data = b""
+        while len(data) < n:
+            chunk = os.read(read, n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    try:
+        got_header, got_arrays = worker.read_message(read_exact)
+    finally:
+        os.close(read)
+    return worker.decode(got_header["value"], got_arrays, opaque=lambda name: f"<{name}>")
+
+
+def test_values_survive_the_wire_with_their_shapes_and_dtypes():
+    rng = np.random.default_rng(0)
+    value = (rng.normal(size=(2, 3, 5)).astype(np.float32), jnp.float32(3.5) * jnp.ones(()),
+             [np.arange(4, dtype=np.int32), np.array([True, False])], None, 7, -1.5, "text",
+             {"a": np.float64(2.0)}, float("inf"))
+    got = _round_trip(value)
+    np.testing.assert_array_equal(got[0], value[0])
+    assert got[0].dtype == np.float32 and got[1].shape == () and float(got[1]) == 3.5
+    np.testing.assert_array_equal(got[2][0], value[2][0])
+    assert got[2][1].dtype == bool and got[3] is None and got[4] == 7 and got[5] == -1.5
+    assert got[6] == "text" and float(got[7]["a"]) == 2.0 and got[8] == float("inf")
+
+
+def test_bfloat16_arrives_as_float32_and_other_objects_as_their_type_name():
+    got = _round_trip((jnp.ones((2,), jnp.bfloat16), object()))
+    assert got[0].dtype == np.float32 and got[1] == "<object>"
+
+
+def _message(header: dict, payload: bytes = b"") -> bytes:
+    head = json.dumps(header).encode()
+    return struct.pack(">IQ", len(head), len(payload)) + head + payload
+
+
+def _reader(data: bytes):
+    view = memoryview(data)
+    position = [0]
+
+    def read_exact(n):
+        if position[0] + n > len(view):
+            raise EOFError
+        chunk = bytes(view[position[0]:position[0] + n])
+        position[0] += n
+        return chunk
+
+    return read_exact
+
+
+@pytest.mark.parametrize("header, payload, words", [
+    ({"arrays": [["object", [1]]]}, b"x" * 8, "not allowed"),  # pickled objects need "O"
+    ({"arrays": [["float32", [4]]]}, b"x" * 8, "longer than the message"),
+    ({"arrays": [["float32", [1]]]}, b"x" * 8, "left over"),
+    ({"arrays": [["float32", [-1]]]}, b"", "not allowed"),
+    ({"arrays": "no"}, b"", "wrong form"),
+])
+def test_a_malformed_message_is_refused(header, payload, words):
+    with pytest.raises(worker.WireError, match=words):
+        worker.read_message(_reader(_message(header, payload)))
+
+
+def test_an_oversized_message_is_refused_before_it_is_read():
+    data = struct.pack(">IQ", 10, worker.MAX_PAYLOAD_BYTES + 1)
+    with pytest.raises(worker.WireError, match="over the limit"):
+        worker.read_message(_reader(data))
+
+
+def test_decode_refuses_what_it_does_not_know():
+    with pytest.raises(worker.WireError):
+        worker.decode({"t": "array", "i": 3}, [])
+    with pytest.raises(worker.WireError):
+        worker.decode({"t": "pickle", "v": "..."}, [])
+
+
+def test_load_submission_runs_definitions_only_and_notes_what_raised():
+    source = (
+        "import math\n"
+        "x = 1 / 0\n"
+        "def f(a):\n    return a + 1\n"
+        "print('not run')\n"
+        "check_f(f)\n"
+        "y = check_f(f)\n"
+    )
+    namespace, problems = worker.load_submission(source)
+    assert namespace["f"](1) == 2 and "math" in namespace and "y" not in namespace
+    assert problems == ["line 2 raised ZeroDivisionError: division by zero"]
+
+
+def test_describe_error_finds_the_line_in_the_students_code():
+    namespace, _ = worker.load_submission("def f(q):\n    q = q + 1\n    return q.nope\n")
+    with pytest.raises(AttributeError) as info:
+        namespace["f"](np.ones(2))
+    report = worker.describe_error(info.value, namespace["f"])
+    assert report["type"] == "AttributeError"
+    assert "line 3 of `f`: `return q.nope`" in report["where"]
+    assert report["not_implemented"] is False and report["category"] is None
+
+
+def test_describe_error_names_the_tracer_mistakes():
+    def branchy(x):
+        return x if x.sum() > 0 else -x
+
+    with pytest.raises(jax.errors.TracerBoolConversionError) as info:
+        worker.apply_transform(branchy, "jit", (jnp.ones(3),), {})
+    assert worker.describe_error(info.value, branchy)["category"] == "python control flow"
+
+
+def test_transforms_agree_with_jax():
+    fn = lambda x, scale: jnp.cumsum(x, axis=-2) * scale  # noqa: E731
+    x = jax.random.normal(jax.random.key(0), (2, 5, 3))
+    eager = worker.apply_transform(fn, "eager", (x,), {}, (2.0,))
+    np.testing.assert_allclose(worker.apply_transform(fn, "jit", (x,), {}, (2.0,)), eager)
+    np.testing.assert_allclose(worker.apply_transform(fn, "vmap", (x,), {}, (2.0,)),
+                               jax.vmap(lambda x_: fn(x_, 2.0))(x), rtol=1e-6)
+
+
+def test_influence_is_the_jacobian_maximised_over_batch_and_features():
+    # cumsum over positions: output t depends on inputs s <= t only (a causal function).
+    fn = lambda x: jnp.cumsum(x, axis=1) * 3.0  # noqa: E731
+    x = jax.random.normal(jax.random.key(1), (2, 4, 3))
+    got = np.asarray(worker.apply_transform(fn, "influence", (x,), {}))
+    jacobian = np.asarray(jax.jacobian(fn)(x))  # [B, T, D, B, S, D]
+    # One pull-back per output row t, with a cotangent of ones on out[:, t]: the sum over the
+    # batch and the features of that row, then the largest magnitude over the inputs.
+    expected = np.abs(jacobian.sum(axis=(0, 2))).max(axis=(1, 3))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert np.all(np.triu(got, 1) == 0) and np.all(np.diag(got) > 0)
