@@ -12,13 +12,17 @@ The same numbers head the module docstrings, the README's reading table and the 
                                ALiBi positions, notebook 11)
         8 positional  9 embeddings  10 feed_forward  11 config  12 residual  13 sublayers
         14 encoder  15 decoder  16 transformer  17 decoding
+        17a language_model (decoder-only, notebook 12)  17b sampling
     data/         step 18      synthetic tasks, Multi30k and Tatoeba, tokenizers, batches,
                                word vectors (notebook 00)
     training/     steps 19-23  19 schedule  20 loss  21 train  22 parallel  23 checkpoint
                                (notebook 07)
-    inspection/   steps 24-26  24 analysis  25 plotting  26 explorer (notebook 08)
+    inspection/   steps 24-26  24 analysis  25 plotting  26 explorer, 26a browser views
+                               (notebook 08)
     kernels/      step 27      fused, blockwise, flash and Pallas attention (notebook 10)
-    application/  steps 28-30  28 translation  29 runs  30 cli: the main job
+    application/  steps 28-30  28 translation, 28a language modelling  29 runs  30 cli: the
+                               main job
+    comprehension/             the notebooks' "check your understanding" questions
     exercises/                 classroom exercises with automatic feedback, and the grader
 
 Every public name below is importable from the package root (``attention.Transformer``); the
@@ -50,6 +54,13 @@ from attention.inspection.plotting import (
     plot_training_curves,
     plot_translation_attention,
 )
+from attention.inspection.views import (
+    AttentionView,
+    attention_section,
+    head_view,
+    model_view,
+    translation_view,
+)
 from attention.kernels import flash_attention, get_attention_fn
 from attention.mechanism.masks import (
     causal_mask,
@@ -66,7 +77,9 @@ from attention.mechanism.softmax import masked_softmax
 from attention.mechanism.weighted_sum import weighted_sum
 from attention.mechanism.weights import attention_weights
 from attention.model.config import TransformerConfig
-from attention.model.decoding import beam_search, greedy_decode
+from attention.model.decoding import beam_search, greedy_decode, sample_decode
+from attention.model.language_model import LanguageModel, language_model_attention_maps
+from attention.model.layer_norm import layer_norm
 from attention.model.positional import (
     ALiBi,
     RotaryEmbedding,
@@ -75,6 +88,7 @@ from attention.model.positional import (
     apply_rope,
     sinusoidal_positions,
 )
+from attention.model.sampling import generate, sampling_log_probs
 from attention.model.transformer import Transformer, attention_maps, count_params
 
 __all__ = [
@@ -109,8 +123,14 @@ __all__ = [
     "Transformer",
     "count_params",
     "attention_maps",
+    "layer_norm",
     "greedy_decode",
     "beam_search",
+    "sample_decode",
+    "LanguageModel",
+    "language_model_attention_maps",
+    "generate",
+    "sampling_log_probs",
     # step 18: data (word vectors for notebook 00)
     "WordVectors",
     "train_word_vectors",
@@ -126,6 +146,11 @@ __all__ = [
     "plot_alignment",
     "plot_head_summary",
     "plot_training_curves",
+    "head_view",
+    "model_view",
+    "translation_view",
+    "AttentionView",
+    "attention_section",
     # step 27: fast kernels
     "flash_attention",
     "get_attention_fn",

@@ -31,7 +31,8 @@
 # 3. Measure it on a real pair task: do two pieces of text describe the same picture? Sum,
 #    concatenation, product, `[u, v, |u - v|, u * v]` and `0.5 (A*B + A + B)`, side by side.
 # 4. Meet the dot product as a similarity and search the vocabulary by cosine.
-# 5. Close the loop: attention is a *soft* database lookup with queries, keys and values.
+# 5. Close the loop: attention is a *soft* database lookup with queries, keys and values,
+#    and a kernel smoother (Nadaraya-Watson) in disguise.
 #
 # An optional appendix times a cosine search over many rows against the limits of this machine.
 #
@@ -47,10 +48,18 @@ import time
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from attention import attention_weights, cosine_top_k, normalize, single_head_attention
+from attention import (
+    attention_weights,
+    cosine_top_k,
+    dot_product_attention,
+    normalize,
+    single_head_attention,
+)
+from attention.comprehension import check
 from attention.data import DatasetNotFoundError, load_multi30k
 from attention.data import word_vectors as wv
 
@@ -349,7 +358,8 @@ print("measured order, worst to best:", " < ".join(sorted(results, key=results.g
 # information, through `|u - v|^2 = 2 - 2 u . v` for unit vectors). The four-part
 # concatenation has everything and comes out on top.
 #
-# `0.5 (A*B + A + B)` lands a few points above chance, far below the product. It gives the model one weight per coordinate for
+# `0.5 (A*B + A + B)` lands a few points above chance, far below the product (in our runs;
+# read the printed table). It gives the model one weight per coordinate for
 # `u_i v_i + u_i + v_i`, so it cannot weigh the interaction apart from the two sums, and the
 # sums are the bigger part: coordinates of unit vectors are small, and a product of two
 # small numbers is smaller still. Concatenating `[u * v, u + v]` instead would let the model
@@ -454,22 +464,90 @@ for query_word in ("poodle", "green", "violin"):
             + f"  -> groups (animal, colour, instrument) {np.round(np.asarray(looked_up), 2)}")
 
 # %% [markdown]
+# ### Attention is a kernel smoother (Nadaraya-Watson)
+#
+# The soft lookup is older than transformers. To estimate a function from noisy samples
+# `(x_i, y_i)`, Nadaraya (1964) and Watson (1964) averaged the `y_i` with weights that fall
+# off with the distance from the query `x`:
+#
+# $$\hat f(x) = \sum_i \frac{K(x - x_i)}{\sum_j K(x - x_j)}\, y_i, \qquad K(u) = e^{-u^2 / 2h^2}
+# \quad\Longrightarrow\quad \text{weights} = \operatorname{softmax}_i\Big(-\frac{(x - x_i)^2}{2h^2}\Big).$$
+#
+# Expand the square: `-(x - x_i)^2 / 2h^2 = x x_i / h^2 - x_i^2 / 2h^2 - x^2 / 2h^2`. The
+# last term is the same for every `i`, and a softmax does not change when a row is shifted,
+# so the Gaussian kernel smoother *is* dot-product attention, exactly: the query
+# `[x / h^2, 1]`, the key `[x_i, -x_i^2 / 2h^2]`, the value `y_i` (d2l, chapter 11.2, tells
+# this story). The bandwidth `h` plays the part that the size of the scores plays in
+# attention: it decides how many keys share the weight.
+
+# %%
+rng_nw = np.random.default_rng(0)
+x_i = np.sort(rng_nw.uniform(0, 5, 50))                       # [S] sample points (keys)
+y_i = np.sin(2 * x_i) + 0.3 * rng_nw.normal(size=x_i.shape)  # [S] noisy values
+x_query = np.linspace(0, 5, 200)                              # [T] where we estimate f
+
+
+def kernel_smoother(h):
+    """Nadaraya-Watson with a Gaussian kernel, computed by the package's attention."""
+    q_T1H = jnp.stack([x_query / h**2, np.ones_like(x_query)], -1)[:, None]  # [T, N=1, 2]
+    k_S1H = jnp.stack([x_i, -x_i**2 / (2 * h**2)], -1)[:, None]             # [S, N=1, 2]
+    v_S1H = jnp.asarray(y_i)[:, None, None]                                  # [S, N=1, 1]
+    return np.asarray(dot_product_attention(q_T1H, k_S1H, v_S1H, scale=1.0))[:, 0, 0]
+
+
+def kernel_smoother_numpy(h):
+    """The same estimate from the textbook formula, in NumPy."""
+    k_TS = np.exp(-((x_query[:, None] - x_i[None, :]) ** 2) / (2 * h**2))
+    return (k_TS @ y_i) / k_TS.sum(axis=1)
+
+
+wide = kernel_smoother(0.5)
+print("max |attention - Nadaraya-Watson formula| =",
+      f"{np.abs(wide - kernel_smoother_numpy(0.5)).max():.1e}")
+assert np.allclose(wide, kernel_smoother_numpy(0.5), atol=1e-4)
+
+# %% [markdown]
+# **Predict, then run.** The cell above computed the estimate with `h = 0.5` (the plot below
+# shows it). With a bandwidth ten times narrower, `h = 0.05`, will the estimated curve
+# (a) get smoother, (b) follow the noisy points more closely, or (c) stay the same? Write
+# your letter, then run the next two cells.
+
+# %%
+my_prediction = None  # "a", "b" or "c"
+
+# %%
+narrow = kernel_smoother(0.05)
+fig, ax = plt.subplots(figsize=(6, 3.2))
+ax.plot(x_i, y_i, "k.", label="noisy samples (keys, values)")
+ax.plot(x_query, np.sin(2 * x_query), "k:", label="sin(2x), the truth")
+ax.plot(x_query, wide, label="h = 0.5")
+ax.plot(x_query, narrow, label="h = 0.05")
+ax.set_xlabel("x (query)")
+ax.legend(fontsize=8)
+ax.set_title("Nadaraya-Watson = attention with Gaussian-kernel scores")
+plt.show()
+# How wiggly each curve is (mean |second difference|) and how close it passes to the samples.
+wiggle = {h: float(np.abs(np.diff(c, 2)).mean()) for h, c in ((0.5, wide), (0.05, narrow))}
+near = np.abs(x_query[:, None] - x_i[None, :]).argmin(axis=0)  # the query nearest each sample
+fit = {h: float(np.abs(c[near] - y_i).mean()) for h, c in ((0.5, wide), (0.05, narrow))}
+print("wiggliness:", wiggle, "  mean distance to the samples:", fit)
+measured = ("b" if wiggle[0.05] > wiggle[0.5] and fit[0.05] < fit[0.5]
+            else "a" if wiggle[0.05] < wiggle[0.5] else "c")
+check("00.narrow_bandwidth", my_prediction, lambda answer: answer == measured)
+
+# %% [markdown]
 # ## Check your understanding
 #
 # **Question.** A query is orthogonal to all three keys of the cat-dog-fish example above
-# (for example `[0, 0, 0, 1]`). What does attention return, and why? Write your answer as a
-# number in `my_answer`, then run the cell.
-#
-# <details><summary>Answer</summary>
-# Every score is 0, so the softmax gives equal weights 1/3 and the result is the mean of the
-# values, (10 + 20 + 30) / 3 = 20: knowing nothing, attention averages everything.
-# </details>
+# (for example `[0, 0, 0, 1]`). What does attention return? Write your answer as a number in
+# `my_answer`, then run the cell; the explanation appears once your answer is right
+# (`show_answer("00.orthogonal_query")` if you are stuck).
 
 # %%
-my_answer = 20.0  # replace with your own answer and re-run
+my_answer = None  # a number
 orthogonal = single_head_attention(jnp.array([[0.0, 0.0, 0.0, 1.0]]), keys, values)
-assert abs(float(orthogonal[0, 0]) - my_answer) < 1e-4, "not quite: look at the weights"
-print("correct:", float(orthogonal[0, 0]))
+check("00.orthogonal_query", my_answer,
+      lambda answer: abs(float(orthogonal[0, 0]) - float(answer)) < 1e-4)
 
 # %% [markdown]
 # ## Appendix (optional): how fast can a search be?

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 
 from attention import default_scale, dot_product_scores, masked_softmax
+from attention.comprehension import check
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 NUM_SAMPLES = 2_000 if FAST else 20_000  # random (q, k) pairs per width
@@ -109,6 +110,13 @@ plt.show()
 # the query looks at one key and ignores the rest. Below, each row holds `S = 10` scores
 # drawn as above, and we measure the average largest weight and the entropy of the weights
 # (log 10 = 2.30 nats for uniform weights, 0 for a one-hot row).
+#
+# **Predict, then run.** For `d_k = 256` and *unscaled* scores, the mean largest weight of a
+# row of 10 will be (a) about 0.1 (uniform), (b) about 0.5, or (c) close to 1? Write your
+# letter, then run the next two cells.
+
+# %%
+my_prediction = None  # "a", "b" or "c"
 
 # %%
 S = 10
@@ -126,6 +134,9 @@ for i, d_k in enumerate(WIDTHS):
     print(f"d_k={d_k:5d}  largest weight: unscaled {max_weight['unscaled'][i]:.3f}, "
           f"scaled {max_weight['scaled'][i]:.3f}   entropy: unscaled {entropy['unscaled'][i]:.2f}, "
           f"scaled {entropy['scaled'][i]:.2f} nats")
+largest = max_weight["unscaled"][WIDTHS.index(256)]
+measured = "c" if largest > 0.8 else "b" if largest > 0.3 else "a"
+check("01.largest_weight", my_prediction, lambda answer: answer == measured)
 
 # %% [markdown]
 # ## 4. ... and saturated softmaxes pass back almost no gradient
@@ -169,24 +180,24 @@ plt.show()
 # ## Check your understanding
 #
 # **Question.** If the components of `q` and `k` have variance `sigma^2` instead of 1, what is
-# `Var(q . k)` for width `d_k`? Fill in the function, then run the cell: it compares your
-# formula with a measurement.
-#
-# <details><summary>Answer</summary>
-#
-# Each product `q_h k_h` has variance `sigma^2 * sigma^2 = sigma^4` (independent, mean 0), so
-# `Var(q . k) = d_k sigma^4`.
-# </details>
+# `Var(q . k)` for width `d_k`? Write the formula in the function, then run the cell: it
+# compares your formula with a measurement, and explains once you are right.
 
 # %%
 def predicted_variance(d_k, sigma):
-    return d_k * sigma**4  # your formula here
+    return None  # your formula
 
 
-sigma, d_k = 0.5, 64
-kq, kk = jax.random.split(jax.random.key(7))
-q = sigma * jax.random.normal(kq, (50_000, d_k))
-k = sigma * jax.random.normal(kk, (50_000, d_k))
-measured = float(jnp.var(jnp.sum(q * k, axis=-1)))
-print(f"measured {measured:.3f}, predicted {predicted_variance(d_k, sigma):.3f}")
-assert abs(measured - predicted_variance(d_k, sigma)) < 0.1 * predicted_variance(d_k, sigma)
+def measured_variance(d_k, sigma, seed=7):
+    kq, kk = jax.random.split(jax.random.key(seed))
+    q = sigma * jax.random.normal(kq, (50_000, d_k))
+    k = sigma * jax.random.normal(kk, (50_000, d_k))
+    return float(jnp.var(jnp.sum(q * k, axis=-1)))
+
+
+settings = [(64, 0.5), (16, 2.0)]  # (d_k, sigma)
+measured = {setting: measured_variance(*setting) for setting in settings}
+print("measured Var(q . k):", {f"d_k={d}, sigma={s}": round(v, 2) for (d, s), v in measured.items()})
+check("01.variance_sigma", predicted_variance,
+      lambda formula: all(abs(formula(*setting) - value) < 0.1 * value
+                          for setting, value in measured.items()))

@@ -21,8 +21,8 @@
 # 1. Turn scores into weights with a softmax that does not overflow.
 # 2. Build the two masks a transformer needs: **padding** (do not look at filler tokens) and
 #    **causal** (do not look at the future), and combine them.
-# 3. Decide what a row with *nothing* to look at should give, and check that the package
-#    gives zeros rather than NaN.
+# 3. Decide what a row with *nothing* to look at should give: NaN, uniform weights (the
+#    convention of `jax.nn` and PyTorch) or zeros (the package's), and see each happen.
 #
 # The softmax of a row of scores `x_1 .. x_S`:
 #
@@ -48,6 +48,7 @@ from attention import (
     padding_mask,
     plot_attention,
 )
+from attention.comprehension import check
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 print("fast setting:", FAST)
@@ -109,39 +110,63 @@ display(fig)
 # The padding *queries* of sentence 1 (rows 3 and 4) may still look at the real tokens, so
 # they have weights; the training loss ignores their outputs. But a row can also be fully
 # masked, for example a query whose every key is padding (an empty sentence). What should
-# its weights be? There is no sensible distribution over zero keys. Two common answers:
+# its weights be? There is no sensible distribution over zero keys. Three answers are in use:
 #
 # * `-inf` scores: `exp(-inf - (-inf)) = exp(nan)`: NaN weights that poison the whole batch
 #   (and its gradient) through the next sum;
+# * a **large finite negative** score for masked entries: what `jax.nn.dot_product_attention`
+#   does with its `mask`, and what much PyTorch code does by adding `torch.finfo(dtype).min`
+#   to masked scores (Hugging Face's models, for one): no NaN, but see below what the
+#   weights become;
 # * the package's answer (documented in `masked_softmax`): **all-zero weights and zero
 #   gradients**, so the output of that query is the zero vector.
+#
+# **Predict, then run.** With the second convention, every entry of a fully masked row gets
+# the same large negative score. Will its weights be (a) NaN, (b) all zero, or (c) uniform,
+# 1/S each? Write your letter, then run the next two cells.
+
+# %%
+my_prediction = None  # "a", "b" or "c"
 
 # %%
 row = jnp.array([1.0, 2.0, 3.0])
 nothing = jnp.array([False, False, False])
-print("jax.nn.softmax of -inf scores:", jax.nn.softmax(jnp.where(nothing, row, -jnp.inf)))
-print("masked_softmax, fully masked:  ", masked_softmax(row, nothing))
+big_negative = jnp.finfo(jnp.float32).min  # the fill value jax.nn uses for masked scores
+finite_weights = jax.nn.softmax(jnp.where(nothing, row, big_negative))
+print("jax.nn.softmax of -inf scores:          ", jax.nn.softmax(jnp.where(nothing, row, -jnp.inf)))
+print("jax.nn.softmax of large finite negatives:", finite_weights)
+print("masked_softmax, fully masked:            ", masked_softmax(row, nothing))
 grad = jax.grad(lambda r: masked_softmax(r, nothing).sum())(row)
-print("its gradient:                  ", grad)
+print("its gradient:                            ", grad)
+# The same through jax.nn's attention: a query whose every key is masked.
+q1 = jax.random.normal(jax.random.key(1), (1, 1, 1, 4))
+kv = jax.random.normal(jax.random.key(2), (1, 3, 1, 4))
+through_jax_nn = jax.nn.dot_product_attention(q1, kv, kv, mask=jnp.zeros((1, 1, 1, 3), bool))
+print("jax.nn.dot_product_attention, all keys masked:", np.asarray(through_jax_nn[0, 0, 0]),
+      "\n  = the mean of the values:                  ", np.asarray(kv[0, :, 0].mean(axis=0)))
+measured = ("a" if not bool(jnp.isfinite(finite_weights).all())
+            else "b" if bool(jnp.all(finite_weights == 0))
+            else "c" if bool(jnp.allclose(finite_weights, 1 / row.size)) else None)
+check("02.finite_negative", my_prediction, lambda answer: answer == measured)
 
 # %% [markdown]
+# Uniform weights are a valid distribution, so nothing breaks, but the query silently reads
+# the mean of values it was told not to look at (padding included). Zero weights make the
+# "nothing to see" visible: the output is 0 and no gradient flows into the masked keys.
+#
 # ## Check your understanding
 #
 # **Question.** With the causal mask, how much weight does query 0 give to key 0, whatever
-# the scores? And which query is the only one that can see the last key? Write your answers,
-# then run the checks.
-#
-# <details><summary>Answer</summary>
-# Query 0 may see only key 0, so its weight is exactly 1. Only the last query (t = T - 1)
-# may see the last key.
-# </details>
+# the scores? And which query is the only one that can see the last key (`T = 5`)? Write
+# your answers, then run the checks; each explains itself once you are right.
 
 # %%
-weight_of_query0_on_key0 = 1.0  # your answer
-only_query_seeing_last_key = 4  # your answer (T = 5)
+weight_of_query0_on_key0 = None  # a number
+only_query_seeing_last_key = None  # an int
 
 causal_weights = attention_weights(q, q, is_causal=True)[0, 0]  # [T, S]
-assert jnp.allclose(causal_weights[0, 0], weight_of_query0_on_key0)
-assert [int(t) for t in jnp.nonzero(causal_weights[:, -1])[0]] == [only_query_seeing_last_key]
 assert jnp.all(jnp.triu(causal_weights, k=1) == 0), "the future must get exactly 0"
-print("correct")
+check("02.causal_first_query", weight_of_query0_on_key0,
+      lambda answer: abs(float(causal_weights[0, 0]) - answer) < 1e-6)
+check("02.last_key", only_query_seeing_last_key,
+      lambda answer: [int(t) for t in jnp.nonzero(causal_weights[:, -1])[0]] == [answer])

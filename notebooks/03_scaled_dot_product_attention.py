@@ -35,12 +35,12 @@ import jax
 import jax.numpy as jnp
 
 from attention import (
-    attention_weights,
     causal_mask,
     dot_product_attention,
     single_head_attention,
     weighted_sum,
 )
+from attention.comprehension import check
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 B, T, S, N, H = (2, 3, 5, 2, 4) if FAST else (3, 7, 11, 4, 16)  # distinct sizes on purpose
@@ -127,17 +127,22 @@ print("max change after shuffling keys and values:", float(jnp.abs(shuffled - pa
 # %% [markdown]
 # ## Check your understanding
 #
-# **Question.** If every key is the same vector, what are the weights, and what is the
-# output? Predict, then let the cell check a prediction you write as code.
-#
-# <details><summary>Answer</summary>
-# All scores in a row are equal, so the weights are uniform, 1/S each, and every query's
-# output is the mean of the values: `value.mean(axis=1)` for `[B, S, N, H]` values.
-# </details>
+# **Question.** If every key is the same vector, what is the output of a query? Write it as
+# a function of the values `value_SH [S, H]` of one head (it must return `[H]`), then run
+# the cell: it compares your function with the package's attention for every query.
 
 # %%
-same_key = jnp.broadcast_to(key[:, :1], key.shape)
-my_prediction = jnp.broadcast_to(value.mean(axis=1, keepdims=True), (B, T, N, H))  # your answer
-assert jnp.allclose(dot_product_attention(query, same_key, value), my_prediction, atol=1e-5)
-assert jnp.allclose(attention_weights(query, same_key), 1.0 / S)
-print("correct")
+def output_when_all_keys_equal(value_SH):
+    return None  # your answer: an [H] array computed from value_SH
+
+
+same_key = jnp.broadcast_to(key[:, :1], key.shape)  # every key = the first key
+actual = dot_product_attention(query, same_key, value)  # [B, T, N, H]
+
+
+def agrees(prediction):
+    return all(jnp.allclose(actual[b, t, n], prediction(value[b, :, n]), atol=1e-5)
+               for b in range(B) for t in range(T) for n in range(N))
+
+
+check("03.same_keys", output_when_all_keys_equal, agrees)

@@ -21,8 +21,10 @@
 # 1. Split a `[B, T, D]` activation into `N` heads of width `H = D / N` and merge them back.
 # 2. Use the package's `MultiHeadAttention` module (Flax NNX) and see that it is nothing but
 #    four linear maps around the attention of notebook 03.
-# 3. Get at the weights of every head (`sow_weights=True` + `nnx.capture`) and plot them with
+# 3. See queries, keys and values as three learned views of one token.
+# 4. Get at the weights of every head (`sow_weights=True` + `nnx.capture`) and plot them with
 #    `plot_heads`.
+# 5. Measure why several heads: one head against four on a task that needs two relations.
 #
 # The paper (section 3.2.2):
 #
@@ -41,6 +43,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 from IPython.display import display
 
@@ -53,6 +56,7 @@ from attention import (
     sinusoidal_positions,
     split_heads,
 )
+from attention.comprehension import check
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 D, N = (16, 4) if FAST else (64, 4)
@@ -95,7 +99,41 @@ print("output [B, T, D]:", y.shape, "  same as by hand:", bool(jnp.allclose(y, b
 print("parameters:", count_params(mha), "= 4 * (D*D + D) =", 4 * (D * D + D))
 
 # %% [markdown]
-# ## 3. Looking at the heads
+# ## 3. Queries, keys and values: three views of one token
+#
+# Every token plays three parts. As a **query** it asks "what am I looking for?", as a
+# **key** it answers "what do I offer?", as a **value** it says "what I hand over if chosen".
+# The same embedding `x_t` would be a poor choice for all three. Without projections the
+# score of token `t` with token `s` is `x_t . x_s`, and for vectors of similar length no
+# token matches `x_t` better than `x_t` itself: every token would mostly look at itself.
+# `W^Q`, `W^K`, `W^V` are three learned views of one token, so that "cat" can ask for a verb
+# while advertising itself as a noun.
+#
+# **Predict, then run.** With raw embeddings (scores `x_t . x_s`, no projections), which key
+# scores highest against token t's query in our sentence: (a) the token itself, (b) its
+# neighbour, or (c) no pattern? Write your letter, then run the next two cells.
+
+# %%
+my_prediction = None  # "a", "b" or "c"
+
+# %%
+x_TD = x[0]
+raw_TS = x_TD @ x_TD.T                                    # scores without projections
+projected_TS = mha.query(x_TD) @ mha.key(x_TD).T          # all heads' q . k summed
+for name, scores_TS in [("raw x . x", raw_TS), ("projected q . k", projected_TS)]:
+    best = np.asarray(scores_TS.argmax(axis=1))
+    print(f"{name:16s}: best key of each token {best.tolist()}  "
+          f"({np.mean(best == np.arange(T)):.0%} pick themselves)")
+raw_self = float(np.mean(np.asarray(raw_TS.argmax(axis=1)) == np.arange(T)))
+measured = "a" if raw_self >= 0.8 else "b" if np.mean(
+    np.abs(np.asarray(raw_TS.argmax(axis=1)) - np.arange(T)) == 1) >= 0.5 else "c"
+check("04.views_self_score", my_prediction, lambda answer: answer == measured)
+
+# %% [markdown]
+# Even random projections break the "look at yourself" default; training then shapes the
+# three views for the task.
+#
+# ## 4. Looking at the heads
 #
 # Called with `sow_weights=True`, the module records its weights `[B, N, T, S]` as an
 # `nnx.Intermediate`; `nnx.capture` runs a function and hands back what was sown. This is
@@ -125,19 +163,88 @@ fig = plot_heads(causal_BNTS[0], query_tokens=tokens, key_tokens=tokens,
 display(fig)
 
 # %% [markdown]
+# ## 5. Why several heads? A measured answer
+#
+# One head produces one weighted average per query. Suppose a token must report **both** its
+# neighbours: the token before it and the token after it, each in its own output slot. One
+# head can attend to both, but then it hands over one blend of the two values, and a linear
+# read-out cannot tell which of the two came first. Several narrower heads can each attend
+# to one neighbour. We train two models that differ only in `num_heads` (1 or 4, same width
+# `D = 32`, same parameter count: section 2) on random token sequences, and measure the
+# accuracy of each output slot on fresh sequences. The model: embeddings plus sinusoidal
+# positions, one `MultiHeadAttention`, two linear read-outs ("previous", "next").
+
+# %%
+V_TOK, T_SEQ, D_HEADS = 10, 8, 32
+HEAD_STEPS = 150 if FAST else 400  # Adam steps of 128 sequences
+
+
+class NeighbourModel(nnx.Module):
+    """Embeddings + positions, one multi-head self-attention, two linear read-outs."""
+
+    def __init__(self, num_heads, *, rngs):
+        self.embed = nnx.Embed(V_TOK, D_HEADS, rngs=rngs)
+        self.attention = MultiHeadAttention(num_heads=num_heads, in_features=D_HEADS, rngs=rngs)
+        self.previous = nnx.Linear(D_HEADS, V_TOK, rngs=rngs)
+        self.next = nnx.Linear(D_HEADS, V_TOK, rngs=rngs)
+
+    def __call__(self, tokens_BT):
+        h_BTD = self.attention(self.embed(tokens_BT) + sinusoidal_positions(T_SEQ, D_HEADS)[None])
+        return self.previous(h_BTD), self.next(h_BTD)
+
+
+def neighbour_batch(key, size):
+    """Random tokens; the targets are each token's previous and next token (cyclically)."""
+    tokens = jax.random.randint(key, (size, T_SEQ), 0, V_TOK)
+    return tokens, jnp.roll(tokens, 1, axis=1), jnp.roll(tokens, -1, axis=1)
+
+
+def neighbour_loss(model, tokens, previous, following):
+    logits_previous, logits_next = model(tokens)
+    ce = optax.softmax_cross_entropy_with_integer_labels
+    return ce(logits_previous, previous).mean() + ce(logits_next, following).mean()
+
+
+@nnx.jit
+def neighbour_step(model, optimizer, tokens, previous, following):
+    loss, grads = nnx.value_and_grad(neighbour_loss)(model, tokens, previous, following)
+    optimizer.update(model, grads)
+    return loss
+
+
+fresh = neighbour_batch(jax.random.key(99), 512)
+head_accuracy = {}
+for num_heads in (1, 4):
+    neighbours = NeighbourModel(num_heads, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(neighbours, optax.adam(1e-2), wrt=nnx.Param)
+    for step_key in jax.random.split(jax.random.key(1), HEAD_STEPS):
+        loss = neighbour_step(neighbours, optimizer, *neighbour_batch(step_key, 128))
+    logits_previous, logits_next = neighbours(fresh[0])
+    head_accuracy[num_heads] = (float((logits_previous.argmax(-1) == fresh[1]).mean()),
+                                float((logits_next.argmax(-1) == fresh[2]).mean()))
+    print(f"{num_heads} head{'s' if num_heads > 1 else ' '} ({count_params(neighbours):,} "
+          f"parameters): accuracy previous {head_accuracy[num_heads][0]:.2f}, next "
+          f"{head_accuracy[num_heads][1]:.2f} (chance {1 / V_TOK:.2f}), final loss {float(loss):.3f}")
+
+# %% [markdown]
+# **Which model solves it?** Answer (a) the one-head model, (b) the four-head model, or (c)
+# both, then run the check against the accuracies measured above.
+
+# %%
+my_answer = None  # "a", "b" or "c"
+solved = {h: min(acc) > 0.95 for h, acc in head_accuracy.items()}
+measured = "c" if all(solved.values()) else "b" if solved[4] else "a" if solved[1] else None
+check("04.heads_two_relations", my_answer, lambda answer: answer == measured)
+
+# %% [markdown]
 # ## Check your understanding
 #
 # **Question.** For `d_model = 512`, how many parameters does multi-head attention have with
-# `h = 8` heads, and with `h = 1`? (Biases included, as in the module.)
-#
-# <details><summary>Answer</summary>
-# The same for both: 4 * (512 * 512 + 512) = 1,050,624. Heads slice the projections; they do
-# not add parameters.
-# </details>
+# `h = 8` heads, and with `h = 1`? (Biases included, as in the module.) Write them as a pair
+# `(with_8_heads, with_1_head)`.
 
 # %%
-my_answer_h8 = 4 * (512 * 512 + 512)  # your answers
-my_answer_h1 = 4 * (512 * 512 + 512)
-assert count_params(MultiHeadAttention(num_heads=8, in_features=512, rngs=nnx.Rngs(0))) == my_answer_h8
-assert count_params(MultiHeadAttention(num_heads=1, in_features=512, rngs=nnx.Rngs(0))) == my_answer_h1
-print("correct")
+my_answer = None  # (an int, an int)
+counted = tuple(count_params(MultiHeadAttention(num_heads=h, in_features=512, rngs=nnx.Rngs(0)))
+                for h in (8, 1))
+check("04.params_h8_h1", my_answer, lambda answer: tuple(answer) == counted)

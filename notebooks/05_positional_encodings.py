@@ -20,7 +20,7 @@
 #
 # 1. Draw the paper's table of sinusoids and read it as a set of clocks.
 # 2. Look at the dot products between positions: they depend on the distance, not on where
-#    you are.
+#    you are, and not on its sign; and see what the query and key projections do to that.
 # 3. Check that moving `k` positions is one fixed linear map, whatever the starting position.
 #
 # Notebook 03 showed that attention treats its keys as a set. To let it use order, the
@@ -41,6 +41,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from attention import sinusoidal_positions
+from attention.comprehension import check
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 L, D = (64, 32) if FAST else (128, 128)
@@ -65,9 +66,19 @@ plt.show()
 # %% [markdown]
 # ## Dot products between positions
 #
-# Attention compares vectors by dot products, so what matters is `PE_p . PE_q`. Using
+# Attention compares vectors by dot products, so a first look is at `PE_p . PE_q`. Using
 # `sin a sin b + cos a cos b = cos(a - b)`, each dimension pair contributes
-# `cos((p - q) w_i)`: the dot product is a function of the **offset** `p - q` only.
+# `cos((p - q) w_i)`: the dot product of two encodings is a function of the **offset**
+# `p - q` only. (Attention does not compare raw encodings, though; the section after next
+# says what changes.)
+#
+# **Predict, then run.** Is the product with the position 3 *after* p, `PE_p . PE_(p+3)`,
+# (a) equal to or (b) different from the product with the position 3 *before* p,
+# `PE_p . PE_(p-3)`? In other words: can this product tell after from before? Write your
+# letter, then run the next two cells.
+
+# %%
+my_prediction = None  # "a" (equal) or "b" (different)
 
 # %%
 gram = pe @ pe.T  # [L, L]
@@ -89,7 +100,46 @@ plt.show()
 # %% [markdown]
 # The peak at offset 0 (`|PE_p|^2 = d_model / 2`) falls off with distance: nearby positions
 # look alike, far ones do not, and the curves from different positions lie on top of each
-# other.
+# other. Each curve is also symmetric about offset 0: `cos` is even, so the product cannot
+# tell "3 after" from "3 before".
+
+# %%
+after = np.array([gram[p, p + 3] for p in range(3, L - 3)])   # PE_p . PE_(p+3)
+before = np.array([gram[p, p - 3] for p in range(3, L - 3)])  # PE_p . PE_(p-3)
+print(f"max |PE_p . PE_(p+3) - PE_p . PE_(p-3)| = {np.abs(after - before).max():.1e}")
+measured = "a" if np.allclose(after, before, atol=1e-4) else "b"
+check("05.before_after", my_prediction, lambda answer: answer == measured)
+
+# %% [markdown]
+# ## What attention compares: projected positions
+#
+# A transformer adds `PE` to the word embeddings and then projects: the score of position p
+# with position q contains the term `(PE_p W^Q) . (PE_q W^K) = PE_p W^Q (W^K)^T PE_q^T`.
+# The matrix `A = W^Q (W^K)^T` mixes the sin and cos coordinates of different frequencies,
+# and the clean `cos(p - q)` picture does not survive it: the product depends on where you
+# are, not only on the offset, and it can now differ before and after. We measure both with
+# random projections (an untrained layer; training picks `A`, but nothing forces it to keep
+# the offset-only structure). This is the motivation of **rotary positions** (RoPE,
+# notebook 11): rotate the queries and keys *after* the projections, so that the score
+# depends on the offset by construction, and on its sign.
+
+# %%
+rng_proj = np.random.default_rng(0)
+W_Q, W_K = rng_proj.normal(size=(2, D, D)) / np.sqrt(D)
+projected = (pe @ W_Q) @ (pe @ W_K).T  # [L, L]
+
+
+def diagonal_spread(matrix):
+    # How far each diagonal (one offset) is from being constant, relative to the entries.
+    offsets = range(-L // 2, L // 2)
+    return max(np.ptp(np.diag(matrix, k=o)) for o in offsets) / np.abs(matrix).max()
+
+
+print(f"raw PE_p . PE_q      : spread along a diagonal {diagonal_spread(gram):.1e}, "
+      f"before/after asymmetry {np.abs(gram - gram.T).max():.1e}")
+print(f"projected (random A) : spread along a diagonal {diagonal_spread(projected):.2f}, "
+      f"before/after asymmetry {np.abs(projected - projected.T).max() / np.abs(projected).max():.2f}")
+assert diagonal_spread(projected) > 100 * diagonal_spread(gram)
 #
 # ## Moving k positions is a linear map
 #
@@ -114,18 +164,16 @@ assert shift_error < 1e-4
 # ## Check your understanding
 #
 # **Question.** What is `PE_p . PE_p` (the squared length of every positional vector) for an
-# even `d_model`? Write a formula in `d_model`.
-#
-# <details><summary>Answer</summary>
-# Each pair contributes `sin^2 + cos^2 = 1`, and there are `d_model / 2` pairs: `d_model / 2`.
-# </details>
+# even `d_model`? Write a formula in `d_model`, then run the cell.
 
 # %%
 def squared_length(d_model):
-    return d_model / 2  # your formula
+    return None  # your formula
 
 
-assert np.allclose(np.diag(gram), squared_length(D), atol=1e-3)
 # The dot product depends only on the offset: every diagonal of the Gram matrix is constant.
 assert all(np.allclose(np.diag(gram, k=o), np.diag(gram, k=o)[0], atol=1e-3) for o in range(L))
-print("correct")
+wider = np.asarray(sinusoidal_positions(L, 2 * D))  # a second width, to test the formula
+lengths = {D: np.diag(gram), 2 * D: np.sum(wider * wider, axis=1)}
+check("05.squared_length", squared_length,
+      lambda formula: all(np.allclose(lengths[d], formula(d), atol=1e-3) for d in lengths))

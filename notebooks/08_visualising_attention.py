@@ -26,6 +26,7 @@
 # 3. Find heads that **look back** at the previous target word, and summarise all heads with
 #    two numbers each: entropy and mean attention distance (`plot_head_summary`).
 # 4. Browse everything with the interactive `AttentionExplorer`.
+# 5. Ask what attention maps do and do not explain, and test one reading by intervention.
 
 # %%
 # %matplotlib inline
@@ -45,6 +46,7 @@ from attention import (
 )
 from attention.application.runs import load_or_train_course_model
 from attention.application.translation import pair_attention, translate
+from attention.comprehension import check
 from attention.data import make_task, svo_alignment
 from attention.data.synthetic import SVO_LEXICON
 from attention.inspection.explorer import AttentionExplorer
@@ -92,6 +94,8 @@ print({kind: value.shape for kind, value in maps.items()})
 source_tokens = pair["source_tokens"]
 input_tokens = pair["target_tokens"]    # what the decoder reads
 output_tokens = pair["output_tokens"]   # what it produces at each row
+# Every picture below labelled "section 1's sentence" is batch row 0 of these maps: this pair.
+assert maps["decoder_cross"].shape[-1] == len(source_tokens) == len(source.split()) + 1
 fig = plot_translation_attention(maps, source_tokens, input_tokens)
 display(fig)
 
@@ -208,26 +212,96 @@ print(explorer.current_title())
 display(explorer.figure)
 
 # %% [markdown]
-# ## Check your understanding
-#
-# **Question.** In `svo_to_sov`, the last target word before `</s>` is always the verb. Where
-# in the source should the copy head look while producing it, for the sentence of section 1?
-# Give the source position (0-based) as `my_answer`.
-#
-# <details><summary>Answer</summary>
-# At the source verb: the word after the subject's noun phrase, e.g. position 4 in
-# "the big dog sees ...". `source.split().index(verb)`, computed below, is the general
-# answer.
-# </details>
+# The same maps as one self-contained HTML page from `attention.inspection.views`, which shows
+# in any notebook and browser (`.save("view.html")` writes it to a file): hover a token to keep
+# only its lines, click a head to switch it off, or pick the *model view* of every layer and head.
 
 # %%
-verbs = set(SVO_LEXICON["verb"])
-my_answer = next(i for i, word in enumerate(source.split()) if word in verbs)
+from attention.inspection.views import translation_view  # noqa: E402 (shown where it is used)
+
+translation_view(maps, source_tokens, input_tokens, title=f"{source} \u2192 {target}")
+
+# %% [markdown]
+# ## 5. What attention maps do and do not explain
+#
+# A map says where a head *reads*; it does not say how much that reading changes the output.
+# The output is a weighted sum of *values*, and a value can be small, or cancelled by
+# another head, or ignored by the layers above. Jain & Wallace (2019, "Attention is not
+# Explanation") found, in text classifiers, attention distributions that could be replaced
+# by very different ones with the same prediction; Wiegreffe & Pinter (2019, "Attention is
+# not not Explanation") replied that this does not make the weights meaningless, only that
+# they are one explanation among many. And in a deep model information mixes across
+# positions from layer to layer, so the last layer's map of position s is already about a
+# mixture of tokens: **attention rollout** (Abnar & Zuidema 2020) multiplies the layers'
+# maps, each averaged over heads and mixed with the identity for the residual path,
+# `R = (A_L + I)/2 ... (A_1 + I)/2` (rows renormalised), to follow the flow down to the
+# input tokens.
+#
+# The sure test is an **intervention**: change the input and watch the output. Our copy head
+# says that producing the verb reads the source verb. Replace the source verb by another one
+# and translate again: if the reading is right, the last target word changes with it, and
+# nothing else should.
+
+# %%
+verbs = list(SVO_LEXICON["verb"])
+words = source.split()
+verb_at = next(i for i, word in enumerate(words) if word in verbs)
+other_verb = next(v for v in verbs if v != words[verb_at])
+swapped = " ".join(words[:verb_at] + [other_verb] + words[verb_at + 1:])
+before_swap, after_swap = translate(model, tokenizer, [source, swapped])
+print(f"source : {source}\n  -> {before_swap}\nswapped: {swapped}\n  -> {after_swap}")
+changed = [i for i, (a, b) in enumerate(zip(before_swap.split(), after_swap.split(),
+                                               strict=False)) if a != b]
+print("target positions that changed:", changed, f"(the verb is target word {len(target.split()) - 1})")
+
+# Attention rollout of the encoder self-attention for section 1's sentence (heads averaged).
+encoder_LSS = np.asarray(maps["encoder_self"][:, 0].mean(axis=1))  # [L, S, S]
+rollout_SS = np.eye(encoder_LSS.shape[-1])
+for layer_SS in encoder_LSS:
+    mixed = 0.5 * layer_SS + 0.5 * np.eye(len(layer_SS))
+    rollout_SS = (mixed / mixed.sum(axis=1, keepdims=True)) @ rollout_SS
+print(f"encoder position of '{words[verb_at]}': last-layer attention to itself "
+      f"{encoder_LSS[-1, verb_at, verb_at]:.2f}, rollout from itself {rollout_SS[verb_at, verb_at]:.2f}")
+fig = plot_attention(rollout_SS, query_tokens=source_tokens, key_tokens=source_tokens,
+                     title="attention rollout of the encoder (section 1's sentence)")
+display(fig)
+
+# %% [markdown]
+# **Question.** A head puts 0.9 of its weight on one source word. Does that prove that the
+# output depends on that word: (a) yes, (b) no? Answer, then run the check (it tests your
+# answer against a case built to separate the two: a head that reads a word whose value
+# another word carries too).
+
+# %%
+my_answer = None  # "a" or "b"
+# Keys 0 and 1 hand over the same value; the head puts 0.9 on key 0. Remove key 0 (mask it,
+# so that all the weight goes to key 1) and compare the outputs.
+values_SH = np.array([[1.0, 2.0], [1.0, 2.0], [3.0, -1.0]])
+weights_S = np.array([0.9, 0.1, 0.0])
+output_with = weights_S @ values_SH
+output_without = np.array([0.0, 1.0, 0.0]) @ values_SH
+print("output reading key 0:", output_with, "  with key 0 removed:", output_without)
+measured = "b" if np.allclose(output_with, output_without) else "a"
+check("08.weights_explain", my_answer, lambda answer: answer == measured)
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **Question.** In `svo_to_sov`, the last target word before `</s>` is always the verb. While
+# producing it, the copy head should look at the source verb. In "the big dog sees the small
+# cat", what is the source position (0-based) of the verb? Give it as `my_answer`.
+
+# %%
+my_answer = None  # an int
+example = "the big dog sees the small cat"
+check("08.verb_position", my_answer,
+      lambda answer: answer == next(i for i, w in enumerate(example.split()) if w in verbs))
+# The same reading on section 1's sentence, through the trained model's copy head.
 verb_row = len(target.split()) - 1  # the row that produces the last word, the verb
 looked_at = int(maps["decoder_cross"][best_layer, 0, best_head, verb_row].argmax())
-print(f"producing '{target.split()[-1]}', head ({best_layer}, {best_head}) looks at "
-      f"source position {looked_at} ('{source_tokens[looked_at]}')")
-if not FAST:  # an untrained model (fast setting) has learned nothing yet
-    assert looked_at == my_answer
+print(f"section 1's sentence: producing '{target.split()[-1]}', head ({best_layer}, "
+      f"{best_head}) looks at source position {looked_at} ('{source_tokens[looked_at]}'); "
+      f"the verb is at {verb_at}")
+if not FAST:  # the fast setting trains for seconds: its heads have learned little
+    assert looked_at == verb_at
     assert head_accuracy.max() > 0.8, "a trained model should have a copy head"
-print("done")

@@ -26,14 +26,32 @@
 #    weights, flash attention does not.
 # 4. Switch a whole model to a kernel with one config field.
 #
-# The idea behind blockwise and flash attention (Rabe & Staats 2021; Dao et al. 2022): the
-# softmax over keys can be computed **online**, one block of keys at a time. Keep for each
+# The idea behind blockwise and flash attention: the softmax over keys can be computed
+# **online**, one block of keys at a time (the online softmax of Milakov & Gimelshein 2018,
+# "Online normalizer calculation for softmax"; Rabe & Staats 2021 applied it to attention to
+# save memory, and Dao et al. 2022, FlashAttention, made it fast on GPUs). Keep for each
 # query a running maximum `m`, a running denominator `l` and a running output `o`; for a new
 # block with scores `x_j` and values `v_j`:
 #
 # $$m' = \max(m, \max_j x_j), \quad l' = e^{m - m'} l + \sum_j e^{x_j - m'}, \quad o' = e^{m - m'} o + \sum_j e^{x_j - m'} v_j,$$
 #
-# and at the end `output = o / l`. The `T x S` matrix of weights never exists at once.
+# and at the end `output = o / l`. The `T x S` matrix of weights never exists at once. The
+# arithmetic does not shrink: every query is still scored against every key, about
+# `4 T S H` FLOPs per head for the forward pass, `O(T^2 H)` as in the reference (the
+# backward pass of flash attention even recomputes the scores). What changes is memory,
+# `O(T)` instead of `O(T^2)`, and the traffic to it.
+#
+# | layer (sequence of T tokens, width D) | FLOPs per layer | sequential steps | longest path between two tokens |
+# |---|---|---|---|
+# | self-attention | `O(T^2 D)` | `O(1)` | `O(1)` |
+# | recurrent (RNN, LSTM) | `O(T D^2)` | `O(T)` | `O(T)` |
+# | convolution, kernel k | `O(k T D^2)` | `O(1)` | `O(log_k T)` |
+# | self-attention, window w | `O(w T D)` | `O(1)` | `O(T / w)` |
+#
+# (the paper's Table 1, section 4). Attention is cheaper than a recurrent layer while
+# `T < D` (most sentences), connects every pair of tokens in one step, and runs all
+# positions in parallel; for long texts its `T^2` dominates, which is what windows
+# (notebook 11) and the memory savings of this notebook are about.
 
 # %%
 # %matplotlib inline
@@ -46,6 +64,7 @@ import matplotlib.pyplot as plt
 from flax import nnx
 
 from attention import Transformer, TransformerConfig, dot_product_attention, get_attention_fn
+from attention.comprehension import check
 from attention.kernels import blockwise_attention, flash_attention, fused_attention
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
@@ -189,24 +208,52 @@ print("get_attention_fn('flash', block_q=64, block_k=64) ->", get_attention_fn("
 # %% [markdown]
 # ## Check your understanding
 #
-# **Question.** The reference stores the weights `[B, N, T, S]` in float32. How many MiB is
-# that for one sequence (`B = 1`) with `N` heads at `T = S = 4096`? Does it match the growth
-# you measured?
-#
-# <details><summary>Answer</summary>
-# `4 * N * 4096^2` bytes = `64 N` MiB: 128 MiB for N = 2, 256 MiB for N = 4. Doubling T
-# quadruples it, the slope-2 line above; XLA may keep a few such arrays (scores and weights).
-# </details>
+# **Question 1.** The reference stores the weights `[B, N, T, S]` in float32. How many MiB is
+# that for one sequence (`B = 1`) with `N` heads at `T = S`? Write a formula, then run the
+# cell: it compares your formula with the size of a real weights array and with XLA's
+# measurement above.
 
 # %%
 def weights_mib(N_heads, T_):
-    return 4 * N_heads * T_ * T_ / 2**20  # your formula
+    return None  # your formula
 
 
 T_last = LENGTHS[-1]
-print(f"weights at T={T_last}: {weights_mib(N, T_last):.0f} MiB; "
-      f"reference forward used {memory[('reference', False)][-1]:.0f} MiB")
-assert weights_mib(N, T_last) == 4 * N * T_last**2 / 2**20
-assert memory[("reference", False)][-1] >= weights_mib(N, T_last)  # it holds at least the weights
+weights_array = jax.eval_shape(  # the weights' shape and dtype, without computing them
+    lambda q, k: jax.nn.softmax(jnp.einsum("BTNH,BSNH->BNTS", q, k)),
+    jax.ShapeDtypeStruct((1, T_last, N, H), jnp.float32),
+    jax.ShapeDtypeStruct((1, T_last, N, H), jnp.float32))
+actual_mib = weights_array.size * weights_array.dtype.itemsize / 2**20
+print(f"weights at T={T_last}: {actual_mib:.0f} MiB; reference forward used "
+      f"{memory[('reference', False)][-1]:.0f} MiB")
+assert memory[("reference", False)][-1] >= actual_mib  # it holds at least the weights
 assert memory[("flash", True)][-1] * 4 < memory[("reference", True)][-1]
-print("correct")
+check("10.weights_mib", weights_mib,
+      lambda f: abs(f(N, T_last) - actual_mib) < 1e-6 and abs(f(2 * N, 2 * T_last) - 8 * actual_mib) < 1e-6)
+
+# %% [markdown]
+# **Question 2.** Flash attention computes the same scores as the reference, block by block
+# (the values above agree to rounding), so it does the same arithmetic. How does that
+# arithmetic grow with `T`: (a) like `T` (flash attention is linear in memory), (b) like
+# `T log T`, or (c) like `T^2`? Answer, then run the check: it reads XLA's FLOP count of the
+# reference for two lengths. (XLA counts a loop's body once, so it cannot count the tiled
+# kernels' FLOPs for us; their loops visit every pair of blocks, as many score entries.)
+
+# %%
+my_answer = None  # "a", "b" or "c"
+
+
+def reference_flops(T_):
+    x = jax.ShapeDtypeStruct((1, T_, N, H), jnp.float32)
+    cost = jax.jit(lambda q, k, v: dot_product_attention(q, k, v)).lower(x, x, x).compile()
+    analysis = cost.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return float(analysis["flops"])
+
+
+ratio = reference_flops(2 * LENGTHS[0]) / reference_flops(LENGTHS[0])
+print(f"doubling T from {LENGTHS[0]} multiplies the FLOPs by {ratio:.2f} "
+      f"(4 T^2 H N = {4 * LENGTHS[0] ** 2 * H * N:,} at T={LENGTHS[0]}; XLA counts "
+      f"{reference_flops(LENGTHS[0]):,.0f})")
+measured = "c" if 3.5 < ratio < 4.5 else "b" if 2.1 < ratio < 3.5 else "a"
+check("10.flash_flops", my_answer, lambda answer: answer == measured)

@@ -48,6 +48,7 @@ import numpy as np
 from flax import nnx
 
 from attention import Transformer, TransformerConfig, dot_product_attention
+from attention.comprehension import check
 from attention.kernels import flash_attention
 from attention.mechanism.masks import causal_mask, local_window_mask
 from attention.mechanism.scores import repeat_kv_heads
@@ -343,23 +344,18 @@ for fields in (dict(positional="rope", num_kv_heads=1), dict(positional="alibi",
 #
 # **Question.** Write the size in bytes of the self-attention cache of a decoder with
 # `layers` layers, batch `B`, `L` cached positions, `K` key/value heads of width `H`, stored
-# in a dtype of `itemsize` bytes. Does your formula give the bytes measured in section 1?
-#
-# <details><summary>Answer</summary>
-# Keys and values, one array each per layer: `2 * layers * B * L * K * H * itemsize`. For the
-# measured models: 2 layers, float32 (4 bytes); the cache is proportional to K.
-# </details>
+# in a dtype of `itemsize` bytes. The check compares it with the bytes measured in section 1.
 
 # %%
 def kv_cache_bytes(layers, batch, length, kv_heads, head_dim, itemsize):
-    return 2 * layers * batch * length * kv_heads * head_dim * itemsize  # your formula
+    return None  # your formula
 
 
-for kv_heads, measured in cache_bytes.items():
-    predicted = kv_cache_bytes(config.num_layers, B, CACHE_LEN, kv_heads, H, 4)
-    print(f"K={kv_heads}: formula {predicted:,} bytes, measured {measured:,} bytes")
-    assert predicted == measured
-llama = kv_cache_bytes(80, 1, 4096, 8, 128, 2)
-print(f"Llama 2 70B, 4096 tokens, bfloat16: {llama / 2**30:.2f} GiB with K=8, "
-      f"{kv_cache_bytes(80, 1, 4096, 64, 128, 2) / 2**30:.0f} GiB with K=64")
-print("correct")
+check("11.kv_cache_bytes", kv_cache_bytes, lambda f: all(
+    f(config.num_layers, B, CACHE_LEN, kv_heads, H, 4) == measured
+    for kv_heads, measured in cache_bytes.items()))
+# What the measured bytes say about a real model: bytes per (layer, position, head, feature).
+per_entry = cache_bytes[N] / (config.num_layers * B * CACHE_LEN * N * H * 4)
+for kv_heads in (8, 64):  # Llama 2 70B: 80 layers, 4096 tokens, H = 128, bfloat16
+    print(f"Llama 2 70B with K={kv_heads}: {per_entry * 80 * 4096 * kv_heads * 128 * 2 / 2**30:.2f} "
+          f"GiB for one sequence of 4096 tokens (per_entry = {per_entry:g}: keys and values)")

@@ -243,6 +243,57 @@ def sliding_window_mask(T, window):
     return (s <= t) & (t - s <= window)
 
 
+# ----------------------------------------------------------------- 14 layer norm
+
+
+def layer_norm(x, scale, bias, epsilon=1e-6):
+    """scale * (x - mean) / sqrt(var + epsilon) + bias over the last axis (biased variance)."""
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    return scale * (x - mean) / jnp.sqrt(var + epsilon) + bias
+
+
+# ----------------------------------------------------------------- 15 encoder layer
+
+
+def encoder_layer(x, src_mask, layer, norm_first=False, deterministic=True):
+    """Self-attention then feed-forward, each x + dropout(sublayer), post-LN or pre-LN."""
+    blocks = [(lambda h: layer.self_attention(h, src_mask), layer.norm1),
+              (layer.feed_forward, layer.norm2)]
+    for sublayer, norm in blocks:
+        if norm_first:  # pre-LN: the residual path stays an identity
+            x = x + layer.dropout(sublayer(norm(x)), deterministic)
+        else:  # post-LN, the paper: normalise after the residual add
+            x = norm(x + layer.dropout(sublayer(x), deterministic))
+    return x
+
+
+# ----------------------------------------------------------------- 16 scaling experiment
+
+
+def attention_entropy(d_k, scaled, seed=0):
+    """Mean entropy (nats) of the softmax over 64 keys of q . k (/ sqrt(d_k) when scaled)."""
+    key_q, key_k = jax.random.split(jax.random.key(seed))
+    q = jax.random.normal(key_q, (512, d_k))
+    k = jax.random.normal(key_k, (64, d_k))
+    scores = q @ k.T
+    if scaled:
+        scores = scores / jnp.sqrt(d_k)
+    log_p = jax.nn.log_softmax(scores, axis=-1)
+    return jnp.mean(-jnp.sum(jnp.exp(log_p) * log_p, axis=-1))
+
+
+def my_measurements():
+    """(d_k, entropy scaled, entropy unscaled), as measured with attention_entropy(seed=0)."""
+    return (
+        (4, 3.6405, 2.6616),
+        (16, 3.6356, 1.2782),
+        (64, 3.6466, 0.5237),
+        (256, 3.6772, 0.2543),
+        (1024, 3.6868, 0.1232),
+    )
+
+
 # ----------------------------------------------------------------- the source of each solution
 
 _HEADER = "import jax\nimport jax.numpy as jnp\n\n"

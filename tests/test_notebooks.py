@@ -5,6 +5,11 @@
   in a row, in one temporary working folder shared by the course (so that nothing, checkpoints
   or figures, lands in the repository, and notebooks 08-09 load what 07 saved, as for a
   student). Any error in any cell fails the test.
+* The comprehension checks (:mod:`attention.comprehension`): the first run is the notebook
+  untouched, and every one of its questions must report ``[TODO]``; the second run has the
+  answers filled in (``ATTENTION_FILL_ANSWERS=1``: each unanswered question takes its model
+  answer), and every question must report ``[PASS]``. So the re-run costs nothing extra, and
+  each model answer is checked against what the notebook measures.
 * Each committed ``.ipynb`` has no outputs and no execution counts, and its cells agree with
   its jupytext ``py:percent`` twin ``NN_name.py`` (the text form reviews read).
 
@@ -13,8 +18,11 @@
 
 import os
 import pathlib
+import re
 
 import pytest
+
+from attention.comprehension import FILL_ANSWERS_ENV, questions_of
 
 nbformat = pytest.importorskip("nbformat")
 jupytext = pytest.importorskip("jupytext")
@@ -81,13 +89,38 @@ def test_notebook_runs_twice_in_the_fast_setting(path, course_folder, monkeypatc
         [str(NOTEBOOKS_DIR.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
     monkeypatch.chdir(course_folder)
     # Twice in a row in the same folder: a student re-runs a notebook, and what the first run
-    # left there (a saved model, figures) must not break the second.
-    for _ in range(2):
+    # left there (a saved model, figures) must not break the second. The first run is
+    # untouched, the second has the comprehension answers filled in.
+    for filled_in in (False, True):
+        monkeypatch.setenv(FILL_ANSWERS_ENV, "1" if filled_in else "0")
         notebook = nbformat.read(path, as_version=4)
         client = nbclient.NotebookClient(
             notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
             resources={"metadata": {"path": str(course_folder)}},
         )
         client.execute()  # raises CellExecutionError, naming the cell, on any error
+        reported = _check_reports(notebook)
+        expected = "PASS" if filled_in else "TODO"
+        questions = questions_of(path.name[:2])
+        assert sorted(reported) == sorted(questions), (
+            f"{path.name}: the checks reported {sorted(reported)}, the registry lists "
+            f"{sorted(questions)} (each question once)")
+        wrong = {q: status for q, status in reported.items() if status != expected}
+        assert not wrong, f"{path.name}, {'filled in' if filled_in else 'untouched'}: {wrong}"
     leftovers = [p for p in NOTEBOOKS_DIR.iterdir() if p.name in ("runs", "figures")]
     assert not leftovers, f"{path.name} wrote into the repository: {leftovers}"
+
+
+_REPORT = re.compile(r"^\[(TODO|PASS|FAIL)\] (\d\d\.\w+):", re.MULTILINE)
+
+
+def _check_reports(notebook) -> dict[str, str]:
+    """{question id: status} from the text outputs of the executed notebook's cells."""
+    reports: dict[str, str] = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+            for status, question in _REPORT.findall(text):
+                assert question not in reports, f"question {question} reported twice"
+                reports[question] = status
+    return reports

@@ -3,11 +3,18 @@
 Read the modules in this order::
 
     28  translation.py  corpora, translating sentences, attention maps of a pair, BLEU
+    28a language_modeling.py  text corpora, perplexity, generating text (the decoder-only LM)
     29  runs.py         a run: train it, save it, load it back (the CLI, notebooks 07-09 and
                         scripts/make_figures.py all use it), and the course's toy model
-    30  cli.py          ``attention train | translate | evaluate | grade``
+    30  cli.py          ``attention train | translate | evaluate | generate | view | grade``
 """
 
+from attention.application.language_modeling import (
+    TextCorpus,
+    generate_text,
+    load_text_corpus,
+    perplexity,
+)
 from attention.application.runs import (
     Run,
     course_run,
@@ -32,6 +39,10 @@ from attention.application.translation import (
 )
 
 __all__ = [
+    "TextCorpus",
+    "generate_text",
+    "load_text_corpus",
+    "perplexity",
     "Corpus",
     "DATA_NAMES",
     "REAL_DATA",

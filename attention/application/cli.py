@@ -1,9 +1,13 @@
-"""Step 30: ``attention``, the command line: train a translation model, translate, evaluate.
+"""Step 30: ``attention``, the command line: train a model, translate, generate, evaluate.
 
     attention train                        # the toy language pair, about a minute on a CPU
     attention train --data multi30k --preset small --steps 6000 --out runs/multi30k
     attention translate --checkpoint runs/svo_to_sov "the big dog sees the cat"
+    attention translate --checkpoint runs/multi30k --sample --top-p 0.9 "Ein Hund rennt."
     attention evaluate --checkpoint runs/multi30k --split test --beam-size 5
+    attention train --task lm              # a small language model on synthetic stories
+    attention train --task lm --data multi30k-en --out runs/lm-multi30k
+    attention generate --checkpoint runs/lm-multi30k "A man in a red" --top-k 40
     attention grade submissions/ --out scores.csv     # grade classroom exercises
 
 ``python -m attention ...`` is the same program. Errors in the arguments, the data or the
@@ -20,6 +24,14 @@ import time
 
 import jax
 
+from attention.application.language_modeling import (
+    LM_DATA_NAMES,
+    generate_text,
+    load_text_corpus,
+    perplexity,
+    text_attention,
+    unigram_perplexity,
+)
 from attention.application.runs import (
     has_checkpoints,
     load_run,
@@ -37,6 +49,7 @@ from attention.application.translation import (
     pair_attention,
     translate,
 )
+from attention.application.view import add_view_arguments, view_command
 from attention.data import ChecksumError, DatasetNotFoundError
 from attention.inspection.plotting import plot_attention
 from attention.model.config import POSITIONAL, PRESETS
@@ -47,14 +60,20 @@ from attention.training.train import TrainConfig
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="attention", description="Train and use a transformer translation model.",
+        prog="attention",
+        description="Train and use a transformer: a translation model or a language model.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model (default: the toy language pair)")
-    train.add_argument("--data", default="svo_to_sov",
-                       help=f"one of {', '.join(DATA_NAMES)} (default: svo_to_sov)")
+    train.add_argument("--task", choices=TASKS, default="translation",
+                       help="translation (encoder-decoder) or lm (a decoder-only language "
+                       "model); default: translation")
+    train.add_argument("--data", default=None,
+                       help=f"translation: one of {', '.join(DATA_NAMES)} (default: "
+                       f"svo_to_sov); lm: one of {', '.join(LM_DATA_NAMES)} (default: svo, "
+                       f"synthetic stories)")
     train.add_argument("--data-dir", help="folder holding multi30k/ or tatoeba_en_de_small/ "
                        "(default: $ATTENTION_DATA, then the download cache)")
     train.add_argument("--out", help="run directory (default: runs/<data>)")
@@ -75,7 +94,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        "attention; 1: multi-query); default: one per query head")
     train.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
     train.add_argument("--examples", type=int, default=20_000,
-                       help="training pairs generated for a synthetic task")
+                       help="training pairs (stories for --task lm) generated for synthetic "
+                       "data")
     train.add_argument("--vocab-size", type=int, default=8000, help="subword vocabulary size")
     train.add_argument("--checkpoint-every", type=int, default=500)
     train.add_argument("--beam-size", type=int, default=1, help="beam for the final evaluation")
@@ -91,6 +111,24 @@ def _build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--length-penalty", type=float, default=0.6)
     translate.add_argument("--average-last", type=int, default=0,
                            help="average the parameters of the last K checkpoints")
+    translate.add_argument("--sample", action="store_true",
+                           help="draw a translation (temperature, top-k, top-p) instead of "
+                           "beam search")
+    _add_sampling_arguments(translate)
+
+    generate = commands.add_parser("generate", help="continue prompts with a trained language "
+                                   "model (attention train --task lm)")
+    generate.add_argument("--checkpoint", required=True, help="a language-model run directory")
+    generate.add_argument("prompts", nargs="+", help="texts to continue")
+    generate.add_argument("--max-new-tokens", type=int, default=None,
+                          help="tokens to add at most (default: what the context leaves)")
+    generate.add_argument("--greedy", action="store_true",
+                          help="the most probable token at every step (no sampling)")
+    generate.add_argument("--samples", type=int, default=1,
+                          help="continuations per prompt (seeds seed, seed+1, ...)")
+    generate.add_argument("--no-cache", action="store_true",
+                          help="recompute the prefix at every step (slower; same samples)")
+    _add_sampling_arguments(generate)
 
     evaluate = commands.add_parser("evaluate", help="sacreBLEU of a trained run on a split")
     evaluate.add_argument("--checkpoint", required=True, help="a run directory")
@@ -101,6 +139,10 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--length-penalty", type=float, default=0.6)
     evaluate.add_argument("--average-last", type=int, default=0)
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N sentences")
+    view = commands.add_parser(
+        "view", help="write a translation's attention as an interactive HTML page")
+    add_view_arguments(view)
+
     grade = commands.add_parser(
         "grade", add_help=False,
         help="grade a folder of exercise submissions (see attention.exercises.grade --help)")
@@ -108,8 +150,38 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TASKS = ("translation", "lm")
+
+
+def _add_sampling_arguments(parser) -> None:
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="> 0; below 1 sharper, above 1 flatter (default 1)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample among the k most probable tokens")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="sample in the smallest set of tokens of probability >= p (0, 1]")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+
+
+def _is_real(args) -> bool:
+    return args.data != "svo" if args.task == "lm" else is_real_data(args.data)
+
+
 def _model_config(args, vocab_size: int):
-    """The model preset for ``args``: tiny for a synthetic task, small for real text."""
+    """The model preset for ``args``: tiny for synthetic data, small for real text; for
+    ``--task lm`` the preset's decoder-only shape (pre-LN, tied embeddings, rotary)."""
+    _resolve_data(args)
+    if args.task == "lm":
+        preset = args.preset or ("small" if _is_real(args) else "tiny")
+        overrides = dict(positional="rope", dropout_rate=0.1 if _is_real(args) else 0.0,
+                         max_len=128 if _is_real(args) else 64)
+        if args.dropout is not None:
+            overrides["dropout_rate"] = args.dropout
+        if args.positional is not None:
+            overrides["positional"] = args.positional
+        if args.num_kv_heads is not None:
+            overrides["num_kv_heads"] = args.num_kv_heads
+        return PRESETS[preset](vocab_size=vocab_size).as_language_model(**overrides), preset
     preset = args.preset or ("small" if is_real_data(args.data) else "tiny")
     overrides = {}
     if preset == "tiny":
@@ -127,9 +199,15 @@ def _model_config(args, vocab_size: int):
 
 
 def _train_config(args) -> TrainConfig:
-    defaults = dict(steps=6000, batch_size=128, warmup_steps=1000, lr_scale=1.0) \
-        if is_real_data(args.data) else dict(steps=1200, batch_size=64, warmup_steps=100,
-                                             lr_scale=0.7)
+    _resolve_data(args)
+    if args.task == "lm":  # batches of windows of max_len tokens, not of sentence pairs
+        defaults = dict(steps=4000, batch_size=32, warmup_steps=400, lr_scale=1.0) \
+            if _is_real(args) else dict(steps=1000, batch_size=32, warmup_steps=100,
+                                        lr_scale=1.0)
+    elif is_real_data(args.data):
+        defaults = dict(steps=6000, batch_size=128, warmup_steps=1000, lr_scale=1.0)
+    else:
+        defaults = dict(steps=1200, batch_size=64, warmup_steps=100, lr_scale=0.7)
     chosen = {
         "steps": args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup,
         "lr_scale": args.lr_scale,
@@ -139,32 +217,36 @@ def _train_config(args) -> TrainConfig:
                        seed=args.seed, checkpoint_every=args.checkpoint_every)
 
 
+def _resolve_data(args) -> None:
+    """The default ``--data`` of the task: synthetic text that needs no download."""
+    if getattr(args, "data", None) is None:
+        args.data = "svo" if getattr(args, "task", "translation") == "lm" else "svo_to_sov"
+
+
 def _train(args) -> int:
-    out = pathlib.Path(args.out or f"runs/{args.data}")
+    _resolve_data(args)
+    names = LM_DATA_NAMES if args.task == "lm" else DATA_NAMES
+    if args.data not in names:
+        raise UsageError(f"unknown data {args.data!r} for --task {args.task}; choose one of "
+                         f"{', '.join(names)}.")
+    default_out = f"runs/lm-{args.data}" if args.task == "lm" else f"runs/{args.data}"
+    out = pathlib.Path(args.out or default_out)
     resume = args.resume and has_checkpoints(out)
     if has_checkpoints(out) and not args.resume:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose "
                          f"another --out (nothing was overwritten).")
+    if args.task == "lm":
+        return _train_language_model(args, out, resume)
     print(f"data: {args.data}", flush=True)
     corpus = load_corpus(args.data, data_dir=args.data_dir, num_examples=args.examples,
                          vocab_size=args.vocab_size, seed=args.seed,
                          tokenizer=load_run_tokenizer(out) if resume else None)
-    config, preset = _model_config(args, corpus.tokenizer.vocab_size)
-    run = new_run(config, _train_config(args), corpus.tokenizer, data=args.data, preset=preset)
-    if resume:
-        print(f"resumed from step {resume_run(run, out)}")
-    print(f"model: {preset}, {count_params(run.model) / 1e6:.2f}M parameters, d_model "
-          f"{config.d_model}, {config.num_layers}+{config.num_layers} layers; "
-          f"{len(corpus.train)} training pairs, {jax.device_count()} "
-          f"{jax.default_backend()} device(s)", flush=True)
-    result = train_run(run, corpus.train, directory=out, progress=not args.no_progress)
-    if result.interrupted:
-        print(f"interrupted at step {result.step}; saved a checkpoint in {out}. "
-              f"Continue with: attention train --resume --out {out} ...")
+    run, result = _train_model(
+        args, out, resume, corpus,
+        lambda config, preset: f"{preset}, d_model {config.d_model}, {config.num_layers}+"
+        f"{config.num_layers} layers; {len(corpus.train)} training pairs")
+    if result is None:
         return 130
-    last = result.history[-1] if result.history else {}
-    print(f"trained {result.step} steps in {result.seconds:.0f} s; last loss "
-          f"{last.get('loss', float('nan')):.3f}, token accuracy {last.get('accuracy', 0):.3f}")
 
     test = corpus.test[: args.eval_sentences or None]
     hypotheses = translate(run.model, run.tokenizer, [s for s, _ in test],
@@ -184,6 +266,66 @@ def _train(args) -> int:
     return 0
 
 
+def _train_model(args, out: pathlib.Path, resume: bool, corpus, describe):
+    """Build the run from the arguments, train it (both tasks share this), print the summary.
+
+    Returns (run, result), or (run, None) when Ctrl-C interrupted training (a checkpoint was
+    saved). ``describe(config, preset)`` words the model line for the task.
+    """
+    config, preset = _model_config(args, corpus.tokenizer.vocab_size)
+    run = new_run(config, _train_config(args), corpus.tokenizer, data=args.data, preset=preset)
+    if resume:
+        print(f"resumed from step {resume_run(run, out)}")
+    print(f"model: {count_params(run.model) / 1e6:.2f}M parameters, "
+          f"{describe(config, preset)}, {jax.device_count()} {jax.default_backend()} "
+          f"device(s)", flush=True)
+    result = train_run(run, corpus.train, directory=out, progress=not args.no_progress)
+    if result.interrupted:
+        task = " --task lm" if args.task == "lm" else ""
+        print(f"interrupted at step {result.step}; saved a checkpoint in {out}. "
+              f"Continue with: attention train{task} --resume --out {out} ...")
+        return run, None
+    last = result.history[-1] if result.history else {}
+    accuracy = (f", token accuracy {last.get('accuracy', 0):.3f}" if args.task != "lm" else "")
+    print(f"trained {result.step} steps in {result.seconds:.0f} s; last loss "
+          f"{last.get('loss', float('nan')):.3f}{accuracy}")
+    return run, result
+
+
+def _train_language_model(args, out: pathlib.Path, resume: bool) -> int:
+    print(f"data: {args.data} (language model)", flush=True)
+    corpus = load_text_corpus(args.data, data_dir=args.data_dir, num_examples=args.examples,
+                              vocab_size=args.vocab_size, seed=args.seed,
+                              tokenizer=load_run_tokenizer(out) if resume else None)
+    run, result = _train_model(
+        args, out, resume, corpus,
+        lambda config, preset: f"{preset} decoder-only, d_model {config.d_model}, "
+        f"{config.num_layers} layers, {config.positional} positions, context "
+        f"{config.max_len}; {len(corpus.train)} training texts")
+    if result is None:
+        return 130
+    config = run.model.config
+    held_out = perplexity(run.model, run.tokenizer, corpus.test)
+    reference = unigram_perplexity(run.tokenizer, corpus.train, corpus.test)
+    print(f"test perplexity {held_out['perplexity']:.2f} (unigram reference {reference:.2f}, "
+          f"vocabulary {run.tokenizer.vocab_size}); next-token accuracy "
+          f"{held_out['accuracy']:.3f}")
+    prompts = [" ".join(text.split()[:3]) for text in corpus.test[:3]]
+    for text in generate_text(run.model, run.tokenizer, prompts, top_k=40, seed=args.seed,
+                              max_new_tokens=min(40, config.max_len - 8)):
+        print(f"  sample: {text}")
+    maps = text_attention(run.model, run.tokenizer, corpus.test[0])
+    figure = out / "self_attention.png"
+    labels = maps["labels"][: config.max_len]
+    plot_attention(maps["attention_maps"]["decoder_self"][-1, 0].mean(axis=0),
+                   query_tokens=labels, key_tokens=labels,
+                   title="Self-attention (last layer, mean of heads)", xlabel="key",
+                   ylabel="query", save=figure)
+    print(f"saved: {out}/ (checkpoints, config.json, metrics.jsonl, training_curves.png, "
+          f"{figure.name})")
+    return 0
+
+
 def _plot_example(run, sentence: str, path: pathlib.Path) -> pathlib.Path:
     """Translate one sentence and save the last layer's cross-attention (mean over heads)."""
     translation = translate(run.model, run.tokenizer, [sentence])[0]
@@ -197,8 +339,18 @@ def _plot_example(run, sentence: str, path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def _load_run(run_dir: str, average_last: int):
+def _load_run(run_dir: str, average_last: int, *, command: str):
     run = load_run(run_dir, average_last=average_last)
+    if command == "generate" and not run.config.is_language_model:
+        raise UsageError(
+            f"{run_dir} holds a translation model (encoder-decoder), not a language model; "
+            f"use attention translate with it, or train one with attention train --task lm."
+        )
+    if command == "translate" and run.config.is_language_model:
+        raise UsageError(
+            f"{run_dir} holds a language model (decoder-only), not a translation model; "
+            f"continue text with attention generate --checkpoint {run_dir} \"TEXT\"."
+        )
     if average_last > 1:
         print(f"averaged the last {average_last} checkpoints, up to step {run.step}",
               file=sys.stderr)
@@ -206,15 +358,33 @@ def _load_run(run_dir: str, average_last: int):
 
 
 def _translate(args) -> int:
-    run = _load_run(args.checkpoint, args.average_last)
+    run = _load_run(args.checkpoint, args.average_last, command="translate")
     for line in translate(run.model, run.tokenizer, args.sentences, beam_size=args.beam_size,
-                          length_penalty=args.length_penalty):
+                          length_penalty=args.length_penalty, sample=args.sample,
+                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                          seed=args.seed):
         print(line)
     return 0
 
 
+def _generate(args) -> int:
+    run = _load_run(args.checkpoint, 0, command="generate")
+    if args.samples < 1:
+        raise UsageError(f"--samples must be a positive int, got {args.samples}.")
+    for i in range(args.samples):
+        for text in generate_text(
+            run.model, run.tokenizer, args.prompts, max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+            greedy=args.greedy, seed=args.seed + i, use_cache=not args.no_cache,
+        ):
+            print(text)
+    return 0
+
+
 def _evaluate(args) -> int:
-    run = _load_run(args.checkpoint, args.average_last)
+    run = _load_run(args.checkpoint, args.average_last, command="evaluate")
+    if run.config.is_language_model:
+        return _evaluate_language_model(args, run)
     corpus = load_corpus(run.data, data_dir=args.data_dir, tokenizer=run.tokenizer,
                          seed=run.train_config.seed)
     split = {"test": "test", "test2016": "test", "valid": "valid", "val": "valid",
@@ -235,6 +405,27 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _evaluate_language_model(args, run) -> int:
+    """Held-out perplexity of a language-model run (``attention evaluate`` on one)."""
+    corpus = load_text_corpus(run.data, data_dir=args.data_dir, tokenizer=run.tokenizer,
+                              seed=run.train_config.seed)
+    split = {"test": "test", "test2016": "test", "valid": "valid", "val": "valid",
+             "train": "train"}.get(args.split)
+    if split is None:
+        raise UsageError(f"unknown --split {args.split!r}; use test, valid or train.")
+    texts = getattr(corpus, split)[: args.limit or None]
+    start = time.perf_counter()
+    scores = perplexity(run.model, run.tokenizer, texts)
+    reference = unigram_perplexity(run.tokenizer, corpus.train, texts)
+    result = {"data": run.data, "split": args.split, "texts": len(texts),
+              "perplexity": round(scores["perplexity"], 3), "nll": round(scores["nll"], 4),
+              "accuracy": round(scores["accuracy"], 4),
+              "unigram_perplexity": round(reference, 3),
+              "seconds": round(time.perf_counter() - start, 1)}
+    print(json.dumps(result))
+    return 0
+
+
 class UsageError(Exception):
     """A problem the user can fix: reported as one line, exit status 2."""
 
@@ -246,11 +437,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return grade_main(argv[1:])
     args = _build_parser().parse_args(argv)
-    handlers = {"train": _train, "translate": _translate, "evaluate": _evaluate}
+    handlers = {"train": _train, "translate": _translate, "generate": _generate,
+                "evaluate": _evaluate,
+                "view": view_command}
     try:
         return handlers[args.command](args)
     except (UsageError, CheckpointError, ChecksumError, DatasetNotFoundError,
-            FileNotFoundError, ValueError) as error:
+            FileNotFoundError, ValueError, TypeError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"attention {args.command}: error: {message}", file=sys.stderr)
         return 2

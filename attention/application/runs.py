@@ -2,7 +2,11 @@
 
 A *run* is a model with everything needed to use it again or to go on training it: the
 tokenizer, the training configuration, the optimizer, the step reached and the logged
-metrics. The command line (``attention train | translate | evaluate``), the course's toy
+metrics. The model is a translation :class:`attention.Transformer` or, when its config says
+``architecture="decoder_only"``, a :class:`attention.model.language_model.LanguageModel`
+trained on sentences instead of pairs (:mod:`attention.application.language_modeling`); both
+kinds go through the same functions below, the same train step and the same files. The
+command line (``attention train | translate | generate | evaluate``), the course's toy
 translator (notebooks 07-09, ``scripts/make_figures.py``) and the benchmarks all go through
 these functions, so a run saved by one of them loads in any other. A run directory::
 
@@ -43,9 +47,11 @@ from attention.data import (
     prefetch,
     task_vocabulary,
 )
+from attention.data.packing import PackedBatcher, encode_texts
 from attention.data.tokenizer import Tokenizer
 from attention.inspection.plotting import plot_training_curves
 from attention.model.config import TransformerConfig
+from attention.model.language_model import LanguageModel
 from attention.model.transformer import Transformer
 from attention.training.checkpoint import Checkpointer, read_config
 from attention.training.parallel import make_mesh, replicate, shard_batch
@@ -60,8 +66,8 @@ class Run:
     """A model and what it needs to be used again or trained further.
 
     Fields:
-      model: the :class:`attention.Transformer`.
-      tokenizer: the tokenizer of both languages.
+      model: the :class:`attention.Transformer`, or a decoder-only :class:`LanguageModel`.
+      tokenizer: the tokenizer of both languages (of the one language of a language model).
       train_config: how it is (or was) trained.
       data: the data set's name (a synthetic task, ``multi30k`` or ``tatoeba``).
       preset: the size preset it was built from, if any (``tiny``, ``small``, ``base``).
@@ -70,7 +76,7 @@ class Run:
       history: the metric lines logged so far.
     """
 
-    model: Transformer
+    model: Transformer | LanguageModel
     tokenizer: Tokenizer
     train_config: TrainConfig
     data: str
@@ -110,9 +116,15 @@ def new_run(
             f"{largest}; build the config with vocab_size=tokenizer.vocab_size."
         )
     seed = train_config.seed
-    model = Transformer(config, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+    model = build_model(config, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
     optimizer = make_optimizer(model, config.d_model, train_config)
     return Run(model, tokenizer, train_config, data, preset, optimizer)
+
+
+def build_model(config: TransformerConfig, *, rngs: nnx.Rngs) -> Transformer | LanguageModel:
+    """The model ``config`` describes: a :class:`LanguageModel` for
+    ``architecture="decoder_only"``, else the encoder-decoder :class:`Transformer`."""
+    return (LanguageModel if config.is_language_model else Transformer)(config, rngs=rngs)
 
 
 def has_checkpoints(directory: str | pathlib.Path) -> bool:
@@ -160,7 +172,7 @@ def resume_run(run: Run, directory: str | pathlib.Path) -> int:
 
 
 def batch_stream(
-    batcher: Batcher, start_step: int = 0, *, prefetch_size: int = 2
+    batcher: Batcher | PackedBatcher, start_step: int = 0, *, prefetch_size: int = 2
 ) -> Iterator[dict]:
     """Endless batches, epoch after epoch, beginning at global update ``start_step``.
 
@@ -183,21 +195,40 @@ def batch_stream(
     return prefetch(generate(), size=prefetch_size)
 
 
-def make_batcher(run: Run, pairs: Sequence[tuple[str, str]]) -> Batcher:
-    """Length-bucketed, seeded batches of ``pairs`` as ``run`` trains on them."""
+def make_batcher(
+    run: Run, pairs: Sequence[tuple[str, str]] | Sequence[str]
+) -> Batcher | PackedBatcher:
+    """Seeded batches as ``run`` trains on them: length-bucketed sentence ``pairs`` for a
+    translation model; for a language model, texts packed into windows of
+    ``config.max_len`` tokens (:class:`attention.data.packing.PackedBatcher`)."""
+    if run.config.is_language_model:
+        if pairs and not isinstance(pairs[0], str):
+            raise TypeError(
+                f"a language model trains on texts (a list of str), got a list of "
+                f"{type(pairs[0]).__name__}; for sentence pairs train a translation model."
+            )
+        return PackedBatcher(encode_texts(pairs, run.tokenizer), seq_len=run.config.max_len,
+                             batch_size=run.train_config.batch_size,
+                             seed=run.train_config.seed)
+    if pairs and isinstance(pairs[0], str):
+        raise TypeError(
+            "a translation model trains on (source, target) pairs, got a list of str; for "
+            "texts train a language model (TransformerConfig.language_model)."
+        )
     return Batcher(encode_pairs(pairs, run.tokenizer), batch_size=run.train_config.batch_size,
                    max_len=run.config.max_len, seed=run.train_config.seed, drop_remainder=True)
 
 
 def train_run(
     run: Run,
-    pairs: Sequence[tuple[str, str]],
+    pairs: Sequence[tuple[str, str]] | Sequence[str],
     *,
     directory: str | pathlib.Path | None = None,
     progress: bool = True,
     max_seconds: float | None = None,
 ) -> FitResult:
-    """Train ``run`` on sentence ``pairs`` from ``run.step`` to ``run.train_config.steps``.
+    """Train ``run`` on sentence ``pairs`` (a language model: on texts, a list of str) from
+    ``run.step`` to ``run.train_config.steps``.
 
     The batch is split over every visible device (:mod:`attention.training.parallel`). With a
     ``directory``, the run's files are written there first, checkpoints every
@@ -315,7 +346,7 @@ def load_run(
         run = new_run(config, train_config, tokenizer, data=saved["data"],
                       preset=saved.get("preset"))
     else:
-        run = Run(Transformer(config, rngs=nnx.Rngs(0)), tokenizer, train_config,
+        run = Run(build_model(config, rngs=nnx.Rngs(0)), tokenizer, train_config,
                   saved["data"], saved.get("preset"))
     checkpointer = Checkpointer(directory)
     try:

@@ -28,7 +28,7 @@ from attention.data import (
     train_subword,
 )
 from attention.data.tokenizer import Tokenizer
-from attention.model.decoding import beam_search, greedy_decode
+from attention.model.decoding import beam_search, greedy_decode, sample_decode
 from attention.model.transformer import attention_maps
 
 REAL_DATA = ("multi30k", "tatoeba")
@@ -124,11 +124,27 @@ def translate(
     length_penalty: float = 0.6,
     max_len: int | None = None,
     batch_size: int = 64,
+    sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
 ) -> list[str]:
-    """Translate ``sentences`` (greedy when ``beam_size == 1``, else beam search).
+    """Translate ``sentences`` (greedy when ``beam_size == 1``, else beam search; with
+    ``sample=True``, one translation drawn with temperature / top-k / top-p sampling,
+    :func:`attention.model.decoding.sample_decode`, reproducible by ``seed``).
 
     Sentences are sorted by length into batches (less padding), and returned in input order.
+
+    Raises:
+      TypeError: a decoder-only language model (it continues text: ``generate_text``).
+      ValueError: a source longer than the model's context; bad sampling knobs.
     """
+    if getattr(getattr(model, "config", None), "is_language_model", False):
+        raise TypeError(
+            "model is a decoder-only language model, which continues text rather than "
+            "translating it; use attention.application.language_modeling.generate_text."
+        )
     config = model.config
     max_len = max_len or config.max_len
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
@@ -139,7 +155,10 @@ def translate(
                                       max_len=config.max_len))
         # Outputs are rarely much longer than inputs: bound the loop to save compute.
         steps = int(min(max_len, 2 * src.shape[1] + 10))
-        if beam_size == 1:
+        if sample:
+            tokens, _ = sample_decode(model, src, max_len=steps, temperature=temperature,
+                                      top_k=top_k, top_p=top_p, seed=seed + start)
+        elif beam_size == 1:
             tokens, _ = greedy_decode(model, src, max_len=steps)
         else:
             tokens, _ = beam_search(model, src, beam_size=beam_size, max_len=steps,

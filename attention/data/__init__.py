@@ -12,6 +12,8 @@ Read the modules in this order::
     batching.py   length-bucketed, padded, reproducible and resumable batches
     prefetching.py  preparing batches in a background thread
     word_vectors.py skip-gram word vectors trained on the English text (for notebook 00)
+    lm_corpus.py  text for the language model: synthetic stories, one side of Multi30k/Tatoeba
+    packing.py    documents packed into fixed windows for language modelling (nanoGPT-style)
 
 A whole pipeline, for a toy task::
 
@@ -38,7 +40,9 @@ from attention.data.files import (
     normalize_whitespace,
     sha256_file,
 )
+from attention.data.lm_corpus import LM_CORPORA, load_sentences, make_stories
 from attention.data.multi30k import download_multi30k, load_multi30k
+from attention.data.packing import PackedBatcher, pack
 from attention.data.prefetching import prefetch
 from attention.data.subword import SubwordTokenizer, train_subword
 from attention.data.synthetic import (
@@ -70,6 +74,11 @@ from attention.data.word_vectors import (
 )
 
 __all__ = [
+    "LM_CORPORA",
+    "load_sentences",
+    "make_stories",
+    "PackedBatcher",
+    "pack",
     "TASKS",
     "TASK_LEVELS",
     "make_task",

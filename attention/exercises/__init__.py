@@ -34,6 +34,9 @@ from attention.exercises.ex10_label_smoothing import check_label_smoothing
 from attention.exercises.ex11_grouped_query_attention import check_grouped_query_attention
 from attention.exercises.ex12_rotary_positions import check_rotary_positions
 from attention.exercises.ex13_sliding_window_mask import check_sliding_window_mask
+from attention.exercises.ex14_layer_norm import check_layer_norm
+from attention.exercises.ex15_encoder_layer import check_encoder_layer
+from attention.exercises.ex16_scaling_experiment import check_scaling_experiment
 from attention.exercises.registry import EXERCISES
 
 __all__ = [
@@ -54,4 +57,7 @@ __all__ = [
     "check_grouped_query_attention",
     "check_rotary_positions",
     "check_sliding_window_mask",
+    "check_layer_norm",
+    "check_encoder_layer",
+    "check_scaling_experiment",
 ]

@@ -38,18 +38,34 @@ from attention.exercises._shared import (
     normal,
 )
 
+BOTTOM_RIGHT_NOTE = (
+    " Note: your causal mask is aligned to the bottom-right corner (query t may attend keys "
+    "s <= t + S - T): the queries are taken to be the last T of the S positions, the "
+    "convention of FlashAttention >= 2.1 and PyTorch's causal_lower_right, and the one a "
+    "decoder with a key/value cache needs. The package and jax.nn.dot_product_attention("
+    "is_causal=True) align to the top-left (s <= t, counting both from the first position). "
+    "The two agree when T == S; when T > S your first T - S queries see no key at all. Both "
+    "are accepted here; say which one you mean when T != S."
+)
 
-def _check_causal_mask(causal_mask) -> None:
+
+def _check_causal_mask(causal_mask) -> str:
+    """Check the mask; return a note for the bottom-right convention, else an empty string."""
     name = "causal_mask"
+    alignments = set()
     for T, S in ((3, 5), (6, 4), (5, 5)):
         inputs = {"T": T, "S": S}
         got = as_array(call(causal_mask, name, inputs), name, "mask")
         check_shape(got, (T, S), "TS", name, "mask")
         check_boolean(got, name)
         expected = np.asarray(ref.causal_mask(T, S))
-        if close(got, expected):
-            continue
         t, s = np.arange(T)[:, None], np.arange(S)[None, :]
+        if close(got, expected):
+            alignments.add("top-left" if T != S else None)
+            continue
+        if close(got, s <= t + (S - T)):  # the other convention, accepted with a note
+            alignments.add("bottom-right")
+            continue
         match_variant(got, [
             (
                 "your causal mask has the wrong polarity: True must mean \"may attend\" (query t "
@@ -67,12 +83,6 @@ def _check_causal_mask(causal_mask) -> None:
                 "key s = t (use s <= t, not s < t).",
                 lambda: s < t,
             ),
-            (
-                "your causal mask is aligned to the bottom-right corner; here query t may attend "
-                "keys s <= t, counted from the first key (top-left, as "
-                "jax.nn.dot_product_attention(is_causal=True)).",
-                lambda: s <= t + (S - T),
-            ),
         ])
         index = [int(i) for i in np.argwhere(got != expected)[0]]
         raise Mistake(
@@ -80,6 +90,14 @@ def _check_causal_mask(causal_mask) -> None:
             f"{bool(got[tuple(index)])}, expected {bool(expected[tuple(index)])} (True when "
             f"s <= t)."
         )
+    alignments.discard(None)
+    if len(alignments) > 1:
+        raise Mistake(
+            "your causal mask is aligned to the top-left corner (s <= t) for some shapes and to "
+            "the bottom-right corner (s <= t + S - T) for others: choose one convention (the "
+            "package's is top-left) and use it for every T and S."
+        )
+    return BOTTOM_RIGHT_NOTE if alignments == {"bottom-right"} else ""
 
 
 def _check_padding_mask(padding_mask) -> None:
@@ -218,13 +236,13 @@ def check_masking(causal_mask, padding_mask, masked_softmax) -> str:
     for fn, name in ((causal_mask, "causal_mask"), (padding_mask, "padding_mask"),
                      (masked_softmax, "masked_softmax")):
         reject_package_function(fn, name)
-    _check_causal_mask(causal_mask)
+    note = _check_causal_mask(causal_mask)
     _check_padding_mask(padding_mask)
     _check_masked_softmax(masked_softmax)
     return (
         "your causal mask, padding mask and masked softmax match the package: True means may "
         "attend, masked keys get weight 0, a fully masked row gives zeros (not NaN), and they "
-        "work under jax.jit and jax.vmap."
+        "work under jax.jit and jax.vmap." + note
     )
 
 

@@ -42,9 +42,35 @@ def _mean_loss(logits, targets):
     return total / count
 
 
-def _reference_loss(logits, targets, eps, pad_id=0):
+@jax.jit
+def _mean_loss_wrong_words(logits, targets):
+    """fairseq's convention: eps spread over the V - 1 wrong words only (written out here: the
+    package implements the eps / V convention)."""
+    V = logits.shape[-1]
+    onehot = jax.nn.one_hot(targets, V)
+    q = 0.9 * onehot + 0.1 / (V - 1) * (1 - onehot)
+    loss = -jnp.sum(q * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+    real = targets != 0
+    return jnp.sum(jnp.where(real, loss, 0.0)) / jnp.sum(real)
+
+
+# Two conventions for where the smoothing mass eps goes; the paper (section 5.4) does not say
+# which it used. tensor2tensor and the package spread eps / V over all V words (the correct one
+# included); fairseq spreads eps / (V - 1) over the V - 1 wrong words. Both are accepted.
+CONVENTIONS = {"all V words": _mean_loss, "V - 1 wrong words": _mean_loss_wrong_words}
+
+CONVENTION_NOTE = (
+    " Note: you spread eps / (V - 1) over the V - 1 wrong words (fairseq's convention; the "
+    "correct word keeps exactly 1 - eps). The package, like tensor2tensor, spreads eps / V "
+    "over all V words, so the correct word gets 1 - eps + eps / V. The paper does not say "
+    "which it used; the two losses differ by a small amount that depends on V, and both are "
+    "accepted."
+)
+
+
+def _reference_loss(logits, targets, eps, pad_id=0, convention="all V words"):
     assert eps == 0.1 and pad_id == 0  # the values the checker uses
-    return np.asarray(_mean_loss(logits, targets))
+    return np.asarray(CONVENTIONS[convention](logits, targets))
 
 
 @checker("label_smoothing")
@@ -53,6 +79,7 @@ def check_label_smoothing(label_smoothed_loss) -> str:
     fn = label_smoothed_loss
     name = "label_smoothed_loss"
     reject_package_function(fn, name)
+    convention = "all V words"
     for sizes, seed in cases():
         B, T, V = sizes.B, sizes.T, sizes.N + sizes.H
         logits = normal(seed, (B, T, V), scale=2.0)
@@ -79,6 +106,11 @@ def check_label_smoothing(label_smoothed_loss) -> str:
         check_finite(got, expected, name, f"on inputs {describe_inputs(inputs)}", "")
         if close(got, expected):
             continue
+        fairseq = _reference_loss(logits, targets, eps, convention="V - 1 wrong words")
+        if close(got, fairseq):  # the other convention: accepted, with a note
+            convention = "V - 1 wrong words"
+            expected = fairseq
+            continue
         match_variant(got, [
             (
                 "your loss includes the padding positions: average only over targets != "
@@ -90,12 +122,6 @@ def check_label_smoothing(label_smoothed_loss) -> str:
                 "your loss ignores label_smoothing: it is the plain cross-entropy. Use the "
                 "smoothed target q = (1 - eps) * onehot + eps / V.",
                 lambda: loss_with(onehot),
-            ),
-            (
-                "you spread eps over the V - 1 wrong words; the paper's (and the package's) "
-                "smoothed target spreads eps / V over all V words, the correct one included: "
-                "q = (1 - eps) * onehot + eps / V.",
-                lambda: loss_with((1 - eps) * onehot + eps / (V - 1) * (1 - onehot)),
             ),
             (
                 "your smoothing is the wrong way round: the correct word keeps 1 - eps of the "
@@ -118,7 +144,7 @@ def check_label_smoothing(label_smoothed_loss) -> str:
     big_inputs = {"logits": big, "targets": targets}
     got_big = as_array(call(fn, name, big_inputs | static), name, "loss")
     check_finite(
-        got_big, _reference_loss(big, targets, eps), name,
+        got_big, _reference_loss(big, targets, eps, convention=convention), name,
         "for large logits (around +-100)",
         "exp of a large logit overflows, and log of a softmax that underflowed to 0 is -inf: "
         "use jax.nn.log_softmax (it subtracts the maximum) rather than log(softmax(x)).",
@@ -126,8 +152,14 @@ def check_label_smoothing(label_smoothed_loss) -> str:
     logits2 = normal(77, logits.shape)
     check_jit_and_vmap(
         fn, name, inputs, {"logits": logits2, "targets": targets}, expected,
-        _reference_loss(logits2, targets, eps), static=static,
+        _reference_loss(logits2, targets, eps, convention=convention), static=static,
     )
+    if convention == "V - 1 wrong words":
+        return (
+            "your loss is the label-smoothed cross-entropy with q = (1 - eps) onehot + "
+            "eps / (V - 1) on the wrong words, padding ignored, no NaN for large logits, under "
+            "jax.jit and jax.vmap too." + CONVENTION_NOTE
+        )
     return (
         "your loss matches attention.training.loss.label_smoothed_cross_entropy (sum / count): "
         "q = (1 - eps) onehot + eps / V, padding ignored, no NaN for large logits, under "

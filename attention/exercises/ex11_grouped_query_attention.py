@@ -177,8 +177,12 @@ def check_grouped_query_attention(grouped_query_attention) -> str:
                     ),
                     (
                         "your causal mask is aligned to the bottom-right corner (s <= t + S - "
-                        "T); as in jax.nn.dot_product_attention, query t may attend keys "
-                        "s <= t counted from the first key.",
+                        "T). That is a real convention (FlashAttention >= 2.1, PyTorch's "
+                        "causal_lower_right: the queries are the last T of S positions), but "
+                        "not this function's: its contract is jax.nn.dot_product_attention("
+                        "is_causal=True), which aligns to the top-left (query t may attend "
+                        "keys s <= t counted from the first key), and with T > S yours leaves "
+                        "the first T - S queries with no key at all.",
                         s <= t + (S - T),
                     ),
                 ])

@@ -261,7 +261,9 @@ class WorkerSession:
             args = self._decode(header.get("args"), arrays)
             kwargs = self._decode(header.get("kwargs"), arrays)
             args = tuple(jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
-            kwargs = {k: v for k, v in dict(kwargs).items() if isinstance(v, bool | int | float)}
+            kwargs = {str(k): jnp.asarray(v) if isinstance(v, np.ndarray) else v
+                      for k, v in dict(kwargs).items()
+                      if isinstance(v, np.ndarray | bool | int | float | type(None))}
             result = getattr(lent.obj, method)(*args, **kwargs)
             self._send({"op": "callback reply", "value": self._encode(result, reply)}, reply)
         except Exception as e:  # the grader's model refused the student's inputs

@@ -6,6 +6,7 @@ Read the modules in this order (notebook 08)::
                      mean attention distance, accuracy against a known alignment
     25  plotting.py  heatmaps, head grids, alignments, head summaries, training curves
     26  explorer.py  an interactive attention explorer for Jupyter (ipywidgets)
+    26a views.py     self-contained HTML head and model views for any browser (no CDN)
 """
 
 from attention.inspection.analysis import (
@@ -25,8 +26,20 @@ from attention.inspection.plotting import (
     plot_training_curves,
     plot_translation_attention,
 )
+from attention.inspection.views import (
+    AttentionView,
+    attention_section,
+    head_view,
+    model_view,
+    translation_view,
+)
 
 __all__ = [
+    "AttentionView",
+    "attention_section",
+    "head_view",
+    "model_view",
+    "translation_view",
     "MAP_KINDS",
     "check_attention_maps",
     "select_map",

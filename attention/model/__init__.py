@@ -6,20 +6,25 @@ Read the modules in this order::
     9   embeddings.py    token embeddings scaled by sqrt(d_model), shared output projection
     10  feed_forward.py  the position-wise feed-forward network
     11  config.py        TransformerConfig: every size and switch, with presets
-    12  residual.py      residual connection + layer norm around a sub-layer (post- or pre-LN)
+    12  layer_norm.py    layer normalisation written out (what nnx.LayerNorm computes)
+        residual.py      residual connection + layer norm around a sub-layer (post- or pre-LN)
     13  sublayers.py     attention, feed-forward, positions and layer norm built from the config
     14  encoder.py       encoder layer and stack
     15  decoder.py       decoder layer and stack (masked self-, cross-attention), decode cache
     16  transformer.py   the encoder-decoder model and its attention maps
     17  decoding.py      greedy decoding and beam search, with or without the cache
+    17a language_model.py  the decoder-only language model from the same blocks (notebook 12)
+    17b sampling.py      temperature, top-k and nucleus (top-p) sampling; generation
 """
 
 from attention.model.config import PRESETS, TransformerConfig
 from attention.model.decoder import DecodeCache, Decoder, DecoderLayer
-from attention.model.decoding import beam_search, greedy_decode
+from attention.model.decoding import beam_search, greedy_decode, sample_decode
 from attention.model.embeddings import TokenEmbedding
 from attention.model.encoder import Encoder, EncoderLayer
 from attention.model.feed_forward import FeedForward
+from attention.model.language_model import LanguageModel, language_model_attention_maps
+from attention.model.layer_norm import layer_norm
 from attention.model.positional import (
     ALiBi,
     LearnedPositions,
@@ -31,9 +36,23 @@ from attention.model.positional import (
     sinusoidal_positions,
 )
 from attention.model.residual import Residual
+from attention.model.sampling import (
+    generate,
+    sampling_log_probs,
+    top_k_mask,
+    top_p_mask,
+)
 from attention.model.transformer import Transformer, attention_maps, count_params
 
 __all__ = [
+    "LanguageModel",
+    "language_model_attention_maps",
+    "layer_norm",
+    "sample_decode",
+    "generate",
+    "sampling_log_probs",
+    "top_k_mask",
+    "top_p_mask",
     "sinusoidal_positions",
     "SinusoidalPositions",
     "LearnedPositions",

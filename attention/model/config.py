@@ -11,6 +11,13 @@ N = 6, d_model = 512, d_ff = 2048, h = 8, P_drop = 0.1, about 65M parameters wit
 CPU trains in an hour (N = 3, d_model = 256, h = 8, d_ff = 1024, about 6M parameters with an
 8000-token vocabulary); :meth:`TransformerConfig.tiny` trains on a laptop CPU in minutes.
 :data:`PRESETS` names them for the command line (``attention train --preset small``).
+
+The same config describes the decoder-only language model (step 18,
+:class:`attention.model.language_model.LanguageModel`): ``architecture="decoder_only"`` keeps
+the decoder stack without its cross-attention and ignores the encoder. Its preset
+:meth:`TransformerConfig.language_model` is GPT-shaped (Radford et al. 2019): pre-LN, the
+embedding tied to the output projection, rotary positions; :meth:`as_language_model` turns any
+preset into that shape (``attention train --task lm --preset tiny``).
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ import jax.numpy as jnp
 from attention._checks import check_int, check_positive_int, check_real
 
 POSITIONAL = ("sinusoidal", "learned", "rope", "alibi")
+ARCHITECTURES = ("encoder_decoder", "decoder_only")
+"""The choices of ``TransformerConfig.architecture``: the 2017 translation model, or a
+GPT-style language model made of the decoder stack alone."""
 """The choices of ``TransformerConfig.positional`` (for the command line's ``--positional``)."""
 # ALiBi adds a bias to the scores: only kernels that take a ``bias`` argument can carry it.
 _BIAS_KERNELS = ("reference", "fused")
@@ -50,6 +60,10 @@ class TransformerConfig:
     True
     """
 
+    architecture: str = "encoder_decoder"  # "encoder_decoder": the paper's model (Figure 1);
+    #   "decoder_only": the decoder stack without cross-attention, a language model that
+    #   predicts the next token (Liu et al. 2018; Radford et al. 2018). Written first so that
+    #   a saved config says which model it is before anything else.
     src_vocab_size: int  # source vocabulary size (input of the encoder embedding)
     tgt_vocab_size: int  # target vocabulary size (decoder embedding and the softmax)
     d_model: int = 512  # d_model: width of every sub-layer output and embedding (3.1)
@@ -80,6 +94,10 @@ class TransformerConfig:
     param_dtype: str = "float32"  # dtype in which parameters are stored
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}."
+            )
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "d_ff",
                      "num_layers", "max_len"):
             check_positive_int(name, getattr(self, name))
@@ -169,6 +187,28 @@ class TransformerConfig:
                 )
 
     @property
+    def is_language_model(self) -> bool:
+        """True for ``architecture="decoder_only"`` (a :class:`LanguageModel`)."""
+        return self.architecture == "decoder_only"
+
+    @property
+    def vocab_size(self) -> int:
+        """V of the decoder: ``tgt_vocab_size`` (the only vocabulary of a language model)."""
+        return self.tgt_vocab_size
+
+    def as_language_model(self, **overrides: Any) -> TransformerConfig:
+        """The decoder-only, GPT-shaped version of this config: one vocabulary
+        (``tgt_vocab_size``), pre-LN with a final LayerNorm, the embedding tied to the output
+        projection, and ``num_layers`` decoder layers without cross-attention.
+
+        >>> TransformerConfig.tiny(vocab_size=50).as_language_model().architecture
+        'decoder_only'
+        """
+        fields = dict(architecture="decoder_only", src_vocab_size=self.tgt_vocab_size,
+                      norm_first=True, share_embeddings=True)
+        return self.replace(**(fields | overrides))
+
+    @property
     def head_dim(self) -> int:
         """d_k = d_v = d_model / h."""
         return self.d_model // self.num_heads
@@ -243,6 +283,27 @@ class TransformerConfig:
         fields = dict(
             src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, d_model=128, num_heads=4,
             d_ff=512, num_layers=2, dropout_rate=0.1, share_embeddings=True,
+        )
+        return cls(**(fields | overrides))
+
+
+    @classmethod
+    def language_model(cls, vocab_size: int = 8000, **overrides: Any) -> TransformerConfig:
+        """A small GPT-style language model: N=4 decoder layers, d_model=256, h=8, d_ff=1024,
+        P_drop=0.1, 128 positions, pre-LN, tied embeddings, rotary positions.
+
+        About 3.2M parameters without the embedding (2M more with an 8000-token vocabulary).
+        Grouped-query heads: ``num_kv_heads=2``; other positions: ``positional="learned"``
+        (GPT-2's) or any of :data:`POSITIONAL`.
+
+        >>> cfg = TransformerConfig.language_model(vocab_size=100, num_kv_heads=2)
+        >>> cfg.architecture, cfg.norm_first, cfg.share_embeddings, cfg.kv_heads
+        ('decoder_only', True, True, 2)
+        """
+        fields = dict(
+            architecture="decoder_only", src_vocab_size=vocab_size, tgt_vocab_size=vocab_size,
+            d_model=256, num_heads=8, d_ff=1024, num_layers=4, dropout_rate=0.1, max_len=128,
+            share_embeddings=True, norm_first=True, positional="rope",
         )
         return cls(**(fields | overrides))
 

@@ -27,13 +27,18 @@ at position ``index``; with ALiBi the step's bias is that of query position ``in
 key positions ``0..L-1``. Either way the step sees exactly what the full call sees.
 
 Running :meth:`Decoder.step` for t = 0, 1, 2, ... gives the same hidden states as one call of
-the decoder on the whole sequence (the tests check it).
+the decoder on the whole sequence (the tests check it); :meth:`Decoder.extend` writes several
+positions at once (a prompt's "prefill").
+
+Without sub-layer 2 (``cross_attention=False``) the same stack is a decoder-only language
+model (step 18): masked self-attention and feed-forward, nothing to attend to but the prefix.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
@@ -72,20 +77,30 @@ def target_mask(tgt_tokens: Int[Array, "B T"], pad_id: int) -> Bool[Array, "B 1 
 
 
 class DecoderLayer(nnx.Module):
-    """Masked self-attention, cross-attention over ``memory``, feed-forward (3.1)."""
+    """Masked self-attention, cross-attention over ``memory``, feed-forward (3.1).
 
-    def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
+    With ``cross_attention=False`` the layer has no cross-attention sub-layer: masked
+    self-attention and feed-forward only, the block of a decoder-only language model
+    (:class:`attention.model.language_model.LanguageModel`); ``memory`` and ``src_mask`` are
+    then None.
+    """
+
+    def __init__(
+        self, config: TransformerConfig, *, rngs: nnx.Rngs, cross_attention: bool = True
+    ):
         self.self_attention = make_attention(config, rngs=rngs)
         self.self_attention_residual = Residual(config, rngs=rngs)
-        self.cross_attention = make_attention(config, rngs=rngs, self_attention=False)
-        self.cross_attention_residual = Residual(config, rngs=rngs)
+        self.cross_attention = (
+            make_attention(config, rngs=rngs, self_attention=False) if cross_attention else None
+        )
+        self.cross_attention_residual = Residual(config, rngs=rngs) if cross_attention else None
         self.feed_forward = make_feed_forward(config, rngs=rngs)
         self.feed_forward_residual = Residual(config, rngs=rngs)
 
     def __call__(
         self,
         x: Float[Array, "B T D"],
-        memory: Float[Array, "B S D"],
+        memory: Float[Array, "B S D"] | None,
         src_mask: Bool[Array, "B 1 1 S"] | None,
         tgt_mask: Bool[Array, "B 1 T T"] | None,
         *,
@@ -103,18 +118,21 @@ class DecoderLayer(nnx.Module):
             )
 
         x = self.self_attention_residual(x, self_attend, deterministic=deterministic)
-        x = self.cross_attention_residual(x, cross_attend, deterministic=deterministic)
+        if self.cross_attention is not None:
+            x = self.cross_attention_residual(x, cross_attend, deterministic=deterministic)
         return self.feed_forward_residual(x, self.feed_forward, deterministic=deterministic)
 
     def step(
         self,
-        x: Float[Array, "B 1 D"],
+        x: Float[Array, "B T D"],
         self_cache: KVCache,
-        cross_kv: KVCache,
+        cross_kv: KVCache | None,
         index,
         src_mask: Bool[Array, "B 1 1 S"] | None,
-    ) -> tuple[Float[Array, "B 1 D"], KVCache]:
-        """One new position at ``index``, with cached keys/values; always deterministic."""
+    ) -> tuple[Float[Array, "B T D"], KVCache]:
+        """New positions ``index .. index+T-1`` (T = 1 when decoding token by token), with
+        cached keys/values; always deterministic. ``cross_kv`` is None without
+        cross-attention."""
 
         def self_attend(h):
             return self.self_attention.append_and_attend(h, self_cache, index)
@@ -125,7 +143,8 @@ class DecoderLayer(nnx.Module):
         x, self_cache = self.self_attention_residual(
             x, self_attend, deterministic=True, has_aux=True
         )
-        x = self.cross_attention_residual(x, cross_attend, deterministic=True)
+        if self.cross_attention is not None:
+            x = self.cross_attention_residual(x, cross_attend, deterministic=True)
         x = self.feed_forward_residual(x, self.feed_forward, deterministic=True)
         return x, self_cache
 
@@ -134,28 +153,37 @@ class Decoder(nnx.Module):
     """Target embeddings + positions + dropout, N decoder layers (3.1, Figure 1 right).
 
     Returns hidden states ``[B, T, D]``; the projection to the vocabulary lives in
-    :class:`attention.Transformer` because it may share the embedding matrix.
+    :class:`attention.Transformer` (or the language model) because it may share the
+    embedding matrix.
 
     Args:
       config: the :class:`TransformerConfig`.
       embed: the target :class:`TokenEmbedding` (possibly shared).
       rngs: ``nnx.Rngs``.
+      cross_attention: False builds the layers without cross-attention: the stack of a
+        decoder-only language model, called with ``memory=None, src_mask=None`` and cached
+        with ``init_cache(None, max_len, batch_size=B)``.
     """
 
-    def __init__(self, config: TransformerConfig, embed: TokenEmbedding, *, rngs: nnx.Rngs):
+    def __init__(
+        self, config: TransformerConfig, embed: TokenEmbedding, *, rngs: nnx.Rngs,
+        cross_attention: bool = True,
+    ):
         self.pad_id = config.pad_id
         self.embed = embed
+        self.has_cross_attention = cross_attention
         self.positions = make_positions(config, rngs=rngs)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
         self.layers = nnx.List(
-            [DecoderLayer(config, rngs=rngs) for _ in range(config.num_layers)]
+            [DecoderLayer(config, rngs=rngs, cross_attention=cross_attention)
+             for _ in range(config.num_layers)]
         )
         self.final_norm = make_layer_norm(config, rngs=rngs) if config.norm_first else None
 
     def __call__(
         self,
         tgt_tokens: Int[Array, "B T"],
-        memory: Float[Array, "B S D"],
+        memory: Float[Array, "B S D"] | None,
         src_mask: Bool[Array, "B 1 1 S"] | None,
         *,
         deterministic: bool | None = None,
@@ -173,23 +201,43 @@ class Decoder(nnx.Module):
             )
         return x_BTD if self.final_norm is None else self.final_norm(x_BTD)
 
-    def init_cache(self, memory: Float[Array, "B S D"], max_len: int, *, dtype=None) -> DecodeCache:
+    def init_cache(
+        self, memory: Float[Array, "B S D"] | None, max_len: int, *,
+        batch_size: int | None = None, dtype=None,
+    ) -> DecodeCache:
         """Empty self-attention caches of ``max_len`` slots and the cross-attention keys/values.
 
         Args:
-          memory: encoder output ``[B, S, D]``.
+          memory: encoder output ``[B, S, D]``; None for a stack without cross-attention
+            (then ``cross_attention`` is ``()``).
           max_len: number of target positions the caches can hold.
-          dtype: cache dtype (default: that of ``memory``).
+          batch_size: B when ``memory`` is None (else read from ``memory``).
+          dtype: cache dtype (default: that of ``memory``; float32 without one).
+
+        Raises:
+          ValueError: ``memory`` given to a stack without cross-attention, or missing for one
+            with it; no ``batch_size`` without ``memory``.
         """
-        dtype = memory.dtype if dtype is None else dtype
-        B = memory.shape[0]
+        if (memory is None) == self.has_cross_attention:
+            raise ValueError(
+                "memory must be the encoder output for a decoder with cross-attention, and "
+                f"None for one without; this decoder has cross_attention="
+                f"{self.has_cross_attention} and got memory="
+                f"{'None' if memory is None else 'an array'}."
+            )
+        if memory is None:
+            if batch_size is None:
+                raise ValueError("batch_size is needed to build a cache without memory.")
+            B, dtype = batch_size, jnp.float32 if dtype is None else dtype
+        else:
+            B, dtype = memory.shape[0], memory.dtype if dtype is None else dtype
         return DecodeCache(
             self_attention=tuple(
                 layer.self_attention.init_cache(B, max_len, dtype=dtype) for layer in self.layers
             ),
             cross_attention=tuple(
                 layer.cross_attention.project_kv(memory) for layer in self.layers
-            ),
+            ) if memory is not None else (),
         )
 
     def step(
@@ -205,20 +253,38 @@ class Decoder(nnx.Module):
           tokens: ``[B]``, the decoder input at position ``index`` (bos at index 0).
           cache: from :meth:`init_cache` or the previous step.
           index: the position, a Python int or a traced int32 scalar.
-          src_mask: source padding mask ``[B, 1, 1, S]``.
+          src_mask: source padding mask ``[B, 1, 1, S]`` (None without cross-attention).
 
         Returns:
           ``(hidden [B, D], cache with position index written)``.
         """
-        x_B1D = self.embed(tokens[:, None])
+        hidden_B1D, cache = self.extend(tokens[:, None], cache, index, src_mask)
+        return hidden_B1D[:, 0], cache
+
+    def extend(
+        self,
+        tokens: Int[Array, "B T"],
+        cache: DecodeCache,
+        index,
+        src_mask: Bool[Array, "B 1 1 S"] | None,
+    ) -> tuple[Float[Array, "B T D"], DecodeCache]:
+        """Hidden states of T new positions ``index .. index+T-1`` at once, written into the
+        cache: :meth:`step` for T = 1, and the "prefill" of a prompt (every prompt token in
+        one parallel pass, the causal mask keeping each from seeing later ones).
+
+        Equal to positions ``index .. index+T-1`` of the full call on the whole prefix.
+        """
+        T = tokens.shape[1]
+        x_BTD = self.embed(tokens)
         if self.positions is not None:  # RoPE / ALiBi take the position from ``index`` instead
-            x_B1D = x_B1D + self.positions(1, offset=index)[None]
+            x_BTD = x_BTD + self.positions(T, offset=index)[None]
+        cross = cache.cross_attention or (None,) * len(self.layers)
         new_self = []
         for layer, self_cache, cross_kv in zip(
-            self.layers, cache.self_attention, cache.cross_attention, strict=True
+            self.layers, cache.self_attention, cross, strict=True
         ):
-            x_B1D, self_cache = layer.step(x_B1D, self_cache, cross_kv, index, src_mask)
+            x_BTD, self_cache = layer.step(x_BTD, self_cache, cross_kv, index, src_mask)
             new_self.append(self_cache)
         if self.final_norm is not None:
-            x_B1D = self.final_norm(x_B1D)
-        return x_B1D[:, 0], DecodeCache(tuple(new_self), cache.cross_attention)
+            x_BTD = self.final_norm(x_BTD)
+        return x_BTD, DecodeCache(tuple(new_self), cache.cross_attention)

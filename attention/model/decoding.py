@@ -139,12 +139,70 @@ def beam_search(
     )
 
 
+def sample_decode(
+    model: Transformer,
+    src_tokens: Int[Array, "B S"],
+    *,
+    max_len: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+    use_cache: bool = True,
+) -> tuple[Int[Array, "B L"], Float[Array, " B"]]:
+    """Sampled translations: each next token drawn from the temperature / top-k / top-p
+    distribution of :func:`attention.model.sampling.sampling_log_probs`, until eos or
+    ``max_len``; the translation model's counterpart of
+    :func:`attention.model.sampling.generate`.
+
+    Step t is drawn with the key ``fold_in(key(seed), t)``: a seed reproduces the samples,
+    with or without the cache. Sampling shows the spread of translations the model finds
+    likely (several draws of one sentence), where greedy and beam search show one.
+
+    Args:
+      model, src_tokens, max_len, use_cache: as :func:`greedy_decode`.
+      temperature, top_k, top_p: see :func:`attention.model.sampling.sampling_log_probs`.
+      seed: the sampling seed.
+
+    Returns:
+      ``(tokens [B, L] int32, log_probs [B] float32)`` as :func:`greedy_decode`: the
+      log-probability of the sampled tokens under the model's own softmax.
+
+    Raises:
+      TypeError, ValueError: as :func:`greedy_decode`; bad sampling knobs (temperature <= 0:
+        use greedy).
+
+    >>> from attention.model.config import TransformerConfig
+    >>> model = Transformer(TransformerConfig.tiny(vocab_size=13), rngs=nnx.Rngs(0))
+    >>> tokens, _ = sample_decode(model, jnp.array([[5, 6, 2]]), max_len=4, top_k=5, seed=1)
+    >>> tokens.shape
+    (1, 4)
+    """
+    from attention.model.sampling import check_sampling
+
+    _check_decode_args(model, src_tokens, max_len)
+    vocab_size = model.config.tgt_vocab_size
+    check_sampling(vocab_size, temperature, top_k, top_p)
+    return _sample_decode_jit(
+        model, src_tokens, jnp.float32(temperature),
+        jnp.int32(vocab_size if top_k is None else top_k),
+        jnp.float32(1.0 if top_p is None else top_p), jax.random.key(seed),
+        max_len=max_len, use_cache=bool(use_cache),
+    )
+
+
 # ----------------------------------------------------------------------------- internals
 
 
 def _check_decode_args(model, src_tokens, max_len) -> None:
     if not isinstance(model, Transformer):
-        raise TypeError(f"model must be an attention.Transformer, got {type(model).__name__}.")
+        hint = ("; a decoder-only LanguageModel continues text with "
+                "attention.model.sampling.generate" if getattr(getattr(model, "config", None),
+                                                               "is_language_model", False)
+                else "")
+        raise TypeError(
+            f"model must be an attention.Transformer, got {type(model).__name__}{hint}."
+        )
     config = model.config
     check_tokens(
         "src_tokens", src_tokens, vocab_size=config.src_vocab_size, max_len=config.max_len
@@ -276,3 +334,35 @@ def _beam_search_jit(
     best_B = jnp.argmax(score_BK, axis=1)
     tokens_BL = jnp.take_along_axis(inputs_BKL, best_B[:, None, None], axis=1)[:, 0, 1:]
     return tokens_BL, jnp.take_along_axis(score_BK, best_B[:, None], axis=1)[:, 0]
+
+
+@functools.partial(nnx.jit, static_argnames=("max_len", "use_cache"))
+def _sample_decode_jit(model: Transformer, src_tokens, temperature, top_k, top_p, key, *,
+                       max_len: int, use_cache: bool):
+    from attention.model.sampling import _sampling_log_probs
+
+    config = model.config
+    B = src_tokens.shape[0]
+    memory, src_mask, cache = _start(model, src_tokens, max_len, use_cache)
+    inputs_BL = jnp.full((B, max_len + 1), config.pad_id, jnp.int32).at[:, 0].set(config.bos_id)
+
+    def cond(carry):
+        t, _, finished_B, _, _ = carry
+        return (t < max_len) & ~jnp.all(finished_B)
+
+    def body(carry):
+        t, inputs_BL, finished_B, log_probs_B, cache = carry
+        step_BV, cache = _next_log_probs(model, inputs_BL, t, memory, src_mask, cache, max_len)
+        step_BV = _forbid_special(step_BV, config)
+        sampling_BV = _sampling_log_probs(step_BV, temperature, top_k, top_p)
+        next_B = jax.random.categorical(jax.random.fold_in(key, t), sampling_BV, axis=-1)
+        next_B = jnp.where(finished_B, config.pad_id, next_B.astype(jnp.int32))
+        chosen_B = jnp.take_along_axis(step_BV, next_B[:, None], axis=-1)[:, 0]
+        log_probs_B = log_probs_B + jnp.where(finished_B, 0.0, chosen_B)
+        inputs_BL = inputs_BL.at[:, t + 1].set(next_B)
+        finished_B = finished_B | (next_B == config.eos_id)
+        return t + 1, inputs_BL, finished_B, log_probs_B, cache
+
+    carry = (jnp.int32(0), inputs_BL, jnp.zeros(B, bool), jnp.zeros(B, jnp.float32), cache)
+    _, inputs_BL, _, log_probs_B, _ = jax.lax.while_loop(cond, body, carry)
+    return inputs_BL[:, 1:], log_probs_B

@@ -27,6 +27,7 @@ from attention.model.config import TransformerConfig
 from attention.model.decoder import DecodeCache, Decoder
 from attention.model.embeddings import TokenEmbedding
 from attention.model.encoder import Encoder
+from attention.model.language_model import LanguageModel, language_model_attention_maps
 
 
 class Transformer(nnx.Module):
@@ -56,6 +57,12 @@ class Transformer(nnx.Module):
     def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
         if not isinstance(config, TransformerConfig):
             raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}.")
+        if config.is_language_model:
+            raise ValueError(
+                "Transformer is the encoder-decoder model, but this config has "
+                "architecture='decoder_only'; build it with "
+                "attention.model.language_model.LanguageModel."
+            )
         self.config = config
         embedding = dict(dtype=config.jnp_dtype, param_dtype=config.jnp_param_dtype, rngs=rngs)
         self.src_embed = TokenEmbedding(config.src_vocab_size, config.d_model, **embedding)
@@ -253,9 +260,15 @@ def count_params(model: nnx.Module) -> int:
 
 
 def attention_maps(
-    model: Transformer, src_tokens: Int[Array, "B S"], tgt_tokens: Int[Array, "B T"]
+    model: Transformer | LanguageModel,
+    src_tokens: Int[Array, "B S"],
+    tgt_tokens: Int[Array, "B T"] | None = None,
 ) -> dict[str, Float[Array, "L B N Tq Tk"]]:
     """Every attention weight of every layer, from one deterministic forward pass.
+
+    For a decoder-only :class:`LanguageModel` call ``attention_maps(model, tokens)``: the
+    result is ``{"decoder_self": [L, B, N, T, T]}``
+    (:func:`attention.model.language_model.language_model_attention_maps`).
 
     Runs ``model(src, tgt, deterministic=True, sow_weights=True)`` inside
     ``nnx.capture(..., nnx.Intermediate)`` and stacks what each attention module sowed.
@@ -280,6 +293,18 @@ def attention_maps(
     >>> {k: v.shape for k, v in maps.items()}["decoder_cross"]
     (2, 1, 4, 2, 3)
     """
+
+    if isinstance(model, LanguageModel):
+        if tgt_tokens is not None:
+            raise ValueError(
+                "a LanguageModel reads one sequence: call attention_maps(model, tokens), "
+                "without tgt_tokens."
+            )
+        return language_model_attention_maps(model, src_tokens)
+    if tgt_tokens is None:
+        raise ValueError(
+            "a Transformer needs both sequences: attention_maps(model, src_tokens, tgt_tokens)."
+        )
 
     def forward(m: Transformer):
         return m(src_tokens, tgt_tokens, deterministic=True, sow_weights=True)

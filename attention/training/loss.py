@@ -89,6 +89,42 @@ def label_smoothed_cross_entropy(
     return jnp.sum(loss_BT * real_BT), jnp.sum(real_BT)
 
 
+def label_smoothed_cross_entropy_reference(
+    logits: Float[Array, "B T V"],
+    targets: Int[Array, "B T"],
+    *,
+    label_smoothing: float = 0.1,
+    pad_id: int = 0,
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """:func:`label_smoothed_cross_entropy` written out step by step (notebook 07).
+
+    Forms the smoothed target distribution ``q [B, T, V]`` explicitly, takes the
+    cross-entropy ``-sum_v q(v) log p(v)`` at every position, and sums it over the positions
+    whose target is not ``pad_id``. The fast version never forms ``q``; the two agree (tests).
+
+    Returns:
+      ``(loss_sum, num_tokens)``, both float32 scalars.
+
+    Raises:
+      as :func:`label_smoothed_cross_entropy`.
+
+    >>> import jax.numpy as jnp
+    >>> logits = jnp.zeros((1, 2, 4))  # uniform predictions over V = 4 words
+    >>> loss_sum, tokens = label_smoothed_cross_entropy_reference(logits, jnp.array([[3, 0]]))
+    >>> round(float(loss_sum), 4), float(tokens)  # one real token, loss log 4
+    (1.3863, 1.0)
+    """
+    _check_logits_targets(logits, targets, pad_id)
+    label_smoothing = _check_label_smoothing(label_smoothing)
+    V = logits.shape[-1]
+    log_probs_BTV = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # log p(v)
+    one_hot_BTV = jax.nn.one_hot(targets, V, dtype=jnp.float32)
+    q_BTV = (1.0 - label_smoothing) * one_hot_BTV + label_smoothing / V   # smoothed target
+    loss_BT = -jnp.sum(q_BTV * log_probs_BTV, axis=-1)                     # H(q, p) per token
+    real_BT = (targets != pad_id).astype(jnp.float32)                      # 0 at padding
+    return jnp.sum(loss_BT * real_BT), jnp.sum(real_BT)
+
+
 def token_accuracy(
     logits: Float[Array, "B T V"], targets: Int[Array, "B T"], *, pad_id: int = 0
 ) -> tuple[Float[Array, ""], Float[Array, ""]]:

@@ -101,8 +101,15 @@ def make_optimizer(
 
 def _loss_sums(model, batch, label_smoothing, pad_id, deterministic):
     """Summed losses, hits and token count of ``model`` on ``batch``; the output projection
-    and the loss run chunk by chunk (:func:`attention.training.loss.projected_cross_entropy`)."""
-    hidden_BTD = model.features(batch["src"], batch["tgt_in"], deterministic=deterministic)
+    and the loss run chunk by chunk (:func:`attention.training.loss.projected_cross_entropy`).
+
+    A batch with ``src`` is translation (the encoder-decoder reads both sides); one without is
+    language modelling (the decoder-only model reads ``tgt_in`` alone). Everything after the
+    hidden states is the same for both: one pipeline, not two."""
+    if "src" in batch:
+        hidden_BTD = model.features(batch["src"], batch["tgt_in"], deterministic=deterministic)
+    else:
+        hidden_BTD = model.features(batch["tgt_in"], deterministic=deterministic)
     return projected_cross_entropy(
         hidden_BTD, model.output_weight(), batch["tgt_out"], label_smoothing=label_smoothing,
         pad_id=pad_id,
@@ -116,7 +123,8 @@ def _loss_fn(model, batch, label_smoothing, pad_id):
 
 @nnx.jit(static_argnames=("label_smoothing", "pad_id"))
 def train_step(model, optimizer, batch, *, label_smoothing: float, pad_id: int):
-    """One update on ``batch`` (``src [B, S]``, ``tgt_in [B, T]``, ``tgt_out [B, T]``).
+    """One update on ``batch`` (``src [B, S]``, ``tgt_in [B, T]``, ``tgt_out [B, T]``; a
+    language model's batch has no ``src``).
 
     Returns a dict of scalars: ``loss`` (label-smoothed, per token), ``nll`` (plain
     cross-entropy per token), ``accuracy``, ``tokens`` and ``grad_norm``.
@@ -155,7 +163,7 @@ def evaluate_loss(model, batches, *, pad_id: int) -> dict[str, float]:
 
 
 def _model_inputs(batch: dict) -> dict:
-    return {name: batch[name] for name in ("src", "tgt_in", "tgt_out")}
+    return {name: batch[name] for name in ("src", "tgt_in", "tgt_out") if name in batch}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -188,7 +196,8 @@ def fit(
     """Train from ``start_step`` to ``config.steps``.
 
     Args:
-      model, optimizer: from ``Transformer(...)`` and :func:`make_optimizer`.
+      model, optimizer: from ``Transformer(...)`` (or ``LanguageModel(...)``) and
+        :func:`make_optimizer`.
       batches_from: ``batches_from(step)`` returns the batch stream starting at update
         ``step``; resuming at step k must give the same batches as an unbroken run.
       config: the :class:`TrainConfig`.

@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 00: combining two embeddings
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`00_multiplying_embeddings`](../00_multiplying_embeddings.ipynb) | ★☆☆ easy | about 15 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # Two embeddings `u` and `v` of the same width D can be combined element-wise: their **sum**
 # `u + v`, their **difference** `u - v` and their **element-wise product** `u * v`. Summed
 # over D, the product is the dot product `u . v` that attention uses as a score
@@ -37,6 +44,28 @@
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_combine_embeddings
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# Each of the three is one jax.numpy operation on the two [B, D] arrays; none needs a sum.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The order of the returned tuple is (sum, difference, product), and the difference is u - v.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# For the question: write out coordinate d of each result. Which one contains a term that
+# depends on u_d and v_d together (not a sum of a part from u and a part from v)?
+#
+# </details>
 
 
 # %% tags=["exercise"]

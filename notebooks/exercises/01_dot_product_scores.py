@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 01: dot-product scores
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`01_scores_and_scaling`](../01_scores_and_scaling.ipynb) | ★☆☆ easy | about 20 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # Attention compares each query with every key by a dot product, scaled by `1/sqrt(d_k)`
 # (Vaswani et al. 2017, section 3.2.1):
 #
@@ -35,6 +42,29 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_dot_product_scores
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# Write the shapes with letters: query BTNH, key BSNH, scores BNTS. One `jnp.einsum` with those
+# letters does it.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The head dim H is the last axis of query (`query.shape[-1]`); divide by its square root.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Count axes from the right (`[-1]`) so that jax.vmap's extra leading axis does not break your
+# code.
+#
+# </details>
 
 
 # %% tags=["exercise"]

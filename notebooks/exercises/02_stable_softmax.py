@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 02: a numerically stable softmax
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`02_softmax_and_masks`](../02_softmax_and_masks.ipynb) | ★☆☆ easy | about 20 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # The softmax turns a row of scores into weights that are positive and sum to one:
 #
 #     softmax(x)_s = exp(x_s) / sum_s' exp(x_s')
@@ -35,6 +42,28 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_stable_softmax
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# softmax(x) = softmax(x - c) for any constant c per row: subtracting each row's maximum keeps
+# exp from overflowing.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Use `keepdims=True` in the max and in the sum, so that they broadcast back over the row.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# The softmax is over the keys: the last axis.
+#
+# </details>
 
 
 # %% tags=["exercise"]

@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 03: causal and padding masks, and a masked softmax
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`02_softmax_and_masks`](../02_softmax_and_masks.ipynb) | ★★☆ medium | about 35 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # A mask is a boolean array, **True = may attend** (the convention of
 # `jax.nn.dot_product_attention`). Write three functions:
 #
@@ -37,6 +44,31 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_masking
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# A causal mask is a comparison of two `jnp.arange`s, one as a column ([:, None]) and one as a
+# row ([None, :]).
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The padding mask: compare `jnp.arange(max_len)` with `lengths[:, None]`, then add the two axes
+# of size 1 with `[:, None, None, :]`.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Masked softmax: replace the masked scores by a large finite negative (`jnp.finfo(dtype).min`)
+# before the max and the exp, zero the masked exponentials with `jnp.where`, and divide by the
+# sum where it is positive (by 1 elsewhere).
+#
+# </details>
 
 
 # %% tags=["exercise"]

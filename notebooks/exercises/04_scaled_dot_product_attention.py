@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 04: scaled dot-product attention
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`03_scaled_dot_product_attention`](../03_scaled_dot_product_attention.ipynb) | ★★☆ medium | about 30 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # Put the steps together (Vaswani et al. 2017, eq. 1):
 #
 #     Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k), masked) V
@@ -35,6 +42,30 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_scaled_dot_product_attention
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# Three steps: scores (exercise 01), a masked softmax over the keys (exercise 03), then a
+# weighted sum of the values.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The weighted sum is `jnp.einsum("bnts,bsnh->btnh", weights, value)`: the output is back in
+# BTNH.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# With `mask=None` every key is allowed; a mask of shape [B, 1, 1, S] or [T, S] must broadcast
+# to the scores [B, N, T, S].
+#
+# </details>
 
 
 # %% tags=["exercise"]

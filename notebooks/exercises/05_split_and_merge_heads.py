@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 05: splitting and merging heads
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`04_multi_head_attention`](../04_multi_head_attention.ipynb) | ★☆☆ easy | about 15 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # Multi-head attention computes all heads' projections as one `[B, T, D]` array and then
 # splits the last axis into N heads of size H = D / N: head n is the **contiguous block** of
 # features `n*H .. (n+1)*H - 1`. Write `split_heads(x, num_heads)`: `[B, T, D] -> [B, T, N, H]`
@@ -31,6 +38,28 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_split_merge_heads
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# Head n holds the contiguous features n*H .. (n+1)*H - 1: that is exactly what a reshape of the
+# last axis gives.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# No transpose is needed in BTNH order: [B, T, D] -> [B, T, N, H] is one reshape.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# merge_heads is the inverse reshape; test that merge_heads(split_heads(x, N)) gives x back.
+#
+# </details>
 
 
 # %% tags=["exercise"]

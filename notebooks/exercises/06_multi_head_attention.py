@@ -14,9 +14,17 @@
 # %% [markdown]
 # # Exercise 06: multi-head attention
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`04_multi_head_attention`](../04_multi_head_attention.ipynb) | ★★☆ medium | about 35 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # (Vaswani et al. 2017, section 3.2.2)
 #
-#     MultiHead(X) = Concat(head_1, ..., head_h) W^O,   head_i = Attention(X W_i^Q, X W_i^K, X W_i^V)
+#     MultiHead(X) = Concat(head_1, ..., head_h) W^O,   head_i = Attention(X W_i^Q, X W_i^K, X
+# W_i^V)
 #
 # All heads' projections are stored as one `[D, D]` matrix each (`w_q`, `w_k`, `w_v`), so:
 # project, split into `num_heads` heads of size `d_k = D / num_heads`, attend in each head
@@ -35,6 +43,28 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_multi_head_attention
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# Project with the three matrices (x @ w_q ...), split each into heads (exercise 05), attend
+# (exercise 04), merge, then project with w_o.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Each head's scores are divided by sqrt(H) with H = D / num_heads, not by sqrt(D).
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Do not forget the final multiplication by w_o.
+#
+# </details>
 
 
 # %% tags=["exercise"]

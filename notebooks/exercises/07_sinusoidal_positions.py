@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 07: sinusoidal positional encoding
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`05_positional_encodings`](../05_positional_encodings.ipynb) | ★☆☆ easy | about 20 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # Attention cannot see word order, so the transformer adds a position signal to each
 # embedding (section 3.5):
 #
@@ -34,6 +41,30 @@
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_sinusoidal_positions
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# Build a column of positions [L, 1] and a row of exponents [1, D]; their ratio broadcasts to
+# the [L, D] table of angles.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Features 2i and 2i+1 share the angle pos / 10000^(2i/d): `jnp.arange(d) // 2 * 2` gives 2i for
+# both.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Even features take the sine, odd ones the cosine: `jnp.where(jnp.arange(d) % 2 == 0, sin,
+# cos)`.
+#
+# </details>
 
 
 # %% tags=["exercise"]

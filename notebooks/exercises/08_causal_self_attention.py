@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 08: the decoder's causal self-attention
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`06_encoder_and_decoder`](../06_encoder_and_decoder.ipynb) | ★★☆ medium | about 30 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # The first sub-layer of a decoder layer (`attention.model.decoder.DecoderLayer`) is masked
 # multi-head self-attention: position t may attend positions `s <= t` only, so that the
 # prediction for position t+1 cannot peek at it (section 3.2.3). Write it for `x [B, T, D]`
@@ -32,6 +39,29 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_causal_self_attention
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# It is exercise 06 with one change: the keys are the same positions as the queries, and query t
+# may use keys s <= t only.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The mask is [T, T] and broadcasts over batch and heads; apply it before the softmax.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# The checker tests causality through gradients: a later position must have no influence at all
+# on an earlier output, whatever the weights.
+#
+# </details>
 
 
 # %% tags=["exercise"]

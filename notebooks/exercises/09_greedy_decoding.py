@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 09: greedy decoding
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`09_decoding`](../09_decoding.ipynb) | ★★☆ medium | about 30 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # A trained `attention.Transformer` gives the probabilities of the next target token. To
 # translate, start with `bos`, pick the most probable token, append it, and repeat.
 # Write `greedy_decode(model, src_tokens, max_len)`:
@@ -41,6 +48,30 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_greedy_decoding
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# Encode the source once (`model.encode(src_tokens, deterministic=True)`); decode inside a loop
+# of max_len steps.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# At step t the prediction for the next token is at position t of the decoder's output (the
+# position of the last input), not always the last position of a padded buffer.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Keep a `finished` flag per row: after eos a row emits pad_id; never choose pad or bos (set
+# their logits to a large negative number before the argmax).
+#
+# </details>
 
 
 # %% tags=["exercise"]

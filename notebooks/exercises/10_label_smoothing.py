@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 10: label-smoothed cross-entropy
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`07_training_a_toy_translator`](../07_training_a_toy_translator.ipynb) | ★★☆ medium | about 25 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # The paper trains with label smoothing `eps = 0.1` (section 5.4): the one-hot target is
 # replaced by
 #
@@ -36,6 +43,30 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_label_smoothing
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# `jax.nn.log_softmax(logits, axis=-1)` gives log p without overflow; `jax.nn.one_hot(targets,
+# V)` the one-hot target.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Build q, take -sum(q * log p) over the vocabulary, then average over the positions where
+# targets != pad_id (sum of the masked losses / number of real tokens).
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Where the smoothing mass goes is a convention: eps / V on every word (the package) or eps / (V
+# - 1) on the wrong words (fairseq). Both pass; the checker tells you which one you wrote.
+#
+# </details>
 
 
 # %% tags=["exercise"]

@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 11: grouped-query attention
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`11_attention_in_todays_models`](../11_attention_in_todays_models.ipynb) | ★★★ hard | about 30 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # In multi-head attention every query head has its own key and value head. During decoding
 # the keys and values of all earlier tokens sit in the KV cache, and for long contexts that
 # cache, not the weights, fills the memory. **Multi-query attention** (Shazeer 2019, "Fast
@@ -51,6 +58,30 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_grouped_query_attention
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# Group the query heads: `query.reshape(B, T, K, N // K, H)`; query head n = k * (N/K) + g
+# belongs to group k.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# One einsum per step with the group axis: "btkgh,bskh->bkgts" for the scores,
+# "bkgts,bskh->btkgh" for the output; reshape back to [B, T, N, H].
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Alternatively `jnp.repeat(key, N // K, axis=-2)` (repeat, not tile) and ordinary multi-head
+# attention. The causal mask is top-left, as jax.nn.dot_product_attention's.
+#
+# </details>
 
 
 # %% tags=["exercise"]

@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 12: rotary position embeddings (RoPE)
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`11_attention_in_todays_models`](../11_attention_in_todays_models.ipynb) | ★★★ hard | about 35 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # Sinusoidal positions are *added* to the embeddings. Rotary position embeddings (Su et al.
 # 2021, "RoFormer: Enhanced Transformer with Rotary Position Embedding") instead *rotate* the
 # queries and keys of every layer by an angle proportional to their position. Split a head
@@ -55,6 +62,29 @@ import jax  # noqa: F401  (for your code)
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_rotary_positions
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# Pair i is (x[..., 2i], x[..., 2i+1]): `x[..., 0::2]` and `x[..., 1::2]`.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# theta_i = base^(-2i/H) for i = 0 .. H/2 - 1; the angle is positions[t] * theta_i, shape [T,
+# H/2], broadcast over the heads.
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Rotate (a, b) to (a cos - b sin, a sin + b cos), then interleave back with `jnp.stack([...],
+# axis=-1).reshape(x.shape)`. Rotate the queries and the keys, never the values.
+#
+# </details>
 
 
 # %% tags=["exercise"]

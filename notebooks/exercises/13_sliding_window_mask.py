@@ -14,6 +14,13 @@
 # %% [markdown]
 # # Exercise 13: a sliding-window mask
 #
+# | main notebook | difficulty | time |
+# |---|---|---|
+# | [`11_attention_in_todays_models`](../11_attention_in_todays_models.ipynb) | ★☆☆ easy | about 15 min |
+#
+# Read the main notebook first. Hints are folded below the task: open one only when you are
+# stuck.
+#
 # With a causal mask, token t attends all t + 1 tokens up to itself: the cost of a layer grows
 # as T^2 and the KV cache as T. **Sliding-window attention** (Beltagy et al. 2020,
 # "Longformer"; Mistral 7B, Jiang et al. 2023) lets token t attend only a fixed window of
@@ -45,6 +52,28 @@
 import jax.numpy as jnp  # noqa: F401  (for your code)
 
 from attention.exercises import check_sliding_window_mask
+
+# %% [markdown]
+# **Hints** (click to open, one at a time)
+#
+# <details><summary>Hint 1</summary>
+#
+# Start from the causal mask s <= t and add a second condition on the distance t - s.
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Token t sees itself and the `window` tokens before it: window + 1 keys in all (fewer at the
+# start).
+#
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# Combine the two boolean conditions with `&`.
+#
+# </details>
 
 
 # %% tags=["exercise"]

@@ -112,3 +112,57 @@ def test_grade_subcommand_reaches_the_grader(tmp_path, capsys):
         main(["grade", "--help"])
     assert exit_info.value.code == 0
     assert "usage: attention grade" in capsys.readouterr().out
+
+
+LM = ["--task", "lm", "--examples", "300", "--batch-size", "8", "--no-progress",
+      "--checkpoint-every", "0"]
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli-lm") / "run"
+    assert main(["train", *LM, "--steps", "4", "--out", str(out)]) == 0
+    return out
+
+
+def test_train_lm_generate_and_evaluate(lm_dir, capsys):
+    config = json.loads((lm_dir / "config.json").read_text())
+    assert config["model"]["architecture"] == "decoder_only" and config["data"] == "svo"
+    assert (lm_dir / "self_attention.png").is_file()
+    capsys.readouterr()
+    args = ["generate", "--checkpoint", str(lm_dir), "the red", "the old king sees",
+            "--top-k", "5", "--max-new-tokens", "6", "--seed", "3"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("the red")
+    assert main([*args, "--no-cache"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines  # the cache changes nothing
+    assert main(["evaluate", "--checkpoint", str(lm_dir), "--limit", "20"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["perplexity"] > 1 and result["texts"] == 20
+
+
+def test_generate_and_translate_refuse_the_other_kind_and_bad_knobs(run_dir, lm_dir, capsys):
+    cases = [
+        (["generate", "--checkpoint", str(run_dir), "a b"], "holds a translation model"),
+        (["translate", "--checkpoint", str(lm_dir), "a b"], "holds a language model"),
+        (["generate", "--checkpoint", str(lm_dir), "the", "--temperature", "0"],
+         "use greedy decoding"),
+        (["generate", "--checkpoint", str(lm_dir), "the", "--top-p", "1.5"], "top_p"),
+        (["generate", "--checkpoint", str(lm_dir), "the", "--top-k", "0"], "top_k"),
+        (["generate", "--checkpoint", str(lm_dir), ""], "prompt 0 is empty"),
+        (["train", "--task", "lm", "--data", "copy"], "unknown data 'copy' for --task lm"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_translate_can_sample(run_dir, capsys):
+    args = ["translate", "--checkpoint", str(run_dir), "a b c", "--sample", "--top-k", "3",
+            "--seed", "1"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first and len(first.splitlines()) == 1

@@ -67,3 +67,30 @@ def test_registry_names_match_notebook_blanks(name):
     module = importlib.import_module(exercise.check.__module__)
     assert module.EXERCISE is exercise
     assert getattr(module, exercise.check.__name__) is exercise.check
+
+
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_walkthrough_is_in_sync_with_checker_and_solution(name):
+    """docs/walkthroughs/NN_name.md has a hand-written part, then the model solution and every
+    explanation its checker can give (teachers/walkthroughs.py, regenerated from the code):
+    a checker that learns a new mistake, or a changed solution, fails here until the file is
+    regenerated."""
+    import inspect
+
+    from teachers import walkthroughs
+
+    path = walkthroughs.path_for(name)
+    text = path.read_text()
+    assert text == walkthroughs.render(name), "out of date: python -m teachers.walkthroughs"
+    hand = text.split(walkthroughs.MARKER)[0]
+    assert hand.startswith(f"# Walkthrough {EXERCISES[name].notebook[:2]}:")
+    assert "Release after the deadline" in hand and "**What to discuss in class.**" in hand
+    module = importlib.import_module(EXERCISES[name].check.__module__)
+    messages = walkthroughs.checker_messages(module)
+    assert messages
+    flat = " ".join(text.split())
+    for message in messages:
+        assert " ".join(message.split()) in flat
+    source = inspect.getsource(module)
+    if "_NOTE = (" in source:  # a convention accepted with a note: the page explains it
+        assert "**Conventions accepted.**" in hand

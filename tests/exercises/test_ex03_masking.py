@@ -29,6 +29,28 @@ def test_causal_mask_mistakes():
     fails(_masking(causal=transposed), "has shape [5, 3]; expected [3, 5]")
 
 
+def test_bottom_right_alignment_is_accepted_with_a_note():
+    """FlashAttention >= 2.1's alignment (queries are the last T of S keys) passes with a note;
+    mixing the two alignments across shapes does not."""
+    import numpy as np
+
+    def bottom_right(T, S):
+        return jnp.arange(S)[None, :] <= jnp.arange(T)[:, None] + (S - T)
+
+    result = _masking(causal=bottom_right)
+    assert result.passed, result
+    assert "bottom-right" in result.message and "FlashAttention >= 2.1" in result.message
+    assert "bottom-right" not in _masking().message
+    # Written out with NumPy: the two alignments differ exactly when T != S.
+    t, s = np.arange(3)[:, None], np.arange(5)[None, :]
+    assert not np.array_equal(np.asarray(bottom_right(3, 5)), s <= t)
+
+    def mixed(T, S):
+        return bottom_right(T, S) if T < S else solutions.causal_mask(T, S)
+
+    fails(_masking(causal=mixed), "for some shapes", "choose one convention")
+
+
 def test_padding_mask_mistakes():
     flat = lambda lengths, S: jnp.arange(S)[None, :] < lengths[:, None]
     fails(_masking(padding=flat), "[B, 1, 1, S]", "mask[:, None, None, :]")

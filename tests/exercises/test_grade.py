@@ -188,6 +188,9 @@ MISTAKES = {
     "encoder_layer": ("x = norm(x + layer.dropout(sublayer(x), deterministic))",
                       "x = norm(layer.dropout(sublayer(x), deterministic))",
                       "missing around both sub-layers"),
+    # An experiment: the checker re-runs the measurement and recomputes the reported numbers.
+    "scaling_experiment": ("scores = scores / jnp.sqrt(d_k)", "scores = scores / d_k",
+                           "divided the scores by d_k"),
 }
 
 

@@ -1,5 +1,7 @@
 """The exercise notebooks: paired and stripped, clean with blanks, passing with solutions.
 
+Each is executed twice in a row in the same folder: untouched, then again with the solution.
+
 Behaviour with the blanks left empty (documented in docs/teachers.md): every cell runs without
 an error, and each *check* cell displays a result that says "not implemented yet". Each
 notebook is executed untouched; then, in the same kernel, its ``exercise`` cell is replaced by
@@ -23,8 +25,9 @@ NOTEBOOKS = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "exercis
 BY_NOTEBOOK = {e.notebook: e for e in EXERCISES.values()}
 WITH_SOLUTIONS = {
     "00_combining_embeddings", "02_stable_softmax", "03_masking", "05_split_and_merge_heads",
-    "07_sinusoidal_positions", "10_label_smoothing", "13_sliding_window_mask",
+    "07_sinusoidal_positions", "10_label_smoothing", "13_sliding_window_mask", "14_layer_norm",
 }
+MAIN_NOTEBOOKS = NOTEBOOKS.parent
 
 
 def _tags(cell) -> list[str]:
@@ -61,6 +64,29 @@ def test_pair_in_sync_and_stripped(stem):
 
 
 @pytest.mark.parametrize("stem", sorted(BY_NOTEBOOK))
+def test_header_and_hints(stem):
+    """Each exercise opens with its main notebook (which exists), a difficulty and the time of
+    its registry entry, and folds at least two hints in <details> before the blank."""
+    import re
+
+    notebook = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
+    header = notebook.cells[0].source
+    row = re.search(r"^\| \[`(\w+)`\]\(\.\./(\w+)\.ipynb\) \| (★+☆*) (easy|medium|hard) \| "
+                    r"about (\d+) min \|$", header, re.M)
+    assert row, header[:300]
+    main, link, stars, level, minutes = row.groups()
+    assert main == link and (MAIN_NOTEBOOKS / f"{main}.py").exists()
+    assert len(stars) == 3 and stars.count("★") == {"easy": 1, "medium": 2, "hard": 3}[level]
+    assert int(minutes) == BY_NOTEBOOK[stem].minutes
+    exercise_at = next(i for i, c in enumerate(notebook.cells) if _tags(c) == ["exercise"])
+    hints = [c for c in notebook.cells[:exercise_at]
+             if c.cell_type == "markdown" and "<details>" in c.source]
+    assert len(hints) == 1
+    opened, closed = hints[0].source.count("<details>"), hints[0].source.count("</details>")
+    assert opened == closed >= 2
+
+
+@pytest.mark.parametrize("stem", sorted(BY_NOTEBOOK))
 def test_notebook_blank_then_solution(stem, tmp_path):
     exercise = BY_NOTEBOOK[stem]
     notebook = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
@@ -73,11 +99,16 @@ def test_notebook_blank_then_solution(stem, tmp_path):
                 notebook.cells.append(solved)
             elif _tags(cell) == ["check"]:
                 notebook.cells.append(copy.deepcopy(cell))
-    # Runs in a copy, in tmp_path: raises CellExecutionError if any cell raises.
-    NotebookClient(
-        notebook, timeout=300, kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    ).execute()
+    # Twice in a row in one folder (tmp_path), as a student's "Restart and Run All" does: first
+    # untouched, then with the solution appended. Raises CellExecutionError if any cell raises.
+    blank = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
+    for run in (blank, notebook):
+        NotebookClient(
+            run, timeout=300, kernel_name="python3",
+            resources={"metadata": {"path": str(tmp_path)}},
+        ).execute()
+    first_check = next(c for c in blank.cells if _tags(c) == ["check"])
+    assert "[TODO]" in _text(first_check)
     blank_check = next(c for c in notebook.cells[:blank_cells] if _tags(c) == ["check"])
     assert "not implemented yet" in _text(blank_check)
     assert "[TODO]" in _text(blank_check)

@@ -177,3 +177,27 @@ def test_projected_cross_entropy_errors_name_the_problem():
         projected_cross_entropy(hidden, weight, targets, chunk_tokens=4.0)
     with pytest.raises(TypeError, match=r"chunk_tokens must be a positive int, got True \(bool\)"):
         projected_cross_entropy(hidden, weight, targets, chunk_tokens=True)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+@pytest.mark.parametrize("jit", [False, True])
+def test_written_out_reference_matches_optax_and_the_fast_loss(eps, jit):
+    import optax
+
+    from attention.training.loss import label_smoothed_cross_entropy_reference
+
+    logits = jax.random.normal(jax.random.key(3), (3, 5, 7)) * 2.0
+    targets = jnp.array([[1, 2, 3, 0, 0], [4, 5, 6, 1, 2], [6, 0, 0, 0, 0]])
+    reference = label_smoothed_cross_entropy_reference
+    if jit:
+        reference = jax.jit(reference, static_argnames=("label_smoothing", "pad_id"))
+    loss_sum, tokens = reference(logits, targets, label_smoothing=eps, pad_id=0)
+    # optax: cross-entropy against optax.smooth_labels ((1 - eps) one-hot + eps / V), masked.
+    smoothed = optax.smooth_labels(jax.nn.one_hot(targets, 7), eps)
+    per_token = np.asarray(optax.softmax_cross_entropy(logits, smoothed))
+    real = np.asarray(targets) != 0
+    np.testing.assert_allclose(loss_sum, per_token[real].sum(), rtol=1e-5)
+    assert float(tokens) == real.sum()
+    fast_sum, fast_tokens = label_smoothed_cross_entropy(logits, targets, label_smoothing=eps)
+    np.testing.assert_allclose(loss_sum, fast_sum, rtol=1e-5)
+    assert float(fast_tokens) == float(tokens)

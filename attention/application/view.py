@@ -1,0 +1,81 @@
+"""Step 30 (continued): ``attention view``, a translation's attention as one HTML file.
+
+    attention view --checkpoint runs/svo_to_sov "the big dog sees the cat"
+    attention view --checkpoint runs/multi30k "ein Hund läuft" --out dog.html --view model
+
+The run translates the sentence (greedy, or ``--beam-size``), or takes ``--target`` as the
+translation to read (teacher forcing, as in training), then runs the model once with its
+weights sown (:func:`attention.application.translation.pair_attention`) and writes the
+three kinds of attention of every layer and head into a self-contained page
+(:func:`attention.inspection.views.translation_view`): open it in any browser, no server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+from attention.application.runs import load_run
+from attention.application.translation import pair_attention, translate
+from attention.inspection.views import VIEWS, AttentionView, translation_view
+
+
+def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``attention view``."""
+    parser.add_argument("--checkpoint", required=True, help="a run directory")
+    parser.add_argument("sentence", help="the source sentence")
+    parser.add_argument("--out", default="attention_view.html",
+                        help="the HTML file to write (default: attention_view.html)")
+    parser.add_argument("--target", help="read this translation instead of the model's own")
+    parser.add_argument("--beam-size", type=int, default=1,
+                        help="beam for the model's translation (default: 1, greedy)")
+    parser.add_argument("--view", choices=VIEWS, default="head", help="the view it opens on")
+
+
+def translation_view_of_run(
+    run_dir: str | pathlib.Path,
+    sentence: str,
+    *,
+    target: str | None = None,
+    beam_size: int = 1,
+    view: str = "head",
+) -> tuple[AttentionView, str]:
+    """The attention view of one sentence for the run saved in ``run_dir``.
+
+    Returns:
+      ``(view, translation)``: the :class:`attention.inspection.views.AttentionView` and the
+      target sentence it reads (``target``, or the model's translation).
+
+    Raises:
+      ValueError: an empty sentence, a source longer than the model's ``max_len``;
+        :class:`attention.training.checkpoint.CheckpointError` or FileNotFoundError for a
+        directory that holds no run.
+    """
+    if not sentence.strip():
+        raise ValueError("sentence is empty; give the source sentence to translate.")
+    run = load_run(run_dir)
+    if target is None:
+        target = translate(run.model, run.tokenizer, [sentence], beam_size=beam_size)[0]
+    pair = pair_attention(run.model, run.tokenizer, [(sentence, target)])
+    title = f"{sentence} \u2192 {target}"
+    result = translation_view(pair["attention_maps"], pair["source_tokens"],
+                              pair["target_tokens"], title=title, view=view)
+    return result, target
+
+
+def view_command(args: argparse.Namespace) -> int:
+    """``attention view``: write the view of ``args.sentence`` to ``args.out``."""
+    out = pathlib.Path(args.out)
+    if not out.parent.is_dir():
+        raise ValueError(f"--out {out}: the folder {out.parent} does not exist.")
+    if args.beam_size < 1:
+        raise ValueError(f"--beam-size must be a positive int, got {args.beam_size}.")
+    view, translation = translation_view_of_run(args.checkpoint, args.sentence,
+                                                target=args.target, beam_size=args.beam_size,
+                                                view=args.view)
+    view.save(out)
+    sizes = ", ".join(f"{s.name} {list(s.sizes)}" for s in view.sections)
+    print(f"translation: {translation}")
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB; [L, N, T, S]: {sizes}); open it "
+          f"in a browser")
+    return 0

@@ -1,0 +1,85 @@
+"""attention.comprehension: unanswered -> TODO, wrong -> FAIL + hint, right -> PASS + why;
+ATTENTION_FILL_ANSWERS=1 fills unanswered questions with the model answer. The notebooks'
+own checks of every model answer run in tests/test_notebooks.py."""
+
+import pytest
+
+from attention.comprehension import (
+    FILL_ANSWERS_ENV,
+    QUESTIONS,
+    check,
+    evaluate,
+    questions_of,
+    show_answer,
+)
+
+QID = "01.variance_sigma"
+
+
+def measured_formula(f):
+    # Var(q . k) for (d_k, sigma) against the formula d_k sigma^4, written independently here.
+    return all(abs(f(d, s) - d * s * s * s * s) < 1e-9 for d, s in [(64, 0.5), (16, 2.0)])
+
+
+@pytest.fixture(autouse=True)
+def _not_filling_in(monkeypatch):
+    monkeypatch.delenv(FILL_ANSWERS_ENV, raising=False)
+
+
+def test_unanswered_value_and_unwritten_formula_are_todo():
+    assert evaluate("00.orthogonal_query", None, lambda a: a == 20).status == "TODO"
+    outcome = evaluate(QID, lambda d_k, sigma: None, measured_formula)
+    assert outcome.status == "TODO" and "still returns None" in outcome.message
+
+
+def test_wrong_answer_fails_with_the_hint_and_not_the_explanation():
+    question = QUESTIONS[QID]
+    outcome = evaluate(QID, lambda d_k, sigma: d_k * sigma**2, measured_formula)
+    assert outcome.status == "FAIL" and not outcome
+    assert question.hint in outcome.message and question.explanation not in outcome.message
+    assert str(outcome).startswith(f"[FAIL] {QID}: ")
+
+
+def test_an_answer_that_breaks_the_test_is_a_failure_not_an_exception():
+    outcome = evaluate(QID, lambda d_k, sigma: "sixteen", measured_formula)
+    assert outcome.status == "FAIL" and "could not be checked" in outcome.message
+
+
+def test_right_answer_passes_and_reveals_the_explanation():
+    outcome = evaluate(QID, lambda d_k, sigma: d_k * sigma**4, measured_formula)
+    assert outcome and outcome.status == "PASS" and not outcome.filled_in
+    assert QUESTIONS[QID].explanation in outcome.message
+    assert "PASS" in outcome._repr_html_()
+
+
+def test_filling_in_uses_the_model_answer_only_when_unanswered(monkeypatch):
+    monkeypatch.setenv(FILL_ANSWERS_ENV, "1")
+    filled = evaluate(QID, lambda d_k, sigma: None, measured_formula)
+    assert filled.status == "PASS" and filled.filled_in
+    assert evaluate("00.orthogonal_query", None, lambda a: abs(a - 20) < 1e-9).filled_in
+    wrong = evaluate(QID, lambda d_k, sigma: d_k, measured_formula)  # answered: kept
+    assert wrong.status == "FAIL" and not wrong.filled_in
+
+
+def test_every_model_answer_is_not_none_and_ids_name_their_notebook():
+    assert len(QUESTIONS) >= 20
+    for qid, question in QUESTIONS.items():
+        assert question.solution is not None and question.hint and question.explanation
+        assert qid in questions_of(qid[:2]) and qid[:2].isdigit() and qid[2] == "."
+    assert {qid[:2] for qid in QUESTIONS} == {f"{n:02d}" for n in range(12)}
+
+
+def test_check_displays_one_line_and_show_answer_gives_the_formula(capsys):
+    assert check("02.last_key", 4, lambda a: a == 4) is None
+    assert capsys.readouterr().out.startswith("[PASS] 02.last_key: right.")
+    assert "d_k * sigma**4" in show_answer(QID)
+
+
+@pytest.mark.outside_annotations
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="not a known question"):
+        evaluate("99.nothing", 1, bool)
+    with pytest.raises(TypeError, match="question_id must be a str"):
+        evaluate(3, 1, bool)
+    with pytest.raises(TypeError, match="test must be a function"):
+        evaluate(QID, 1, "yes")
