@@ -173,6 +173,9 @@ display(fig)
 # `D = 32`, same parameter count: section 2) on random token sequences, and measure the
 # accuracy of each output slot on fresh sequences. The model: embeddings plus sinusoidal
 # positions, one `MultiHeadAttention`, two linear read-outs ("previous", "next").
+#
+# **Predict, then run.** Before running the next cell, decide which model will solve the
+# task; the question after it asks you, and checks your answer against what was measured.
 
 # %%
 V_TOK, T_SEQ, D_HEADS = 10, 8, 32
@@ -227,8 +230,9 @@ for num_heads in (1, 4):
           f"{head_accuracy[num_heads][1]:.2f} (chance {1 / V_TOK:.2f}), final loss {float(loss):.3f}")
 
 # %% [markdown]
-# **Which model solves it?** Answer (a) the one-head model, (b) the four-head model, or (c)
-# both, then run the check against the accuracies measured above.
+# **Which model solves it** (both slots above 95% accuracy)? Answer (a) the one-head model,
+# (b) the four-head model, or (c) both, then run the check against the accuracies measured
+# above.
 
 # %%
 my_answer = None  # "a", "b" or "c"

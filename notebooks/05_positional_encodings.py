@@ -69,13 +69,13 @@ plt.show()
 # Attention compares vectors by dot products, so a first look is at `PE_p . PE_q`. Using
 # `sin a sin b + cos a cos b = cos(a - b)`, each dimension pair contributes
 # `cos((p - q) w_i)`: the dot product of two encodings is a function of the **offset**
-# `p - q` only. (Attention does not compare raw encodings, though; the section after next
-# says what changes.)
+# `p - q` only. (Attention does not compare raw encodings, though; the next section says
+# what changes.)
 #
 # **Predict, then run.** Is the product with the position 3 *after* p, `PE_p . PE_(p+3)`,
 # (a) equal to or (b) different from the product with the position 3 *before* p,
 # `PE_p . PE_(p-3)`? In other words: can this product tell after from before? Write your
-# letter, then run the next two cells.
+# letter, then run the cells down to the check below the plot.
 
 # %%
 my_prediction = None  # "a" (equal) or "b" (different)
@@ -98,10 +98,11 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The peak at offset 0 (`|PE_p|^2 = d_model / 2`) falls off with distance: nearby positions
-# look alike, far ones do not, and the curves from different positions lie on top of each
-# other. Each curve is also symmetric about offset 0: `cos` is even, so the product cannot
-# tell "3 after" from "3 before".
+# The peak at offset 0 (the squared length `PE_p . PE_p`, the last question of this notebook)
+# falls off with distance, with ripples: nearby positions look alike, far ones less so, and
+# the curves from different positions lie on top of each other. Each curve is also
+# symmetric about offset 0: `cos` is even, so the product cannot tell "3 after" from
+# "3 before".
 
 # %%
 after = np.array([gram[p, p + 3] for p in range(3, L - 3)])   # PE_p . PE_(p+3)
@@ -140,7 +141,8 @@ print(f"raw PE_p . PE_q      : spread along a diagonal {diagonal_spread(gram):.1
 print(f"projected (random A) : spread along a diagonal {diagonal_spread(projected):.2f}, "
       f"before/after asymmetry {np.abs(projected - projected.T).max() / np.abs(projected).max():.2f}")
 assert diagonal_spread(projected) > 100 * diagonal_spread(gram)
-#
+
+# %% [markdown]
 # ## Moving k positions is a linear map
 #
 # The authors chose sinusoids because `PE_{pos + k}` is a rotation of `PE_pos` (each clock

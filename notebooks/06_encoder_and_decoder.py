@@ -143,7 +143,9 @@ check("06.ffn_params", ffn_parameters, lambda f: all(
 # The statistics are per position (unlike batch norm), so it too never mixes positions.
 # Step by step on one vector, then the package's `layer_norm` against the model's own
 # `nnx.LayerNorm` with its learned `gamma` and `beta` (random here, to make the check
-# sharp).
+# sharp: a check at `gamma = 1, beta = 0` would not see a swapped or missing parameter).
+# Setting them changes the model's first encoder layer from here on; `memory` above was
+# computed before, and section 7 uses the changed layer on both sides of its comparison.
 
 # %%
 v = jnp.array([2.0, 4.0, 6.0, 12.0])
@@ -217,9 +219,9 @@ measured = "a" if ratio > 3 else "b" if ratio < 1 / 3 else "c"
 check("06.residual_gradient", my_prediction, lambda answer: answer == measured)
 
 # %% [markdown]
-# Without residuals the gradient shrinks by a roughly constant factor per block and is gone
-# after a dozen; with them it survives (here it even grows, because nothing rescales the
-# stream: the activations grow too). Keeping the stream's size in check is the job of the
+# Read the plot on its log scale: without residuals the gradient shrinks by a roughly
+# constant factor per block (a straight line going down); with them it survives, and can
+# even grow, because nothing rescales the stream: the activations grow too. Keeping the stream's size in check is the job of the
 # layer norm of section 3, placed either after the add or before the sub-layer: next.
 
 # %% [markdown]
@@ -232,8 +234,8 @@ check("06.residual_gradient", my_prediction, lambda answer: answer == measured)
 # learning rate at the start makes those layers jump; the paper's **warm-up** (the
 # learning rate grows linearly over the first `warmup_steps`, notebook 07) is what keeps it
 # stable. Normalising the sub-layer's *input* instead, `x + f(LN(x))` (pre-LN,
-# `TransformerConfig(norm_first=True)`, with one final LayerNorm), keeps the residual path
-# an identity, and the gradients are about the same size in every layer.
+# `TransformerConfig(norm_first=True)`, with a final LayerNorm on top of the encoder and of
+# the decoder), keeps the residual path an identity, and the gradients are about the same size in every layer.
 #
 # We measure that: two 6-layer models that differ only in `norm_first`, one batch, the
 # gradient norm of each decoder layer's parameters at initialisation.
@@ -280,13 +282,14 @@ plt.show()
 # short one.
 #
 # **A short measured run.** A 3-layer post-LN model (`d_model = 32`) learns the `reverse`
-# task (8 symbols, reversed) with Adam at a high learning rate, `1e-2`, twice from the
-# same initialisation and the same batches: once at the full rate from the first step, once
-# with a linear warm-up to it. The learning rate is a hyper-parameter *inside* the optimiser
-# state (`optax.inject_hyperparams`), so both runs reuse the one compiled `train_step` of the
-# package (notebook 07 takes it apart); only the number we write into the state changes.
-# It is a small run (tens of steps, 16 sentences a batch), so read it as one measurement,
-# not a law: the cell prints what it measured.
+# task (sequences of 8 letters, reversed) with Adam at a high learning rate, `1e-2`, twice
+# from the same initialisation and the same batches: once at the full rate from the first
+# step, once with a linear warm-up to it. The learning rate is a hyper-parameter *inside*
+# the optimiser state (`optax.inject_hyperparams`), so both runs reuse the one compiled
+# `train_step` of the package (notebook 07 takes it apart); only the number we write into
+# the state changes. It is a small run (60 steps in the fast setting, 120 in the full one,
+# 16 sentences a batch), so read it as one measurement, not a law: the cell prints what it
+# measured.
 
 # %%
 STEPS, PEAK_LR, WARMUP = (60, 1e-2, 25) if FAST else (120, 1e-2, 40)
@@ -340,9 +343,9 @@ print(f"log V = {np.log(vocab.vocab_size):.3f}; with warm-up the run ends "
 # ## 6. The embedding scale and weight tying
 #
 # Token embeddings are initialised with entries of size about `1/sqrt(d_model)` and
-# multiplied by `sqrt(d_model)` in the model (section 3.4), so that they are about as large
-# as the positional encodings they are added to (entries of size about 1): neither drowns
-# the other. And with a shared vocabulary the paper uses the **same matrix** `E [V, D]`
+# multiplied by `sqrt(d_model)` in the model (section 3.4), so that they are of the same
+# order as the positional encodings they are added to (entries between -1 and 1): neither
+# drowns the other. The cell prints the three sizes. And with a shared vocabulary the paper uses the **same matrix** `E [V, D]`
 # three times, for source and target embeddings and, transposed, as the pre-softmax
 # projection `logits = h E^T` (Press & Wolf 2017): `share_embeddings=True`.
 

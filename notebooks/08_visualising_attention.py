@@ -120,7 +120,8 @@ display(fig)
 # (through `SVO_LEXICON`); `svo_alignment(source, target)` lists, for each target word, the
 # positions of its source word (None for `ta`). For each head, `alignment_accuracy` counts
 # how often the word it attends to most while producing a target word is that word's source
-# (any occurrence of it), over 64 test sentences, batched and padded.
+# (any occurrence of it), over all of `test_pairs` (64 sentences, 16 in the fast setting),
+# batched and padded.
 
 # %%
 batch = pair_attention(model, tokenizer, test_pairs)
@@ -150,8 +151,9 @@ display(fig)
 # %% [markdown]
 # ## 3. Heads that look back
 #
-# The decoder's self-attention tells it where it is in the output: after `ta` (the end of a
-# noun phrase) comes the next phrase's noun, after a noun come its adjectives. For each head
+# The decoder's self-attention tells it where it is in the output: after a noun come its
+# adjectives, then `ta` (the end of the noun phrase); after `ta` comes the next phrase's noun,
+# a postposition, an adverb or the verb. For each head
 # we measure the mean weight on the previous position, then draw all heads of the layer
 # where it is largest. Look for heads that look at the token itself (the diagonal), at the
 # one before it (just below the diagonal), or jump back to a landmark such as the last `ta`.
@@ -175,16 +177,21 @@ display(fig)
 # `plot_head_summary` gives two numbers per head, averaged over the rows: the **entropy** of
 # its weights in bits (0 = looks at one token; log2 of the number of keys = spreads evenly)
 # and the **mean attention distance** `sum_s w_ts |t - s|` in positions. Low entropy and
-# distance 1 in the decoder self-attention is a look-back head.
+# distance 1 in the decoder self-attention is a look-back head. The first test sentence is
+# padded to the longest of the batch: the mask keeps only its real rows and keys, so that the
+# padding rows do not enter the averages.
 
 # %%
-causal = np.tril(np.ones(self_weights.shape[-2:], bool))
+rows_T = np.asarray(real_rows[0])                             # the first sentence's real rows
+keys_S = np.asarray(batch["src_tokens"][0] != config.pad_id)  # and its real source tokens
+causal = np.tril(np.ones(self_weights.shape[-2:], bool)) & rows_T[:, None]
 fig = plot_head_summary(self_weights[:, 0], mask=causal[None, None],
                         title="decoder self-attention heads (first test sentence)")
 display(fig)
 
 # %%
-fig = plot_head_summary(cross[:, 0], title="cross-attention heads (first test sentence)")
+fig = plot_head_summary(cross[:, 0], mask=(rows_T[:, None] & keys_S[None, :])[None, None],
+                        title="cross-attention heads (first test sentence)")
 display(fig)
 
 # %% [markdown]

@@ -29,7 +29,7 @@
 # $$\log P(y \mid x) = \sum_t \log P(y_t \mid y_{<t}, x).$$
 #
 # **Greedy** decoding picks the most likely token at each step. **Beam search** keeps the `K`
-# best prefixes at each step, and ranks finished ones by `log P / lp(y)` with
+# best prefixes at each step, ranking them (finished or not) by `log P / lp(y)` with
 # `lp(y) = ((5 + |y|) / 6)^alpha` (Wu et al. 2016; the paper used `K = 4`, `alpha = 0.6`),
 # because a plain sum of log-probabilities favours short outputs.
 
@@ -108,9 +108,10 @@ print(f"beam 4 exact match: {exact_match(beam, references):.1%}; "
 # On a task this regular a well-trained model is sure of every word, so greedy and beam
 # search mostly agree. On real language the gain is not guaranteed either: the README's
 # Multi30k run (`benchmarks/train_multi30k.py`, 20 minutes on 2 cores) measured test2016
-# BLEU 26.2 greedy against 26.1 with beam 5. Published gains of a BLEU point or so come from
-# larger, better-trained models; for a small, undertrained one beam search mostly finds
-# outputs the model prefers, not ones closer to the reference.
+# BLEU 26.2 greedy against 26.1 with beam 5. Published gains of a BLEU point or so are for
+# larger, better-trained models. Beam search finds outputs that *the model* scores higher;
+# for a small, undertrained model those need not be closer to the reference (one run does
+# not tell which explanation holds, only that the gain did not appear).
 #
 # ## 3. The key/value cache
 #
@@ -126,6 +127,11 @@ print(f"beam 4 exact match: {exact_match(beam, references):.1%}; "
 # recomputation, not the quadratic attention.
 #
 # The switch is `use_cache`; the uncached path is the reference the cache is tested against.
+# Both run inside one compiled loop, whose arrays keep one shape from step to step: the
+# uncached path feeds the whole buffer of `max_len` positions at every step (the causal mask
+# makes the positions after `t` irrelevant), and the cached step attends over all `max_len`
+# cache slots, masking those not yet written. So here the uncached loop costs `max_len`
+# position-updates a step, not `t`.
 
 # %%
 def decode_time(use_cache, batch, repeats=1 if FAST else 3):
@@ -152,10 +158,13 @@ print(f"{src.shape[0]} sentences, up to {MAX_LEN} tokens: without cache {1e3 * t
       f"with cache {1e3 * t_cached:.0f} ms ({t_uncached / t_cached:.1f}x)")
 
 # %% [markdown]
-# The gain grows with the output length: the uncached decoder does `1 + 2 + ... + L` position
-# updates, the cached one `L` (each still attending over the keys cached so far). (A toy sentence is short; for long outputs the cache is what
-# makes generation practical.) Note that the loop stops early once every sentence has
-# produced `</s>`, so `MAX_LEN` bounds the work rather than fixing it.
+# The gain grows with the output length: for `L` generated tokens an uncached decoder that
+# feeds the prefix does `1 + 2 + ... + L` position updates (this one, feeding its whole
+# buffer, `L * max_len`), the cached one `L` (each still attending over the keys cached so
+# far). A toy sentence is short; for long outputs the cache is what makes generation
+# practical. The loop stops early once every sentence has produced `</s>`, so beyond the
+# longest output (at most 16 tokens with `</s>` in this task) more `max_len` adds no steps; the
+# uncached time still grows with it, because each of its steps runs the whole buffer.
 
 # %%
 lengths = [8] if FAST else [8, 16, 24, 32]
@@ -177,7 +186,7 @@ for n in lengths:
 fig, ax = plt.subplots(figsize=(5, 3.5))
 ax.plot(lengths, [1e3 * t for t in times[False]], "o-", label="no cache")
 ax.plot(lengths, [1e3 * t for t in times[True]], "s-", label="key/value cache")
-ax.set_xlabel("max_len (generated tokens)")
+ax.set_xlabel("max_len (decoding buffer, tokens)")
 ax.set_ylabel("time (ms), 8 sentences, beam 4")
 ax.set_title("decoding time")
 ax.legend()
@@ -187,9 +196,9 @@ plt.show()
 # ## Check your understanding
 #
 # **Question.** Decoding `L` tokens, how many decoder position-updates (one position through
-# the decoder stack) does the uncached loop run in total, and the cached one? Write both as
-# functions of `L`, then run the cell: it counts the updates of both loops by simulating
-# them.
+# the decoder stack) does an uncached loop that feeds the prefix `y_0 .. y_t` at step `t` run
+# in total, and the cached one? Write both as functions of `L`, then run the cell: it counts
+# the updates of both loops by simulating them.
 
 # %%
 def uncached_updates(L):

@@ -36,10 +36,12 @@
 # $$m' = \max(m, \max_j x_j), \quad l' = e^{m - m'} l + \sum_j e^{x_j - m'}, \quad o' = e^{m - m'} o + \sum_j e^{x_j - m'} v_j,$$
 #
 # and at the end `output = o / l`. The `T x S` matrix of weights never exists at once. The
-# arithmetic does not shrink: every query is still scored against every key, about
-# `4 T S H` FLOPs per head for the forward pass, `O(T^2 H)` as in the reference (the
-# backward pass of flash attention even recomputes the scores). What changes is memory,
-# `O(T)` instead of `O(T^2)`, and the traffic to it.
+# arithmetic does not shrink: every query is still scored against every key it may attend,
+# about `4 T S H` FLOPs per head for the forward pass (`2 T S H` for `Q K^T`, as many for the
+# weighted sum), `O(T^2 H)` as in the reference. Flash attention skips the tiles a causal
+# mask hides, which halves that without changing the growth, and its backward pass even
+# recomputes the scores. What changes is memory, `O(T)` instead of `O(T^2)`, and the traffic
+# to it.
 #
 # | layer (sequence of T tokens, width D) | FLOPs per layer | sequential steps | longest path between two tokens |
 # |---|---|---|---|
@@ -110,9 +112,11 @@ print(f"eager: {1e3 * t_eager:.1f} ms   jit: {1e3 * t_jit:.1f} ms   ({t_eager / 
 # %% [markdown]
 # ## 2. The same function, four ways
 #
-# Every kernel takes the arguments of `dot_product_attention` (`[B, T, N, H]` inputs,
-# `mask`, `is_causal`, ...) plus its block sizes. Flash attention also has a hand-written
-# backward pass that recomputes the weights block by block instead of storing them.
+# The reference and the three kernels of `attention.kernels`, with `jax.nn`'s own attention
+# as a fifth, independent check. Every kernel takes the arguments of `dot_product_attention`
+# (`[B, T, N, H]` inputs, `mask`, `is_causal`, ...) plus its block sizes. Flash attention
+# also has a hand-written backward pass that recomputes the weights block by block instead
+# of storing them.
 
 # %%
 kernels = {
@@ -192,8 +196,8 @@ plt.show()
 #
 # `TransformerConfig(attention_impl=...)` picks the kernel by name through
 # `get_attention_fn`. The parameters do not change, so the same weights give the same
-# outputs (the plots of the earlier notebooks need `"reference"`, the only path that forms
-# the weights).
+# outputs (the plots of the earlier notebooks need `"reference"`, the only path that returns
+# the weights: the fused kernel forms them inside one expression, the tiled ones never do).
 
 # %%
 config = TransformerConfig.tiny(vocab_size=50, d_model=32, num_layers=1, dropout_rate=0.0)
@@ -210,8 +214,8 @@ print("get_attention_fn('flash', block_q=64, block_k=64) ->", get_attention_fn("
 #
 # **Question 1.** The reference stores the weights `[B, N, T, S]` in float32. How many MiB is
 # that for one sequence (`B = 1`) with `N` heads at `T = S`? Write a formula, then run the
-# cell: it compares your formula with the size of a real weights array and with XLA's
-# measurement above.
+# cell: it compares your formula with the size of the weights array (its shape and dtype,
+# from `jax.eval_shape`) and prints XLA's measurement of section 3 beside it.
 
 # %%
 def weights_mib(N_heads, T_):
@@ -237,7 +241,8 @@ check("10.weights_mib", weights_mib,
 # arithmetic grow with `T`: (a) like `T` (flash attention is linear in memory), (b) like
 # `T log T`, or (c) like `T^2`? Answer, then run the check: it reads XLA's FLOP count of the
 # reference for two lengths. (XLA counts a loop's body once, so it cannot count the tiled
-# kernels' FLOPs for us; their loops visit every pair of blocks, as many score entries.)
+# kernels' FLOPs for us; without a mask their loops visit every pair of blocks, as many
+# score entries.)
 
 # %%
 my_answer = None  # "a", "b" or "c"

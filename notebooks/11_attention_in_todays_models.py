@@ -26,7 +26,7 @@
 #    `MultiHeadAttention(num_kv_heads=K)`, `TransformerConfig(num_kv_heads=K)`.
 # 2. **Sliding-window attention** (Beltagy et al. 2020, Longformer; Jiang et al. 2023,
 #    Mistral 7B): each token attends only the last few tokens; depth carries information
-#    further. `local_window_size=(w, 0)`.
+#    further. `local_window_size=(w, 0)` of `dot_product_attention` and `MultiHeadAttention`.
 # 3. **Rotary position embeddings** (Su et al. 2021, RoFormer): positions as rotations of
 #    the queries and keys, so that scores depend on *relative* positions.
 #    `TransformerConfig(positional="rope")`.
@@ -106,7 +106,7 @@ for name, other in [("jax.nn", theirs), ("repeated heads", repeated), ("flash ke
 # The three agree. The flash kernel (notebook 10) never builds the repeated keys: it reads
 # key head `n // (N/K)` for query head n, so it moves N / K times fewer keys and values.
 #
-# **What it saves, measured.** Below, three decoders that differ only in
+# **What it saves, measured.** Below, three encoder-decoder models that differ only in
 # `TransformerConfig.num_kv_heads` (K = N, N/4, 1). `model.init_decode_cache` builds the
 # caches a decoding loop carries: for each layer the self-attention keys and values
 # `[B, L, K, H]` of the target so far and the cross-attention keys and values `[B, S, K, H]`
@@ -248,8 +248,8 @@ print("lengths of the rotated pair:", [round(float(n), 4) for n in jnp.linalg.no
 
 # %% [markdown]
 # **Why rotations give relative positions.** The score of a query at position m and a key at
-# position n is `(R_m q) . (R_n k) = q^T R_m^T R_n k = q^T R_{n-m} k`: a rotation by m
-# followed by the inverse of a rotation by n is a rotation by n - m. The score depends on the
+# position n is `(R_m q) . (R_n k) = q^T R_m^T R_n k = q^T R_{n-m} k`: a rotation by n
+# followed by the inverse of a rotation by m is a rotation by n - m. The score depends on the
 # two positions only through their **distance**, whatever the absolute positions, which is
 # what Su et al. were after. We check it numerically: one query vector and one key vector,
 # placed at every pair of positions (m, n); the score matrix must be constant along each
@@ -297,7 +297,8 @@ plt.show()
 
 # %%
 slopes = alibi_slopes(N)
-print("slopes m_h:", ", ".join(f"{float(m):.5g}" for m in slopes), " (= 2^(-8 h / N))")
+print("slopes m_h:", ", ".join(f"{float(m):.5g}" for m in slopes),
+      " (= 2^(-8 (h + 1) / N) for heads h = 0 .. N-1)")
 bias_NTT = alibi_bias(slopes, jnp.arange(T), jnp.arange(T))
 causal_TT = np.asarray(causal_mask(T))
 
@@ -326,8 +327,11 @@ plt.show()
 #
 # ## 5. All of it in one model
 #
-# The four choices are fields of the one config, and combine: here a decoder with RoPE and
-# multi-query attention, and one with ALiBi and grouped-query attention.
+# Three of the four choices are fields of the one config (`num_kv_heads`, `positional`; the
+# sliding window is an argument of `dot_product_attention` and of `MultiHeadAttention`,
+# `local_window_size=`, not a `TransformerConfig` field), and they combine: here a model with
+# RoPE and multi-query attention, and one with ALiBi and grouped-query attention (both
+# encoder-decoder models, run on a batch of source and target tokens).
 
 # %%
 tgt = jax.random.randint(jax.random.key(6), (B, 10), 3, 100)
@@ -343,8 +347,9 @@ for fields in (dict(positional="rope", num_kv_heads=1), dict(positional="alibi",
 # ## Check your understanding
 #
 # **Question.** Write the size in bytes of the self-attention cache of a decoder with
-# `layers` layers, batch `B`, `L` cached positions, `K` key/value heads of width `H`, stored
-# in a dtype of `itemsize` bytes. The check compares it with the bytes measured in section 1.
+# `layers` layers, batch `B` (`batch`), `L` cached positions (`length`), `K` key/value heads
+# (`kv_heads`) of width `H` (`head_dim`), stored in a dtype of `itemsize` bytes. The check
+# compares it with the bytes measured in section 1, for each K.
 
 # %%
 def kv_cache_bytes(layers, batch, length, kv_heads, head_dim, itemsize):

@@ -12,7 +12,10 @@ schedule, checkpoints, metrics and progress bar, on a decoder-only
   every token of the texts (``</s>`` included, ``<s>`` never a target);
 * :func:`generate_text`: continue prompts (sampling or greedy, with the key/value cache);
 * :func:`text_attention`: every head's attention on one text, with the token labels;
-* :func:`lm_course_run` / :func:`load_or_train_lm_course_model`: notebook 12's small model.
+* :func:`lm_course_run` / :func:`load_or_train_lm_course_model`: a small model of the stories;
+* :func:`induction_course_run` / :func:`load_or_train_induction_course_model`: notebook 12's
+  model, the same size, trained on the stories mixed with repeated random words, so that it
+  grows induction heads within a few minutes of CPU.
 
 >>> corpus = load_text_corpus("svo", num_examples=100)
 >>> len(corpus.train), corpus.tokenizer.vocab_size
@@ -22,6 +25,7 @@ schedule, checkpoints, metrics and progress bar, on a decoder-only
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pathlib
 from collections.abc import Sequence
@@ -38,7 +42,13 @@ from attention.application.runs import (
     save_run,
     train_run,
 )
-from attention.data.lm_corpus import LM_CORPORA, load_sentences, stories_vocabulary
+from attention.data.lm_corpus import (
+    LM_CORPORA,
+    load_sentences,
+    make_repeats,
+    make_stories,
+    stories_vocabulary,
+)
 from attention.data.packing import PackedBatcher, encode_texts
 from attention.data.subword import train_subword
 from attention.data.tokenizer import Tokenizer
@@ -277,5 +287,67 @@ def load_or_train_lm_course_model(
         return run, corpus, f"loaded the model of step {run.step} from {directory}"
     result = train_run(run, corpus.train, progress=False)
     save_run(run, directory)
+    return run, corpus, (f"trained {result.step} steps in {result.seconds:.0f} s, saved to "
+                         f"{directory}")
+
+
+INDUCTION_TRAIN_LENGTHS = tuple(L for L in range(3, 21) if L not in (7, 10, 13))
+"""Periods of the repeated random words of :func:`induction_course_run`: 3-20 but 7, 10 and
+13, which are held out so that notebook 12 can test its heads on a length never trained."""
+
+
+def induction_course_run(*, fast: bool = False) -> tuple[Run, TextCorpus, list[str]]:
+    """Notebook 12's model, untrained, the stories, and the mixed training texts.
+
+    The model of :func:`lm_course_run` (2 layers of 4 heads, d_model 64, rotary positions,
+    context 64; 48 when ``fast``), trained on the ``svo`` stories without echoes mixed, one
+    for one, with as many documents of :func:`attention.data.lm_corpus.make_repeats`: random
+    words of the lexicon with a period drawn from :data:`INDUCTION_TRAIN_LENGTHS`, repeated to
+    fill a window. The documents are packed into the stream as every text is, so a window
+    starts anywhere in them. A peak learning rate of 3e-3 after 100 warm-up steps (the
+    paper's schedule with ``lr_scale`` 0.24), batches of 32 windows, 1000 updates (450 when
+    ``fast``).
+
+    Returns:
+      ``(run, corpus, texts)``: ``texts`` is what :func:`train_run` should be given.
+    """
+    num = 2_000 if fast else 5_000
+    max_len = 48 if fast else 64
+    corpus = load_text_corpus("svo", num_examples=num, seed=0)
+    corpus.train = make_stories(num_stories=num, seed=0, echoes=0.0)
+    repeats = make_repeats(num_docs=num, lengths=INDUCTION_TRAIN_LENGTHS,
+                           num_words=max_len - 2, seed=1)
+    order = np.random.default_rng(2).permutation(2 * num)
+    texts = [(corpus.train + repeats)[i] for i in order]
+    config = TransformerConfig.language_model(
+        vocab_size=corpus.tokenizer.vocab_size, d_model=64, num_heads=4, d_ff=256,
+        num_layers=2, dropout_rate=0.0, max_len=max_len,
+    )
+    train_config = TrainConfig(steps=450 if fast else 1000, batch_size=32, warmup_steps=100,
+                               lr_scale=0.24, label_smoothing=0.0, log_every=50,
+                               checkpoint_every=0, seed=0)
+    return new_run(config, train_config, corpus.tokenizer, data="svo"), corpus, texts
+
+
+def load_or_train_induction_course_model(
+    directory: str | pathlib.Path, *, fast: bool = False
+) -> tuple[Run, TextCorpus, str]:
+    """The run saved in ``directory``, or :func:`induction_course_run` trained now and saved
+    there (as :func:`load_or_train_lm_course_model`), with its logged metrics in
+    ``history.json`` so that a reloaded run still has ``run.history``.
+
+    Returns:
+      ``(run, corpus, message)``; the message says which of the two happened.
+    """
+    run, corpus, texts = induction_course_run(fast=fast)
+    history = pathlib.Path(directory) / "history.json"
+    if has_checkpoints(directory):
+        run = load_run(directory)
+        if history.exists():  # the training curves survive a reload
+            run.history = json.loads(history.read_text())
+        return run, corpus, f"loaded the model of step {run.step} from {directory}"
+    result = train_run(run, texts, progress=False)
+    save_run(run, directory)
+    history.write_text(json.dumps(run.history))
     return run, corpus, (f"trained {result.step} steps in {result.seconds:.0f} s, saved to "
                          f"{directory}")

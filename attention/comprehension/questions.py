@@ -1,4 +1,4 @@
-"""Every comprehension question of notebooks 00-11: model answer, hint and explanation.
+"""Every comprehension question of notebooks 00-12: model answer, hint and explanation.
 
 The notebooks show the question and the empty answer; this file holds what a student sees only
 after answering (the explanation) or when stuck (:func:`attention.comprehension.show_answer`).
@@ -95,6 +95,16 @@ def _kv_cache_bytes(layers, batch, length, kv_heads, head_dim, itemsize):
     return 2 * layers * batch * length * kv_heads * head_dim * itemsize
 
 
+@_formula("1 / (t + 1): query t sees keys 0..t, t + 1 of them, with equal scores")
+def _uniform_weight(t):
+    return 1 / (t + 1)
+
+
+@_formula("t - L + 1: the word after the previous occurrence of token t")
+def _induction_key(t, L):
+    return t - L + 1
+
+
 _ALL = [
     # 00 multiplying embeddings
     Question(
@@ -185,12 +195,12 @@ _ALL = [
         "four heads specialise, one looking back and one looking forward."),
     # 05 positional encodings
     Question(
-        "05.before_after", "a letter: does PE_p . PE_(p+3) equal PE_(p+3) . PE_p", "a",
+        "05.before_after", "a letter: does PE_p . PE_(p+3) equal PE_p . PE_(p-3)", "a",
         "a dot product is symmetric, and cos is an even function.",
-        "(a) equal: the raw product is cos of the offset, which cannot tell 3 positions "
-        "before from 3 after. Attention compares projected vectors, and that is where the "
-        "raw picture breaks down (next section); rotary positions (notebook 11) put the "
-        "offset into the scores on purpose."),
+        "(a) equal: the raw product is a sum of cos((p - q) w_i), an even function of the "
+        "offset, so it cannot tell 3 positions before from 3 after. Attention compares "
+        "projected vectors, and that is where the raw picture breaks down (next section); "
+        "rotary positions (notebook 11) put the offset into the scores on purpose."),
     Question(
         "05.squared_length", "a formula in d_model: PE_p . PE_p", _squared_length,
         "each (sin, cos) pair contributes sin^2 + cos^2.",
@@ -248,13 +258,16 @@ _ALL = [
         "output. Jain & Wallace (2019) found weights that can be replaced by very different "
         "ones with the same prediction; Wiegreffe & Pinter (2019) answered that this does "
         "not make them meaningless. The sure test is an intervention: change the input and "
-        "measure the output, as the gradients of notebook 06 do."),
+        "measure the output, as the verb swap of section 5 does (here: remove key 0 and the "
+        "output stays the same, because key 1 carries the same value)."),
     # 09 decoding
     Question(
         "09.uncached_updates", "a formula in L: decoder position-updates without a cache",
         _uncached_updates,
         "step t runs the decoder over every position so far.",
-        "Step t re-runs positions 1..t, so 1 + 2 + ... + L = L (L + 1) / 2: 300 for L = 24."),
+        "Step t re-runs positions 1..t, so 1 + 2 + ... + L = L (L + 1) / 2: 300 for L = 24. "
+        "(The package's uncached path feeds its whole max_len buffer at every step, to keep "
+        "one shape inside the compiled loop: L * max_len updates, quadratic as well.)"),
     Question(
         "09.cached_updates", "a formula in L: decoder position-updates with the cache",
         _cached_updates,
@@ -266,15 +279,17 @@ _ALL = [
     Question(
         "10.weights_mib", "a formula: MiB of float32 weights [1, N, T, T]", _weights_mib,
         "4 bytes per float32 entry, N T T entries, 2**20 bytes per MiB.",
-        "4 * N * T^2 bytes = 64 N MiB at T = 4096: 128 MiB for N = 2, 256 MiB for N = 4. "
+        "4 * N * T^2 / 2**20 MiB: 64 N MiB at T = 4096 (256 MiB for the N = 4 heads of the "
+        "full setting), N / 4 MiB at T = 256 (0.5 MiB for the N = 2 heads of the fast setting). "
         "Doubling T quadruples it, the slope-2 line; XLA may keep a few such arrays."),
     Question(
         "10.flash_flops", "a letter: how flash attention's arithmetic grows with T", "c",
         "flash attention still scores every query against every key.",
         "(c) like T^2, the same as the reference: flash attention computes every score (and "
         "recomputes them in the backward pass); it saves memory and memory traffic, not "
-        "arithmetic. Only a mask such as a sliding window, whose tiles it skips, cuts the "
-        "FLOPs."),
+        "arithmetic. Skipping the tiles a mask hides changes the constant (a causal mask: "
+        "about half the tiles); only a band such as a sliding window changes the growth, to "
+        "linear in T."),
     # 11 attention in today's models
     Question(
         "11.kv_cache_bytes", "a formula: bytes of a self-attention key/value cache",
@@ -282,6 +297,22 @@ _ALL = [
         "one key array and one value array [B, L, K, H] per layer.",
         "Keys and values, one array each per layer: 2 * layers * B * L * K * H * itemsize. "
         "The cache is proportional to K, which is why grouped-query heads shrink it."),
+    # 12 a small language model
+    Question(
+        "12.uniform_weight", "a formula in t: the weight of a uniform causal head on one key",
+        _uniform_weight,
+        "a causal query at position t (counting from 0) may see how many keys?",
+        "Query t sees the t + 1 keys 0..t, and equal scores give each 1 / (t + 1). It is the "
+        "baseline a head's weight on one diagonal must beat: it shrinks along the sequence, "
+        "so a head with a steady weight on one diagonal far above it is doing something."),
+    Question(
+        "12.induction_key", "a formula in t and L: the key an induction head reads",
+        _induction_key,
+        "token t is a copy of token t - L; which token followed that earlier copy?",
+        "Token t equals token t - L, and the word to predict, t + 1, equals the one that "
+        "followed it, t - L + 1. The induction head finds that key by content: its query "
+        "(the current word) matches keys that a layer-0 previous-token head has marked with "
+        "their previous word."),
 ]
 
 QUESTIONS: dict[str, Question] = {q.id: q for q in _ALL}

@@ -33,10 +33,11 @@ True
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
-from attention._checks import check_non_negative_int, check_real
+from attention._checks import check_non_negative_int, check_positive_int, check_real
 from attention.data.multi30k import load_multi30k
 from attention.data.synthetic import SVO_LEXICON
 from attention.data.tatoeba import load_tatoeba
@@ -100,6 +101,51 @@ def make_stories(*, num_stories: int, seed: int = 0, echoes: float = 0.2) -> lis
             words.append(".")
         stories.append(" ".join(words))
     return stories
+
+
+def make_repeats(
+    *,
+    num_docs: int,
+    lengths: Sequence[int],
+    num_words: int,
+    seed: int = 0,
+    words: Sequence[str] | None = None,
+) -> list[str]:
+    """``num_docs`` documents of random words that repeat: a string of ``L`` words, said again
+    and again until the document has ``num_words`` words (the last copy cut short).
+
+    ``L`` is drawn uniformly from ``lengths`` for each document, and each of its words
+    uniformly (with replacement) from ``words`` (default: every word of the lexicon). Only the
+    first ``L`` words are unpredictable; every later word is the one that followed the same
+    word ``L`` positions back, which a model can predict only by finding that earlier
+    occurrence and copying its successor, what an induction head does (Olsson et al. 2022).
+    Drawing ``L`` from many values keeps a head that looks a fixed distance back from solving
+    it. The same arguments give the same documents (NumPy's PCG64 seeded by ``seed``).
+
+    Raises:
+      TypeError, ValueError: ``num_docs`` not an int >= 0; ``num_words`` or a length not an
+        int >= 1; no lengths; a length above ``num_words``; fewer than two words.
+
+    >>> doc = make_repeats(num_docs=1, lengths=[3], num_words=8, seed=0)[0].split()
+    >>> doc[:3] == doc[3:6] and doc[6:] == doc[:2]
+    True
+    """
+    num_docs = check_non_negative_int("num_docs", num_docs)
+    num_words = check_positive_int("num_words", num_words)
+    if isinstance(lengths, (str, int)) or len(lengths) == 0:
+        raise ValueError(f"lengths must be a non-empty list of ints, got {lengths!r}.")
+    lengths = [check_positive_int("lengths", L) for L in lengths]
+    if max(lengths) > num_words:
+        raise ValueError(f"lengths must be at most num_words={num_words}, got {max(lengths)}.")
+    words = [w for t in SVO_LEXICON.values() for w in t] if words is None else list(words)
+    if len(words) < 2:
+        raise ValueError(f"words must hold at least two words, got {len(words)}.")
+    rng = np.random.default_rng(seed)
+    docs = []
+    for _ in range(num_docs):
+        said = rng.integers(0, len(words), lengths[int(rng.integers(0, len(lengths)))])
+        docs.append(" ".join(words[i] for i in np.resize(said, num_words)))
+    return docs
 
 
 def stories_vocabulary() -> Vocabulary:

@@ -117,7 +117,9 @@ class Sandbox:
                      "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
         bwrap = [
             shutil.which("bwrap"), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run",
+            "--tmpfs", "/tmp",
+            *(arg for d in ("/var/tmp", "/run", "/dev/shm") if os.path.isdir(d)
+              for arg in ("--tmpfs", d)),
             "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--hostname", "grading", "--die-with-parent",
             "--new-session",

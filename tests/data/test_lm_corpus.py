@@ -2,7 +2,13 @@
 
 import pytest
 
-from attention.data.lm_corpus import LM_CORPORA, load_sentences, make_stories, stories_vocabulary
+from attention.data.lm_corpus import (
+    LM_CORPORA,
+    load_sentences,
+    make_repeats,
+    make_stories,
+    stories_vocabulary,
+)
 from attention.data.multi30k import load_multi30k
 from attention.data.synthetic import SVO_LEXICON
 from attention.data.tatoeba import load_tatoeba
@@ -48,3 +54,38 @@ def test_bad_names():
     with pytest.raises(ValueError, match=r"echoes must be in \[0, 1\]"):
         make_stories(num_stories=1, echoes=1.5)
     assert "svo" in LM_CORPORA
+
+
+def _period(words):
+    """The smallest p with words[i] == words[i - p] for every i >= p, written out."""
+    return next(p for p in range(1, len(words) + 1)
+                if all(words[i] == words[i - p] for i in range(p, len(words))))
+
+
+def test_repeats_have_the_drawn_periods_and_are_seeded():
+    docs = make_repeats(num_docs=300, lengths=[3, 8, 11], num_words=40, seed=2)
+    assert docs == make_repeats(num_docs=300, lengths=[3, 8, 11], num_words=40, seed=2)
+    assert docs != make_repeats(num_docs=300, lengths=[3, 8, 11], num_words=40, seed=3)
+    periods = [_period(doc.split()) for doc in docs]
+    assert all(len(doc.split()) == 40 for doc in docs)
+    # A string of L random words may itself repeat (period below L) only by chance: rarely.
+    assert sum(p in (3, 8, 11) for p in periods) >= 295
+    assert {3, 8, 11} <= set(periods)
+    vocab = stories_vocabulary()
+    assert all(vocab.unk_id not in vocab.encode(doc) for doc in docs)
+    assert make_repeats(num_docs=2, lengths=[2], num_words=5, words=["a", "b"], seed=0)[0] \
+        .split() in (["a", "b", "a", "b", "a"], ["b", "a", "b", "a", "b"],
+                     ["a", "a", "a", "a", "a"], ["b", "b", "b", "b", "b"])
+
+
+def test_bad_repeats():
+    with pytest.raises(ValueError, match="lengths must be a non-empty list"):
+        make_repeats(num_docs=1, lengths=[], num_words=4)
+    with pytest.raises(ValueError, match="lengths must be at most num_words=4, got 5"):
+        make_repeats(num_docs=1, lengths=[5], num_words=4)
+    with pytest.raises(ValueError, match="num_words must be"):
+        make_repeats(num_docs=1, lengths=[1], num_words=0)
+    with pytest.raises(ValueError, match="num_docs must be a non-negative int, got -1"):
+        make_repeats(num_docs=-1, lengths=[1], num_words=2)
+    with pytest.raises(ValueError, match="words must hold at least two words"):
+        make_repeats(num_docs=1, lengths=[1], num_words=2, words=["a"])

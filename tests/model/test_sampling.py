@@ -24,11 +24,12 @@ V = 13
 @pytest.fixture(scope="module")
 def model():
     config = TransformerConfig.language_model(vocab_size=V, d_model=16, num_heads=2, d_ff=24,
-                                              num_layers=2, max_len=24, num_kv_heads=1)
+                                              num_layers=1, max_len=24, num_kv_heads=1)
     return LanguageModel(config, rngs=nnx.Rngs(7))
 
 
 PROMPTS = jnp.array([[1, 5, 6, 7, 8], [1, 9, 0, 0, 0], [1, 4, 10, 11, 0]])
+N = 8  # new tokens in every generate call on PROMPTS: one shape, so the jit cache hits
 
 
 def random_logits(seed, shape=(5, V)):
@@ -69,16 +70,25 @@ def test_sampling_log_probs_is_the_renormalised_tempered_softmax():
     np.testing.assert_allclose(np.exp(np.asarray(lp)), reference, atol=1e-6)
 
 
-def test_empirical_frequencies_match_the_models_softmax(model):
+KNOBS = (dict(), dict(temperature=0.7, top_k=5), dict(top_p=0.8), dict(temperature=2.0))
+
+
+@pytest.fixture(scope="module")
+def many_draws(model):
+    """4000 continuations of the first prompt for each knob setting, shared by the frequency
+    and the eos tests: top_k and top_p are traced, so the settings share one program."""
+    prompt = jnp.tile(PROMPTS[:1], (4000, 1))
+    return [np.asarray(generate(model, prompt, max_new_tokens=N, seed=11, **knobs)[0])
+            for knobs in KNOBS]
+
+
+def test_empirical_frequencies_match_the_models_softmax(model, many_draws):
     """4000 first tokens of one prompt against softmax: total variation well inside the
     sampling error (E[TV] ~ sum_v sqrt(p_v / (2 pi n)) ~ 0.02 here; bound 0.05)."""
-    n = 4000
-    prompt = jnp.tile(PROMPTS[:1], (n, 1))
-    for knobs in (dict(), dict(temperature=0.7, top_k=5), dict(top_p=0.8)):
-        first, _ = generate(model, prompt, max_new_tokens=1, seed=11, **knobs)
-        counts = np.bincount(np.asarray(first[:, 0]), minlength=V) / n
-        logits_V = model(PROMPTS[:1], deterministic=True)[0, -1]
-        logits_V = logits_V.at[jnp.array([0, 1])].set(-1e9)  # pad and bos are never drawn
+    logits_V = model(PROMPTS[:1], deterministic=True)[0, -1]
+    logits_V = logits_V.at[jnp.array([0, 1])].set(-1e9)  # pad and bos are never drawn
+    for knobs, tokens in zip(KNOBS, many_draws, strict=True):
+        counts = np.bincount(tokens[:, 0], minlength=V) / len(tokens)
         expected = np.exp(np.asarray(sampling_log_probs(logits_V, **knobs)))
         assert 0.5 * np.abs(counts - expected).sum() < 0.05, knobs
 
@@ -86,24 +96,28 @@ def test_empirical_frequencies_match_the_models_softmax(model):
 @pytest.mark.parametrize("knobs", [dict(), dict(temperature=1.7, top_p=0.9),
                                    dict(top_k=4, temperature=0.8)])
 def test_cache_and_no_cache_give_the_same_samples(model, knobs):
-    cached = generate(model, PROMPTS, max_new_tokens=12, seed=3, **knobs)
-    recomputed = generate(model, PROMPTS, max_new_tokens=12, seed=3, use_cache=False, **knobs)
+    cached = generate(model, PROMPTS, max_new_tokens=N, seed=3, **knobs)
+    recomputed = generate(model, PROMPTS, max_new_tokens=N, seed=3, use_cache=False, **knobs)
     np.testing.assert_array_equal(cached[0], recomputed[0])
     np.testing.assert_allclose(cached[1], recomputed[1], atol=1e-4)
 
 
 def test_seed_reproduces_and_changes(model):
-    a, _ = generate(model, PROMPTS, max_new_tokens=15, seed=5, stop_at_eos=False)
-    b, _ = generate(model, PROMPTS, max_new_tokens=15, seed=5, stop_at_eos=False)
-    c, _ = generate(model, PROMPTS, max_new_tokens=15, seed=6, stop_at_eos=False)
+    a, _ = generate(model, PROMPTS, max_new_tokens=N, seed=5, stop_at_eos=False)
+    b, _ = generate(model, PROMPTS, max_new_tokens=N, seed=5, stop_at_eos=False)
+    c, _ = generate(model, PROMPTS, max_new_tokens=N, seed=6, stop_at_eos=False)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
 def test_temperature_to_zero_and_top_k_one_equal_greedy(model):
-    greedy, greedy_lp = generate(model, PROMPTS, max_new_tokens=10, greedy=True)
-    cold, _ = generate(model, PROMPTS, max_new_tokens=10, temperature=1e-4, seed=9)
-    top1, top1_lp = generate(model, PROMPTS, max_new_tokens=10, top_k=1, seed=2)
+    # The same shapes and static knobs as the other tests (stop_at_eos=False): jit cache hits.
+    greedy, greedy_lp = generate(model, PROMPTS, max_new_tokens=N, greedy=True,
+                                 stop_at_eos=False)
+    cold, _ = generate(model, PROMPTS, max_new_tokens=N, temperature=1e-4, seed=9,
+                       stop_at_eos=False)
+    top1, top1_lp = generate(model, PROMPTS, max_new_tokens=N, top_k=1, seed=2,
+                             stop_at_eos=False)
     np.testing.assert_array_equal(greedy, cold)
     np.testing.assert_array_equal(greedy, top1)
     np.testing.assert_allclose(greedy_lp, top1_lp, atol=1e-5)
@@ -113,26 +127,34 @@ def test_generate_continues_each_prompt_from_its_own_end(model):
     """Row b's tokens follow its own prompt: the same as generating for that row alone, and
     each greedy token is the argmax of one full forward pass over the prompt and the tokens
     before it (teacher forcing)."""
-    together, _ = generate(model, PROMPTS, max_new_tokens=6, greedy=True, stop_at_eos=False)
-    for b, length in enumerate((5, 2, 4)):
-        alone, _ = generate(model, PROMPTS[b:b + 1, :length], max_new_tokens=6, greedy=True,
+    together, _ = generate(model, PROMPTS, max_new_tokens=N, greedy=True, stop_at_eos=False)
+    lengths = (5, 2, 4)
+    for b, length in enumerate(lengths):
+        alone, _ = generate(model, PROMPTS[b:b + 1, :length], max_new_tokens=N, greedy=True,
                             stop_at_eos=False)
         np.testing.assert_array_equal(together[b], alone[0])
-        sequence = jnp.concatenate([PROMPTS[b, :length], alone[0]])[None]
-        logits_TV = np.array(model(sequence, deterministic=True)[0])
-        logits_TV[:, [0, 1]] = -np.inf  # pad and bos are never generated
-        np.testing.assert_array_equal(logits_TV[length - 1:-1].argmax(-1), alone[0])
+    # Teacher forcing in one forward pass: each row is its prompt then its tokens, right-padded
+    # (padding at the end changes no real position: tests/model/test_language_model.py).
+    P = PROMPTS.shape[1]
+    sequences_BT = np.zeros((len(lengths), P + N), np.int32)
+    for b, length in enumerate(lengths):
+        sequences_BT[b, :length + N] = np.concatenate([PROMPTS[b, :length], together[b]])
+    logits_BTV = np.array(model(jnp.asarray(sequences_BT), deterministic=True))
+    logits_BTV[..., [0, 1]] = -np.inf  # pad and bos are never generated
+    for b, length in enumerate(lengths):
+        np.testing.assert_array_equal(logits_BTV[b, length - 1:length - 1 + N].argmax(-1),
+                                      together[b])
 
 
-def test_stops_after_eos_and_pads(model):
-    tokens, _ = generate(model, jnp.tile(PROMPTS[:1], (64, 1)), max_new_tokens=19, seed=1,
-                         temperature=2.0)
-    for row in np.asarray(tokens):
-        eos = np.flatnonzero(row == 2)
-        if eos.size:
-            assert np.all(row[eos[0] + 1:] == 0)
-        assert 1 not in row  # bos is never generated
-    assert (np.asarray(tokens) == 2).any()  # at temperature 2 some row ends within 19
+def test_stops_after_eos_and_pads(many_draws):
+    for knobs, tokens in zip(KNOBS, many_draws, strict=True):
+        for row in tokens:
+            eos = np.flatnonzero(row == 2)
+            if eos.size:
+                assert np.all(row[eos[0] + 1:] == 0), knobs
+            assert 1 not in row, knobs  # bos is never generated
+    hot = many_draws[KNOBS.index(dict(temperature=2.0))]
+    assert (hot == 2).any()  # at temperature 2 some of the 4000 rows ends within N
 
 
 @pytest.mark.outside_annotations
