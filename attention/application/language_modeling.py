@@ -19,7 +19,7 @@ schedule, checkpoints, metrics and progress bar, on a decoder-only
 
 >>> corpus = load_text_corpus("svo", num_examples=100)
 >>> len(corpus.train), corpus.tokenizer.vocab_size
-(100, 51)
+(100, 46)
 """
 
 from __future__ import annotations
