@@ -381,16 +381,22 @@ def _generate(args) -> int:
     return 0
 
 
+def _split(name: str) -> str:
+    """The corpus attribute for ``--split`` (test2016 is Multi30k's name for its test set)."""
+    split = {"test": "test", "test2016": "test", "valid": "valid", "val": "valid",
+             "train": "train"}.get(name)
+    if split is None:
+        raise UsageError(f"unknown --split {name!r}; use test, valid or train.")
+    return split
+
+
 def _evaluate(args) -> int:
     run = _load_run(args.checkpoint, args.average_last, command="evaluate")
     if run.config.is_language_model:
         return _evaluate_language_model(args, run)
     corpus = load_corpus(run.data, data_dir=args.data_dir, tokenizer=run.tokenizer,
                          seed=run.train_config.seed)
-    split = {"test": "test", "test2016": "test", "valid": "valid", "val": "valid",
-             "train": "train"}.get(args.split)
-    if split is None:
-        raise UsageError(f"unknown --split {args.split!r}; use test, valid or train.")
+    split = _split(args.split)
     pairs = getattr(corpus, split)[: args.limit or None]
     start = time.perf_counter()
     hypotheses = translate(run.model, run.tokenizer, [s for s, _ in pairs],
@@ -409,10 +415,7 @@ def _evaluate_language_model(args, run) -> int:
     """Held-out perplexity of a language-model run (``attention evaluate`` on one)."""
     corpus = load_text_corpus(run.data, data_dir=args.data_dir, tokenizer=run.tokenizer,
                               seed=run.train_config.seed)
-    split = {"test": "test", "test2016": "test", "valid": "valid", "val": "valid",
-             "train": "train"}.get(args.split)
-    if split is None:
-        raise UsageError(f"unknown --split {args.split!r}; use test, valid or train.")
+    split = _split(args.split)
     texts = getattr(corpus, split)[: args.limit or None]
     start = time.perf_counter()
     scores = perplexity(run.model, run.tokenizer, texts)

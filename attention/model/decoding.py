@@ -250,8 +250,13 @@ def _forbid_special(log_probs_BV, config):
     return log_probs_BV.at[..., config.pad_id].set(_NEG).at[..., config.bos_id].set(_NEG)
 
 
-@functools.partial(nnx.jit, static_argnames=("max_len", "use_cache"))
-def _greedy_decode_jit(model: Transformer, src_tokens, *, max_len: int, use_cache: bool):
+def _decode_loop(model: Transformer, src_tokens, choose, *, max_len: int, use_cache: bool):
+    """One token per step until every row has produced eos or ``max_len`` tokens.
+
+    ``choose(step_BV, t) -> next_B`` picks each row's next token from the step's log
+    probabilities (pad and bos already forbidden): the argmax for greedy decoding, a draw for
+    sampling. Rows that have finished continue with pad, at no cost.
+    """
     config = model.config
     B = src_tokens.shape[0]
     memory, src_mask, cache = _start(model, src_tokens, max_len, use_cache)
@@ -264,8 +269,8 @@ def _greedy_decode_jit(model: Transformer, src_tokens, *, max_len: int, use_cach
     def body(carry):
         t, inputs_BL, finished_B, log_probs_B, cache = carry
         step_BV, cache = _next_log_probs(model, inputs_BL, t, memory, src_mask, cache, max_len)
-        next_B = jnp.argmax(_forbid_special(step_BV, config), axis=-1).astype(jnp.int32)
-        next_B = jnp.where(finished_B, config.pad_id, next_B)
+        step_BV = _forbid_special(step_BV, config)
+        next_B = jnp.where(finished_B, config.pad_id, choose(step_BV, t).astype(jnp.int32))
         chosen_B = jnp.take_along_axis(step_BV, next_B[:, None], axis=-1)[:, 0]
         log_probs_B = log_probs_B + jnp.where(finished_B, 0.0, chosen_B)
         inputs_BL = inputs_BL.at[:, t + 1].set(next_B)
@@ -275,6 +280,12 @@ def _greedy_decode_jit(model: Transformer, src_tokens, *, max_len: int, use_cach
     carry = (jnp.int32(0), inputs_BL, jnp.zeros(B, bool), jnp.zeros(B, jnp.float32), cache)
     _, inputs_BL, _, log_probs_B, _ = jax.lax.while_loop(cond, body, carry)
     return inputs_BL[:, 1:], log_probs_B
+
+
+@functools.partial(nnx.jit, static_argnames=("max_len", "use_cache"))
+def _greedy_decode_jit(model: Transformer, src_tokens, *, max_len: int, use_cache: bool):
+    return _decode_loop(model, src_tokens, lambda step_BV, t: jnp.argmax(step_BV, axis=-1),
+                        max_len=max_len, use_cache=use_cache)
 
 
 @functools.partial(nnx.jit, static_argnames=("max_len", "beam_size", "use_cache"))
@@ -341,28 +352,8 @@ def _sample_decode_jit(model: Transformer, src_tokens, temperature, top_k, top_p
                        max_len: int, use_cache: bool):
     from attention.model.sampling import _sampling_log_probs
 
-    config = model.config
-    B = src_tokens.shape[0]
-    memory, src_mask, cache = _start(model, src_tokens, max_len, use_cache)
-    inputs_BL = jnp.full((B, max_len + 1), config.pad_id, jnp.int32).at[:, 0].set(config.bos_id)
-
-    def cond(carry):
-        t, _, finished_B, _, _ = carry
-        return (t < max_len) & ~jnp.all(finished_B)
-
-    def body(carry):
-        t, inputs_BL, finished_B, log_probs_B, cache = carry
-        step_BV, cache = _next_log_probs(model, inputs_BL, t, memory, src_mask, cache, max_len)
-        step_BV = _forbid_special(step_BV, config)
+    def draw(step_BV, t):
         sampling_BV = _sampling_log_probs(step_BV, temperature, top_k, top_p)
-        next_B = jax.random.categorical(jax.random.fold_in(key, t), sampling_BV, axis=-1)
-        next_B = jnp.where(finished_B, config.pad_id, next_B.astype(jnp.int32))
-        chosen_B = jnp.take_along_axis(step_BV, next_B[:, None], axis=-1)[:, 0]
-        log_probs_B = log_probs_B + jnp.where(finished_B, 0.0, chosen_B)
-        inputs_BL = inputs_BL.at[:, t + 1].set(next_B)
-        finished_B = finished_B | (next_B == config.eos_id)
-        return t + 1, inputs_BL, finished_B, log_probs_B, cache
+        return jax.random.categorical(jax.random.fold_in(key, t), sampling_BV, axis=-1)
 
-    carry = (jnp.int32(0), inputs_BL, jnp.zeros(B, bool), jnp.zeros(B, jnp.float32), cache)
-    _, inputs_BL, _, log_probs_B, _ = jax.lax.while_loop(cond, body, carry)
-    return inputs_BL[:, 1:], log_probs_B
+    return _decode_loop(model, src_tokens, draw, max_len=max_len, use_cache=use_cache)

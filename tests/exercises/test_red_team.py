@@ -299,7 +299,7 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         os.chdir(teacher)
         with contextlib.redirect_stdout(printed):
             status = grade.main([str(folder), "--out", str(out / "scores.csv"), "--jobs", "2",
-                                 "--timeout", "20", "--exercises", "dot_product_scores",
+                                 "--timeout", "45", "--exercises", "dot_product_scores",
                                  "--sandbox", level])
     finally:
         os.chdir(cwd)
