@@ -91,3 +91,33 @@ class TokenEmbedding(nnx.Module):
     def attend(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
         """Logits ``hidden E^T`` (the tied pre-softmax projection)."""
         return tied_logits(hidden, self._table())
+
+
+# ----------------------------------------------------------------- the pre-softmax projection
+# Shared by the encoder-decoder Transformer and the decoder-only LanguageModel: E^T when the
+# embeddings are tied, else an own [D, V] matrix (no bias, like the tied one, so the two
+# variants differ only in the tying).
+
+
+def make_output_projection(config, *, rngs: nnx.Rngs) -> nnx.Linear | None:
+    """None when ``config.share_embeddings`` (the embedding matrix serves), else a [D, V] linear."""
+    if config.share_embeddings:
+        return None
+    return nnx.Linear(config.d_model, config.tgt_vocab_size, use_bias=False,
+                      dtype=config.jnp_dtype, param_dtype=config.jnp_param_dtype, rngs=rngs)
+
+
+def output_weight(embed: TokenEmbedding, output: nnx.Linear | None,
+                  dtype=None) -> Float[Array, "V D"]:
+    """The projection as ``[V, D]``: ``logits = hidden @ W.T`` (E when tied)."""
+    if output is None:
+        return embed._table()
+    weight_VD = output.kernel[...].T
+    return weight_VD if dtype is None else weight_VD.astype(dtype)
+
+
+def output_logits(embed: TokenEmbedding, output: nnx.Linear | None,
+                  hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
+    """Float32 vocabulary scores of hidden states (3.4)."""
+    logits = embed.attend(hidden) if output is None else output(hidden)
+    return logits.astype(jnp.float32)

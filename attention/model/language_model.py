@@ -38,7 +38,12 @@ from jaxtyping import Array, Float, Int
 from attention._checks import check_positive_int, check_tokens
 from attention.model.config import TransformerConfig
 from attention.model.decoder import DecodeCache, Decoder
-from attention.model.embeddings import TokenEmbedding
+from attention.model.embeddings import (
+    TokenEmbedding,
+    make_output_projection,
+    output_logits,
+    output_weight,
+)
 
 
 class LanguageModel(nnx.Module):
@@ -81,14 +86,7 @@ class LanguageModel(nnx.Module):
             param_dtype=config.jnp_param_dtype, rngs=rngs,
         )
         self.decoder = Decoder(config, self.embed, rngs=rngs, cross_attention=False)
-        self.output = (
-            None
-            if config.share_embeddings
-            else nnx.Linear(
-                config.d_model, config.tgt_vocab_size, use_bias=False, dtype=config.jnp_dtype,
-                param_dtype=config.jnp_param_dtype, rngs=rngs,
-            )
-        )
+        self.output = make_output_projection(config, rngs=rngs)
 
     # ------------------------------------------------------------------ training path
 
@@ -120,16 +118,11 @@ class LanguageModel(nnx.Module):
 
     def output_weight(self) -> Float[Array, "V D"]:
         """The output projection as ``[V, D]``: ``logits = hidden @ W.T``."""
-        if self.output is None:
-            return self.embed._table()
-        weight_VD = self.output.kernel[...].T
-        dtype = self.config.jnp_dtype
-        return weight_VD if dtype is None else weight_VD.astype(dtype)
+        return output_weight(self.embed, self.output, self.config.jnp_dtype)
 
     def logits(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
         """Project hidden states to float32 next-token scores."""
-        logits = self.embed.attend(hidden) if self.output is None else self.output(hidden)
-        return logits.astype(jnp.float32)
+        return output_logits(self.embed, self.output, hidden)
 
     # ------------------------------------------------------------- incremental path
 

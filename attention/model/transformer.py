@@ -25,7 +25,12 @@ from attention._checks import check_positive_int, check_tokens, shape_str
 from attention.mechanism.masks import padding_mask
 from attention.model.config import TransformerConfig
 from attention.model.decoder import DecodeCache, Decoder
-from attention.model.embeddings import TokenEmbedding
+from attention.model.embeddings import (
+    TokenEmbedding,
+    make_output_projection,
+    output_logits,
+    output_weight,
+)
 from attention.model.encoder import Encoder
 from attention.model.language_model import LanguageModel, language_model_attention_maps
 
@@ -74,16 +79,7 @@ class Transformer(nnx.Module):
         )
         self.encoder = Encoder(config, self.src_embed, rngs=rngs)
         self.decoder = Decoder(config, self.tgt_embed, rngs=rngs)
-        # The pre-softmax projection: E^T when shared, else its own [D, V] matrix (no bias,
-        # like the tied one, so the two variants differ only in the tying).
-        self.output = (
-            None
-            if config.share_embeddings
-            else nnx.Linear(
-                config.d_model, config.tgt_vocab_size, use_bias=False, dtype=config.jnp_dtype,
-                param_dtype=config.jnp_param_dtype, rngs=rngs,
-            )
-        )
+        self.output = make_output_projection(config, rngs=rngs)
 
     # ------------------------------------------------------------------ training path
 
@@ -166,19 +162,11 @@ class Transformer(nnx.Module):
     def output_weight(self) -> Float[Array, "V D"]:
         """The pre-softmax projection as a ``[V, D]`` matrix: ``logits = hidden @ W.T``
         (the embedding matrix E when shared, else the output kernel transposed)."""
-        if self.output is None:
-            return self.tgt_embed._table()
-        weight_VD = self.output.kernel[...].T
-        return weight_VD if self.config.jnp_dtype is None else weight_VD.astype(
-            self.config.jnp_dtype)
+        return output_weight(self.tgt_embed, self.output, self.config.jnp_dtype)
 
     def logits(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
         """Project decoder hidden states to float32 vocabulary scores (3.4)."""
-        if self.output is None:
-            logits = self.tgt_embed.attend(hidden)
-        else:
-            logits = self.output(hidden)
-        return logits.astype(jnp.float32)
+        return output_logits(self.tgt_embed, self.output, hidden)
 
     def source_mask(self, src_tokens: Int[Array, "B S"]) -> Bool[Array, "B 1 1 S"]:
         """Key-padding mask of the source: True at real tokens."""
