@@ -15,6 +15,24 @@ CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
              "amx_bf16", "amx_int8")
 
 
+def read_cpu(cpuinfo: str | None = None) -> tuple[str, set[str] | None]:
+    """``(model name, set of flags)`` of this CPU, or of ``cpuinfo`` (the text of
+    ``/proc/cpuinfo``); the flags are None where there is no such file (macOS, Windows)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return platform.processor() or platform.machine(), None
+    model, flags = platform.processor() or platform.machine(), set()
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "model name":
+            model = value.strip()
+        elif name.strip() == "flags":
+            flags = set(value.split())
+    return model, flags
+
+
 def cpu_description(cpuinfo: str | None = None) -> str:
     """``"<model name>: avx2 yes, fma yes, ..., amx_int8 no"`` for the flags in ``CPU_FLAGS``.
 
@@ -25,16 +43,7 @@ def cpu_description(cpuinfo: str | None = None) -> str:
     >>> cpu_description("model name : Toy CPU\\nflags : fpu avx2 fma\\n")[:38]
     'Toy CPU: avx2 yes, fma yes, avx512f no'
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return f"{platform.processor() or platform.machine()}: flags unknown (no /proc/cpuinfo)"
-    model, flags = platform.processor() or platform.machine(), set()
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() == "model name":
-            model = value.strip()
-        elif name.strip() == "flags":
-            flags = set(value.split())
+    model, flags = read_cpu(cpuinfo)
+    if flags is None:
+        return f"{model}: flags unknown (no /proc/cpuinfo)"
     return f"{model}: " + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in CPU_FLAGS)

@@ -1,9 +1,22 @@
-"""Training throughput: our Transformer (JAX, one nnx.jit step) against torch.nn.Transformer.
+"""Training throughput: our Transformer (JAX, one nnx.jit step) against torch.nn.Transformer,
+in float32 and in bfloat16 mixed precision.
 
 Both models have the same shape (the issue's setting: d_model 256, 3+3 layers, d_ff 512,
-8 heads, a shared 8k vocabulary, batch 128 x (20 + 20) tokens, Adam), train on the same random
-token batches on the same CPU, in one run. Throughput counts source + target tokens per
-second over timed steps after warm-up (compilation excluded for all three).
+8 heads, a shared 8k vocabulary, batch 128 x (20 + 20) tokens, Adam, dropout 0.1), train on
+the same random token batches on the same CPU, in one run. Throughput counts source + target
+tokens per second over timed steps after warm-up (compilation excluded for all).
+
+Like with like: ours with ``TransformerConfig(precision="bfloat16")`` (bfloat16 products,
+float32 sums, parameters, softmax, norms, loss and Adam) against torch under
+``torch.autocast("cpu", dtype=torch.bfloat16)`` (the same split: autocast runs the products
+in bfloat16 and keeps the parameters and the reductions in float32), each eager and compiled.
+Each figure's share of the matmul peak is against the peak of its own precision, measured in
+the same run: a jitted 2048^3 product in float32, and with bfloat16 inputs and float32
+accumulation. The CPU's features that set those peaks (AVX-512 BF16, AMX) are printed.
+
+Ablations of ours (float32): dropout masks from JAX's default threefry generator instead of
+XLA's RngBitGenerator (``attention.model.dropout``), and three query/key/value products instead
+of one fused product (``MultiHeadAttention._project_self``), to show what each change buys.
 
 PyTorch is a benchmark-only dependency: ``pip install torch==2.13.0``.
 
@@ -16,9 +29,9 @@ Prints a table and writes it to benchmarks/results/train_throughput.txt.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +45,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from attention._machine import cpu_description  # noqa: E402
 from attention.model.config import TransformerConfig  # noqa: E402
 from attention.model.transformer import Transformer  # noqa: E402
 from attention.training.train import TrainConfig, make_optimizer, train_step  # noqa: E402
@@ -90,10 +104,35 @@ def bench_jax(cfg, batches, steps, warmup):
     return time_steps(step, steps, warmup)
 
 
-def bench_torch(cfg, batches, steps, warmup, compiled):
+@contextlib.contextmanager
+def ablation(name):
+    """Undo one of the step's optimisations while the block runs (benchmark only)."""
+    from attention.mechanism.multi_head import MultiHeadAttention
+    from attention.model.dropout import Dropout
+
+    if name == "threefry dropout":
+        target, attribute, replacement = Dropout, "__call__", nnx.Dropout.__call__
+    elif name == "three q/k/v products":
+        def replacement(self, x):
+            return self.query(x), self.key(x), self.value(x)
+        target, attribute = MultiHeadAttention, "_project_self"
+    else:
+        raise ValueError(name)
+    original = getattr(target, attribute)
+    setattr(target, attribute, replacement)
+    jax.clear_caches()  # train_step's compiled program was traced with the original
+    try:
+        yield
+    finally:
+        setattr(target, attribute, original)
+        jax.clear_caches()
+
+
+def bench_torch(cfg, batches, steps, warmup, compiled, precision="float32"):
     import torch
 
     torch.manual_seed(0)
+    torch._dynamo.reset()  # each compiled variant compiles afresh, not from the last one
 
     class TorchModel(torch.nn.Module):
         def __init__(self):
@@ -115,11 +154,14 @@ def bench_torch(cfg, batches, steps, warmup, compiled):
     model = TorchModel()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=cfg.pad_id)
+    autocast = precision == "bfloat16"
 
     def train_once(src, tgt_in, tgt_out):
         optimizer.zero_grad(set_to_none=True)
-        logits = model(src, tgt_in)
-        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1))
+        # autocast: products in bfloat16, parameters, reductions and the loss in float32.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits = model(src, tgt_in)
+            loss = loss_fn(logits.reshape(-1, logits.shape[-1]).float(), tgt_out.reshape(-1))
         loss.backward()
         optimizer.step()
         return loss
@@ -131,13 +173,32 @@ def bench_torch(cfg, batches, steps, warmup, compiled):
     return time_steps(lambda: fn(*next(it)).item(), steps, warmup)
 
 
-def measure_matmul_peak(n=2048, repeats=5):
+def measure_matmul_peaks(n=2048, repeats=5):
+    """FLOP/s of a jitted n^3 product: float32, and bfloat16 inputs with float32 accumulation
+    (the mixed-precision product); also torch's, where torch is there (the larger counts)."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    matmul(a, b).block_until_ready()
-    best = min(_timed(lambda: matmul(a, b).block_until_ready()) for _ in range(repeats))
-    return 2 * n**3 / best
+    products = {
+        "float32": (jax.jit(jnp.matmul), a, b),
+        "bfloat16": (jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32)),
+                     a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)),
+    }
+    peaks = {}
+    for name, (matmul, x, y) in products.items():
+        matmul(x, y).block_until_ready()
+        best = min(_timed(lambda m=matmul, x=x, y=y: m(x, y).block_until_ready())
+                   for _ in range(repeats))
+        peaks[name] = {"jax": 2 * n**3 / best}
+    try:
+        import torch
+    except ImportError:
+        return peaks
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        x, y = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        x @ y
+        best = min(_timed(lambda x=x, y=y: x @ y) for _ in range(repeats))
+        peaks[name]["torch"] = 2 * n**3 / best
+    return peaks
 
 
 def _timed(fn):
@@ -166,6 +227,7 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5):
     miss: embeddings, positions, masks, and what XLA gains by fusing across part borders)."""
     from attention.mechanism.masks import padding_mask
     from attention.model.decoder import target_mask
+    from attention.model.precision import mixed_einsum
     from attention.training.loss import label_smoothed_cross_entropy, projected_cross_entropy
     from attention.training.train import _loss_fn
 
@@ -187,13 +249,15 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5):
     @jax.jit
     def projection_all_logits(hidden_BTD, table_VD, targets):
         def loss(h, e):
-            return label_smoothed_cross_entropy(h @ e.T, targets, label_smoothing=0.1)[0]
+            logits = mixed_einsum("BTD,VD->BTV", h, e, dtype=cfg.matmul_dtype)
+            return label_smoothed_cross_entropy(logits, targets, label_smoothing=0.1)[0]
         return jax.grad(loss, argnums=(0, 1))(hidden_BTD, table_VD)
 
     @jax.jit
     def projection_chunked(hidden_BTD, table_VD, targets):
         def loss(h, e):
-            return projected_cross_entropy(h, e, targets, label_smoothing=0.1)["loss_sum"]
+            return projected_cross_entropy(h, e, targets, label_smoothing=0.1,
+                                           matmul_dtype=cfg.matmul_dtype)["loss_sum"]
         return jax.grad(loss, argnums=(0, 1))(hidden_BTD, table_VD)
 
     grads = nnx.state(model, nnx.Param)
@@ -244,8 +308,9 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5):
     rows.append(("whole step (same run as the table)", step_seconds, 1, 0.0))
 
     lines = [
-        "# where our step's time goes: each part forward+backward as its own jitted program "
-        "(median seconds)",
+        f"# where our {cfg.resolved_precision} step's time goes: each part forward+backward as "
+        f"its own jitted program (median seconds; %peak against the {cfg.resolved_precision} "
+        f"peak)",
         f"{'part':40s} {'seconds':>8s} {'x count':>8s} {'of step':>8s} {'matmul %peak':>13s}",
     ]
     for name, seconds, count, part_flops in rows:
@@ -263,55 +328,100 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--src-len", type=int, default=20)
     parser.add_argument("--tgt-len", type=int, default=20)
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "both"), default="both")
     parser.add_argument("--quick", action="store_true", help="few steps, no torch.compile")
     parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the parts of our step (a profile of where time goes)")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.warmup = 3, 1
+    precisions = ("float32", "bfloat16") if args.precision == "both" else (args.precision,)
+    load_start = os.getloadavg()[0]
 
-    cfg = TransformerConfig(
+    base = TransformerConfig(
         src_vocab_size=8000, tgt_vocab_size=8000, d_model=256, num_heads=8, d_ff=512,
         num_layers=3, dropout_rate=0.1, share_embeddings=True, max_len=64,
     )
     rng = np.random.default_rng(0)
     batches = [random_batch(rng, args.batch, args.src_len, args.tgt_len, 8000) for _ in range(4)]
     tokens = args.batch * (args.src_len + args.tgt_len)
-    flops = count_matmul_flops(cfg, args.batch, args.src_len, args.tgt_len)
-    peak = measure_matmul_peak()
-
-    rows = [("attention (JAX, nnx.jit)", bench_jax(cfg, batches, args.steps, args.warmup))]
+    flops = count_matmul_flops(base, args.batch, args.src_len, args.tgt_len)
+    peaks = measure_matmul_peaks()
+    torch_version = "not run"
     if not args.skip_torch:
         import torch
 
-        rows.append(("torch.nn.Transformer eager",
-                     bench_torch(cfg, batches, args.steps, args.warmup, compiled=False)))
-        if not args.quick:
-            rows.append(("torch.nn.Transformer compiled",
-                         bench_torch(cfg, batches, args.steps, args.warmup, compiled=True)))
-        torch_version = torch.__version__
-    else:
-        torch_version = "not run"
+        torch_version = f"{torch.__version__} ({torch.get_num_threads()} threads)"
 
-    reference = rows[-1][1] if len(rows) > 1 else rows[0][1]
+    # rows: (precision, implementation, seconds); ours first in each precision
+    rows = []
+    for precision in precisions:
+        cfg = base.replace(precision=precision)
+        rows.append((precision, "ours (JAX, nnx.jit)", bench_jax(cfg, batches, args.steps,
+                                                                args.warmup)))
+        if precision == "float32" and not args.no_ablations:
+            for name in ("threefry dropout", "three q/k/v products"):
+                with ablation(name):
+                    rows.append((precision, f"  ours with {name}",
+                                 bench_jax(cfg, batches, args.steps, args.warmup)))
+        if not args.skip_torch:
+            for compiled in (False, True)[: 1 if args.quick else 2]:
+                name = "torch.nn.Transformer " + ("compiled" if compiled else "eager")
+                name += " + autocast" if precision == "bfloat16" else ""
+                rows.append((precision, name, bench_torch(base, batches, args.steps, args.warmup,
+                                                          compiled, precision)))
+
+    def peak_of(precision):
+        return max(peaks[precision].values())
+
     lines = [
-        f"# Training throughput, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, jax {jax.__version__}, torch {torch_version}",
-        f"# d_model 256, 3+3 layers, d_ff 512, 8 heads, shared 8k vocab, batch {args.batch} x "
-        f"({args.src_len}+{args.tgt_len}) tokens, Adam; median of {args.steps} steps",
-        f"# matmul peak (jitted 2048^3 float32 matmul, same run): {peak / 1e9:.1f} GFLOP/s",
-        f"# ratio: against {rows[-1][0]}",
-        f"{'implementation':32s} {'s/step':>8s} {'tokens/s':>10s} {'GFLOP/s':>8s} "
-        f"{'of peak':>8s} {'ratio':>6s}",
+        f"# Training throughput, {cpu_description()}",
+        f"# {os.cpu_count()} CPUs, jax {jax.__version__}, torch {torch_version}; load average "
+        f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end",
+        f"# d_model 256, 3+3 layers, d_ff 512, 8 heads, shared 8k vocab, dropout 0.1, batch "
+        f"{args.batch} x ({args.src_len}+{args.tgt_len}) tokens, Adam; median of {args.steps} "
+        f"steps",
     ]
-    for name, seconds in rows:
+    for precision in precisions:
+        shown = ", ".join(f"{who} {value / 1e9:.0f}" for who, value in peaks[precision].items())
+        lines.append(f"# {precision} matmul peak (2048^3, same run): {shown} GFLOP/s")
+    lines += [
+        "# of peak: against the peak of the row's own precision; vs torch: torch's best "
+        "(eager or compiled) in that precision / this row's time",
+        f"{'precision':9s} {'implementation':42s} {'s/step':>7s} {'tokens/s':>9s} "
+        f"{'GFLOP/s':>8s} {'of peak':>8s} {'vs torch':>8s}",
+    ]
+    best_torch = {p: min((sec for q, name, sec in rows if q == p and name.startswith("torch")),
+                         default=None) for p in precisions}
+    for precision, name, seconds in rows:
+        versus = (f"{best_torch[precision] / seconds:8.2f}" if best_torch[precision] else
+                  f"{'':8s}")
         lines.append(
-            f"{name:32s} {seconds:8.3f} {tokens / seconds:10.0f} {flops / seconds / 1e9:8.1f} "
-            f"{flops / seconds / peak:8.1%} {reference / seconds:6.2f}"
+            f"{precision:9s} {name:42s} {seconds:7.3f} {tokens / seconds:9.0f} "
+            f"{flops / seconds / 1e9:8.1f} {flops / seconds / peak_of(precision):8.1%} {versus}"
         )
+    ours = {p: sec for p, name, sec in rows if name.startswith("ours")}
+    lines.append("# goals (issue 16), measured in this run")
+    for precision in precisions:
+        if best_torch[precision]:
+            ratio = best_torch[precision] / ours[precision]
+            lines.append(f"#   {precision}: ours {ratio:.2f}x torch's best (goal >= 1.5x: "
+                         f"{'met' if ratio >= 1.5 else 'MISSED'})")
+    if "bfloat16" in ours:
+        share = flops / ours["bfloat16"] / peak_of("bfloat16")
+        amx = "amx_bf16 yes" in cpu_description()
+        lines.append(f"#   bfloat16 step at {share:.1%} of the bfloat16 matmul peak (goal >= 40% "
+                     f"on a CPU with AMX: {'met' if share >= 0.4 else 'MISSED'}"
+                     f"{'' if amx else '; this CPU has no AMX'})")
+        if "float32" in ours:
+            lines.append(f"#   bfloat16 / float32 step speed: "
+                         f"{ours['float32'] / ours['bfloat16']:.2f}x")
     if args.breakdown:
-        lines += breakdown(cfg, batches[0], peak, rows[0][1])
+        for precision in precisions:
+            cfg = base.replace(precision=precision)
+            lines += breakdown(cfg, batches[0], peak_of(precision), ours[precision])
     text = "\n".join(lines)
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

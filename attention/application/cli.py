@@ -53,6 +53,7 @@ from attention.application.view import add_view_arguments, view_command
 from attention.data import ChecksumError, DatasetNotFoundError
 from attention.inspection.plotting import plot_attention
 from attention.model.config import POSITIONAL, PRESETS
+from attention.model.precision import PRECISIONS, describe_precision
 from attention.model.transformer import count_params
 from attention.training.checkpoint import CheckpointError
 from attention.training.train import TrainConfig
@@ -93,6 +94,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="key/value heads, dividing the query heads (grouped-query "
                        "attention; 1: multi-query); default: one per query head")
     train.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
+    _add_precision_argument(train, default="auto")
     train.add_argument("--examples", type=int, default=20_000,
                        help="training pairs (stories for --task lm) generated for synthetic "
                        "data")
@@ -105,6 +107,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     translate = commands.add_parser("translate", help="translate sentences with a trained run")
+    _add_precision_argument(translate, default=None)
     translate.add_argument("--checkpoint", required=True, help="a run directory")
     translate.add_argument("sentences", nargs="+", help="source sentences")
     translate.add_argument("--beam-size", type=int, default=4)
@@ -118,6 +121,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="continue prompts with a trained language "
                                    "model (attention train --task lm)")
+    _add_precision_argument(generate, default=None)
     generate.add_argument("--checkpoint", required=True, help="a language-model run directory")
     generate.add_argument("prompts", nargs="+", help="texts to continue")
     generate.add_argument("--max-new-tokens", type=int, default=None,
@@ -131,6 +135,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_sampling_arguments(generate)
 
     evaluate = commands.add_parser("evaluate", help="sacreBLEU of a trained run on a split")
+    _add_precision_argument(evaluate, default=None)
     evaluate.add_argument("--checkpoint", required=True, help="a run directory")
     evaluate.add_argument("--split", default="test",
                           help="test (test2016 for multi30k), valid (val) or train")
@@ -151,6 +156,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 TASKS = ("translation", "lm")
+
+
+def _add_precision_argument(parser, *, default) -> None:
+    what = ("auto: bfloat16 where the hardware multiplies it fast, else float32" if default
+            else "default: the run's own setting")
+    parser.add_argument("--precision", choices=PRECISIONS, default=default,
+                        help=f"float32, or bfloat16 mixed precision (bfloat16 products, float32 "
+                             f"sums, parameters and optimizer); {what}")
 
 
 def _add_sampling_arguments(parser) -> None:
@@ -181,6 +194,7 @@ def _model_config(args, vocab_size: int):
             overrides["positional"] = args.positional
         if args.num_kv_heads is not None:
             overrides["num_kv_heads"] = args.num_kv_heads
+        overrides["precision"] = args.precision
         return PRESETS[preset](vocab_size=vocab_size).as_language_model(**overrides), preset
     preset = args.preset or ("small" if is_real_data(args.data) else "tiny")
     overrides = {}
@@ -195,6 +209,7 @@ def _model_config(args, vocab_size: int):
         overrides["positional"] = args.positional
     if args.num_kv_heads is not None:
         overrides["num_kv_heads"] = args.num_kv_heads
+    overrides["precision"] = args.precision
     return PRESETS[preset](vocab_size=vocab_size, **overrides), preset
 
 
@@ -279,6 +294,7 @@ def _train_model(args, out: pathlib.Path, resume: bool, corpus, describe):
     print(f"model: {count_params(run.model) / 1e6:.2f}M parameters, "
           f"{describe(config, preset)}, {jax.device_count()} {jax.default_backend()} "
           f"device(s)", flush=True)
+    print(describe_precision(config.precision), flush=True)
     result = train_run(run, corpus.train, directory=out, progress=not args.no_progress)
     if result.interrupted:
         task = " --task lm" if args.task == "lm" else ""
@@ -339,8 +355,8 @@ def _plot_example(run, sentence: str, path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def _load_run(run_dir: str, average_last: int, *, command: str):
-    run = load_run(run_dir, average_last=average_last)
+def _load_run(run_dir: str, average_last: int, *, command: str, precision: str | None = None):
+    run = load_run(run_dir, average_last=average_last, precision=precision)
     if command == "generate" and not run.config.is_language_model:
         raise UsageError(
             f"{run_dir} holds a translation model (encoder-decoder), not a language model; "
@@ -358,7 +374,8 @@ def _load_run(run_dir: str, average_last: int, *, command: str):
 
 
 def _translate(args) -> int:
-    run = _load_run(args.checkpoint, args.average_last, command="translate")
+    run = _load_run(args.checkpoint, args.average_last, command="translate",
+                    precision=args.precision)
     for line in translate(run.model, run.tokenizer, args.sentences, beam_size=args.beam_size,
                           length_penalty=args.length_penalty, sample=args.sample,
                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -368,7 +385,8 @@ def _translate(args) -> int:
 
 
 def _generate(args) -> int:
-    run = _load_run(args.checkpoint, 0, command="generate")
+    run = _load_run(args.checkpoint, 0, command="generate",
+                    precision=args.precision)
     if args.samples < 1:
         raise UsageError(f"--samples must be a positive int, got {args.samples}.")
     for i in range(args.samples):
@@ -391,7 +409,8 @@ def _split(name: str) -> str:
 
 
 def _evaluate(args) -> int:
-    run = _load_run(args.checkpoint, args.average_last, command="evaluate")
+    run = _load_run(args.checkpoint, args.average_last, command="evaluate",
+                    precision=args.precision)
     if run.config.is_language_model:
         return _evaluate_language_model(args, run)
     corpus = load_corpus(run.data, data_dir=args.data_dir, tokenizer=run.tokenizer,

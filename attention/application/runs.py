@@ -318,7 +318,8 @@ def load_run_tokenizer(directory: str | pathlib.Path) -> Tokenizer:
 
 
 def load_run(
-    directory: str | pathlib.Path, *, average_last: int = 0, with_optimizer: bool = False
+    directory: str | pathlib.Path, *, average_last: int = 0, with_optimizer: bool = False,
+    precision: str | None = None,
 ) -> Run:
     """The run saved in ``directory``, at its latest step.
 
@@ -327,6 +328,8 @@ def load_run(
       average_last: average the parameters of the last K checkpoints (K > 1), as the paper
         does for its base models (section 6.1).
       with_optimizer: restore the optimizer too, to train further.
+      precision: compute in this precision (:data:`attention.model.precision.PRECISIONS`)
+        instead of the run's own; the parameters are float32 either way.
 
     Raises:
       CheckpointError: no ``config.json`` or no checkpoint there.
@@ -340,6 +343,8 @@ def load_run(
         )
     saved = read_config(directory)
     config = TransformerConfig.from_dict(saved["model"])
+    if precision is not None:
+        config = config.replace(precision=precision)
     train_config = TrainConfig(**saved["train"])
     tokenizer = load_run_tokenizer(directory)
     if with_optimizer:

@@ -236,11 +236,17 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]):
     return sacrebleu.corpus_bleu(list(hypotheses), [list(references)])
 
 
-def bleu_signature(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
-    """The BLEU score and sacreBLEU's signature string (cite both)."""
+def bleu_signature(hypotheses: Sequence[str], references: Sequence[str], *,
+                   lowercase: bool = False) -> tuple[float, str]:
+    """The BLEU score and sacreBLEU's signature string (cite both).
+
+    The default is sacreBLEU's standard: cased, 13a tokenization of detokenized text.
+    ``lowercase=True`` scores lower-cased text (signature ``case:lc``), closer to what older
+    tutorials report (BLEU on lower-cased, tokenized words), so the two can be compared.
+    """
     import sacrebleu
 
-    metric = sacrebleu.BLEU()
+    metric = sacrebleu.BLEU(lowercase=lowercase)
     score = metric.corpus_score(list(hypotheses), [list(references)])
     return score.score, str(metric.get_signature())
 

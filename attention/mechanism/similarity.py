@@ -20,15 +20,25 @@ product followed by a top-k, and it is a lesson in where time goes on real hardw
   or in int8 with one float32 scale per row (1 byte), the same search reads 2x or 4x fewer
   bytes (:func:`quantize_database`). The products still accumulate in float32 (bfloat16) or
   exactly in int32 (int8), and each row's score is multiplied by its scale afterwards, so the
-  matrix is never expanded back to float32 in memory. The price is a small error in every
-  score, measured as recall@10 against exact float32 search in the tests and the benchmark;
-  ``rerank=`` buys the exact order back by rescoring a few candidates in float32.
+  matrix is never expanded back to float32 in memory. The query is rounded too, for the fast
+  product, but only to find a few more candidates than asked for; those are then scored
+  again with the float32 query, which costs next to nothing. What is left is a small error in
+  every stored row, measured as recall@10 against exact float32 search in the tests and the
+  benchmark; ``rerank=`` buys the exact order back by rescoring candidates in float32.
 * **A batch of queries is compute-bound.** Q queries share one read of the matrix, so with Q
-  in the hundreds the search runs at the machine's matrix-multiply speed.
+  in the hundreds the search runs near the machine's matrix-multiply speed, and the fastest
+  multiply wins: on CPUs with avx512_bf16, bfloat16 x bfloat16 with float32 accumulation
+  (each product of two bfloat16 is exact in float32), measured 1.4x to 1.9x the float32
+  rate.
 * **Stream the database in chunks.** Q queries against M rows make a ``[Q, M]`` score matrix
-  (4 GB for 1024 queries and a million rows). We score one chunk of rows at a time, keep a
-  running top-k per query, and never hold more than ``[Q, chunk]`` scores. Merging the
-  running top-k with each chunk's top-k is exact, so the result equals a full sort.
+  (4 GB for 1024 queries and a million rows). We score one chunk of rows at a time, keep
+  each chunk's top-k per query, and never hold more than ``[Q, chunk]`` scores; one last
+  top-k over the chunks' candidates is exact, so the result equals a full sort.
+* **Rank little.** Ranking is slow next to multiplying (XLA's top-k on CPU takes several
+  nanoseconds per score, one thread; a multiply-add is a fraction of one). So a chunk is cut
+  into groups of consecutive rows, only the groups' maxima are ranked, and then only the rows
+  of the k best groups: about ``2 sqrt(k chunk)`` scores ranked per query instead of the
+  chunk, with the same answer (:func:`_top_k_by_groups` says why it is exact).
 
 Axes here: ``Q`` queries, ``M`` database rows, ``D`` the embedding width, ``k`` results.
 """
@@ -36,6 +46,7 @@ Axes here: ``Q`` queries, ``M`` database rows, ``D`` the embedding width, ``k`` 
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -55,15 +66,20 @@ from attention._checks import (
     shape_str,
 )
 
-# Scores held at once per chunk when the caller does not choose a chunk size: 2^24 float32
-# values (64 MiB), small enough to leave memory for the database, large enough that the
-# per-chunk overhead (a top-k and a merge) stays small next to the matrix product.
-_SCORES_PER_CHUNK = 1 << 24
+# Scores held at once when the caller does not choose a chunk size. All of them, in one chunk,
+# when the whole [Q, M] block fits in 2^24 float32 values (64 MiB): a few queries are
+# memory-bound, and slicing a chunk out of the database is a copy they cannot afford.
+# Otherwise chunks of 2^23 values (32 MiB, about a last-level cache): 32768 rows for 256
+# queries, measured faster than 8192, 16384 or 65536.
+_SCORES_ONE_CHUNK = 1 << 24
+_SCORES_PER_CHUNK = 1 << 23
 
-# A batch searched in a quantized database expands one chunk of rows to float32 at a time (the
-# CPU's float32 matrix multiply is its fast one; see _quantized_top_k). Rows per chunk: 8192
-# rows of 300 float32 coordinates are 9.8 MB, which stays in the last-level cache.
-_QUANTIZED_BATCH_ROWS = 8192
+# A batch in an int8 database converts each chunk to bfloat16 (a copy): at most this many rows
+# at once (19.7 MB at D=300, about the last-level cache). Measured faster than larger chunks.
+_CONVERTED_ROWS = 32768
+
+# Smallest group worth the grouped top-k (see _top_k_by_groups).
+_MIN_GROUP = 4
 
 # The storage dtypes quantize_database knows, by name.
 QUANTIZED_DTYPES = ("bfloat16", "int8")
@@ -364,13 +380,14 @@ def cosine_top_k(
       values, which reads 2 or 1 bytes per coordinate. For bfloat16 the query is rounded to
       bfloat16 and the products accumulate in float32; for int8 the query is quantized like a
       row (``round(q / s)``, ``s = max|q| / 127``) and the products accumulate exactly in
-      int32. The row scales (and ``s``) multiply the M scores afterwards. The query's own
-      rounding adds a little error on top of the database's.
-    * a batch (``Q > 1``): one chunk of rows at a time is expanded to float32 (exactly) and
-      multiplied with the float32 queries on the float32 matrix-multiply path, which on CPUs
-      without AMX is the fastest one XLA has (bfloat16 and int8 matrix-matrix products
-      measured several times slower there). A batch is compute-bound, so the bytes saved in
-      storage matter less than the multiply speed.
+      int32. The row scales (and ``s``) multiply the M scores afterwards.
+    * a batch (``Q > 1``): the queries are rounded to bfloat16 and multiplied with one chunk
+      of rows at a time in bfloat16 with float32 accumulation (an int8 chunk is converted to
+      bfloat16 first, exactly), the fastest matrix product XLA has on CPUs with avx512_bf16.
+    * either way, that rounded product only picks the ``2 k + 8`` best candidates; they are
+      scored again with the float32 query, and the k best by that score are returned. So the
+      scores returned are exactly ``scales[m] * (values[m] . q)`` (in float32), and the
+      query's rounding costs recall only when it moves a row across 2 k + 8 places.
 
     Either way a score is off by a little, and rows whose cosines lie that close can swap.
     ``rerank=`` fixes the order: pass the full-precision database (the one that was
@@ -393,9 +410,9 @@ def cosine_top_k(
       normalized: promise that the rows of ``queries`` (and of ``database`` and ``rerank``
         when given as float arrays) already have length 1 (as :func:`normalize` makes them),
         so none is normalised again.
-      chunk_size: database rows scored at once; by default as many as keep the score block
-        ``[Q, chunk_size]`` within 2^24 values (all of them for a single query; at most
-        8192 for a batch in a quantized database). Static.
+      chunk_size: database rows scored at once; by default all of them when the scores
+        ``[Q, M]`` fit in 2^24 values, else as many as keep ``[Q, chunk_size]`` within 2^23
+        (at most 32768 for a batch in an int8 database). Static.
       rerank: ``[M, D]`` floating, only with a :class:`QuantizedDatabase`: the full-precision
         rows to rescore the candidates with.
       rerank_candidates: how many candidates per query to rescore, ``k..M``; only with
@@ -428,23 +445,24 @@ def cosine_top_k(
     Q = 1 if queries.ndim == 1 else queries.shape[0]
     candidates = _check_rerank(database, rerank, rerank_candidates, k, M)
     _check_finite_rows("queries", queries)
-    k_search = k if rerank is None else candidates
+    if not quantized:
+        k_search = k
+    else:
+        k_search = _candidate_count(k, M) if rerank is None else candidates
     if chunk_size is None:
-        chunk_size = max(_SCORES_PER_CHUNK // max(Q, 1), 1)
-        if quantized and Q > 1:
-            chunk_size = min(chunk_size, _QUANTIZED_BATCH_ROWS)
+        chunk_size = M if Q * M <= _SCORES_ONE_CHUNK else max(_SCORES_PER_CHUNK // Q, 1)
+        if quantized and Q > 1 and database.values.dtype == jnp.int8:
+            chunk_size = min(chunk_size, _CONVERTED_ROWS)
     # Each chunk must hold at least k rows, so that the first chunk alone fills the running
     # top-k with real scores; and no more than the whole database.
     chunk_size = min(max(int(chunk_size), k_search), M)
     if not quantized:
         return _cosine_top_k(queries, database, int(k), bool(normalized), chunk_size)
-    query_int8 = _int8_query_if_needed(queries, database, bool(normalized))
+    rounded = _rounded_queries(queries, database.values.dtype == jnp.int8, bool(normalized))
     if rerank is None:
-        return _quantized_top_k(
-            queries, database, query_int8, int(k), bool(normalized), chunk_size
-        )
+        return _quantized_top_k(queries, database, rounded, int(k), bool(normalized), chunk_size)
     return _reranked_top_k(
-        queries, database, query_int8, rerank, int(k), candidates, bool(normalized), chunk_size
+        queries, database, rounded, rerank, int(k), candidates, bool(normalized), chunk_size
     )
 
 
@@ -474,41 +492,81 @@ def _check_rerank(database, rerank, rerank_candidates, k: int, M: int) -> int | 
     return candidates
 
 
+def _group_size(rows: int, k: int) -> int:
+    """Rows per group for :func:`_top_k_by_groups`: a power of two near ``sqrt(rows / k)``.
+
+    The selection costs about ``rows / g`` (group maxima ranked) plus ``k * g`` (candidates
+    ranked), least at ``g = sqrt(rows / k)``. 1 means "no groups": a chunk too small to gain.
+    """
+    g = 1 << max(round(math.log2(math.sqrt(rows / k))), 0)
+    return g if g >= _MIN_GROUP else 1
+
+
+def _top_k_by_groups(scores_CQ, k: int, group: int):
+    """Exact top-k down each column of ``scores_CQ`` [C, Q]: ``(scores [Q, k], positions [Q, k])``.
+
+    The same answer as ``lax.top_k(scores_CQ.T, k)`` (ties to the lower position), for scores
+    holding no NaN and no -0.0, found with less ranking: cut the C rows into groups of
+    ``group`` consecutive rows, rank only the groups' maxima, and rank the rows of the k best
+    groups. Exact because each of the k best rows is the best of its group or lies in a group
+    whose best beats it; either way its group is among the k best groups (on equal maxima the
+    lower group wins, and its rows come first).
+    """
+    C, Q = scores_CQ.shape
+    G = -(-C // group)
+    if group == 1 or G < k:  # (fewer than k groups: nothing to gain)
+        return jax.lax.top_k(scores_CQ.T, k)
+    # Pad to whole groups with -inf, which only ever ranks after every real score.
+    padded_PQ = jnp.pad(scores_CQ, ((0, G * group - C), (0, 0)), constant_values=-jnp.inf)
+    best_QG = jnp.max(padded_PQ.reshape(G, group, Q), axis=1).T
+    _, groups_Qk = jax.lax.top_k(best_QG, k)
+    # In ascending order, the candidates are in row order, so ties go to the lower row.
+    groups_Qk = jnp.sort(groups_Qk, axis=1)
+    offsets_11g = jnp.arange(group)[None, None, :]
+    positions_Qn = (groups_Qk[:, :, None] * group + offsets_11g).reshape(Q, k * group)
+    candidates_Qn = padded_PQ[positions_Qn, jnp.arange(Q)[:, None]]
+    scores_Qk, pick_Qk = jax.lax.top_k(candidates_Qn, k)
+    return scores_Qk, jnp.take_along_axis(positions_Qn, pick_Qk, axis=1)
+
+
 def _chunked_top_k(score_chunk, Q: int, M: int, k: int, chunk_size: int):
-    """Running top-k over the chunks of rows; ``score_chunk(start, size) -> [Q, size]`` float32.
+    """Top-k over the chunks of rows; ``score_chunk(start, size) -> [size, Q]`` float32.
 
     Shared by the float and the quantized searches: only the way a chunk is scored differs.
+    Each chunk passes on its own top-k, and one top-k over those ``[Q, n_chunks * k]``
+    candidates at the end gives the answer: exact, since each of the k best rows is among the
+    k best of its own chunk.
     """
     n_chunks = -(-M // chunk_size)
+    group = _group_size(chunk_size, k)
 
-    def merge(i, carry):
-        best_scores_Qk, best_rows_Qk = carry
+    def chunk_top_k(i):
         # The last chunk may run past the end of the database; slide it back so that it
         # ends at row M, and hide the rows it then repeats (already scored by chunk i - 1).
         nominal_start = i * chunk_size
         start = jnp.minimum(nominal_start, M - chunk_size)
         rows_C = start + jnp.arange(chunk_size, dtype=jnp.int32)
-        scores_QC = score_chunk(start, chunk_size)
+        scores_CQ = score_chunk(start, chunk_size)
         # A where, not arithmetic, so -inf cannot turn into NaN; real cosines are >= -1. A NaN
-        # score (a NaN row of a float database) counts as -inf: never above a real one.
-        keep_QC = (rows_C[None, :] >= nominal_start) & ~jnp.isnan(scores_QC)
-        scores_QC = jnp.where(keep_QC, scores_QC, -jnp.inf)
-        chunk_scores_Qk, chunk_pos_Qk = jax.lax.top_k(scores_QC, k)
-        # The running best come first and hold lower row indices, so top_k's preference for
-        # the earlier position among equal scores keeps ties going to the lower row.
-        both_scores_Q2k = jnp.concatenate([best_scores_Qk, chunk_scores_Qk], axis=1)
-        both_rows_Q2k = jnp.concatenate([best_rows_Qk, rows_C[chunk_pos_Qk]], axis=1)
-        best_scores_Qk, pick_Qk = jax.lax.top_k(both_scores_Q2k, k)
-        return best_scores_Qk, jnp.take_along_axis(both_rows_Q2k, pick_Qk, axis=1)
+        # score (a NaN row of a float database) counts as -inf: never above a real one. And
+        # -0.0 becomes 0.0: top_k ranks -0.0 below 0.0, a maximum does not tell them apart.
+        keep_CQ = (rows_C[:, None] >= nominal_start) & ~jnp.isnan(scores_CQ)
+        scores_CQ = jnp.where(keep_CQ, jnp.where(scores_CQ == 0, 0.0, scores_CQ), -jnp.inf)
+        scores_Qk, positions_Qk = _top_k_by_groups(scores_CQ, k, group)
+        return scores_Qk, rows_C[positions_Qk]
 
-    init = (
-        jnp.full((Q, k), -jnp.inf, jnp.float32),
-        jnp.zeros((Q, k), jnp.int32),
-    )
     if n_chunks == 1:
         # One chunk covers the database: no loop, so XLA sees one product and one top-k.
-        return merge(0, init)
-    return jax.lax.fori_loop(0, n_chunks, merge, init)
+        return chunk_top_k(0)
+    _, (scores_NQk, rows_NQk) = jax.lax.scan(
+        lambda carry, i: (carry, chunk_top_k(i)), None, jnp.arange(n_chunks)
+    )
+    # Chunk by chunk, so the candidates of lower rows come first; among equal scores top_k
+    # keeps the earlier one, hence the lower row.
+    scores_Qn = jnp.transpose(scores_NQk, (1, 0, 2)).reshape(Q, n_chunks * k)
+    rows_Qn = jnp.transpose(rows_NQk, (1, 0, 2)).reshape(Q, n_chunks * k)
+    scores_Qk, pick_Qk = jax.lax.top_k(scores_Qn, k)
+    return scores_Qk, jnp.take_along_axis(rows_Qn, pick_Qk, axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "normalized", "chunk_size"))
@@ -519,76 +577,103 @@ def _cosine_top_k(queries, database, k: int, normalized: bool, chunk_size: int):
         queries_QD = _normalize(queries_QD, 1, 1e-12)
         database = _normalize(database, 1, 1e-12)
     queries_QD = queries_QD.astype(database.dtype)
+    Q = queries_QD.shape[0]
 
     def score_chunk(start, size):
         chunk_CD = jax.lax.dynamic_slice_in_dim(database, start, size, axis=0)
-        # Written as a product with the transpose, not as an einsum contracting both last
-        # axes: XLA on CPU sends this form to its multi-threaded matrix multiply, and the
-        # einsum form to a path that measured twice as slow for one query.
-        return jnp.matmul(queries_QD, chunk_CD.T, preferred_element_type=jnp.float32)
+        return _product_CQ(chunk_CD, queries_QD if Q == 1 else queries_QD.T, Q)
 
-    scores_Qk, rows_Qk = _chunked_top_k(
-        score_chunk, queries_QD.shape[0], database.shape[0], k, chunk_size
-    )
+    scores_Qk, rows_Qk = _chunked_top_k(score_chunk, Q, database.shape[0], k, chunk_size)
     if single:
         return scores_Qk[0], rows_Qk[0]
     return scores_Qk, rows_Qk
 
 
-def _quantized_scores(queries_QD, database: QuantizedDatabase, k: int, chunk_size: int,
-                      query_int8=None):
-    """Top-k of ``scales[m] * (values[m] . q)`` for unit float32 queries ``[Q, D]``.
+def _product_CQ(chunk_CD, queries, Q: int):
+    """Scores ``[C, Q]`` of a chunk of rows, accumulated in float32 (int32 for int8 x int8).
 
-    ``query_int8``: for one query in an int8 database, ``(round(q / s) [1, D] int8, s)`` from
-    :func:`_quantize_query`.
+    ``queries``: one query as ``[1, D]``, or a batch as ``[D, Q]`` (transposed).
+    """
+    out = jnp.int32 if chunk_CD.dtype == jnp.int8 else jnp.float32
+    if Q == 1:
+        # Written as the query times the transpose: XLA on CPU sends this form to its
+        # multi-threaded matrix-vector product (others measured 1.5x to 25x slower). [1, C]
+        # and [C, 1] are the same numbers in memory, so the reshape is free.
+        return jnp.matmul(queries, chunk_CD.T, preferred_element_type=out).reshape(-1, 1)
+    return jnp.matmul(chunk_CD, queries, preferred_element_type=out)
+
+
+def _candidate_count(k: int, M: int) -> int:
+    """Candidates the fast product of a quantized search passes on to be scored exactly."""
+    return min(2 * k + 8, M)
+
+
+@functools.partial(jax.jit, static_argnames=("integer", "normalized"))
+def _rounded_queries(queries, integer: bool, normalized: bool):
+    """The queries as the product with a quantized database takes them: ``(rounded, scale)``.
+
+    One query in an int8 database: ``(round(q / s) [1, D] int8, s = max|q| / 127)``, quantized
+    like a row. One query in a bfloat16 database: ``(bfloat16(q) [1, D], 1)``. A batch, in
+    either: ``(bfloat16(q).T [D, Q], 1)``. Made in a call of its own, so that the search
+    receives it as an argument: computed in the same program, XLA fused the int8 query's
+    rounding into the pass over the database and redid it for every row (3x slower), and
+    folded the transpose into the product, where a transposed bfloat16 operand made it expand
+    both operands to float32 (the slow path) instead of multiplying bfloat16 directly.
+    """
+    queries_QD = _unit_queries(queries, normalized)
+    if queries_QD.shape[0] > 1:
+        return queries_QD.astype(jnp.bfloat16).T, jnp.float32(1.0)
+    if not integer:
+        return queries_QD.astype(jnp.bfloat16), jnp.float32(1.0)
+    query_scale = jnp.max(jnp.abs(queries_QD)) / 127.0
+    query_QD = jnp.round(queries_QD / jnp.where(query_scale > 0, query_scale, 1.0))
+    return query_QD.astype(jnp.int8), query_scale
+
+
+def _quantized_candidates(database: QuantizedDatabase, rounded, Q: int, n: int,
+                          chunk_size: int):
+    """Rows ``[Q, n]`` of the n best ``scales[m] * (values[m] . q)`` for the rounded queries.
+
+    ``rounded``: ``(queries, scale)`` from :func:`_rounded_queries`.
     """
     values_MD, scales_M = database
-    Q, M = queries_QD.shape[0], values_MD.shape[0]
-    integer = values_MD.dtype == jnp.int8
-    if Q == 1 and integer:
-        # int8 x int8 -> int32 is exact, and XLA on CPU runs q[None] @ values.T as one pass
-        # over the int8 matrix. The query arrives already quantized, from a separate jitted
-        # call: computed in the same program, its conversion was fused into that pass and
-        # redone for every row, 3x slower (measured; an optimization barrier did not help).
-        query_QD, query_scale = query_int8
+    query, query_scale = rounded
+    # One int8 query: int8 x int8 -> int32 is exact, and XLA on CPU runs it as one pass over
+    # the int8 matrix. Otherwise bfloat16 x bfloat16 with float32 accumulation (each product
+    # of two bfloat16 is exact in float32): for a batch the fastest matrix product XLA has on
+    # CPUs with avx512_bf16. int8 values (-127..127) are exact in bfloat16, so an int8 chunk
+    # is converted, exactly, one chunk at a time.
+    to_bfloat16 = query.dtype == jnp.bfloat16
+    # bfloat16 is sliced as raw 16 bits: XLA on CPU does not slice bfloat16 in a loop
+    # natively, and rewrote the slice as convert-to-float32 of the WHOLE matrix before the
+    # loop (seen in the compiled HLO: a float32 copy of the database).
+    raw = values_MD.dtype == jnp.bfloat16
+    stored_MD = jax.lax.bitcast_convert_type(values_MD, jnp.uint16) if raw else values_MD
 
-        def score_chunk(start, size):
-            chunk_CD = jax.lax.dynamic_slice_in_dim(values_MD, start, size, axis=0)
-            dots_QC = jnp.matmul(query_QD, chunk_CD.T, preferred_element_type=jnp.int32)
-            scale_C = jax.lax.dynamic_slice_in_dim(scales_M, start, size) * query_scale
-            return dots_QC.astype(jnp.float32) * scale_C[None, :]
-    elif Q == 1:
-        # bfloat16 x bfloat16 with float32 accumulation: XLA's matrix-vector product reads the
-        # bfloat16 matrix directly (half the bytes of float32).
-        query_QD = queries_QD.astype(jnp.bfloat16)
+    def score_chunk(start, size):
+        chunk_CD = jax.lax.dynamic_slice_in_dim(stored_MD, start, size, axis=0)
+        if raw:
+            chunk_CD = jax.lax.bitcast_convert_type(chunk_CD, jnp.bfloat16)
+        elif to_bfloat16:
+            chunk_CD = chunk_CD.astype(jnp.bfloat16)
+        dots_CQ = _product_CQ(chunk_CD, query, Q).astype(jnp.float32)
+        scale_C = jax.lax.dynamic_slice_in_dim(scales_M, start, size) * query_scale
+        return dots_CQ * scale_C[:, None]
 
-        def score_chunk(start, size):
-            chunk_CD = jax.lax.dynamic_slice_in_dim(values_MD, start, size, axis=0)
-            dots_QC = jnp.matmul(query_QD, chunk_CD.T, preferred_element_type=jnp.float32)
-            return dots_QC * jax.lax.dynamic_slice_in_dim(scales_M, start, size)[None, :]
-    else:
-        # A batch: expand one cache-sized chunk to float32 (exact for bfloat16 and int8) and
-        # use the float32 matrix-matrix multiply, the fast one on CPUs without AMX.
-        if integer:
-            stored_MD = values_MD
-        else:
-            # bfloat16 is sliced as its raw 16 bits: XLA on CPU does not slice bfloat16 in a
-            # loop natively, and rewrote the slice as convert-to-float32 of the WHOLE matrix
-            # before the loop (seen in the compiled HLO: a float32 copy of the database).
-            stored_MD = jax.lax.bitcast_convert_type(values_MD, jnp.uint16)
+    _, rows_Qn = _chunked_top_k(score_chunk, Q, values_MD.shape[0], n, chunk_size)
+    return rows_Qn
 
-        def score_chunk(start, size):
-            chunk_CD = jax.lax.dynamic_slice_in_dim(stored_MD, start, size, axis=0)
-            if integer:
-                chunk_CD = chunk_CD.astype(jnp.float32)
-            else:
-                # A bfloat16 is the top half of the float32 of the same value: shift it there.
-                bits_CD = chunk_CD.astype(jnp.uint32) << 16
-                chunk_CD = jax.lax.bitcast_convert_type(bits_CD, jnp.float32)
-            dots_QC = jnp.matmul(queries_QD, chunk_CD.T, preferred_element_type=jnp.float32)
-            return dots_QC * jax.lax.dynamic_slice_in_dim(scales_M, start, size)[None, :]
 
-    return _chunked_top_k(score_chunk, Q, M, k, chunk_size)
+def _rescored(queries_QD, rows_QcD, rows_Qc, k: int, scales_Qc=None):
+    """The k best of candidates ``rows_Qc`` rescored as ``scales * (rows . q)`` in float32."""
+    exact_Qc = jnp.einsum("QD,QcD->Qc", queries_QD, rows_QcD)
+    if scales_Qc is not None:
+        exact_Qc = exact_Qc * scales_Qc
+    exact_Qc = jnp.where(jnp.isnan(exact_Qc), -jnp.inf, exact_Qc)
+    # Candidates come ranked by the rounded scores; break exact ties by the lower row instead.
+    order_Qc = jnp.lexsort((rows_Qc, -exact_Qc), axis=1)[:, :k]
+    return (jnp.take_along_axis(exact_Qc, order_Qc, axis=1),
+            jnp.take_along_axis(rows_Qc, order_Qc, axis=1))
 
 
 def _unit_queries(queries, normalized: bool):
@@ -599,26 +684,15 @@ def _unit_queries(queries, normalized: bool):
     return queries_QD
 
 
-@functools.partial(jax.jit, static_argnames=("normalized",))
-def _quantize_query(queries, normalized: bool):
-    """One query quantized like an int8 row: ``(round(q / s) [1, D] int8, s = max|q| / 127)``."""
-    queries_QD = _unit_queries(queries, normalized)
-    query_scale = jnp.max(jnp.abs(queries_QD)) / 127.0
-    query_QD = jnp.round(queries_QD / jnp.where(query_scale > 0, query_scale, 1.0))
-    return query_QD.astype(jnp.int8), query_scale
-
-
-def _int8_query_if_needed(queries, database, normalized: bool):
-    one_query = queries.ndim == 1 or queries.shape[0] == 1
-    if one_query and database.values.dtype == jnp.int8:
-        return _quantize_query(queries, normalized)
-    return None
-
-
 @functools.partial(jax.jit, static_argnames=("k", "normalized", "chunk_size"))
-def _quantized_top_k(queries, database, query_int8, k: int, normalized: bool, chunk_size: int):
-    scores_Qk, rows_Qk = _quantized_scores(
-        _unit_queries(queries, normalized), database, k, chunk_size, query_int8
+def _quantized_top_k(queries, database, rounded, k: int, normalized: bool, chunk_size: int):
+    queries_QD = _unit_queries(queries, normalized)
+    values_MD, scales_M = database
+    n = _candidate_count(k, values_MD.shape[0])
+    rows_Qn = _quantized_candidates(database, rounded, queries_QD.shape[0], n, chunk_size)
+    # The candidates are scored again with the float32 query: only the search used its rounding.
+    scores_Qk, rows_Qk = _rescored(
+        queries_QD, values_MD[rows_Qn].astype(jnp.float32), rows_Qn, k, scales_M[rows_Qn]
     )
     if queries.ndim == 1:
         return scores_Qk[0], rows_Qk[0]
@@ -629,21 +703,18 @@ def _quantized_top_k(queries, database, query_int8, k: int, normalized: bool, ch
     jax.jit, static_argnames=("k", "candidates", "normalized", "chunk_size")
 )
 def _reranked_top_k(
-    queries, database, query_int8, rerank, k: int, candidates: int, normalized: bool,
+    queries, database, rounded, rerank, k: int, candidates: int, normalized: bool,
     chunk_size: int,
 ):
     queries_QD = _unit_queries(queries, normalized)
-    _, rows_Qc = _quantized_scores(queries_QD, database, candidates, chunk_size, query_int8)
+    rows_Qc = _quantized_candidates(
+        database, rounded, queries_QD.shape[0], candidates, chunk_size
+    )
     # Only the candidates' rows are read from the full-precision database.
     rows_QcD = rerank[rows_Qc].astype(jnp.float32)
     if not normalized:
         rows_QcD = _normalize(rows_QcD, 2, 1e-12)
-    exact_Qc = jnp.einsum("QD,QcD->Qc", queries_QD, rows_QcD)
-    exact_Qc = jnp.where(jnp.isnan(exact_Qc), -jnp.inf, exact_Qc)
-    # Candidates come sorted by quantized score; break exact ties by the lower row instead.
-    order_Qc = jnp.lexsort((rows_Qc, -exact_Qc), axis=1)[:, :k]
-    scores_Qk = jnp.take_along_axis(exact_Qc, order_Qc, axis=1)
-    rows_Qk = jnp.take_along_axis(rows_Qc, order_Qc, axis=1)
+    scores_Qk, rows_Qk = _rescored(queries_QD, rows_QcD, rows_Qc, k)
     if queries.ndim == 1:
         return scores_Qk[0], rows_Qk[0]
     return scores_Qk, rows_Qk
@@ -658,8 +729,8 @@ def cosine_top_k_reference(
 
     The straightforward version, kept to test the chunked one against: it holds the whole
     ``[Q, M]`` score matrix in memory and normalises everything on every call. A
-    :class:`QuantizedDatabase` is expanded with :func:`dequantize` and not renormalised (the
-    batch path's numerics; the one-query path also rounds the query).
+    :class:`QuantizedDatabase` is expanded with :func:`dequantize` and not renormalised: the
+    scores :func:`cosine_top_k` returns (which rounds the query only to pick candidates).
     """
     _check_search_args(queries, database, k, None)
     queries = queries.astype(jnp.float32)

@@ -28,6 +28,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from attention._checks import check_int, check_positive_int, check_real
+from attention.model.precision import check_precision, matmul_dtypes, resolve_precision
 
 POSITIONAL = ("sinusoidal", "learned", "rope", "alibi")
 ARCHITECTURES = ("encoder_decoder", "decoder_only")
@@ -48,7 +49,8 @@ class TransformerConfig:
       ValueError: a non-positive size, ``num_heads`` not dividing ``d_model``, a dropout rate
         outside ``[0, 1)``, a special token id outside its vocabulary or equal to another,
         ``share_embeddings`` with different vocabulary sizes, an unknown ``positional`` or
-        dtype name, attention dropout with a fused ``attention_impl``, ``num_kv_heads`` not
+        dtype name, a ``precision`` outside :data:`PRECISIONS` or with ``dtype`` also set,
+        attention dropout with a fused ``attention_impl``, ``num_kv_heads`` not
         dividing ``num_heads``, ``rope_base <= 0``, ``positional="rope"`` with an odd head
         dim, ``positional="alibi"`` with a kernel that takes no bias (only "reference" and
         "fused" do).
@@ -90,7 +92,11 @@ class TransformerConfig:
     attention_impl: str = "reference"  # "reference" (teaching steps) or a kernel name of
     #   attention.kernels.get_attention_fn ("fused", "blockwise", "flash", ...)
     layer_norm_epsilon: float = 1e-6  # epsilon of every LayerNorm (not given in the paper)
-    dtype: str | None = None  # computation dtype ("bfloat16", ...); None follows the params
+    precision: str = "float32"  # "float32"; "bfloat16": mixed precision, products with
+    #   bfloat16 inputs and float32 sums, everything else float32 (attention.model.precision);
+    #   "auto": bfloat16 where the hardware multiplies it fast, else float32
+    dtype: str | None = None  # every activation in this dtype ("bfloat16", ...; not mixed:
+    #   softmax and norms too); None follows the params. For speed use precision= instead
     param_dtype: str = "float32"  # dtype in which parameters are stored
 
     def __post_init__(self) -> None:
@@ -172,6 +178,13 @@ class TransformerConfig:
                 f"attention_impl='reference' or attention_dropout_rate=0."
             )
         check_real("layer_norm_epsilon", self.layer_norm_epsilon, low=0.0, low_inclusive=False)
+        check_precision(self.precision)
+        if self.precision != "float32" and self.dtype is not None:
+            raise ValueError(
+                f"precision={self.precision!r} (mixed precision: bfloat16 products, float32 "
+                f"elsewhere) and dtype={self.dtype!r} (every activation in one dtype) are two "
+                f"ways to lower the precision; set one of them, not both."
+            )
         for name in ("dtype", "param_dtype"):
             value = getattr(self, name)
             if value is None and name == "dtype":
@@ -226,6 +239,25 @@ class TransformerConfig:
     @property
     def jnp_param_dtype(self):
         return jnp.dtype(self.param_dtype)
+
+    @property
+    def resolved_precision(self) -> str:
+        """``"float32"`` or ``"bfloat16"``: ``precision``, with ``"auto"`` decided on this
+        machine (:func:`attention.model.precision.resolve_precision`)."""
+        return resolve_precision(self.precision)
+
+    @property
+    def matmul_dtype(self):
+        """The inputs' dtype of every matrix product: bfloat16 in mixed precision, else
+        ``dtype`` (None: the parameters')."""
+        return jnp.dtype(jnp.bfloat16) if self.resolved_precision == "bfloat16" else self.jnp_dtype
+
+    @property
+    def linear_dtypes(self) -> dict:
+        """``dtype`` and ``preferred_element_type`` for the model's ``nnx.Linear`` layers."""
+        if self.resolved_precision == "bfloat16":
+            return matmul_dtypes("bfloat16")
+        return {"dtype": self.jnp_dtype, "preferred_element_type": None}
 
     def replace(self, **changes: Any) -> TransformerConfig:
         """A copy with some fields changed (validated again)."""

@@ -45,6 +45,7 @@ from jaxtyping import Array, Bool, Float, Int
 from attention.mechanism.masks import causal_mask, combine_masks, padding_mask
 from attention.mechanism.multi_head import KVCache
 from attention.model.config import TransformerConfig
+from attention.model.dropout import Dropout
 from attention.model.embeddings import TokenEmbedding
 from attention.model.residual import Residual, make_layer_norm
 from attention.model.sublayers import make_attention, make_feed_forward, make_positions
@@ -173,7 +174,7 @@ class Decoder(nnx.Module):
         self.embed = embed
         self.has_cross_attention = cross_attention
         self.positions = make_positions(config, rngs=rngs)
-        self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+        self.dropout = Dropout(config.dropout_rate, rngs=rngs)
         self.layers = nnx.List(
             [DecoderLayer(config, rngs=rngs, cross_attention=cross_attention)
              for _ in range(config.num_layers)]

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
+from attention.model.precision import mixed_einsum
+
 
 def embed_tokens(
     embedding: Float[Array, "V D"], tokens: Int[Array, "*B T"]
@@ -104,7 +106,7 @@ def make_output_projection(config, *, rngs: nnx.Rngs) -> nnx.Linear | None:
     if config.share_embeddings:
         return None
     return nnx.Linear(config.d_model, config.tgt_vocab_size, use_bias=False,
-                      dtype=config.jnp_dtype, param_dtype=config.jnp_param_dtype, rngs=rngs)
+                      **config.linear_dtypes, param_dtype=config.jnp_param_dtype, rngs=rngs)
 
 
 def output_weight(embed: TokenEmbedding, output: nnx.Linear | None,
@@ -117,7 +119,11 @@ def output_weight(embed: TokenEmbedding, output: nnx.Linear | None,
 
 
 def output_logits(embed: TokenEmbedding, output: nnx.Linear | None,
-                  hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
-    """Float32 vocabulary scores of hidden states (3.4)."""
-    logits = embed.attend(hidden) if output is None else output(hidden)
-    return logits.astype(jnp.float32)
+                  hidden: Float[Array, "*B D"], matmul_dtype=None) -> Float[Array, "*B V"]:
+    """Float32 vocabulary scores of hidden states (3.4); ``matmul_dtype`` (bfloat16 in mixed
+    precision) is the dtype of the product's inputs, summed in float32."""
+    if output is not None:
+        return output(hidden).astype(jnp.float32)
+    if matmul_dtype is None:
+        return embed.attend(hidden).astype(jnp.float32)
+    return mixed_einsum("...D,VD->...V", hidden, embed.embedding[...], dtype=matmul_dtype)

@@ -15,6 +15,7 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
 from attention.model.config import TransformerConfig
+from attention.model.dropout import Dropout
 from attention.model.embeddings import TokenEmbedding
 from attention.model.residual import Residual, make_layer_norm
 from attention.model.sublayers import make_attention, make_feed_forward, make_positions
@@ -67,7 +68,7 @@ class Encoder(nnx.Module):
     def __init__(self, config: TransformerConfig, embed: TokenEmbedding, *, rngs: nnx.Rngs):
         self.embed = embed
         self.positions = make_positions(config, rngs=rngs)
-        self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+        self.dropout = Dropout(config.dropout_rate, rngs=rngs)
         self.layers = nnx.List(
             [EncoderLayer(config, rngs=rngs) for _ in range(config.num_layers)]
         )

@@ -43,6 +43,10 @@ class FeedForward(nnx.Module):
     Args:
       d_model: D, width of input and output.
       d_ff: F, inner width.
+      dtype, preferred_element_type: the products' input and accumulation dtypes, as
+        ``nnx.Linear`` (mixed precision: bfloat16 and float32, see
+        :mod:`attention.model.precision`).
+      param_dtype: storage dtype of the weights.
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
     >>> ffn = FeedForward(8, 32, rngs=nnx.Rngs(0))
@@ -52,9 +56,11 @@ class FeedForward(nnx.Module):
 
     def __init__(
         self, d_model: int, d_ff: int, *, dtype=None, param_dtype=jnp.float32,
-        kernel_init=nnx.initializers.xavier_uniform(), rngs: nnx.Rngs,
+        preferred_element_type=None, kernel_init=nnx.initializers.xavier_uniform(),
+        rngs: nnx.Rngs,
     ):
-        linear = dict(dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs)
+        linear = dict(dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init,
+                      preferred_element_type=preferred_element_type, rngs=rngs)
         self.linear1 = nnx.Linear(d_model, d_ff, **linear)  # W_1, b_1
         self.linear2 = nnx.Linear(d_ff, d_model, **linear)  # W_2, b_2
 

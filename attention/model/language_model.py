@@ -122,7 +122,7 @@ class LanguageModel(nnx.Module):
 
     def logits(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
         """Project hidden states to float32 next-token scores."""
-        return output_logits(self.embed, self.output, hidden)
+        return output_logits(self.embed, self.output, hidden, self.config.matmul_dtype)
 
     # ------------------------------------------------------------- incremental path
 

@@ -25,6 +25,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from attention.model.config import TransformerConfig
+from attention.model.dropout import Dropout
 
 
 def make_layer_norm(config: TransformerConfig, *, rngs: nnx.Rngs) -> nnx.LayerNorm:
@@ -54,7 +55,7 @@ class Residual(nnx.Module):
     def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
         self.norm_first = config.norm_first
         self.norm = make_layer_norm(config, rngs=rngs)
-        self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+        self.dropout = Dropout(config.dropout_rate, rngs=rngs)
 
     def __call__(
         self,

@@ -71,7 +71,7 @@ def make_attention(
         attention_fn=attention_fn_for(config),
         rotary=RotaryEmbedding(config.head_dim, config.rope_base) if inside == "rope" else None,
         position_bias=ALiBi(config.num_heads) if inside == "alibi" else None,
-        dtype=config.jnp_dtype,
+        **config.linear_dtypes,
         param_dtype=config.jnp_param_dtype,
         rngs=rngs,
     )
@@ -93,6 +93,6 @@ def make_positions(config: TransformerConfig, *, rngs: nnx.Rngs):
 def make_feed_forward(config: TransformerConfig, *, rngs: nnx.Rngs) -> FeedForward:
     """The position-wise :class:`FeedForward` network ``D -> F -> D`` of ``config``."""
     return FeedForward(
-        config.d_model, config.d_ff, dtype=config.jnp_dtype,
+        config.d_model, config.d_ff, **config.linear_dtypes,
         param_dtype=config.jnp_param_dtype, rngs=rngs,
     )

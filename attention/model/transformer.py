@@ -166,7 +166,7 @@ class Transformer(nnx.Module):
 
     def logits(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
         """Project decoder hidden states to float32 vocabulary scores (3.4)."""
-        return output_logits(self.tgt_embed, self.output, hidden)
+        return output_logits(self.tgt_embed, self.output, hidden, self.config.matmul_dtype)
 
     def source_mask(self, src_tokens: Int[Array, "B S"]) -> Bool[Array, "B 1 1 S"]:
         """Key-padding mask of the source: True at real tokens."""

@@ -143,6 +143,7 @@ def projected_cross_entropy(
     label_smoothing: float = 0.1,
     pad_id: int = 0,
     chunk_tokens: int = 512,
+    matmul_dtype=None,
 ) -> dict[str, Float[Array, ""]]:
     """The output projection and the loss together, ``chunk_tokens`` positions at a time.
 
@@ -163,6 +164,9 @@ def projected_cross_entropy(
       targets: ``[B, T]`` integer ids; ``pad_id`` positions are ignored.
       label_smoothing, pad_id: as :func:`label_smoothed_cross_entropy`.
       chunk_tokens: positions per chunk (a positive int).
+      matmul_dtype: the dtype of the projection's inputs (bfloat16 in mixed precision,
+        :mod:`attention.model.precision`); the logits are summed and normalised in float32.
+        None: as given.
 
     Returns:
       ``{"loss_sum", "nll_sum", "correct", "tokens"}``: float32 scalars, sums over the
@@ -200,10 +204,14 @@ def projected_cross_entropy(
     extra = padded - hidden_ND.shape[0]  # padding positions, ignored like pad_id targets
     hidden_KCD = jnp.pad(hidden_ND, ((0, extra), (0, 0))).reshape(-1, chunk, D)
     targets_KC = jnp.pad(targets_N, (0, extra), constant_values=pad_id).reshape(-1, chunk)
+    accumulate = jnp.promote_types(jnp.result_type(hidden, weight), jnp.float32)
+    if matmul_dtype is not None:  # cast once, not once per chunk
+        hidden_KCD, weight = hidden_KCD.astype(matmul_dtype), weight.astype(matmul_dtype)
 
     @jax.checkpoint  # the backward recomputes this chunk's logits rather than storing them
     def chunk_sums(hidden_CD, targets_C):
-        logits_CV = jnp.einsum("CD,VD->CV", hidden_CD, weight).astype(jnp.float32)
+        logits_CV = jnp.einsum("CD,VD->CV", hidden_CD, weight,
+                               preferred_element_type=accumulate)
         log_probs_CV = jax.nn.log_softmax(logits_CV, axis=-1)
         target_log_prob_C = jnp.take_along_axis(log_probs_CV, targets_C[:, None], axis=-1)[:, 0]
         loss_C = (-(1.0 - label_smoothing) * target_log_prob_C

@@ -112,7 +112,7 @@ def _loss_sums(model, batch, label_smoothing, pad_id, deterministic):
         hidden_BTD = model.features(batch["tgt_in"], deterministic=deterministic)
     return projected_cross_entropy(
         hidden_BTD, model.output_weight(), batch["tgt_out"], label_smoothing=label_smoothing,
-        pad_id=pad_id,
+        pad_id=pad_id, matmul_dtype=model.config.matmul_dtype,
     )
 
 

@@ -166,3 +166,22 @@ def test_translate_can_sample(run_dir, capsys):
     first = capsys.readouterr().out
     assert main(args) == 0
     assert capsys.readouterr().out == first and len(first.splitlines()) == 1
+
+
+def test_precision_reaches_the_config_and_the_run_says_which_it_took(run_dir, tmp_path, capsys):
+    parse = _build_parser().parse_args
+    for flag, expected in ((["--precision", "bfloat16"], "bfloat16"), ([], "auto")):
+        config, _ = _model_config(parse(["train", *flag]), vocab_size=50)
+        assert config.precision == expected
+    out = tmp_path / "bf16"
+    assert main(["train", *TINY, "--steps", "2", "--precision", "bfloat16",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "precision bfloat16 (mixed)" in printed
+    assert json.loads((out / "config.json").read_text())["model"]["precision"] == "bfloat16"
+    # A float32 run decodes in bfloat16 when asked (the parameters are float32 either way).
+    assert main(["translate", "--checkpoint", str(run_dir), "--precision", "bfloat16",
+                 "a b c"]) == 0
+    with pytest.raises(SystemExit):
+        main(["train", "--precision", "half"])
+    assert "invalid choice: 'half'" in capsys.readouterr().err

@@ -533,3 +533,40 @@ def test_a_cache_or_hook_output_of_the_wrong_shape_is_reported():
         ValueError, match=r"must return a bias \[N, T, S\] = \[6, 5, 5\], got \[5, 5\]"
     ):
         bad_bias(normal(56, (B, G_T, D)))
+
+
+@pytest.mark.parametrize("num_kv_heads", [4, 2])
+def test_fused_self_attention_projection_equals_three_projections(num_kv_heads):
+    # Self-attention projects queries, keys and values in one product; mha(x, x + 0) is not
+    # `x is x`, so it takes the three separate projections: outputs and gradients agree.
+    mha = MultiHeadAttention(num_heads=4, in_features=16, num_kv_heads=num_kv_heads,
+                             rngs=nnx.Rngs(0))
+    x = normal(1, (2, 5, 16))
+
+    def loss(module, fused):
+        y = module(x, is_causal=True) if fused else module(x, x + 0.0, is_causal=True)
+        return jnp.sum(jnp.sin(y))
+
+    (fused, g_fused), (separate, g_separate) = (
+        nnx.value_and_grad(loss)(mha, flag) for flag in (True, False))
+    np.testing.assert_allclose(fused, separate, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(g_fused), jax.tree.leaves(g_separate), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_mixed_precision_gives_a_kernel_bfloat16_inputs_and_float32_outputs():
+    seen = {}
+
+    def kernel(query, key, value, **options):
+        seen.update(q=query.dtype, k=key.dtype, v=value.dtype)
+        return dot_product_attention(query, key, value, **options)
+
+    mixed = dict(dtype=jnp.bfloat16, preferred_element_type=jnp.float32)
+    mha = MultiHeadAttention(num_heads=2, in_features=8, attention_fn=kernel, **mixed,
+                             rngs=nnx.Rngs(0))
+    reference = MultiHeadAttention(num_heads=2, in_features=8, rngs=nnx.Rngs(0))
+    x = normal(2, (2, 4, 8))
+    y = mha(x)
+    assert seen == {"q": jnp.bfloat16, "k": jnp.bfloat16, "v": jnp.bfloat16}
+    assert y.dtype == jnp.float32 and mha.query.kernel.dtype == jnp.float32
+    np.testing.assert_allclose(y, reference(x), rtol=0.05, atol=0.02)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from attention.mechanism.similarity import (
     QuantizedDatabase,
+    _top_k_by_groups,
     cosine_top_k,
     cosine_top_k_reference,
     dequantize,
@@ -297,31 +298,53 @@ def test_batch_scores_match_numpy(dtype, chunk_size):
     np.testing.assert_allclose(twin_scores, want_scores, atol=1e-6)
 
 
-def test_single_query_int8_scores_match_numpy_integer_arithmetic():
-    # One query is quantized like a row and multiplied exactly in int32.
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_single_query_scores_match_numpy(dtype):
+    # One query is rounded (bfloat16, or int8 like a row) only to pick the candidates; the
+    # scores returned are those of the float32 query, as for a batch.
     query, database = gaussian(32, (D,)), gaussian(33, (M, D))
-    quantized = quantize_database(jnp.asarray(database), "int8")
-    unit_q = unit_rows(query).astype(np.float32)
-    q_scale = np.abs(unit_q).max() / np.float32(127)
-    q_int = np.round(unit_q / q_scale).astype(np.int64)
-    dots = np.asarray(quantized.values, np.int64) @ q_int  # exact integers
-    want = np.asarray(quantized.scales, np.float64) * q_scale * dots
+    quantized = quantize_database(jnp.asarray(database), dtype)
+    want = np.asarray(dequantize(quantized), np.float64) @ unit_rows(query)  # [M]
     scores, indices = cosine_top_k(jnp.asarray(query), quantized, K)
     want_scores, want_indices = numpy_quantized_top_k(want, K)
-    assert scores.shape == (K,)
-    np.testing.assert_array_equal(indices, want_indices)
-    np.testing.assert_allclose(scores, want_scores, rtol=1e-5)
-
-
-def test_single_query_bfloat16_scores_match_numpy():
-    query, database = gaussian(34, (D,)), gaussian(35, (M, D))
-    quantized = quantize_database(jnp.asarray(database), "bfloat16")
-    q16 = np.asarray(jnp.asarray(unit_rows(query), jnp.float32).astype(jnp.bfloat16), np.float64)
-    want = np.asarray(quantized.values, np.float64) @ q16
-    scores, indices = cosine_top_k(jnp.asarray(query), quantized, K)
-    want_scores, want_indices = numpy_quantized_top_k(want, K)
+    assert scores.shape == indices.shape == (K,)
     np.testing.assert_array_equal(indices, want_indices)
     np.testing.assert_allclose(scores, want_scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_size", [61, 64, None], ids=["61", "64", "auto"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+def test_grouped_selection_over_several_chunks(dtype, chunk_size):
+    # 200 rows in chunks of 61 (the last one slid back over rows already scored) or 64, k=3:
+    # chunks large enough to be ranked by groups of 4 rows (see _top_k_by_groups).
+    m, k = 200, 3
+    queries, database = gaussian(50, (Q, D)), gaussian(51, (m, D))
+    if dtype == "float32":
+        stored = jnp.asarray(database)
+        want = unit_rows(queries) @ unit_rows(database).T
+    else:
+        stored = quantize_database(jnp.asarray(database), dtype)
+        want = unit_rows(queries) @ np.asarray(dequantize(stored), np.float64).T
+    want_scores, want_indices = numpy_quantized_top_k(want, k)
+    for q, ws, wi in ((queries, want_scores, want_indices),
+                      (queries[1], want_scores[1], want_indices[1])):
+        scores, indices = cosine_top_k(jnp.asarray(q), stored, k, chunk_size=chunk_size)
+        np.testing.assert_array_equal(indices, wi)
+        np.testing.assert_allclose(scores, ws, atol=1e-6)
+
+
+@pytest.mark.parametrize("group", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("rows, k", [(1, 1), (7, 3), (53, 5), (64, 11), (53, 53)])
+def test_top_k_by_groups_equals_top_k_with_ties(rows, k, group):
+    # Few distinct values, -inf among them, so that ties are everywhere: the grouped selection
+    # must give lax.top_k's answer, equal scores going to the lower position.
+    rng = np.random.default_rng(rows * 100 + k + group)
+    values = np.array([-np.inf, -0.5, 0.0, 0.25, 1.0], np.float32)
+    scores = values[rng.integers(0, len(values), (rows, Q))]
+    got_scores, got_positions = _top_k_by_groups(jnp.asarray(scores), k, group)
+    want_scores, want_positions = jax.lax.top_k(jnp.asarray(scores.T), k)
+    np.testing.assert_array_equal(got_scores, want_scores)
+    np.testing.assert_array_equal(got_positions, want_positions)
 
 
 @pytest.mark.parametrize("dtype, one_query", [("int8", True), ("bfloat16", False)])
@@ -356,18 +379,17 @@ def test_rerank_returns_the_float32_answer():
 # ~4e-4: roughly one query in nine swaps its 10th and 11th rows, so "the exact top-10 for 99%
 # of queries" is out of reach for int8 alone, and just within reach for bfloat16 (error std
 # ~6e-5). Measured over four seeds (fraction of queries with the exact top-10 set / recall@10,
-# the mean fraction of the true top-10 found):
-#   bfloat16 batch 0.96-0.99 / 0.996-0.999   bfloat16 one query 0.92-0.985 / 0.992-0.9985
-#   int8 batch     0.86-0.91 / 0.986-0.991   int8 one query     0.825-0.84 / 0.982-0.984
+# the mean fraction of the true top-10 found), the same for a batch and for one query (both
+# round the query only to pick 2k + 8 candidates, then score them with the float32 query):
+#   bfloat16 0.96-0.99 / 0.996-0.999   int8 0.86-0.91 / 0.986-0.991
 #   either, rerank=float32 rows (40 candidates): 1.00 / 1.000
-# The asserted bounds sit just under the worst seed. One query's path rounds the query too
-# (bfloat16, or int8), hence its lower figures.
+# The asserted bounds sit just under the worst seed.
 RECALL_M, RECALL_D, RECALL_Q, RECALL_K = 20_000, 300, 200, 10
 RECALL_BOUNDS = {  # (dtype, path): least recall@10 asserted
     ("bfloat16", "batch"): 0.99,
     ("bfloat16", "one query"): 0.99,
     ("int8", "batch"): 0.98,
-    ("int8", "one query"): 0.975,
+    ("int8", "one query"): 0.98,
 }
 
 
