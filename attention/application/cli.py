@@ -159,7 +159,8 @@ TASKS = ("translation", "lm")
 
 
 def _add_precision_argument(parser, *, default) -> None:
-    what = ("auto: bfloat16 where the hardware multiplies it fast, else float32" if default
+    what = ("auto: bfloat16 where it makes training faster (GPU, TPU, AMX), else float32"
+            if default
             else "default: the run's own setting")
     parser.add_argument("--precision", choices=PRECISIONS, default=default,
                         help=f"float32, or bfloat16 mixed precision (bfloat16 products, float32 "

@@ -20,9 +20,15 @@ weight. So mixed precision, as the JAX ecosystem does it (Flax's ``dtype`` /
   next to the products and they are where rounding would hurt.
 
 :func:`resolve_precision` turns the setting ``"float32"``, ``"bfloat16"`` or ``"auto"`` into
-one of the first two. ``"auto"`` picks bfloat16 where the products are fast in hardware (a
-GPU or TPU; a CPU with AMX or AVX-512 BF16) and float32 elsewhere: on a CPU without them
-bfloat16 is emulated and slower than float32. :func:`describe_precision` says which was
+one of the first two. ``"auto"`` picks bfloat16 where mixed precision makes training faster:
+a GPU or TPU, or a CPU with AMX (Intel's matrix tiles, several times float32's matmul rate).
+Elsewhere it picks float32, and that includes CPUs with AVX-512 BF16 alone (AMD Zen 4, Intel
+Cooper Lake). On those, a bfloat16 product with float32 accumulation runs at about twice
+float32's rate. But XLA's CPU backend widens bfloat16 operands back to float32 for the
+transposed products of the backward pass, and the conversions are extra passes over memory.
+So the whole training step came out *slower*: measured on an AMD EPYC, 0.92x float32's
+speed (``benchmarks/results/train_throughput.txt``). Without any bfloat16 instructions it
+would be emulated, slower still. :func:`describe_precision` says which was
 taken and why; every training run prints it. :func:`matmul_dtypes` is what a layer receives
 (``nnx.Linear(..., **matmul_dtypes("bfloat16"))``), and :func:`mixed_einsum` is the same
 rule for a product written by hand (the output layer, the loss).
@@ -44,8 +50,8 @@ from attention._machine import read_cpu
 PRECISIONS = ("float32", "bfloat16", "auto")
 """The choices of ``TransformerConfig.precision`` and of ``--precision``."""
 
-# CPU flags (as /proc/cpuinfo spells them) that multiply bfloat16 in hardware, best first.
-_BF16_CPU_FLAGS = {"amx_bf16": "AMX", "avx512_bf16": "AVX-512 BF16"}
+# CPU flags (as /proc/cpuinfo spells them) with which a bfloat16 training step is faster.
+_BF16_CPU_FLAGS = {"amx_bf16": "AMX"}
 
 
 def check_precision(precision) -> str:
@@ -56,7 +62,8 @@ def check_precision(precision) -> str:
 
 
 def fast_bfloat16(*, backend: str | None = None, cpuinfo: str | None = None) -> tuple[bool, str]:
-    """Whether this machine multiplies bfloat16 in hardware, and the reason in words.
+    """Whether mixed precision makes training faster on this machine, and why, in words
+    (a GPU, a TPU, or a CPU with AMX; see the module docstring for AVX-512 BF16).
 
     Args:
       backend: ``"cpu"``, ``"gpu"``, ``"tpu"`` (default: ``jax.default_backend()``).
@@ -65,8 +72,8 @@ def fast_bfloat16(*, backend: str | None = None, cpuinfo: str | None = None) -> 
 
     >>> fast_bfloat16(backend="cpu", cpuinfo="model name : X\\nflags : avx2 fma\\n")[0]
     False
-    >>> fast_bfloat16(backend="cpu", cpuinfo="model name : X\\nflags : avx512_bf16\\n")
-    (True, 'X has AVX-512 BF16')
+    >>> fast_bfloat16(backend="cpu", cpuinfo="model name : X\\nflags : amx_bf16\\n")
+    (True, 'X has AMX')
     """
     backend = jax.default_backend() if backend is None else backend
     if backend in ("gpu", "cuda", "rocm", "tpu"):
@@ -79,6 +86,9 @@ def fast_bfloat16(*, backend: str | None = None, cpuinfo: str | None = None) -> 
     for flag, name in _BF16_CPU_FLAGS.items():
         if flag in flags:
             return True, f"{model} has {name}"
+    if "avx512_bf16" in flags:
+        return False, (f"{model} has AVX-512 BF16 but no AMX: a bfloat16 training step is "
+                       f"slower than float32 there with XLA")
     return False, (f"{model} has no AMX or AVX-512 BF16: bfloat16 products would be "
                    f"emulated, slower than float32")
 

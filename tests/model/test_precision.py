@@ -16,9 +16,11 @@ ZEN4 = "model name : EPYC\nflags : fpu avx2 fma avx512f avx512_bf16 avx512_vnni\
 OLD = "model name : Core\nflags : fpu sse avx2 fma\n"
 
 
-@pytest.mark.parametrize("cpuinfo, expected", [(AMX, "bfloat16"), (ZEN4, "bfloat16"),
+@pytest.mark.parametrize("cpuinfo, expected", [(AMX, "bfloat16"), (ZEN4, "float32"),
                                                (OLD, "float32")])
-def test_auto_picks_bfloat16_only_where_the_cpu_multiplies_it_in_hardware(cpuinfo, expected):
+def test_auto_picks_bfloat16_only_where_the_cpu_makes_the_step_faster(cpuinfo, expected):
+    # AVX-512 BF16 without AMX: the products are 2x faster, the XLA training step is not
+    # (measured 0.92x float32 on an AMD EPYC), so auto keeps float32 there.
     assert P.resolve_precision("auto", backend="cpu", cpuinfo=cpuinfo) == expected
     line = P.describe_precision("auto", backend="cpu", cpuinfo=cpuinfo)
     assert line.startswith(f"precision {expected}") and "(auto: " in line
@@ -35,7 +37,7 @@ def test_auto_on_accelerators_and_unknown_machines():
 
 
 def test_auto_follows_a_forced_detection_through_the_config(monkeypatch):
-    for flags, expected in ((OLD, "float32"), (ZEN4, "bfloat16")):
+    for flags, expected in ((OLD, "float32"), (AMX, "bfloat16")):
         monkeypatch.setattr(P, "_this_machine",
                             lambda flags=flags: P.fast_bfloat16(backend="cpu", cpuinfo=flags))
         config = TransformerConfig.tiny(vocab_size=20, precision="auto")
