@@ -94,7 +94,7 @@ class TransformerConfig:
     layer_norm_epsilon: float = 1e-6  # epsilon of every LayerNorm (not given in the paper)
     precision: str = "float32"  # "float32"; "bfloat16": mixed precision, products with
     #   bfloat16 inputs and float32 sums, everything else float32 (attention.model.precision);
-    #   "auto": bfloat16 where the hardware multiplies it fast, else float32
+    #   "auto": bfloat16 where that makes training faster (GPU, TPU, AMX), else float32
     dtype: str | None = None  # every activation in this dtype ("bfloat16", ...; not mixed:
     #   softmax and norms too); None follows the params. For speed use precision= instead
     param_dtype: str = "float32"  # dtype in which parameters are stored
@@ -250,7 +250,7 @@ class TransformerConfig:
     def matmul_dtype(self):
         """The inputs' dtype of every matrix product: bfloat16 in mixed precision, else
         ``dtype`` (None: the parameters')."""
-        return jnp.dtype(jnp.bfloat16) if self.resolved_precision == "bfloat16" else self.jnp_dtype
+        return self.linear_dtypes["dtype"]
 
     @property
     def linear_dtypes(self) -> dict:
