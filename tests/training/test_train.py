@@ -70,6 +70,7 @@ def test_copy_task_reaches_99_percent_exact_match(precision, steps, bar):
     assert exact_match(hypotheses, [t for _, t in test]) >= bar
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_resume_reproduces_the_losses_of_an_unbroken_run(tmp_path, precision):
     # Dropout on, so the RNG state must be restored too.
     _, model, optimizer, batcher, config = _setup(dropout=0.1, steps=6, checkpoint_every=3,
