@@ -10,9 +10,10 @@ The arithmetic is one comparison per element; the cost is the random numbers. JA
 generator, threefry (Salmon et al. 2011), is a counter-based cipher: splittable, the same on
 every backend and under ``vmap`` or sharding, and about twenty integer operations per 32
 random bits. A transformer's training step draws one bit per activation per dropout layer,
-millions of them (5.2M for ``benchmarks/train_throughput.py``'s batch), and on a CPU threefry
-costs a fifth of the step there. XLA's own generator, ``RngBitGenerator`` (Philox on CPU and
-GPU; JAX's ``"rbg"`` key type), makes the same bits for a fraction of that.
+millions of them (5.2M for ``benchmarks/train_throughput.py``'s batch); on an Intel Xeon
+threefry took a fifth of that step. XLA's own generator, ``RngBitGenerator`` (Philox on CPU
+and GPU; JAX's ``"rbg"`` key type), made the whole step 1.19x faster on an AMD EPYC (the
+benchmark's ablation row), although for one small mask alone threefry can be the faster.
 
 So :func:`dropout` takes an ordinary key (threefry, from the model's ``nnx.Rngs``), derives
 from it one ``"rbg"`` key (a threefry draw of 128 bits, negligible), and draws the mask with
