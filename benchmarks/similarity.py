@@ -3,8 +3,9 @@
 Measured against bounds taken on this machine in this run:
 
 1. **The floor**: one query against M normalised D-d float32 vectors is memory-bound (2 flops
-   per 4 bytes), so its best time is the time to read the float32 matrix once, the faster of
-   a jitted ``jnp.sum`` and NumPy's ``sum`` over it.
+   per 4 bytes), so its best time is the time to read the float32 matrix once: the fastest of
+   a jitted ``jnp.sum``, NumPy's ``sum``, and XLA's float32 matrix-vector product with no
+   top-k after it, taken afresh in every repeat.
 2. **Past the floor**: the same database stored in bfloat16 and in int8 with per-row scales
    (``quantize_database``) reads 2x and 4x fewer bytes; goals: one query in bfloat16 at most
    0.6x the floor, in int8 at most 0.35x.
@@ -20,7 +21,17 @@ timed batch's own results.
 
 Every timing is the median over ``--repeats`` runs after a warm-up, with ``block_until_ready``,
 and the candidates are run round-robin (one of each per repeat) so that load from other
-processes falls on all of them alike. Arrays are passed as arguments, never closed over.
+processes falls on all of them alike. The memory bandwidth of a shared machine drifts (the
+floor was seen anywhere between 19 and 38 ms within minutes), so a one-query "x floor" is the
+median over repeats of the time divided by that same repeat's floor. Arrays are passed as
+arguments, never closed over.
+
+Other libraries' threads are told not to spin. After a call, OpenBLAS's threads (NumPy's
+``db @ q``) busy-wait for work for about 2^28 cycles, and OpenMP's (FAISS's) for a while too:
+they took the cores from whichever candidate ran next (a jitted read measured 4-14 ms slower
+right after NumPy's product, and our one-query searches 1.3-1.6x slower in the round-robin).
+``OPENBLAS_THREAD_TIMEOUT=4`` and ``OMP_WAIT_POLICY=PASSIVE``, set before NumPy is imported
+unless the caller set them, put those threads to sleep at once.
 FAISS is a benchmark-only dependency (``pip install faiss-cpu``); without it its rows are
 skipped.
 
@@ -38,6 +49,11 @@ import os
 import pathlib
 import sys
 import time
+
+# Before NumPy (which jax imports) loads OpenBLAS: see the docstring, "told not to spin".
+SLEEPING_THREADS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "PASSIVE"}
+for _name, _value in SLEEPING_THREADS.items():
+    os.environ.setdefault(_name, _value)
 
 # benchmarks/attention.py sits beside this script: take this folder off the import path, so
 # that `import attention` below finds the package and not that file.
@@ -72,8 +88,8 @@ def recall_at(found, exact) -> float:
     return float(np.mean(hits)) / exact.shape[1]
 
 
-def time_round_robin(candidates: dict, repeats: int) -> tuple[dict[str, float], dict]:
-    """Median seconds per candidate, and each one's last result.
+def time_round_robin(candidates: dict, repeats: int) -> tuple[dict[str, list[float]], dict]:
+    """Seconds of every repeat, per candidate, and each one's warm-up result.
 
     Each candidate is a zero-argument callable returning its result.
     """
@@ -86,7 +102,7 @@ def time_round_robin(candidates: dict, repeats: int) -> tuple[dict[str, float], 
             start = time.perf_counter()
             jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(ts)) for name, ts in times.items()}, results
+    return times, results
 
 
 def main(argv=None) -> str:
@@ -97,7 +113,7 @@ def main(argv=None) -> str:
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 256],
                         help="batch sizes Q besides one query")
     parser.add_argument("--peak-n", type=int, default=2048, help="size of the peak matmul")
-    parser.add_argument("--repeats", type=int, default=7, help="repeats for one query")
+    parser.add_argument("--repeats", type=int, default=15, help="repeats for one query")
     parser.add_argument("--batch-repeats", type=int, default=3)
     parser.add_argument("--recall-queries", type=int, default=64,
                         help="one-query searches that the one-query recall is taken over")
@@ -166,22 +182,32 @@ def main(argv=None) -> str:
 
     read_once = jax.jit(jnp.sum)
     read_bf16 = jax.jit(lambda x: jnp.sum(x, dtype=jnp.float32))
+    product = jax.jit(jnp.matmul)
+    floors = ["read once: jnp.sum float32 (jit)", "read once: numpy sum float32",
+              "read once: db @ q float32 (jit)"]
     one_candidates = {
-        "read once: jnp.sum float32 (jit)": lambda: read_once(database),
-        "read once: numpy sum float32": lambda: database_np.sum(),
+        floors[0]: lambda: read_once(database),
+        floors[1]: lambda: database_np.sum(),
+        floors[2]: lambda: product(database, query),
         "read once: jnp.sum bfloat16 (jit)": lambda: read_bf16(stored["bfloat16"].values),
         "numpy: db @ q + argpartition": lambda: numpy_top_k(database_np, query_np, k),
     }
     one_candidates |= {f"cosine_top_k {name}": search(name, query) for name in names}
     if index is not None:
         one_candidates["faiss IndexFlatIP"] = lambda: index.search(query_np[None], k)
-    one, _ = time_round_robin(one_candidates, args.repeats)
-    floor = min(one["read once: jnp.sum float32 (jit)"], one["read once: numpy sum float32"])
+    one_times, _ = time_round_robin(one_candidates, args.repeats)
+    floor_times = np.min([one_times[name] for name in floors], axis=0)
+    one = {name: float(np.median(ts)) for name, ts in one_times.items()}
+    # Each repeat's time over that repeat's floor, then the median (see the docstring).
+    one_ratio = {name: float(np.median(np.asarray(ts) / floor_times))
+                 for name, ts in one_times.items()}
+    floor = float(np.median(floor_times))
 
     peak_a = jax.random.normal(keys[4], (args.peak_n, args.peak_n), jnp.float32)
     matmul = jax.jit(jnp.matmul)
     peak, _ = time_round_robin({"peak": lambda: matmul(peak_a, peak_a)}, args.batch_repeats)
-    peak_gflops = 2 * args.peak_n**3 / peak["peak"] / 1e9
+    peak_seconds = float(np.median(peak["peak"]))
+    peak_gflops = 2 * args.peak_n**3 / peak_seconds / 1e9
 
     many = {}
     for Q, queries in batches.items():
@@ -189,7 +215,8 @@ def main(argv=None) -> str:
         if index is not None:
             queries_np = np.array(queries)
             candidates["faiss IndexFlatIP"] = lambda q=queries_np: index.search(q, k)
-        times, results = time_round_robin(candidates, args.batch_repeats)
+        batch_times, results = time_round_robin(candidates, args.batch_repeats)
+        times = {name: float(np.median(ts)) for name, ts in batch_times.items()}
         exact = np.asarray(results["cosine_top_k float32"][1])
         recalls = {}
         for name, result in results.items():
@@ -209,6 +236,8 @@ def main(argv=None) -> str:
         f"# CPU {cpu_description()}",
         f"# load average at start {load:.2f}, at end {os.getloadavg()[0]:.2f} (other processes "
         f"share the CPU: timings are noisy)",
+        "# other libraries' threads sleep when idle: "
+        + ", ".join(f"{name}={os.environ.get(name)}" for name in SLEEPING_THREADS),
         "",
         "one query (memory-bound)                 median ms     GB/s   x floor  recall@10",
     ]
@@ -223,13 +252,16 @@ def main(argv=None) -> str:
         recall = "" if recall is None else f"{recall:10.3f}"
         if name.startswith("numpy:"):
             recall = f"{1.0:10.3f}"
-        lines.append(f"  {name:<38} {seconds * 1e3:9.2f} {rate} {seconds / floor:9.2f}{recall}")
+        lines.append(
+            f"  {name:<38} {seconds * 1e3:9.2f} {rate} {one_ratio[name]:9.2f}{recall}"
+        )
     lines += [
         "",
         f"(one-query recall over {args.recall_queries} separate one-query searches; x floor = "
-        f"time / the faster float32 read-once)",
+        f"median over the {args.repeats} repeats of time / that repeat's fastest float32 "
+        f"read-once; the floor's median: {floor * 1e3:.2f} ms)",
         "",
-        f"float32 matmul peak {args.peak_n}^3 (jit): {peak['peak'] * 1e3:.1f} ms, "
+        f"float32 matmul peak {args.peak_n}^3 (jit): {peak_seconds * 1e3:.1f} ms, "
         f"{peak_gflops:.1f} GFLOP/s",
     ]
     for Q, (times, recalls) in many.items():
@@ -248,7 +280,7 @@ def main(argv=None) -> str:
             )
 
     def ratio(name):
-        return one[f"cosine_top_k {name}"] / floor
+        return one_ratio[f"cosine_top_k {name}"]
 
     def verdict(ok):
         return "met" if ok else "MISSED"
