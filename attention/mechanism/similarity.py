@@ -459,6 +459,8 @@ def cosine_top_k(
     if not quantized:
         return _cosine_top_k(queries, database, int(k), bool(normalized), chunk_size)
     rounded = _rounded_queries(queries, database.values.dtype == jnp.int8, bool(normalized))
+    if chunk_size < M and database.values.dtype == jnp.bfloat16:
+        database = QuantizedDatabase(_bfloat16_bits(database.values), database.scales)
     if rerank is None:
         return _quantized_top_k(queries, database, rounded, int(k), bool(normalized), chunk_size)
     return _reranked_top_k(
@@ -630,11 +632,40 @@ def _rounded_queries(queries, integer: bool, normalized: bool):
     return query_QD.astype(jnp.int8), query_scale
 
 
+def _bfloat16_bits(values_MD):
+    """bfloat16 ``values_MD`` as their raw 16 bits, uint16 ``[M, D]``: the same memory, if it can.
+
+    XLA on CPU cannot slice bfloat16 in a loop: it converts the WHOLE matrix to float32 before
+    the loop (1.2 GB at 1M x 300) and slices that (seen in the compiled HLO). Slicing the bits
+    as uint16 avoids it, but taking the bits inside the program is itself a copy of the matrix
+    (0.6 GB written at every search; in benchmarks/similarity.py, 256 queries over 1M x 300
+    took 1.07 s that way and 0.57 s with the view). On one CPU device the uint16 array is made
+    outside the program instead: NumPy reinterprets the buffer and ``jax.device_put`` wraps
+    it without copying. Elsewhere (a traced value, several devices, an accelerator) the bits
+    are taken inside the program.
+    """
+    if is_traced(values_MD) or len(values_MD.devices()) != 1:
+        return values_MD
+    (device,) = values_MD.devices()
+    if device.platform != "cpu":
+        return values_MD
+    # np.asarray of a CPU array is a read-only view of its buffer, so nothing can write it.
+    return jax.device_put(np.asarray(values_MD).view(np.uint16), device)
+
+
+def _as_float32(values):
+    """Stored values (float, int8, or bfloat16 as uint16 bits) in float32, exactly."""
+    if values.dtype == jnp.uint16:
+        values = jax.lax.bitcast_convert_type(values, jnp.bfloat16)
+    return values.astype(jnp.float32)
+
+
 def _quantized_candidates(database: QuantizedDatabase, rounded, Q: int, n: int,
                           chunk_size: int):
     """Rows ``[Q, n]`` of the n best ``scales[m] * (values[m] . q)`` for the rounded queries.
 
-    ``rounded``: ``(queries, scale)`` from :func:`_rounded_queries`.
+    ``rounded``: ``(queries, scale)`` from :func:`_rounded_queries`. bfloat16 values may come
+    as their uint16 bits (see :func:`_bfloat16_bits`).
     """
     values_MD, scales_M = database
     query, query_scale = rounded
@@ -644,11 +675,11 @@ def _quantized_candidates(database: QuantizedDatabase, rounded, Q: int, n: int,
     # CPUs with avx512_bf16. int8 values (-127..127) are exact in bfloat16, so an int8 chunk
     # is converted, exactly, one chunk at a time.
     to_bfloat16 = query.dtype == jnp.bfloat16
-    # bfloat16 is sliced as raw 16 bits: XLA on CPU does not slice bfloat16 in a loop
-    # natively, and rewrote the slice as convert-to-float32 of the WHOLE matrix before the
-    # loop (seen in the compiled HLO: a float32 copy of the database).
-    raw = values_MD.dtype == jnp.bfloat16
-    stored_MD = jax.lax.bitcast_convert_type(values_MD, jnp.uint16) if raw else values_MD
+    # bfloat16 is sliced as raw 16 bits (see _bfloat16_bits).
+    raw = values_MD.dtype in (jnp.bfloat16, jnp.uint16)
+    stored_MD = values_MD
+    if values_MD.dtype == jnp.bfloat16:
+        stored_MD = jax.lax.bitcast_convert_type(values_MD, jnp.uint16)
 
     def score_chunk(start, size):
         chunk_CD = jax.lax.dynamic_slice_in_dim(stored_MD, start, size, axis=0)
@@ -692,7 +723,7 @@ def _quantized_top_k(queries, database, rounded, k: int, normalized: bool, chunk
     rows_Qn = _quantized_candidates(database, rounded, queries_QD.shape[0], n, chunk_size)
     # The candidates are scored again with the float32 query: only the search used its rounding.
     scores_Qk, rows_Qk = _rescored(
-        queries_QD, values_MD[rows_Qn].astype(jnp.float32), rows_Qn, k, scales_M[rows_Qn]
+        queries_QD, _as_float32(values_MD[rows_Qn]), rows_Qn, k, scales_M[rows_Qn]
     )
     if queries.ndim == 1:
         return scores_Qk[0], rows_Qk[0]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from attention.mechanism.similarity import (
     QuantizedDatabase,
+    _bfloat16_bits,
     _chunked_top_k,
     _top_k_by_groups,
     cosine_top_k,
@@ -384,6 +385,21 @@ def test_quantized_search_under_jit_equals_eager(dtype, one_query):
     eager = cosine_top_k(q, quantized, K, chunk_size=9)
     np.testing.assert_array_equal(jitted[1], eager[1])
     np.testing.assert_allclose(jitted[0], eager[0], atol=1e-6)
+
+
+def test_bfloat16_bits_share_the_buffer_on_cpu():
+    # A chunked search reads a bfloat16 database through its uint16 bits; on one CPU device
+    # they must be the same memory (a copy would cost a write of the whole database).
+    values = quantize_database(jnp.asarray(gaussian(40, (M, D))), "bfloat16").values
+    bits = _bfloat16_bits(values)
+    assert bits.dtype == jnp.uint16 and bits.shape == values.shape
+    np.testing.assert_array_equal(np.asarray(bits), np.asarray(values).view(np.uint16))
+    if values.devices() == {jax.devices("cpu")[0]}:
+        assert bits.unsafe_buffer_pointer() == values.unsafe_buffer_pointer()
+    # Under jit the value is abstract: it is left to the program, which takes the bits itself.
+    seen = []
+    jax.jit(lambda v: seen.append(_bfloat16_bits(v)) or v)(values)
+    assert seen[0].dtype == jnp.bfloat16
 
 
 def test_rerank_returns_the_float32_answer():
