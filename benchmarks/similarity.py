@@ -8,7 +8,12 @@ Measured against bounds taken on this machine in this run:
    top-k after it, taken afresh in every repeat.
 2. **Past the floor**: the same database stored in bfloat16 and in int8 with per-row scales
    (``quantize_database``) reads 2x and 4x fewer bytes; goals: one query in bfloat16 at most
-   0.6x the floor, in int8 at most 0.35x.
+   0.6x the floor, in int8 at most 0.35x. The bare product each makes (the query rounded as
+   a row is, no top-k) is timed beside them: the search costs little more than it, and it has
+   a ceiling of its own. On a 2-core AMD EPYC (no AMX), XLA's bfloat16 matrix-vector product
+   ran at 36 GB/s of bfloat16 both from the L3 cache (32768 rows) and from memory (1M rows),
+   while the float32 read ran at 35-60 GB/s as the machine's bandwidth drifted: the
+   bfloat16 goal is then met only in repeats where memory is slow.
 3. **Batches** of 1, 16 and 256 queries, float32 / bfloat16 / int8 (and int8 with float32
    rerank of 4k candidates), beside FAISS ``IndexFlatIP`` (exact inner-product search) run
    with the same number of threads as XLA's CPU pool; goal: 256 queries at least 5x faster
@@ -45,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import pathlib
 import sys
@@ -180,6 +186,12 @@ def main(argv=None) -> str:
         _, faiss_rows = index.search(np.array(recall_queries), k)
         one_recall["faiss IndexFlatIP"] = recall_at(faiss_rows, exact_rows)
 
+    bare_product = jax.jit(
+        lambda q_1D, values_MD: jnp.matmul(
+            q_1D, values_MD.T,
+            preferred_element_type=jnp.int32 if values_MD.dtype == jnp.int8 else jnp.float32,
+        )
+    )
     read_once = jax.jit(jnp.sum)
     read_bf16 = jax.jit(lambda x: jnp.sum(x, dtype=jnp.float32))
     matmul = jax.jit(jnp.matmul)  # also the peak's product below
@@ -192,6 +204,13 @@ def main(argv=None) -> str:
         "read once: jnp.sum bfloat16 (jit)": lambda: read_bf16(stored["bfloat16"].values),
         "numpy: db @ q + argpartition": lambda: numpy_top_k(database_np, query_np, k),
     }
+    # The product a quantized one-query search makes, alone: the query rounded as a row is
+    # (quantize_database), no candidates, no top-k. What the search costs beyond it is the rest.
+    for name in ("bfloat16", "int8"):
+        rounded = quantize_database(query[None], name, normalized=True).values
+        one_candidates[f"product only: q @ db.T {name} (jit)"] = functools.partial(
+            bare_product, rounded, stored[name].values
+        )
     one_candidates |= {f"cosine_top_k {name}": search(name, query) for name in names}
     if index is not None:
         one_candidates["faiss IndexFlatIP"] = lambda: index.search(query_np[None], k)
