@@ -9,11 +9,11 @@ Measured against bounds taken on this machine in this run:
 2. **Past the floor**: the same database stored in bfloat16 and in int8 with per-row scales
    (``quantize_database``) reads 2x and 4x fewer bytes; goals: one query in bfloat16 at most
    0.6x the floor, in int8 at most 0.35x. The bare product each makes (the query rounded as
-   a row is, no top-k) is timed beside them: the search costs little more than it, and it has
-   a ceiling of its own. On a 2-core AMD EPYC (no AMX), XLA's bfloat16 matrix-vector product
-   ran at 36 GB/s of bfloat16 both from the L3 cache (32768 rows) and from memory (1M rows),
-   while the float32 read ran at 35-60 GB/s as the machine's bandwidth drifted: the
-   bfloat16 goal is then met only in repeats where memory is slow.
+   a row is, no top-k) is timed beside them: the search costs about 1 ms more than it at 1M
+   rows, and the product has a ceiling of its own. On a 2-core AMD EPYC (no AMX), XLA's
+   bfloat16 matrix-vector product kept up with the float32 read while memory ran at about
+   40 GB/s (42.4 against 41.5 GB/s) but not at 65 GB/s (53.7), so the bfloat16 goal is met
+   only in runs where memory is slow.
 3. **Batches** of 1, 16 and 256 queries, float32 / bfloat16 / int8 (and int8 with float32
    rerank of 4k candidates), beside FAISS ``IndexFlatIP`` (exact inner-product search) run
    with the same number of threads as XLA's CPU pool; goal: 256 queries at least 5x faster
@@ -72,6 +72,7 @@ import numpy as np  # noqa: E402
 
 from attention._machine import cpu_description  # noqa: E402
 from attention.mechanism.similarity import (  # noqa: E402
+    _product_CQ,
     cosine_top_k,
     normalize,
     quantize_database,
@@ -186,12 +187,7 @@ def main(argv=None) -> str:
         _, faiss_rows = index.search(np.array(recall_queries), k)
         one_recall["faiss IndexFlatIP"] = recall_at(faiss_rows, exact_rows)
 
-    bare_product = jax.jit(
-        lambda q_1D, values_MD: jnp.matmul(
-            q_1D, values_MD.T,
-            preferred_element_type=jnp.int32 if values_MD.dtype == jnp.int8 else jnp.float32,
-        )
-    )
+    bare_product = jax.jit(_product_CQ, static_argnums=2)  # the search's own product
     read_once = jax.jit(jnp.sum)
     read_bf16 = jax.jit(lambda x: jnp.sum(x, dtype=jnp.float32))
     matmul = jax.jit(jnp.matmul)  # also the peak's product below
@@ -209,7 +205,7 @@ def main(argv=None) -> str:
     for name in ("bfloat16", "int8"):
         rounded = quantize_database(query[None], name, normalized=True).values
         one_candidates[f"product only: q @ db.T {name} (jit)"] = functools.partial(
-            bare_product, rounded, stored[name].values
+            bare_product, stored[name].values, rounded, 1
         )
     one_candidates |= {f"cosine_top_k {name}": search(name, query) for name in names}
     if index is not None:
