@@ -6,7 +6,7 @@ The same numbers head the module docstrings, the README's reading table and the 
 
     mechanism/    steps 0-7    the attention mechanism (notebooks 00-04; today's variants:
                                grouped-query heads, sliding windows, notebook 11)
-        0 similarity  1 scores  2 masks  3 softmax  4 weights  5 weighted_sum
+        0 similarity  0a inverted_index  1 scores  2 masks  3 softmax  4 weights  5 weighted_sum
         6 scaled_dot_product  7 multi_head
     model/        steps 8-17   the transformer around it (notebooks 05, 06, 09; RoPE and
                                ALiBi positions, notebook 11)
@@ -62,6 +62,7 @@ from attention.inspection.views import (
     translation_view,
 )
 from attention.kernels import flash_attention, get_attention_fn
+from attention.mechanism.inverted_index import build_inverted_index, inverted_index_top_k
 from attention.mechanism.masks import (
     causal_mask,
     combine_masks,
@@ -96,6 +97,8 @@ __all__ = [
     "normalize",
     "cosine_top_k",
     "quantize_database",
+    "build_inverted_index",
+    "inverted_index_top_k",
     "dot_product_scores",
     "default_scale",
     "repeat_kv_heads",

@@ -95,6 +95,29 @@ def recall_at(found, exact) -> float:
     return float(np.mean(hits)) / exact.shape[1]
 
 
+def print_and_write(lines: list[str], out: pathlib.Path) -> str:
+    """Print the table and write it to ``out`` (its folder made if need be); return it."""
+    table = "\n".join(lines)
+    print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table + "\n")
+    print(f"\nwritten to {out}")
+    return table
+
+
+def load_faiss(skip: bool, threads: int, skipped: str):
+    """The faiss module with ``threads`` OpenMP threads, or None (skipped, or not installed)."""
+    if skip:
+        return None
+    try:
+        import faiss
+    except ImportError:
+        print(f"faiss not installed (pip install faiss-cpu): its {skipped} are skipped")
+        return None
+    faiss.omp_set_num_threads(threads)
+    return faiss
+
+
 def time_round_robin(candidates: dict, repeats: int) -> tuple[dict[str, list[float]], dict]:
     """Seconds of every repeat, per candidate, and each one's warm-up result.
 
@@ -132,14 +155,7 @@ def main(argv=None) -> str:
     M, D, k = args.rows, args.dim, args.k
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
-    faiss = None
-    if not args.no_faiss:
-        try:
-            import faiss
-        except ImportError:
-            print("faiss not installed (pip install faiss-cpu): its rows are skipped")
-    if faiss is not None:
-        faiss.omp_set_num_threads(args.threads)
+    faiss = load_faiss(args.no_faiss, args.threads, "rows")
 
     keys = jax.random.split(jax.random.key(0), 5)
     database = normalize(jax.random.normal(keys[0], (M, D), jnp.float32))
@@ -314,12 +330,7 @@ def main(argv=None) -> str:
             lines.append(f"  256 queries {name:<14} vs faiss: {speedup:5.2f}x faster  "
                          f"(goal >= 5x: {verdict(speedup >= 5)}), recall@10 "
                          f"{recalls[f'cosine_top_k {name}']:.3f}")
-    table = "\n".join(lines)
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table + "\n")
-    print(f"\nwritten to {args.out}")
-    return table
+    return print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":

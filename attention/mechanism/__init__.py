@@ -4,6 +4,8 @@ Read the modules in this order; each builds on the ones before it (notebooks 00-
 
     0  similarity.py          multiplying embeddings: the dot product, cosine similarity and
                               top-k search, also over bfloat16 / int8 copies of the database
+    0a inverted_index.py      approximate search: spherical k-means cells, and only the rows of
+                              the few cells nearest the query searched (FAISS's IndexIVFFlat)
     1  scores.py              dot products between queries and keys, scaled by 1/sqrt(d_k);
                               key heads shared by groups of query heads (grouped-query)
     2  masks.py               causal, padding, sliding-window and sequence-length masks
@@ -20,6 +22,13 @@ models: K key/value heads dividing the N query heads (Ainslie et al. 2023; Shaze
 ``query_seq_lengths`` / ``key_value_seq_lengths`` and ``local_window_size``.
 """
 
+from attention.mechanism.inverted_index import (
+    InvertedIndex,
+    assign_to_cells,
+    build_inverted_index,
+    inverted_index_top_k,
+    spherical_kmeans,
+)
 from attention.mechanism.masks import (
     causal_mask,
     combine_masks,
@@ -47,6 +56,11 @@ __all__ = [
     "QuantizedDatabase",
     "quantize_database",
     "dequantize",
+    "spherical_kmeans",
+    "assign_to_cells",
+    "InvertedIndex",
+    "build_inverted_index",
+    "inverted_index_top_k",
     "dot_product_scores",
     "default_scale",
     "repeat_kv_heads",

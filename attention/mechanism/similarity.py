@@ -323,27 +323,37 @@ def _check_search_args(queries, database, k, chunk_size) -> None:
         check_floating("database", database)
         check_rank("database", database, "MD", hint=" The database holds one row per vector.")
         database_shape = database.shape
-    if queries.ndim not in (1, 2):
-        raise ValueError(
-            f"queries must have shape [Q, D] (or [D] for one query), "
-            f"got {shape_str(queries.shape)}."
-        )
-    if queries.shape[-1] != database_shape[-1]:
-        raise ValueError(
-            f"queries and database must have the same width D (last axis); got queries "
-            f"{shape_str(queries.shape)} and database {shape_str(database_shape)}."
-        )
-    M = database_shape[0]
+    M, D = database_shape
     if M == 0:
         raise ValueError(
             f"database has no rows (shape {shape_str(database_shape)}): there is nothing to "
             f"search."
         )
+    _check_queries_and_k(queries, k, M, D, "database", f"database {shape_str(database_shape)}")
+    if chunk_size is not None:
+        check_positive_int("chunk_size", chunk_size)
+
+
+def _check_queries_and_k(queries, k, M: int, D: int, searched: str, described: str) -> int:
+    """``queries`` ``[Q, D]`` or ``[D]`` of the database's width, ``1 <= k <= M``; returns k.
+
+    Shared by every search. ``searched`` names the argument searched and ``described`` says
+    what it holds, for the messages.
+    """
+    if queries.ndim not in (1, 2):
+        raise ValueError(
+            f"queries must have shape [Q, D] (or [D] for one query), "
+            f"got {shape_str(queries.shape)}."
+        )
+    if queries.shape[-1] != D:
+        raise ValueError(
+            f"queries and {searched} must have the same width D (last axis); got queries "
+            f"{shape_str(queries.shape)} and {described}."
+        )
     k = check_int("k", k)
     if not 1 <= k <= M:
         raise ValueError(f"k must lie in 1..M={M} (the number of database rows), got k={k}.")
-    if chunk_size is not None:
-        check_positive_int("chunk_size", chunk_size)
+    return k
 
 
 def cosine_top_k(
