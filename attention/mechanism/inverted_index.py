@@ -46,11 +46,11 @@ from attention._checks import (
     check_floating,
     check_int,
     check_positive_int,
-    check_rank,
     is_traced,
     shape_str,
 )
 from attention.mechanism.similarity import (
+    _check_database,
     _check_finite_rows,
     _check_queries_and_k,
     _normalize,
@@ -300,14 +300,8 @@ def build_inverted_index(
     >>> sorted(index.sizes.tolist()), index.capacity, index.shape
     ([2, 2], 2, (4, 2))
     """
-    check_floating("database", database)
-    check_rank("database", database, "MD", hint=" The database holds one row per vector.")
+    _check_database(database)
     M, D = database.shape
-    if M == 0 or D == 0:
-        raise ValueError(
-            f"database must have at least one row and one column, got shape "
-            f"{shape_str(database.shape)}."
-        )
     if is_traced(database):
         raise ValueError(
             "build_inverted_index cannot run under jax.jit: the size of the largest cell sets "

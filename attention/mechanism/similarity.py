@@ -207,6 +207,17 @@ def _check_finite_rows(name: str, array) -> None:
         )
 
 
+def _check_database(database) -> None:
+    """A floating ``[M, D]`` database with ``M, D >= 1``: what every index is built from."""
+    check_floating("database", database)
+    check_rank("database", database, "MD", hint=" The database holds one row per vector.")
+    if 0 in database.shape:
+        raise ValueError(
+            f"database must have at least one row and one column, got shape "
+            f"{shape_str(database.shape)}."
+        )
+
+
 def quantize_database(
     database: Float[Array, "M D"], dtype="int8", *, normalized: bool = False
 ) -> QuantizedDatabase:
@@ -247,13 +258,7 @@ def quantize_database(
     >>> q.values.tolist(), [round(s, 5) for s in q.scales.tolist()], q.nbytes
     ([[95, -127], [0, 0]], [0.0063, 0.0], 12)
     """
-    check_floating("database", database)
-    check_rank("database", database, "MD", hint=" The database holds one row per vector.")
-    if 0 in database.shape:
-        raise ValueError(
-            f"database must have at least one row and one column, got shape "
-            f"{shape_str(database.shape)}."
-        )
+    _check_database(database)
     name = _check_dtype_name(dtype)
     _check_finite_rows("database", database)
     values, scales = _quantize(database, name, bool(normalized))
