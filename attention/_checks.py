@@ -59,6 +59,31 @@ def check_positive_int(name: str, value) -> int:
     return check_int(name, value, minimum=1, what="a positive int")
 
 
+def divisors(n: int) -> list[int]:
+    """The positive divisors of ``n``, offered in messages as the values that would work."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def check_heads_divide_width(num_heads: int, width: int, *, width_name: str = "d_model") -> None:
+    """N heads split a width D into equal heads of D / N (Vaswani et al. 2017, 3.2.2)."""
+    if width % num_heads:
+        raise ValueError(
+            f"num_heads={num_heads} must divide {width_name}={width} into equal heads "
+            f"(d_k = {width_name} / num_heads); choose num_heads among {divisors(width)}."
+        )
+
+
+def check_kv_heads_divide(num_kv_heads: int, num_heads: int) -> None:
+    """K key/value heads serve the N query heads in equal groups: K divides N (grouped-query)."""
+    if num_heads % num_kv_heads:
+        raise ValueError(
+            f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads}, so that each "
+            f"key/value head serves num_heads / num_kv_heads query heads (grouped-query "
+            f"attention); choose num_kv_heads among {divisors(num_heads)} (or None for "
+            f"num_heads)."
+        )
+
+
 def check_non_negative_int(name: str, value) -> int:
     """Return ``int(value)`` for an int >= 0 (see :func:`check_int`)."""
     return check_int(name, value, minimum=0, what="a non-negative int")
