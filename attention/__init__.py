@@ -39,7 +39,6 @@ Shapes are written in square brackets, ``[B, T, N, H]``, in docstrings, and as s
 (``scores_BNTS``) on intermediate names.
 """
 
-from attention.data.word_vectors import WordVectors, load_english_sentences, train_word_vectors
 from attention.inspection.analysis import (
     alignment_accuracy,
     head_entropy,
@@ -62,7 +61,6 @@ from attention.inspection.views import (
     translation_view,
 )
 from attention.kernels import flash_attention, get_attention_fn
-from attention.mechanism.inverted_index import build_inverted_index, inverted_index_top_k
 from attention.mechanism.masks import (
     causal_mask,
     combine_masks,
@@ -73,7 +71,6 @@ from attention.mechanism.masks import (
 from attention.mechanism.multi_head import MultiHeadAttention, merge_heads, split_heads
 from attention.mechanism.scaled_dot_product import dot_product_attention, single_head_attention
 from attention.mechanism.scores import default_scale, dot_product_scores, repeat_kv_heads
-from attention.mechanism.similarity import cosine_top_k, normalize, quantize_database
 from attention.mechanism.softmax import masked_softmax
 from attention.mechanism.weighted_sum import weighted_sum
 from attention.mechanism.weights import attention_weights
@@ -91,14 +88,28 @@ from attention.model.positional import (
 )
 from attention.model.sampling import generate, sampling_log_probs
 from attention.model.transformer import Transformer, attention_maps, count_params
+from attention.vectors import (
+    WordVectors,
+    build_inverted_index,
+    cosine_top_k,
+    inverted_index_top_k,
+    load_english_sentences,
+    normalize,
+    quantize_database,
+    train_word_vectors,
+)
 
 __all__ = [
-    # steps 0-7: the attention mechanism, in teaching order
+    # step 0: vectors, multiplying embeddings (notebook 00)
+    "WordVectors",
+    "train_word_vectors",
+    "load_english_sentences",
     "normalize",
     "cosine_top_k",
     "quantize_database",
     "build_inverted_index",
     "inverted_index_top_k",
+    # steps 1-7: the attention mechanism, in teaching order
     "dot_product_scores",
     "default_scale",
     "repeat_kv_heads",
@@ -134,10 +145,6 @@ __all__ = [
     "language_model_attention_maps",
     "generate",
     "sampling_log_probs",
-    # step 18: data (word vectors for notebook 00)
-    "WordVectors",
-    "train_word_vectors",
-    "load_english_sentences",
     # steps 24-26: inspection
     "head_entropy",
     "mean_attention_distance",

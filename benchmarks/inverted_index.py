@@ -1,6 +1,6 @@
 """Recall against speed of the inverted-file index, beside FAISS ``IndexIVFFlat`` at equal recall.
 
-``attention.mechanism.inverted_index`` clusters the database with spherical k-means and
+``attention.vectors.inverted_index`` clusters the database with spherical k-means and
 searches only the rows of the ``n_probe`` cells whose centroids best match a query. This
 script sweeps ``n_probe`` and measures, in one run:
 
@@ -53,11 +53,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from attention._machine import cpu_description  # noqa: E402
-from attention.mechanism.inverted_index import (  # noqa: E402
+from attention.vectors import (  # noqa: E402
     build_inverted_index,
+    cosine_top_k,
     inverted_index_top_k,
+    normalize,
 )
-from attention.mechanism.similarity import cosine_top_k, normalize  # noqa: E402
 
 RESULTS = _HERE / "results" / "inverted_index.txt"
 RECALL_TARGETS = (0.9, 0.95, 0.97, 0.99)

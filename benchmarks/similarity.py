@@ -71,12 +71,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from attention._machine import cpu_description  # noqa: E402
-from attention.mechanism.similarity import (  # noqa: E402
-    _product_CQ,
-    cosine_top_k,
-    normalize,
-    quantize_database,
-)
+from attention.vectors import cosine_top_k, normalize, quantize_database  # noqa: E402
+from attention.vectors.search import _product_CQ  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "similarity.txt"
 

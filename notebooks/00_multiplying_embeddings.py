@@ -62,9 +62,9 @@ from attention import (
     normalize,
     single_head_attention,
 )
+from attention import vectors as wv
 from attention.comprehension import check
 from attention.data import DatasetNotFoundError, load_multi30k
-from attention.data import word_vectors as wv
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 # The fast setting trains on a slice of the text for a few epochs: vectors in seconds, rougher.

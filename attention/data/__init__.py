@@ -8,10 +8,10 @@ Read the modules in this order::
     tatoeba.py    a small Tatoeba English-German set (4,000 / 500 / 500 pairs)
     tokenizer.py  the Tokenizer interface and the special ids pad=0 bos=1 eos=2 unk=3
     vocab.py      a word or character vocabulary (for the toy tasks)
-    subword.py    a SentencePiece subword model trained on the training pairs (for real text)
+    subword.py    a SentencePiece subword model trained on the training pairs (for real text),
+                  and load_tokenizer, which reads either kind of tokenizer back
     batching.py   length-bucketed, padded, reproducible and resumable batches
     prefetching.py  preparing batches in a background thread
-    word_vectors.py skip-gram word vectors trained on the English text (for notebook 00)
     lm_corpus.py  text for the language model: synthetic stories, one side of Multi30k/Tatoeba
     packing.py    documents packed into fixed windows for language modelling (nanoGPT-style)
 
@@ -44,7 +44,7 @@ from attention.data.lm_corpus import LM_CORPORA, load_sentences, make_stories
 from attention.data.multi30k import download_multi30k, load_multi30k
 from attention.data.packing import PackedBatcher, pack
 from attention.data.prefetching import prefetch
-from attention.data.subword import SubwordTokenizer, train_subword
+from attention.data.subword import SubwordTokenizer, load_tokenizer, train_subword
 from attention.data.synthetic import (
     TASK_LEVELS,
     TASKS,
@@ -53,25 +53,8 @@ from attention.data.synthetic import (
     task_vocabulary,
 )
 from attention.data.tatoeba import load_tatoeba
-from attention.data.tokenizer import (
-    BOS_ID,
-    EOS_ID,
-    PAD_ID,
-    UNK_ID,
-    Tokenizer,
-    load_tokenizer,
-)
+from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from attention.data.vocab import Vocabulary
-from attention.data.word_vectors import (
-    WordVectors,
-    evaluate_similarity,
-    load_english_sentences,
-    load_word_similarity,
-    sentence_vectors,
-    skipgram_loss,
-    tokenize_words,
-    train_word_vectors,
-)
 
 __all__ = [
     "LM_CORPORA",
@@ -106,12 +89,4 @@ __all__ = [
     "encode_pairs",
     "make_batches",
     "prefetch",
-    "WordVectors",
-    "train_word_vectors",
-    "load_english_sentences",
-    "skipgram_loss",
-    "tokenize_words",
-    "sentence_vectors",
-    "evaluate_similarity",
-    "load_word_similarity",
 ]

@@ -11,6 +11,9 @@ frequent words stay whole, rare ones are spelled out in frequent pieces::
 ``▁`` marks a piece that starts a word, so decoding is just concatenation. A vocabulary of a
 few thousand pieces covers every sentence.
 
+:func:`load_tokenizer` (at the end) reads back a saved tokenizer of either kind, this one or a
+:class:`attention.data.Vocabulary`, from the suffix of its file.
+
 We train one **joint** model on source and target sentences together, as in the original
 transformer (Vaswani et al. 2017, section 5.1: "a shared source-target vocabulary of about
 37000 tokens"): German and English share many names, numbers and word pieces, and one table
@@ -35,7 +38,15 @@ import numpy as np
 import sentencepiece as spm
 
 from attention._checks import check_int, check_positive_int, check_real
-from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_PIECES, UNK_ID
+from attention.data.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIAL_PIECES,
+    UNK_ID,
+    Tokenizer,
+)
+from attention.data.vocab import Vocabulary
 
 MODEL_TYPES = ("unigram", "bpe")
 
@@ -195,3 +206,22 @@ def train_subword(
             ) from error
         raise
     return SubwordTokenizer(model.getvalue())
+
+
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """Load a tokenizer saved by ``save``: ``.json`` is a :class:`Vocabulary`, ``.model`` a
+    :class:`SubwordTokenizer`.
+
+    Raises:
+      ValueError: ``path`` has neither suffix.
+      FileNotFoundError: ``path`` does not exist.
+    """
+    suffix = os.fspath(path).rsplit(".", 1)[-1] if "." in os.path.basename(path) else ""
+    if suffix == "json":
+        return Vocabulary.load(path)
+    if suffix == "model":
+        return SubwordTokenizer.load(path)
+    raise ValueError(
+        f"path must end in .json (a word/char Vocabulary) or .model (a SentencePiece "
+        f"SubwordTokenizer), got {os.fspath(path)!r}."
+    )

@@ -11,7 +11,9 @@ an embedding table ``[V, D]``. A tokenizer fixes that mapping. This package has 
   thousand pieces covers any sentence of real text with no unknown words.
 
 Both follow the :class:`Tokenizer` protocol below, so the batching, the training loop and the
-plots never need to know which one they hold.
+plots never need to know which one they hold. This module knows neither of them (each imports
+it for the special ids); :func:`attention.data.load_tokenizer`, which reads either kind back,
+lives in :mod:`attention.data.subword`, after both.
 
 Special ids are fixed across the package (the model config relies on them)::
 
@@ -76,25 +78,3 @@ class Tokenizer(Protocol):
         """Write the tokenizer to ``path`` so it can sit beside a checkpoint."""
         ...
 
-
-def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """Load a tokenizer saved by ``save``: ``.json`` is a :class:`Vocabulary`, ``.model`` a
-    :class:`SubwordTokenizer`.
-
-    Raises:
-      ValueError: ``path`` has neither suffix.
-      FileNotFoundError: ``path`` does not exist.
-    """
-    # Imported here: each module imports this one for the special ids.
-    from attention.data.subword import SubwordTokenizer
-    from attention.data.vocab import Vocabulary
-
-    suffix = os.fspath(path).rsplit(".", 1)[-1] if "." in os.path.basename(path) else ""
-    if suffix == "json":
-        return Vocabulary.load(path)
-    if suffix == "model":
-        return SubwordTokenizer.load(path)
-    raise ValueError(
-        f"path must end in .json (a word/char Vocabulary) or .model (a SentencePiece "
-        f"SubwordTokenizer), got {os.fspath(path)!r}."
-    )

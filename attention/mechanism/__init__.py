@@ -22,13 +22,6 @@ models: K key/value heads dividing the N query heads (Ainslie et al. 2023; Shaze
 ``query_seq_lengths`` / ``key_value_seq_lengths`` and ``local_window_size``.
 """
 
-from attention.mechanism.inverted_index import (
-    InvertedIndex,
-    assign_to_cells,
-    build_inverted_index,
-    inverted_index_top_k,
-    spherical_kmeans,
-)
 from attention.mechanism.masks import (
     causal_mask,
     combine_masks,
@@ -39,18 +32,27 @@ from attention.mechanism.masks import (
 from attention.mechanism.multi_head import KVCache, MultiHeadAttention, merge_heads, split_heads
 from attention.mechanism.scaled_dot_product import dot_product_attention, single_head_attention
 from attention.mechanism.scores import default_scale, dot_product_scores, repeat_kv_heads
-from attention.mechanism.similarity import (
-    QuantizedDatabase,
-    cosine_top_k,
-    dequantize,
-    normalize,
-    quantize_database,
-)
 from attention.mechanism.softmax import masked_softmax
 from attention.mechanism.weighted_sum import weighted_sum
 from attention.mechanism.weights import attention_weights
 
+# Kept for compatibility: step 0 (similarity search, the inverted-file index) moved to
+# attention.vectors; its names stay importable from here.
+from attention.vectors import (
+    InvertedIndex,
+    QuantizedDatabase,
+    assign_to_cells,
+    build_inverted_index,
+    cosine_top_k,
+    dequantize,
+    inverted_index_top_k,
+    normalize,
+    quantize_database,
+    spherical_kmeans,
+)
+
 __all__ = [
+    # kept for compatibility, from attention.vectors (step 0)
     "normalize",
     "cosine_top_k",
     "QuantizedDatabase",

@@ -1,5 +1,5 @@
-"""Tests for attention/mechanism/similarity.py: normalize, cosine_top_k and its reference twin,
-quantize_database / dequantize and the search in a QuantizedDatabase.
+"""Tests for attention/vectors/search.py: cosine_top_k and its reference twin, over float
+databases and QuantizedDatabases, with reranking.
 
 Reference: a NumPy float64 brute force (every cosine, then a stable argsort of the negated
 scores, so ties go to the lower index as in ``cosine_top_k``). Random Gaussian data has no
@@ -14,17 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attention.mechanism.similarity import (
-    QuantizedDatabase,
-    _bfloat16_bits,
-    _chunked_top_k,
-    _top_k_by_groups,
-    cosine_top_k,
-    cosine_top_k_reference,
-    dequantize,
-    normalize,
-    quantize_database,
-)
+from attention.vectors.cosine import normalize
+from attention.vectors.quantized import QuantizedDatabase, dequantize, quantize_database
+from attention.vectors.search import _bfloat16_bits, cosine_top_k, cosine_top_k_reference
 
 Q, D, M, K = 3, 7, 53, 5
 
@@ -44,53 +36,6 @@ def numpy_top_k(queries, database, k):
     if np.ndim(queries) == 1:
         return top[0], order[0]
     return top, order
-
-
-# --- normalize ---------------------------------------------------------------------------
-
-
-def test_normalize_gives_unit_rows_and_keeps_direction():
-    x = gaussian(0, (M, D))
-    unit = np.asarray(normalize(jnp.asarray(x)))
-    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(unit, x / np.linalg.norm(x, axis=1, keepdims=True), rtol=1e-6)
-
-
-def test_normalize_other_axis_and_zero_vector():
-    x = gaussian(1, (D, Q))
-    x[:, 1] = 0.0
-    unit = np.asarray(normalize(jnp.asarray(x), axis=0))
-    np.testing.assert_allclose(np.linalg.norm(unit[:, [0, 2]], axis=0), 1.0, rtol=1e-6)
-    assert np.all(unit[:, 1] == 0.0)  # a zero vector stays zero instead of becoming NaN.
-
-
-def test_normalize_keeps_bfloat16():
-    x = jnp.asarray(gaussian(2, (Q, D))).astype(jnp.bfloat16)
-    unit = normalize(x)
-    assert unit.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.linalg.norm(np.asarray(unit, np.float32), axis=1), 1.0, atol=1e-2)
-
-
-@pytest.mark.outside_annotations
-def test_normalize_errors():
-    with pytest.raises(TypeError, match="vectors must have a floating dtype"):
-        normalize(jnp.ones((2, 3), jnp.int32))
-    with pytest.raises(
-        ValueError, match=r"axis=2 is out of range for vectors of shape \[2, 3\] \(rank 2\)"
-    ):
-        normalize(jnp.ones((2, 3)), axis=2)
-    with pytest.raises(TypeError, match=r"axis must be an int, got 1.0 \(float\)"):
-        normalize(jnp.ones((2, 3)), axis=1.0)
-    with pytest.raises(ValueError, match=r"eps must be in \(0, inf\), got 0.0"):
-        normalize(jnp.ones((2, 3)), eps=0)
-    with pytest.raises(TypeError, match=r"eps must be a number, got True \(bool\)"):
-        normalize(jnp.ones((2, 3)), eps=True)
-    # NumPy ints are axes too.
-    np.testing.assert_array_equal(normalize(jnp.ones((2, 3)), axis=np.int64(0)),
-                                  normalize(jnp.ones((2, 3)), axis=0))
-
-
-# --- cosine_top_k ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("chunk_size", [None, 10, 11, M], ids=["auto", "10", "11", "M"])
@@ -211,71 +156,9 @@ def test_errors_name_the_argument():
         cosine_top_k(jnp.ones(D), db, K, chunk_size=8.0)
 
 
-# --- quantize_database / dequantize ------------------------------------------------------
-
-
 def unit_rows(x):
     x = np.asarray(x, np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def test_int8_quantization_matches_numpy_and_is_within_half_a_step():
-    database = gaussian(20, (M, D)) * np.arange(1, M + 1, dtype=np.float32)[:, None]
-    quantized = quantize_database(jnp.asarray(database), "int8")
-    unit = unit_rows(database)
-    want_scales = np.abs(unit).max(axis=1) / 127
-    assert quantized.values.dtype == jnp.int8 and quantized.values.shape == (M, D)
-    assert quantized.scales.dtype == jnp.float32 and quantized.scales.shape == (M,)
-    np.testing.assert_allclose(quantized.scales, want_scales, rtol=1e-6)
-    values = np.asarray(quantized.values, np.int64)
-    assert np.abs(values).max() == 127  # the largest coordinate of each row maps to +-127
-    np.testing.assert_array_equal(np.abs(values).max(axis=1), 127)
-    # Round to nearest: off by at most half a step (plus float32 rounding of the division).
-    error = np.abs(unit - want_scales[:, None] * values)
-    assert np.all(error <= want_scales[:, None] * (0.5 + 1e-4))
-    np.testing.assert_allclose(dequantize(quantized), want_scales[:, None] * values, rtol=1e-6)
-    assert quantized.nbytes == M * D * 1 + M * 4
-
-
-def test_bfloat16_quantization_is_within_one_rounding():
-    database = gaussian(21, (M, D))
-    quantized = quantize_database(jnp.asarray(database), jnp.bfloat16)
-    unit = unit_rows(database)
-    assert quantized.values.dtype == jnp.bfloat16
-    np.testing.assert_array_equal(quantized.scales, np.ones(M))
-    # bfloat16 keeps 8 significant bits: round to nearest is off by at most 2^-8 relative.
-    error = np.abs(unit - np.asarray(dequantize(quantized), np.float64))
-    assert np.all(error <= 2.0**-8 * np.abs(unit) + 1e-7)
-    assert quantized.nbytes == M * D * 2 + M * 4
-
-
-def test_normalized_true_stores_the_rows_as_given():
-    database = 3.0 * gaussian(22, (M, D))  # rows far from unit length
-    quantized = quantize_database(jnp.asarray(database), "int8", normalized=True)
-    np.testing.assert_allclose(quantized.scales, np.abs(database).max(axis=1) / 127, rtol=1e-6)
-
-
-def test_all_zero_row_gets_scale_zero_and_scores_zero():
-    database = gaussian(23, (M, D))
-    database[:, 0] = -1.0 - np.abs(database[:, 0])  # every row points away from e_0 ...
-    database[4] = 0.0  # ... but row 4, which is zero: cosine 0, the best there is.
-    quantized = quantize_database(jnp.asarray(database), "int8")
-    assert float(quantized.scales[4]) == 0.0
-    assert not np.asarray(quantized.values[4]).any()
-    for query in (jnp.eye(D)[0], jnp.eye(D)[jnp.array([0, 0])]):  # one query, and a batch
-        scores, indices = cosine_top_k(query, quantized, 1)
-        assert indices.ravel()[0] == 4 and float(scores.ravel()[0]) == 0.0
-
-
-def test_quantize_under_jit_equals_eager():
-    database = jnp.asarray(gaussian(24, (M, D)))
-    jitted = jax.jit(quantize_database, static_argnames=("dtype",))(database, dtype="int8")
-    eager = quantize_database(database, "int8")
-    np.testing.assert_array_equal(jitted.values, eager.values)
-    np.testing.assert_array_equal(jitted.scales, eager.scales)
-
-
-# --- search in a QuantizedDatabase --------------------------------------------------------
 
 
 def numpy_quantized_top_k(scores, k):
@@ -333,45 +216,6 @@ def test_grouped_selection_over_several_chunks(dtype, chunk_size):
         scores, indices = cosine_top_k(jnp.asarray(q), stored, k, chunk_size=chunk_size)
         np.testing.assert_array_equal(indices, wi)
         np.testing.assert_allclose(scores, ws, atol=1e-6)
-
-
-@pytest.mark.parametrize("group", [1, 2, 4, 8, 16])
-@pytest.mark.parametrize("rows, k", [(1, 1), (7, 3), (53, 5), (64, 11), (53, 53)])
-def test_top_k_by_groups_equals_top_k_with_ties(rows, k, group):
-    # Few distinct values, -inf among them, so that ties are everywhere: the grouped selection
-    # must give lax.top_k's answer, equal scores going to the lower position.
-    rng = np.random.default_rng(rows * 100 + k + group)
-    values = np.array([-np.inf, -0.5, 0.0, 0.25, 1.0], np.float32)
-    scores = values[rng.integers(0, len(values), (rows, Q))]
-    got_scores, got_positions = _top_k_by_groups(jnp.asarray(scores), k, group)
-    want_scores, want_positions = jax.lax.top_k(jnp.asarray(scores.T), k)
-    np.testing.assert_array_equal(got_scores, want_scores)
-    np.testing.assert_array_equal(got_positions, want_positions)
-
-
-@pytest.mark.parametrize("chunk_size", [480, 96], ids=["one-chunk", "chunks"])
-def test_negative_zero_scores_tie_with_zero_scores(chunk_size):
-    # -0.0 and 0.0 are the same cosine, so their ties must go to the lower row, as NumPy's
-    # stable sort (for which -0.0 == 0.0) orders them; lax.top_k ranks -0.0 below 0.0 and a
-    # group maximum may keep either. Products accumulated from +0.0 rarely give -0.0, so the
-    # scores are handed to the chunked selection directly, signed zeros everywhere.
-    m, k = 480, 40  # chunks ranked by groups of 4 rows or more (see _top_k_by_groups)
-    rng = np.random.default_rng(61)
-    scores_MQ = np.where(rng.random((m, Q)) < 0.5, -0.0, 0.0).astype(np.float32)
-    best = rng.choice(m, 5, replace=False)
-    scores_MQ[best] = rng.random((5, Q), np.float32) + 0.5
-    scores_MQ[rng.choice(m, 60, replace=False)] = -0.25
-    assert np.signbit(scores_MQ[scores_MQ == 0]).any() and not np.signbit(scores_MQ).all()
-
-    def score_chunk(start, size):
-        return jax.lax.dynamic_slice_in_dim(jnp.asarray(scores_MQ), start, size, axis=0)
-
-    got_scores, got_rows = jax.jit(
-        lambda: _chunked_top_k(score_chunk, Q, m, k, chunk_size)
-    )()
-    want_rows = np.argsort(-scores_MQ.T, axis=1, kind="stable")[:, :k]
-    np.testing.assert_array_equal(got_rows, want_rows)
-    np.testing.assert_array_equal(got_scores, np.take_along_axis(scores_MQ.T, want_rows, 1))
 
 
 @pytest.mark.parametrize("dtype, one_query", [("int8", True), ("bfloat16", False)])
@@ -468,9 +312,6 @@ def test_recall_at_10_against_float32(recall_data, dtype):
     assert exact_fraction >= 0.99, exact_fraction  # the issue's criterion, met with rerank
 
 
-# --- bad input ----------------------------------------------------------------------------
-
-
 def test_nan_row_of_a_float_database_is_never_ranked_above_a_real_one():
     database = gaussian(40, (M, D))
     database[[3, 8]] = np.nan
@@ -479,34 +320,6 @@ def test_nan_row_of_a_float_database_is_never_ranked_above_a_real_one():
                                    chunk_size=10)
     assert not {3, 8} & set(indices.tolist()) and np.isfinite(scores).all()
     assert indices[0] == 5
-
-
-@pytest.mark.outside_annotations
-def test_quantized_errors_name_what_was_given():
-    db = jnp.asarray(gaussian(41, (M, D)))
-    quantized = quantize_database(db, "int8")
-    with pytest.raises(ValueError, match=r"dtype must be one of 'bfloat16', 'int8', got 'float16'"):
-        quantize_database(db, "float16")
-    with pytest.raises(ValueError, match=r"got 'float32'"):
-        quantize_database(db, jnp.float32)
-    with pytest.raises(TypeError, match=r"dtype must be one of .*got 8 \(int\)"):
-        quantize_database(db, 8)
-    with pytest.raises(TypeError, match="database must have a floating dtype"):
-        quantize_database(quantized.values, "int8")
-    with pytest.raises(ValueError, match=r"at least one row and one column, got shape \[0, 7\]"):
-        quantize_database(jnp.ones((0, D)), "int8")
-    with pytest.raises(ValueError, match=r"database must have 2 dimensions \[M, D\]"):
-        quantize_database(jnp.ones(D), "int8")
-    bad = np.asarray(db).copy()
-    bad[[2, 30], 1] = np.nan
-    bad[45, 0] = np.inf
-    with pytest.raises(ValueError, match=r"3 of 53 rows with a NaN or infinity \(rows 2, 30, 45\)"):
-        quantize_database(jnp.asarray(bad), "bfloat16")
-    many = np.full((M, D), np.nan, np.float32)
-    with pytest.raises(ValueError, match=r"rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 43 more"):
-        quantize_database(jnp.asarray(many), "int8")
-    with pytest.raises(TypeError, match="quantized must be a QuantizedDatabase.*got tuple"):
-        dequantize((quantized.values, quantized.scales))
 
 
 @pytest.mark.outside_annotations
