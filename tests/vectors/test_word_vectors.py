@@ -85,3 +85,13 @@ def test_sentence_vectors_are_means_of_known_words():
     np.testing.assert_allclose(got[0], (vectors.vector("word1") + vectors.vector("word4")) / 2,
                                rtol=1e-6)
     np.testing.assert_array_equal(got[1], np.zeros(5))
+
+
+def test_nearest_refuses_a_query_vector_that_is_not_finite():
+    vectors = _toy()
+    query = np.ones(5, np.float32)
+    query[2] = np.nan
+    with pytest.raises(ValueError, match=r"query must be a finite \[D\] vector"):
+        vectors.nearest(query)
+    with pytest.raises(ValueError, match=r"query must be a finite \[D\] vector"):
+        vectors.nearest(np.full(5, np.inf, np.float32))
