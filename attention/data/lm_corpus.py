@@ -37,7 +37,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attention._checks import check_non_negative_int, check_positive_int, check_real
+from attention._checks import (
+    check_choice,
+    check_non_negative_int,
+    check_positive_int,
+    check_real,
+)
 from attention.data.multi30k import load_multi30k
 from attention.data.synthetic import SVO_LEXICON
 from attention.data.tatoeba import load_tatoeba
@@ -177,10 +182,8 @@ def load_sentences(
       ValueError: an unknown ``name`` or ``split``.
       DatasetNotFoundError: the real data is not there.
     """
-    if name not in LM_CORPORA:
-        raise ValueError(f"name must be one of {LM_CORPORA}, got {name!r}.")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    check_choice("name", name, LM_CORPORA)
+    check_choice("split", split, SPLITS)
     if name == "svo":
         if split == "train":
             return make_stories(num_stories=num_stories, seed=seed)

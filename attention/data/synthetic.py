@@ -45,7 +45,7 @@ import string
 
 import numpy as np
 
-from attention._checks import check_int, check_non_negative_int
+from attention._checks import check_choice, check_int, check_non_negative_int
 from attention.data.vocab import Vocabulary
 
 TASKS = ("copy", "reverse", "svo_to_sov", "dates")
@@ -116,8 +116,7 @@ def make_task(
       ValueError: unknown ``name``, a negative ``num_examples``, or lengths the task cannot
         make.
     """
-    if name not in TASKS:
-        raise ValueError(f"name must be one of {TASKS}, got {name!r}.")
+    check_choice("name", name, TASKS)
     num_examples = check_non_negative_int("num_examples", num_examples)
     rng = np.random.default_rng(seed)
     if name == "dates":
@@ -153,8 +152,7 @@ def task_vocabulary(name: str) -> Vocabulary:
     Built from the task's closed alphabet or lexicon rather than from samples, so a test set
     never holds a token that training lacked and every seed shares one set of ids.
     """
-    if name not in TASKS:
-        raise ValueError(f"name must be one of {TASKS}, got {name!r}.")
+    check_choice("name", name, TASKS)
     if name in ("copy", "reverse"):
         return Vocabulary(SYMBOLS, level="word")
     if name == "svo_to_sov":
