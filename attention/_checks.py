@@ -666,6 +666,21 @@ def check_epoch_args(epoch, start_step, steps: int) -> tuple[int, int]:
     return epoch, start_step
 
 
+def check_repeats_args(num_docs, num_words, lengths, words):
+    """The checks of :func:`attention.data.lm_corpus.make_repeats`; returns ``(num_docs,
+    num_words, lengths)`` as ints."""
+    num_docs = check_non_negative_int("num_docs", num_docs)
+    num_words = check_positive_int("num_words", num_words)
+    if isinstance(lengths, (str, int)) or len(lengths) == 0:
+        raise ValueError(f"lengths must be a non-empty list of ints, got {lengths!r}.")
+    lengths = [check_positive_int("lengths", L) for L in lengths]
+    if max(lengths) > num_words:
+        raise ValueError(f"lengths must be at most num_words={num_words}, got {max(lengths)}.")
+    if len(words) < 2:
+        raise ValueError(f"words must hold at least two words, got {len(words)}.")
+    return num_docs, num_words, lengths
+
+
 # ---------------------------------------------------------------------------------------------
 # Inspection (steps 24-26).
 

@@ -37,12 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attention._checks import (
-    check_choice,
-    check_non_negative_int,
-    check_positive_int,
-    check_real,
-)
+from attention._checks import check_choice, check_non_negative_int, check_real, check_repeats_args
 from attention.data.multi30k import load_multi30k
 from attention.data.synthetic import SVO_LEXICON
 from attention.data.tatoeba import load_tatoeba
@@ -135,16 +130,8 @@ def make_repeats(
     >>> doc[:3] == doc[3:6] and doc[6:] == doc[:2]
     True
     """
-    num_docs = check_non_negative_int("num_docs", num_docs)
-    num_words = check_positive_int("num_words", num_words)
-    if isinstance(lengths, (str, int)) or len(lengths) == 0:
-        raise ValueError(f"lengths must be a non-empty list of ints, got {lengths!r}.")
-    lengths = [check_positive_int("lengths", L) for L in lengths]
-    if max(lengths) > num_words:
-        raise ValueError(f"lengths must be at most num_words={num_words}, got {max(lengths)}.")
     words = [w for t in SVO_LEXICON.values() for w in t] if words is None else list(words)
-    if len(words) < 2:
-        raise ValueError(f"words must hold at least two words, got {len(words)}.")
+    num_docs, num_words, lengths = check_repeats_args(num_docs, num_words, lengths, words)
     rng = np.random.default_rng(seed)
     docs = []
     for _ in range(num_docs):
