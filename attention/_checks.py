@@ -681,6 +681,39 @@ def check_repeats_args(num_docs, num_words, lengths, words):
     return num_docs, num_words, lengths
 
 
+def check_task_args(name, num_examples, min_len, max_len, *, tasks, default_lengths,
+                    svo_lengths):
+    """The checks of :func:`attention.data.synthetic.make_task`; returns ``(num_examples,
+    min_len, max_len)`` as ints, the lengths defaulted from ``default_lengths[name]`` (None
+    for ``dates``, whose lengths are fixed)."""
+    check_choice("name", name, tasks)
+    num_examples = check_non_negative_int("num_examples", num_examples)
+    if name == "dates":
+        if min_len is not None or max_len is not None:
+            raise ValueError(
+                f"the dates task has fixed lengths (YYYY-MM-DD), so min_len and max_len must "
+                f"be None, got min_len={min_len!r}, max_len={max_len!r}."
+            )
+        return num_examples, None, None
+    default_min, default_max = default_lengths[name]
+    min_len = default_min if min_len is None else min_len
+    max_len = default_max if max_len is None else max_len
+    min_len, max_len = check_int("min_len", min_len), check_int("max_len", max_len)
+    low, high = svo_lengths
+    if name == "svo_to_sov" and not low <= min_len <= max_len <= high:
+        raise ValueError(
+            f"svo_to_sov makes sentences of {low} to {high} words, so min_len and "
+            f"max_len must satisfy {low} <= min_len <= max_len <= {high}, got "
+            f"min_len={min_len}, max_len={max_len}."
+        )
+    if not 1 <= min_len <= max_len:
+        raise ValueError(
+            f"min_len and max_len must satisfy 1 <= min_len <= max_len, got min_len={min_len}, "
+            f"max_len={max_len}."
+        )
+    return num_examples, min_len, max_len
+
+
 # ---------------------------------------------------------------------------------------------
 # Inspection (steps 24-26).
 

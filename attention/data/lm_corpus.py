@@ -3,22 +3,17 @@
 A language model needs sentences, not pairs. Two kinds ship with the package:
 
 ``svo`` (the default: no download, any size, any seed)
-    Short *stories* in the English-like grammar of the ``svo_to_sov`` task
+    Short *stories* in the grammar of the ``svo_to_sov`` task
     (:data:`attention.data.synthetic.SVO_LEXICON`): two to four sentences about a small cast
-    of characters, each a noun phrase with its adjectives, who come back from sentence to
-    sentence::
+    of characters who come back, so the text repeats as real text does and copying what
+    followed before predicts it, the pattern of induction heads (Olsson et al. 2022; notebook
+    12)::
 
         the old king sees the red bird . the red bird follows the old king quickly .
 
-    The grammar makes the text predictable in parts (an article is followed by adjectives or a
-    noun, a subject by a verb) and the cast makes it *repetitive*, as real text is: once "the
-    red bird" has appeared, "the red" is best continued by copying what followed it before.
-    That is the pattern induction heads implement (Olsson et al. 2022), and notebook 12 finds
-    them. Real text repeats longer spans too (names, quotations, lists, code); a fraction
-    ``echoes`` of the documents (a fifth by default) stands in for them: a random string of
-    4-16 words of the lexicon, said twice (``"king blue slowly the with . king blue slowly
-    the with ."``), which only copying can predict. A word-level :class:`Vocabulary` covers
-    every word and ``.``.
+    A fraction ``echoes`` of the documents (a fifth by default) is a random string of 4-16
+    lexicon words said twice, which only copying can predict. A word-level
+    :class:`Vocabulary` covers every word and ``.``.
 ``multi30k-en``, ``multi30k-de``, ``tatoeba-en``, ``tatoeba-de``
     One language of the translation corpora: Multi30k's image captions (29,000 / 1,014 /
     1,000 sentences) or the small Tatoeba set (4,000 / 500 / 500), with a SentencePiece
