@@ -428,3 +428,735 @@ def check_seq_lengths(name: str, lengths, batch: int | None, max_len: int) -> No
                 f"{name} must lie in 0..{max_len} (the sequence length), got values "
                 f"{low}..{high}."
             )
+
+
+# Checks moved from kernels/, training/, inspection/ and data/
+
+from collections.abc import Mapping  # noqa: E402  (kept in this section: one place to merge)
+
+# ---------------------------------------------------------------------------------------------
+# Kernels (step 27..): one call, check_kernel_args, at the top of every attention kernel.
+
+
+def check_block_size(name: str, value, *, multiple_of: int = 1) -> int:
+    """Return ``value`` as an int: a positive int (``TypeError`` for a bool or a float,
+    ``ValueError`` below 1) that is a multiple of ``multiple_of`` (``ValueError``)."""
+    value = check_positive_int(name, value)
+    if value % multiple_of:
+        raise ValueError(
+            f"{name} must be a multiple of {multiple_of} on this backend, got {value}; "
+            f"try {max(multiple_of, value // multiple_of * multiple_of)}."
+        )
+    return value
+
+
+def resolve_lengths(query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths):
+    """``(query lengths, its name, key lengths, its name)`` from the new names and the old.
+
+    ``query_lengths`` and ``key_lengths`` are the kernels' old names; they mean the same.
+    Giving both forms of one is a ``ValueError`` (which one should win would be a guess).
+    """
+    resolved = []
+    for new, old, new_name, old_name in (
+        (query_seq_lengths, query_lengths, "query_seq_lengths", "query_lengths"),
+        (key_value_seq_lengths, key_lengths, "key_value_seq_lengths", "key_lengths"),
+    ):
+        if new is not None and old is not None:
+            raise ValueError(
+                f"give {new_name}= or its old name {old_name}=, not both (they mean the same)."
+            )
+        resolved += [old, old_name] if old is not None else [new, new_name]
+    return tuple(resolved)
+
+
+def check_attention_args(
+    query, key, value, bias, mask, scale, *, query_seq_lengths=None, query_name=
+    "query_seq_lengths", key_value_seq_lengths=None, key_value_name="key_value_seq_lengths",
+    local_window_size=None, bias_ok: bool = True, kernel: str = "this kernel",
+) -> tuple[int, int] | None:
+    """The checks of :func:`attention.dot_product_attention`, in the same words.
+
+    Returns the window as ``(left, right)`` (or None). The lengths are checked under the name
+    the caller used (``key_lengths`` or ``key_value_seq_lengths``).
+    """
+    check_qkv(query, key, value)
+    check_scale(scale)
+    target = (*query.shape[:-3], query.shape[-2], query.shape[-3], key.shape[-3])
+    axes = "BNTS" if query.ndim == 4 else "NTS"
+    if mask is not None:
+        check_mask(mask, target, axes)
+    if bias is not None:
+        if not bias_ok:
+            raise ValueError(
+                f"{kernel} takes no bias (it never forms the [B, N, T, S] scores to add it "
+                "to); give key padding as key_value_seq_lengths= (or a boolean mask= to "
+                "flash_attention), or use fused_attention / dot_product_attention for an "
+                "additive bias."
+            )
+        check_floating("bias", bias)
+        check_broadcastable("bias", bias, target, axes)
+    batch = query.shape[0] if query.ndim == 4 else None
+    # Lengths closed over by a jitted function are concrete, but a jnp reduction of them
+    # inside the trace would be staged (a tracer that cannot be read): evaluate the range
+    # check at trace time instead. Traced lengths skip it (check_seq_lengths tests that).
+    with jax.ensure_compile_time_eval():
+        if query_seq_lengths is not None:
+            check_seq_lengths(query_name, query_seq_lengths, batch, query.shape[-3])
+        if key_value_seq_lengths is not None:
+            check_seq_lengths(key_value_name, key_value_seq_lengths, batch, key.shape[-3])
+    return check_local_window(local_window_size)
+
+
+def check_kernel_args(
+    query, key, value, bias, mask, scale, *, query_seq_lengths=None,
+    key_value_seq_lengths=None, query_lengths=None, key_lengths=None, local_window_size=None,
+    kernel: str, bias_ok: bool = True, mask_ok: bool = True, block_sizes=None,
+    block_multiple: int = 1,
+):
+    """Every check of an attention kernel's arguments; returns ``(window, ql, kl)``.
+
+    ``window`` is ``(left, right)`` or None; ``ql``, ``kl``: the query and key/value lengths
+    under either name (:func:`resolve_lengths`). ``block_sizes``: ``{"block_q": 64, ...}``,
+    each checked by :func:`check_block_size` with ``block_multiple``.
+    """
+    ql, ql_name, kl, kl_name = resolve_lengths(
+        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
+    window = check_attention_args(
+        query, key, value, bias, mask if mask_ok else None, scale, query_seq_lengths=ql,
+        query_name=ql_name, key_value_seq_lengths=kl, key_value_name=kl_name,
+        local_window_size=local_window_size, bias_ok=bias_ok, kernel=kernel,
+    )
+    if mask is not None and not mask_ok:
+        raise ValueError(
+            f"{kernel} takes no boolean mask=; give key padding as "
+            "key_value_seq_lengths=[B] (and query padding as query_seq_lengths=), with "
+            "is_causal= and local_window_size= for causal and sliding-window masking, or use "
+            "flash_attention, which slices any mask broadcastable to [B, N, T, S]."
+        )
+    for name, size in (block_sizes or {}).items():
+        check_block_size(name, size, multiple_of=block_multiple)
+    return window, ql, kl
+
+
+# ---------------------------------------------------------------------------------------------
+# Training (steps 19-23).
+
+
+def check_targets(name: str, layout: str, per_position, targets, pad_id) -> None:
+    """``targets [B, T]``: integer ids, one per position of ``per_position [B, T, _]``."""
+    check_integer("targets", targets)
+    check_int_scalar("pad_id", pad_id, what="an int (the id of the padding token)")
+    if per_position.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"{name} {layout} = {shape_str(per_position.shape)} and targets [B, T] = "
+            f"{shape_str(targets.shape)} must agree on B and T."
+        )
+
+
+def check_logits_targets(logits, targets, pad_id) -> None:
+    """Float ``logits [B, T, V]`` and integer ``targets [B, T]``, an int ``pad_id``."""
+    check_floating("logits", logits, axes="BTV")
+    check_targets("logits", "[B, T, V]", logits, targets, pad_id)
+
+
+def check_label_smoothing(label_smoothing) -> float:
+    """epsilon_ls, a real number in [0, 1)."""
+    return check_real("label_smoothing", label_smoothing, low=0.0, high=1.0,
+                      high_inclusive=False)
+
+
+def check_loss_args(logits, targets, pad_id, label_smoothing) -> float:
+    """The checks of the label-smoothed loss; returns ``label_smoothing`` as a float."""
+    check_logits_targets(logits, targets, pad_id)
+    return check_label_smoothing(label_smoothing)
+
+
+def check_projected_loss_args(hidden, weight, targets, pad_id, label_smoothing, chunk_tokens):
+    """``hidden [B, T, D]``, ``weight [V, D]`` sharing D, targets as :func:`check_targets`;
+    returns ``(label_smoothing, chunk_tokens)`` as a float and an int."""
+    check_floating("hidden", hidden, axes="BTD")
+    check_floating("weight", weight, axes="VD")
+    if hidden.shape[-1] != weight.shape[-1]:
+        raise ValueError(
+            f"hidden [B, T, D] = {shape_str(hidden.shape)} and weight [V, D] = "
+            f"{shape_str(weight.shape)} must have the same D."
+        )
+    check_targets("hidden", "[B, T, D]", hidden, targets, pad_id)
+    return check_label_smoothing(label_smoothing), check_positive_int("chunk_tokens", chunk_tokens)
+
+
+def check_shardable(name: str, array, num_devices: int) -> None:
+    """An array with a batch axis (axis 0) that ``num_devices`` divide."""
+    check_array(name, array)
+    if array.ndim == 0:
+        raise ValueError(
+            f"{name} must have a batch axis (axis 0) to split across the "
+            f"devices, got a scalar {array!r}."
+        )
+    if array.shape[0] % num_devices:
+        raise ValueError(
+            f"batch size {array.shape[0]} must be divisible by the {num_devices} devices "
+            f"of the mesh; pick a batch size that is a multiple of {num_devices}."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data (step 18..).
+
+
+def check_choice(name: str, value, choices, *, aliases=None):
+    """Return ``value`` (an alias first replaced by its name) if it is one of ``choices``.
+
+    >>> check_choice("split", "val", ("train", "valid"), aliases={"val": "valid"})
+    'valid'
+    >>> check_choice("split", "dev", ("train", "valid"))
+    Traceback (most recent call last):
+    ...
+    ValueError: split must be one of ('train', 'valid'), got 'dev'.
+    """
+    if aliases:
+        value = aliases.get(value, value)
+    if value not in choices:
+        also = f" (or {tuple(aliases)})" if aliases else ""
+        raise ValueError(f"{name} must be one of {tuple(choices)}{also}, got {value!r}.")
+    return value
+
+
+def check_language_pair(source, target, languages) -> None:
+    """``source`` and ``target`` two different languages of ``languages``."""
+    for name, lang in (("source", source), ("target", target)):
+        check_choice(name, lang, languages)
+    if source == target:
+        raise ValueError(f"source and target must differ, got {source!r} for both.")
+
+
+def check_batcher_args(batch_size, batch_tokens, max_len, overflow, overflows,
+                       pad_to_multiple, seed, src_eos):
+    """The checks of :class:`attention.data.batching.Batcher`; returns ``(batch_size,
+    batch_tokens, max_len, pad_to_multiple, seed)`` as ints (or None where None)."""
+    if (batch_size is None) == (batch_tokens is None):
+        raise ValueError(
+            f"give exactly one of batch_size and batch_tokens, got batch_size={batch_size!r} "
+            f"and batch_tokens={batch_tokens!r}."
+        )
+    if batch_size is not None:
+        batch_size = check_positive_int("batch_size", batch_size)
+    if batch_tokens is not None:
+        batch_tokens = check_positive_int("batch_tokens", batch_tokens)
+    pad_to_multiple = check_positive_int("pad_to_multiple", pad_to_multiple)
+    if max_len is not None:
+        max_len = check_positive_int("max_len", max_len)
+        if max_len < 1 + src_eos:
+            raise ValueError(
+                f"max_len must leave room for at least one token beside </s>, got {max_len}."
+            )
+    check_choice("overflow", overflow, overflows)
+    seed = check_non_negative_int("seed", seed)
+    return batch_size, batch_tokens, max_len, pad_to_multiple, seed
+
+
+def check_epoch_args(epoch, start_step, steps: int) -> tuple[int, int]:
+    """An ``epoch`` >= 0 and a ``start_step`` in ``0..steps``; returns them as ints."""
+    epoch = check_non_negative_int("epoch", epoch)
+    start_step = check_int("start_step", start_step)
+    if not 0 <= start_step <= steps:
+        raise ValueError(
+            f"start_step must be in 0..{steps} (batches per epoch), got {start_step!r}."
+        )
+    return epoch, start_step
+
+
+def check_repeats_args(num_docs, num_words, lengths, words):
+    """The checks of :func:`attention.data.lm_corpus.make_repeats`; returns ``(num_docs,
+    num_words, lengths)`` as ints."""
+    num_docs = check_non_negative_int("num_docs", num_docs)
+    num_words = check_positive_int("num_words", num_words)
+    if isinstance(lengths, (str, int)) or len(lengths) == 0:
+        raise ValueError(f"lengths must be a non-empty list of ints, got {lengths!r}.")
+    lengths = [check_positive_int("lengths", L) for L in lengths]
+    if max(lengths) > num_words:
+        raise ValueError(f"lengths must be at most num_words={num_words}, got {max(lengths)}.")
+    if len(words) < 2:
+        raise ValueError(f"words must hold at least two words, got {len(words)}.")
+    return num_docs, num_words, lengths
+
+
+def check_task_args(name, num_examples, min_len, max_len, *, tasks, default_lengths,
+                    svo_lengths):
+    """The checks of :func:`attention.data.synthetic.make_task`; returns ``(num_examples,
+    min_len, max_len)`` as ints, the lengths defaulted from ``default_lengths[name]`` (None
+    for ``dates``, whose lengths are fixed)."""
+    check_choice("name", name, tasks)
+    num_examples = check_non_negative_int("num_examples", num_examples)
+    if name == "dates":
+        if min_len is not None or max_len is not None:
+            raise ValueError(
+                f"the dates task has fixed lengths (YYYY-MM-DD), so min_len and max_len must "
+                f"be None, got min_len={min_len!r}, max_len={max_len!r}."
+            )
+        return num_examples, None, None
+    default_min, default_max = default_lengths[name]
+    min_len = default_min if min_len is None else min_len
+    max_len = default_max if max_len is None else max_len
+    min_len, max_len = check_int("min_len", min_len), check_int("max_len", max_len)
+    low, high = svo_lengths
+    if name == "svo_to_sov" and not low <= min_len <= max_len <= high:
+        raise ValueError(
+            f"svo_to_sov makes sentences of {low} to {high} words, so min_len and "
+            f"max_len must satisfy {low} <= min_len <= max_len <= {high}, got "
+            f"min_len={min_len}, max_len={max_len}."
+        )
+    if not 1 <= min_len <= max_len:
+        raise ValueError(
+            f"min_len and max_len must satisfy 1 <= min_len <= max_len, got min_len={min_len}, "
+            f"max_len={max_len}."
+        )
+    return num_examples, min_len, max_len
+
+
+# ---------------------------------------------------------------------------------------------
+# Inspection (steps 24-26).
+
+# The keys of the dict that the transformer's ``attention_maps`` returns, with their axes.
+MAP_KINDS = {
+    "encoder_self": "LBNSS",
+    "decoder_self": "LBNTT",
+    "decoder_cross": "LBNTS",
+}
+
+
+def check_token_labels(
+    name: str, tokens, length: int, axis: str, shape
+) -> list[str] | None:
+    """The labels of one axis of attention weights: ``length`` token strings, or None.
+
+    ``shape`` is that of the weights, for the message. Returns the labels as ``str``.
+
+    >>> check_token_labels("key_tokens", ["the", "cat"], 2, "S", (3, 2))
+    ['the', 'cat']
+    """
+    if tokens is None:
+        return None
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise TypeError(f"{name} must be a sequence of token strings, got {type(tokens).__name__}.")
+    if len(tokens) != length:
+        raise ValueError(
+            f"{name} has {len(tokens)} tokens but the weights have {axis}={length} "
+            f"(shape {shape_str(shape)}); pass one token per position, padding included."
+        )
+    return [str(t) for t in tokens]
+
+
+def check_attention_maps(maps) -> tuple[int, int, int, int, int]:
+    """Check the dict of ``attention_maps``; return its sizes ``(L, B, N, T, S)``.
+
+    The dict must hold ``encoder_self`` ``[L, B, N, S, S]``, ``decoder_self``
+    ``[L, B, N, T, T]`` and ``decoder_cross`` ``[L, B, N, T, S]`` (see :data:`MAP_KINDS`),
+    floating, with each letter the same size in every entry. Other keys are ignored.
+
+    Raises:
+      TypeError: ``maps`` not a mapping, or an entry not a floating array.
+      KeyError: a missing kind.
+      ValueError: an entry of the wrong rank, or sizes that disagree between the kinds.
+
+    >>> maps = {kind: np.zeros([dict(L=1, B=2, N=3, T=4, S=5)[a] for a in axes], np.float32)
+    ...         for kind, axes in MAP_KINDS.items()}
+    >>> check_attention_maps(maps)
+    (1, 2, 3, 4, 5)
+    """
+    if not isinstance(maps, Mapping):
+        raise TypeError(
+            f"maps must be the dict returned by attention_maps (keys {', '.join(MAP_KINDS)}), "
+            f"got {type(maps).__name__}."
+        )
+    sizes: dict[str, int] = {}
+    for kind, axes in MAP_KINDS.items():
+        if kind not in maps:
+            raise KeyError(
+                f"maps has no {kind!r} entry; expected the keys {', '.join(MAP_KINDS)}, "
+                f"got {', '.join(map(str, maps))}."
+            )
+        array = maps[kind]
+        if not hasattr(array, "shape"):
+            array = np.asarray(array)
+        check_floating(f"maps[{kind!r}]", array)
+        if array.ndim != len(axes):
+            raise ValueError(
+                f"maps[{kind!r}] must have shape [{', '.join(axes)}], got {shape_str(array.shape)}."
+            )
+        for letter, size in zip(axes, array.shape, strict=True):
+            if sizes.setdefault(letter, size) != size:
+                raise ValueError(
+                    f"maps[{kind!r}] has {letter}={size} (shape {shape_str(array.shape)}) "
+                    f"but another entry has {letter}={sizes[letter]}."
+                )
+    return sizes["L"], sizes["B"], sizes["N"], sizes["T"], sizes["S"]
+
+
+HISTORY_KEYS = ("step", "loss", "nll", "learning_rate")
+
+
+def check_history(history) -> dict[str, np.ndarray]:
+    """The four logged series of a training ``history`` (a list of dicts with the keys
+    :data:`HISTORY_KEYS`) as float64 ``[steps]`` arrays."""
+    if isinstance(history, str | Mapping) or not isinstance(history, Sequence):
+        raise TypeError(
+            f"history must be a list of dicts (FitResult.history), got {type(history).__name__}."
+        )
+    if not history:
+        raise ValueError("history is empty; log at least one step (TrainConfig.log_every).")
+    series: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+    for i, line in enumerate(history):
+        if not isinstance(line, Mapping):
+            raise TypeError(
+                f"history[{i}] must be a dict with keys {', '.join(HISTORY_KEYS)}, got "
+                f"{type(line).__name__}."
+            )
+        missing = [key for key in HISTORY_KEYS if key not in line]
+        if missing:
+            raise ValueError(
+                f"history[{i}] has no {', '.join(map(repr, missing))}; each entry needs the "
+                f"keys {', '.join(HISTORY_KEYS)}, got {', '.join(map(str, line))}."
+            )
+        for key in HISTORY_KEYS:
+            series[key].append(check_real(f"history[{i}][{key!r}]", line[key]))
+    return {key: np.asarray(values, dtype=np.float64) for key, values in series.items()}
+
+
+def check_explorer_example(i: int, example) -> dict:
+    """``examples[i]`` of the explorer: its tokens, maps, index and sizes ``(L, B, N, T, S)``."""
+    where = f"examples[{i}]"
+    if not isinstance(example, Mapping):
+        raise TypeError(f"{where} must be a dict, got {type(example).__name__}.")
+    for key in ("source_tokens", "target_tokens", "attention_maps"):
+        if key not in example:
+            raise KeyError(
+                f"{where} has no {key!r}; each example needs source_tokens, target_tokens "
+                f"and attention_maps."
+            )
+    try:
+        L, B, N, T, S = check_attention_maps(example["attention_maps"])
+    except (TypeError, KeyError, ValueError) as error:
+        message = error.args[0] if error.args else str(error)
+        raise type(error)(f"{where}['attention_maps']: {message}") from None
+    expected = f"an int in 0..{B - 1} (B={B})"
+    index = check_int(f"{where}['index']", example.get("index", 0), minimum=0, what=expected)
+    if index >= B:
+        raise ValueError(f"{where}['index'] must be {expected}, got {index!r}.")
+    cross_shape = example["attention_maps"]["decoder_cross"].shape
+    tokens = {
+        key: check_token_labels(f"{where}[{key!r}]", example[key], length, axis, cross_shape)
+        for key, length, axis in (("source_tokens", S, "S"), ("target_tokens", T, "T"))
+    }
+    return {
+        **tokens,
+        "attention_maps": example["attention_maps"],
+        "index": index,
+        "sizes": (L, B, N, T, S),
+    }
+
+
+def check_beam_step(i: int, step, source_length: int | None) -> dict:
+    """``beam_steps[i]`` of the explorer: ``{"step", "beams", "cross_attention"}``."""
+    where = f"beam_steps[{i}]"
+    if not isinstance(step, Mapping) or "beams" not in step:
+        raise TypeError(f"{where} must be a dict with a 'beams' list of (tokens, score) pairs.")
+    beams = []
+    for j, beam in enumerate(step["beams"]):
+        if not (isinstance(beam, Sequence) and len(beam) == 2):
+            raise ValueError(f"{where}['beams'][{j}] must be a (tokens, score) pair, got {beam!r}.")
+        tokens, score = beam
+        if isinstance(tokens, str):
+            tokens = tokens.split()
+        beams.append(([str(t) for t in tokens], float(score)))
+    if not beams:
+        raise ValueError(f"{where}['beams'] is empty; a step needs at least one beam.")
+    cross = step.get("cross_attention")
+    if cross is not None:
+        cross = cross if hasattr(cross, "shape") else np.asarray(cross)
+        check_floating(f"{where}['cross_attention']", cross)
+        if cross.ndim != 2 or cross.shape[0] != len(beams):
+            raise ValueError(
+                f"{where}['cross_attention'] must have shape [K, S] with K={len(beams)} "
+                f"beams, got {shape_str(cross.shape)}."
+            )
+        if source_length is not None and cross.shape[1] != source_length:
+            raise ValueError(
+                f"{where}['cross_attention'] has S={cross.shape[1]} but beam_source_tokens "
+                f"has {source_length} tokens."
+            )
+        cross = np.asarray(cross, dtype=np.float32)
+    return {"step": step.get("step", i), "beams": beams, "cross_attention": cross}
+
+
+def check_explorer_args(examples, max_labels, beam_steps, beam_source_tokens):
+    """The checks of :class:`attention.inspection.explorer.AttentionExplorer`; returns
+    ``(examples, max_labels, beam_steps)`` normalised (``beam_steps`` ``[]`` for None)."""
+    if isinstance(examples, Mapping) or not isinstance(examples, Sequence) or not examples:
+        raise ValueError(
+            "examples must be a non-empty list of dicts with source_tokens, target_tokens "
+            f"and attention_maps, got {type(examples).__name__} "
+            f"{'(empty)' if not examples else ''}".rstrip()
+            + "."
+        )
+    examples = [check_explorer_example(i, example) for i, example in enumerate(examples)]
+    max_labels = check_positive_int("max_labels", max_labels)
+    if beam_steps is None:
+        return examples, max_labels, []
+    source_length = None if beam_source_tokens is None else len(beam_source_tokens)
+    steps = [check_beam_step(i, step, source_length) for i, step in enumerate(beam_steps)]
+    if not steps:
+        raise ValueError("beam_steps is empty; pass None for no beam search.")
+    return examples, max_labels, steps
+
+
+WEIGHT_TOLERANCE = 1e-3  # float32 softmax rows may overshoot 1 by rounding, never by more.
+
+
+def check_attention_layers(name: str, layers) -> np.ndarray:
+    """``layers`` (a list of L ``[N, T, S]`` arrays, or one ``[L, N, T, S]`` array) as float32
+    ``[L, N, T, S]``, or a one-line TypeError/ValueError naming the shapes."""
+    if hasattr(layers, "shape"):
+        check_floating(name, layers)
+        if layers.ndim != 4:
+            hint = (" Pick one sentence of a batch first, e.g. maps['decoder_cross'][:, b]."
+                    if layers.ndim == 5 else
+                    " A single layer is layers[None]; a single head is layers[None, None].")
+            raise ValueError(
+                f"{name} must have shape [L, N, T, S] (layers, heads, queries, keys) or be a "
+                f"list of L arrays [N, T, S], got shape {shape_str(layers.shape)}.{hint}"
+            )
+        stacked = np.asarray(layers, dtype=np.float32)
+    else:
+        if isinstance(layers, (str, bytes, Mapping)) or not isinstance(layers, Sequence):
+            raise TypeError(
+                f"{name} must be a list of L arrays [N, T, S] or one array [L, N, T, S], "
+                f"got {type(layers).__name__}."
+            )
+        if len(layers) == 0:
+            raise ValueError(f"{name} is empty; give at least one layer of [N, T, S] weights.")
+        for i, layer in enumerate(layers):
+            check_floating(f"{name}[{i}]", layer)
+            if layer.ndim != 3:
+                hint = (" Pick one sentence of the batch first, e.g. layer[b]."
+                        if layer.ndim == 4 else "")
+                raise ValueError(
+                    f"{name}[{i}] must have shape [N, T, S] (heads, queries, keys), got "
+                    f"{shape_str(layer.shape)}.{hint}"
+                )
+            if layer.shape != layers[0].shape:
+                raise ValueError(
+                    f"{name}[{i}] has shape {shape_str(layer.shape)} but {name}[0] has "
+                    f"{shape_str(layers[0].shape)}; every layer must have the same [N, T, S]."
+                )
+        stacked = np.stack([np.asarray(layer, dtype=np.float32) for layer in layers])
+    if stacked.size == 0:
+        raise ValueError(f"{name} has an empty axis: shape {shape_str(stacked.shape)}.")
+    finite = np.isfinite(stacked)
+    if not finite.all():
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(
+            f"{name} (shape [L, N, T, S] = {shape_str(stacked.shape)}) holds "
+            f"{int((~finite).sum())} NaN or infinite weight(s), the first at [l, n, t, s] = "
+            f"{list(where)}; weights must be finite (did a fully masked row use -inf?)."
+        )
+    low, high = float(stacked.min()), float(stacked.max())
+    if low < -WEIGHT_TOLERANCE or high > 1 + WEIGHT_TOLERANCE:
+        raise ValueError(
+            f"{name} (shape {shape_str(stacked.shape)}) must hold attention weights in [0, 1], "
+            f"got values from {low:.4g} to {high:.4g}; pass softmax weights, not scores."
+        )
+    return np.clip(stacked, 0.0, 1.0)
+
+
+def check_section_args(layers, query_tokens, key_tokens, mask, causal):
+    """The checks of :func:`attention.inspection.views.attention_section`; returns
+    ``(weights [L, N, T, S] float32, query labels, key labels)`` (keys = queries if None)."""
+    weights_LNTS = check_attention_layers("layers", layers)
+    _, _, T, S = shape = weights_LNTS.shape
+    if query_tokens is None:
+        raise TypeError("query_tokens must be a sequence of T token strings, got None.")
+    query = check_token_labels("query_tokens", query_tokens, T, "T", shape)
+    if key_tokens is None:
+        if S != T:
+            raise ValueError(
+                f"key_tokens is None (self-attention) but the weights have T={T} queries and "
+                f"S={S} keys (shape {shape_str(shape)}); pass key_tokens for cross-attention."
+            )
+        key = list(query)
+    else:
+        key = check_token_labels("key_tokens", key_tokens, S, "S", shape)
+    if mask is not None:
+        check_mask(mask if hasattr(mask, "dtype") else np.asarray(mask), (T, S), "TS")
+    if causal and S != T:
+        raise ValueError(
+            f"causal=True needs square weights (S = T), got T={T}, S={S} "
+            f"(shape {shape_str(shape)})."
+        )
+    return weights_LNTS, query, key
+
+
+def check_translation_view_args(maps, source_tokens, target_tokens, example) -> None:
+    """The checks of :func:`attention.inspection.views.translation_view`."""
+    _, B, _, T, S = check_attention_maps(maps)
+    if not (is_int(example) and 0 <= example < B):
+        raise ValueError(f"example must be an int in 0..{B - 1} (B={B}), got {example!r}.")
+    cross_shape = maps["decoder_cross"].shape
+    for name, tokens, length, axis in (("source_tokens", source_tokens, S, "S"),
+                                       ("target_tokens", target_tokens, T, "T")):
+        if tokens is None:
+            raise TypeError(f"{name} must be a sequence of {axis}={length} token strings, "
+                            f"got None.")
+        check_token_labels(name, tokens, length, axis, cross_shape)
+
+
+def check_weights_and_labels(weights, axes: str, query_tokens, key_tokens, *,
+                             names=("query_tokens", "key_tokens"), max_labels=None):
+    """Attention ``weights`` of axes ``axes`` (ending in ``TS``) and the labels of T and S.
+
+    Returns ``(weights as float32 NumPy, query labels, key labels)`` (labels None if None);
+    ``max_labels``, when given, must be a positive int.
+    """
+    if not hasattr(weights, "shape"):
+        weights = np.asarray(weights)
+    check_floating("weights", weights)
+    hint = (" Select one slice first, e.g. maps['decoder_cross'][layer, batch, head]."
+            if weights.ndim > len(axes) else "")
+    check_rank("weights", weights, axes, hint=hint)
+    weights = np.asarray(weights, dtype=np.float32)
+    T, S = weights.shape[-2:]
+    query = check_token_labels(names[0], query_tokens, T, "T", weights.shape)
+    key = check_token_labels(names[1], key_tokens, S, "S", weights.shape)
+    if max_labels is not None:
+        check_positive_int("max_labels", max_labels)
+    return weights, query, key
+
+
+def check_maps_and_labels(maps, layer, source_tokens, target_tokens):
+    """``attention_maps``, a ``layer`` index and the labels of S and T; returns
+    ``((L, B, N, T, S), layer index, source labels, target labels)``."""
+    L, B, N, T, S = sizes = check_attention_maps(maps)
+    layer_index = check_index("layer", layer, L, "L")
+    shape = maps["decoder_cross"].shape
+    source = check_token_labels("source_tokens", source_tokens, S, "S", shape)
+    target = check_token_labels("target_tokens", target_tokens, T, "T", shape)
+    return sizes, layer_index, source, target
+
+
+def check_head_summary_args(weights, mask):
+    """Floating weights ``[L, N, T, S]`` or ``[N, T, S]`` and a mask for the latter;
+    returns them as ``[L, N, T, S]`` float32 and ``[1, N, T, S]`` (or the mask as given)."""
+    if not hasattr(weights, "shape"):
+        weights = np.asarray(weights)
+    check_floating("weights", weights)
+    if weights.ndim not in (3, 4):
+        raise ValueError(
+            f"weights must have shape [L, N, T, S] (or [N, T, S]), got {shape_str(weights.shape)}."
+        )
+    weights_LNTS = np.asarray(weights, dtype=np.float32)
+    if weights.ndim == 3:
+        if mask is not None:
+            mask = np.asarray(mask)
+            check_mask(mask, weights.shape, "NTS")
+            mask = np.broadcast_to(mask, weights.shape)[None]
+        weights_LNTS = weights_LNTS[None]
+    return weights_LNTS, mask
+
+
+def check_select_map_args(maps, kind, example, layer, head):
+    """The checks of :func:`attention.inspection.analysis.select_map`; returns
+    ``(example, layer, head)`` as indices (``head`` may be None)."""
+    L, B, N, _, _ = check_attention_maps(maps)
+    if kind not in MAP_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(MAP_KINDS)}, got {kind!r}.")
+    example = check_index("example", example, B, "B")
+    layer = check_index("layer", layer, L, "L")
+    head = check_index("head", head, N, "N", allow_none=True)
+    return example, layer, head
+
+
+def check_head_stats_args(weights, mask, base=None):
+    """Floating ``weights [..., N, T, S]``, a boolean ``mask`` broadcastable to them and a
+    logarithm ``base > 1`` (when given); returns them as float32, a NumPy mask, a float."""
+    if base is not None:
+        base = check_real("base", base, low=1.0, low_inclusive=False)
+    if not hasattr(weights, "shape"):
+        weights = np.asarray(weights)
+    check_floating("weights", weights)
+    if weights.ndim < 3:
+        raise ValueError(
+            f"weights must have shape [..., N, T, S] (at least heads, queries, keys), got "
+            f"{shape_str(weights.shape)}; for a single head pass weights[None]."
+        )
+    weights = np.asarray(weights, dtype=np.float32)
+    if mask is not None:
+        if not hasattr(mask, "dtype"):
+            mask = np.asarray(mask)
+        check_mask(mask, weights.shape, None)
+        mask = np.asarray(mask)
+    return weights, mask, base
+
+
+def _is_sequence(value) -> bool:
+    # A string is a Sequence too, but never a list of rows or positions.
+    return isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes)
+
+
+def check_alignments(cross, alignments) -> list[tuple[int, int, list[int]]]:
+    """Cross-attention ``[L, B, N, T, S]`` and its true ``alignments`` (see
+    :func:`attention.inspection.analysis.alignment_accuracy`); returns the scored rows as
+    ``(b, t, source positions)``, at least one."""
+    if not hasattr(cross, "shape"):
+        cross = np.asarray(cross)
+    check_floating("cross", cross)
+    check_rank(
+        "cross", cross, "LBNTS", hint=' Pass all of attention_maps(...)["decoder_cross"].'
+    )
+    L, B, N, T, S = cross.shape
+    if not _is_sequence(alignments):
+        raise TypeError(
+            f"alignments must be a sequence of B={B} per-sentence alignments, got "
+            f"{type(alignments).__name__}."
+        )
+    if len(alignments) != B:
+        raise ValueError(
+            f"alignments has {len(alignments)} sentences but cross has B={B} "
+            f"(shape {shape_str(cross.shape)}); pass one alignment per sentence of the batch."
+        )
+    scored = []
+    for b, rows in enumerate(alignments):
+        if not _is_sequence(rows):
+            raise TypeError(
+                f"alignments[{b}] must be a sequence over decoder rows, got {type(rows).__name__}."
+            )
+        if len(rows) > T:
+            raise ValueError(
+                f"alignments[{b}] has {len(rows)} rows but cross has T={T} decoder rows "
+                f"(shape {shape_str(cross.shape)})."
+            )
+        for t, truth in enumerate(rows):
+            if truth is None:
+                continue
+            if not _is_sequence(truth):
+                raise TypeError(
+                    f"alignments[{b}][{t}] must be a sequence of source positions or None, "
+                    f"got {truth!r} ({type(truth).__name__})."
+                )
+            positions = [
+                check_int(f"alignments[{b}][{t}][{i}]", p, what="an int source position")
+                for i, p in enumerate(truth)
+            ]
+            for i, p in enumerate(positions):
+                if not 0 <= p < S:
+                    raise ValueError(
+                        f"alignments[{b}][{t}][{i}]={p} is outside the source positions "
+                        f"0..{S - 1} (S={S})."
+                    )
+            if positions:
+                scored.append((b, t, positions))
+    if not scored:
+        raise ValueError(
+            "alignments has no scored row: every row is None or empty, so there is nothing "
+            "to measure the heads against."
+        )
+    return scored

@@ -1,33 +1,20 @@
 """Batches of padded token ids, bucketed by length, reproducible and resumable.
 
-A batch stacks sentences of different lengths into one rectangular array, so the shorter ones
-are padded with ``<pad>`` (id 0). Padding is wasted work, and under ``jax.jit`` every new array
-shape is a new compilation. Both problems have the same cure, **bucketing**:
+**Bucketing** (used in notebook 07): each example gets a padded length ``L``, the longer of
+its source and target (with the ``</s>``/``<s>`` the model sees) rounded up to a multiple of
+``pad_to_multiple`` but never past ``max_len``; every batch comes from one bucket and is
+``[B_L, L]`` (``B_L`` = ``batch_size``, or ``batch_tokens // L``). So little padding, and one
+shape per bucket under ``jax.jit``. Each epoch shuffles with a generator seeded by
+``(seed, epoch)``: ``epoch(epoch, start_step=step)`` resumes a run exactly.
 
-1. Each example gets a padded length ``L``: the longer of its source and target (in tokens,
-   with the ``</s>``/``<s>`` the model sees), rounded up to a multiple of ``pad_to_multiple``
-   (8 by default) but never past ``max_len``. Examples with the same ``L`` form a bucket.
-2. Every batch comes from one bucket and is padded to exactly ``[B_L, L]``, where ``B_L`` is
-   ``batch_size`` or, with a token budget, ``batch_tokens // L`` rows. An example never
-   carries more than ``pad_to_multiple - 1`` pad tokens beyond the longer side of its pair,
-   and the model sees one shape per bucket (plus one for each bucket's smaller last batch,
-   unless ``drop_remainder``): a handful of compilations, not one per batch.
-3. Each epoch shuffles the examples within each bucket and then the order of the batches,
-   with a generator seeded by ``(seed, epoch)``. The order is therefore a pure function of
-   ``seed`` and ``epoch``: a training loop resumes from a checkpoint at ``(epoch, step)`` by
-   asking for ``epoch(epoch, start_step=step)`` and gets exactly the batches it would have had.
-
-The teacher-forcing layout of a batch, for one target sentence ``w1 w2 w3`` (Vaswani et al.
-2017, section 3: the decoder is "auto-regressive", its input is the output shifted right)::
+Teacher forcing (Vaswani et al. 2017, section 3: the decoder's input is its output shifted
+right), for a target ``w1 w2 w3``::
 
     tgt_in   <s> w1  w2  w3   <pad> ...    what the decoder reads
     tgt_out  w1  w2  w3  </s> <pad> ...    what it must predict at each position
 
-The source gets ``</s>`` at its end too (``src_eos=True``) so the encoder sees where the
-sentence stops; decode a single sentence the same way with ``encode(text, add_eos=True)``.
-
-Arrays are plain NumPy (``int32``); ``jax.device_put`` or a jitted step moves them to the
-accelerator. :func:`attention.data.prefetch` prepares the next batches in a background thread.
+The source ends in ``</s>`` too (``src_eos=True``; decode with ``encode(text, add_eos=True)``).
+Arrays are NumPy ``int32``; :func:`attention.data.prefetch` prepares batches in a thread.
 """
 
 from __future__ import annotations
@@ -37,7 +24,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from attention._checks import check_int, check_non_negative_int, check_positive_int
+from attention._checks import check_batcher_args, check_epoch_args
 from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
 # Token ids are Python ints from a tokenizer, or NumPy ints when they come from an array.
@@ -130,25 +117,8 @@ class Batcher:
         seed: int = 0,
         src_eos: bool = True,
     ):
-        if (batch_size is None) == (batch_tokens is None):
-            raise ValueError(
-                f"give exactly one of batch_size and batch_tokens, got batch_size={batch_size!r} "
-                f"and batch_tokens={batch_tokens!r}."
-            )
-        if batch_size is not None:
-            batch_size = check_positive_int("batch_size", batch_size)
-        if batch_tokens is not None:
-            batch_tokens = check_positive_int("batch_tokens", batch_tokens)
-        pad_to_multiple = check_positive_int("pad_to_multiple", pad_to_multiple)
-        if max_len is not None:
-            max_len = check_positive_int("max_len", max_len)
-        if max_len is not None and max_len < 1 + src_eos:
-            raise ValueError(
-                f"max_len must leave room for at least one token beside </s>, got {max_len}."
-            )
-        if overflow not in OVERFLOW:
-            raise ValueError(f"overflow must be one of {OVERFLOW}, got {overflow!r}.")
-        seed = check_non_negative_int("seed", seed)
+        batch_size, batch_tokens, max_len, pad_to_multiple, seed = check_batcher_args(
+            batch_size, batch_tokens, max_len, overflow, OVERFLOW, pad_to_multiple, seed, src_eos)
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.max_len = max_len
@@ -221,12 +191,7 @@ class Batcher:
           TypeError: ``epoch`` or ``start_step`` not an int.
           ValueError: ``epoch`` or ``start_step`` negative, or ``start_step > len(self)``.
         """
-        epoch = check_non_negative_int("epoch", epoch)
-        start_step = check_int("start_step", start_step)
-        if not 0 <= start_step <= len(self):
-            raise ValueError(
-                f"start_step must be in 0..{len(self)} (batches per epoch), got {start_step!r}."
-            )
+        epoch, start_step = check_epoch_args(epoch, start_step, len(self))
         plan = self._plan(epoch)
         return (self._collate(members, L) for members, L in plan[start_step:])
 

@@ -3,22 +3,17 @@
 A language model needs sentences, not pairs. Two kinds ship with the package:
 
 ``svo`` (the default: no download, any size, any seed)
-    Short *stories* in the English-like grammar of the ``svo_to_sov`` task
+    Short *stories* in the grammar of the ``svo_to_sov`` task
     (:data:`attention.data.synthetic.SVO_LEXICON`): two to four sentences about a small cast
-    of characters, each a noun phrase with its adjectives, who come back from sentence to
-    sentence::
+    of characters who come back, so the text repeats as real text does and copying what
+    followed before predicts it, the pattern of induction heads (Olsson et al. 2022; notebook
+    12)::
 
         the old king sees the red bird . the red bird follows the old king quickly .
 
-    The grammar makes the text predictable in parts (an article is followed by adjectives or a
-    noun, a subject by a verb) and the cast makes it *repetitive*, as real text is: once "the
-    red bird" has appeared, "the red" is best continued by copying what followed it before.
-    That is the pattern induction heads implement (Olsson et al. 2022), and notebook 12 finds
-    them. Real text repeats longer spans too (names, quotations, lists, code); a fraction
-    ``echoes`` of the documents (a fifth by default) stands in for them: a random string of
-    4-16 words of the lexicon, said twice (``"king blue slowly the with . king blue slowly
-    the with ."``), which only copying can predict. A word-level :class:`Vocabulary` covers
-    every word and ``.``.
+    A fraction ``echoes`` of the documents (a fifth by default) is a random string of 4-16
+    lexicon words said twice, which only copying can predict. A word-level
+    :class:`Vocabulary` covers every word and ``.``.
 ``multi30k-en``, ``multi30k-de``, ``tatoeba-en``, ``tatoeba-de``
     One language of the translation corpora: Multi30k's image captions (29,000 / 1,014 /
     1,000 sentences) or the small Tatoeba set (4,000 / 500 / 500), with a SentencePiece
@@ -37,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attention._checks import check_non_negative_int, check_positive_int, check_real
+from attention._checks import check_choice, check_non_negative_int, check_real, check_repeats_args
 from attention.data.multi30k import load_multi30k
 from attention.data.synthetic import SVO_LEXICON
 from attention.data.tatoeba import load_tatoeba
@@ -130,16 +125,8 @@ def make_repeats(
     >>> doc[:3] == doc[3:6] and doc[6:] == doc[:2]
     True
     """
-    num_docs = check_non_negative_int("num_docs", num_docs)
-    num_words = check_positive_int("num_words", num_words)
-    if isinstance(lengths, (str, int)) or len(lengths) == 0:
-        raise ValueError(f"lengths must be a non-empty list of ints, got {lengths!r}.")
-    lengths = [check_positive_int("lengths", L) for L in lengths]
-    if max(lengths) > num_words:
-        raise ValueError(f"lengths must be at most num_words={num_words}, got {max(lengths)}.")
     words = [w for t in SVO_LEXICON.values() for w in t] if words is None else list(words)
-    if len(words) < 2:
-        raise ValueError(f"words must hold at least two words, got {len(words)}.")
+    num_docs, num_words, lengths = check_repeats_args(num_docs, num_words, lengths, words)
     rng = np.random.default_rng(seed)
     docs = []
     for _ in range(num_docs):
@@ -177,10 +164,8 @@ def load_sentences(
       ValueError: an unknown ``name`` or ``split``.
       DatasetNotFoundError: the real data is not there.
     """
-    if name not in LM_CORPORA:
-        raise ValueError(f"name must be one of {LM_CORPORA}, got {name!r}.")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    check_choice("name", name, LM_CORPORA)
+    check_choice("split", split, SPLITS)
     if name == "svo":
         if split == "train":
             return make_stories(num_stories=num_stories, seed=seed)

@@ -33,6 +33,7 @@ import os
 import pathlib
 from collections.abc import Iterable
 
+from attention._checks import check_choice, check_language_pair
 from attention.data import files
 
 NAME = "multi30k"
@@ -126,11 +127,7 @@ def load_multi30k(
      'A group of men are loading cotton onto a truck')
     """
     split = _split_name(split)
-    for name, lang in (("source", source), ("target", target)):
-        if lang not in LANGUAGES:
-            raise ValueError(f"{name} must be one of {LANGUAGES}, got {lang!r}.")
-    if source == target:
-        raise ValueError(f"source and target must differ, got {source!r} for both.")
+    check_language_pair(source, target, LANGUAGES)
     filenames = split_files(split, (source, target))
     folder = files.find_dataset_dir(NAME, filenames, data_dir)
     if folder is None:
@@ -158,9 +155,4 @@ def load_multi30k(
 
 
 def _split_name(split: str) -> str:
-    split = SPLIT_ALIASES.get(split, split)
-    if split not in SPLITS:
-        raise ValueError(
-            f"split must be one of {tuple(SPLITS)} (or {tuple(SPLIT_ALIASES)}), got {split!r}."
-        )
-    return split
+    return check_choice("split", split, SPLITS, aliases=SPLIT_ALIASES)

@@ -9,17 +9,12 @@ by one, its targets (the same layout as a translation batch without a source)::
     tgt_in   <s> a   man  rides </s> <s> two  dogs        [T]   what the model reads
     tgt_out  a   man rides </s> <pad> two dogs  run       [T]   what it must predict
 
-No padding is wasted and every batch has the one shape ``[B, T]`` (one compilation). A window
-may hold the end of one document and the start of the next: attention then crosses the
-boundary, which teaches the model that ``</s>`` ends a text and ``<s>`` starts an unrelated
-one. ``<s>`` is never a *target* (it is replaced by ``<pad>``, which the loss ignores): it
-always follows ``</s>``, so predicting it is free and would only flatter the perplexity.
-
-Each training epoch starts the windows at a fresh offset in ``0..seq_len-1`` and shuffles
-their order, both drawn from a generator seeded by ``(seed, epoch)``, so a model sees the text
-cut in different places every epoch, and a run resumed at ``(epoch, step)`` gets exactly the
-batches it would have had. Without shuffling (evaluation) the windows start at 0, in order,
-and the last one is padded, so every token of the stream is scored once.
+No padding, one shape ``[B, T]``. A window may cross from one document into the next
+(the model learns that ``</s>`` ends a text). ``<s>`` is never a target (it becomes
+``<pad>``, ignored by the loss): it always follows ``</s>``, so predicting it would only
+flatter the perplexity. Each training epoch starts the windows at a fresh offset and shuffles
+them, seeded by ``(seed, epoch)`` (so a run resumes exactly); without shuffling (evaluation)
+they start at 0, in order, and the last is padded, so every token is scored once.
 
 >>> batcher = PackedBatcher([[5, 6], [7]], seq_len=3, batch_size=1, shuffle=False,
 ...                         drop_remainder=False)

@@ -45,7 +45,7 @@ import string
 
 import numpy as np
 
-from attention._checks import check_int, check_non_negative_int
+from attention._checks import check_choice, check_task_args
 from attention.data.vocab import Vocabulary
 
 TASKS = ("copy", "reverse", "svo_to_sov", "dates")
@@ -116,28 +116,14 @@ def make_task(
       ValueError: unknown ``name``, a negative ``num_examples``, or lengths the task cannot
         make.
     """
-    if name not in TASKS:
-        raise ValueError(f"name must be one of {TASKS}, got {name!r}.")
-    num_examples = check_non_negative_int("num_examples", num_examples)
+    num_examples, min_len, max_len = check_task_args(
+        name, num_examples, min_len, max_len, tasks=TASKS, default_lengths=_DEFAULT_LENGTHS,
+        svo_lengths=(SVO_MIN_LEN, SVO_MAX_LEN))
     rng = np.random.default_rng(seed)
     if name == "dates":
-        if min_len is not None or max_len is not None:
-            raise ValueError(
-                f"the dates task has fixed lengths (YYYY-MM-DD), so min_len and max_len must "
-                f"be None, got min_len={min_len!r}, max_len={max_len!r}."
-            )
         return [_date_pair(rng) for _ in range(num_examples)]
-    default_min, default_max = _DEFAULT_LENGTHS[name]
-    min_len = default_min if min_len is None else min_len
-    max_len = default_max if max_len is None else max_len
-    min_len, max_len = check_int("min_len", min_len), check_int("max_len", max_len)
     if name == "svo_to_sov":
         return _svo_pairs(rng, num_examples, min_len, max_len)
-    if not 1 <= min_len <= max_len:
-        raise ValueError(
-            f"min_len and max_len must satisfy 1 <= min_len <= max_len, got min_len={min_len}, "
-            f"max_len={max_len}."
-        )
     pairs = []
     for _ in range(num_examples):
         length = int(rng.integers(min_len, max_len + 1))
@@ -153,8 +139,7 @@ def task_vocabulary(name: str) -> Vocabulary:
     Built from the task's closed alphabet or lexicon rather than from samples, so a test set
     never holds a token that training lacked and every seed shares one set of ids.
     """
-    if name not in TASKS:
-        raise ValueError(f"name must be one of {TASKS}, got {name!r}.")
+    check_choice("name", name, TASKS)
     if name in ("copy", "reverse"):
         return Vocabulary(SYMBOLS, level="word")
     if name == "svo_to_sov":
@@ -189,12 +174,6 @@ SVO_MAX_LEN = max(map(_shape_length, _SHAPES))  # 15
 
 
 def _svo_pairs(rng, num_examples, min_len, max_len):
-    if not SVO_MIN_LEN <= min_len <= max_len <= SVO_MAX_LEN:
-        raise ValueError(
-            f"svo_to_sov makes sentences of {SVO_MIN_LEN} to {SVO_MAX_LEN} words, so min_len and "
-            f"max_len must satisfy {SVO_MIN_LEN} <= min_len <= max_len <= {SVO_MAX_LEN}, got "
-            f"min_len={min_len}, max_len={max_len}."
-        )
     # Draw a length uniformly, then a shape of that length: uniform lengths, like copy/reverse.
     shapes_by_length = {
         n: [s for s in _SHAPES if _shape_length(s) == n] for n in range(min_len, max_len + 1)

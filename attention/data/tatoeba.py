@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 
+from attention._checks import check_choice, check_language_pair
 from attention.data import files
 
 NAME = "tatoeba_en_de_small"
@@ -70,16 +71,8 @@ def load_tatoeba(
       DatasetNotFoundError: the file is nowhere.
       ChecksumError: the file's SHA-256 differs from the published one.
     """
-    split = SPLIT_ALIASES.get(split, split)
-    if split not in SPLITS:
-        raise ValueError(
-            f"split must be one of {SPLITS} (or {tuple(SPLIT_ALIASES)}), got {split!r}."
-        )
-    for name, lang in (("source", source), ("target", target)):
-        if lang not in LANGUAGES:
-            raise ValueError(f"{name} must be one of {LANGUAGES}, got {lang!r}.")
-    if source == target:
-        raise ValueError(f"source and target must differ, got {source!r} for both.")
+    split = check_choice("split", split, SPLITS, aliases=SPLIT_ALIASES)
+    check_language_pair(source, target, LANGUAGES)
     filename = f"{split}.tsv"
     folder = files.find_dataset_dir(NAME, [filename], data_dir)
     if folder is None:

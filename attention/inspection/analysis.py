@@ -22,98 +22,17 @@ they are read as NumPy.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from attention._checks import (
-    check_floating,
-    check_index,
-    check_int,
-    check_mask,
-    check_rank,
-    check_real,
-    shape_str,
+from attention._checks import (  # noqa: F401  (MAP_KINDS, check_*: also imported from here)
+    MAP_KINDS,
+    check_alignments,
+    check_attention_maps,
+    check_head_stats_args,
+    check_select_map_args,
+    check_token_labels,
 )
-
-# The keys of the dict that the transformer's ``attention_maps`` returns, with their axes.
-MAP_KINDS = {
-    "encoder_self": "LBNSS",
-    "decoder_self": "LBNTT",
-    "decoder_cross": "LBNTS",
-}
-
-
-# --- the attention-maps schema -----------------------------------------------------------
-
-
-def check_token_labels(
-    name: str, tokens, length: int, axis: str, shape
-) -> list[str] | None:
-    """The labels of one axis of attention weights: ``length`` token strings, or None.
-
-    ``shape`` is that of the weights, for the message. Returns the labels as ``str``.
-
-    >>> check_token_labels("key_tokens", ["the", "cat"], 2, "S", (3, 2))
-    ['the', 'cat']
-    """
-    if tokens is None:
-        return None
-    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
-        raise TypeError(f"{name} must be a sequence of token strings, got {type(tokens).__name__}.")
-    if len(tokens) != length:
-        raise ValueError(
-            f"{name} has {len(tokens)} tokens but the weights have {axis}={length} "
-            f"(shape {shape_str(shape)}); pass one token per position, padding included."
-        )
-    return [str(t) for t in tokens]
-
-
-def check_attention_maps(maps) -> tuple[int, int, int, int, int]:
-    """Check the dict of ``attention_maps``; return its sizes ``(L, B, N, T, S)``.
-
-    The dict must hold ``encoder_self`` ``[L, B, N, S, S]``, ``decoder_self``
-    ``[L, B, N, T, T]`` and ``decoder_cross`` ``[L, B, N, T, S]`` (see :data:`MAP_KINDS`),
-    floating, with each letter the same size in every entry. Other keys are ignored.
-
-    Raises:
-      TypeError: ``maps`` not a mapping, or an entry not a floating array.
-      KeyError: a missing kind.
-      ValueError: an entry of the wrong rank, or sizes that disagree between the kinds.
-
-    >>> import numpy as np
-    >>> maps = {kind: np.zeros([dict(L=1, B=2, N=3, T=4, S=5)[a] for a in axes], np.float32)
-    ...         for kind, axes in MAP_KINDS.items()}
-    >>> check_attention_maps(maps)
-    (1, 2, 3, 4, 5)
-    """
-    if not isinstance(maps, Mapping):
-        raise TypeError(
-            f"maps must be the dict returned by attention_maps (keys {', '.join(MAP_KINDS)}), "
-            f"got {type(maps).__name__}."
-        )
-    sizes: dict[str, int] = {}
-    for kind, axes in MAP_KINDS.items():
-        if kind not in maps:
-            raise KeyError(
-                f"maps has no {kind!r} entry; expected the keys {', '.join(MAP_KINDS)}, "
-                f"got {', '.join(map(str, maps))}."
-            )
-        array = maps[kind]
-        if not hasattr(array, "shape"):
-            array = np.asarray(array)
-        check_floating(f"maps[{kind!r}]", array)
-        if array.ndim != len(axes):
-            raise ValueError(
-                f"maps[{kind!r}] must have shape [{', '.join(axes)}], got {shape_str(array.shape)}."
-            )
-        for letter, size in zip(axes, array.shape, strict=True):
-            if sizes.setdefault(letter, size) != size:
-                raise ValueError(
-                    f"maps[{kind!r}] has {letter}={size} (shape {shape_str(array.shape)}) "
-                    f"but another entry has {letter}={sizes[letter]}."
-                )
-    return sizes["L"], sizes["B"], sizes["N"], sizes["T"], sizes["S"]
 
 
 def select_map(maps, kind: str, *, example: int = 0, layer: int = -1, head=None) -> np.ndarray:
@@ -141,12 +60,7 @@ def select_map(maps, kind: str, *, example: int = 0, layer: int = -1, head=None)
     >>> select_map(maps, "decoder_cross")[0, 0]  # last layer, mean of the 2 heads
     np.float32(0.5)
     """
-    L, B, N, _, _ = check_attention_maps(maps)
-    if kind not in MAP_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(MAP_KINDS)}, got {kind!r}.")
-    example = check_index("example", example, B, "B")
-    layer = check_index("layer", layer, L, "L")
-    head = check_index("head", head, N, "N", allow_none=True)
+    example, layer, head = check_select_map_args(maps, kind, example, layer, head)
     weights_NTS = np.asarray(maps[kind][layer, example], dtype=np.float32)
     return weights_NTS.mean(axis=0) if head is None else weights_NTS[head]
 
@@ -154,26 +68,11 @@ def select_map(maps, kind: str, *, example: int = 0, layer: int = -1, head=None)
 # --- statistics of heads -----------------------------------------------------------------
 
 
-def _as_weights_min_rank(weights) -> np.ndarray:
-    if not hasattr(weights, "shape"):
-        weights = np.asarray(weights)
-    check_floating("weights", weights)
-    if weights.ndim < 3:
-        raise ValueError(
-            f"weights must have shape [..., N, T, S] (at least heads, queries, keys), got "
-            f"{shape_str(weights.shape)}; for a single head pass weights[None]."
-        )
-    return np.asarray(weights, dtype=np.float32)
-
-
 def _rows(weights, mask) -> tuple[np.ndarray, np.ndarray]:
-    """Rows renormalised over allowed keys (float64), and which rows count (have any weight)."""
-    weights_NTS = _as_weights_min_rank(weights)
-    w = weights_NTS.astype(np.float64)
+    """Rows of checked weights renormalised over allowed keys (float64), and which rows count
+    (have any weight)."""
+    w = weights.astype(np.float64)
     if mask is not None:
-        if not hasattr(mask, "dtype"):
-            mask = np.asarray(mask)
-        check_mask(mask, w.shape, None)
         w = np.where(np.asarray(mask), w, 0.0)
     total = w.sum(axis=-1, keepdims=True)
     valid = total[..., 0] > 0
@@ -216,7 +115,7 @@ def head_entropy(weights, mask=None, *, base: float = math.e) -> np.ndarray:
     >>> head_entropy(np.full((1, 2, 4), 0.25), base=2).tolist()  # uniform over 4: 2 bits
     [2.0]
     """
-    base = check_real("base", base, low=1.0, low_inclusive=False)
+    weights, mask, base = check_head_stats_args(weights, mask, base)
     p, valid = _rows(weights, mask)
     logs = np.log(p, out=np.zeros_like(p), where=p > 0)
     entropy_rows = -(p * logs).sum(axis=-1) / math.log(base)
@@ -250,15 +149,11 @@ def mean_attention_distance(weights, mask=None) -> np.ndarray:
     >>> mean_attention_distance(previous_token).tolist()  # rows 1..3 look 1 back, row 0 at 0
     [0.75]
     """
+    weights, mask, _ = check_head_stats_args(weights, mask)
     p, valid = _rows(weights, mask)
     T, S = p.shape[-2:]
     distance_TS = np.abs(np.arange(T)[:, None] - np.arange(S)[None, :]).astype(np.float64)
     return _mean_over_rows((p * distance_TS).sum(axis=-1), valid)
-
-
-def _is_sequence(value) -> bool:
-    # A string is a Sequence too, but never a list of rows or positions.
-    return isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes)
 
 
 def alignment_accuracy(cross, alignments) -> np.ndarray:
@@ -300,61 +195,10 @@ def alignment_accuracy(cross, alignments) -> np.ndarray:
     >>> alignment_accuracy(cross, [[[1], [0, 2], None]]).tolist()  # row 2 is not scored
     [[1.0, 0.5]]
     """
-    if not hasattr(cross, "shape"):
-        cross = np.asarray(cross)
-    check_floating("cross", cross)
-    check_rank(
-        "cross", cross, "LBNTS", hint=' Pass all of attention_maps(...)["decoder_cross"].'
-    )
-    L, B, N, T, S = cross.shape
-    if not _is_sequence(alignments):
-        raise TypeError(
-            f"alignments must be a sequence of B={B} per-sentence alignments, got "
-            f"{type(alignments).__name__}."
-        )
-    if len(alignments) != B:
-        raise ValueError(
-            f"alignments has {len(alignments)} sentences but cross has B={B} "
-            f"(shape {shape_str(cross.shape)}); pass one alignment per sentence of the batch."
-        )
-    # The decision of each head on each row, then only the scored rows are looked up.
-    chosen_LBNT = np.asarray(cross).argmax(axis=-1)
+    scored_rows = check_alignments(cross, alignments)
+    chosen_LBNT = np.asarray(cross).argmax(axis=-1)  # each head's choice on each row
+    L, _, N, _ = chosen_LBNT.shape
     hits_LN = np.zeros((L, N), dtype=np.int64)
-    scored = 0
-    for b, rows in enumerate(alignments):
-        if not _is_sequence(rows):
-            raise TypeError(
-                f"alignments[{b}] must be a sequence over decoder rows, got {type(rows).__name__}."
-            )
-        if len(rows) > T:
-            raise ValueError(
-                f"alignments[{b}] has {len(rows)} rows but cross has T={T} decoder rows "
-                f"(shape {shape_str(cross.shape)})."
-            )
-        for t, truth in enumerate(rows):
-            if truth is None:
-                continue
-            if not _is_sequence(truth):
-                raise TypeError(
-                    f"alignments[{b}][{t}] must be a sequence of source positions or None, "
-                    f"got {truth!r} ({type(truth).__name__})."
-                )
-            positions = [
-                check_int(f"alignments[{b}][{t}][{i}]", p, what="an int source position")
-                for i, p in enumerate(truth)
-            ]
-            for i, p in enumerate(positions):
-                if not 0 <= p < S:
-                    raise ValueError(
-                        f"alignments[{b}][{t}][{i}]={p} is outside the source positions "
-                        f"0..{S - 1} (S={S})."
-                    )
-            if positions:
-                hits_LN += np.isin(chosen_LBNT[:, b, :, t], positions)
-                scored += 1
-    if scored == 0:
-        raise ValueError(
-            "alignments has no scored row: every row is None or empty, so there is nothing "
-            "to measure the heads against."
-        )
-    return hits_LN / scored
+    for b, t, positions in scored_rows:
+        hits_LN += np.isin(chosen_LBNT[:, b, :, t], positions)
+    return hits_LN / len(scored_rows)

@@ -37,8 +37,8 @@ from collections.abc import Mapping, Sequence
 import ipywidgets as widgets
 import numpy as np
 
-from attention._checks import check_floating, check_int, check_positive_int, shape_str
-from attention.inspection.analysis import check_attention_maps, check_token_labels, select_map
+from attention._checks import check_explorer_args
+from attention.inspection.analysis import select_map
 from attention.inspection.plotting import plot_alignment, plot_attention, plot_heads
 
 KINDS = (
@@ -48,70 +48,6 @@ KINDS = (
     ("cross: alignment", "alignment"),
 )
 _KIND_NAMES = {value: label for label, value in KINDS}
-
-
-def _check_example(i: int, example) -> dict:
-    where = f"examples[{i}]"
-    if not isinstance(example, Mapping):
-        raise TypeError(f"{where} must be a dict, got {type(example).__name__}.")
-    for key in ("source_tokens", "target_tokens", "attention_maps"):
-        if key not in example:
-            raise KeyError(
-                f"{where} has no {key!r}; each example needs source_tokens, target_tokens "
-                f"and attention_maps."
-            )
-    try:
-        L, B, N, T, S = check_attention_maps(example["attention_maps"])
-    except (TypeError, KeyError, ValueError) as error:
-        message = error.args[0] if error.args else str(error)
-        raise type(error)(f"{where}['attention_maps']: {message}") from None
-    expected = f"an int in 0..{B - 1} (B={B})"
-    index = check_int(f"{where}['index']", example.get("index", 0), minimum=0, what=expected)
-    if index >= B:
-        raise ValueError(f"{where}['index'] must be {expected}, got {index!r}.")
-    cross_shape = example["attention_maps"]["decoder_cross"].shape
-    tokens = {
-        key: check_token_labels(f"{where}[{key!r}]", example[key], length, axis, cross_shape)
-        for key, length, axis in (("source_tokens", S, "S"), ("target_tokens", T, "T"))
-    }
-    return {
-        **tokens,
-        "attention_maps": example["attention_maps"],
-        "index": index,
-        "sizes": (L, B, N, T, S),
-    }
-
-
-def _check_beam_step(i: int, step, source_length: int | None) -> dict:
-    where = f"beam_steps[{i}]"
-    if not isinstance(step, Mapping) or "beams" not in step:
-        raise TypeError(f"{where} must be a dict with a 'beams' list of (tokens, score) pairs.")
-    beams = []
-    for j, beam in enumerate(step["beams"]):
-        if not (isinstance(beam, Sequence) and len(beam) == 2):
-            raise ValueError(f"{where}['beams'][{j}] must be a (tokens, score) pair, got {beam!r}.")
-        tokens, score = beam
-        if isinstance(tokens, str):
-            tokens = tokens.split()
-        beams.append(([str(t) for t in tokens], float(score)))
-    if not beams:
-        raise ValueError(f"{where}['beams'] is empty; a step needs at least one beam.")
-    cross = step.get("cross_attention")
-    if cross is not None:
-        cross = cross if hasattr(cross, "shape") else np.asarray(cross)
-        check_floating(f"{where}['cross_attention']", cross)
-        if cross.ndim != 2 or cross.shape[0] != len(beams):
-            raise ValueError(
-                f"{where}['cross_attention'] must have shape [K, S] with K={len(beams)} "
-                f"beams, got {shape_str(cross.shape)}."
-            )
-        if source_length is not None and cross.shape[1] != source_length:
-            raise ValueError(
-                f"{where}['cross_attention'] has S={cross.shape[1]} but beam_source_tokens "
-                f"has {source_length} tokens."
-            )
-        cross = np.asarray(cross, dtype=np.float32)
-    return {"step": step.get("step", i), "beams": beams, "cross_attention": cross}
 
 
 def _png(fig) -> bytes:
@@ -170,16 +106,9 @@ class AttentionExplorer:
         pad_token: str | None = None,
         max_labels: int = 30,
     ):
-        if isinstance(examples, Mapping) or not isinstance(examples, Sequence) or not examples:
-            raise ValueError(
-                "examples must be a non-empty list of dicts with source_tokens, target_tokens "
-                f"and attention_maps, got {type(examples).__name__} "
-                f"{'(empty)' if not examples else ''}".rstrip()
-                + "."
-            )
-        self.examples = [_check_example(i, example) for i, example in enumerate(examples)]
+        self.examples, self.max_labels, self.beam_steps = check_explorer_args(
+            examples, max_labels, beam_steps, beam_source_tokens)
         self.pad_token = pad_token
-        self.max_labels = check_positive_int("max_labels", max_labels)
         self.figure = None
         self.beam_figure = None
         self._quiet = False  # set while several controls change at once: draw once, after.
@@ -215,19 +144,12 @@ class AttentionExplorer:
         ]
 
         self.step = None
-        self.beam_steps = []
         self.beam_table = widgets.HTML()
         self.beam_image = widgets.Image(format="png")
         if beam_steps is not None:
-            source_length = None if beam_source_tokens is None else len(beam_source_tokens)
             self.beam_source_tokens = (
                 None if beam_source_tokens is None else [str(t) for t in beam_source_tokens]
             )
-            self.beam_steps = [
-                _check_beam_step(i, step, source_length) for i, step in enumerate(beam_steps)
-            ]
-            if not self.beam_steps:
-                raise ValueError("beam_steps is empty; pass None for no beam search.")
             last = len(self.beam_steps) - 1
             self.step = widgets.IntSlider(
                 value=0, min=0, max=last, description="step", continuous_update=True

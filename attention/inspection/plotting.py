@@ -1,33 +1,16 @@
 """Step 25: pictures of attention: heatmaps, head grids, alignments, head summaries, curves.
 
-Every attention weight says how much one query takes from one key, so one head of one layer is
-a matrix ``[T, S]``: row t is a probability distribution over the keys query t may see. The
-natural picture is a heatmap with the query tokens down the side and the key tokens along the
-top. A model has many such matrices: N heads in each of L layers, and in a translation model
-three kinds of attention (encoder self ``[S, S]``, decoder self ``[T, T]``, decoder cross
-``[T, S]``). The functions here draw one matrix, a grid of all heads of a layer, all layers by
-heads, the three kinds of a translation side by side, cross-attention as lines between the two
-sentences, and, layers by heads, the two numbers per head of
-:mod:`attention.inspection.analysis` (entropy and mean attention distance, computed there;
-this module only draws). :func:`plot_training_curves` draws the loss and the learning rate of
-a training run.
+One head of one layer is a matrix ``[T, S]`` whose row t is a distribution over the keys query
+t may see; it is drawn as a heatmap, queries down the side, keys along the top (notebook 08).
+Here: one matrix, a layer's heads, layers by heads, the three kinds of a translation model,
+cross-attention as lines between sentences, the per-head numbers of
+:mod:`attention.inspection.analysis` (computed there, drawn here), and training curves.
 
-Masked entries (keys a query may not see: the future in the decoder, padding anywhere) are
-drawn hatched grey, not as zeros, so that "this head gives this key no weight" and "this key
-was never allowed" look different. Pass ``mask=`` (True = may attend, as everywhere in this
-package) or ``pad_token=`` to mask padding tokens.
-
-Conventions shared by every plot function:
-
-* It returns the matplotlib ``Figure``. Figures are made with ``matplotlib.figure.Figure``,
-  not pyplot, so they are not shown twice in Jupyter nor kept alive by pyplot: leave one as
-  the last expression of a cell, or ``display(fig)``, to see it.
-* ``ax=`` (or ``axes=``) draws into existing axes instead of a new figure.
-* ``save="path.png"`` writes the figure to a file as well.
-* Long sentences stay readable: when an axis has more than ``max_labels`` tokens only every
-  k-th is labelled, and font and figure sizes follow the lengths.
-
-Inputs may be NumPy or JAX arrays; they are copied to NumPy float32 for drawing.
+Masked entries (``mask=``, True = may attend; or ``pad_token=``) are hatched grey, not drawn
+as zeros. Every plot function returns a ``matplotlib.figure.Figure`` (not pyplot: leave it as
+a cell's last expression to see it), takes ``ax=`` (or ``axes=``) to draw into existing axes
+and ``save="path.png"``, and labels every k-th token beyond ``max_labels``. Inputs: NumPy or
+JAX arrays, drawn as NumPy float32.
 """
 
 from __future__ import annotations
@@ -35,7 +18,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import matplotlib
 import numpy as np
@@ -44,17 +27,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from attention._checks import (
-    check_floating,
-    check_index,
+    check_head_summary_args,
+    check_history,
+    check_maps_and_labels,
     check_mask,
-    check_positive_int,
-    check_rank,
     check_real,
-    shape_str,
+    check_weights_and_labels,
 )
 from attention.inspection.analysis import (
-    check_attention_maps,
-    check_token_labels,
     head_entropy,
     mean_attention_distance,
     select_map,
@@ -73,21 +53,6 @@ _KIND_TITLES = {
 
 
 # --- input checks ------------------------------------------------------------------------
-
-
-def _as_weights(name: str, weights, axes: str) -> np.ndarray:
-    """``weights`` as float32 NumPy with ``len(axes)`` dims, or a TypeError/ValueError."""
-    if not hasattr(weights, "shape"):
-        weights = np.asarray(weights)
-    check_floating(name, weights)
-    check_rank(name, weights, axes, hint=_rank_hint(weights.ndim, len(axes)))
-    return np.asarray(weights, dtype=np.float32)
-
-
-def _rank_hint(got: int, want: int) -> str:
-    if got > want:
-        return " Select one slice first, e.g. maps['decoder_cross'][layer, batch, head]."
-    return ""
 
 
 def _allowed(mask, pad_token, query_tokens, key_tokens, shape, axes: str) -> np.ndarray | None:
@@ -277,12 +242,10 @@ def plot_attention(
     >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
     ['x', 'y', 'z']
     """
-    weights_TS = _as_weights("weights", weights, "TS")
-    T, S = weights_TS.shape
-    query_tokens = check_token_labels("query_tokens", query_tokens, T, "T", weights_TS.shape)
-    key_tokens = check_token_labels("key_tokens", key_tokens, S, "S", weights_TS.shape)
+    weights_TS, query_tokens, key_tokens = check_weights_and_labels(
+        weights, "TS", query_tokens, key_tokens, max_labels=max_labels)
     allowed_TS = _allowed(mask, pad_token, query_tokens, key_tokens, weights_TS.shape, "TS")
-    check_positive_int("max_labels", max_labels)
+    T, S = weights_TS.shape
     if ax is None:
         fig = _new_figure(*_panel_inches(T, S))
         ax = fig.add_subplot()
@@ -407,10 +370,7 @@ def plot_heads(
     """
     # One layer of plot_layers. The arguments are checked here first, so that a message
     # speaks of the [N, T, S] the caller passed, not of the [1, N, T, S] made from it.
-    weights_NTS = _as_weights("weights", weights, "NTS")
-    _, T, S = weights_NTS.shape
-    check_token_labels("query_tokens", query_tokens, T, "T", weights_NTS.shape)
-    check_token_labels("key_tokens", key_tokens, S, "S", weights_NTS.shape)
+    weights_NTS, _, _ = check_weights_and_labels(weights, "NTS", query_tokens, key_tokens)
     _allowed(mask, None, None, None, weights_NTS.shape, "NTS")
     return plot_layers(
         weights_NTS[None],
@@ -462,15 +422,13 @@ def plot_layers(
     >>> len([ax for ax in fig.axes if ax.get_images()]), fig.axes[3].get_ylabel()
     (6, 'layer 1')
     """
-    weights_LNTS = _as_weights("weights", weights, "LNTS")
+    weights_LNTS, query_tokens, key_tokens = check_weights_and_labels(
+        weights, "LNTS", query_tokens, key_tokens, max_labels=max_labels)
     L, N, T, S = weights_LNTS.shape
-    query_tokens = check_token_labels("query_tokens", query_tokens, T, "T", weights_LNTS.shape)
-    key_tokens = check_token_labels("key_tokens", key_tokens, S, "S", weights_LNTS.shape)
     allowed = _allowed(mask, None, None, None, weights_LNTS.shape, "LNTS")
     if pad_token is not None:
         pads_TS = _allowed(None, pad_token, query_tokens, key_tokens, (T, S), "TS")
         allowed = pads_TS if allowed is None else allowed & pads_TS
-    check_positive_int("max_labels", max_labels)
     fig = _draw_grid(
         weights_LNTS,
         allowed,
@@ -530,10 +488,8 @@ def plot_translation_attention(
       As :func:`check_attention_maps` and :func:`plot_attention`; ValueError for an example,
       layer or head out of range, or ``axes`` that are not three.
     """
-    L, B, N, T, S = check_attention_maps(maps)
-    layer_index = check_index("layer", layer, L, "L")
-    source = check_token_labels("source_tokens", source_tokens, S, "S", maps["decoder_cross"].shape)
-    target = check_token_labels("target_tokens", target_tokens, T, "T", maps["decoder_cross"].shape)
+    (L, B, N, T, S), layer_index, source, target = check_maps_and_labels(
+        maps, layer, source_tokens, target_tokens)
     which = "mean of heads" if head is None else f"head {head}"
     panels = [
         ("encoder_self", source, source, None, "source", "source"),
@@ -611,10 +567,9 @@ def plot_alignment(
     Raises:
       As :func:`plot_attention`; ValueError for ``min_weight`` outside ``[0, 1]``.
     """
-    weights_TS = _as_weights("weights", weights, "TS")
+    weights_TS, target, source = check_weights_and_labels(
+        weights, "TS", target_tokens, source_tokens, names=("target_tokens", "source_tokens"))
     T, S = weights_TS.shape
-    source = check_token_labels("source_tokens", source_tokens, S, "S", weights_TS.shape)
-    target = check_token_labels("target_tokens", target_tokens, T, "T", weights_TS.shape)
     if source is None or target is None:
         raise ValueError("plot_alignment needs source_tokens and target_tokens.")
     allowed_TS = _allowed(mask, pad_token, target, source, weights_TS.shape, "TS")
@@ -706,20 +661,7 @@ def plot_head_summary(
       As :func:`head_entropy`; ValueError for weights that are not 3- or 4-D or ``axes``
       that are not two.
     """
-    if not hasattr(weights, "shape"):
-        weights = np.asarray(weights)
-    check_floating("weights", weights)
-    if weights.ndim not in (3, 4):
-        raise ValueError(
-            f"weights must have shape [L, N, T, S] (or [N, T, S]), got {shape_str(weights.shape)}."
-        )
-    weights_LNTS = np.asarray(weights, dtype=np.float32)
-    if mask is not None and weights.ndim == 3:
-        mask = np.asarray(mask)
-        check_mask(mask, weights.shape, "NTS")
-        mask = np.broadcast_to(mask, weights.shape)[None]
-    if weights.ndim == 3:
-        weights_LNTS = weights_LNTS[None]
+    weights_LNTS, mask = check_head_summary_args(weights, mask)
     L, N = weights_LNTS.shape[:2]
     summaries = [
         ("entropy (bits)", head_entropy(weights_LNTS, mask, base=2), "magma"),
@@ -769,35 +711,6 @@ def plot_head_summary(
 
 # --- training curves ---------------------------------------------------------------------
 
-_HISTORY_KEYS = ("step", "loss", "nll", "learning_rate")
-
-
-def _check_history(history) -> dict[str, np.ndarray]:
-    """The four logged series of ``history`` as float64 ``[steps]`` arrays."""
-    if isinstance(history, str | Mapping) or not isinstance(history, Sequence):
-        raise TypeError(
-            f"history must be a list of dicts (FitResult.history), got {type(history).__name__}."
-        )
-    if not history:
-        raise ValueError("history is empty; log at least one step (TrainConfig.log_every).")
-    series: dict[str, list[float]] = {key: [] for key in _HISTORY_KEYS}
-    for i, line in enumerate(history):
-        if not isinstance(line, Mapping):
-            raise TypeError(
-                f"history[{i}] must be a dict with keys {', '.join(_HISTORY_KEYS)}, got "
-                f"{type(line).__name__}."
-            )
-        missing = [key for key in _HISTORY_KEYS if key not in line]
-        if missing:
-            raise ValueError(
-                f"history[{i}] has no {', '.join(map(repr, missing))}; each entry needs the "
-                f"keys {', '.join(_HISTORY_KEYS)}, got {', '.join(map(str, line))}."
-            )
-        for key in _HISTORY_KEYS:
-            series[key].append(check_real(f"history[{i}][{key!r}]", line[key]))
-    return {key: np.asarray(values, dtype=np.float64) for key, values in series.items()}
-
-
 def plot_training_curves(history: list[dict], *, save=None, title: str | None = None) -> Figure:
     """Loss and learning rate against the step: did training go down, and with what schedule.
 
@@ -828,7 +741,7 @@ def plot_training_curves(history: list[dict], *, save=None, title: str | None = 
     >>> [line.get_label() for line in fig.axes[0].get_lines()]
     ['loss (label-smoothed)', 'cross-entropy (nats/token)']
     """
-    series = _check_history(history)
+    series = check_history(history)
     steps = series["step"]
     fig = _new_figure(10.0, 3.8)
     ax_loss, ax_lr = fig.subplots(1, 2)

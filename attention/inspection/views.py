@@ -1,23 +1,16 @@
 """Step 26 (continued): attention views for the browser, a head view and a model view in one file.
 
-The explorer of :mod:`attention.inspection.explorer` draws with matplotlib and needs a running
-kernel. The views here are one self-contained HTML document instead: the weights, the
-JavaScript and the style sheet are all inline, nothing is fetched (no CDN, no require.js, no
-server), so the same view works inline in JupyterLab, Jupyter Notebook, VS Code and Colab
-(through ``_repr_html_``), inside the course's website, and as a file opened in any browser.
+One self-contained HTML document (weights, JavaScript and style inline, nothing fetched), so a
+view works in JupyterLab, Notebook, VS Code, Colab (``_repr_html_``), the course's website and
+any browser; the matplotlib explorer (:mod:`attention.inspection.explorer`) needs a kernel.
 
-* **Head view** (the picture bertviz made familiar): the query tokens down the left, the key
-  tokens down the right, and one line from query t to key s per selected head, its opacity
-  the weight ``w[t, s]``. Hover a token to keep only its lines (a query's row, or a key's
-  column); click a head's colour to switch it on or off, double-click to keep only it; pick
-  the layer in the menu.
-* **Model view**: every layer (rows) by every head (columns) as a small heatmap; click one to
-  enlarge it with its token labels and read single weights under the pointer.
+* **Head view** (as bertviz): query tokens left, key tokens right, one line per selected head
+  with opacity ``w[t, s]``; hover a token to keep its lines, click a head's colour to toggle.
+* **Model view**: layers by heads as small heatmaps; click one to enlarge it.
 
-A view holds one or more *sections*, one per kind of attention: encoder self ``[S, S]``,
-decoder self ``[T, T]``, cross ``[T, S]``, or a decoder-only model's causal self-attention.
-A section is any list of L layers of ``[N, T, S]`` weights with the labels of both axes
-(:func:`attention_section`), so a model only needs to return its weights per layer:
+A view holds one *section* per kind of attention (encoder self ``[S, S]``, decoder self
+``[T, T]``, cross ``[T, S]``, a decoder-only model's self-attention): L layers of
+``[N, T, S]`` weights with both axes' labels (:func:`attention_section`).
 
 >>> import numpy as np
 >>> w_LNTS = np.full((2, 3, 4, 4), 0.25, np.float32)
@@ -28,18 +21,11 @@ A section is any list of L layers of ``[N, T, S]`` weights with the labels of bo
 >>> html.startswith("<!DOCTYPE html>") and "cdn" not in html.lower()
 True
 
-**Masked positions** (keys a query may not see: the decoder's future, padding) are drawn
-hatched and get no lines, so that "allowed but given no weight" and "never allowed" look
-different. Pass ``mask=`` (``[T, S]``, True = may attend, as everywhere in this package),
-``causal=True`` or ``pad_token=``.
-
-**Size.** Weights are stored as 8-bit levels (``round(255 w)``, so a shown weight is within
-1/510 of the true one) and base64-encoded, with one byte per ``[T, S]`` entry for the mask: a
-section takes ``4/3 (L N + 1) T S`` bytes, plus its labels, plus the page itself (under
-:data:`PAGE_BYTES`, 40 KB). :meth:`AttentionView.file_bytes` gives that bound, and a view
-refuses to be larger than :data:`MAX_FILE_BYTES` (16 MB: three kinds of 12 layers, 16 heads
-and 128 by 128 tokens take 12.9 MB); past that, pass fewer layers or heads. Long sentences keep
-every token hoverable but label only every k-th one (``max_labels``).
+Masked positions (``mask=`` ``[T, S]``, True = may attend; ``causal=True``; ``pad_token=``)
+are hatched and get no lines. **Size**: weights are 8-bit levels (``round(255 w)``, within
+1/510) in base64, plus one byte per ``[T, S]`` mask entry: ``4/3 (L N + 1) T S`` bytes per
+section, plus labels and the page (:data:`PAGE_BYTES`). :meth:`AttentionView.file_bytes` gives
+the bound; a view larger than :data:`MAX_FILE_BYTES` is refused (pass fewer layers or heads).
 """
 
 from __future__ import annotations
@@ -57,13 +43,11 @@ from importlib import resources
 import numpy as np
 
 from attention._checks import (
-    check_floating,
-    check_mask,
     check_positive_int,
-    is_int,
+    check_section_args,
+    check_translation_view_args,
     shape_str,
 )
-from attention.inspection.analysis import check_attention_maps, check_token_labels
 
 MAX_FILE_BYTES = 16_000_000
 """The largest view file allowed, 16 MB: room for three kinds of attention of 12 layers,
@@ -80,8 +64,6 @@ TRANSLATION_SECTIONS = {
     "decoder_self": "decoder self-attention",
     "decoder_cross": "cross-attention",
 }
-
-_WEIGHT_TOLERANCE = 1e-3  # float32 softmax rows may overshoot 1 by rounding, never by more.
 
 
 def _asset(name: str) -> str:
@@ -116,62 +98,6 @@ class AttentionSection:
         """The weights as the view stores them: uint8 ``round(255 w)``, masked entries 0."""
         levels = np.rint(self.weights * 255.0)
         return np.where(self.allowed, levels, 0).astype(np.uint8)
-
-
-def _as_layers(name: str, layers) -> np.ndarray:
-    """``layers`` (a list of L ``[N, T, S]`` arrays, or one ``[L, N, T, S]`` array) as float32
-    ``[L, N, T, S]``, or a one-line TypeError/ValueError naming the shapes."""
-    if hasattr(layers, "shape"):
-        check_floating(name, layers)
-        if layers.ndim != 4:
-            hint = (" Pick one sentence of a batch first, e.g. maps['decoder_cross'][:, b]."
-                    if layers.ndim == 5 else
-                    " A single layer is layers[None]; a single head is layers[None, None].")
-            raise ValueError(
-                f"{name} must have shape [L, N, T, S] (layers, heads, queries, keys) or be a "
-                f"list of L arrays [N, T, S], got shape {shape_str(layers.shape)}.{hint}"
-            )
-        stacked = np.asarray(layers, dtype=np.float32)
-    else:
-        if isinstance(layers, (str, bytes, Mapping)) or not isinstance(layers, Sequence):
-            raise TypeError(
-                f"{name} must be a list of L arrays [N, T, S] or one array [L, N, T, S], "
-                f"got {type(layers).__name__}."
-            )
-        if len(layers) == 0:
-            raise ValueError(f"{name} is empty; give at least one layer of [N, T, S] weights.")
-        for i, layer in enumerate(layers):
-            check_floating(f"{name}[{i}]", layer)
-            if layer.ndim != 3:
-                hint = (" Pick one sentence of the batch first, e.g. layer[b]."
-                        if layer.ndim == 4 else "")
-                raise ValueError(
-                    f"{name}[{i}] must have shape [N, T, S] (heads, queries, keys), got "
-                    f"{shape_str(layer.shape)}.{hint}"
-                )
-            if layer.shape != layers[0].shape:
-                raise ValueError(
-                    f"{name}[{i}] has shape {shape_str(layer.shape)} but {name}[0] has "
-                    f"{shape_str(layers[0].shape)}; every layer must have the same [N, T, S]."
-                )
-        stacked = np.stack([np.asarray(layer, dtype=np.float32) for layer in layers])
-    if stacked.size == 0:
-        raise ValueError(f"{name} has an empty axis: shape {shape_str(stacked.shape)}.")
-    finite = np.isfinite(stacked)
-    if not finite.all():
-        where = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(
-            f"{name} (shape [L, N, T, S] = {shape_str(stacked.shape)}) holds "
-            f"{int((~finite).sum())} NaN or infinite weight(s), the first at [l, n, t, s] = "
-            f"{list(where)}; weights must be finite (did a fully masked row use -inf?)."
-        )
-    low, high = float(stacked.min()), float(stacked.max())
-    if low < -_WEIGHT_TOLERANCE or high > 1 + _WEIGHT_TOLERANCE:
-        raise ValueError(
-            f"{name} (shape {shape_str(stacked.shape)}) must hold attention weights in [0, 1], "
-            f"got values from {low:.4g} to {high:.4g}; pass softmax weights, not scores."
-        )
-    return np.clip(stacked, 0.0, 1.0)
 
 
 def attention_section(
@@ -209,33 +135,12 @@ def attention_section(
     >>> section.sizes, section.allowed[0].tolist()
     ((1, 1, 3, 3), [True, False, False])
     """
-    weights_LNTS = _as_layers("layers", layers)
+    weights_LNTS, query, key = check_section_args(layers, query_tokens, key_tokens, mask, causal)
     _, _, T, S = weights_LNTS.shape
-    shape = weights_LNTS.shape
-    if query_tokens is None:
-        raise TypeError("query_tokens must be a sequence of T token strings, got None.")
-    query = check_token_labels("query_tokens", query_tokens, T, "T", shape)
-    if key_tokens is None:
-        if S != T:
-            raise ValueError(
-                f"key_tokens is None (self-attention) but the weights have T={T} queries and "
-                f"S={S} keys (shape {shape_str(shape)}); pass key_tokens for cross-attention."
-            )
-        key = list(query)
-    else:
-        key = check_token_labels("key_tokens", key_tokens, S, "S", shape)
     allowed_TS = np.ones((T, S), dtype=bool)
     if mask is not None:
-        if not hasattr(mask, "dtype"):
-            mask = np.asarray(mask)
-        check_mask(mask, (T, S), "TS")
         allowed_TS &= np.broadcast_to(np.asarray(mask, dtype=bool), (T, S))
     if causal:
-        if S != T:
-            raise ValueError(
-                f"causal=True needs square weights (S = T), got T={T}, S={S} "
-                f"(shape {shape_str(shape)})."
-            )
         allowed_TS &= np.tril(np.ones((T, T), dtype=bool))
     if pad_token is not None:
         allowed_TS &= np.array([t != pad_token for t in query])[:, None]
@@ -460,16 +365,7 @@ def translation_view(
     >>> [section.name for section in view.sections]
     ['encoder self-attention', 'decoder self-attention', 'cross-attention']
     """
-    _, B, _, T, S = check_attention_maps(maps)
-    if not (is_int(example) and 0 <= example < B):
-        raise ValueError(f"example must be an int in 0..{B - 1} (B={B}), got {example!r}.")
-    cross_shape = maps["decoder_cross"].shape
-    for name, tokens, length, axis in (("source_tokens", source_tokens, S, "S"),
-                                       ("target_tokens", target_tokens, T, "T")):
-        if tokens is None:
-            raise TypeError(f"{name} must be a sequence of {axis}={length} token strings, "
-                            f"got None.")
-        check_token_labels(name, tokens, length, axis, cross_shape)
+    check_translation_view_args(maps, source_tokens, target_tokens, example)
     axes = {"encoder_self": (source_tokens, None, False),
             "decoder_self": (target_tokens, None, True),
             "decoder_cross": (target_tokens, source_tokens, False)}

@@ -26,11 +26,11 @@ and with causal masking the blocks above the diagonal are still computed, then m
 Masks of any broadcastable form are sliced block by block along S, never broadcast to the full
 ``[B, N, T, S]``; so is an additive ``bias``.
 
-Grouped-query heads (K key/value heads for N = K G query heads) are an einsum over a grouped
-axis: the queries are viewed as ``[B, K, G, T, H]`` and each key block meets its G query heads
-inside ``"BKGTH,BKbH->BKGTb"``; the keys are never repeated. Causality, a local window
-(``local_window_size``) and the sequence lengths are position comparisons made block by block;
-every block is still visited (skipping the blocks outside a window's band is rung 4's).
+Grouped-query heads (see :func:`attention.mechanism.scores.repeat_kv_heads`) are an einsum
+over the queries viewed as ``[B, K, G, T, H]``, ``"BKGTH,BKbH->BKGTb"``: keys are never
+repeated. Causality, a local window (``local_window_size``) and the sequence lengths are
+position comparisons made block by block; every block is still visited (skipping the blocks
+outside a window's band is rung 4's).
 """
 
 from __future__ import annotations
@@ -39,12 +39,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Shaped
 
-from attention._checks import accumulation_dtype
+from attention._checks import accumulation_dtype, check_kernel_args
 from attention.kernels._arguments import (
     as_rank4,
-    check_attention_args,
-    check_block_size,
-    resolve_lengths,
     round_up,
     split_heads,
 )
@@ -119,13 +116,12 @@ def blockwise_attention(
     >>> bool(jnp.allclose(out, want, atol=1e-6))
     True
     """
-    ql, ql_name, kl, kl_name = resolve_lengths(
-        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
-    window = check_attention_args(
-        query, key, value, bias, mask, scale, query_seq_lengths=ql, query_name=ql_name,
-        key_value_seq_lengths=kl, key_value_name=kl_name, local_window_size=local_window_size,
+    window, ql, kl = check_kernel_args(
+        query, key, value, bias, mask, scale, query_seq_lengths=query_seq_lengths,
+        key_value_seq_lengths=key_value_seq_lengths, query_lengths=query_lengths,
+        key_lengths=key_lengths, local_window_size=local_window_size,
+        kernel="blockwise_attention", block_sizes={"block_k": block_k},
     )
-    check_block_size("block_k", block_k)
     unbatched = query.ndim == 3
     if unbatched:
         query, key, value = query[None], key[None], value[None]
@@ -237,12 +233,11 @@ def blockwise_attention_reference(
     >>> bool(jnp.allclose(a, b, atol=1e-6))
     True
     """
-    ql, ql_name, kl, kl_name = resolve_lengths(
-        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
-    window = check_attention_args(
-        query, key, value, bias, mask, scale, query_seq_lengths=ql, query_name=ql_name,
-        key_value_seq_lengths=kl, key_value_name=kl_name, local_window_size=local_window_size,
-        bias_ok=False, kernel="blockwise_attention_reference",
+    window, ql, kl = check_kernel_args(
+        query, key, value, bias, mask, scale, query_seq_lengths=query_seq_lengths,
+        key_value_seq_lengths=key_value_seq_lengths, query_lengths=query_lengths,
+        key_lengths=key_lengths, local_window_size=local_window_size,
+        kernel="blockwise_attention_reference", bias_ok=False,
     )
     T, N, S = query.shape[1], query.shape[2], key.shape[1]
     G = N // key.shape[2]

@@ -1,63 +1,31 @@
 """Rung 4: flash attention, tiled over queries and keys, with a memory-light backward pass.
 
-What changes from rung 3 (:func:`attention.kernels.blockwise_attention`):
+Changes from rung 3 (:func:`attention.kernels.blockwise_attention`), taught in notebook 10:
 
-* **Tiles, not rows of blocks.** The queries are cut into blocks of ``block_q`` too, and each
-  query block runs its own online softmax over the key blocks (Dao et al. 2022,
-  "FlashAttention", algorithm 1; FlashAttention-2, Dao 2023, puts the query loop outside, as
-  here). Every step is a ``[block_q, H] x [H, block_k]`` matrix product whose scores fit in
-  cache.
-* **Skipped tiles.** The key loop of query block i is a ``jax.lax.fori_loop`` over computed
-  bounds ``[lo, hi)`` (:meth:`_Tiling.key_range`), so tiles that are masked in full are never
-  computed:
-
-  - with ``is_causal`` it stops at the diagonal (about half the work is never done);
-  - with a local window ``(left, right)`` it visits only the key blocks that meet the band
-    ``[first query - left, last query + right]`` of the block: for a fixed window each query
-    block costs a fixed number of tiles, so **the cost grows linearly in T**, not as T^2;
-  - it stops at the longest ``key_value_seq_lengths`` (key blocks that are padding in every
-    sequence), and query blocks past every ``query_seq_lengths`` visit nothing.
-
-  The backward pass skips the same tiles the other way round: the query loop of key block j
-  runs over the query blocks whose band reaches it (:meth:`_Tiling.query_range`). Masking is
-  a few integer comparisons that XLA fuses into the max and exp reading the scores; with no
-  mask, lengths, window or causality it is left out of the program altogether.
-* **A custom backward pass** (``jax.custom_vjp``, FlashAttention-2 section 3.1.2). The forward
-  saves only the output and the log-sum-exp ``lse = m + log(l)`` of each query row. The
-  backward recomputes each tile's weights as ``p = exp(s - lse)`` and accumulates::
+* **Tiles**: queries are cut into blocks of ``block_q`` too, each running its own online
+  softmax over the key blocks (Dao et al. 2022, "FlashAttention", algorithm 1; query loop
+  outside, as FlashAttention-2, Dao 2023).
+* **Skipped tiles**: the key loop of query block i runs over computed bounds ``[lo, hi)``
+  (:func:`key_block_range`): up to the diagonal with ``is_causal``, over the band of a local
+  window (cost linear in T), up to the longest ``key_value_seq_lengths``. The backward skips
+  the same tiles (:func:`query_block_range`).
+* **A custom backward** (``jax.custom_vjp``, FlashAttention-2 section 3.1.2): the forward saves
+  the output and ``lse = m + log(l)`` per row; the backward recomputes ``p = exp(s - lse)``::
 
       dV_j += p^T dO_i          dP = dO_i V_j^T          dS = p * (dP - rowsum(dO * O))
       dK_j += dS^T Q_i          dQ_i += dS K_j
 
-  so training memory, like inference memory, grows linearly in T (autodiff through rung 3
-  stores every block's weights: quadratic).
-* **Grouped-query heads without repeating keys** (Ainslie et al. 2023; multi-query, K = 1,
-  Shazeer 2019): with K key/value heads for N = K G query heads, the G query heads that share
-  key head k are folded into the query rows. The queries ``[B, T, N, H]`` are viewed as
-  ``[B, K, T G, H]``, row ``r = t G + g`` holding query head ``k G + g`` at position
-  ``t = r // G``; the kernel then runs as for ordinary multi-head attention with K heads and
-  ``T G`` query rows, each tile reading one key/value tile for all G heads of its group (the
-  "packed" layout of grouped-query kernels). Positions (causality, window, lengths) are
-  those of the rows, ``r // G``; ``block_q`` counts rows. ``dK``, ``dV`` sum over the group
-  by construction, since the G heads are rows of one product.
-* **Any length**: T and S are padded up to the block sizes and the padding masked.
-* **One head at a time** for long sequences: each tile is then one large matrix product
-  rather than a batch of small ones (short sequences keep all heads together, where per-head
-  products would be too small), and the backward cuts query blocks shorter than the
-  forward's, as FlashAttention-2 tunes its backward tiles separately.
+  so training memory grows linearly in T.
+* **Grouped-query heads** (see :func:`attention.mechanism.scores.repeat_kv_heads`) without
+  repeating keys: the G = N / K query heads of key head k are folded into the rows,
+  ``[B, T, N, H]`` -> ``[B, K, T G, H]`` (:func:`fold_query`); ``block_q`` counts rows.
+* **Any length** (padded to the blocks, padding masked); **one head at a time** for long
+  sequences (:data:`ALL_HEADS_MAX_SCORES`).
 
-Masks: a boolean ``mask`` broadcastable to ``[B, N, T, S]`` is sliced tile by tile (so a
-``[B, 1, 1, S]`` padding mask never grows), but forces masking of every tile; key padding is
-cheaper given as ``key_value_seq_lengths`` ``[B]`` (keys ``s >= key_value_seq_lengths[b]`` are
-masked), which also lets whole padding tiles be skipped. ``query_seq_lengths`` ``[B]`` masks
-queries ``t >= query_seq_lengths[b]`` (they output zeros). The names are those of
-``jax.nn.dot_product_attention``; ``key_lengths`` and ``query_lengths`` are accepted as the
-old names. An additive ``bias`` is not supported: it is a ``[B, N, T, S]`` array, exactly what
-this kernel avoids; use :func:`fused_attention`.
-
-Float32 accumulation for half-precision inputs; the output has the dtype of ``value``; a query
-whose keys are all masked outputs zeros, as in the reference (``jax.nn`` gives the mean of the
-values there).
+A boolean ``mask`` broadcastable to ``[B, N, T, S]`` is sliced tile by tile; key padding is
+cheaper as ``key_value_seq_lengths`` (whole padding tiles are skipped). No additive ``bias``
+(it is the ``[B, N, T, S]`` array this kernel avoids; use :func:`fused_attention`). Float32
+accumulation; output in the dtype of ``value``; a fully masked query outputs zeros.
 """
 
 from __future__ import annotations
@@ -69,12 +37,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Shaped
 
-from attention._checks import accumulation_dtype
+from attention._checks import accumulation_dtype, check_kernel_args
 from attention.kernels._arguments import (
     as_rank4,
-    check_attention_args,
-    check_block_size,
-    resolve_lengths,
     round_up,
 )
 from attention.mechanism.masks import combine_masks, local_window_mask, seq_lengths_mask
@@ -482,8 +447,6 @@ def prepare_flash_inputs(query, key, value, mask, key_lengths, query_lengths, sc
     the mask folded likewise; lengths int32 ``[B]`` positions clipped to ``0..T`` / ``0..S``
     (the real lengths if there is padding), or None when nothing is masked along that axis.
     """
-    check_block_size("block_q", block_q, multiple_of=block_multiple)
-    check_block_size("block_k", block_k, multiple_of=block_multiple)
     if query.ndim == 3:
         query, key, value = query[None], key[None], value[None]
         key_lengths = None if key_lengths is None else key_lengths[None]
@@ -540,41 +503,31 @@ def flash_attention(
 
     Equals :func:`attention.dot_product_attention` (and ``jax.nn.dot_product_attention``)
     with the mask ``mask & causal & window & (s < key_value_seq_lengths[b]) & (t <
-    query_seq_lengths[b])``; query head n uses key/value head ``n // (N / K)``. See the module
-    docstring for the algorithm and the tiles it skips.
+    query_seq_lengths[b])``; the algorithm is in the module docstring.
 
     Args:
       query: ``[B, T, N, H]`` (or unbatched ``[T, N, H]``).
-      key: ``[B, S, K, H]`` with K dividing N (grouped-query; K = N multi-head, K = 1
-        multi-query); value: ``[B, S, K, Hv]``. The keys are never repeated to N heads.
-      bias: must be None (raises otherwise); present so the signature matches the reference.
+      key, value: ``[B, S, K, H]``, ``[B, S, K, Hv]``, K dividing N (grouped-query: query
+        head n uses key head ``n // (N / K)``; keys are never repeated to N heads).
+      bias: must be None (present so the signature matches the reference).
       mask: optional boolean, broadcastable to ``[B, N, T, S]``; True = may attend.
       scale: default ``1 / sqrt(H)``.
-      is_causal: query t sees keys s <= t (top-left aligned when T != S); tiles entirely above
-        the diagonal are skipped.
-      query_seq_lengths: optional int ``[B]`` (``[]`` unbatched) in ``0..T``: queries
-        ``t >= query_seq_lengths[b]`` are padding and output zeros.
-      key_value_seq_lengths: optional int ``[B]`` in ``0..S``: sequence b has that many real
-        keys, then padding.
-      local_window_size: None, an int w (the window ``(w, w)``) or ``(left, right)``: query t
-        sees keys ``t - left .. t + right``; tiles outside the band are skipped, forward and
-        backward, so for a fixed window the cost is linear in T.
-      key_lengths, query_lengths: the old names of ``key_value_seq_lengths`` and
-        ``query_seq_lengths`` (give one form of each).
-      block_q, block_k: tile sizes (positive ints); ``block_q`` counts query rows, of which
-        there are ``T N / K`` (the G heads of a group are folded into the rows). Shrunk to
-        the rows or S when those are shorter, and one tile when rows x S is no larger than
-        one. For long sequences (run head by head) the backward cuts each query block into
-        parts of at most ``BACKWARD_QUERY_BLOCK`` (256) rows. The defaults were the fastest
-        measured on a 2-core CPU at head dim 64 (``benchmarks/attention.py``).
+      is_causal: query t sees keys s <= t (top-left aligned when T != S).
+      query_seq_lengths, key_value_seq_lengths: optional int ``[B]`` (``[]`` unbatched) in
+        ``0..T`` / ``0..S``; padding queries output zeros, padding keys are masked.
+      local_window_size: None, w (the window ``(w, w)``) or ``(left, right)``: query t sees
+        keys ``t - left .. t + right``.
+      key_lengths, query_lengths: the old names of the two lengths (give one form of each).
+      block_q, block_k: tile sizes (positive ints; ``block_q`` counts the ``T N / K`` folded
+        query rows), shrunk for short inputs. Defaults: the fastest measured on a 2-core CPU
+        (``benchmarks/attention.py``).
 
     Returns:
-      ``[B, T, N, Hv]`` in the dtype of ``value``, accumulated in float32 for half precision;
-      zeros for a query whose keys are all masked (``jax.nn`` gives the values' mean there).
+      ``[B, T, N, Hv]`` in the dtype of ``value`` (float32 accumulation); zeros for a query
+      whose keys are all masked (``jax.nn`` gives the values' mean there).
 
     Raises:
-      TypeError, ValueError: as :func:`attention.dot_product_attention` (K not dividing N, a
-        bad window, lengths that are not integer ``[B]`` arrays in range); a ``bias``; block
+      TypeError, ValueError: as :func:`attention.dot_product_attention`; a ``bias``; block
         sizes that are not positive ints; both an old and a new name of one length.
 
     >>> import jax, jax.numpy as jnp
@@ -585,12 +538,12 @@ def flash_attention(
     >>> bool(jnp.allclose(out, jax.nn.dot_product_attention(q, kv, kv, **kw), atol=1e-6))
     True
     """
-    ql, ql_name, kl, kl_name = resolve_lengths(
-        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
-    window = check_attention_args(
-        query, key, value, bias, mask, scale, query_seq_lengths=ql, query_name=ql_name,
-        key_value_seq_lengths=kl, key_value_name=kl_name, local_window_size=local_window_size,
-        bias_ok=False, kernel="flash_attention",
+    window, ql, kl = check_kernel_args(
+        query, key, value, bias, mask, scale, query_seq_lengths=query_seq_lengths,
+        key_value_seq_lengths=key_value_seq_lengths, query_lengths=query_lengths,
+        key_lengths=key_lengths, local_window_size=local_window_size,
+        kernel="flash_attention", bias_ok=False,
+        block_sizes={"block_q": block_q, "block_k": block_k},
     )
     q, k, v, mask4, kl, ql, bq, bk = prepare_flash_inputs(
         query, key, value, mask, kl, ql, scale, block_q, block_k
@@ -636,12 +589,11 @@ def flash_attention_reference(
     True
     """
     del block_q, block_k
-    ql, ql_name, kl, kl_name = resolve_lengths(
-        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
-    window = check_attention_args(
-        query, key, value, bias, mask, scale, query_seq_lengths=ql, query_name=ql_name,
-        key_value_seq_lengths=kl, key_value_name=kl_name, local_window_size=local_window_size,
-        bias_ok=False, kernel="flash_attention_reference",
+    window, ql, kl = check_kernel_args(
+        query, key, value, bias, mask, scale, query_seq_lengths=query_seq_lengths,
+        key_value_seq_lengths=key_value_seq_lengths, query_lengths=query_lengths,
+        key_lengths=key_lengths, local_window_size=local_window_size,
+        kernel="flash_attention_reference", bias_ok=False,
     )
     T, N, S = query.shape[-3], query.shape[-2], key.shape[-3]
     G = N // key.shape[-2]

@@ -13,11 +13,8 @@ is one expression that XLA compiles into few kernels, with three small savings:
 * the softmax is left unnormalised and the output ``[B, T, N, Hv]`` is divided by the row sums
   after the weighted sum, so the division touches ``T * Hv`` numbers instead of ``T * S``.
 
-**Grouped-query heads** (Ainslie et al. 2023; K = 1 is Shazeer's 2019 multi-query) are an
-einsum over a grouped axis: the query heads are viewed as ``[K, G]`` with ``G = N / K``
-(query head ``n = k G + g`` uses key/value head ``k = n // G``, as in ``jax.nn``), and the
-scores are ``"BTKGH,BSKH->BKGTS"``: each key head meets its G query heads inside the product,
-and the repeated keys the reference shows (``repeat_kv_heads``) are never formed.
+Grouped-query heads (see :func:`attention.mechanism.scores.repeat_kv_heads`) are an einsum
+over the query heads viewed as ``[K, G]``, ``"BTKGH,BSKH->BKGTS"``: keys are never repeated.
 
 The cost is unchanged in kind: it still forms all ``B * N * T * S`` scores, so time and memory
 grow as ``T * S`` (a local window masks scores, it does not save computing them). Rungs 3 and
@@ -30,11 +27,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Shaped
 
-from attention._checks import accumulation_dtype
+from attention._checks import accumulation_dtype, check_kernel_args
 from attention.kernels._arguments import (
     as_rank4,
-    check_attention_args,
-    resolve_lengths,
     split_heads,
 )
 from attention.mechanism.scores import default_scale
@@ -120,11 +115,11 @@ def fused_attention(
     >>> bool(jnp.allclose(got, want, atol=1e-6))
     True
     """
-    ql, ql_name, kl, kl_name = resolve_lengths(
-        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
-    window = check_attention_args(
-        query, key, value, bias, mask, scale, query_seq_lengths=ql, query_name=ql_name,
-        key_value_seq_lengths=kl, key_value_name=kl_name, local_window_size=local_window_size,
+    window, ql, kl = check_kernel_args(
+        query, key, value, bias, mask, scale, query_seq_lengths=query_seq_lengths,
+        key_value_seq_lengths=key_value_seq_lengths, query_lengths=query_lengths,
+        key_lengths=key_lengths, local_window_size=local_window_size,
+        kernel="fused_attention",
     )
     unbatched = query.ndim == 3
     if unbatched:

@@ -18,10 +18,9 @@ Masks: ``is_causal`` (tiles above the diagonal skipped by the loop bounds), a lo
 lengths bounding its loop. A general boolean ``mask`` is not taken (use
 :func:`flash_attention`).
 
-Grouped-query heads: the queries arrive folded as in rung 4 (``[B, K, T G, H]``, the G query
-heads sharing key head k as rows), so the grid is ``(B, K, row blocks)`` and the key/value
-``BlockSpec`` index map is ``(b, k)``: each grid cell reads its group's one key/value head,
-which is never repeated in memory; on a GPU the G heads of a tile share its key loads.
+Grouped-query heads (see :func:`attention.mechanism.scores.repeat_kv_heads`) arrive folded as
+in rung 4 (``[B, K, T G, H]``): the grid is ``(B, K, row blocks)``, each cell reading its
+group's one key/value head.
 
 On CPU the kernel runs in Pallas' interpreter (``interpret=True``), slowly: that is how it is
 tested here. :func:`pallas_supported` says whether it compiles natively, and
@@ -37,7 +36,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jaxtyping import Array, Int, Shaped
 
-from attention.kernels._arguments import check_attention_args, resolve_lengths
+from attention._checks import check_kernel_args
 from attention.kernels.flash import (
     Band,
     _backward,
@@ -202,23 +201,16 @@ def pallas_flash_attention(
     >>> bool(jnp.allclose(out, flash_attention(q, kv, kv, **kw), atol=1e-5))
     True
     """
-    ql, ql_name, kl, kl_name = resolve_lengths(
-        query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
-    window = check_attention_args(
-        query, key, value, bias, None, scale, query_seq_lengths=ql, query_name=ql_name,
-        key_value_seq_lengths=kl, key_value_name=kl_name, local_window_size=local_window_size,
-        bias_ok=False, kernel="pallas_flash_attention",
-    )
-    if mask is not None:
-        raise ValueError(
-            "pallas_flash_attention takes no boolean mask=; give key padding as "
-            "key_value_seq_lengths=[B] (and query padding as query_seq_lengths=), with "
-            "is_causal= and local_window_size= for causal and sliding-window masking, or use "
-            "flash_attention, which slices any mask broadcastable to [B, N, T, S]."
-        )
     interpret = not pallas_supported() if interpret is None else interpret
-    backend = jax.default_backend()
-    multiple = INTERPRET_BLOCK_MULTIPLE if interpret else BLOCK_MULTIPLE.get(backend, 8)
+    multiple = (INTERPRET_BLOCK_MULTIPLE if interpret
+                else BLOCK_MULTIPLE.get(jax.default_backend(), 8))
+    window, ql, kl = check_kernel_args(
+        query, key, value, bias, mask, scale, query_seq_lengths=query_seq_lengths,
+        key_value_seq_lengths=key_value_seq_lengths, query_lengths=query_lengths,
+        key_lengths=key_lengths, local_window_size=local_window_size,
+        kernel="pallas_flash_attention", bias_ok=False, mask_ok=False,
+        block_sizes={"block_q": block_q, "block_k": block_k}, block_multiple=multiple,
+    )
     q, k, v, _, kl, ql, bq, bk = prepare_flash_inputs(
         query, key, value, None, kl, ql, scale, block_q, block_k, block_multiple=multiple,
     )

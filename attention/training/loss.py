@@ -16,35 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from attention._checks import (
-    check_floating,
-    check_int_scalar,
-    check_integer,
-    check_positive_int,
-    check_real,
-    shape_str,
-)
-
-
-def _check_targets(name: str, layout: str, per_position, targets, pad_id) -> None:
-    """``targets [B, T]``: integer ids, one per position of ``per_position [B, T, _]``."""
-    check_integer("targets", targets)
-    check_int_scalar("pad_id", pad_id, what="an int (the id of the padding token)")
-    if per_position.shape[:-1] != targets.shape:
-        raise ValueError(
-            f"{name} {layout} = {shape_str(per_position.shape)} and targets [B, T] = "
-            f"{shape_str(targets.shape)} must agree on B and T."
-        )
-
-
-def _check_logits_targets(logits, targets, pad_id) -> None:
-    check_floating("logits", logits, axes="BTV")
-    _check_targets("logits", "[B, T, V]", logits, targets, pad_id)
-
-
-def _check_label_smoothing(label_smoothing) -> float:
-    return check_real("label_smoothing", label_smoothing, low=0.0, high=1.0,
-                      high_inclusive=False)
+from attention._checks import check_logits_targets, check_loss_args, check_projected_loss_args
 
 
 def label_smoothed_cross_entropy(
@@ -77,9 +49,13 @@ def label_smoothed_cross_entropy(
         number, a ``pad_id`` that is not an int.
       ValueError: logits not ``[B, T, V]``, shapes that disagree, ``label_smoothing``
         outside [0, 1).
+
+    >>> import jax.numpy as jnp
+    >>> loss_sum, tokens = label_smoothed_cross_entropy(jnp.zeros((1, 2, 4)), jnp.array([[3, 0]]))
+    >>> round(float(loss_sum), 4), float(tokens)  # uniform over V = 4: log 4 for one token
+    (1.3863, 1.0)
     """
-    _check_logits_targets(logits, targets, pad_id)
-    label_smoothing = _check_label_smoothing(label_smoothing)
+    label_smoothing = check_loss_args(logits, targets, pad_id, label_smoothing)
     log_probs_BTV = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     target_log_prob_BT = jnp.take_along_axis(log_probs_BTV, targets[..., None], axis=-1)[..., 0]
     mean_log_prob_BT = jnp.mean(log_probs_BTV, axis=-1)
@@ -114,8 +90,7 @@ def label_smoothed_cross_entropy_reference(
     >>> round(float(loss_sum), 4), float(tokens)  # one real token, loss log 4
     (1.3863, 1.0)
     """
-    _check_logits_targets(logits, targets, pad_id)
-    label_smoothing = _check_label_smoothing(label_smoothing)
+    label_smoothing = check_loss_args(logits, targets, pad_id, label_smoothing)
     V = logits.shape[-1]
     log_probs_BTV = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # log p(v)
     one_hot_BTV = jax.nn.one_hot(targets, V, dtype=jnp.float32)
@@ -129,7 +104,7 @@ def token_accuracy(
     logits: Float[Array, "B T V"], targets: Int[Array, "B T"], *, pad_id: int = 0
 ) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """Number of non-padding positions whose argmax equals the target, and their count."""
-    _check_logits_targets(logits, targets, pad_id)
+    check_logits_targets(logits, targets, pad_id)
     real_BT = targets != pad_id
     correct = jnp.sum((jnp.argmax(logits, axis=-1) == targets) & real_BT)
     return correct.astype(jnp.float32), jnp.sum(real_BT).astype(jnp.float32)
@@ -147,15 +122,11 @@ def projected_cross_entropy(
 ) -> dict[str, Float[Array, ""]]:
     """The output projection and the loss together, ``chunk_tokens`` positions at a time.
 
-    Computes what ``label_smoothed_cross_entropy(hidden @ weight.T, targets)`` does, plus the
-    plain cross-entropy and the argmax accuracy, without ever holding the ``[B, T, V]``
-    logits: the positions are cut into chunks of ``chunk_tokens``, each chunk's logits live
-    only inside its step of a loop, and the backward pass recomputes them
-    (``jax.checkpoint``) instead of storing them. Why: with a vocabulary of thousands the
-    logits are the largest array of a training step (4096 tokens x 8000 words = 131 MB in
-    float32, and as much again for their gradient); on a CPU, writing and re-reading them
-    costs more than the matrix product that makes them (``benchmarks/train_throughput.py
-    --breakdown``). The same idea makes large-vocabulary language models fit in memory.
+    Computes ``label_smoothed_cross_entropy(hidden @ weight.T, targets)``, plus the plain
+    cross-entropy and the argmax accuracy, without holding the ``[B, T, V]`` logits: each
+    chunk's logits live inside one step of a loop and the backward recomputes them
+    (``jax.checkpoint``). Why: they are a step's largest array (4096 tokens x 8000 words =
+    131 MB in float32; ``benchmarks/train_throughput.py --breakdown``).
 
     Args:
       hidden: ``[B, T, D]`` decoder outputs (the last layer, after its norm).
@@ -187,16 +158,8 @@ def projected_cross_entropy(
     >>> bool(jnp.allclose(direct, chunked, rtol=1e-6))
     True
     """
-    check_floating("hidden", hidden, axes="BTD")
-    check_floating("weight", weight, axes="VD")
-    if hidden.shape[-1] != weight.shape[-1]:
-        raise ValueError(
-            f"hidden [B, T, D] = {shape_str(hidden.shape)} and weight [V, D] = "
-            f"{shape_str(weight.shape)} must have the same D."
-        )
-    _check_targets("hidden", "[B, T, D]", hidden, targets, pad_id)
-    label_smoothing = _check_label_smoothing(label_smoothing)
-    chunk_tokens = check_positive_int("chunk_tokens", chunk_tokens)
+    label_smoothing, chunk_tokens = check_projected_loss_args(
+        hidden, weight, targets, pad_id, label_smoothing, chunk_tokens)
     D = hidden.shape[-1]
     hidden_ND, targets_N = hidden.reshape(-1, D), targets.reshape(-1)
     chunk = min(chunk_tokens, hidden_ND.shape[0])

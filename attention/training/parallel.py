@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from attention._checks import check_array
+from attention._checks import check_shardable
 
 DATA_AXIS = "data"
 
@@ -49,17 +49,7 @@ def shard_batch(batch, mesh: Mesh):
     num_devices = mesh.shape[DATA_AXIS]
 
     def put(array):
-        check_array("every array of batch", array)
-        if array.ndim == 0:
-            raise ValueError(
-                "every array of batch must have a batch axis (axis 0) to split across the "
-                f"devices, got a scalar {array!r}."
-            )
-        if array.shape[0] % num_devices:
-            raise ValueError(
-                f"batch size {array.shape[0]} must be divisible by the {num_devices} devices "
-                f"of the mesh; pick a batch size that is a multiple of {num_devices}."
-            )
+        check_shardable("every array of batch", array, num_devices)
         return jax.device_put(array, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
 
     return jax.tree.map(put, batch)

@@ -2,10 +2,9 @@
 
     lrate = d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5)
 
-The rate rises linearly for ``warmup_steps`` steps and then decays as the inverse square root
-of the step; the two branches meet at ``step = warmup_steps``, where the rate peaks at
-``(d_model * warmup_steps)^-0.5``. Adam's early second-moment estimates are noisy, and the
-warm-up keeps the first updates small while they settle. The paper used warmup_steps = 4000.
+Linear warm-up for ``warmup_steps`` (4000 in the paper: small first updates while Adam's
+second-moment estimates settle), then inverse square root decay; the peak, at
+``step = warmup_steps``, is ``(d_model * warmup_steps)^-0.5``. Plotted in notebook 07.
 """
 
 from __future__ import annotations
@@ -19,19 +18,10 @@ from attention._checks import check_positive_int, check_real
 def transformer_schedule(
     d_model: int, warmup_steps: int = 4000, *, scale: float = 1.0
 ) -> optax.Schedule:
-    """The paper's schedule as an Optax schedule (a function of the update count).
+    """The paper's schedule, times ``scale``, as an Optax schedule of the update count.
 
-    Optax counts updates from 0, the paper counts steps from 1: update ``count`` uses the
-    paper's ``step = count + 1``.
-
-    Args:
-      d_model: the model width.
-      warmup_steps: steps of linear warm-up.
-      scale: multiplies the whole schedule (1.0 is the paper's; small models trained for few
-        steps often use 2 or more).
-
-    Returns:
-      ``schedule(count) -> learning rate``.
+    Optax counts updates from 0, the paper steps from 1: ``step = count + 1``. ``scale``
+    1.0 is the paper's; small models trained for few steps often use 2 or more.
 
     Raises:
       TypeError: ``d_model`` or ``warmup_steps`` not an int, ``scale`` not a number.
