@@ -1,4 +1,4 @@
-"""Batches of padded token ids, bucketed by length, reproducible and resumable.
+"""Step 18g: batches of padded token ids, bucketed by length, reproducible and resumable.
 
 A batch stacks sentences of different lengths into one rectangular array, so the shorter ones
 are padded with ``<pad>`` (id 0). Padding is wasted work, and under ``jax.jit`` every new array

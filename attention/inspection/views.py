@@ -1,4 +1,4 @@
-"""Step 26 (continued): attention views for the browser, a head view and a model view in one file.
+"""Step 26a: attention views for the browser, a head view and a model view in one HTML file.
 
 The explorer of :mod:`attention.inspection.explorer` draws with matplotlib and needs a running
 kernel. The views here are one self-contained HTML document instead: the weights, the
