@@ -8,11 +8,11 @@ generated from those lines (``python -m attention._reading_map --write``; the te
 they are out of date)::
 
     reading-map:start
-    mechanism/     steps 0-7      notebooks 01-04, 11
+    mechanism/     steps 0-7      notebooks 00-04, 11
         The attention mechanism: from a dot product to multi-head attention.
-        0a inverted_index  1 scores  2 masks  3 softmax  4 weights  5 weighted_sum
+        0 similarity  0a inverted_index  1 scores  2 masks  3 softmax  4 weights  5 weighted_sum
         6 scaled_dot_product  7 multi_head
-    model/         steps 8-17     notebooks 05-06, 09, 11
+    model/         steps 8-17     notebooks 05-06, 09, 11-12
         The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09).
         8 positional  9 embeddings  10 feed_forward  11 config  11b precision  12 residual
         12a dropout  13 sublayers  14 encoder  15 decoder  16 transformer  17 decoding

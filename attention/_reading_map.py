@@ -37,12 +37,17 @@ PACKAGE = "attention"
 COMMAND = "python -m attention._reading_map --write"
 
 ID = r"\d+[a-z]?"
-STEP_LINE = re.compile(rf"^Step (?P<id>{ID}): (?P<summary>\S.*\.)$")
+STEP_LINE = re.compile(rf"^Step (?P<id>{ID}): (?P<summary>\S.*[.?])$")
 SUBPACKAGE_LINE = re.compile(
     rf"^(?P<name>[^,]+), steps? (?P<lo>{ID})(?:-(?P<hi>{ID}))?(?P<rest>[:( ].*)$")
 TITLE_LINE = re.compile(rf"^# (?P<number>\d\d) (?P<title>.*) \(steps? (?P<spec>{ID}.*)\)$")
-START = re.compile(r"^.*reading-map:start.*$", re.MULTILINE)
-END = re.compile(r"^.*reading-map:end.*$", re.MULTILINE)
+
+
+def _marker(name: str, edge: str) -> re.Pattern:
+    return re.compile(rf"^.*{name}:{edge}.*$", re.MULTILINE)
+
+
+START, END = _marker("reading-map", "start"), _marker("reading-map", "end")
 
 
 def id_key(step_id: str) -> tuple[int, str]:
@@ -263,6 +268,16 @@ def _dependencies(name: str, modules: dict[str, Module], seen: set[str] | None =
     return deps
 
 
+def _only_reexports(module: Module) -> bool:
+    """Whether a module only imports names (and lists them in ``__all__``): an alias kept for
+    old imports, or a package's index, not a step of its own."""
+    body = module.tree.body[1:] if ast.get_docstring(module.tree) else module.tree.body
+    return bool(body) and all(isinstance(node, ast.Import | ast.ImportFrom)
+               or (isinstance(node, ast.Assign) and [getattr(t, "id", None)
+                                                     for t in node.targets] == ["__all__"])
+               for node in body)
+
+
 def problems(root: pathlib.Path = REPO) -> dict[str, list[str]]:
     """What breaks the numbering, by rule; every list empty when the numbering is sound."""
     modules = read_modules(root)
@@ -273,8 +288,8 @@ def problems(root: pathlib.Path = REPO) -> dict[str, list[str]]:
     for module in modules:
         if module.first_line.startswith("Step") and module.step is None:
             found["malformed step lines"].append(
-                f"{module.where}: {module.first_line!r} is not 'Step <id>: <summary>.' "
-                "(an id like 7 or 7a, a colon, a summary ending with a full stop)")
+                f"{module.where}: {module.first_line!r} is not 'Step <id>: <summary>.' (an id "
+                "like 7 or 7a, a colon, a summary ending with a full stop or a question mark)")
     seen: dict[str, Module] = {}
     for module in modules:
         if module.step is None:
@@ -321,7 +336,8 @@ def problems(root: pathlib.Path = REPO) -> dict[str, list[str]]:
             for module in modules:
                 if (module.subpackage == sub.name and module.step is None
                         and not module.file.startswith("_")
-                        and not module.first_line.startswith("Step")):
+                        and not module.first_line.startswith("Step")
+                        and not _only_reexports(module)):
                     found["modules without an id"].append(
                         f"{module.where}: a module of {sub.name}/ (steps {_sub_span(sub)}) "
                         f"whose first line {module.first_line!r} is not 'Step <id>: ...'")
@@ -387,11 +403,12 @@ def markdown(root: pathlib.Path = REPO) -> str:
     """The map as one Markdown table, a bold row heading each subpackage."""
     lines = ["| step | module | what it is | notebook |", "|---|---|---|---|"]
     for sub, rows, notebooks in reading_map(root):
-        link = f"[**`{sub.name}/`**]({PACKAGE}/{sub.name}/)"
         span = f"**{_sub_span(sub)}**" if sub.lo else ""
-        lines.append(f"| {span} | {link} | **{_capital(sub.title)}** | {notebooks} |")
+        title = _capital(sub.title).removesuffix(".")
+        lines.append(f"| {span} | **{sub.name}/** | **{title}** | {notebooks} |")
         for row in rows:
-            lines.append(f"| {row.step} | `{row.path}` | {row.summary} | {row.notebooks} |")
+            summary = row.summary.removesuffix(".")
+            lines.append(f"| {row.step} | {row.path} | {summary} | {row.notebooks} |")
     return "\n".join(lines)
 
 
@@ -438,26 +455,37 @@ def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line if line else line for line in text.splitlines())
 
 
-def blocks(root: pathlib.Path = REPO) -> dict[pathlib.Path, str]:
-    """Each file with a reading-map block, and the text its block should hold."""
-    out = {root / "README.md": "\n" + markdown(root) + "\n",
-           root / PACKAGE / "__init__.py": _indent(plain(root), "    ")}
+def course(root: pathlib.Path = REPO) -> str:
+    """The notebooks as a Markdown list of their titles, each a link to its notebook."""
+    notebooks, _ = read_notebooks(root)
+    return "\n".join(f"- [{n.title.removeprefix('# ')}](notebooks/{n.path.stem}.ipynb)"
+                     for n in notebooks)
+
+
+def blocks(root: pathlib.Path = REPO) -> dict[pathlib.Path, dict[str, str]]:
+    """Each file with generated blocks: the name of each block and the text it should hold."""
+    out = {root / "README.md": {"reading-map": "\n" + markdown(root) + "\n",
+                                "course": "\n" + course(root) + "\n"},
+           root / PACKAGE / "__init__.py": {"reading-map": _indent(plain(root), "    ")}}
     for init in sorted((root / PACKAGE).glob("*/__init__.py")):
         if START.search(init.read_text(encoding="utf-8")):
-            out[init] = _indent(plain_subpackage(init.parent.name, root), "    ")
+            out[init] = {"reading-map": _indent(plain_subpackage(init.parent.name, root),
+                                                "    ")}
     return out
 
 
-def _replace(text: str, content: str, where: str) -> str:
-    start, end = START.search(text), END.search(text)
-    if start is None or end is None or end.start() < start.end():
-        raise ValueError(f"{where} has no block between a 'reading-map:start' line and a "
-                         "'reading-map:end' line")
-    return text[: start.end()] + "\n" + content + "\n" + text[end.start():]
+def _replace(text: str, contents: dict[str, str], where: str) -> str:
+    for name, content in contents.items():
+        start, end = _marker(name, "start").search(text), _marker(name, "end").search(text)
+        if start is None or end is None or end.start() < start.end():
+            raise ValueError(f"{where} has no block between a '{name}:start' line and a "
+                             f"'{name}:end' line")
+        text = text[: start.end()] + "\n" + content + "\n" + text[end.start():]
+    return text
 
 
 def stale(root: pathlib.Path = REPO) -> dict[pathlib.Path, str]:
-    """Each file whose block differs from the generated map, with a diff of the change."""
+    """Each file whose blocks differ from the generated ones, with a diff of the change."""
     out = {}
     for path, content in blocks(root).items():
         text = path.read_text(encoding="utf-8")

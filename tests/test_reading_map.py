@@ -6,6 +6,7 @@ for (a duplicate id, a later import, a notebook naming a missing step, a module 
 subpackage's range, a stale block)."""
 
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -87,24 +88,28 @@ GOOD = {
     "_checks.py": '"""Checks, no step."""\n',
     "mech/__init__.py": '"""The mechanism, steps 1-2: scores and softmax."""\n',
     "mech/scores.py": '"""Step 1: scores, queries against keys."""\nimport attention._checks\n',
-    "mech/softmax.py": '"""Step 2: softmax, scores into weights."""\n'
+    "mech/softmax.py": '"""Step 2: softmax, what are weights?"""\n'
                        'from attention.mech.scores import x\n',
+    # an alias kept for old imports is not a step, and needs no id
+    "mech/old_name.py": '"""Moved to attention.mech.scores."""\n'
+                        'from attention.mech.scores import x\n\n__all__ = ["x"]\n',
     "model/__init__.py": '"""The model, steps 3-3b: the layers around it."""\n'
                          'from attention.model.layer import Layer\n',
     "model/layer.py": '"""Step 3: a layer."""\nfrom attention.mech import softmax\n',
     "model/stack.py": '"""Step 3a: a stack of layers."""\nfrom attention.model import Layer\n',
 }
+README = "x\n<!-- course:start -->\n<!-- course:end -->\n\n<!-- reading-map:start -->\n{}" \
+         "<!-- reading-map:end -->\n"
 TITLES = {"01_scores.py": "01 Scores (step 1)", "02_model.py": "02 The model (steps 2-3)"}
 
 
 def test_a_sound_package_has_no_problems_and_its_map(tmp_path):
     root = _package(tmp_path, GOOD, TITLES)
-    (root / "README.md").write_text("x\n<!-- reading-map:start -->\n<!-- reading-map:end -->\n")
+    (root / "README.md").write_text(README.format(""))
     assert rm.problems(root) == {rule: [] for rule in rm.problems(root)}
     table = rm.markdown(root)
-    assert "| 3a | `stack.py` | a stack of layers. | 02 |" in table
-    assert "| **1-2** | [**`mech/`**](attention/mech/) | **The mechanism: scores and softmax.** " \
-           "| 01-02 |" in table
+    assert "| 3a | stack.py | a stack of layers | 02 |" in table
+    assert "| **1-2** | **mech/** | **The mechanism: scores and softmax** | 01-02 |" in table
     assert table.index("scores.py") < table.index("softmax.py") < table.index("layer.py")
     assert set(rm.stale(root)) == {root / "README.md", root / "attention" / "__init__.py"}
     rm.write(root)
@@ -126,7 +131,8 @@ def test_each_rule_catches_its_problem(tmp_path):
     assert found == {
         "malformed step lines": [
             "attention/mech/weights.py: 'Step 2 (continued): weights.' is not 'Step <id>: "
-            "<summary>.' (an id like 7 or 7a, a colon, a summary ending with a full stop)"],
+            "<summary>.' (an id like 7 or 7a, a colon, a summary ending with a full stop or a "
+            "question mark)"],
         "duplicate ids": ["step 2 is both attention/mech/masks.py and attention/mech/softmax.py"],
         "notebook titles": [
             "notebooks/04_y.py: the title '# 04 No steps' does not end with '(step N)' or "
@@ -174,7 +180,7 @@ def test_a_paired_notebook_whose_title_differs_is_caught(tmp_path):
 
 def test_check_names_the_stale_file_and_the_command(tmp_path):
     root = _package(tmp_path, GOOD, TITLES)
-    (root / "README.md").write_text("<!-- reading-map:start -->\nold\n<!-- reading-map:end -->\n")
+    (root / "README.md").write_text(README.format("old\n"))
     stale = rm.stale(root)
     assert "-old" in stale[root / "README.md"]
     (root / "README.md").write_text("no block\n")
@@ -184,7 +190,7 @@ def test_check_names_the_stale_file_and_the_command(tmp_path):
 
 def test_the_command_line_check_says_what_differs_and_how_to_fix(tmp_path, capsys):
     root = _package(tmp_path, GOOD, TITLES)
-    (root / "README.md").write_text("<!-- reading-map:start -->\nold\n<!-- reading-map:end -->\n")
+    (root / "README.md").write_text(README.format("old\n"))
     assert rm.main(["--check"], root=root) == 1
     out = capsys.readouterr().out
     assert f"README.md: the reading map is stale; run `{rm.COMMAND}`" in out
@@ -197,3 +203,37 @@ def test_the_module_runs_as_a_command():
     result = subprocess.run([sys.executable, "-m", "attention._reading_map", "--help"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--check" in result.stdout
+
+
+# --- the README, a front door ---------------------------------------------------------------
+
+QUICK_START = [  # what .ci/run and the users rely on, word for word
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && attention train",
+    'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[dev]" && python -m pytest',
+]
+
+
+def test_the_readme_is_short_and_keeps_the_quick_start():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    size = len(text.encode("utf-8"))
+    assert size <= 15_000, f"README.md is {size:,} bytes; move details into docs/ (limit 15,000)"
+    long = [f"line {i}: {len(line)} characters" for i, line in enumerate(text.splitlines(), 1)
+            if len(line) > 300]
+    assert not long, "README.md lines over 300 characters:\n" + "\n".join(long)
+    for command in QUICK_START:
+        assert command in text, f"the quick start lost {command!r}"
+
+
+@pytest.mark.parametrize("page", ["README.md", "benchmarks/README.md", "docs/course.md",
+                                  "docs/usage.md", "docs/data.md", "docs/dependencies.md",
+                                  "docs/testing.md", "docs/references.md", "docs/teachers.md"])
+def test_links_between_the_pages_lead_somewhere(page):
+    path = REPO / page
+    text = path.read_text(encoding="utf-8")
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        if not (path.parent / target.split("#")[0]).exists():
+            broken.append(target)
+    assert not broken, f"{page} links to files that do not exist: {broken}"
