@@ -8,16 +8,19 @@ it teaches: ``# 06 Building a layer: the encoder and the decoder (steps 9-16)``.
 ``lo-hi`` holds every id from ``lo`` to ``hi``, and the lettered ids after ``hi`` when ``hi`` has
 no letter; a single id is that id only.
 
-This module reads them with ``ast`` (nothing of the package is imported), and writes one map
-into the marked blocks of ``README.md`` (a table), ``attention/__init__.py`` (plain text) and of
-any subpackage ``__init__`` whose docstring has a block (that subpackage's steps)::
+This module reads them with ``ast`` (it imports none of the modules it maps) and writes one map
+into the marked blocks of ``README.md`` (a table, and the list of notebooks),
+``attention/__init__.py`` (plain text) and of any subpackage ``__init__`` whose docstring has a
+block (that subpackage's steps)::
 
     python -m attention._reading_map --check   # exit 1 and say what is stale or wrong
     python -m attention._reading_map --write   # rewrite the blocks from the docstrings
 
 :func:`problems` lists what breaks the numbering: a duplicate id, a malformed step line, a
-notebook title naming an id that does not exist, a step importing a later step, a module
-outside its subpackage's range (``tests/test_reading_map.py`` asserts there are none).
+notebook title naming an id that does not exist (a range's ends included), a step importing a
+later step (anywhere in it, a name imported from a package followed to the module that defines
+it), a step outside its subpackage's range, a module of a numbered subpackage without an id
+(an alias that only re-exports needs none). ``tests/test_reading_map.py`` asserts there are none.
 """
 
 from __future__ import annotations
@@ -238,7 +241,7 @@ def _resolve(base: str, name: str, modules: dict[str, Module], depth: int = 0) -
     if f"{base}.{name}" in modules:
         return f"{base}.{name}"
     origin = modules.get(base)
-    if origin is None or not origin.is_package or depth > 10:
+    if origin is None or depth > 10:
         return base
     for node in origin.tree.body:
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -250,13 +253,14 @@ def _resolve(base: str, name: str, modules: dict[str, Module], depth: int = 0) -
 def _dependencies(name: str, modules: dict[str, Module], seen: set[str] | None = None
                   ) -> set[str]:
     """The step modules that importing ``name`` brings: itself if it is a step; for a package
-    without an id, the steps it re-exports; nothing for a module without an id."""
+    or an alias without an id, the steps it re-exports; nothing for another module without an
+    id (such as ``attention._checks``)."""
     module = modules.get(name)
     if module is None:
         return set()
     if module.step is not None:
         return {name}
-    if not module.is_package:
+    if not (module.is_package or _only_reexports(module)):
         return set()
     seen = set() if seen is None else seen
     if name in seen:
