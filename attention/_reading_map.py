@@ -54,7 +54,11 @@ START, END = _marker("reading-map", "start"), _marker("reading-map", "end")
 
 
 def id_key(step_id: str) -> tuple[int, str]:
-    """The sort key of a step id: ``"7"`` -> ``(7, "")``, ``"7a"`` -> ``(7, "a")``."""
+    """The sort key of a step id: ``"7"`` -> ``(7, "")``, ``"7a"`` -> ``(7, "a")``.
+
+    >>> sorted(["8", "7b", "17", "7", "7a"], key=id_key)
+    ['7', '7a', '7b', '8', '17']
+    """
     match = re.fullmatch(r"(\d+)([a-z]?)", step_id)
     if match is None:
         raise ValueError(f"not a step id: {step_id!r} (a number and an optional letter, like 7a)")
@@ -62,7 +66,11 @@ def id_key(step_id: str) -> tuple[int, str]:
 
 
 def in_range(step_id: str, lo: str, hi: str) -> bool:
-    """Whether ``step_id`` lies in ``lo-hi``; a ``hi`` without a letter takes its letters too."""
+    """Whether ``step_id`` lies in ``lo-hi``; a ``hi`` without a letter takes its letters too.
+
+    >>> in_range("17b", "8", "17"), in_range("7b", "7", "7a")
+    (True, False)
+    """
     key, hi_key = id_key(step_id), id_key(hi)
     upper = key <= hi_key if hi_key[1] else key[0] <= hi_key[0]
     return id_key(lo) <= key and upper
