@@ -416,12 +416,16 @@ def markdown(root: pathlib.Path = REPO) -> str:
     lines = ["| step | module | what it is | notebook |", "|---|---|---|---|"]
     for sub, rows, notebooks in reading_map(root):
         span = f"**{_sub_span(sub)}**" if sub.lo else ""
-        title = _capital(sub.title).removesuffix(".")
+        title = _cell(_capital(sub.title))
         lines.append(f"| {span} | **{sub.name}/** | **{title}** | {notebooks} |")
         for row in rows:
-            summary = row.summary.removesuffix(".")
-            lines.append(f"| {row.step} | {row.path} | {summary} | {row.notebooks} |")
+            lines.append(f"| {row.step} | {row.path} | {_cell(row.summary)} | {row.notebooks} |")
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """A summary as a table cell: without its full stop, a ``|`` escaped."""
+    return text.removesuffix(".").replace("|", "\\|")
 
 
 def plain(root: pathlib.Path = REPO, width: int = 96) -> str:
