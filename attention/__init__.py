@@ -1,29 +1,43 @@
 """attention: transformer attention built step by step in JAX and Flax NNX.
 
 The subpackages are the layers of the project, in the order a student meets them; inside each,
-the modules are numbered steps, one concept per file, each building on the steps before it.
-The same numbers head the module docstrings, the README's reading table and the notebooks.
+the modules are numbered steps, one concept per file, each building on the steps before it and
+never on a later one. Each step's number heads its module's docstring (``Step 7a: ...``), and
+the notebooks' titles name the steps they teach. The reading map below, and the README's, are
+generated from those lines (``python -m attention._reading_map --write``; the tests fail while
+they are out of date)::
 
-    mechanism/    steps 0-7    the attention mechanism (notebooks 00-04; today's variants:
-                               grouped-query heads, sliding windows, notebook 11)
+    reading-map:start
+    mechanism/     steps 0-7      notebooks 00-04, 11
+        The attention mechanism: from a dot product to multi-head attention.
         0 similarity  0a inverted_index  1 scores  2 masks  3 softmax  4 weights  5 weighted_sum
         6 scaled_dot_product  7 multi_head
-    model/        steps 8-17   the transformer around it (notebooks 05, 06, 09; RoPE and
-                               ALiBi positions, notebook 11)
-        8 positional  9 embeddings  10 feed_forward  11 config  12 residual  13 sublayers
-        14 encoder  15 decoder  16 transformer  17 decoding
-        17a language_model (decoder-only, notebook 12)  17b sampling
-    data/         step 18      synthetic tasks, Multi30k and Tatoeba, tokenizers, batches,
-                               word vectors (notebook 00)
-    training/     steps 19-23  19 schedule  20 loss  21 train  22 parallel  23 checkpoint
-                               (notebook 07)
-    inspection/   steps 24-26  24 analysis  25 plotting  26 explorer, 26a browser views
-                               (notebook 08)
-    kernels/      step 27      fused, blockwise, flash and Pallas attention (notebook 10)
-    application/  steps 28-30  28 translation, 28a language modelling  29 runs  30 cli: the
-                               main job
-    comprehension/             the notebooks' "check your understanding" questions
-    exercises/                 classroom exercises with automatic feedback, and the grader
+    model/         steps 8-17     notebooks 05-06, 09, 11-12
+        The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09).
+        8 positional  9 embeddings  10 feed_forward  11 config  11b precision  12 residual
+        12a dropout  13 sublayers  14 encoder  15 decoder  16 transformer  17 decoding
+        17a language_model  17b sampling
+    data/          steps 18-18j   notebook 07
+        The data: sentence pairs, texts, tokenizers and batches to train a model on.
+        18b synthetic  18c files  18d multi30k  18e tatoeba  18g batching  18h prefetching
+        18i lm_corpus  18j packing
+    training/      steps 19-23    notebook 07
+        Training: the paper's recipe (section 5) on one device or many (notebook 07).
+        19 schedule  20 loss  21 train  22 parallel  23 checkpoint
+    inspection/    steps 24-26    notebook 08
+        Inspection: what a model's attention heads do, in numbers and pictures.
+        24 analysis  25 plotting  26 explorer  26a views
+    kernels/       steps 27-27e   notebook 10
+        Fast attention kernels, a ladder from the reference to flash attention.
+        27a fused  27b blockwise  27c flash  27d pallas_flash  27e select
+    application/   steps 28-30    notebook 12
+        The application: translation and language modelling end to end, runs, the CLI.
+        28 translation  29 runs  29a language_modeling  29b view  30 cli
+    comprehension/
+        Comprehension checks of the notebook course (notebooks 00-11): questions that check.
+    exercises/
+        Classroom exercises with automatic feedback.
+    reading-map:end
 
 Every public name below is importable from the package root (``attention.Transformer``); the
 rest from its module (``attention.training.train.fit``).

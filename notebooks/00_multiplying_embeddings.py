@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 00 Multiplying embeddings (step 0)
+# # 00 Multiplying embeddings (steps 0-0j)
 #
 # Attention multiplies vectors: a query times a key. Before we build it, a warm-up question:
 # **does it make sense to multiply two embeddings at all?**

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 09 Decoding: greedy, beam search and the key/value cache (step 17)
+# # 09 Decoding: greedy, beam search and the key/value cache (steps 7a, 17)
 #
 # Goals:
 #

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 10 Fast kernels: jit, blockwise and flash attention (step 27)
+# # 10 Fast kernels: jit, blockwise and flash attention (steps 27-27e)
 #
 # Goals:
 #

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 11 Attention in today's models: GQA, sliding windows, RoPE, ALiBi (steps 1, 2, 7, 8)
+# # 11 Attention in today's models: GQA, sliding windows, RoPE, ALiBi (steps 1, 2, 7, 7a, 8)
 #
 # The attention of 2017 is still the core of every large model, but a model you download
 # today (Llama, Mistral, Gemma, Qwen...) changes four details of it. Each is a small step on

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 12 A small language model: training, sampling, and the heads it grows (step 28)
+# # 12 A small language model: training, sampling, and the heads it grows (steps 17a, 17b, 29a)
 #
 # A GPT-style model is the decoder of notebook 06 on its own: causal self-attention blocks
 # (pre-LN, tied embeddings, rotary positions from notebook 11) that read a stream of text and

@@ -1,4 +1,4 @@
-"""The application, steps 28-30: translation end to end, runs, and the command line.
+"""The application, steps 28-30: translation and language modelling end to end, runs, the CLI.
 
 Read the modules in this order::
 

@@ -1,4 +1,4 @@
-"""Step 28a: a language model end to end: texts -> tokenizer -> packed windows -> model -> text.
+"""Step 29a: a language model end to end: texts -> tokenizer -> packed windows -> model -> text.
 
 The translation pipeline of :mod:`attention.application.translation` with one side: the
 same runs (:mod:`attention.application.runs`: train, save, load), the same train step,

@@ -1,19 +1,25 @@
-"""Step 18: the data, sentence pairs, tokenizers and batches for training a translation model.
+"""The data, steps 18-18j: sentence pairs, texts, tokenizers and batches to train a model on.
 
-Read the modules in this order::
+Read the modules in this order (the reading map of the whole package is in the README and in
+:mod:`attention`; this list is generated from the modules' first lines)::
 
-    synthetic.py  toy tasks made on the spot: copy, reverse, svo_to_sov (reordering), dates
-    files.py      finding, downloading, verifying (SHA-256) and reading data files
-    multi30k.py   Multi30k German-English (29,000 / 1,014 / 1,000 pairs)
-    tatoeba.py    a small Tatoeba English-German set (4,000 / 500 / 500 pairs)
-    tokenizer.py  the Tokenizer interface and the special ids pad=0 bos=1 eos=2 unk=3
-    vocab.py      a word or character vocabulary (for the toy tasks)
-    subword.py    a SentencePiece subword model trained on the training pairs (for real text),
-                  and load_tokenizer, which reads either kind of tokenizer back
-    batching.py   length-bucketed, padded, reproducible and resumable batches
-    prefetching.py  preparing batches in a background thread
-    lm_corpus.py  text for the language model: synthetic stories, one side of Multi30k/Tatoeba
-    packing.py    documents packed into fixed windows for language modelling (nanoGPT-style)
+    reading-map:start (python -m attention._reading_map --write)
+    18b  synthetic.py    synthetic translation tasks, generated on the spot: no download, any size,
+                         any seed.
+    18c  files.py        where data files live, whether they are intact, and how their text is read.
+    18d  multi30k.py     Multi30k, 31,014 English image captions with professional German
+                         translations.
+    18e  tatoeba.py      Tatoeba English-German, small: 5,000 short everyday sentence pairs, a
+                         1-minute run.
+    18g  batching.py     batches of padded token ids, bucketed by length, reproducible and
+                         resumable.
+    18h  prefetching.py  prefetching, the next batches made in a background thread while the device
+                         computes.
+    18i  lm_corpus.py    text for a language model: synthetic stories, or one side of Multi30k or
+                         Tatoeba.
+    18j  packing.py      batches for a language model, sentences packed end to end and cut into
+                         fixed windows.
+    reading-map:end
 
 A whole pipeline, for a toy task::
 

@@ -1,4 +1,4 @@
-"""Batches of padded token ids, bucketed by length, reproducible and resumable.
+"""Step 18g: batches of padded token ids, bucketed by length, reproducible and resumable.
 
 **Bucketing** (used in notebook 07): each example gets a padded length ``L``, the longer of
 its source and target (with the ``</s>``/``<s>`` the model sees) rounded up to a multiple of

@@ -1,4 +1,4 @@
-"""Where data files live, whether they are intact, and how their text is read.
+"""Step 18c: where data files live, whether they are intact, and how their text is read.
 
 Every dataset loader in this package does the same four things, gathered here:
 

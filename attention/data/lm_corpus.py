@@ -1,4 +1,4 @@
-"""Text for a language model: synthetic stories, or one side of Multi30k or Tatoeba.
+"""Step 18i: text for a language model: synthetic stories, or one side of Multi30k or Tatoeba.
 
 A language model needs sentences, not pairs. Two kinds ship with the package:
 

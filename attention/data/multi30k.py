@@ -1,4 +1,4 @@
-"""Multi30k: 31,014 English image captions with professional German translations.
+"""Step 18d: Multi30k, 31,014 English image captions with professional German translations.
 
 Multi30k Task 1 (Elliott et al. 2016) is the standard small benchmark for translation between
 German and English: short, literal sentences ("Zwei junge weiße Männer sind im Freien in der

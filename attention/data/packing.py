@@ -1,4 +1,4 @@
-"""Batches for a language model: sentences packed end to end and cut into fixed windows.
+"""Step 18j: batches for a language model, sentences packed end to end and cut into fixed windows.
 
 A language model reads one long stream of tokens. Following GPT-2 and nanoGPT, the documents
 (sentences or stories) are joined into one stream, each as ``<s> ids </s>``, and the stream

@@ -1,4 +1,4 @@
-"""Prefetching: prepare the next batches in a background thread while the device computes.
+"""Step 18h: prefetching, the next batches made in a background thread while the device computes.
 
 A jitted train step returns as soon as its work is queued on the accelerator (JAX dispatches
 asynchronously). If the Python loop then spends milliseconds padding the next batch, the

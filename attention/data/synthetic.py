@@ -1,4 +1,4 @@
-"""Synthetic translation tasks, generated on the spot: no download, any size, any seed.
+"""Step 18b: synthetic translation tasks, generated on the spot: no download, any size, any seed.
 
 A toy task shows what attention does more clearly than real text, because we know the right
 alignment in advance. Each task maps a source string to a target string:

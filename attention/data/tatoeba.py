@@ -1,4 +1,4 @@
-"""Tatoeba English-German, small: 5,000 short everyday sentence pairs for a 1-minute run.
+"""Step 18e: Tatoeba English-German, small: 5,000 short everyday sentence pairs, a 1-minute run.
 
 Real, human-written pairs ("Tom seized Mary by the arm." / "Tom packte Mary am Arm.") from the
 Tatoeba Project, via the manythings.org Anki export of 2018-05-13. English sides have 3-8

@@ -1,4 +1,4 @@
-"""Step 26 (continued): attention views for the browser, a head view and a model view in one file.
+"""Step 26a: attention views for the browser, a head view and a model view in one HTML file.
 
 One self-contained HTML document (weights, JavaScript and style inline, nothing fetched), so a
 view works in JupyterLab, Notebook, VS Code, Colab (``_repr_html_``), the course's website and

@@ -1,4 +1,4 @@
-"""Rung 3: blockwise attention, an online softmax over blocks of keys.
+"""Step 27b: blockwise attention (rung 3), an online softmax over blocks of keys.
 
 What changes from rung 2 (:func:`attention.kernels.fused_attention`): the keys are read in
 blocks of ``block_k`` and the ``[B, N, T, S]`` scores are never formed. Each block updates,

@@ -1,4 +1,4 @@
-"""Rung 4: flash attention, tiled over queries and keys, with a memory-light backward pass.
+"""Step 27c: flash attention (rung 4), tiled over queries and keys, with a memory-light backward.
 
 Changes from rung 3 (:func:`attention.kernels.blockwise_attention`), taught in notebook 10:
 

@@ -1,4 +1,4 @@
-"""Rung 2: fused attention, the whole formula as one expression.
+"""Step 27a: fused attention (rung 2), the whole formula as one expression.
 
     output = softmax(scale * Q K^T + bias, where mask) V        (Vaswani et al. 2017, eq. 1)
 

@@ -1,4 +1,4 @@
-"""Rung 5: the flash forward pass as a Pallas kernel, for GPU and TPU.
+"""Step 27d: the flash forward pass as a Pallas kernel (rung 5), for GPU and TPU.
 
 What changes from rung 4 (:func:`attention.kernels.flash_attention`): the algorithm is the
 same, but the tiling is explicit instead of being left to XLA. ``pl.pallas_call`` runs the

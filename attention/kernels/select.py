@@ -1,4 +1,4 @@
-"""Choosing an attention implementation by name.
+"""Step 27e: choosing an attention implementation, one of the rungs, by name.
 
 Every rung of the ladder has the signature of :func:`attention.dot_product_attention`, so any
 of them can be handed to ``MultiHeadAttention(attention_fn=...)`` or named in a config::
