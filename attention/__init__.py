@@ -8,10 +8,13 @@ generated from those lines (``python -m attention._reading_map --write``; the te
 they are out of date)::
 
     reading-map:start
-    mechanism/     steps 0-7      notebooks 00-04, 11
+    mechanism/     steps 0-7      notebooks 01-04, 11
         The attention mechanism: from a dot product to multi-head attention.
-        0 similarity  0a inverted_index  1 scores  2 masks  3 softmax  4 weights  5 weighted_sum
-        6 scaled_dot_product  7 multi_head
+        1 scores  2 masks  3 softmax  4 weights  5 weighted_sum  6 scaled_dot_product  7 multi_head
+    vectors/       steps 0-0j     notebook 00
+        Vectors: does it make sense to multiply two embeddings? (notebook 00)
+        0 corpus  0a skipgram  0b word_vectors  0c training  0d evaluation  0e cosine  0f top_k
+        0g quantized  0h search  0i kmeans  0j inverted_index
     model/         steps 8-17     notebooks 05-06, 09, 11-12
         The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09).
         8 positional  9 embeddings  10 feed_forward  11 config  11b precision  12 residual
@@ -19,8 +22,8 @@ they are out of date)::
         17a language_model  17b sampling
     data/          steps 18-18j   notebook 07
         The data: sentence pairs, texts, tokenizers and batches to train a model on.
-        18b synthetic  18c files  18d multi30k  18e tatoeba  18g batching  18h prefetching
-        18i lm_corpus  18j packing
+        18 tokenizer  18a vocab  18b synthetic  18c files  18d multi30k  18e tatoeba  18f subword
+        18g batching  18h prefetching  18i lm_corpus  18j packing
     training/      steps 19-23    notebook 07
         Training: the paper's recipe (section 5) on one device or many (notebook 07).
         19 schedule  20 loss  21 train  22 parallel  23 checkpoint

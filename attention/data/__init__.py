@@ -4,6 +4,10 @@ Read the modules in this order (the reading map of the whole package is in the R
 :mod:`attention`; this list is generated from the modules' first lines)::
 
     reading-map:start (python -m attention._reading_map --write)
+    18   tokenizer.py    what every tokenizer in this package promises: text in, integer ids out,
+                         and back.
+    18a  vocab.py        a word (or character) vocabulary, the simplest tokenizer, for the synthetic
+                         tasks.
     18b  synthetic.py    synthetic translation tasks, generated on the spot: no download, any size,
                          any seed.
     18c  files.py        where data files live, whether they are intact, and how their text is read.
@@ -11,6 +15,7 @@ Read the modules in this order (the reading map of the whole package is in the R
                          translations.
     18e  tatoeba.py      Tatoeba English-German, small: 5,000 short everyday sentence pairs, a
                          1-minute run.
+    18f  subword.py      subword tokenization with SentencePiece, for real text.
     18g  batching.py     batches of padded token ids, bucketed by length, reproducible and
                          resumable.
     18h  prefetching.py  prefetching, the next batches made in a background thread while the device

@@ -32,7 +32,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attention._checks import check_choice, check_non_negative_int, check_real, check_repeats_args
+from attention._checks import (
+    check_choice,
+    check_non_negative_int,
+    check_positive_int,
+    check_real,
+    check_repeats_args,
+)
 from attention.data.multi30k import load_multi30k
 from attention.data.synthetic import SVO_LEXICON
 from attention.data.tatoeba import load_tatoeba
@@ -180,3 +186,32 @@ def load_sentences(
     other = "de" if language == "en" else "en"
     return [source for source, _ in load_tatoeba(split, source=language, target=other,
                                                  data_dir=data_dir)]
+
+
+def load_english_sentences(
+    data_dir: str | os.PathLike | None = None, *, limit: int | None = None
+) -> list[str]:
+    """The English training text of the course: Multi30k's 29,000 training captions, then the
+    4,000 English sentences of the Tatoeba training split (33,000 sentences, 370,000 words).
+
+    Only training splits are used, so the validation and test sentences stay unseen by the
+    vectors (notebook 00 builds its pair task from them).
+
+    Args:
+      data_dir: the folder that holds ``multi30k/`` and ``tatoeba_en_de_small/``; default
+        ``$ATTENTION_DATA`` (see :mod:`attention.data.files`).
+      limit: keep only the first ``limit`` sentences of each corpus (for a quick run).
+
+    Raises:
+      DatasetNotFoundError: the files are not there (the message says where it looked).
+
+    >>> sentences = load_english_sentences()  # doctest: +SKIP
+    >>> len(sentences), sentences[0]  # doctest: +SKIP
+    (33000, 'Two young, White males are outside near many bushes.')
+    """
+    if limit is not None:
+        limit = check_positive_int("limit", limit)
+    download = data_dir is None
+    multi30k = [en for _, en in load_multi30k("train", data_dir=data_dir, download=download)]
+    tatoeba = [en for _, en in load_tatoeba("train", data_dir=data_dir)]
+    return multi30k[:limit] + tatoeba[:limit]

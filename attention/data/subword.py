@@ -1,4 +1,4 @@
-"""Subword tokenization with SentencePiece, for real text.
+"""Step 18f: subword tokenization with SentencePiece, for real text.
 
 A word vocabulary fails on real text: Multi30k's German side has about 19,000 distinct words
 and most of them occur once or twice, so a model either carries a huge embedding table or

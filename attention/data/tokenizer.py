@@ -1,4 +1,4 @@
-"""What every tokenizer in this package promises: text in, integer ids out, and back.
+"""Step 18: what every tokenizer in this package promises: text in, integer ids out, and back.
 
 A translation model never sees letters. It sees integer ids, one per *token*, each the row of
 an embedding table ``[V, D]``. A tokenizer fixes that mapping. This package has two:

@@ -1,4 +1,4 @@
-"""A word (or character) vocabulary: the simplest tokenizer, for the synthetic tasks.
+"""Step 18a: a word (or character) vocabulary, the simplest tokenizer, for the synthetic tasks.
 
 Building it is counting: split every training sentence into tokens (words at whitespace, or
 single characters), give each distinct token an id, most frequent first, after the four

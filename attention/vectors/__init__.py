@@ -20,7 +20,8 @@ many stored vectors for the ones nearest a query. Read the modules in this order
 Step 1, :mod:`attention.mechanism.scores`, starts attention from the same dot product.
 """
 
-from attention.vectors.corpus import build_vocabulary, load_english_sentences, tokenize_words
+from attention.data.lm_corpus import load_english_sentences
+from attention.vectors.corpus import build_vocabulary, tokenize_words
 from attention.vectors.cosine import normalize
 from attention.vectors.evaluation import (
     WORD_SIMILARITY_FILES,

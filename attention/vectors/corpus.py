@@ -2,9 +2,9 @@
 
 Notebook 00 asks whether it makes sense to add, subtract and multiply embeddings. To ask it of
 real embeddings, the next steps train word vectors on the English sentences that ship with the
-project: the 29,000 Multi30k training captions and the 4,000 Tatoeba training sentences (about
-370,000 words, :func:`load_english_sentences`). This step turns that text into what the
-training counts: lower-cased words (:func:`tokenize_words`), and the words seen often enough to
+project: the 29,000 Multi30k training captions and the 4,000 Tatoeba training sentences
+(about 370,000 words, read by :func:`attention.data.lm_corpus.load_english_sentences`). This
+step turns that text into what the training counts: lower-cased words (:func:`tokenize_words`), and the words seen often enough to
 get a vector, with their counts (:func:`build_vocabulary`).
 
 Words are runs of letters or digits, with an English clitic kept on ("don't", "man's"): the
@@ -16,7 +16,6 @@ Axes: ``V`` vocabulary.
 from __future__ import annotations
 
 import collections
-import os
 import re
 from collections.abc import Iterable, Sequence
 
@@ -78,37 +77,3 @@ def build_vocabulary(
         )
     words, counts = zip(*kept, strict=True)
     return tuple(words), np.array(counts, dtype=np.int64)
-
-
-def load_english_sentences(
-    data_dir: str | os.PathLike | None = None, *, limit: int | None = None
-) -> list[str]:
-    """The English training text of the course: Multi30k's 29,000 training captions, then the
-    4,000 English sentences of the Tatoeba training split (33,000 sentences, 370,000 words).
-
-    Only training splits are used, so the validation and test sentences stay unseen by the
-    vectors (notebook 00 builds its pair task from them).
-
-    Args:
-      data_dir: the folder that holds ``multi30k/`` and ``tatoeba_en_de_small/``; default
-        ``$ATTENTION_DATA`` (see :mod:`attention.data.files`).
-      limit: keep only the first ``limit`` sentences of each corpus (for a quick run).
-
-    Raises:
-      DatasetNotFoundError: the files are not there (the message says where it looked).
-
-    >>> sentences = load_english_sentences()  # doctest: +SKIP
-    >>> len(sentences), sentences[0]  # doctest: +SKIP
-    (33000, 'Two young, White males are outside near many bushes.')
-    """
-    # The readers of the data files (step 18), imported only when the text is read: files,
-    # downloads and checksums are not what step 0 teaches.
-    from attention.data.multi30k import load_multi30k
-    from attention.data.tatoeba import load_tatoeba
-
-    if limit is not None:
-        limit = check_positive_int("limit", limit)
-    download = data_dir is None
-    multi30k = [en for _, en in load_multi30k("train", data_dir=data_dir, download=download)]
-    tatoeba = [en for _, en in load_tatoeba("train", data_dir=data_dir)]
-    return multi30k[:limit] + tatoeba[:limit]
