@@ -4,8 +4,9 @@ Notebook 00 asks whether it makes sense to add, subtract and multiply embeddings
 real embeddings, the next steps train word vectors on the English sentences that ship with the
 project: the 29,000 Multi30k training captions and the 4,000 Tatoeba training sentences
 (about 370,000 words, read by :func:`attention.data.lm_corpus.load_english_sentences`). This
-step turns that text into what the training counts: lower-cased words (:func:`tokenize_words`), and the words seen often enough to
-get a vector, with their counts (:func:`build_vocabulary`).
+step turns that text into what the training counts: lower-cased words
+(:func:`tokenize_words`), and the words seen often enough to get a vector, with their counts
+(:func:`build_vocabulary`).
 
 Words are runs of letters or digits, with an English clitic kept on ("don't", "man's"): the
 captions are plain English, and a subword model would hide the words we want to look at.
