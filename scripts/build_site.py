@@ -1,7 +1,7 @@
 """Build the course as a static website: ``python scripts/build_site.py`` -> ``site/html/``.
 
 Sphinx with MyST-NB (the engine of Jupyter Book 1) and the Jupyter Book theme: the README
-(reading order, the course table), docs/teachers.md, every notebook executed in its fast
+(reading order, the course table), the pages of docs/, every notebook executed in its fast
 setting (``ATTENTION_FAST=1``, in order, in one folder, so that 08 and 09 load what 07
 saved), the figures, and an interactive attention view of the course model
 (:mod:`attention.inspection.views`). Sphinx runs with warnings as errors, so a broken
@@ -61,7 +61,7 @@ MATHJAX_BUNDLE = "tex-mml-chtml.js"
 MATHJAX_SKIP = {".": {"sre"}, "output": {"svg"}}
 
 
-def _page_links(markdown: str, pages: set[str]) -> str:
+def _page_links(markdown: str, pages: set[str], figures: str = "figures/") -> str:
     """Keep links to the site's pages, figures and anchors; turn links into the package's
     source tree (not part of the site) into their text."""
 
@@ -70,7 +70,7 @@ def _page_links(markdown: str, pages: set[str]) -> str:
         if re.match(r"[a-z]+:", target) or target.startswith("#"):
             return match.group(0)
         path = target.split("#")[0]
-        if path in pages or path.startswith("figures/"):
+        if path in pages or path.startswith(figures):
             return match.group(0)
         return text
 
@@ -141,18 +141,21 @@ def build(out: pathlib.Path, notebooks: list[str] | None, execute: bool,
         if extra.is_dir():
             shutil.copytree(extra, source / "notebooks" / extra.name,
                             ignore=shutil.ignore_patterns("*.ipynb", "__pycache__"))
-    pages = {f"notebooks/{p.name}" for p in chosen} | {"docs/teachers.md"}
+    docs = sorted((REPO / "docs").glob("*.md"))
+    pages = {f"notebooks/{p.name}" for p in chosen} | {f"docs/{p.name}" for p in docs}
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    teachers = (REPO / "docs" / "teachers.md").read_text(encoding="utf-8")
-    (source / "docs" / "teachers.md").write_text(
-        _page_links(teachers.replace("](../", "]("), {p.removeprefix("docs/") for p in pages}
-                    | {"../" + p for p in pages}), encoding="utf-8")
+    for doc in docs:  # the README's detail pages: teachers, course, usage, data, ...
+        text = doc.read_text(encoding="utf-8")
+        siblings = {p.removeprefix("docs/") for p in pages if p.startswith("docs/")}
+        (source / "docs" / doc.name).write_text(
+            _page_links(text, siblings | {"../" + p for p in pages}, figures="../figures/"),
+            encoding="utf-8")
     _mathjax(source / "_static")
     _view_page(source)
     toc = "\n".join(["```{toctree}", ":maxdepth: 1", ":caption: The course", "",
                      *[f"notebooks/{p.stem}" for p in chosen], "```", "",
                      "```{toctree}", ":maxdepth: 1", ":caption: More", "",
-                     "attention_view", "docs/teachers", "```", ""])
+                     "attention_view", *[f"docs/{p.stem}" for p in docs], "```", ""])
     (source / "index.md").write_text(_page_links(readme, pages) + "\n\n" + toc, encoding="utf-8")
     mode = "force" if execute and executed is None else "off"
     (source / "conf.py").write_text(CONF.format(mode=mode), encoding="utf-8")
