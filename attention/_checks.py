@@ -428,3 +428,319 @@ def check_seq_lengths(name: str, lengths, batch: int | None, max_len: int) -> No
                 f"{name} must lie in 0..{max_len} (the sequence length), got values "
                 f"{low}..{high}."
             )
+
+
+# ------------------------------------------------------------------ attention steps 1-7a
+
+
+def check_repeat_kv_heads(x, num_heads) -> int:
+    """Keys or values ``[*B, S, K, H]`` whose K heads divide ``num_heads`` N; returns N."""
+    check_array("x", x)
+    num_heads = check_positive_int("num_heads", num_heads)
+    if x.ndim < 3:
+        raise ValueError(
+            f"x must be keys or values [B, S, K, H] (or [S, K, H]), got shape "
+            f"{shape_str(x.shape)}."
+        )
+    num_kv_heads = x.shape[-2]
+    if num_kv_heads == 0 or num_heads % num_kv_heads:
+        raise ValueError(
+            f"num_heads={num_heads} (query heads N) must be a multiple of the K={num_kv_heads} "
+            f"key/value heads of x (shape {shape_str(x.shape)}, axis -2), so that each key head "
+            f"serves N / K query heads."
+        )
+    return num_heads
+
+
+def check_weighted_sum(weights, value) -> None:
+    """Weights ``[*B, N, T, S]`` and values ``[*B, S, K, Hv]`` agree on B and S; K divides N."""
+    check_floating("weights", weights)
+    check_floating("value", value)
+    if weights.ndim not in (3, 4) or value.ndim != weights.ndim:
+        raise ValueError(
+            f"weights must be [B, N, T, S] and value [B, S, N, Hv] (or both unbatched); got "
+            f"weights {shape_str(weights.shape)} and value {shape_str(value.shape)}."
+        )
+    *batch_w, N, _, S = weights.shape
+    *batch_v, S_v, N_v, _ = value.shape
+    if (tuple(batch_w), S) != (tuple(batch_v), S_v) or N_v == 0 or N % N_v:
+        raise ValueError(
+            f"weights [B, N, T, S] = {shape_str(weights.shape)} and value [B, S, K, Hv] = "
+            f"{shape_str(value.shape)} must agree on B and S, and the K={N_v} value heads "
+            f"must divide the N={N} heads of the weights."
+        )
+
+
+def check_attention_args(query, key, value=None, *, mask=None, bias=None, scale=None,
+                         query_seq_lengths=None, key_value_seq_lengths=None,
+                         local_window_size=None) -> tuple[int, int] | None:
+    """The arguments of ``attention_weights`` / ``dot_product_attention``; returns the window
+    as ``(left, right)`` or None."""
+    check_qkv(query, key, value)
+    check_scale(scale)
+    window = check_local_window(local_window_size)
+    batch = query.shape[0] if query.ndim == 4 else None
+    T, S = query.shape[-3], key.shape[-3]
+    if query_seq_lengths is not None:
+        check_seq_lengths("query_seq_lengths", query_seq_lengths, batch, T)
+    if key_value_seq_lengths is not None:
+        check_seq_lengths("key_value_seq_lengths", key_value_seq_lengths, batch, S)
+    scores_shape = (*query.shape[:-3], query.shape[-2], T, S)  # [B, N, T, S]
+    axes = "BNTS" if query.ndim == 4 else "NTS"
+    if mask is not None:
+        check_mask(mask, scores_shape, axes)
+    if bias is not None:
+        check_floating("bias", bias)
+        check_broadcastable("bias", bias, scores_shape, axes)
+    return window
+
+
+def check_single_head(query, key, value, mask) -> None:
+    """``single_head_attention``'s query ``[T, H]``, key ``[S, H]``, value ``[S, Hv]``, mask."""
+    hint = (
+        " single_head_attention takes one head of one sequence; use dot_product_attention "
+        "for [B, T, N, H] inputs."
+    )
+    for name, array, axes in (
+        ("query", query, "TH"), ("key", key, "SH"), ("value", value, ("S", "Hv"))
+    ):
+        check_floating(name, array)
+        check_rank(name, array, axes, hint=hint)
+    if key.shape[1] != query.shape[1]:
+        raise ValueError(
+            f"query [T, H] and key [S, H] must have the same head dim H; got query "
+            f"{shape_str(query.shape)} and key {shape_str(key.shape)}."
+        )
+    if value.shape[0] != key.shape[0]:
+        raise ValueError(
+            f"key [S, H] and value [S, Hv] must have the same length S (one value per key); "
+            f"got key {shape_str(key.shape)} and value {shape_str(value.shape)}."
+        )
+    if mask is not None:
+        check_mask(mask, (query.shape[0], key.shape[0]), "TS")
+
+
+def check_split_heads(x, num_heads) -> int:
+    """The last axis of ``x`` splits into ``num_heads`` equal heads; returns ``int(num_heads)``."""
+    num_heads = check_positive_int("num_heads", num_heads)
+    if x.shape[-1] % num_heads:
+        raise ValueError(
+            f"the last axis of x (shape {shape_str(x.shape)}) must divide into "
+            f"num_heads={num_heads} equal heads."
+        )
+    return num_heads
+
+
+def check_multi_head_args(
+    num_heads, in_features, qkv_features, out_features, num_kv_heads, in_kv_features, *,
+    dropout_rate, process_heads, position_bias,
+) -> tuple[int, int, int, int, int, int, float]:
+    """``MultiHeadAttention``'s sizes (None defaults resolved) as ints, and its dropout rate:
+    ``(num_heads, in_features, qkv_features, out_features, num_kv_heads, in_kv_features,
+    dropout_rate)``."""
+    num_heads = check_positive_int("num_heads", num_heads)
+    in_features = check_positive_int("in_features", in_features)
+    sizes = {"qkv_features": qkv_features, "out_features": out_features,
+             "in_kv_features": in_kv_features}
+    sizes = {name: check_positive_int(name, in_features if value is None else value)
+             for name, value in sizes.items()}
+    num_kv_heads = check_positive_int(
+        "num_kv_heads", num_heads if num_kv_heads is None else num_kv_heads
+    )
+    check_heads_divide_width(num_heads, sizes["qkv_features"], width_name="qkv_features")
+    check_kv_heads_divide(num_kv_heads, num_heads)
+    for name, hook in (("process_heads", process_heads), ("position_bias", position_bias)):
+        if hook is not None and not callable(hook):
+            raise TypeError(
+                f"{name} must be None or a callable, got {hook!r} ({type(hook).__name__})."
+            )
+    dropout_rate = check_real("dropout_rate", dropout_rate, low=0.0, high=1.0,
+                              high_inclusive=False)
+    return (num_heads, in_features, sizes["qkv_features"], sizes["out_features"], num_kv_heads,
+            sizes["in_kv_features"], dropout_rate)
+
+
+def check_width(name: str, x, width: int, attribute: str) -> None:
+    """The last axis of the input ``x`` is the ``width`` a module was built with."""
+    if x.shape[-1] != width:
+        raise ValueError(
+            f"{name} has width {x.shape[-1]} (shape {shape_str(x.shape)}) but this module "
+            f"was built with {attribute}={width}."
+        )
+
+
+def check_multi_head_inputs(inputs_q, inputs_kv, in_features: int, in_kv_features: int) -> None:
+    """``inputs_q [B, T, D]`` and ``inputs_kv [B, S, Dkv]`` (or both unbatched) of a module."""
+    check_floating("inputs_q", inputs_q)
+    check_floating("inputs_kv", inputs_kv)
+    if inputs_q.ndim not in (2, 3) or inputs_kv.ndim != inputs_q.ndim:
+        raise ValueError(
+            f"inputs_q must be [B, T, D] and inputs_kv [B, S, Dkv] (or both unbatched); got "
+            f"inputs_q {shape_str(inputs_q.shape)} and inputs_kv {shape_str(inputs_kv.shape)}."
+        )
+    check_width("inputs_q", inputs_q, in_features, "in_features")
+    check_width("inputs_kv", inputs_kv, in_kv_features, "in_kv_features")
+    if inputs_q.ndim == 3 and inputs_q.shape[0] != inputs_kv.shape[0]:
+        raise ValueError(
+            f"inputs_q {shape_str(inputs_q.shape)} and inputs_kv "
+            f"{shape_str(inputs_kv.shape)} must have the same batch size B."
+        )
+
+
+def check_processed_heads(given, returned) -> None:
+    """A ``process_heads`` hook returns (query, key, value) of the shapes it was given."""
+    got = [getattr(x, "shape", type(x).__name__) for x in returned] if isinstance(
+        returned, (tuple, list)) and len(returned) == 3 else None
+    expected = [x.shape for x in given]
+    if got != expected:
+        names = ("query", "key", "value")
+        shapes = ", ".join(f"{n} {shape_str(s)}" for n, s in zip(names, expected, strict=True))
+        received = (", ".join(shape_str(s) if isinstance(s, tuple) else s for s in got)
+                    if got is not None else type(returned).__name__)
+        raise ValueError(
+            f"process_heads(query, key, value, query_positions, key_positions) must return "
+            f"(query, key, value) of the shapes it was given; for {shapes} it returned "
+            f"{received}."
+        )
+
+
+def check_position_bias(bias, expected: Sequence[int]) -> None:
+    """A ``position_bias`` hook returns a floating bias ``[N, T, S]``."""
+    check_floating("position_bias(query_positions, key_positions)", bias)
+    if tuple(bias.shape) != tuple(expected):
+        raise ValueError(
+            f"position_bias(query_positions, key_positions) must return a bias [N, T, S] = "
+            f"{shape_str(expected)}, got {shape_str(bias.shape)}."
+        )
+
+
+def check_attention_fn_call(*, sow_weights: bool, dropout_rate: float, dropout_on: bool) -> None:
+    """What a fused ``attention_fn`` cannot do: sow the weights or drop them out."""
+    if sow_weights:
+        raise ValueError(
+            "sow_weights=True needs the weights, which a fused attention_fn never "
+            "forms; build the module with attention_fn=None to plot them."
+        )
+    if dropout_rate > 0 and dropout_on:
+        raise ValueError(
+            f"dropout_rate={dropout_rate} on attention weights needs "
+            "attention_fn=None (fused kernels never form the weights); set "
+            "dropout_rate=0 or call with deterministic=True."
+        )
+
+
+def check_cache(cache, cache_type: type, inputs_q, module) -> None:
+    """A key/value cache of ``cache_type`` whose ``[B, S, K, H]`` fits ``module`` and the
+    batch of ``inputs_q [B, T, D]`` (which is checked first, as a module's input)."""
+    check_floating("inputs_q", inputs_q, axes="BTD")
+    check_width("inputs_q", inputs_q, module.in_features, "in_features")
+    if not isinstance(cache, cache_type):
+        raise TypeError(
+            f"cache must be a KVCache (from init_cache or project_kv), got "
+            f"{type(cache).__name__}."
+        )
+    expected = (inputs_q.shape[0], cache.key.shape[1], module.num_kv_heads, module.head_dim)
+    if cache.key.shape != expected or cache.value.shape != expected:
+        raise ValueError(
+            f"cache key/value must be [B, S, K, H] = {shape_str(expected)} for inputs_q "
+            f"{shape_str(inputs_q.shape)} and this module's num_kv_heads="
+            f"{module.num_kv_heads} key/value heads of size {module.head_dim}; got key "
+            f"{shape_str(cache.key.shape)} and value {shape_str(cache.value.shape)}."
+        )
+
+
+def check_cache_index(index, new: int, length: int) -> None:
+    """``index`` (an int or integer scalar, maybe traced) leaves room for ``new`` positions in
+    a cache of ``length``; a traced index is not checked (``dynamic_update_slice`` clamps it)."""
+    check_int_scalar("index", index, what="an int or an integer scalar array (the step)")
+    if is_traced(index):
+        return
+    if int(index) < 0:
+        raise ValueError(f"index must be >= 0 (positions already cached), got {int(index)}.")
+    if int(index) + new > length:
+        raise ValueError(
+            f"the cache holds S={length} positions but index={int(index)} plus {new} new "
+            f"position(s) would need {int(index) + new}; make the cache longer."
+        )
+
+
+def check_self_attention_module(module, what: str) -> None:
+    """Self-attention reads queries, keys and values from one input: one width."""
+    if module.in_kv_features != module.in_features:
+        raise ValueError(
+            f"{what} is self-attention: it needs in_kv_features == in_features, "
+            f"but this module has in_kv_features={module.in_kv_features} and "
+            f"in_features={module.in_features}; use project_kv + attend_to_cache instead."
+        )
+
+
+def check_offset(offset) -> None:
+    """A mask's ``offset``: an int or an integer scalar array (may be traced)."""
+    check_int_scalar(
+        "offset", offset, what="an int or an integer scalar array (the number of cached keys)"
+    )
+
+
+def check_window_given(local_window_size) -> tuple[int, int]:
+    """:func:`check_local_window` for a window that must be given (not None)."""
+    window = check_local_window(local_window_size)
+    if window is None:
+        raise TypeError(
+            "local_window_mask needs local_window_size=w or (left, right), got None (no "
+            "window: attend every key, or leave the mask out)."
+        )
+    return window
+
+
+def check_padding_mask_args(lengths, max_len, tokens, pad_id):
+    """``padding_mask``'s two forms: ``lengths`` with ``max_len``, or ``tokens`` with
+    ``pad_id``. Returns ``(lengths as an array or None, max_len as an int or None)``."""
+    if (lengths is None) == (tokens is None):
+        raise ValueError(
+            "padding_mask needs either lengths= (with max_len=) or tokens= (with pad_id=), "
+            "not both and not neither."
+        )
+    if tokens is not None:
+        if pad_id is None:
+            raise ValueError("padding_mask(tokens=...) needs pad_id=, the id of the padding token.")
+        check_int_scalar("pad_id", pad_id, what="an int (the id of the padding token)")
+        check_integer("tokens", tokens, axes="BS")
+        return None, None
+    # A list of lengths is accepted and made an array: lengths are often written by hand.
+    lengths = jnp.asarray(lengths)
+    if max_len is None:
+        raise ValueError("padding_mask(lengths=...) needs max_len=, the padded length S.")
+    max_len = check_positive_int("max_len", max_len)
+    check_integer("lengths", lengths, axes="B")
+    # Under jit the values cannot be read, only the shape; an empty batch has no values.
+    if not is_traced(lengths) and lengths.size:
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 0 or high > max_len:
+            raise ValueError(
+                f"lengths must lie in 0..max_len={max_len}, got values {low}..{high}."
+            )
+    return lengths, max_len
+
+
+def check_masks_combine(masks) -> tuple[int, ...]:
+    """Boolean masks whose shapes broadcast together; returns the broadcast shape."""
+    for i, mask in enumerate(masks):
+        check_mask_dtype(f"mask {i} given to combine_masks", mask)
+    try:
+        return jnp.broadcast_shapes(*(m.shape for m in masks))
+    except ValueError:
+        shapes = ", ".join(shape_str(m.shape) for m in masks)
+        raise ValueError(
+            f"combine_masks got masks of shapes {shapes}, which do not broadcast together; "
+            f"each axis must be 1 or equal, counting from the right."
+        ) from None
+
+
+def check_softmax_args(scores, mask, axis) -> int:
+    """Floating ``scores``, a boolean ``mask`` broadcasting to them, an ``axis`` of them;
+    returns the axis as ``0..ndim-1``."""
+    check_floating("scores", scores)
+    axis = check_axis("axis", axis, scores, array_name="scores")
+    if mask is not None:
+        check_mask(mask, scores.shape, axes=None)
+    return axis

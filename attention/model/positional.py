@@ -36,8 +36,8 @@ rotation keeps norms, and the product of two rotated vectors sees only the diffe
 their angles: ``q_m . k_n = Re sum_i q_i conj(k_i) exp(i (m - n) theta_i)``, a function of
 ``m - n`` (with its sign) for every pair of vectors, whatever the projections learned. Values
 are not rotated: positions steer *where* to look, not *what* is read. :func:`apply_rope` is
-the pure function, :class:`RotaryEmbedding` the callable a
-:class:`attention.mechanism.multi_head.MultiHeadAttention` applies to its queries and keys.
+the pure function, :class:`RotaryEmbedding` the ``process_heads`` hook of a
+:class:`attention.mechanism.multi_head.MultiHeadAttention`, applied to its projected heads.
 
 **ALiBi** (Press et al. 2022, "Train Short, Test Long", section 3): no position vectors at
 all; head h adds a fixed penalty proportional to the distance to every score::
@@ -282,19 +282,21 @@ def _check_rope_positions(positions, x_shape) -> None:
 
 
 class RotaryEmbedding(nnx.Module):
-    """RoPE as a callable for :class:`attention.mechanism.multi_head.MultiHeadAttention`.
+    """RoPE as the ``process_heads`` hook of a ``MultiHeadAttention`` (step 7).
 
-    ``rope(x [*B, T, N, H], positions [T])`` is :func:`apply_rope` with this ``base``; the
-    attention module calls it on its queries and keys right after splitting the heads, with
-    the absolute positions of the rows. No parameters: the rotation is fixed.
+    ``rope(query, key, value, query_positions [T], key_positions [S])`` returns
+    ``(apply_rope(query, query_positions), apply_rope(key, key_positions), value)`` with this
+    ``base``: queries and keys rotated, values never. No parameters: the rotation is fixed.
 
     Raises:
       TypeError, ValueError: ``head_dim`` not a positive even int, ``base <= 0``; at the call,
-        an ``x`` whose head dim is not ``head_dim`` (and the errors of :func:`apply_rope`).
+        a query or key whose head dim is not ``head_dim`` (and the errors of :func:`apply_rope`).
 
     >>> rope = RotaryEmbedding(head_dim=4)
-    >>> rope(jnp.ones((2, 5, 3, 4)), jnp.arange(5)).shape
-    (2, 5, 3, 4)
+    >>> q, k, v = rope(jnp.ones((2, 5, 3, 4)), jnp.ones((2, 7, 1, 4)), jnp.ones((2, 7, 1, 4)),
+    ...                jnp.arange(5), jnp.arange(7))
+    >>> q.shape, k.shape, bool((v == 1).all())
+    ((2, 5, 3, 4), (2, 7, 1, 4), True)
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0):
@@ -307,8 +309,17 @@ class RotaryEmbedding(nnx.Module):
         self.base = _check_base(base)
 
     def __call__(
-        self, x: Float[Array, "*B T N H"], positions: Int[Array, "*P T"]
-    ) -> Float[Array, "*B T N H"]:
+        self,
+        query: Float[Array, "*B T N H"],
+        key: Float[Array, "*B S K H"],
+        value: Float[Array, "*B S K Hv"],
+        query_positions: Int[Array, "*P T"],
+        key_positions: Int[Array, "*P S"],
+    ) -> tuple[Float[Array, "*B T N H"], Float[Array, "*B S K H"], Float[Array, "*B S K Hv"]]:
+        return self.rotate(query, query_positions), self.rotate(key, key_positions), value
+
+    def rotate(self, x: Float[Array, "*B T N H"], positions: Int[Array, "*P T"]):
+        """:func:`apply_rope` of one array ``x`` with this ``base``, its head dim checked."""
         check_floating("x", x)
         if x.ndim < 1 or x.shape[-1] != self.head_dim:
             raise ValueError(
@@ -396,7 +407,7 @@ def alibi_bias(
 
 
 class ALiBi(nnx.Module):
-    """ALiBi as a position bias for :class:`attention.mechanism.multi_head.MultiHeadAttention`.
+    """ALiBi as the ``position_bias`` hook of a ``MultiHeadAttention`` (step 7).
 
     ``alibi(query_positions [T], key_positions [S])`` is :func:`alibi_bias` with the slopes
     of ``num_heads`` heads, ``[N, T, S]``; the attention module adds it to its scores. No

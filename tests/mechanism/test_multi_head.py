@@ -168,7 +168,7 @@ def test_split_and_merge_heads_are_head_major_reshapes():
 @pytest.mark.outside_annotations
 def test_bad_input_is_reported_by_name_and_shape():
     with pytest.raises(
-        ValueError, match=r"num_heads=5 must divide the projection width qkv_features=28"
+        ValueError, match=r"num_heads=5 must divide qkv_features=28 into equal heads"
     ):
         MultiHeadAttention(5, D, N * H, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"num_heads must be a positive int, got 0"):
@@ -284,6 +284,11 @@ def rotate_pairs(x, positions):
     return rotated.reshape(x.shape)
 
 
+def rotate_heads(query, key, value, query_positions, key_positions):
+    """The test-local ``process_heads`` hook: :func:`rotate_pairs` on queries and keys."""
+    return rotate_pairs(query, query_positions), rotate_pairs(key, key_positions), value
+
+
 def distance_bias(query_positions, key_positions):
     """A test-local ALiBi-like hook: -slope_n * |t - s| with one slope per head, [N, T, S]."""
     slopes_N11 = (0.5 ** jnp.arange(1, G_N + 1, dtype=jnp.float32))[:, None, None]
@@ -376,9 +381,9 @@ def module_numpy(module, x, *, rotary=None, bias=None, window=None):
 HOOK_CASES = {
     "gqa": dict(num_kv_heads=2),
     "mqa_window": dict(num_kv_heads=1, local_window_size=(2, 0)),
-    "gqa_rotary": dict(num_kv_heads=3, rotary=rotate_pairs),
+    "gqa_rotary": dict(num_kv_heads=3, process_heads=rotate_heads),
     "gqa_bias_window": dict(num_kv_heads=2, position_bias=distance_bias, local_window_size=1),
-    "all": dict(num_kv_heads=3, rotary=rotate_pairs, position_bias=distance_bias,
+    "all": dict(num_kv_heads=3, process_heads=rotate_heads, position_bias=distance_bias,
                 local_window_size=(1, 3)),
 }
 
@@ -390,7 +395,7 @@ def test_causal_call_with_hooks_matches_numpy(case):
     x = normal(45, (B, G_T, D))
     positions = jnp.arange(G_T)
     expected = module_numpy(
-        mha, x, rotary=kwargs.get("rotary"),
+        mha, x, rotary=rotate_pairs if "process_heads" in kwargs else None,
         bias=distance_bias(positions, positions) if "position_bias" in kwargs else None,
         window=mha.local_window_size,
     )
@@ -420,7 +425,7 @@ def test_cached_decoding_equals_the_full_causal_call(case, jit):
     assert cache.key.shape == (B, G_T + 1, mha.num_kv_heads, G_H)
     # The cache holds the keys exactly as the call uses them: rotated, K heads.
     keys = split_heads(mha.key(x), mha.num_kv_heads)
-    if mha.rotary is not None:
+    if mha.process_heads is not None:
         keys = rotate_pairs(keys, jnp.arange(G_T))
     np.testing.assert_allclose(cache.key[:, :G_T], keys, atol=1e-5)
     np.testing.assert_array_equal(cache.key[:, G_T:], 0.0)
@@ -429,28 +434,37 @@ def test_cached_decoding_equals_the_full_causal_call(case, jit):
 def test_hooks_get_the_documented_positions():
     calls = []
 
-    def rotary(x, positions):
-        calls.append(("rotary", x.shape, np.asarray(positions).tolist(), positions.dtype))
-        return x
+    def process_heads(query, key, value, query_positions, key_positions):
+        calls.append(("heads", query.shape, key.shape, value.shape,
+                      np.asarray(query_positions).tolist(), np.asarray(key_positions).tolist(),
+                      query_positions.dtype, key_positions.dtype))
+        return query, key, value
 
     def position_bias(query_positions, key_positions):
         calls.append(("bias", np.asarray(query_positions).tolist(),
                       np.asarray(key_positions).tolist()))
         return jnp.zeros((G_N, query_positions.shape[0], key_positions.shape[0]))
 
-    mha = gqa_module(2, rotary=rotary, position_bias=position_bias)
+    mha = gqa_module(2, process_heads=process_heads, position_bias=position_bias)
     mha(normal(47, (B, 3, D)))
+    heads = (B, 3, G_N, G_H), (B, 3, 2, G_H), (B, 3, 2, G_H)
     assert calls == [
-        ("rotary", (B, 3, G_N, G_H), [0, 1, 2], jnp.int32),
-        ("rotary", (B, 3, 2, G_H), [0, 1, 2], jnp.int32),
+        ("heads", *heads, [0, 1, 2], [0, 1, 2], jnp.int32, jnp.int32),
         ("bias", [0, 1, 2], [0, 1, 2]),
     ]
     calls.clear()
     mha.append_and_attend(normal(48, (B, 2, D)), mha.init_cache(B, 6), 3)
+    heads = (B, 2, G_N, G_H), (B, 2, 2, G_H), (B, 2, 2, G_H)
     assert calls == [
-        ("rotary", (B, 2, G_N, G_H), [3, 4], jnp.int32),
-        ("rotary", (B, 2, 2, G_H), [3, 4], jnp.int32),
+        ("heads", *heads, [3, 4], [3, 4], jnp.int32, jnp.int32),  # the new keys only
         ("bias", [3, 4], list(range(6))),
+    ]
+    calls.clear()
+    mha.attend_to_cache(normal(49, (B, 2, D)), mha.project_kv(normal(50, (B, 4, D))))
+    heads = (B, 2, G_N, G_H), (B, 4, 2, G_H), (B, 4, 2, G_H)
+    assert calls == [  # cross-attention: as the call, queries 0..T-1, keys 0..S-1
+        ("heads", *heads, [0, 1], [0, 1, 2, 3], jnp.int32, jnp.int32),
+        ("bias", [0, 1], [0, 1, 2, 3]),
     ]
 
 
@@ -496,7 +510,8 @@ def test_grouped_query_cross_attention_through_the_cache():
         (dict(num_kv_heads=0), ValueError, r"num_kv_heads must be a positive int, got 0\."),
         (dict(num_kv_heads=True), TypeError, r"num_kv_heads must be a positive int, got True"),
         (dict(num_kv_heads=2.0), TypeError, r"num_kv_heads must be a positive int, got 2.0"),
-        (dict(rotary="rope"), TypeError, r"rotary must be None or a callable, got 'rope'"),
+        (dict(process_heads="rope"), TypeError,
+         r"process_heads must be None or a callable, got 'rope'"),
         (dict(position_bias=jnp.zeros(3)), TypeError, r"position_bias must be None or a callable"),
         (dict(local_window_size=-1), ValueError, r"local_window_size must be .*got -1"),
         (dict(local_window_size=(2, -1)), ValueError, r"local_window_size.*negative side"),
@@ -522,12 +537,17 @@ def test_a_cache_or_hook_output_of_the_wrong_shape_is_reported():
         gqa.append_and_attend(x, full_cache, 0)
     with pytest.raises(ValueError, match=r"cache key/value must be \[B, S, K, H\]"):
         gqa.attend_to_cache(x, gqa_module(1).project_kv(normal(54, (B, S, D))))
-    bad_rotary = gqa_module(2, rotary=lambda x, positions: x[..., :2])
+    bad_heads = gqa_module(2, process_heads=lambda q, k, v, tq, ts: (q[..., :2], k, v))
     with pytest.raises(
-        ValueError, match=r"rotary\(x, positions\) must return .*queries \[2, 5, 6, 4\] it "
-        r"returned \[2, 5, 6, 2\]"
+        ValueError, match=r"process_heads\(query, key, value, query_positions, key_positions\) "
+        r"must return .*for query \[2, 5, 6, 4\], key \[2, 5, 2, 4\], value \[2, 5, 2, 4\] "
+        r"it returned \[2, 5, 6, 2\], \[2, 5, 2, 4\], \[2, 5, 2, 4\]"
     ):
-        bad_rotary(normal(55, (B, G_T, D)))
+        bad_heads(normal(55, (B, G_T, D)))
+    with pytest.raises(
+        ValueError, match=r"must return \(query, key, value\) of the shapes.*returned ArrayImpl\."
+    ):
+        gqa_module(2, process_heads=lambda q, k, v, tq, ts: q)(normal(55, (B, G_T, D)))
     bad_bias = gqa_module(2, position_bias=lambda t, s: jnp.zeros((t.shape[0], s.shape[0])))
     with pytest.raises(
         ValueError, match=r"must return a bias \[N, T, S\] = \[6, 5, 5\], got \[5, 5\]"
