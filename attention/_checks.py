@@ -744,3 +744,72 @@ def check_softmax_args(scores, mask, axis) -> int:
     if mask is not None:
         check_mask(mask, scores.shape, axes=None)
     return axis
+
+
+# ------------------------------------------------------------------ positions (step 8)
+
+
+def check_position_span(length: int, offset, max_len: int) -> None:
+    """Positions ``offset .. offset+length-1`` fit a table of ``max_len`` rows (a traced
+    ``offset`` is not checked: ``lax.dynamic_slice`` clamps it)."""
+    check_positive_int("the sequence length", length)
+    if is_traced(offset):
+        if length > max_len:
+            raise ValueError(
+                f"a sequence of length {length} is longer than max_len={max_len} positions."
+            )
+        return
+    if int(offset) < 0 or int(offset) + length > max_len:
+        raise ValueError(
+            f"positions {int(offset)}..{int(offset) + length - 1} are needed but the table "
+            f"has max_len={max_len} positions (0..{max_len - 1}); shorten the sequence or "
+            f"build the model with a larger max_len."
+        )
+
+
+def check_rope_base(base) -> float:
+    """RoPE's frequency base, a number > 0."""
+    return check_real("base", base, low=0.0, low_inclusive=False)
+
+
+def check_rope_head_dim(head_dim) -> int:
+    """RoPE rotates pairs of dimensions: a positive, even head dim."""
+    head_dim = check_positive_int("head_dim", head_dim)
+    if head_dim % 2:
+        raise ValueError(
+            f"RoPE rotates pairs of dimensions, so head_dim must be even, got {head_dim}."
+        )
+    return head_dim
+
+
+def check_rope_args(x, positions, base, head_dim: int | None = None) -> float:
+    """``apply_rope``'s floating ``x [*B, T, N, H]`` with H even (``head_dim`` if given),
+    integer ``positions`` ``[T]`` or ``[*B, T]``, and ``base > 0``; returns the base."""
+    check_floating("x", x)
+    if head_dim is not None and (x.ndim < 1 or x.shape[-1] != head_dim):
+        raise ValueError(
+            f"x has head dim {x.shape[-1] if x.ndim else None} (shape {shape_str(x.shape)}) "
+            f"but this RotaryEmbedding was built with head_dim={head_dim}."
+        )
+    if x.ndim < 3:
+        raise ValueError(
+            f"x must have shape [*B, T, N, H] (at least [T, N, H]), got {shape_str(x.shape)}."
+        )
+    if x.shape[-1] % 2:
+        raise ValueError(
+            f"RoPE rotates pairs of dimensions (x_2i, x_2i+1), so the head dim H must be even; "
+            f"x has shape {shape_str(x.shape)} with H={x.shape[-1]}. Choose d_model / num_heads "
+            f"even."
+        )
+    base = check_rope_base(base)
+    check_integer("positions", positions)
+    T, batch = x.shape[-3], tuple(x.shape[:-3])
+    if tuple(positions.shape) not in ((T,), (*batch, T)):
+        expected = f"[T] = {shape_str((T,))}" + (
+            f" or [*B, T] = {shape_str((*batch, T))}" if batch else ""
+        )
+        raise ValueError(
+            f"positions must give one position per row of x, {expected} for x of shape "
+            f"{shape_str(x.shape)}, got {shape_str(positions.shape)}."
+        )
+    return base
