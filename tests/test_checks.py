@@ -497,8 +497,8 @@ INT_ENTRY_POINTS = {
         check_positive_int),
     "MultiHeadAttention(in_features)": (
         "in_features", lambda v: MultiHeadAttention(2, v, rngs=nnx.Rngs(0)), check_positive_int),
-    "MultiHeadAttention.init_cache(max_len)": (
-        "max_len", lambda v: MultiHeadAttention(2, 8, rngs=nnx.Rngs(0)).init_cache(1, v),
+    "kv_cache.init_cache(max_len)": (
+        "max_len", lambda v: kv_cache.init_cache(MultiHeadAttention(2, 8, rngs=nnx.Rngs(0)), 1, v),
         check_positive_int),
     "kv_cache.init_cache(batch_size)": (
         "batch_size", lambda v: kv_cache.init_cache(MultiHeadAttention(2, 8, rngs=nnx.Rngs(0)),

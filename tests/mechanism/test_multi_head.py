@@ -19,6 +19,7 @@ from attention import (
     merge_heads,
     split_heads,
 )
+from attention.mechanism import kv_cache  # step 7a: the key/value cache of this module
 
 B, T, S, N, H, D, DKV, DOUT = 2, 3, 5, 7, 4, 11, 13, 6
 
@@ -245,20 +246,20 @@ def test_numpy_ints_are_counts():
 def test_cache_arguments_are_checked():
     mha = MultiHeadAttention(N, N * H, rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match=r"batch_size must be a positive int, got 2.0 \(float\)"):
-        mha.init_cache(2.0, S)
+        kv_cache.init_cache(mha, 2.0, S)
     with pytest.raises(ValueError, match=r"max_len must be a positive int, got 0\."):
-        mha.init_cache(B, 0)
-    cache = mha.init_cache(B, S)
+        kv_cache.init_cache(mha, B, 0)
+    cache = kv_cache.init_cache(mha, B, S)
     x = normal(28, (B, 1, N * H))
     with pytest.raises(TypeError, match=r"index must be an int or an integer scalar array"):
-        mha.append_and_attend(x, cache, 1.0)
+        kv_cache.append_and_attend(mha, x, cache, 1.0)
     with pytest.raises(ValueError, match=r"index must be >= 0.*got -1"):
-        mha.append_and_attend(x, cache, -1)
+        kv_cache.append_and_attend(mha, x, cache, -1)
     with pytest.raises(ValueError, match=rf"the cache holds S={S} positions but index={S}"):
-        mha.append_and_attend(x, cache, S)
+        kv_cache.append_and_attend(mha, x, cache, S)
     # A traced index (a step counter under jit) skips the value checks and still works.
-    step = jax.jit(lambda i: mha.append_and_attend(x, cache, i)[0])
-    np.testing.assert_allclose(step(jnp.int32(0)), mha.append_and_attend(x, cache, 0)[0],
+    step = jax.jit(lambda i: kv_cache.append_and_attend(mha, x, cache, i)[0])
+    np.testing.assert_allclose(step(jnp.int32(0)), kv_cache.append_and_attend(mha, x, cache, 0)[0],
                                atol=1e-6)
 
 
@@ -316,7 +317,7 @@ def test_grouped_query_parameter_and_cache_shapes(num_kv_heads):
     assert mha.key.bias.shape == (num_kv_heads * G_H,)
     assert mha.out.kernel.shape == (G_N * G_H, D)
     # (What append_and_attend and project_kv return is checked in the tests below.)
-    cache = mha.init_cache(B, G_T)
+    cache = kv_cache.init_cache(mha, B, G_T)
     assert cache.key.shape == cache.value.shape == (B, G_T, num_kv_heads, G_H)
 
 
@@ -413,9 +414,9 @@ def test_cached_decoding_equals_the_full_causal_call(case, jit):
     mha = gqa_module(seed=4, **HOOK_CASES[case])
     x = normal(46, (B, G_T, D))
     full = mha(x, is_causal=True)
-    step = lambda x_t, cache, i: mha.append_and_attend(x_t, cache, i)  # noqa: E731
+    step = lambda x_t, cache, i: kv_cache.append_and_attend(mha, x_t, cache, i)  # noqa: E731
     step = jax.jit(step) if jit else step
-    cache = mha.init_cache(B, G_T + 1)  # one slot more than needed: it must stay masked
+    cache = kv_cache.init_cache(mha, B, G_T + 1)  # one slot more than needed: it must stay masked
     outputs = []
     # Token by token, except positions 2 and 3 together (T = 2 new queries at index 2).
     for start, stop in ((0, 1), (1, 2), (2, 4), (4, 5)):
@@ -453,14 +454,15 @@ def test_hooks_get_the_documented_positions():
         ("bias", [0, 1, 2], [0, 1, 2]),
     ]
     calls.clear()
-    mha.append_and_attend(normal(48, (B, 2, D)), mha.init_cache(B, 6), 3)
+    kv_cache.append_and_attend(mha, normal(48, (B, 2, D)), kv_cache.init_cache(mha, B, 6), 3)
     heads = (B, 2, G_N, G_H), (B, 2, 2, G_H), (B, 2, 2, G_H)
     assert calls == [
         ("heads", *heads, [3, 4], [3, 4], jnp.int32, jnp.int32),  # the new keys only
         ("bias", [3, 4], list(range(6))),
     ]
     calls.clear()
-    mha.attend_to_cache(normal(49, (B, 2, D)), mha.project_kv(normal(50, (B, 4, D))))
+    memory_kv = kv_cache.project_kv(mha, normal(50, (B, 4, D)))
+    kv_cache.attend_to_cache(mha, normal(49, (B, 2, D)), memory_kv)
     heads = (B, 2, G_N, G_H), (B, 4, 2, G_H), (B, 4, 2, G_H)
     assert calls == [  # cross-attention: as the call, queries 0..T-1, keys 0..S-1
         ("heads", *heads, [0, 1], [0, 1, 2, 3], jnp.int32, jnp.int32),
@@ -493,10 +495,10 @@ def test_grouped_query_cross_attention_through_the_cache():
     mha = gqa_module(2, seed=6)
     x, y = normal(50, (B, T, D)), normal(51, (B, S, D))
     mask = mask_with_a_key_per_row(52, (B, 1, T, S))
-    cache = mha.project_kv(y)
+    cache = kv_cache.project_kv(mha, y)
     assert cache.key.shape == (B, S, 2, G_H)
     np.testing.assert_allclose(
-        mha.attend_to_cache(x, cache, mask=mask), mha(x, y, mask=mask), atol=1e-5
+        kv_cache.attend_to_cache(mha, x, cache, mask=mask), mha(x, y, mask=mask), atol=1e-5
     )
 
 
@@ -529,14 +531,14 @@ def test_grouped_query_and_hook_arguments_are_checked(kwargs, error, message):
 def test_a_cache_or_hook_output_of_the_wrong_shape_is_reported():
     gqa = gqa_module(2)
     x = normal(53, (B, 1, D))
-    full_cache = gqa_module(G_N).init_cache(B, G_T)  # K = 6 heads, this module has K = 2
+    full_cache = kv_cache.init_cache(gqa_module(G_N), B, G_T)  # K = 6 heads, this module has K = 2
     with pytest.raises(
         ValueError, match=r"cache key/value must be \[B, S, K, H\] = \[2, 5, 2, 4\].*"
         r"num_kv_heads=2 key/value heads.*got key \[2, 5, 6, 4\]"
     ):
-        gqa.append_and_attend(x, full_cache, 0)
+        kv_cache.append_and_attend(gqa, x, full_cache, 0)
     with pytest.raises(ValueError, match=r"cache key/value must be \[B, S, K, H\]"):
-        gqa.attend_to_cache(x, gqa_module(1).project_kv(normal(54, (B, S, D))))
+        kv_cache.attend_to_cache(gqa, x, kv_cache.project_kv(gqa_module(1), normal(54, (B, S, D))))
     bad_heads = gqa_module(2, process_heads=lambda q, k, v, tq, ts: (q[..., :2], k, v))
     with pytest.raises(
         ValueError, match=r"process_heads\(query, key, value, query_positions, key_positions\) "
