@@ -8,13 +8,14 @@ generated from those lines (``python -m attention._reading_map --write``; the te
 they are out of date)::
 
     reading-map:start
-    mechanism/     steps 0-7      notebooks 01-04, 11
-        The attention mechanism: from a dot product to multi-head attention.
-        1 scores  2 masks  3 softmax  4 weights  5 weighted_sum  6 scaled_dot_product  7 multi_head
     vectors/       steps 0-0j     notebook 00
         Vectors: does it make sense to multiply two embeddings? (notebook 00)
         0 corpus  0a skipgram  0b word_vectors  0c training  0d evaluation  0e cosine  0f top_k
         0g quantized  0h search  0i kmeans  0j inverted_index
+    mechanism/     steps 1-7a     notebooks 01-04, 09, 11
+        The attention mechanism: from a dot product to multi-head attention.
+        1 scores  2 masks  3 softmax  4 weights  5 weighted_sum  6 scaled_dot_product  7 multi_head
+        7a kv_cache
     model/         steps 8-17     notebooks 05-06, 09, 11-12
         The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09).
         8 positional  9 embeddings  10 feed_forward  11 config  11b precision  12 residual

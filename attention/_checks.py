@@ -25,7 +25,7 @@ ValueError: num_heads must be a positive int, got 0.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -430,9 +430,368 @@ def check_seq_lengths(name: str, lengths, batch: int | None, max_len: int) -> No
             )
 
 
-# Checks moved from kernels/, training/, inspection/ and data/
+# ------------------------------------------------------------------ attention steps 1-7a
 
-from collections.abc import Mapping  # noqa: E402  (kept in this section: one place to merge)
+
+def check_repeat_kv_heads(x, num_heads) -> int:
+    """Keys or values ``[*B, S, K, H]`` whose K heads divide ``num_heads`` N; returns N."""
+    check_array("x", x)
+    num_heads = check_positive_int("num_heads", num_heads)
+    if x.ndim < 3:
+        raise ValueError(
+            f"x must be keys or values [B, S, K, H] (or [S, K, H]), got shape "
+            f"{shape_str(x.shape)}."
+        )
+    num_kv_heads = x.shape[-2]
+    if num_kv_heads == 0 or num_heads % num_kv_heads:
+        raise ValueError(
+            f"num_heads={num_heads} (query heads N) must be a multiple of the K={num_kv_heads} "
+            f"key/value heads of x (shape {shape_str(x.shape)}, axis -2), so that each key head "
+            f"serves N / K query heads."
+        )
+    return num_heads
+
+
+def check_weighted_sum(weights, value) -> None:
+    """Weights ``[*B, N, T, S]`` and values ``[*B, S, K, Hv]`` agree on B and S; K divides N."""
+    check_floating("weights", weights)
+    check_floating("value", value)
+    if weights.ndim not in (3, 4) or value.ndim != weights.ndim:
+        raise ValueError(
+            f"weights must be [B, N, T, S] and value [B, S, N, Hv] (or both unbatched); got "
+            f"weights {shape_str(weights.shape)} and value {shape_str(value.shape)}."
+        )
+    *batch_w, N, _, S = weights.shape
+    *batch_v, S_v, N_v, _ = value.shape
+    if (tuple(batch_w), S) != (tuple(batch_v), S_v) or N_v == 0 or N % N_v:
+        raise ValueError(
+            f"weights [B, N, T, S] = {shape_str(weights.shape)} and value [B, S, K, Hv] = "
+            f"{shape_str(value.shape)} must agree on B and S, and the K={N_v} value heads "
+            f"must divide the N={N} heads of the weights."
+        )
+
+
+def check_single_head(query, key, value, mask) -> None:
+    """``single_head_attention``'s query ``[T, H]``, key ``[S, H]``, value ``[S, Hv]``, mask."""
+    hint = (
+        " single_head_attention takes one head of one sequence; use dot_product_attention "
+        "for [B, T, N, H] inputs."
+    )
+    for name, array, axes in (
+        ("query", query, "TH"), ("key", key, "SH"), ("value", value, ("S", "Hv"))
+    ):
+        check_floating(name, array)
+        check_rank(name, array, axes, hint=hint)
+    if key.shape[1] != query.shape[1]:
+        raise ValueError(
+            f"query [T, H] and key [S, H] must have the same head dim H; got query "
+            f"{shape_str(query.shape)} and key {shape_str(key.shape)}."
+        )
+    if value.shape[0] != key.shape[0]:
+        raise ValueError(
+            f"key [S, H] and value [S, Hv] must have the same length S (one value per key); "
+            f"got key {shape_str(key.shape)} and value {shape_str(value.shape)}."
+        )
+    if mask is not None:
+        check_mask(mask, (query.shape[0], key.shape[0]), "TS")
+
+
+def check_split_heads(x, num_heads) -> int:
+    """The last axis of ``x`` splits into ``num_heads`` equal heads; returns ``int(num_heads)``."""
+    num_heads = check_positive_int("num_heads", num_heads)
+    if x.shape[-1] % num_heads:
+        raise ValueError(
+            f"the last axis of x (shape {shape_str(x.shape)}) must divide into "
+            f"num_heads={num_heads} equal heads."
+        )
+    return num_heads
+
+
+def check_multi_head_args(
+    num_heads, in_features, qkv_features, out_features, num_kv_heads, in_kv_features, *,
+    dropout_rate, process_heads, position_bias,
+) -> tuple[int, int, int, int, int, int, float]:
+    """``MultiHeadAttention``'s sizes (None defaults resolved) as ints, and its dropout rate:
+    ``(num_heads, in_features, qkv_features, out_features, num_kv_heads, in_kv_features,
+    dropout_rate)``."""
+    num_heads = check_positive_int("num_heads", num_heads)
+    in_features = check_positive_int("in_features", in_features)
+    sizes = {"qkv_features": qkv_features, "out_features": out_features,
+             "in_kv_features": in_kv_features}
+    sizes = {name: check_positive_int(name, in_features if value is None else value)
+             for name, value in sizes.items()}
+    num_kv_heads = check_positive_int(
+        "num_kv_heads", num_heads if num_kv_heads is None else num_kv_heads
+    )
+    check_heads_divide_width(num_heads, sizes["qkv_features"], width_name="qkv_features")
+    check_kv_heads_divide(num_kv_heads, num_heads)
+    for name, hook in (("process_heads", process_heads), ("position_bias", position_bias)):
+        if hook is not None and not callable(hook):
+            raise TypeError(
+                f"{name} must be None or a callable, got {hook!r} ({type(hook).__name__})."
+            )
+    dropout_rate = check_real("dropout_rate", dropout_rate, low=0.0, high=1.0,
+                              high_inclusive=False)
+    return (num_heads, in_features, sizes["qkv_features"], sizes["out_features"], num_kv_heads,
+            sizes["in_kv_features"], dropout_rate)
+
+
+def check_width(name: str, x, width: int, attribute: str) -> None:
+    """The last axis of the input ``x`` is the ``width`` a module was built with."""
+    if x.shape[-1] != width:
+        raise ValueError(
+            f"{name} has width {x.shape[-1]} (shape {shape_str(x.shape)}) but this module "
+            f"was built with {attribute}={width}."
+        )
+
+
+def check_multi_head_inputs(inputs_q, inputs_kv, in_features: int, in_kv_features: int) -> None:
+    """``inputs_q [B, T, D]`` and ``inputs_kv [B, S, Dkv]`` (or both unbatched) of a module."""
+    check_floating("inputs_q", inputs_q)
+    check_floating("inputs_kv", inputs_kv)
+    if inputs_q.ndim not in (2, 3) or inputs_kv.ndim != inputs_q.ndim:
+        raise ValueError(
+            f"inputs_q must be [B, T, D] and inputs_kv [B, S, Dkv] (or both unbatched); got "
+            f"inputs_q {shape_str(inputs_q.shape)} and inputs_kv {shape_str(inputs_kv.shape)}."
+        )
+    check_width("inputs_q", inputs_q, in_features, "in_features")
+    check_width("inputs_kv", inputs_kv, in_kv_features, "in_kv_features")
+    if inputs_q.ndim == 3 and inputs_q.shape[0] != inputs_kv.shape[0]:
+        raise ValueError(
+            f"inputs_q {shape_str(inputs_q.shape)} and inputs_kv "
+            f"{shape_str(inputs_kv.shape)} must have the same batch size B."
+        )
+
+
+def check_processed_heads(given, returned) -> None:
+    """A ``process_heads`` hook returns (query, key, value) of the shapes it was given."""
+    got = [getattr(x, "shape", type(x).__name__) for x in returned] if isinstance(
+        returned, (tuple, list)) and len(returned) == 3 else None
+    expected = [x.shape for x in given]
+    if got != expected:
+        names = ("query", "key", "value")
+        shapes = ", ".join(f"{n} {shape_str(s)}" for n, s in zip(names, expected, strict=True))
+        received = (", ".join(shape_str(s) if isinstance(s, tuple) else s for s in got)
+                    if got is not None else type(returned).__name__)
+        raise ValueError(
+            f"process_heads(query, key, value, query_positions, key_positions) must return "
+            f"(query, key, value) of the shapes it was given; for {shapes} it returned "
+            f"{received}."
+        )
+
+
+def check_position_bias(bias, expected: Sequence[int]) -> None:
+    """A ``position_bias`` hook returns a floating bias ``[N, T, S]``."""
+    check_floating("position_bias(query_positions, key_positions)", bias)
+    if tuple(bias.shape) != tuple(expected):
+        raise ValueError(
+            f"position_bias(query_positions, key_positions) must return a bias [N, T, S] = "
+            f"{shape_str(expected)}, got {shape_str(bias.shape)}."
+        )
+
+
+def check_attention_fn_call(*, sow_weights: bool, dropout_rate: float, dropout_on: bool) -> None:
+    """What a fused ``attention_fn`` cannot do: sow the weights or drop them out."""
+    if sow_weights:
+        raise ValueError(
+            "sow_weights=True needs the weights, which a fused attention_fn never "
+            "forms; build the module with attention_fn=None to plot them."
+        )
+    if dropout_rate > 0 and dropout_on:
+        raise ValueError(
+            f"dropout_rate={dropout_rate} on attention weights needs "
+            "attention_fn=None (fused kernels never form the weights); set "
+            "dropout_rate=0 or call with deterministic=True."
+        )
+
+
+def check_cache(cache, cache_type: type, inputs_q, module) -> None:
+    """A key/value cache of ``cache_type`` whose ``[B, S, K, H]`` fits ``module`` and the
+    batch of ``inputs_q [B, T, D]`` (which is checked first, as a module's input)."""
+    check_floating("inputs_q", inputs_q, axes="BTD")
+    check_width("inputs_q", inputs_q, module.in_features, "in_features")
+    if not isinstance(cache, cache_type):
+        raise TypeError(
+            f"cache must be a KVCache (from init_cache or project_kv), got "
+            f"{type(cache).__name__}."
+        )
+    expected = (inputs_q.shape[0], cache.key.shape[1], module.num_kv_heads, module.head_dim)
+    if cache.key.shape != expected or cache.value.shape != expected:
+        raise ValueError(
+            f"cache key/value must be [B, S, K, H] = {shape_str(expected)} for inputs_q "
+            f"{shape_str(inputs_q.shape)} and this module's num_kv_heads="
+            f"{module.num_kv_heads} key/value heads of size {module.head_dim}; got key "
+            f"{shape_str(cache.key.shape)} and value {shape_str(cache.value.shape)}."
+        )
+
+
+def check_cache_index(index, new: int, length: int) -> None:
+    """``index`` (an int or integer scalar, maybe traced) leaves room for ``new`` positions in
+    a cache of ``length``; a traced index is not checked (``dynamic_update_slice`` clamps it)."""
+    check_int_scalar("index", index, what="an int or an integer scalar array (the step)")
+    if is_traced(index):
+        return
+    if int(index) < 0:
+        raise ValueError(f"index must be >= 0 (positions already cached), got {int(index)}.")
+    if int(index) + new > length:
+        raise ValueError(
+            f"the cache holds S={length} positions but index={int(index)} plus {new} new "
+            f"position(s) would need {int(index) + new}; make the cache longer."
+        )
+
+
+def check_self_attention_module(module, what: str) -> None:
+    """Self-attention reads queries, keys and values from one input: one width."""
+    if module.in_kv_features != module.in_features:
+        raise ValueError(
+            f"{what} is self-attention: it needs in_kv_features == in_features, "
+            f"but this module has in_kv_features={module.in_kv_features} and "
+            f"in_features={module.in_features}; use project_kv + attend_to_cache instead."
+        )
+
+
+def check_offset(offset) -> None:
+    """A mask's ``offset``: an int or an integer scalar array (may be traced)."""
+    check_int_scalar(
+        "offset", offset, what="an int or an integer scalar array (the number of cached keys)"
+    )
+
+
+def check_window_given(local_window_size) -> tuple[int, int]:
+    """:func:`check_local_window` for a window that must be given (not None)."""
+    window = check_local_window(local_window_size)
+    if window is None:
+        raise TypeError(
+            "local_window_mask needs local_window_size=w or (left, right), got None (no "
+            "window: attend every key, or leave the mask out)."
+        )
+    return window
+
+
+def check_padding_mask_args(lengths, max_len, tokens, pad_id):
+    """``padding_mask``'s two forms: ``lengths`` with ``max_len``, or ``tokens`` with
+    ``pad_id``. Returns ``(lengths as an array or None, max_len as an int or None)``."""
+    if (lengths is None) == (tokens is None):
+        raise ValueError(
+            "padding_mask needs either lengths= (with max_len=) or tokens= (with pad_id=), "
+            "not both and not neither."
+        )
+    if tokens is not None:
+        if pad_id is None:
+            raise ValueError("padding_mask(tokens=...) needs pad_id=, the id of the padding token.")
+        check_int_scalar("pad_id", pad_id, what="an int (the id of the padding token)")
+        check_integer("tokens", tokens, axes="BS")
+        return None, None
+    # A list of lengths is accepted and made an array: lengths are often written by hand.
+    lengths = jnp.asarray(lengths)
+    if max_len is None:
+        raise ValueError("padding_mask(lengths=...) needs max_len=, the padded length S.")
+    max_len = check_positive_int("max_len", max_len)
+    check_integer("lengths", lengths, axes="B")
+    # Under jit the values cannot be read, only the shape; an empty batch has no values.
+    if not is_traced(lengths) and lengths.size:
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 0 or high > max_len:
+            raise ValueError(
+                f"lengths must lie in 0..max_len={max_len}, got values {low}..{high}."
+            )
+    return lengths, max_len
+
+
+def check_masks_combine(masks) -> tuple[int, ...]:
+    """Boolean masks whose shapes broadcast together; returns the broadcast shape."""
+    for i, mask in enumerate(masks):
+        check_mask_dtype(f"mask {i} given to combine_masks", mask)
+    try:
+        return jnp.broadcast_shapes(*(m.shape for m in masks))
+    except ValueError:
+        shapes = ", ".join(shape_str(m.shape) for m in masks)
+        raise ValueError(
+            f"combine_masks got masks of shapes {shapes}, which do not broadcast together; "
+            f"each axis must be 1 or equal, counting from the right."
+        ) from None
+
+
+def check_softmax_args(scores, mask, axis) -> int:
+    """Floating ``scores``, a boolean ``mask`` broadcasting to them, an ``axis`` of them;
+    returns the axis as ``0..ndim-1``."""
+    check_floating("scores", scores)
+    axis = check_axis("axis", axis, scores, array_name="scores")
+    if mask is not None:
+        check_mask(mask, scores.shape, axes=None)
+    return axis
+
+
+# ------------------------------------------------------------------ positions (step 8)
+
+
+def check_position_span(length: int, offset, max_len: int) -> None:
+    """Positions ``offset .. offset+length-1`` fit a table of ``max_len`` rows (a traced
+    ``offset`` is not checked: ``lax.dynamic_slice`` clamps it)."""
+    check_positive_int("the sequence length", length)
+    if is_traced(offset):
+        if length > max_len:
+            raise ValueError(
+                f"a sequence of length {length} is longer than max_len={max_len} positions."
+            )
+        return
+    if int(offset) < 0 or int(offset) + length > max_len:
+        raise ValueError(
+            f"positions {int(offset)}..{int(offset) + length - 1} are needed but the table "
+            f"has max_len={max_len} positions (0..{max_len - 1}); shorten the sequence or "
+            f"build the model with a larger max_len."
+        )
+
+
+def check_rope_base(base) -> float:
+    """RoPE's frequency base, a number > 0."""
+    return check_real("base", base, low=0.0, low_inclusive=False)
+
+
+def check_rope_head_dim(head_dim) -> int:
+    """RoPE rotates pairs of dimensions: a positive, even head dim."""
+    head_dim = check_positive_int("head_dim", head_dim)
+    if head_dim % 2:
+        raise ValueError(
+            f"RoPE rotates pairs of dimensions, so head_dim must be even, got {head_dim}."
+        )
+    return head_dim
+
+
+def check_rope_args(x, positions, base, head_dim: int | None = None) -> float:
+    """``apply_rope``'s floating ``x [*B, T, N, H]`` with H even (``head_dim`` if given),
+    integer ``positions`` ``[T]`` or ``[*B, T]``, and ``base > 0``; returns the base."""
+    check_floating("x", x)
+    if head_dim is not None and (x.ndim < 1 or x.shape[-1] != head_dim):
+        raise ValueError(
+            f"x has head dim {x.shape[-1] if x.ndim else None} (shape {shape_str(x.shape)}) "
+            f"but this RotaryEmbedding was built with head_dim={head_dim}."
+        )
+    if x.ndim < 3:
+        raise ValueError(
+            f"x must have shape [*B, T, N, H] (at least [T, N, H]), got {shape_str(x.shape)}."
+        )
+    if x.shape[-1] % 2:
+        raise ValueError(
+            f"RoPE rotates pairs of dimensions (x_2i, x_2i+1), so the head dim H must be even; "
+            f"x has shape {shape_str(x.shape)} with H={x.shape[-1]}. Choose d_model / num_heads "
+            f"even."
+        )
+    base = check_rope_base(base)
+    check_integer("positions", positions)
+    T, batch = x.shape[-3], tuple(x.shape[:-3])
+    if tuple(positions.shape) not in ((T,), (*batch, T)):
+        expected = f"[T] = {shape_str((T,))}" + (
+            f" or [*B, T] = {shape_str((*batch, T))}" if batch else ""
+        )
+        raise ValueError(
+            f"positions must give one position per row of x, {expected} for x of shape "
+            f"{shape_str(x.shape)}, got {shape_str(positions.shape)}."
+        )
+    return base
+
+
+# Checks moved from kernels/, training/, inspection/ and data/
 
 # ---------------------------------------------------------------------------------------------
 # Kernels (step 27..): one call, check_kernel_args, at the top of every attention kernel.
@@ -470,11 +829,11 @@ def resolve_lengths(query_seq_lengths, key_value_seq_lengths, query_lengths, key
 
 
 def check_attention_args(
-    query, key, value, bias, mask, scale, *, query_seq_lengths=None, query_name=
-    "query_seq_lengths", key_value_seq_lengths=None, key_value_name="key_value_seq_lengths",
-    local_window_size=None, bias_ok: bool = True, kernel: str = "this kernel",
+    query, key, value=None, *, mask=None, bias=None, scale=None, query_seq_lengths=None,
+    key_value_seq_lengths=None, local_window_size=None, query_name="query_seq_lengths",
+    key_value_name="key_value_seq_lengths", bias_ok: bool = True, kernel: str = "this kernel",
 ) -> tuple[int, int] | None:
-    """The checks of :func:`attention.dot_product_attention`, in the same words.
+    """The arguments of ``attention_weights`` / ``dot_product_attention`` and of every kernel.
 
     Returns the window as ``(left, right)`` (or None). The lengths are checked under the name
     the caller used (``key_lengths`` or ``key_value_seq_lengths``).
@@ -522,7 +881,8 @@ def check_kernel_args(
     ql, ql_name, kl, kl_name = resolve_lengths(
         query_seq_lengths, key_value_seq_lengths, query_lengths, key_lengths)
     window = check_attention_args(
-        query, key, value, bias, mask if mask_ok else None, scale, query_seq_lengths=ql,
+        query, key, value, bias=bias, mask=mask if mask_ok else None, scale=scale,
+        query_seq_lengths=ql,
         query_name=ql_name, key_value_seq_lengths=kl, key_value_name=kl_name,
         local_window_size=local_window_size, bias_ok=bias_ok, kernel=kernel,
     )

@@ -101,7 +101,7 @@ print(f"{len(sentences):,} English sentences, for example: {sentences[0]!r}")
 # similar vectors. Two tricks of the paper matter on real text: the noise distribution is
 # the word counts to the power 3/4 (rare words are drawn more often than their frequency),
 # and frequent words ("a", "the") are *subsampled*, each occurrence dropped with probability
-# `1 - sqrt(t / f(w))`. `attention.data.word_vectors` implements all three; training is
+# `1 - sqrt(t / f(w))`. `attention.vectors` implements all three; training is
 # one `jax.jit`-compiled scan over batches of pairs, with Adam.
 #
 # The first run trains and saves the vectors to `runs/`; a second run loads them.
@@ -385,7 +385,7 @@ assert results["[u, v, |u-v|, u*v]"] > results["sum u + v"] + 0.05, results
 # 1 for the same direction, 0 for orthogonal, -1 for opposite. Every neighbour list above was
 # a cosine search: "which stored vectors point the same way as this query?"
 #
-# `attention.mechanism.similarity.cosine_top_k(queries, database, k)` returns the k best rows.
+# `attention.vectors.cosine_top_k(queries, database, k)` returns the k best rows.
 # Its docstring explains the plan: normalise the database once (`normalize`), so a search is
 # one matrix-vector product plus a top-k, and stream the database in chunks for many queries.
 # `vectors.unit_vectors` is our vocabulary, normalised once.
@@ -639,7 +639,7 @@ print(f"one query at a time  : {1e3 * t_jax:7.1f} ms a query")
 #
 # An exact search cannot skip a row: any row might be the best. To go below the floor we must
 # accept a small chance of missing a neighbour. The inverted-file index
-# (`attention/mechanism/inverted_index.py`, FAISS's `IndexIVFFlat`) clusters the database once
+# (`attention/vectors/inverted_index.py`, FAISS's `IndexIVFFlat`) clusters the database once
 # with k-means into `L` cells. A query then ranks the `L` centroids and searches only the rows
 # of its `n_probe` best cells, about `n_probe / L` of the matrix. What it misses is measured as
 # **recall@10**: the fraction of the exact top-10 that it returns.

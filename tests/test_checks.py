@@ -23,19 +23,24 @@ from attention._checks import (
     check_array,
     check_axis,
     check_broadcastable,
+    check_cache_index,
     check_floating,
     check_int,
     check_int_scalar,
     check_integer,
     check_mask,
     check_mask_dtype,
+    check_multi_head_args,
     check_non_negative_int,
     check_positive_int,
+    check_processed_heads,
     check_qkv,
     check_rank,
     check_real,
     check_scale,
+    check_split_heads,
     check_tokens,
+    check_weighted_sum,
     is_int,
     is_traced,
     shape_str,
@@ -47,14 +52,15 @@ from attention.data.vocab import Vocabulary
 from attention.kernels.blockwise import blockwise_attention
 from attention.kernels.flash import flash_attention
 from attention.kernels.pallas_flash import pallas_flash_attention
+from attention.mechanism import kv_cache
 from attention.mechanism.masks import causal_mask, padding_mask
 from attention.mechanism.multi_head import MultiHeadAttention, split_heads
-from attention.mechanism.similarity import cosine_top_k, normalize
 from attention.mechanism.softmax import masked_softmax
 from attention.training.checkpoint import Checkpointer
 from attention.training.loss import label_smoothed_cross_entropy, projected_cross_entropy
 from attention.training.schedule import transformer_schedule
 from attention.training.train import TrainConfig
+from attention.vectors import cosine_top_k, normalize
 
 # Every test here calls the checks with wrong types or values on purpose.
 pytestmark = pytest.mark.outside_annotations
@@ -418,6 +424,60 @@ def test_check_tokens_under_jit_checks_shapes_but_not_the_traced_values():
         closed_over(jnp.ones(2))
 
 
+# --- the checks of the attention steps (1-7a) ------------------------------------------------
+
+
+def test_check_split_heads_and_the_head_rules_of_multi_head_attention():
+    assert check_split_heads(jnp.ones((2, 6)), np.int64(3)) == 3
+    with pytest.raises(ValueError, match=r"last axis of x \(shape \[2, 6\]\) must divide into "
+                                         r"num_heads=4 equal heads"):
+        check_split_heads(jnp.ones((2, 6)), 4)
+    sizes = dict(dropout_rate=0.0, process_heads=None, position_bias=None)
+    assert check_multi_head_args(4, 8, None, None, None, None, **sizes) == (4, 8, 8, 8, 4, 8, 0.0)
+    assert check_multi_head_args(4, 8, 12, 5, 2, 3, **sizes) == (4, 8, 12, 5, 2, 3, 0.0)
+    with pytest.raises(ValueError, match=r"num_heads=5 must divide qkv_features=12 into equal "
+                                         r"heads.*among \[1, 2, 3, 4, 6, 12\]"):
+        check_multi_head_args(5, 8, 12, None, None, None, **sizes)
+    with pytest.raises(ValueError, match=r"num_kv_heads=3 must divide num_heads=4"):
+        check_multi_head_args(4, 8, None, None, 3, None, **sizes)
+    with pytest.raises(TypeError, match=r"position_bias must be None or a callable, got 3 \(int"):
+        check_multi_head_args(4, 8, None, None, None, None, **(sizes | {"position_bias": 3}))
+
+
+def test_check_weighted_sum():
+    check_weighted_sum(jnp.ones((2, 6, 3, 5)), jnp.ones((2, 5, 3, 7)))
+    with pytest.raises(ValueError, match=r"must agree on B and S, and the K=4 value heads must "
+                                         r"divide the N=6 heads"):
+        check_weighted_sum(jnp.ones((2, 6, 3, 5)), jnp.ones((2, 5, 4, 7)))
+    with pytest.raises(TypeError, match=r"value must have a floating dtype"):
+        check_weighted_sum(jnp.ones((2, 6, 3, 5)), jnp.ones((2, 5, 3, 7), jnp.int32))
+
+
+def test_check_cache_index():
+    check_cache_index(3, 2, 5)
+    check_cache_index(jnp.int32(3), 2, 5)
+    jax.jit(lambda i: check_cache_index(i, 9, 5))(jnp.int32(7))  # traced: not checked
+    with pytest.raises(TypeError, match=r"index must be an int or an integer scalar array"):
+        check_cache_index(jnp.ones(()), 1, 5)
+    with pytest.raises(ValueError, match=r"index must be >= 0 .*got -1"):
+        check_cache_index(-1, 1, 5)
+    with pytest.raises(ValueError, match=r"holds S=5 positions but index=4 plus 2 new "
+                                         r"position\(s\) would need 6"):
+        check_cache_index(4, 2, 5)
+
+
+def test_check_processed_heads():
+    given = (jnp.ones((2, 3, 4, 6)), jnp.ones((2, 5, 2, 6)), jnp.ones((2, 5, 2, 7)))
+    check_processed_heads(given, given)
+    check_processed_heads(given, list(given))
+    with pytest.raises(ValueError, match=r"for query \[2, 3, 4, 6\], key \[2, 5, 2, 6\], value "
+                                         r"\[2, 5, 2, 7\] it returned \[2, 3, 4, 6\], "
+                                         r"\[2, 5, 2, 6\], \[2, 5, 2, 6\]"):
+        check_processed_heads(given, (given[0], given[1], given[1]))
+    with pytest.raises(ValueError, match=r"it returned tuple\."):
+        check_processed_heads(given, given[:2])
+
+
 # --- the public entry points use these helpers ----------------------------------------------
 
 _Q = jnp.ones((1, 8, 2, 8))
@@ -437,9 +497,12 @@ INT_ENTRY_POINTS = {
         check_positive_int),
     "MultiHeadAttention(in_features)": (
         "in_features", lambda v: MultiHeadAttention(2, v, rngs=nnx.Rngs(0)), check_positive_int),
-    "MultiHeadAttention.init_cache(max_len)": (
-        "max_len", lambda v: MultiHeadAttention(2, 8, rngs=nnx.Rngs(0)).init_cache(1, v),
+    "kv_cache.init_cache(max_len)": (
+        "max_len", lambda v: kv_cache.init_cache(MultiHeadAttention(2, 8, rngs=nnx.Rngs(0)), 1, v),
         check_positive_int),
+    "kv_cache.init_cache(batch_size)": (
+        "batch_size", lambda v: kv_cache.init_cache(MultiHeadAttention(2, 8, rngs=nnx.Rngs(0)),
+                                                    v, 3), check_positive_int),
     "cosine_top_k(chunk_size)": (
         "chunk_size", lambda v: cosine_top_k(jnp.ones(3), jnp.ones((5, 3)), 2, chunk_size=v),
         check_positive_int),

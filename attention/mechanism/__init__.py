@@ -1,27 +1,33 @@
-"""The attention mechanism, steps 0-7: from a dot product to multi-head attention.
+"""The attention mechanism, steps 1-7a: from a dot product to multi-head attention.
 
-Read the modules in this order; each builds on the ones before it (notebooks 00-04)::
+Read the modules in this order; each builds on the ones before it (notebooks 01-04, 09, 11)::
 
-    0  similarity.py          multiplying embeddings: the dot product, cosine similarity and
-                              top-k search, also over bfloat16 / int8 copies of the database
-    0a inverted_index.py      approximate search: spherical k-means cells, and only the rows of
-                              the few cells nearest the query searched (FAISS's IndexIVFFlat)
-    1  scores.py              dot products between queries and keys, scaled by 1/sqrt(d_k);
-                              key heads shared by groups of query heads (grouped-query)
-    2  masks.py               causal, padding, sliding-window and sequence-length masks
-                              (True = may attend)
-    3  softmax.py             a numerically stable, masked softmax
-    4  weights.py             attention weights = softmax(scores + bias, masked)
-    5  weighted_sum.py        the weighted sum of values
-    6  scaled_dot_product.py  scaled dot-product attention, single-head and batched
-    7  multi_head.py          multi-head attention (Flax NNX), with a key/value cache,
-                              grouped-query heads and hooks for RoPE / ALiBi positions
+    reading-map:start (python -m attention._reading_map --write)
+    1   scores.py              dot-product scores, how well each query matches each key (Vaswani et
+                               al. 2017, 3.2.1).
+    2   masks.py               masks, which keys each query may look at (Vaswani et al. 2017,
+                               3.2.3).
+    3   softmax.py             softmax, turning scores into weights that are positive and sum to
+                               one.
+    4   weights.py             attention weights, scores + masks + softmax (Vaswani et al. 2017, eq.
+                               1).
+    5   weighted_sum.py        the weighted sum of values, what each query takes away (Vaswani et
+                               al. 2017, eq. 1).
+    6   scaled_dot_product.py  scaled dot-product attention, the steps composed (Vaswani et al.
+                               2017, eq. 1).
+    7   multi_head.py          multi-head attention, h attentions side by side (Vaswani et al. 2017,
+                               3.2.2).
+    7a  kv_cache.py            the key/value cache, attention one new token at a time while
+                               decoding.
+    reading-map:end
 
 Every step follows ``jax.nn.dot_product_attention``'s semantics for the options of today's
-models: K key/value heads dividing the N query heads (Ainslie et al. 2023; Shazeer 2019),
-``query_seq_lengths`` / ``key_value_seq_lengths`` and ``local_window_size``.
+models: K key/value heads dividing the N query heads (:func:`repeat_kv_heads`),
+``query_seq_lengths`` / ``key_value_seq_lengths`` and ``local_window_size``. Step 0, the
+question of multiplying embeddings, is :mod:`attention.vectors`.
 """
 
+from attention.mechanism.kv_cache import KVCache, init_kv_cache, update_kv_cache
 from attention.mechanism.masks import (
     causal_mask,
     combine_masks,
@@ -29,7 +35,7 @@ from attention.mechanism.masks import (
     padding_mask,
     seq_lengths_mask,
 )
-from attention.mechanism.multi_head import KVCache, MultiHeadAttention, merge_heads, split_heads
+from attention.mechanism.multi_head import MultiHeadAttention, merge_heads, split_heads
 from attention.mechanism.scaled_dot_product import dot_product_attention, single_head_attention
 from attention.mechanism.scores import default_scale, dot_product_scores, repeat_kv_heads
 from attention.mechanism.softmax import masked_softmax
@@ -79,5 +85,7 @@ __all__ = [
     "split_heads",
     "merge_heads",
     "KVCache",
+    "init_kv_cache",
+    "update_kv_cache",
     "MultiHeadAttention",
 ]

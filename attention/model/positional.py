@@ -36,8 +36,8 @@ rotation keeps norms, and the product of two rotated vectors sees only the diffe
 their angles: ``q_m . k_n = Re sum_i q_i conj(k_i) exp(i (m - n) theta_i)``, a function of
 ``m - n`` (with its sign) for every pair of vectors, whatever the projections learned. Values
 are not rotated: positions steer *where* to look, not *what* is read. :func:`apply_rope` is
-the pure function, :class:`RotaryEmbedding` the callable a
-:class:`attention.mechanism.multi_head.MultiHeadAttention` applies to its queries and keys.
+the pure function, :class:`RotaryEmbedding` the ``process_heads`` hook of a
+:class:`attention.mechanism.multi_head.MultiHeadAttention`, applied to its projected heads.
 
 **ALiBi** (Press et al. 2022, "Train Short, Test Long", section 3): no position vectors at
 all; head h adds a fixed penalty proportional to the distance to every score::
@@ -67,10 +67,11 @@ from jaxtyping import Array, Float, Int
 from attention._checks import (
     check_floating,
     check_integer,
+    check_position_span,
     check_positive_int,
-    check_real,
-    is_traced,
-    shape_str,
+    check_rope_args,
+    check_rope_base,
+    check_rope_head_dim,
 )
 
 
@@ -112,23 +113,6 @@ def _sinusoid_table(max_len: int, d_model: int) -> np.ndarray:
     return table_LD
 
 
-def _check_span(length: int, offset, max_len: int) -> None:
-    check_positive_int("the sequence length", length)
-    if is_traced(offset):
-        # A traced decoding step cannot be checked here; dynamic_slice clamps it instead.
-        if length > max_len:
-            raise ValueError(
-                f"a sequence of length {length} is longer than max_len={max_len} positions."
-            )
-        return
-    if int(offset) < 0 or int(offset) + length > max_len:
-        raise ValueError(
-            f"positions {int(offset)}..{int(offset) + length - 1} are needed but the table "
-            f"has max_len={max_len} positions (0..{max_len - 1}); shorten the sequence or "
-            f"build the model with a larger max_len."
-        )
-
-
 def _rows(table_LD, length: int, offset) -> Float[Array, "T D"]:
     if isinstance(offset, int) and offset == 0:
         return table_LD[:length]
@@ -154,7 +138,7 @@ class SinusoidalPositions(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, length: int, *, offset: int | Int[Array, ""] = 0) -> Float[Array, "T D"]:
-        _check_span(length, offset, self.max_len)
+        check_position_span(length, offset, self.max_len)
         table_LD = sinusoidal_positions(self.max_len, self.d_model)
         rows_TD = _rows(table_LD, length, offset)
         return rows_TD if self.dtype is None else rows_TD.astype(self.dtype)
@@ -178,7 +162,7 @@ class LearnedPositions(nnx.Module):
         self.embedding = nnx.Param(init(rngs.params(), (max_len, d_model), param_dtype))
 
     def __call__(self, length: int, *, offset: int | Int[Array, ""] = 0) -> Float[Array, "T D"]:
-        _check_span(length, offset, self.max_len)
+        check_position_span(length, offset, self.max_len)
         rows_TD = _rows(self.embedding[...], length, offset)
         return rows_TD if self.dtype is None else rows_TD.astype(self.dtype)
 
@@ -227,19 +211,8 @@ def apply_rope(
     >>> [round(float(jnp.linalg.norm(v)), 4) for v in y[:, 0]]  # norms are kept
     [1.4142, 1.4142, 1.4142]
     """
-    check_floating("x", x)
-    if x.ndim < 3:
-        raise ValueError(
-            f"x must have shape [*B, T, N, H] (at least [T, N, H]), got {shape_str(x.shape)}."
-        )
+    base = check_rope_args(x, positions, base)
     H = x.shape[-1]
-    if H % 2:
-        raise ValueError(
-            f"RoPE rotates pairs of dimensions (x_2i, x_2i+1), so the head dim H must be even; "
-            f"x has shape {shape_str(x.shape)} with H={H}. Choose d_model / num_heads even."
-        )
-    base = _check_base(base)
-    _check_rope_positions(positions, x.shape)
     inverse_frequency_I = _inverse_frequencies(H, base)  # theta_i, [H/2], a NumPy constant
     angle_PTI = positions.astype(jnp.float32)[..., None] * inverse_frequency_I.reshape(
         (1,) * positions.ndim + (H // 2,)
@@ -264,57 +237,41 @@ def _inverse_frequencies(head_dim: int, base: float) -> np.ndarray:
     return theta
 
 
-def _check_base(base) -> float:
-    return check_real("base", base, low=0.0, low_inclusive=False)
-
-
-def _check_rope_positions(positions, x_shape) -> None:
-    check_integer("positions", positions)
-    T, batch = x_shape[-3], tuple(x_shape[:-3])
-    if tuple(positions.shape) not in ((T,), (*batch, T)):
-        expected = f"[T] = {shape_str((T,))}" + (
-            f" or [*B, T] = {shape_str((*batch, T))}" if batch else ""
-        )
-        raise ValueError(
-            f"positions must give one position per row of x, {expected} for x of shape "
-            f"{shape_str(x_shape)}, got {shape_str(positions.shape)}."
-        )
-
-
 class RotaryEmbedding(nnx.Module):
-    """RoPE as a callable for :class:`attention.mechanism.multi_head.MultiHeadAttention`.
+    """RoPE as the ``process_heads`` hook of a ``MultiHeadAttention`` (step 7).
 
-    ``rope(x [*B, T, N, H], positions [T])`` is :func:`apply_rope` with this ``base``; the
-    attention module calls it on its queries and keys right after splitting the heads, with
-    the absolute positions of the rows. No parameters: the rotation is fixed.
+    ``rope(query, key, value, query_positions [T], key_positions [S])`` returns
+    ``(apply_rope(query, query_positions), apply_rope(key, key_positions), value)`` with this
+    ``base``: queries and keys rotated, values never. No parameters: the rotation is fixed.
 
     Raises:
       TypeError, ValueError: ``head_dim`` not a positive even int, ``base <= 0``; at the call,
-        an ``x`` whose head dim is not ``head_dim`` (and the errors of :func:`apply_rope`).
+        a query or key whose head dim is not ``head_dim`` (and the errors of :func:`apply_rope`).
 
     >>> rope = RotaryEmbedding(head_dim=4)
-    >>> rope(jnp.ones((2, 5, 3, 4)), jnp.arange(5)).shape
-    (2, 5, 3, 4)
+    >>> q, k, v = rope(jnp.ones((2, 5, 3, 4)), jnp.ones((2, 7, 1, 4)), jnp.ones((2, 7, 1, 4)),
+    ...                jnp.arange(5), jnp.arange(7))
+    >>> q.shape, k.shape, bool((v == 1).all())
+    ((2, 5, 3, 4), (2, 7, 1, 4), True)
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0):
-        head_dim = check_positive_int("head_dim", head_dim)
-        if head_dim % 2:
-            raise ValueError(
-                f"RoPE rotates pairs of dimensions, so head_dim must be even, got {head_dim}."
-            )
-        self.head_dim = head_dim
-        self.base = _check_base(base)
+        self.head_dim = check_rope_head_dim(head_dim)
+        self.base = check_rope_base(base)
 
     def __call__(
-        self, x: Float[Array, "*B T N H"], positions: Int[Array, "*P T"]
-    ) -> Float[Array, "*B T N H"]:
-        check_floating("x", x)
-        if x.ndim < 1 or x.shape[-1] != self.head_dim:
-            raise ValueError(
-                f"x has head dim {x.shape[-1] if x.ndim else None} (shape {shape_str(x.shape)}) "
-                f"but this RotaryEmbedding was built with head_dim={self.head_dim}."
-            )
+        self,
+        query: Float[Array, "*B T N H"],
+        key: Float[Array, "*B S K H"],
+        value: Float[Array, "*B S K Hv"],
+        query_positions: Int[Array, "*P T"],
+        key_positions: Int[Array, "*P S"],
+    ) -> tuple[Float[Array, "*B T N H"], Float[Array, "*B S K H"], Float[Array, "*B S K Hv"]]:
+        return self.rotate(query, query_positions), self.rotate(key, key_positions), value
+
+    def rotate(self, x: Float[Array, "*B T N H"], positions: Int[Array, "*P T"]):
+        """:func:`apply_rope` of one array ``x`` with this ``base``, its head dim checked."""
+        check_rope_args(x, positions, self.base, head_dim=self.head_dim)
         return apply_rope(x, positions, base=self.base)
 
 
@@ -396,7 +353,7 @@ def alibi_bias(
 
 
 class ALiBi(nnx.Module):
-    """ALiBi as a position bias for :class:`attention.mechanism.multi_head.MultiHeadAttention`.
+    """ALiBi as the ``position_bias`` hook of a ``MultiHeadAttention`` (step 7).
 
     ``alibi(query_positions [T], key_positions [S])`` is :func:`alibi_bias` with the slopes
     of ``num_heads`` heads, ``[N, T, S]``; the attention module adds it to its scores. No

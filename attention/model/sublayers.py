@@ -20,8 +20,10 @@ queries (target positions) and keys (source positions) do not index one sequence
 4
 >>> rope = cfg.replace(positional="rope", num_kv_heads=2)
 >>> attention = make_attention(rope, rngs=nnx.Rngs(0))
->>> attention.num_kv_heads, type(attention.rotary).__name__, make_positions(rope, rngs=nnx.Rngs(0))
-(2, 'RotaryEmbedding', None)
+>>> attention.num_kv_heads, type(attention.process_heads).__name__
+(2, 'RotaryEmbedding')
+>>> make_positions(rope, rngs=nnx.Rngs(0)) is None
+True
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def make_attention(
 
     It has ``config.kv_heads`` key/value heads (grouped-query attention when fewer than h).
     For self-attention (``self_attention=True``) it also carries the position scheme that acts
-    inside attention: a :class:`RotaryEmbedding` on queries and keys for
-    ``positional="rope"``, an :class:`ALiBi` bias on the scores for ``positional="alibi"``.
+    inside attention: a :class:`RotaryEmbedding` as its ``process_heads`` for
+    ``positional="rope"``, an :class:`ALiBi` as its ``position_bias`` for ``positional="alibi"``.
     Cross-attention (``self_attention=False``) gets neither.
     """
     inside = config.positional if self_attention else None
@@ -69,7 +71,8 @@ def make_attention(
         num_kv_heads=config.kv_heads,
         dropout_rate=config.attention_dropout_rate,
         attention_fn=attention_fn_for(config),
-        rotary=RotaryEmbedding(config.head_dim, config.rope_base) if inside == "rope" else None,
+        process_heads=(
+            RotaryEmbedding(config.head_dim, config.rope_base) if inside == "rope" else None),
         position_bias=ALiBi(config.num_heads) if inside == "alibi" else None,
         **config.linear_dtypes,
         param_dtype=config.jnp_param_dtype,

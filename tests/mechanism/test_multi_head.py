@@ -19,6 +19,7 @@ from attention import (
     merge_heads,
     split_heads,
 )
+from attention.mechanism import kv_cache  # step 7a: the key/value cache of this module
 
 B, T, S, N, H, D, DKV, DOUT = 2, 3, 5, 7, 4, 11, 13, 6
 
@@ -168,7 +169,7 @@ def test_split_and_merge_heads_are_head_major_reshapes():
 @pytest.mark.outside_annotations
 def test_bad_input_is_reported_by_name_and_shape():
     with pytest.raises(
-        ValueError, match=r"num_heads=5 must divide the projection width qkv_features=28"
+        ValueError, match=r"num_heads=5 must divide qkv_features=28 into equal heads"
     ):
         MultiHeadAttention(5, D, N * H, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"num_heads must be a positive int, got 0"):
@@ -245,20 +246,20 @@ def test_numpy_ints_are_counts():
 def test_cache_arguments_are_checked():
     mha = MultiHeadAttention(N, N * H, rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match=r"batch_size must be a positive int, got 2.0 \(float\)"):
-        mha.init_cache(2.0, S)
+        kv_cache.init_cache(mha, 2.0, S)
     with pytest.raises(ValueError, match=r"max_len must be a positive int, got 0\."):
-        mha.init_cache(B, 0)
-    cache = mha.init_cache(B, S)
+        kv_cache.init_cache(mha, B, 0)
+    cache = kv_cache.init_cache(mha, B, S)
     x = normal(28, (B, 1, N * H))
     with pytest.raises(TypeError, match=r"index must be an int or an integer scalar array"):
-        mha.append_and_attend(x, cache, 1.0)
+        kv_cache.append_and_attend(mha, x, cache, 1.0)
     with pytest.raises(ValueError, match=r"index must be >= 0.*got -1"):
-        mha.append_and_attend(x, cache, -1)
+        kv_cache.append_and_attend(mha, x, cache, -1)
     with pytest.raises(ValueError, match=rf"the cache holds S={S} positions but index={S}"):
-        mha.append_and_attend(x, cache, S)
+        kv_cache.append_and_attend(mha, x, cache, S)
     # A traced index (a step counter under jit) skips the value checks and still works.
-    step = jax.jit(lambda i: mha.append_and_attend(x, cache, i)[0])
-    np.testing.assert_allclose(step(jnp.int32(0)), mha.append_and_attend(x, cache, 0)[0],
+    step = jax.jit(lambda i: kv_cache.append_and_attend(mha, x, cache, i)[0])
+    np.testing.assert_allclose(step(jnp.int32(0)), kv_cache.append_and_attend(mha, x, cache, 0)[0],
                                atol=1e-6)
 
 
@@ -282,6 +283,11 @@ def rotate_pairs(x, positions):
     cos, sin = jnp.broadcast_to(cos, even.shape), jnp.broadcast_to(sin, even.shape)
     rotated = jnp.stack([even * cos - odd * sin, even * sin + odd * cos], axis=-1)
     return rotated.reshape(x.shape)
+
+
+def rotate_heads(query, key, value, query_positions, key_positions):
+    """The test-local ``process_heads`` hook: :func:`rotate_pairs` on queries and keys."""
+    return rotate_pairs(query, query_positions), rotate_pairs(key, key_positions), value
 
 
 def distance_bias(query_positions, key_positions):
@@ -311,7 +317,7 @@ def test_grouped_query_parameter_and_cache_shapes(num_kv_heads):
     assert mha.key.bias.shape == (num_kv_heads * G_H,)
     assert mha.out.kernel.shape == (G_N * G_H, D)
     # (What append_and_attend and project_kv return is checked in the tests below.)
-    cache = mha.init_cache(B, G_T)
+    cache = kv_cache.init_cache(mha, B, G_T)
     assert cache.key.shape == cache.value.shape == (B, G_T, num_kv_heads, G_H)
 
 
@@ -376,9 +382,9 @@ def module_numpy(module, x, *, rotary=None, bias=None, window=None):
 HOOK_CASES = {
     "gqa": dict(num_kv_heads=2),
     "mqa_window": dict(num_kv_heads=1, local_window_size=(2, 0)),
-    "gqa_rotary": dict(num_kv_heads=3, rotary=rotate_pairs),
+    "gqa_rotary": dict(num_kv_heads=3, process_heads=rotate_heads),
     "gqa_bias_window": dict(num_kv_heads=2, position_bias=distance_bias, local_window_size=1),
-    "all": dict(num_kv_heads=3, rotary=rotate_pairs, position_bias=distance_bias,
+    "all": dict(num_kv_heads=3, process_heads=rotate_heads, position_bias=distance_bias,
                 local_window_size=(1, 3)),
 }
 
@@ -390,7 +396,7 @@ def test_causal_call_with_hooks_matches_numpy(case):
     x = normal(45, (B, G_T, D))
     positions = jnp.arange(G_T)
     expected = module_numpy(
-        mha, x, rotary=kwargs.get("rotary"),
+        mha, x, rotary=rotate_pairs if "process_heads" in kwargs else None,
         bias=distance_bias(positions, positions) if "position_bias" in kwargs else None,
         window=mha.local_window_size,
     )
@@ -408,9 +414,9 @@ def test_cached_decoding_equals_the_full_causal_call(case, jit):
     mha = gqa_module(seed=4, **HOOK_CASES[case])
     x = normal(46, (B, G_T, D))
     full = mha(x, is_causal=True)
-    step = lambda x_t, cache, i: mha.append_and_attend(x_t, cache, i)  # noqa: E731
+    step = lambda x_t, cache, i: kv_cache.append_and_attend(mha, x_t, cache, i)  # noqa: E731
     step = jax.jit(step) if jit else step
-    cache = mha.init_cache(B, G_T + 1)  # one slot more than needed: it must stay masked
+    cache = kv_cache.init_cache(mha, B, G_T + 1)  # one slot more than needed: it must stay masked
     outputs = []
     # Token by token, except positions 2 and 3 together (T = 2 new queries at index 2).
     for start, stop in ((0, 1), (1, 2), (2, 4), (4, 5)):
@@ -420,7 +426,7 @@ def test_cached_decoding_equals_the_full_causal_call(case, jit):
     assert cache.key.shape == (B, G_T + 1, mha.num_kv_heads, G_H)
     # The cache holds the keys exactly as the call uses them: rotated, K heads.
     keys = split_heads(mha.key(x), mha.num_kv_heads)
-    if mha.rotary is not None:
+    if mha.process_heads is not None:
         keys = rotate_pairs(keys, jnp.arange(G_T))
     np.testing.assert_allclose(cache.key[:, :G_T], keys, atol=1e-5)
     np.testing.assert_array_equal(cache.key[:, G_T:], 0.0)
@@ -429,28 +435,38 @@ def test_cached_decoding_equals_the_full_causal_call(case, jit):
 def test_hooks_get_the_documented_positions():
     calls = []
 
-    def rotary(x, positions):
-        calls.append(("rotary", x.shape, np.asarray(positions).tolist(), positions.dtype))
-        return x
+    def process_heads(query, key, value, query_positions, key_positions):
+        calls.append(("heads", query.shape, key.shape, value.shape,
+                      np.asarray(query_positions).tolist(), np.asarray(key_positions).tolist(),
+                      query_positions.dtype, key_positions.dtype))
+        return query, key, value
 
     def position_bias(query_positions, key_positions):
         calls.append(("bias", np.asarray(query_positions).tolist(),
                       np.asarray(key_positions).tolist()))
         return jnp.zeros((G_N, query_positions.shape[0], key_positions.shape[0]))
 
-    mha = gqa_module(2, rotary=rotary, position_bias=position_bias)
+    mha = gqa_module(2, process_heads=process_heads, position_bias=position_bias)
     mha(normal(47, (B, 3, D)))
+    heads = (B, 3, G_N, G_H), (B, 3, 2, G_H), (B, 3, 2, G_H)
     assert calls == [
-        ("rotary", (B, 3, G_N, G_H), [0, 1, 2], jnp.int32),
-        ("rotary", (B, 3, 2, G_H), [0, 1, 2], jnp.int32),
+        ("heads", *heads, [0, 1, 2], [0, 1, 2], jnp.int32, jnp.int32),
         ("bias", [0, 1, 2], [0, 1, 2]),
     ]
     calls.clear()
-    mha.append_and_attend(normal(48, (B, 2, D)), mha.init_cache(B, 6), 3)
+    kv_cache.append_and_attend(mha, normal(48, (B, 2, D)), kv_cache.init_cache(mha, B, 6), 3)
+    heads = (B, 2, G_N, G_H), (B, 2, 2, G_H), (B, 2, 2, G_H)
     assert calls == [
-        ("rotary", (B, 2, G_N, G_H), [3, 4], jnp.int32),
-        ("rotary", (B, 2, 2, G_H), [3, 4], jnp.int32),
+        ("heads", *heads, [3, 4], [3, 4], jnp.int32, jnp.int32),  # the new keys only
         ("bias", [3, 4], list(range(6))),
+    ]
+    calls.clear()
+    memory_kv = kv_cache.project_kv(mha, normal(50, (B, 4, D)))
+    kv_cache.attend_to_cache(mha, normal(49, (B, 2, D)), memory_kv)
+    heads = (B, 2, G_N, G_H), (B, 4, 2, G_H), (B, 4, 2, G_H)
+    assert calls == [  # cross-attention: as the call, queries 0..T-1, keys 0..S-1
+        ("heads", *heads, [0, 1], [0, 1, 2, 3], jnp.int32, jnp.int32),
+        ("bias", [0, 1], [0, 1, 2, 3]),
     ]
 
 
@@ -479,10 +495,10 @@ def test_grouped_query_cross_attention_through_the_cache():
     mha = gqa_module(2, seed=6)
     x, y = normal(50, (B, T, D)), normal(51, (B, S, D))
     mask = mask_with_a_key_per_row(52, (B, 1, T, S))
-    cache = mha.project_kv(y)
+    cache = kv_cache.project_kv(mha, y)
     assert cache.key.shape == (B, S, 2, G_H)
     np.testing.assert_allclose(
-        mha.attend_to_cache(x, cache, mask=mask), mha(x, y, mask=mask), atol=1e-5
+        kv_cache.attend_to_cache(mha, x, cache, mask=mask), mha(x, y, mask=mask), atol=1e-5
     )
 
 
@@ -496,7 +512,8 @@ def test_grouped_query_cross_attention_through_the_cache():
         (dict(num_kv_heads=0), ValueError, r"num_kv_heads must be a positive int, got 0\."),
         (dict(num_kv_heads=True), TypeError, r"num_kv_heads must be a positive int, got True"),
         (dict(num_kv_heads=2.0), TypeError, r"num_kv_heads must be a positive int, got 2.0"),
-        (dict(rotary="rope"), TypeError, r"rotary must be None or a callable, got 'rope'"),
+        (dict(process_heads="rope"), TypeError,
+         r"process_heads must be None or a callable, got 'rope'"),
         (dict(position_bias=jnp.zeros(3)), TypeError, r"position_bias must be None or a callable"),
         (dict(local_window_size=-1), ValueError, r"local_window_size must be .*got -1"),
         (dict(local_window_size=(2, -1)), ValueError, r"local_window_size.*negative side"),
@@ -514,20 +531,25 @@ def test_grouped_query_and_hook_arguments_are_checked(kwargs, error, message):
 def test_a_cache_or_hook_output_of_the_wrong_shape_is_reported():
     gqa = gqa_module(2)
     x = normal(53, (B, 1, D))
-    full_cache = gqa_module(G_N).init_cache(B, G_T)  # K = 6 heads, this module has K = 2
+    full_cache = kv_cache.init_cache(gqa_module(G_N), B, G_T)  # K = 6 heads, this module has K = 2
     with pytest.raises(
         ValueError, match=r"cache key/value must be \[B, S, K, H\] = \[2, 5, 2, 4\].*"
         r"num_kv_heads=2 key/value heads.*got key \[2, 5, 6, 4\]"
     ):
-        gqa.append_and_attend(x, full_cache, 0)
+        kv_cache.append_and_attend(gqa, x, full_cache, 0)
     with pytest.raises(ValueError, match=r"cache key/value must be \[B, S, K, H\]"):
-        gqa.attend_to_cache(x, gqa_module(1).project_kv(normal(54, (B, S, D))))
-    bad_rotary = gqa_module(2, rotary=lambda x, positions: x[..., :2])
+        kv_cache.attend_to_cache(gqa, x, kv_cache.project_kv(gqa_module(1), normal(54, (B, S, D))))
+    bad_heads = gqa_module(2, process_heads=lambda q, k, v, tq, ts: (q[..., :2], k, v))
     with pytest.raises(
-        ValueError, match=r"rotary\(x, positions\) must return .*queries \[2, 5, 6, 4\] it "
-        r"returned \[2, 5, 6, 2\]"
+        ValueError, match=r"process_heads\(query, key, value, query_positions, key_positions\) "
+        r"must return .*for query \[2, 5, 6, 4\], key \[2, 5, 2, 4\], value \[2, 5, 2, 4\] "
+        r"it returned \[2, 5, 6, 2\], \[2, 5, 2, 4\], \[2, 5, 2, 4\]"
     ):
-        bad_rotary(normal(55, (B, G_T, D)))
+        bad_heads(normal(55, (B, G_T, D)))
+    with pytest.raises(
+        ValueError, match=r"must return \(query, key, value\) of the shapes.*returned ArrayImpl\."
+    ):
+        gqa_module(2, process_heads=lambda q, k, v, tq, ts: q)(normal(55, (B, G_T, D)))
     bad_bias = gqa_module(2, position_bias=lambda t, s: jnp.zeros((t.shape[0], s.shape[0])))
     with pytest.raises(
         ValueError, match=r"must return a bias \[N, T, S\] = \[6, 5, 5\], got \[5, 5\]"

@@ -192,7 +192,16 @@ def test_rope_keeps_norms_and_dtype_and_position_zero():
 
 def test_rotary_embedding_module():
     rope = RotaryEmbedding(head_dim=8, base=50.0)
-    np.testing.assert_array_equal(rope(X, jnp.arange(5)), apply_rope(X, jnp.arange(5), base=50.0))
+    np.testing.assert_array_equal(rope.rotate(X, jnp.arange(5)),
+                                  apply_rope(X, jnp.arange(5), base=50.0))
+    # As a process_heads hook: queries and keys rotated at their own positions, values kept.
+    key = X[:, :4, :1] * 2.0  # [B, S=4, K=1, H]
+    value = X[:, :4, :1, :3]  # Hv = 3, not rotated
+    query_positions, key_positions = jnp.arange(5) + 2, jnp.arange(4)
+    q, k, v = rope(X, key, value, query_positions, key_positions)
+    np.testing.assert_array_equal(q, apply_rope(X, query_positions, base=50.0))
+    np.testing.assert_array_equal(k, apply_rope(key, key_positions, base=50.0))
+    np.testing.assert_array_equal(v, value)
     assert jax.tree.leaves(nnx.state(rope, nnx.Param)) == []  # nothing to train
 
 
@@ -220,7 +229,7 @@ def test_rope_errors():
         RotaryEmbedding(5)
     with pytest.raises(ValueError, match=r"x has head dim 4 \(shape \[2, 5, 3, 4\]\) but this "
                                          "RotaryEmbedding was built with head_dim=6"):
-        RotaryEmbedding(6)(x, jnp.arange(5))
+        RotaryEmbedding(6)(x, x, x, jnp.arange(5), jnp.arange(5))
 
 
 # ------------------------------------------------------------------ ALiBi (Press et al. 2022)

@@ -57,15 +57,15 @@ def test_positions_inside_self_attention_and_grouped_heads():
     for attention in (self_attention, cross_attention):
         assert (attention.num_heads, attention.num_kv_heads, attention.head_dim) == (4, 2, 6)
         assert attention.key.kernel.shape == (24, 12)  # K * H = 2 * 6 wide
-    assert isinstance(self_attention.rotary, RotaryEmbedding)
-    assert (self_attention.rotary.head_dim, self_attention.rotary.base) == (6, 99.0)
+    assert isinstance(self_attention.process_heads, RotaryEmbedding)
+    assert (self_attention.process_heads.head_dim, self_attention.process_heads.base) == (6, 99.0)
     assert self_attention.position_bias is None
-    assert cross_attention.rotary is None and cross_attention.position_bias is None
+    assert cross_attention.process_heads is None and cross_attention.position_bias is None
     assert make_positions(cfg, rngs=nnx.Rngs(0)) is None  # nothing added to the embeddings
 
     alibi = cfg.replace(positional="alibi")
     self_attention = make_attention(alibi, rngs=nnx.Rngs(0))
-    assert isinstance(self_attention.position_bias, ALiBi) and self_attention.rotary is None
+    assert isinstance(self_attention.position_bias, ALiBi) and self_attention.process_heads is None
     assert self_attention.position_bias.num_heads == 4
     assert make_attention(alibi, rngs=nnx.Rngs(0), self_attention=False).position_bias is None
     assert make_positions(alibi, rngs=nnx.Rngs(0)) is None
