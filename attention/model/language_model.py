@@ -31,22 +31,17 @@ returns the weights of every head, ``{"decoder_self": [L, B, N, T, T]}``, for th
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from attention._checks import check_positive_int, check_tokens
 from attention.model.config import TransformerConfig
 from attention.model.decoder import DecodeCache, Decoder
-from attention.model.embeddings import (
-    TokenEmbedding,
-    make_output_projection,
-    output_logits,
-    output_weight,
-)
+from attention.model.embeddings import TokenEmbedding
+from attention.model.spine import DecoderModel, make_output_projection, sown_attention_maps
 
 
-class LanguageModel(nnx.Module):
+class LanguageModel(DecoderModel):
     """A GPT-style decoder-only transformer: ``logits = model(tokens)``.
 
     Args:
@@ -64,6 +59,7 @@ class LanguageModel(nnx.Module):
       TypeError: ``config`` not a TransformerConfig; see :func:`check_tokens`.
       ValueError: a config of the encoder-decoder architecture; bad tokens.
 
+    >>> import jax.numpy as jnp
     >>> config = TransformerConfig.language_model(vocab_size=13, d_model=16, num_heads=2,
     ...                                           d_ff=32, num_layers=2)
     >>> model = LanguageModel(config, rngs=nnx.Rngs(0))
@@ -87,6 +83,9 @@ class LanguageModel(nnx.Module):
         )
         self.decoder = Decoder(config, self.embed, rngs=rngs, cross_attention=False)
         self.output = make_output_projection(config, rngs=rngs)
+
+    def target_embedding(self) -> TokenEmbedding:
+        return self.embed
 
     # ------------------------------------------------------------------ training path
 
@@ -116,14 +115,6 @@ class LanguageModel(nnx.Module):
         return self.decoder(tokens, None, None, deterministic=deterministic,
                             sow_weights=sow_weights)
 
-    def output_weight(self) -> Float[Array, "V D"]:
-        """The output projection as ``[V, D]``: ``logits = hidden @ W.T``."""
-        return output_weight(self.embed, self.output, self.config.jnp_dtype)
-
-    def logits(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
-        """Project hidden states to float32 next-token scores."""
-        return output_logits(self.embed, self.output, hidden, self.config.matmul_dtype)
-
     # ------------------------------------------------------------- incremental path
 
     def init_decode_cache(self, batch_size: int, max_len: int) -> DecodeCache:
@@ -135,13 +126,7 @@ class LanguageModel(nnx.Module):
             ``config.max_len``.
         """
         check_positive_int("batch_size", batch_size)
-        check_positive_int("max_len", max_len)
-        if max_len > self.config.max_len:
-            raise ValueError(
-                f"max_len={max_len} positions exceed the model's config.max_len="
-                f"{self.config.max_len}."
-            )
-        return self.decoder.init_cache(None, max_len, batch_size=batch_size)
+        return self._init_cache(None, max_len, batch_size)
 
     def prefill(
         self, tokens: Int[Array, "B T"], cache: DecodeCache, index=0
@@ -174,6 +159,7 @@ def language_model_attention_maps(
     Raises:
       ValueError: ``attention_impl`` is not "reference" (fused kernels never form weights).
 
+    >>> import jax.numpy as jnp
     >>> config = TransformerConfig.language_model(vocab_size=13, d_model=16, num_heads=2,
     ...                                           d_ff=32, num_layers=3)
     >>> model = LanguageModel(config, rngs=nnx.Rngs(0))
@@ -182,20 +168,4 @@ def language_model_attention_maps(
     """
     if not isinstance(model, LanguageModel):
         raise TypeError(f"model must be a LanguageModel, got {type(model).__name__}.")
-    if model.config.attention_impl != "reference":
-        raise ValueError(
-            f"attention maps need the attention weights, which attention_impl="
-            f"{model.config.attention_impl!r} never forms; build the model with "
-            f"attention_impl='reference'."
-        )
-
-    def forward(m: LanguageModel):
-        return m(tokens, deterministic=True, sow_weights=True)
-
-    _, intermediates = nnx.capture(forward, nnx.Intermediate)(model)
-    layers = intermediates["decoder"]["layers"]
-    per_layer = []
-    for i in range(model.config.num_layers):
-        (weights_BNTT,) = layers[i]["self_attention"]["attention_weights"].get_value()
-        per_layer.append(weights_BNTT)
-    return {"decoder_self": jnp.stack(per_layer)}
+    return sown_attention_maps(model, tokens)
