@@ -1,6 +1,6 @@
 """Step 15: the decoder, and decoding one token at a time (Vaswani et al. 2017, 3.1, 3.2.3).
 
-A decoder layer has three sub-layers, each in a residual block (step 12, :class:`Residual`):
+A decoder layer has three sub-layers, each in a residual block (step 12b, :class:`Residual`):
 
 1. **masked self-attention** over the target prefix: position t may attend only positions
    ``<= t`` (the causal mask), so the prediction for position t+1 cannot peek at it;
@@ -31,7 +31,7 @@ the decoder on the whole sequence (the tests check it); :meth:`Decoder.extend` w
 positions at once (a prompt's "prefill").
 
 Without sub-layer 2 (``cross_attention=False``) the same stack is a decoder-only language
-model (step 18): masked self-attention and feed-forward, nothing to attend to but the prefix.
+model (step 17b): masked self-attention and feed-forward, nothing to attend to but the prefix.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Step 17: generating translations, greedy decoding and beam search (Vaswani et al. 2017, 6.1).
+"""Step 17a: generating translations, greedy decoding and beam search (Vaswani et al. 2017, 6.1).
 
 A trained model gives ``P(y_t | y_<t, x)``; to translate, we pick tokens one at a time and
 feed each back in as the next decoder input, until ``eos`` or ``max_len`` tokens.

@@ -1,4 +1,4 @@
-"""Step 17a: a decoder-only language model from the same blocks (Radford et al. 2018, 2019).
+"""Step 17b: a decoder-only language model from the same blocks (Radford et al. 2018, 2019).
 
 Drop the encoder and the cross-attention from the translation model and what is left is a
 language model: token embeddings, a stack of masked self-attention + feed-forward layers, and

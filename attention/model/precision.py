@@ -1,4 +1,4 @@
-"""Step 11b: mixed precision, matrix products in bfloat16 and everything else in float32.
+"""Step 10a: mixed precision, matrix products in bfloat16 and everything else in float32.
 
 A transformer spends nearly all its arithmetic in matrix products (the projections, the
 feed-forward network, the output layer), and most CPUs and every recent accelerator multiply

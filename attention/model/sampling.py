@@ -1,36 +1,21 @@
-"""Step 17b: sampling text from a model: temperature, top-k, nucleus (top-p), and the cache.
-
-A language model gives, at every step, a distribution over the next token,
-``p = softmax(logits)``. Greedy decoding takes its argmax; *sampling* draws from it, which
-gives varied text and, unlike greedy, does not fall into loops of the most likely phrase.
-Three knobs reshape the distribution before the draw, in this order:
-
-* **temperature** tau > 0 (Ackley et al. 1985; Hinton et al. 2015): ``softmax(logits / tau)``.
-  tau = 1 is the model's distribution; tau -> 0 concentrates on the argmax (greedy, given
-  as ``greedy=True``); tau > 1 flattens it.
-* **top-k** (Fan et al. 2018, section 5): keep the k highest-scoring tokens, renormalise.
-* **nucleus, top-p** (Holtzman et al. 2020, section 3.1): keep the *smallest* set of the most
-  probable tokens whose probability reaches p, renormalise; the set is small where the model
-  is sure and large where it is not, which a fixed k cannot do.
-
-:func:`sampling_log_probs` is the resulting distribution, a pure function of the logits
-(the tests compare the sampler's empirical frequencies with it); :func:`sample_tokens` draws
-from it. Ties at the k-th score are all kept (the kept set may then exceed k).
+"""Step 17c: continuing prompts with a language model: sampling, prefill and the cache.
 
 :func:`generate` continues a batch of prompts of different lengths with a decoder-only
 :class:`attention.model.language_model.LanguageModel`, as one compiled program:
 
-1. **prefill**: the positions every prompt has, ``0 .. min(lengths) - 1``, in one parallel
+1. **prefill**: the positions every prompt has, ``0 .. min(lengths) - 2``, in one parallel
    pass that fills the key/value cache (``use_cache=True``);
-2. a ``lax.while_loop`` over positions: the next token of row b is the prompt's own token
-   while row b is still inside its prompt, and a sample after that; each step runs the model
-   on the newest position only (or, ``use_cache=False``, on the whole buffer: the slow
-   reference the tests hold the cache to). It stops when every row has ``max_new_tokens`` new
-   tokens or has produced ``eos``.
+2. the shared loop of step 17 (:func:`attention.model.generation.decode_loop`): the next
+   token of row b is the prompt's own while row b is inside its prompt, then a draw from
+   :func:`sampling_log_probs` (temperature, top-k, top-p) or the argmax (``greedy``); each
+   step runs the model on the newest position only (or, ``use_cache=False``, on the whole
+   buffer: the slow reference the tests hold the cache to).
 
-Position t+1 is drawn with the key ``fold_in(key(seed), t + 1)``, so a seed reproduces the
-samples, and the cached and uncached paths draw the same tokens. ``pad`` and ``bos`` are
-never sampled.
+Position t is drawn with the key ``fold_in(key(seed), t)``, so a seed reproduces the samples,
+and the cached and uncached paths draw the same tokens. ``pad`` and ``bos`` are never sampled.
+The distribution's functions (:func:`sampling_log_probs`, :func:`top_k_mask`,
+:func:`top_p_mask`, :func:`sample_tokens`, :func:`check_sampling`) live in step 17 and are
+importable from here too.
 """
 
 from __future__ import annotations
