@@ -40,7 +40,7 @@ from attention.data.packing import PackedBatcher, encode_texts
 from attention.data.subword import train_subword
 from attention.data.tokenizer import Tokenizer
 from attention.model.language_model import LanguageModel, language_model_attention_maps
-from attention.model.sampling import generate
+from attention.model.sampling import check_generate, generate
 from attention.training.train import evaluate_loss
 
 LM_DATA_NAMES = LM_CORPORA
@@ -150,6 +150,39 @@ def encode_prompts(
     return tokens, lengths
 
 
+def check_generate_text(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The checks of :func:`generate_text` (the command line checks with them too).
+
+    Returns:
+      ``(tokens [B, P], lengths [B], max_new_tokens)``: the encoded prompts and the number
+      of new tokens (the default filled in).
+
+    Raises:
+      TypeError, ValueError: as :func:`generate_text`.
+    """
+    _check_language_model(model)
+    tokens, lengths = encode_prompts(prompts, tokenizer)
+    room = model.config.max_len - tokens.shape[1]
+    if room < 1:
+        raise ValueError(
+            f"the longest prompt has {tokens.shape[1]} tokens (with <s>) but the model's "
+            f"context is config.max_len={model.config.max_len}: no room to generate; shorten "
+            f"it."
+        )
+    max_new_tokens = room if max_new_tokens is None else max_new_tokens
+    check_generate(model, tokens, lengths, max_new_tokens, temperature, top_k, top_p)
+    return tokens, lengths, max_new_tokens
+
+
 def generate_text(
     model: LanguageModel,
     tokenizer: Tokenizer,
@@ -179,18 +212,12 @@ def generate_text(
       TypeError, ValueError: an empty prompt, a prompt that fills the context, bad sampling
         knobs (see :func:`generate`).
     """
-    _check_language_model(model)
-    tokens, lengths = encode_prompts(prompts, tokenizer)
-    room = model.config.max_len - tokens.shape[1]
-    if room < 1:
-        raise ValueError(
-            f"the longest prompt has {tokens.shape[1]} tokens (with <s>) but the model's "
-            f"context is config.max_len={model.config.max_len}: no room to generate; shorten "
-            f"it."
-        )
+    tokens, lengths, max_new_tokens = check_generate_text(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+        top_k=top_k, top_p=top_p,
+    )
     new, _ = generate(
-        model, jnp.asarray(tokens), jnp.asarray(lengths),
-        max_new_tokens=room if max_new_tokens is None else max_new_tokens,
+        model, jnp.asarray(tokens), jnp.asarray(lengths), max_new_tokens=max_new_tokens,
         temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed,
         use_cache=use_cache,
     )
