@@ -7,6 +7,7 @@ Read the modules in this order::
     29  runs.py         a run: train it, save it, load it back (the CLI, notebooks 07-09 and
                         scripts/make_figures.py all use it)
     29a course.py       the course's models: the recipes the notebooks train or load
+    29b view.py         ``attention view``: a translation's attention as one HTML page
     30  cli.py          ``attention train | translate | evaluate | generate | view | grade``
 """
 

@@ -1,4 +1,4 @@
-"""Step 30 (continued): ``attention view``, a translation's attention as one HTML file.
+"""Step 29b: ``attention view``, a translation's attention as one HTML file.
 
     attention view --checkpoint runs/svo_to_sov "the big dog sees the cat"
     attention view --checkpoint runs/multi30k "ein Hund läuft" --out dog.html --view model

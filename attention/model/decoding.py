@@ -14,12 +14,12 @@ feed each back in as the next decoder input, until ``eos`` or ``max_len`` tokens
 
 Both run as one compiled program (``nnx.jit``, with ``max_len``, ``beam_size`` and
 ``use_cache`` static) around a ``lax.while_loop`` that stops early once every row has
-produced ``eos``. With ``use_cache=True`` each step runs the decoder on the newest position
-only, reading earlier keys/values from a :class:`attention.model.decoder.DecodeCache`; with
-``use_cache=False`` it re-runs the decoder on the whole prefix buffer every step (simpler,
-slower, and the reference the cached path is tested against: both give the same tokens). The
-same holds for every ``config.positional`` (RoPE and ALiBi take the step as the position of the
-new token) and for grouped-query heads (the cache holds ``config.kv_heads`` heads).
+produced ``eos``; greedy decoding and sampling share the loop of step 17
+(:func:`attention.model.generation.decode_loop`). With ``use_cache=True`` each step runs the
+decoder on the newest position only, reading earlier keys/values from a
+:class:`attention.model.decoder.DecodeCache`; with ``use_cache=False`` it re-runs the decoder
+on the whole prefix every step (slower; the reference the cached path is tested against: both
+give the same tokens, for every ``config.positional`` and for grouped-query heads).
 
 Conventions:
 
@@ -148,7 +148,7 @@ def sample_decode(
     use_cache: bool = True,
 ) -> tuple[Int[Array, "B L"], Float[Array, " B"]]:
     """Sampled translations: each next token drawn from the temperature / top-k / top-p
-    distribution of :func:`attention.model.sampling.sampling_log_probs`, until eos or
+    distribution of :func:`attention.model.generation.sampling_log_probs`, until eos or
     ``max_len``; the translation model's counterpart of
     :func:`attention.model.sampling.generate`.
 
@@ -159,7 +159,7 @@ def sample_decode(
 
     Args:
       model, src_tokens, max_len, use_cache: as :func:`greedy_decode`.
-      temperature, top_k, top_p: see :func:`attention.model.sampling.sampling_log_probs`.
+      temperature, top_k, top_p: see :func:`attention.model.generation.sampling_log_probs`.
       seed: the sampling seed.
 
     Returns:

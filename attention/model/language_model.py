@@ -11,19 +11,13 @@ scores the token at t+1::
 
     loss   = -1/T sum_t log softmax(logits_t)[tokens_{t+1}]     (the next-token NLL)
 
-It is the decoder of step 15 built with ``cross_attention=False``, not a copy of it: the same
-:class:`DecoderLayer`, :class:`Residual`, attention (with RoPE, ALiBi, grouped-query heads and
-every kernel the config names), embeddings and decode cache. The configuration is the same
-:class:`TransformerConfig` with ``architecture="decoder_only"``
-(:meth:`TransformerConfig.language_model`, or :meth:`TransformerConfig.as_language_model` of
-any preset). Its GPT-2 shape (Radford et al. 2019, section 2.3): layer norm before each
-sub-layer and once after the stack (``norm_first``), and one embedding matrix for input and
-output (``share_embeddings``).
-
-Training uses the same step as translation (:func:`attention.training.train.train_step`), fed
-``tgt_in`` (the tokens) and ``tgt_out`` (the same tokens shifted left by one); a batch has no
-``src``. Perplexity is ``exp`` of the mean next-token NLL. Generation, with temperature,
-top-k and nucleus sampling and the key/value cache, is :mod:`attention.model.sampling`.
+It is the decoder of step 15 built with ``cross_attention=False``, with the output head,
+cache and attention maps of step 15a: nothing is copied from the translation model. Its
+config is a :class:`TransformerConfig` with ``architecture="decoder_only"``
+(:meth:`TransformerConfig.language_model`), GPT-2-shaped (Radford et al. 2019, 2.3): pre-LN
+with a final LayerNorm, and tied embeddings. Training is the translation model's step
+(:func:`attention.training.train.train_step`) without ``src``; generation is
+:mod:`attention.model.sampling`.
 
 :func:`language_model_attention_maps` (also reached through :func:`attention.attention_maps`)
 returns the weights of every head, ``{"decoder_self": [L, B, N, T, T]}``, for the plots.

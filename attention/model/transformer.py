@@ -241,12 +241,12 @@ def attention_maps(
 ) -> dict[str, Float[Array, "L B N Tq Tk"]]:
     """Every attention weight of every layer, from one deterministic forward pass.
 
-    For a decoder-only :class:`LanguageModel` call ``attention_maps(model, tokens)``: the
-    result is ``{"decoder_self": [L, B, N, T, T]}``
-    (:func:`attention.model.language_model.language_model_attention_maps`).
+    For a decoder-only language model (``config.architecture="decoder_only"``) call
+    ``attention_maps(model, tokens)``: the result is ``{"decoder_self": [L, B, N, T, T]}``.
 
-    Runs ``model(src, tgt, deterministic=True, sow_weights=True)`` inside
-    ``nnx.capture(..., nnx.Intermediate)`` and stacks what each attention module sowed.
+    What every attention layer sowed in ``model(src, tgt, deterministic=True,
+    sow_weights=True)``, stacked over the layers
+    (:func:`attention.model.spine.sown_attention_maps`).
 
     Returns:
       A dict of float arrays, layer-major:
