@@ -10,22 +10,28 @@
     attention generate --checkpoint runs/lm-multi30k "A man in a red" --top-k 40
     attention grade submissions/ --out scores.csv     # grade classroom exercises
 
-``python -m attention ...`` is the same program. Errors in the arguments, the data or the
-checkpoint end with a one-line message (exit status 2), never a traceback.
+``python -m attention ...`` is the same program. A mistake of the user's ends in one line on
+stderr and exit status 2: an argument the command's checks refuse (a :class:`UsageError`, or a
+``ValueError``/``TypeError`` of the package's checks while the command checks what it was
+given), a missing file, data set or checkpoint. Anything else is a bug of the package: its
+traceback, a line asking to report it, and exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import pathlib
 import sys
 import time
+import traceback
 
 import jax
 
 from attention.application.language_modeling import (
     LM_DATA_NAMES,
+    check_generate_text,
     generate_text,
     load_text_corpus,
     perplexity,
@@ -46,13 +52,16 @@ from attention.application.translation import (
     exact_match,
     is_real_data,
     load_corpus,
+    pad_sources,
     pair_attention,
     translate,
 )
-from attention.application.view import add_view_arguments, view_command
+from attention.application.view import add_view_arguments, check_view_arguments, view_command
 from attention.data import ChecksumError, DatasetNotFoundError
 from attention.inspection.plotting import plot_attention
 from attention.model.config import POSITIONAL, PRESETS
+from attention.model.decoding import check_beam_search
+from attention.model.generation import check_sampling
 from attention.model.precision import PRECISIONS, describe_precision
 from attention.model.transformer import count_params
 from attention.training.checkpoint import CheckpointError
@@ -254,9 +263,10 @@ def _train(args) -> int:
     if args.task == "lm":
         return _train_language_model(args, out, resume)
     print(f"data: {args.data}", flush=True)
-    corpus = load_corpus(args.data, data_dir=args.data_dir, num_examples=args.examples,
-                         vocab_size=args.vocab_size, seed=args.seed,
-                         tokenizer=load_run_tokenizer(out) if resume else None)
+    with _checking_arguments():
+        corpus = load_corpus(args.data, data_dir=args.data_dir, num_examples=args.examples,
+                             vocab_size=args.vocab_size, seed=args.seed,
+                             tokenizer=load_run_tokenizer(out) if resume else None)
     run, result = _train_model(
         args, out, resume, corpus,
         lambda config, preset: f"{preset}, d_model {config.d_model}, {config.num_layers}+"
@@ -288,10 +298,12 @@ def _train_model(args, out: pathlib.Path, resume: bool, corpus, describe):
     Returns (run, result), or (run, None) when Ctrl-C interrupted training (a checkpoint was
     saved). ``describe(config, preset)`` words the model line for the task.
     """
-    config, preset = _model_config(args, corpus.tokenizer.vocab_size)
-    run = new_run(config, _train_config(args), corpus.tokenizer, data=args.data, preset=preset)
-    if resume:
-        print(f"resumed from step {resume_run(run, out)}")
+    with _checking_arguments():
+        config, preset = _model_config(args, corpus.tokenizer.vocab_size)
+        run = new_run(config, _train_config(args), corpus.tokenizer, data=args.data,
+                      preset=preset)
+        if resume:
+            print(f"resumed from step {resume_run(run, out)}")
     print(f"model: {count_params(run.model) / 1e6:.2f}M parameters, "
           f"{describe(config, preset)}, {jax.device_count()} {jax.default_backend()} "
           f"device(s)", flush=True)
@@ -311,9 +323,10 @@ def _train_model(args, out: pathlib.Path, resume: bool, corpus, describe):
 
 def _train_language_model(args, out: pathlib.Path, resume: bool) -> int:
     print(f"data: {args.data} (language model)", flush=True)
-    corpus = load_text_corpus(args.data, data_dir=args.data_dir, num_examples=args.examples,
-                              vocab_size=args.vocab_size, seed=args.seed,
-                              tokenizer=load_run_tokenizer(out) if resume else None)
+    with _checking_arguments():
+        corpus = load_text_corpus(args.data, data_dir=args.data_dir, num_examples=args.examples,
+                                  vocab_size=args.vocab_size, seed=args.seed,
+                                  tokenizer=load_run_tokenizer(out) if resume else None)
     run, result = _train_model(
         args, out, resume, corpus,
         lambda config, preset: f"{preset} decoder-only, d_model {config.d_model}, "
@@ -357,7 +370,8 @@ def _plot_example(run, sentence: str, path: pathlib.Path) -> pathlib.Path:
 
 
 def _load_run(run_dir: str, average_last: int, *, command: str, precision: str | None = None):
-    run = load_run(run_dir, average_last=average_last, precision=precision)
+    with _checking_arguments():
+        run = load_run(run_dir, average_last=average_last, precision=precision)
     if command == "generate" and not run.config.is_language_model:
         raise UsageError(
             f"{run_dir} holds a translation model (encoder-decoder), not a language model; "
@@ -377,6 +391,8 @@ def _load_run(run_dir: str, average_last: int, *, command: str, precision: str |
 def _translate(args) -> int:
     run = _load_run(args.checkpoint, args.average_last, command="translate",
                     precision=args.precision)
+    with _checking_arguments():
+        _check_translation_arguments(run, args, args.sentences)
     for line in translate(run.model, run.tokenizer, args.sentences, beam_size=args.beam_size,
                           length_penalty=args.length_penalty, sample=args.sample,
                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -390,6 +406,10 @@ def _generate(args) -> int:
                     precision=args.precision)
     if args.samples < 1:
         raise UsageError(f"--samples must be a positive int, got {args.samples}.")
+    with _checking_arguments():
+        check_generate_text(run.model, run.tokenizer, args.prompts,
+                            max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                            top_k=args.top_k, top_p=args.top_p)
     for i in range(args.samples):
         for text in generate_text(
             run.model, run.tokenizer, args.prompts, max_new_tokens=args.max_new_tokens,
@@ -414,10 +434,13 @@ def _evaluate(args) -> int:
                     precision=args.precision)
     if run.config.is_language_model:
         return _evaluate_language_model(args, run)
-    corpus = load_corpus(run.data, data_dir=args.data_dir, tokenizer=run.tokenizer,
-                         seed=run.train_config.seed)
+    with _checking_arguments():
+        corpus = load_corpus(run.data, data_dir=args.data_dir, tokenizer=run.tokenizer,
+                             seed=run.train_config.seed)
     split = _split(args.split)
     pairs = getattr(corpus, split)[: args.limit or None]
+    with _checking_arguments():
+        _check_translation_arguments(run, args, [s for s, _ in pairs])
     start = time.perf_counter()
     hypotheses = translate(run.model, run.tokenizer, [s for s, _ in pairs],
                            beam_size=args.beam_size, length_penalty=args.length_penalty)
@@ -433,8 +456,9 @@ def _evaluate(args) -> int:
 
 def _evaluate_language_model(args, run) -> int:
     """Held-out perplexity of a language-model run (``attention evaluate`` on one)."""
-    corpus = load_text_corpus(run.data, data_dir=args.data_dir, tokenizer=run.tokenizer,
-                              seed=run.train_config.seed)
+    with _checking_arguments():
+        corpus = load_text_corpus(run.data, data_dir=args.data_dir, tokenizer=run.tokenizer,
+                                  seed=run.train_config.seed)
     split = _split(args.split)
     texts = getattr(corpus, split)[: args.limit or None]
     start = time.perf_counter()
@@ -449,8 +473,40 @@ def _evaluate_language_model(args, run) -> int:
     return 0
 
 
+def _check_translation_arguments(run, args, sentences) -> None:
+    """The checks of the decoding knobs and of the sources, before any decoding."""
+    config = run.config
+    if getattr(args, "sample", False):
+        check_sampling(config.tgt_vocab_size, args.temperature, args.top_k, args.top_p)
+    else:
+        check_beam_search(config.tgt_vocab_size, args.beam_size, args.length_penalty)
+    if sentences:
+        pad_sources(sentences, run.tokenizer, max_len=config.max_len)
+
+
+def _view(args) -> int:
+    with _checking_arguments():
+        check_view_arguments(args)
+    return view_command(args)
+
+
 class UsageError(Exception):
     """A problem the user can fix: reported as one line, exit status 2."""
+
+
+USER_ERRORS = (UsageError, CheckpointError, ChecksumError, DatasetNotFoundError,
+               FileNotFoundError)
+"""What a user's mistake raises, wherever it is found: one line on stderr, exit status 2."""
+
+@contextlib.contextmanager
+def _checking_arguments():
+    """Around the calls that check what the user gave (arguments, files, the run it names):
+    their ``ValueError`` or ``TypeError`` is the user's to fix, a :class:`UsageError`. The
+    same exceptions raised later, while the command works, are bugs."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -462,14 +518,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     handlers = {"train": _train, "translate": _translate, "generate": _generate,
                 "evaluate": _evaluate,
-                "view": view_command}
+                "view": _view}
     try:
         return handlers[args.command](args)
-    except (UsageError, CheckpointError, ChecksumError, DatasetNotFoundError,
-            FileNotFoundError, ValueError, TypeError) as error:
+    except USER_ERRORS as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"attention {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except Exception:  # a bug: everything a report needs, not a one-line message
+        traceback.print_exc()
+        print(f"attention {args.command}: this is a bug in attention, not a mistake in the "
+              f"command; please report it, with the traceback above, to the project's issues.",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,11 +11,9 @@ schedule, checkpoints, metrics and progress bar, on a decoder-only
 * :func:`perplexity`: held-out perplexity, ``exp`` of the mean next-token cross-entropy over
   every token of the texts (``</s>`` included, ``<s>`` never a target);
 * :func:`generate_text`: continue prompts (sampling or greedy, with the key/value cache);
-* :func:`text_attention`: every head's attention on one text, with the token labels;
-* :func:`lm_course_run` / :func:`load_or_train_lm_course_model`: a small model of the stories;
-* :func:`induction_course_run` / :func:`load_or_train_induction_course_model`: notebook 12's
-  model, the same size, trained on the stories mixed with repeated random words, so that it
-  grows induction heads within a few minutes of CPU.
+* :func:`text_attention`: every head's attention on one text, with the token labels.
+
+Notebook 12's models are recipes of :mod:`attention.application.course`.
 
 >>> corpus = load_text_corpus("svo", num_examples=100)
 >>> len(corpus.train), corpus.tokenizer.vocab_size
@@ -25,7 +23,6 @@ schedule, checkpoints, metrics and progress bar, on a decoder-only
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 from collections.abc import Sequence
@@ -34,28 +31,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from attention._checks import check_positive_int
-from attention.application.runs import (
-    Run,
-    has_checkpoints,
-    load_run,
-    new_run,
-    save_run,
-    train_run,
-)
 from attention.data.lm_corpus import (
     LM_CORPORA,
     load_sentences,
-    make_repeats,
-    make_stories,
     stories_vocabulary,
 )
 from attention.data.packing import PackedBatcher, encode_texts
 from attention.data.subword import train_subword
 from attention.data.tokenizer import Tokenizer
-from attention.model.config import TransformerConfig
 from attention.model.language_model import LanguageModel, language_model_attention_maps
-from attention.model.sampling import generate
-from attention.training.train import TrainConfig, evaluate_loss
+from attention.model.sampling import check_generate, generate
+from attention.training.train import evaluate_loss
 
 LM_DATA_NAMES = LM_CORPORA
 """The corpora of ``attention train --task lm --data NAME``; ``svo`` needs no download."""
@@ -164,6 +150,39 @@ def encode_prompts(
     return tokens, lengths
 
 
+def check_generate_text(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The checks of :func:`generate_text` (the command line checks with them too).
+
+    Returns:
+      ``(tokens [B, P], lengths [B], max_new_tokens)``: the encoded prompts and the number
+      of new tokens (the default filled in).
+
+    Raises:
+      TypeError, ValueError: as :func:`generate_text`.
+    """
+    _check_language_model(model)
+    tokens, lengths = encode_prompts(prompts, tokenizer)
+    room = model.config.max_len - tokens.shape[1]
+    if room < 1:
+        raise ValueError(
+            f"the longest prompt has {tokens.shape[1]} tokens (with <s>) but the model's "
+            f"context is config.max_len={model.config.max_len}: no room to generate; shorten "
+            f"it."
+        )
+    max_new_tokens = room if max_new_tokens is None else max_new_tokens
+    check_generate(model, tokens, lengths, max_new_tokens, temperature, top_k, top_p)
+    return tokens, lengths, max_new_tokens
+
+
 def generate_text(
     model: LanguageModel,
     tokenizer: Tokenizer,
@@ -193,18 +212,12 @@ def generate_text(
       TypeError, ValueError: an empty prompt, a prompt that fills the context, bad sampling
         knobs (see :func:`generate`).
     """
-    _check_language_model(model)
-    tokens, lengths = encode_prompts(prompts, tokenizer)
-    room = model.config.max_len - tokens.shape[1]
-    if room < 1:
-        raise ValueError(
-            f"the longest prompt has {tokens.shape[1]} tokens (with <s>) but the model's "
-            f"context is config.max_len={model.config.max_len}: no room to generate; shorten "
-            f"it."
-        )
+    tokens, lengths, max_new_tokens = check_generate_text(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+        top_k=top_k, top_p=top_p,
+    )
     new, _ = generate(
-        model, jnp.asarray(tokens), jnp.asarray(lengths),
-        max_new_tokens=room if max_new_tokens is None else max_new_tokens,
+        model, jnp.asarray(tokens), jnp.asarray(lengths), max_new_tokens=max_new_tokens,
         temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed,
         use_cache=use_cache,
     )
@@ -252,105 +265,15 @@ def unigram_perplexity(tokenizer: Tokenizer, train: Sequence[str],
     return math.exp(nll / n)
 
 
-# ------------------------------------------------------------------ notebook 12's model
+_MOVED_TO_COURSE = ("lm_course_run", "load_or_train_lm_course_model", "INDUCTION_TRAIN_LENGTHS",
+                    "induction_course_run", "load_or_train_induction_course_model")
 
 
-def lm_course_run(*, fast: bool = False) -> tuple[Run, TextCorpus]:
-    """Notebook 12's small language model, untrained, and the synthetic stories.
+def __getattr__(name: str):
+    # The course's recipes moved to attention.application.course (step 29a); this keeps the
+    # old imports working until every caller imports them from there.
+    if name in _MOVED_TO_COURSE:
+        from attention.application import course
 
-    Two layers of 4 heads (d_model 64, rotary positions, no dropout), context 64, trained on
-    the ``svo`` stories: 1500 updates of 32 windows from 10,000 stories (400 from 3,000 when
-    ``fast``), a couple of minutes on a laptop CPU.
-    """
-    corpus = load_text_corpus("svo", num_examples=3_000 if fast else 10_000, seed=0)
-    config = TransformerConfig.language_model(
-        vocab_size=corpus.tokenizer.vocab_size, d_model=64, num_heads=4, d_ff=256,
-        num_layers=2, dropout_rate=0.0, max_len=64,
-    )
-    train_config = TrainConfig(steps=400 if fast else 1500, batch_size=32, warmup_steps=100,
-                               lr_scale=2.0, label_smoothing=0.0, log_every=50,
-                               checkpoint_every=0, seed=0)
-    return new_run(config, train_config, corpus.tokenizer, data="svo"), corpus
-
-
-def load_or_train_lm_course_model(
-    directory: str | pathlib.Path, *, fast: bool = False
-) -> tuple[Run, TextCorpus, str]:
-    """The run saved in ``directory``, or :func:`lm_course_run` trained now and saved there.
-
-    Returns:
-      ``(run, corpus, message)``; the message says which of the two happened.
-    """
-    run, corpus = lm_course_run(fast=fast)
-    if has_checkpoints(directory):
-        run = load_run(directory)
-        return run, corpus, f"loaded the model of step {run.step} from {directory}"
-    result = train_run(run, corpus.train, progress=False)
-    save_run(run, directory)
-    return run, corpus, (f"trained {result.step} steps in {result.seconds:.0f} s, saved to "
-                         f"{directory}")
-
-
-INDUCTION_TRAIN_LENGTHS = tuple(L for L in range(3, 21) if L not in (7, 10, 13))
-"""Periods of the repeated random words of :func:`induction_course_run`: 3-20 but 7, 10 and
-13, which are held out so that notebook 12 can test its heads on a length never trained."""
-
-
-def induction_course_run(*, fast: bool = False) -> tuple[Run, TextCorpus, list[str]]:
-    """Notebook 12's model, untrained, the stories, and the mixed training texts.
-
-    The model of :func:`lm_course_run` (2 layers of 4 heads, d_model 64, rotary positions,
-    no dropout; context 64, 40 when ``fast``), trained on the ``svo`` stories without echoes
-    mixed with documents of :func:`attention.data.lm_corpus.make_repeats`: random words of
-    the lexicon with a period drawn from :data:`INDUCTION_TRAIN_LENGTHS`, repeated to fill a
-    window. The documents are packed into the stream as every text is, so a window starts
-    anywhere in them. Batches of 32 windows, the paper's schedule with a peak learning rate
-    of 3e-3 (``lr_scale = 3e-3 * sqrt(d_model * warmup_steps)``).
-
-    * full: 5,000 stories and 5,000 repeats, 1000 updates, 100 warm-up steps;
-    * ``fast``: 500 stories and 3,500 repeats, 800 updates, 200 warm-up steps (a slower
-      decay): the fewest updates after which the induction heads had formed, measured with
-      this seed (on 700 they were just forming).
-
-    Returns:
-      ``(run, corpus, texts)``: ``texts`` is what :func:`train_run` should be given.
-    """
-    stories, repeats, steps, warmup, max_len = ((500, 3_500, 800, 200, 40) if fast
-                                                else (5_000, 5_000, 1000, 100, 64))
-    corpus = load_text_corpus("svo", num_examples=stories, seed=0)
-    corpus.train = make_stories(num_stories=stories, seed=0, echoes=0.0)
-    mixed = corpus.train + make_repeats(num_docs=repeats, lengths=INDUCTION_TRAIN_LENGTHS,
-                                        num_words=max_len - 2, seed=1)
-    texts = [mixed[i] for i in np.random.default_rng(2).permutation(len(mixed))]
-    config = TransformerConfig.language_model(
-        vocab_size=corpus.tokenizer.vocab_size, d_model=64, num_heads=4, d_ff=256,
-        num_layers=2, dropout_rate=0.0, max_len=max_len,
-    )
-    train_config = TrainConfig(steps=steps, batch_size=32, warmup_steps=warmup,
-                               lr_scale=3e-3 * math.sqrt(config.d_model * warmup),
-                               label_smoothing=0.0, log_every=50, checkpoint_every=0, seed=0)
-    return new_run(config, train_config, corpus.tokenizer, data="svo"), corpus, texts
-
-
-def load_or_train_induction_course_model(
-    directory: str | pathlib.Path, *, fast: bool = False
-) -> tuple[Run, TextCorpus, str]:
-    """The run saved in ``directory``, or :func:`induction_course_run` trained now and saved
-    there (as :func:`load_or_train_lm_course_model`), with its logged metrics in
-    ``history.json`` so that a reloaded run still has ``run.history``.
-
-    Returns:
-      ``(run, corpus, message)``; the message says which of the two happened.
-    """
-    run, corpus, texts = induction_course_run(fast=fast)
-    history = pathlib.Path(directory) / "history.json"
-    if has_checkpoints(directory):
-        run = load_run(directory)
-        if history.exists():  # the training curves survive a reload
-            run.history = json.loads(history.read_text())
-        return run, corpus, f"loaded the model of step {run.step} from {directory}"
-    result = train_run(run, texts, progress=False)
-    save_run(run, directory)
-    history.write_text(json.dumps(run.history))
-    return run, corpus, (f"trained {result.step} steps in {result.seconds:.0f} s, saved to "
-                         f"{directory}")
+        return getattr(course, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

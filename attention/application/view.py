@@ -63,13 +63,26 @@ def translation_view_of_run(
     return result, target
 
 
-def view_command(args: argparse.Namespace) -> int:
-    """``attention view``: write the view of ``args.sentence`` to ``args.out``."""
+def check_view_arguments(args: argparse.Namespace) -> None:
+    """The checks of ``attention view``'s arguments.
+
+    Raises:
+      ValueError: an ``--out`` in a folder that does not exist, a ``--beam-size`` below 1, an
+        empty sentence.
+    """
     out = pathlib.Path(args.out)
     if not out.parent.is_dir():
         raise ValueError(f"--out {out}: the folder {out.parent} does not exist.")
     if args.beam_size < 1:
         raise ValueError(f"--beam-size must be a positive int, got {args.beam_size}.")
+    if not args.sentence.strip():
+        raise ValueError("sentence is empty; give the source sentence to translate.")
+
+
+def view_command(args: argparse.Namespace) -> int:
+    """``attention view``: write the view of ``args.sentence`` to ``args.out``."""
+    check_view_arguments(args)
+    out = pathlib.Path(args.out)
     view, translation = translation_view_of_run(args.checkpoint, args.sentence,
                                                 target=args.target, beam_size=args.beam_size,
                                                 view=args.view)

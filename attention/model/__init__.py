@@ -1,20 +1,24 @@
-"""The transformer around attention, steps 8-17 (Vaswani et al. 2017; notebooks 05, 06, 09).
+"""The transformer around attention, steps 8-17c (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
 
 Read the modules in this order::
 
-    8   positional.py    sinusoidal and learned positions; RoPE and ALiBi inside attention
-    9   embeddings.py    token embeddings scaled by sqrt(d_model), shared output projection
-    10  feed_forward.py  the position-wise feed-forward network
-    11  config.py        TransformerConfig: every size and switch, with presets
-    12  layer_norm.py    layer normalisation written out (what nnx.LayerNorm computes)
-        residual.py      residual connection + layer norm around a sub-layer (post- or pre-LN)
-    13  sublayers.py     attention, feed-forward, positions and layer norm built from the config
-    14  encoder.py       encoder layer and stack
-    15  decoder.py       decoder layer and stack (masked self-, cross-attention), decode cache
-    16  transformer.py   the encoder-decoder model and its attention maps
-    17  decoding.py      greedy decoding and beam search, with or without the cache
-    17a language_model.py  the decoder-only language model from the same blocks (notebook 12)
-    17b sampling.py      temperature, top-k and nucleus (top-p) sampling; generation
+    8   positional.py      sinusoidal and learned positions; RoPE and ALiBi inside attention
+    9   embeddings.py      token embeddings scaled by sqrt(d_model); the tied projection
+    10  feed_forward.py    the position-wise feed-forward network
+    10a precision.py       mixed precision: bfloat16 products, float32 sums
+    11  config.py          TransformerConfig: every size and switch (and the model's kind)
+    12  layer_norm.py      layer normalisation written out (what nnx.LayerNorm computes)
+    12a dropout.py         dropout, with its fast random bits
+    12b residual.py        residual connection + layer norm around a sub-layer (post- or pre-LN)
+    13  sublayers.py       attention, feed-forward, positions and layer norm from the config
+    14  encoder.py         encoder layer and stack
+    15  decoder.py         decoder layer and stack (masked self-, cross-attention), decode cache
+    15a spine.py           what both model families share: output head, cache, attention maps
+    16  transformer.py     the encoder-decoder model and its attention maps
+    17  generation.py      the next-token distribution (temperature, top-k, top-p), the loop
+    17a decoding.py        greedy decoding, beam search and sampling of translations
+    17b language_model.py  the decoder-only language model from the same blocks (notebook 12)
+    17c sampling.py        generate: continuing prompts with the language model
 """
 
 from attention.model.config import PRESETS, TransformerConfig

@@ -12,7 +12,7 @@ CPU trains in an hour (N = 3, d_model = 256, h = 8, d_ff = 1024, about 6M parame
 8000-token vocabulary); :meth:`TransformerConfig.tiny` trains on a laptop CPU in minutes.
 :data:`PRESETS` names them for the command line (``attention train --preset small``).
 
-The same config describes the decoder-only language model (step 18,
+The same config describes the decoder-only language model (step 17b,
 :class:`attention.model.language_model.LanguageModel`): ``architecture="decoder_only"`` keeps
 the decoder stack without its cross-attention and ignores the encoder. Its preset
 :meth:`TransformerConfig.language_model` is GPT-shaped (Radford et al. 2019): pre-LN, the
@@ -27,20 +27,56 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from attention._checks import check_int, check_positive_int, check_real
+from attention._checks import (
+    check_heads_divide_width,
+    check_int,
+    check_kv_heads_divide,
+    check_positive_int,
+    check_real,
+)
 from attention.model.precision import check_precision, matmul_dtypes, resolve_precision
 
 POSITIONAL = ("sinusoidal", "learned", "rope", "alibi")
-ARCHITECTURES = ("encoder_decoder", "decoder_only")
-"""The choices of ``TransformerConfig.architecture``: the 2017 translation model, or a
-GPT-style language model made of the decoder stack alone."""
 """The choices of ``TransformerConfig.positional`` (for the command line's ``--positional``)."""
+ARCHITECTURES = ("encoder_decoder", "decoder_only")
+"""The choices of ``TransformerConfig.architecture``, the model's kind: the 2017 translation
+model, or a GPT-style language model made of the decoder stack alone."""
 # ALiBi adds a bias to the scores: only kernels that take a ``bias`` argument can carry it.
 _BIAS_KERNELS = ("reference", "fused")
 
 
+class SavedConfig:
+    """What a frozen, keyword-only config dataclass needs to be saved beside a checkpoint and
+    read back: :meth:`to_dict`, :meth:`from_dict`, :meth:`replace` (written once, for
+    :class:`TransformerConfig` and :class:`attention.training.train.TrainConfig`)."""
+
+    def replace(self, **changes: Any):
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field, to save beside a checkpoint."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        """Inverse of :meth:`to_dict`. Fields missing from ``values`` take their defaults, so
+        a config saved before a field existed still loads (as the model it described).
+
+        Raises:
+          ValueError: keys that are not fields (a typo, or a file from another version).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.__name__} field(s) {unknown}; the fields are {sorted(names)}."
+            )
+        return cls(**values)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TransformerConfig:
+class TransformerConfig(SavedConfig):
     """Sizes and switches of an encoder-decoder transformer.
 
     Raises:
@@ -70,9 +106,8 @@ class TransformerConfig:
     tgt_vocab_size: int  # target vocabulary size (decoder embedding and the softmax)
     d_model: int = 512  # d_model: width of every sub-layer output and embedding (3.1)
     num_heads: int = 8  # h: parallel attention heads; d_k = d_v = d_model / h (3.2.2)
-    num_kv_heads: int | None = None  # K: key/value heads, dividing h; query head n reads
-    #   key/value head n // (h / K): grouped-query attention (Ainslie et al. 2023), K = 1
-    #   multi-query (Shazeer 2019); None = h, the paper's multi-head attention
+    num_kv_heads: int | None = None  # K: key/value heads, dividing h (grouped-query
+    #   attention, attention.mechanism.scores); None = h, the paper's multi-head attention
     d_ff: int = 2048  # d_ff: inner width of the position-wise feed-forward network (3.3)
     num_layers: int = 6  # N: identical layers in the encoder stack and in the decoder stack
     dropout_rate: float = 0.1  # P_drop: residual dropout and dropout on embeddings + PE (5.4)
@@ -107,21 +142,10 @@ class TransformerConfig:
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "d_ff",
                      "num_layers", "max_len"):
             check_positive_int(name, getattr(self, name))
-        if self.d_model % self.num_heads:
-            divisors = [n for n in range(1, self.d_model + 1) if self.d_model % n == 0]
-            raise ValueError(
-                f"num_heads={self.num_heads} must divide d_model={self.d_model} into equal "
-                f"heads (d_k = d_model / h); choose num_heads among {divisors}."
-            )
+        check_heads_divide_width(self.num_heads, self.d_model)
         if self.num_kv_heads is not None:
             check_positive_int("num_kv_heads", self.num_kv_heads)
-            if self.num_heads % self.num_kv_heads:
-                divisors = [k for k in range(1, self.num_heads + 1) if self.num_heads % k == 0]
-                raise ValueError(
-                    f"num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads}, "
-                    f"so that each key/value head serves num_heads / num_kv_heads query heads; "
-                    f"choose num_kv_heads among {divisors} (or None for num_heads)."
-                )
+            check_kv_heads_divide(self.num_kv_heads, self.num_heads)
         for name in ("dropout_rate", "attention_dropout_rate"):
             check_real(name, getattr(self, name), low=0.0, high=1.0, high_inclusive=False)
         for name in ("pad_id", "bos_id", "eos_id"):
@@ -258,30 +282,6 @@ class TransformerConfig:
         if self.resolved_precision == "bfloat16":
             return matmul_dtypes("bfloat16")
         return {"dtype": self.jnp_dtype, "preferred_element_type": None}
-
-    def replace(self, **changes: Any) -> TransformerConfig:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict of every field, to save beside a checkpoint."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
-        """Inverse of :meth:`to_dict`. Fields missing from ``values`` take their defaults, so
-        a config saved before a field existed still loads (as the model it described).
-
-        Raises:
-          ValueError: keys that are not fields (a typo, or a file from another version).
-        """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown TransformerConfig field(s) {unknown}; the fields are {sorted(names)}."
-            )
-        return cls(**values)
 
     @classmethod
     def base(cls, vocab_size: int = 37000, **overrides: Any) -> TransformerConfig:

@@ -1,6 +1,6 @@
 """Step 15: the decoder, and decoding one token at a time (Vaswani et al. 2017, 3.1, 3.2.3).
 
-A decoder layer has three sub-layers, each in a residual block (step 12, :class:`Residual`):
+A decoder layer has three sub-layers, each in a residual block (step 12b, :class:`Residual`):
 
 1. **masked self-attention** over the target prefix: position t may attend only positions
    ``<= t`` (the causal mask), so the prediction for position t+1 cannot peek at it;
@@ -19,19 +19,17 @@ earlier positions from a :class:`DecodeCache` instead of recomputing them:
 * cross-attention: each layer's keys/values of ``memory`` are computed once by
   :meth:`Decoder.init_cache` (:meth:`MultiHeadAttention.project_kv`).
 
-With grouped-query attention (``config.num_kv_heads = K < h``) both caches hold K heads, not h
-(``[B, L, K, H]`` and ``[B, S, K, H]``): h / K times less memory to keep and to read at every
-step. With RoPE the
-cached keys are stored already rotated at their own positions, and the new query is rotated
-at position ``index``; with ALiBi the step's bias is that of query position ``index`` against
-key positions ``0..L-1``. Either way the step sees exactly what the full call sees.
+Both caches hold ``config.kv_heads`` heads (``[B, L, K, H]``, ``[B, S, K, H]``; grouped-query
+attention, :mod:`attention.mechanism.scores`). With RoPE the cached keys are stored rotated at
+their own positions and the new query is rotated at ``index``; with ALiBi the step's bias is
+that of query ``index``. Either way the step sees exactly what the full call sees.
 
 Running :meth:`Decoder.step` for t = 0, 1, 2, ... gives the same hidden states as one call of
 the decoder on the whole sequence (the tests check it); :meth:`Decoder.extend` writes several
 positions at once (a prompt's "prefill").
 
 Without sub-layer 2 (``cross_attention=False``) the same stack is a decoder-only language
-model (step 18): masked self-attention and feed-forward, nothing to attend to but the prefix.
+model (step 17b): masked self-attention and feed-forward, nothing to attend to but the prefix.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Step 17: generating translations, greedy decoding and beam search (Vaswani et al. 2017, 6.1).
+"""Step 17a: generating translations, greedy decoding and beam search (Vaswani et al. 2017, 6.1).
 
 A trained model gives ``P(y_t | y_<t, x)``; to translate, we pick tokens one at a time and
 feed each back in as the next decoder input, until ``eos`` or ``max_len`` tokens.
@@ -14,12 +14,12 @@ feed each back in as the next decoder input, until ``eos`` or ``max_len`` tokens
 
 Both run as one compiled program (``nnx.jit``, with ``max_len``, ``beam_size`` and
 ``use_cache`` static) around a ``lax.while_loop`` that stops early once every row has
-produced ``eos``. With ``use_cache=True`` each step runs the decoder on the newest position
-only, reading earlier keys/values from a :class:`attention.model.decoder.DecodeCache`; with
-``use_cache=False`` it re-runs the decoder on the whole prefix buffer every step (simpler,
-slower, and the reference the cached path is tested against: both give the same tokens). The
-same holds for every ``config.positional`` (RoPE and ALiBi take the step as the position of the
-new token) and for grouped-query heads (the cache holds ``config.kv_heads`` heads).
+produced ``eos``; greedy decoding and sampling share the loop of step 17
+(:func:`attention.model.generation.decode_loop`). With ``use_cache=True`` each step runs the
+decoder on the newest position only, reading earlier keys/values from a
+:class:`attention.model.decoder.DecodeCache`; with ``use_cache=False`` it re-runs the decoder
+on the whole prefix every step (slower; the reference the cached path is tested against: both
+give the same tokens, for every ``config.positional`` and for grouped-query heads).
 
 Conventions:
 
@@ -41,10 +41,14 @@ from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from attention._checks import check_int, check_positive_int, check_real, check_tokens
+from attention.model.generation import (
+    FORBIDDEN,
+    check_sampling,
+    chooser,
+    decode_loop,
+    forbid_special,
+)
 from attention.model.transformer import Transformer
-
-# Large finite negative for forbidden choices: -inf arithmetic could produce NaN (inf - inf).
-_NEG = -1e9
 
 
 def length_penalty_factor(
@@ -125,14 +129,7 @@ def beam_search(
         out of range.
     """
     _check_decode_args(model, src_tokens, max_len)
-    vocab_size = model.config.tgt_vocab_size
-    check_positive_int("beam_size", beam_size)
-    if beam_size > vocab_size - 2:
-        raise ValueError(
-            f"beam_size={beam_size} exceeds the {vocab_size - 2} tokens that can be generated "
-            f"(tgt_vocab_size={vocab_size} minus pad and bos)."
-        )
-    check_real("length_penalty (alpha)", length_penalty, low=0.0)
+    check_beam_search(model.config.tgt_vocab_size, beam_size, length_penalty)
     return _beam_search_jit(
         model, src_tokens, jnp.float32(length_penalty), max_len=max_len, beam_size=beam_size,
         use_cache=bool(use_cache),
@@ -151,17 +148,18 @@ def sample_decode(
     use_cache: bool = True,
 ) -> tuple[Int[Array, "B L"], Float[Array, " B"]]:
     """Sampled translations: each next token drawn from the temperature / top-k / top-p
-    distribution of :func:`attention.model.sampling.sampling_log_probs`, until eos or
+    distribution of :func:`attention.model.generation.sampling_log_probs`, until eos or
     ``max_len``; the translation model's counterpart of
     :func:`attention.model.sampling.generate`.
 
-    Step t is drawn with the key ``fold_in(key(seed), t)``: a seed reproduces the samples,
+    Decoder position t (1 for the first token after bos) is drawn with the key
+    ``fold_in(key(seed), t)``: a seed reproduces the samples,
     with or without the cache. Sampling shows the spread of translations the model finds
     likely (several draws of one sentence), where greedy and beam search show one.
 
     Args:
       model, src_tokens, max_len, use_cache: as :func:`greedy_decode`.
-      temperature, top_k, top_p: see :func:`attention.model.sampling.sampling_log_probs`.
+      temperature, top_k, top_p: see :func:`attention.model.generation.sampling_log_probs`.
       seed: the sampling seed.
 
     Returns:
@@ -178,8 +176,6 @@ def sample_decode(
     >>> tokens.shape
     (1, 4)
     """
-    from attention.model.sampling import check_sampling
-
     _check_decode_args(model, src_tokens, max_len)
     vocab_size = model.config.tgt_vocab_size
     check_sampling(vocab_size, temperature, top_k, top_p)
@@ -189,6 +185,22 @@ def sample_decode(
         jnp.float32(1.0 if top_p is None else top_p), jax.random.key(seed),
         max_len=max_len, use_cache=bool(use_cache),
     )
+
+
+def check_beam_search(vocab_size: int, beam_size, length_penalty) -> None:
+    """The checks of :func:`beam_search`'s knobs (the command line checks with them too).
+
+    Raises:
+      TypeError: a ``beam_size`` that is not an int, a ``length_penalty`` not a number.
+      ValueError: ``beam_size`` outside ``1..vocab_size - 2``, ``length_penalty < 0``.
+    """
+    check_positive_int("beam_size", beam_size)
+    if beam_size > vocab_size - 2:
+        raise ValueError(
+            f"beam_size={beam_size} exceeds the {vocab_size - 2} tokens that can be generated "
+            f"(tgt_vocab_size={vocab_size} minus pad and bos)."
+        )
+    check_real("length_penalty (alpha)", length_penalty, low=0.0)
 
 
 # ----------------------------------------------------------------------------- internals
@@ -227,65 +239,43 @@ def _start(model: Transformer, src_tokens, max_len: int, use_cache: bool, repeat
     return memory_BSD, src_mask_B11S, cache
 
 
-def _next_log_probs(model: Transformer, inputs_BL, t, memory, src_mask, cache, max_len):
-    """log P(next token | decoder inputs 0..t) for every row: ``[B, V]``, and the new cache.
+def _next_logits(model: Transformer, memory, src_mask, max_len: int, use_cache: bool):
+    """``next_logits(inputs_BL, t, cache)`` for :func:`decode_loop`: the logits ``[B, V]`` of
+    decoder position t+1 given inputs ``0..t`` (bos at 0), and the new cache."""
 
-    ``inputs_BL`` holds bos at 0 and the tokens chosen so far at 1..t (pad after).
-    """
-    if cache is not None:
+    def cached(inputs_BL, t, cache):
         tokens_B = jax.lax.dynamic_index_in_dim(inputs_BL, t, axis=1, keepdims=False)
-        logits_BV, cache = model.decode_step(tokens_B, cache, t, src_mask)
-    else:
+        return model.decode_step(tokens_B, cache, t, src_mask)
+
+    def recomputed(inputs_BL, t, cache):
         # Teaching path: the whole buffer through the decoder, then read position t. The
         # causal mask makes positions after t irrelevant, so this equals the cached step.
         # (Only position t is projected to the vocabulary: that part is not what a cache
         # saves, and projecting all L positions would inflate the cache's advantage.)
         hidden_BLD = model.decoder(inputs_BL[:, :max_len], memory, src_mask, deterministic=True)
         hidden_BD = jax.lax.dynamic_index_in_dim(hidden_BLD, t, axis=1, keepdims=False)
-        logits_BV = model.logits(hidden_BD)
-    return jax.nn.log_softmax(logits_BV, axis=-1), cache
+        return model.logits(hidden_BD), cache
+
+    return cached if use_cache else recomputed
 
 
-def _forbid_special(log_probs_BV, config):
-    return log_probs_BV.at[..., config.pad_id].set(_NEG).at[..., config.bos_id].set(_NEG)
-
-
-def _decode_loop(model: Transformer, src_tokens, choose, *, max_len: int, use_cache: bool):
-    """One token per step until every row has produced eos or ``max_len`` tokens.
-
-    ``choose(step_BV, t) -> next_B`` picks each row's next token from the step's log
-    probabilities (pad and bos already forbidden): the argmax for greedy decoding, a draw for
-    sampling. Rows that have finished continue with pad, at no cost.
-    """
+def _translate_loop(model: Transformer, src_tokens, choose, *, max_len: int, use_cache: bool):
+    """Encode once, then :func:`decode_loop` from ``[bos]``: tokens ``[B, L]`` after bos."""
     config = model.config
     B = src_tokens.shape[0]
     memory, src_mask, cache = _start(model, src_tokens, max_len, use_cache)
     inputs_BL = jnp.full((B, max_len + 1), config.pad_id, jnp.int32).at[:, 0].set(config.bos_id)
-
-    def cond(carry):
-        t, _, finished_B, _, _ = carry
-        return (t < max_len) & ~jnp.all(finished_B)
-
-    def body(carry):
-        t, inputs_BL, finished_B, log_probs_B, cache = carry
-        step_BV, cache = _next_log_probs(model, inputs_BL, t, memory, src_mask, cache, max_len)
-        step_BV = _forbid_special(step_BV, config)
-        next_B = jnp.where(finished_B, config.pad_id, choose(step_BV, t).astype(jnp.int32))
-        chosen_B = jnp.take_along_axis(step_BV, next_B[:, None], axis=-1)[:, 0]
-        log_probs_B = log_probs_B + jnp.where(finished_B, 0.0, chosen_B)
-        inputs_BL = inputs_BL.at[:, t + 1].set(next_B)
-        finished_B = finished_B | (next_B == config.eos_id)
-        return t + 1, inputs_BL, finished_B, log_probs_B, cache
-
-    carry = (jnp.int32(0), inputs_BL, jnp.zeros(B, bool), jnp.zeros(B, jnp.float32), cache)
-    _, inputs_BL, _, log_probs_B, _ = jax.lax.while_loop(cond, body, carry)
+    inputs_BL, log_probs_B = decode_loop(
+        _next_logits(model, memory, src_mask, max_len, use_cache), choose, inputs_BL,
+        jnp.ones(B, jnp.int32), cache, start=0, max_new_tokens=max_len, config=config,
+    )
     return inputs_BL[:, 1:], log_probs_B
 
 
 @functools.partial(nnx.jit, static_argnames=("max_len", "use_cache"))
 def _greedy_decode_jit(model: Transformer, src_tokens, *, max_len: int, use_cache: bool):
-    return _decode_loop(model, src_tokens, lambda step_BV, t: jnp.argmax(step_BV, axis=-1),
-                        max_len=max_len, use_cache=use_cache)
+    choose = chooser(True, None, None, None, None)
+    return _translate_loop(model, src_tokens, choose, max_len=max_len, use_cache=use_cache)
 
 
 @functools.partial(nnx.jit, static_argnames=("max_len", "beam_size", "use_cache"))
@@ -295,13 +285,14 @@ def _beam_search_jit(
     config = model.config
     B, K, V = src_tokens.shape[0], beam_size, config.tgt_vocab_size
     memory, src_mask, cache = _start(model, src_tokens, max_len, use_cache, repeat=K)
+    next_logits = _next_logits(model, memory, src_mask, max_len, use_cache)
     inputs_BKL = jnp.full((B, K, max_len + 1), config.pad_id, jnp.int32)
     inputs_BKL = inputs_BKL.at[:, :, 0].set(config.bos_id)
     # All beams start identical; only beam 0 may expand at the first step, or the K beams
     # would be K copies of the same hypothesis.
-    log_p_BK = jnp.tile(jnp.array([0.0] + [_NEG] * (K - 1), jnp.float32), (B, 1))
+    log_p_BK = jnp.tile(jnp.array([0.0] + [FORBIDDEN] * (K - 1), jnp.float32), (B, 1))
     # A finished beam continues only with pad, at no cost: its log P stays as it was.
-    finished_row_V = jnp.full((V,), _NEG, jnp.float32).at[config.pad_id].set(0.0)
+    finished_row_V = jnp.full((V,), FORBIDDEN, jnp.float32).at[config.pad_id].set(0.0)
     rows_B1 = (jnp.arange(B)[:, None] * K).astype(jnp.int32)  # flat row of each example's beam 0
 
     def cond(carry):
@@ -310,10 +301,9 @@ def _beam_search_jit(
 
     def body(carry):
         t, inputs_BKL, log_p_BK, finished_BK, length_BK, cache = carry
-        step_NV, cache = _next_log_probs(
-            model, inputs_BKL.reshape(B * K, max_len + 1), t, memory, src_mask, cache, max_len
-        )
-        step_BKV = _forbid_special(step_NV, config).reshape(B, K, V)
+        logits_NV, cache = next_logits(inputs_BKL.reshape(B * K, max_len + 1), t, cache)
+        step_NV = forbid_special(jax.nn.log_softmax(logits_NV, axis=-1), config)
+        step_BKV = step_NV.reshape(B, K, V)
         step_BKV = jnp.where(finished_BK[..., None], finished_row_V[None, None], step_BKV)
         candidate_BKV = log_p_BK[..., None] + step_BKV
         candidate_length_BK = jnp.where(finished_BK, length_BK, t + 1)
@@ -350,10 +340,5 @@ def _beam_search_jit(
 @functools.partial(nnx.jit, static_argnames=("max_len", "use_cache"))
 def _sample_decode_jit(model: Transformer, src_tokens, temperature, top_k, top_p, key, *,
                        max_len: int, use_cache: bool):
-    from attention.model.sampling import _sampling_log_probs
-
-    def draw(step_BV, t):
-        sampling_BV = _sampling_log_probs(step_BV, temperature, top_k, top_p)
-        return jax.random.categorical(jax.random.fold_in(key, t), sampling_BV, axis=-1)
-
-    return _decode_loop(model, src_tokens, draw, max_len=max_len, use_cache=use_cache)
+    choose = chooser(False, temperature, top_k, top_p, key)
+    return _translate_loop(model, src_tokens, choose, max_len=max_len, use_cache=use_cache)

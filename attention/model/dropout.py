@@ -1,31 +1,20 @@
-"""Step 12a: dropout, and why its random numbers come from a fast generator (5.4).
+"""Step 12a: dropout, with its mask drawn by a fast generator (Vaswani et al. 2017, 5.4).
 
-Dropout (Srivastava et al. 2014; the paper's P_drop, section 5.4) zeroes each activation with
-probability ``rate`` during training and scales the survivors by ``1 / (1 - rate)``, so that
-the expected value of every unit is unchanged and evaluation needs no correction::
+Dropout (Srivastava et al. 2014; the paper's P_drop) zeroes each activation with probability
+``rate`` during training and scales the survivors so that expectations are unchanged::
 
     dropout(x)_i = x_i / (1 - rate)   with probability 1 - rate,   else 0
 
-The arithmetic is one comparison per element; the cost is the random numbers. JAX's default
-generator, threefry (Salmon et al. 2011), is a counter-based cipher: splittable, the same on
-every backend and under ``vmap`` or sharding, and about twenty integer operations per 32
-random bits. A transformer's training step draws one bit per activation per dropout layer,
-millions of them (5.2M for ``benchmarks/train_throughput.py``'s batch); on an Intel Xeon
-threefry took a fifth of that step. XLA's own generator, ``RngBitGenerator`` (Philox on CPU
-and GPU; JAX's ``"rbg"`` key type), made the whole step 1.19x faster on an AMD EPYC (the
-benchmark's ablation row), although for one small mask alone threefry can be the faster.
+The mask's random bits are the cost: :func:`dropout` derives from the model's ordinary
+(threefry) key one ``"rbg"`` key, XLA's ``RngBitGenerator``, and draws the mask with it (the
+whole training step 1.19x faster on an AMD EPYC, ``benchmarks/train_throughput.py``). The
+same seed still gives the same masks, and the mask is a pure function of the key
+(``jax.checkpoint`` and a resumed run see the same masks); rbg's bits may differ across XLA
+versions, backends and ``vmap``, which costs a dropout mask nothing.
 
-So :func:`dropout` takes an ordinary key (threefry, from the model's ``nnx.Rngs``), derives
-from it one ``"rbg"`` key (a threefry draw of 128 bits, negligible), and draws the mask with
-that. What stays true: the same seed gives the same masks, run after run (a test trains twice
-and compares the losses), and the mask is a pure function of the key, so ``jax.checkpoint``
-and a resumed run see the same masks. What is given up: rbg's bits may change with the XLA
-version or backend, and differ under ``vmap`` from the unbatched call; for dropout masks
-that is no loss (JAX documents the same trade-off for ``jax_default_prng_impl``).
-
-The threshold is exact: a unit is dropped when its 32 random bits are below
-``round(rate * 2^32)``, so the drop probability is ``rate`` to within 2^-33, and the
-survivors are scaled by the exact inverse of the keep probability that threshold gives.
+A unit is dropped when its 32 random bits are below ``round(rate * 2^32)``: the drop
+probability is ``rate`` to within 2^-33, and the survivors are scaled by the exact inverse of
+the keep probability that threshold gives.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Step 9: token embeddings, and the output projection that can share them (Vaswani et al. 3.4).
+"""Step 9: token embeddings, and the tied output projection that shares them (Vaswani et al. 3.4).
 
 A token id becomes a learned vector, row ``E[id]`` of an embedding matrix ``E [V, D]``. The
 paper multiplies the embeddings by ``sqrt(d_model)`` so that they are not drowned by the
@@ -26,8 +26,6 @@ import math
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Int
-
-from attention.model.precision import mixed_einsum
 
 
 def embed_tokens(
@@ -93,37 +91,3 @@ class TokenEmbedding(nnx.Module):
     def attend(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
         """Logits ``hidden E^T`` (the tied pre-softmax projection)."""
         return tied_logits(hidden, self._table())
-
-
-# ----------------------------------------------------------------- the pre-softmax projection
-# Shared by the encoder-decoder Transformer and the decoder-only LanguageModel: E^T when the
-# embeddings are tied, else an own [D, V] matrix (no bias, like the tied one, so the two
-# variants differ only in the tying).
-
-
-def make_output_projection(config, *, rngs: nnx.Rngs) -> nnx.Linear | None:
-    """None when ``config.share_embeddings`` (the embedding matrix serves), else a [D, V] linear."""
-    if config.share_embeddings:
-        return None
-    return nnx.Linear(config.d_model, config.tgt_vocab_size, use_bias=False,
-                      **config.linear_dtypes, param_dtype=config.jnp_param_dtype, rngs=rngs)
-
-
-def output_weight(embed: TokenEmbedding, output: nnx.Linear | None,
-                  dtype=None) -> Float[Array, "V D"]:
-    """The projection as ``[V, D]``: ``logits = hidden @ W.T`` (E when tied)."""
-    if output is None:
-        return embed._table()
-    weight_VD = output.kernel[...].T
-    return weight_VD if dtype is None else weight_VD.astype(dtype)
-
-
-def output_logits(embed: TokenEmbedding, output: nnx.Linear | None,
-                  hidden: Float[Array, "*B D"], matmul_dtype=None) -> Float[Array, "*B V"]:
-    """Float32 vocabulary scores of hidden states (3.4); ``matmul_dtype`` (bfloat16 in mixed
-    precision) is the dtype of the product's inputs, summed in float32."""
-    if output is not None:
-        return output(hidden).astype(jnp.float32)
-    if matmul_dtype is None:
-        return embed.attend(hidden).astype(jnp.float32)
-    return mixed_einsum("...D,VD->...V", hidden, embed.embedding[...], dtype=matmul_dtype)

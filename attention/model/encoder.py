@@ -1,6 +1,6 @@
 """Step 14: the encoder, self-attention over the source (Vaswani et al. 2017, 3.1).
 
-An encoder layer is self-attention then feed-forward, each in a residual block (step 12,
+An encoder layer is self-attention then feed-forward, each in a residual block (step 12b,
 :class:`attention.model.residual.Residual`); the encoder is the embeddings plus positional
 encodings (with residual dropout on their sum, section 5.4) followed by N identical layers.
 With RoPE or ALiBi (``config.positional``) nothing is added to the embeddings: every

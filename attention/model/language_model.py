@@ -1,4 +1,4 @@
-"""Step 17a: a decoder-only language model from the same blocks (Radford et al. 2018, 2019).
+"""Step 17b: a decoder-only language model from the same blocks (Radford et al. 2018, 2019).
 
 Drop the encoder and the cross-attention from the translation model and what is left is a
 language model: token embeddings, a stack of masked self-attention + feed-forward layers, and
@@ -11,19 +11,13 @@ scores the token at t+1::
 
     loss   = -1/T sum_t log softmax(logits_t)[tokens_{t+1}]     (the next-token NLL)
 
-It is the decoder of step 15 built with ``cross_attention=False``, not a copy of it: the same
-:class:`DecoderLayer`, :class:`Residual`, attention (with RoPE, ALiBi, grouped-query heads and
-every kernel the config names), embeddings and decode cache. The configuration is the same
-:class:`TransformerConfig` with ``architecture="decoder_only"``
-(:meth:`TransformerConfig.language_model`, or :meth:`TransformerConfig.as_language_model` of
-any preset). Its GPT-2 shape (Radford et al. 2019, section 2.3): layer norm before each
-sub-layer and once after the stack (``norm_first``), and one embedding matrix for input and
-output (``share_embeddings``).
-
-Training uses the same step as translation (:func:`attention.training.train.train_step`), fed
-``tgt_in`` (the tokens) and ``tgt_out`` (the same tokens shifted left by one); a batch has no
-``src``. Perplexity is ``exp`` of the mean next-token NLL. Generation, with temperature,
-top-k and nucleus sampling and the key/value cache, is :mod:`attention.model.sampling`.
+It is the decoder of step 15 built with ``cross_attention=False``, with the output head,
+cache and attention maps of step 15a: nothing is copied from the translation model. Its
+config is a :class:`TransformerConfig` with ``architecture="decoder_only"``
+(:meth:`TransformerConfig.language_model`), GPT-2-shaped (Radford et al. 2019, 2.3): pre-LN
+with a final LayerNorm, and tied embeddings. Training is the translation model's step
+(:func:`attention.training.train.train_step`) without ``src``; generation is
+:mod:`attention.model.sampling`.
 
 :func:`language_model_attention_maps` (also reached through :func:`attention.attention_maps`)
 returns the weights of every head, ``{"decoder_self": [L, B, N, T, T]}``, for the plots.
@@ -31,22 +25,17 @@ returns the weights of every head, ``{"decoder_self": [L, B, N, T, T]}``, for th
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from attention._checks import check_positive_int, check_tokens
 from attention.model.config import TransformerConfig
 from attention.model.decoder import DecodeCache, Decoder
-from attention.model.embeddings import (
-    TokenEmbedding,
-    make_output_projection,
-    output_logits,
-    output_weight,
-)
+from attention.model.embeddings import TokenEmbedding
+from attention.model.spine import DecoderModel, make_output_projection, sown_attention_maps
 
 
-class LanguageModel(nnx.Module):
+class LanguageModel(DecoderModel):
     """A GPT-style decoder-only transformer: ``logits = model(tokens)``.
 
     Args:
@@ -64,6 +53,7 @@ class LanguageModel(nnx.Module):
       TypeError: ``config`` not a TransformerConfig; see :func:`check_tokens`.
       ValueError: a config of the encoder-decoder architecture; bad tokens.
 
+    >>> import jax.numpy as jnp
     >>> config = TransformerConfig.language_model(vocab_size=13, d_model=16, num_heads=2,
     ...                                           d_ff=32, num_layers=2)
     >>> model = LanguageModel(config, rngs=nnx.Rngs(0))
@@ -87,6 +77,9 @@ class LanguageModel(nnx.Module):
         )
         self.decoder = Decoder(config, self.embed, rngs=rngs, cross_attention=False)
         self.output = make_output_projection(config, rngs=rngs)
+
+    def target_embedding(self) -> TokenEmbedding:
+        return self.embed
 
     # ------------------------------------------------------------------ training path
 
@@ -116,14 +109,6 @@ class LanguageModel(nnx.Module):
         return self.decoder(tokens, None, None, deterministic=deterministic,
                             sow_weights=sow_weights)
 
-    def output_weight(self) -> Float[Array, "V D"]:
-        """The output projection as ``[V, D]``: ``logits = hidden @ W.T``."""
-        return output_weight(self.embed, self.output, self.config.jnp_dtype)
-
-    def logits(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
-        """Project hidden states to float32 next-token scores."""
-        return output_logits(self.embed, self.output, hidden, self.config.matmul_dtype)
-
     # ------------------------------------------------------------- incremental path
 
     def init_decode_cache(self, batch_size: int, max_len: int) -> DecodeCache:
@@ -135,13 +120,7 @@ class LanguageModel(nnx.Module):
             ``config.max_len``.
         """
         check_positive_int("batch_size", batch_size)
-        check_positive_int("max_len", max_len)
-        if max_len > self.config.max_len:
-            raise ValueError(
-                f"max_len={max_len} positions exceed the model's config.max_len="
-                f"{self.config.max_len}."
-            )
-        return self.decoder.init_cache(None, max_len, batch_size=batch_size)
+        return self._init_cache(None, max_len, batch_size)
 
     def prefill(
         self, tokens: Int[Array, "B T"], cache: DecodeCache, index=0
@@ -174,6 +153,7 @@ def language_model_attention_maps(
     Raises:
       ValueError: ``attention_impl`` is not "reference" (fused kernels never form weights).
 
+    >>> import jax.numpy as jnp
     >>> config = TransformerConfig.language_model(vocab_size=13, d_model=16, num_heads=2,
     ...                                           d_ff=32, num_layers=3)
     >>> model = LanguageModel(config, rngs=nnx.Rngs(0))
@@ -182,20 +162,4 @@ def language_model_attention_maps(
     """
     if not isinstance(model, LanguageModel):
         raise TypeError(f"model must be a LanguageModel, got {type(model).__name__}.")
-    if model.config.attention_impl != "reference":
-        raise ValueError(
-            f"attention maps need the attention weights, which attention_impl="
-            f"{model.config.attention_impl!r} never forms; build the model with "
-            f"attention_impl='reference'."
-        )
-
-    def forward(m: LanguageModel):
-        return m(tokens, deterministic=True, sow_weights=True)
-
-    _, intermediates = nnx.capture(forward, nnx.Intermediate)(model)
-    layers = intermediates["decoder"]["layers"]
-    per_layer = []
-    for i in range(model.config.num_layers):
-        (weights_BNTT,) = layers[i]["self_attention"]["attention_weights"].get_value()
-        per_layer.append(weights_BNTT)
-    return {"decoder_self": jnp.stack(per_layer)}
+    return sown_attention_maps(model, tokens)

@@ -1,4 +1,4 @@
-"""Step 12, written out: layer normalisation (Ba, Kiros & Hinton 2016; Vaswani et al. 3.1).
+"""Step 12: layer normalisation, written out (Ba, Kiros & Hinton 2016; Vaswani et al. 3.1).
 
 Each position's vector is normalised over its D features, then scaled and shifted by learned
 vectors gamma ("scale") and beta ("bias")::

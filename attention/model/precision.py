@@ -1,40 +1,23 @@
-"""Step 11b: mixed precision, matrix products in bfloat16 and everything else in float32.
+"""Step 10a: mixed precision, matrix products in bfloat16 and everything else in float32.
 
-A transformer spends nearly all its arithmetic in matrix products (the projections, the
-feed-forward network, the output layer), and most CPUs and every recent accelerator multiply
-bfloat16 numbers several times faster than float32 ones: AMX tiles and AVX-512 BF16 on x86
-CPUs, tensor cores on GPUs, the MXU on TPUs. bfloat16 keeps float32's exponent (the same
-range: no overflow, no loss scaling) but only 8 bits of mantissa, about 3 significant digits.
-That is plenty for one *input* of a product and far too little for a running *sum*, for a
-softmax's exponentials, a layer norm's variance, or an optimizer's small updates to a large
-weight. So mixed precision, as the JAX ecosystem does it (Flax's ``dtype`` /
-``param_dtype``, jmp's policies; Micikevicius et al. 2018 for float16), splits the work:
+Mixed precision as the JAX ecosystem does it (Flax's ``dtype`` / ``param_dtype``, jmp's
+policies; Micikevicius et al. 2018 for float16)::
 
-* **parameters and optimizer state stay float32**: an update of 1e-4 to a weight of 1 would
-  vanish in bfloat16, whose spacing near 1 is 2^-7;
-* **each matrix product gets bfloat16 inputs and accumulates in float32**
-  (``preferred_element_type=jnp.float32``): the hardware's fast path. A product that is
-  bfloat16 in *and out* also rounds every partial sum, and on CPUs it is often slower, not
-  faster (XLA converts back and forth around it);
-* **softmax, layer norm, the loss and the residual stream stay float32**: they are cheap
-  next to the products and they are where rounding would hurt.
+    parameters, optimizer state          float32   (a 1e-4 update vanishes in bfloat16)
+    each matrix product                  bfloat16 inputs, float32 sums
+                                         (``preferred_element_type=jnp.float32``)
+    softmax, layer norm, loss, residual  float32   (cheap, and where rounding would hurt)
 
-:func:`resolve_precision` turns the setting ``"float32"``, ``"bfloat16"`` or ``"auto"`` into
-one of the first two. ``"auto"`` picks bfloat16 where mixed precision makes training faster:
-a GPU or TPU, or a CPU with AMX (Intel's matrix tiles, several times float32's matmul rate).
-Elsewhere it picks float32, and that includes CPUs with AVX-512 BF16 alone (AMD Zen 4, Intel
-Cooper Lake). On those, a bfloat16 product with float32 accumulation runs at about twice
-float32's rate. But XLA's CPU backend widens bfloat16 operands back to float32 for the
-transposed products of the backward pass, and the conversions are extra passes over memory.
-So the whole training step came out *slower*: measured on an AMD EPYC, 0.92x float32's
-speed (``benchmarks/results/train_throughput.txt``). Without any bfloat16 instructions it
-would be emulated, slower still. :func:`describe_precision` says which was
-taken and why; every training run prints it. :func:`matmul_dtypes` is what a layer receives
-(``nnx.Linear(..., **matmul_dtypes("bfloat16"))``), and :func:`mixed_einsum` is the same
-rule for a product written by hand (the output layer, the loss).
+bfloat16 keeps float32's exponent (no overflow, no loss scaling) with 8 bits of mantissa:
+enough for one input of a product, too little for a running sum.
 
-``benchmarks/train_throughput.py`` measures both precisions against each other and against
-the matmul peak of each.
+:func:`resolve_precision` turns ``"float32"``, ``"bfloat16"`` or ``"auto"`` into one of the
+first two: ``"auto"`` picks bfloat16 on a GPU, a TPU or a CPU with AMX, else float32 (on a
+CPU with only AVX-512 BF16 the whole training step measured 0.92x float32's speed,
+``benchmarks/results/train_throughput.txt``). :func:`describe_precision` says which was taken
+and why; :func:`matmul_dtypes` is what a layer receives
+(``nnx.Linear(..., **matmul_dtypes("bfloat16"))``), and :func:`mixed_einsum` is the same rule
+for a product written by hand (the output layer, the loss).
 """
 
 from __future__ import annotations

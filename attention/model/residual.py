@@ -1,4 +1,4 @@
-"""Step 12: residual connections and layer norm around every sub-layer (Vaswani et al. 3.1, 5.4).
+"""Step 12b: residual connections and layer norm around every sub-layer (Vaswani et al. 3.1, 5.4).
 
 Each sub-layer (attention or feed-forward) is wrapped in a residual connection and a layer
 normalisation. The paper normalises *after* the residual add (post-LN)::

@@ -21,21 +21,16 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
-from attention._checks import check_positive_int, check_tokens, shape_str
+from attention._checks import check_tokens, shape_str
 from attention.mechanism.masks import padding_mask
 from attention.model.config import TransformerConfig
 from attention.model.decoder import DecodeCache, Decoder
-from attention.model.embeddings import (
-    TokenEmbedding,
-    make_output_projection,
-    output_logits,
-    output_weight,
-)
+from attention.model.embeddings import TokenEmbedding
 from attention.model.encoder import Encoder
-from attention.model.language_model import LanguageModel, language_model_attention_maps
+from attention.model.spine import DecoderModel, make_output_projection, sown_attention_maps
 
 
-class Transformer(nnx.Module):
+class Transformer(DecoderModel):
     """The encoder-decoder transformer of "Attention Is All You Need".
 
     Args:
@@ -80,6 +75,9 @@ class Transformer(nnx.Module):
         self.encoder = Encoder(config, self.src_embed, rngs=rngs)
         self.decoder = Decoder(config, self.tgt_embed, rngs=rngs)
         self.output = make_output_projection(config, rngs=rngs)
+
+    def target_embedding(self) -> TokenEmbedding:
+        return self.tgt_embed
 
     # ------------------------------------------------------------------ training path
 
@@ -159,15 +157,6 @@ class Transformer(nnx.Module):
         )
         return self.logits(hidden_BTD)
 
-    def output_weight(self) -> Float[Array, "V D"]:
-        """The pre-softmax projection as a ``[V, D]`` matrix: ``logits = hidden @ W.T``
-        (the embedding matrix E when shared, else the output kernel transposed)."""
-        return output_weight(self.tgt_embed, self.output, self.config.jnp_dtype)
-
-    def logits(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:
-        """Project decoder hidden states to float32 vocabulary scores (3.4)."""
-        return output_logits(self.tgt_embed, self.output, hidden, self.config.matmul_dtype)
-
     def source_mask(self, src_tokens: Int[Array, "B S"]) -> Bool[Array, "B 1 1 S"]:
         """Key-padding mask of the source: True at real tokens."""
         return padding_mask(tokens=src_tokens, pad_id=self.config.pad_id)
@@ -177,14 +166,12 @@ class Transformer(nnx.Module):
     def init_decode_cache(
         self, memory: Float[Array, "B S D"], max_len: int
     ) -> DecodeCache:
-        """Caches for decoding up to ``max_len`` target positions (see :class:`DecodeCache`)."""
-        check_positive_int("max_len", max_len)
-        if max_len > self.config.max_len:
-            raise ValueError(
-                f"max_len={max_len} decoding steps need {max_len} positions but the model "
-                f"has config.max_len={self.config.max_len}."
-            )
-        return self.decoder.init_cache(memory, max_len)
+        """Caches for decoding up to ``max_len`` target positions (see :class:`DecodeCache`).
+
+        Raises:
+          TypeError, ValueError: ``max_len`` not an int in ``1..config.max_len``.
+        """
+        return self._init_cache(memory, max_len)
 
     def decode_step(
         self,
@@ -248,18 +235,18 @@ def count_params(model: nnx.Module) -> int:
 
 
 def attention_maps(
-    model: Transformer | LanguageModel,
+    model: DecoderModel,
     src_tokens: Int[Array, "B S"],
     tgt_tokens: Int[Array, "B T"] | None = None,
 ) -> dict[str, Float[Array, "L B N Tq Tk"]]:
     """Every attention weight of every layer, from one deterministic forward pass.
 
-    For a decoder-only :class:`LanguageModel` call ``attention_maps(model, tokens)``: the
-    result is ``{"decoder_self": [L, B, N, T, T]}``
-    (:func:`attention.model.language_model.language_model_attention_maps`).
+    For a decoder-only language model (``config.architecture="decoder_only"``) call
+    ``attention_maps(model, tokens)``: the result is ``{"decoder_self": [L, B, N, T, T]}``.
 
-    Runs ``model(src, tgt, deterministic=True, sow_weights=True)`` inside
-    ``nnx.capture(..., nnx.Intermediate)`` and stacks what each attention module sowed.
+    What every attention layer sowed in ``model(src, tgt, deterministic=True,
+    sow_weights=True)``, stacked over the layers
+    (:func:`attention.model.spine.sown_attention_maps`).
 
     Returns:
       A dict of float arrays, layer-major:
@@ -282,33 +269,15 @@ def attention_maps(
     (2, 1, 4, 2, 3)
     """
 
-    if isinstance(model, LanguageModel):
+    if model.config.is_language_model:
         if tgt_tokens is not None:
             raise ValueError(
                 "a LanguageModel reads one sequence: call attention_maps(model, tokens), "
                 "without tgt_tokens."
             )
-        return language_model_attention_maps(model, src_tokens)
+        return sown_attention_maps(model, src_tokens)
     if tgt_tokens is None:
         raise ValueError(
             "a Transformer needs both sequences: attention_maps(model, src_tokens, tgt_tokens)."
         )
-
-    def forward(m: Transformer):
-        return m(src_tokens, tgt_tokens, deterministic=True, sow_weights=True)
-
-    _, intermediates = nnx.capture(forward, nnx.Intermediate)(model)
-
-    def stacked(stack: str, attention: str):
-        layers = intermediates[stack]["layers"]
-        per_layer = []
-        for i in range(model.config.num_layers):
-            (weights_BNTS,) = layers[i][attention]["attention_weights"].get_value()
-            per_layer.append(weights_BNTS)
-        return jnp.stack(per_layer)
-
-    return {
-        "encoder_self": stacked("encoder", "self_attention"),
-        "decoder_self": stacked("decoder", "self_attention"),
-        "decoder_cross": stacked("decoder", "cross_attention"),
-    }
+    return sown_attention_maps(model, src_tokens, tgt_tokens)

@@ -22,19 +22,19 @@ import math
 import pathlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import jax.numpy as jnp
 import optax
 from flax import nnx
 
 from attention._checks import check_non_negative_int, check_positive_int, check_real
+from attention.model.config import SavedConfig
 from attention.training.loss import projected_cross_entropy
 from attention.training.schedule import transformer_schedule
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class TrainConfig(SavedConfig):
     """How to train; the model's shape lives in ``TransformerConfig``.
 
     Raises:
@@ -78,8 +78,6 @@ class TrainConfig:
         if self.clip_norm is not None:
             store("clip_norm", check_real("TrainConfig.clip_norm", self.clip_norm, **positive))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def make_optimizer(
@@ -103,13 +101,13 @@ def _loss_sums(model, batch, label_smoothing, pad_id, deterministic):
     """Summed losses, hits and token count of ``model`` on ``batch``; the output projection
     and the loss run chunk by chunk (:func:`attention.training.loss.projected_cross_entropy`).
 
-    A batch with ``src`` is translation (the encoder-decoder reads both sides); one without is
-    language modelling (the decoder-only model reads ``tgt_in`` alone). Everything after the
-    hidden states is the same for both: one pipeline, not two."""
-    if "src" in batch:
-        hidden_BTD = model.features(batch["src"], batch["tgt_in"], deterministic=deterministic)
-    else:
+    The model's kind is its config's ``architecture``: a language model reads ``tgt_in``
+    alone, the encoder-decoder ``src`` too. Everything after the hidden states is the same
+    for both: one pipeline, not two."""
+    if model.config.is_language_model:
         hidden_BTD = model.features(batch["tgt_in"], deterministic=deterministic)
+    else:
+        hidden_BTD = model.features(batch["src"], batch["tgt_in"], deterministic=deterministic)
     return projected_cross_entropy(
         hidden_BTD, model.output_weight(), batch["tgt_out"], label_smoothing=label_smoothing,
         pad_id=pad_id, matmul_dtype=model.config.matmul_dtype,

@@ -69,6 +69,31 @@ def test_errors_are_one_line(run_dir, tmp_path, capsys):
         capsys, ["train", "--data", "klingon", "--out", str(tmp_path / "k")])
 
 
+def test_a_bad_value_is_a_one_line_user_error(run_dir, capsys):
+    assert "beam_size must be a positive int, got 0" in _error(
+        capsys, ["translate", "--checkpoint", str(run_dir), "a b", "--beam-size", "0"])
+    assert "length_penalty" in _error(
+        capsys, ["translate", "--checkpoint", str(run_dir), "a b", "--length-penalty", "-1"])
+
+
+@pytest.mark.parametrize("error", [TypeError, ValueError])
+def test_a_bug_deep_inside_shows_its_traceback_and_asks_for_a_report(
+    run_dir, capsys, monkeypatch, error
+):
+    import attention.model.decoding as decoding
+
+    def broken(*args, **kwargs):
+        raise error("an internal function was called wrongly")
+
+    # Deep inside translate: after the command checked its arguments, while it decodes.
+    monkeypatch.setattr(decoding, "decode_loop", broken)
+    assert main(["translate", "--checkpoint", str(run_dir), "a b", "--beam-size", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "in broken" in err
+    assert f"{error.__name__}: an internal function was called wrongly" in err
+    assert "attention translate: this is a bug in attention" in err.splitlines()[-1]
+
+
 def test_positions_and_key_value_heads_reach_the_model_config():
     args = _build_parser().parse_args(["train", "--positional", "rope", "--num-kv-heads", "2"])
     config, preset = _model_config(args, vocab_size=50)

@@ -93,30 +93,3 @@ def test_bad_input(trained):
         train_run(run, [("a", "b")], progress=False)
     with pytest.raises(ValueError, match="unknown text data"):
         load_text_corpus("multi30k")
-
-
-def test_induction_recipe_mixes_held_out_periods_and_reloads_its_history(tmp_path, monkeypatch):
-    import attention.application.language_modeling as lm
-
-    run, corpus, texts = lm.induction_course_run(fast=True)
-    stories = set(corpus.train)
-    repeats = [t.split() for t in texts if t not in stories]
-    assert len(repeats) >= len(stories) > 0  # at least one repeat document per story
-    for words in repeats:  # each repeats with a trained period, never a held-out one
-        period = next(p for p in range(1, len(words) + 1)
-                      if all(words[i] == words[i - p] for i in range(p, len(words))))
-        assert period not in (7, 10, 13) and len(words) == run.config.max_len - 2
-    tc, d = run.train_config, run.config.d_model
-    assert math.isclose(tc.lr_scale * d**-0.5 * tc.warmup_steps**-0.5, 3e-3, rel_tol=1e-6)
-    # Load-or-train: the second call loads the saved model and the logged metrics.
-    tiny = TrainConfig(steps=3, batch_size=4, warmup_steps=1, log_every=1, checkpoint_every=0)
-    small = new_run(run.config, tiny, run.tokenizer, data="svo")
-    monkeypatch.setattr(lm, "induction_course_run", lambda fast: (small, corpus, texts[:50]))
-    trained_run, _, message = lm.load_or_train_induction_course_model(tmp_path / "r")
-    assert message.startswith("trained 3 steps") and len(trained_run.history) == 3
-    loaded, _, message = lm.load_or_train_induction_course_model(tmp_path / "r")
-    assert message.startswith("loaded the model of step 3")
-    assert loaded.history == trained_run.history
-    tokens = jnp.asarray([[1, 5, 6, 7]])
-    np.testing.assert_array_equal(loaded.model(tokens, deterministic=True),
-                                  trained_run.model(tokens, deterministic=True))

@@ -1,4 +1,4 @@
-"""Runs: train, save, load back, resume, and the course's toy model (attention.application.runs)."""
+"""Runs: train, save, load back, resume (attention.application.runs)."""
 
 import json
 
@@ -11,9 +11,7 @@ from flax import nnx
 from attention.application.runs import (
     Run,
     batch_stream,
-    course_run,
     has_checkpoints,
-    load_or_train_course_model,
     load_run,
     load_run_tokenizer,
     make_batcher,
@@ -177,13 +175,3 @@ def test_batch_stream_resumed_at_step_k_continues_the_unbroken_stream():
     for a, b in zip(expected, got, strict=True):
         for name in ("src", "tgt_in", "tgt_out"):
             np.testing.assert_array_equal(a[name], b[name])
-
-
-def test_course_model_is_trained_once_then_loaded(tmp_path):
-    run, pairs = course_run(fast=True)
-    assert run.step == 0 and run.config.d_model == 32 and len(pairs) == 1000
-    first, message = load_or_train_course_model(tmp_path / "course", fast=True)
-    assert message.startswith("trained 20 steps") and first.step == 20
-    second, message = load_or_train_course_model(tmp_path / "course", fast=True)
-    assert message.startswith("loaded the model of step 20")
-    np.testing.assert_array_equal(logits(first), logits(second))
