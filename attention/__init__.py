@@ -16,11 +16,11 @@ they are out of date)::
         The attention mechanism: from a dot product to multi-head attention.
         1 scores  2 masks  3 softmax  4 weights  5 weighted_sum  6 scaled_dot_product  7 multi_head
         7a kv_cache
-    model/         steps 8-17     notebooks 05-06, 09, 11-12
-        The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09).
-        8 positional  9 embeddings  10 feed_forward  11 config  11b precision  12 residual
-        12a dropout  13 sublayers  14 encoder  15 decoder  16 transformer  17 decoding
-        17a language_model  17b sampling
+    model/         steps 8-17c    notebooks 05-06, 09, 11-12
+        The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
+        8 positional  9 embeddings  10 feed_forward  10a precision  11 config  12 layer_norm
+        12a dropout  12b residual  13 sublayers  14 encoder  15 decoder  15a spine  16 transformer
+        17 generation  17a decoding  17b language_model  17c sampling
     data/          steps 18-18j   notebook 07
         The data: sentence pairs, texts, tokenizers and batches to train a model on.
         18 tokenizer  18a vocab  18b synthetic  18c files  18d multi30k  18e tatoeba  18f subword
@@ -36,7 +36,7 @@ they are out of date)::
         27a fused  27b blockwise  27c flash  27d pallas_flash  27e select
     application/   steps 28-30    notebook 12
         The application: translation and language modelling end to end, runs, the CLI.
-        28 translation  29 runs  29a language_modeling  29b view  30 cli
+        28 translation  29 runs  29a course  29a language_modeling  29b view  30 cli
     comprehension/
         Comprehension checks of the notebook course (notebooks 00-11): questions that check.
     exercises/
