@@ -256,39 +256,3 @@ class MultiHeadAttention(nnx.Module):
         y = y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
         widths = [p.kernel.shape[-1] for p in parts]
         return jnp.split(y, [widths[0], widths[0] + widths[1]], axis=-1)
-
-    # Decoding with a key/value cache is step 7a; these methods keep the module's API.
-
-    def init_cache(self, batch_size: int, max_len: int, *, dtype=jnp.float32):
-        """:func:`attention.mechanism.kv_cache.init_cache` of this module."""
-        from attention.mechanism import kv_cache  # step 7a builds on this module
-
-        return kv_cache.init_cache(self, batch_size, max_len, dtype=dtype)
-
-    def project_kv(self, inputs_kv: Shaped[Array, "B S Dkv"]):
-        """:func:`attention.mechanism.kv_cache.project_kv` of this module."""
-        from attention.mechanism import kv_cache
-
-        return kv_cache.project_kv(self, inputs_kv)
-
-    def attend_to_cache(self, inputs_q: Shaped[Array, "B T D"], cache, *, mask=None):
-        """:func:`attention.mechanism.kv_cache.attend_to_cache` of this module."""
-        from attention.mechanism import kv_cache
-
-        return kv_cache.attend_to_cache(self, inputs_q, cache, mask=mask)
-
-    def append_and_attend(self, inputs_q: Shaped[Array, "B T D"], cache, index, *, mask=None):
-        """:func:`attention.mechanism.kv_cache.append_and_attend` of this module."""
-        from attention.mechanism import kv_cache
-
-        return kv_cache.append_and_attend(self, inputs_q, cache, index, mask=mask)
-
-
-def __getattr__(name: str):
-    # ``KVCache`` lived here before step 7a; ``from attention.mechanism.multi_head import
-    # KVCache`` (attention/model/decoder.py, tests/model/test_decoder.py) still works.
-    if name == "KVCache":
-        from attention.mechanism.kv_cache import KVCache
-
-        return KVCache
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

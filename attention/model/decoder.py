@@ -15,9 +15,9 @@ time. :meth:`Decoder.step` computes only the newest position, reading the keys a
 earlier positions from a :class:`DecodeCache` instead of recomputing them:
 
 * self-attention: each layer appends the new position's key/value to its cache
-  (:meth:`MultiHeadAttention.append_and_attend`);
+  (:func:`attention.mechanism.kv_cache.append_and_attend`);
 * cross-attention: each layer's keys/values of ``memory`` are computed once by
-  :meth:`Decoder.init_cache` (:meth:`MultiHeadAttention.project_kv`).
+  :meth:`Decoder.init_cache` (:func:`attention.mechanism.kv_cache.project_kv`).
 
 Both caches hold ``config.kv_heads`` heads (``[B, L, K, H]``, ``[B, S, K, H]``; grouped-query
 attention, :mod:`attention.mechanism.scores`). With RoPE the cached keys are stored rotated at
@@ -40,8 +40,9 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
+from attention.mechanism import kv_cache
+from attention.mechanism.kv_cache import KVCache
 from attention.mechanism.masks import causal_mask, combine_masks, padding_mask
-from attention.mechanism.multi_head import KVCache
 from attention.model.config import TransformerConfig
 from attention.model.dropout import Dropout
 from attention.model.embeddings import TokenEmbedding
@@ -134,10 +135,10 @@ class DecoderLayer(nnx.Module):
         cross-attention."""
 
         def self_attend(h):
-            return self.self_attention.append_and_attend(h, self_cache, index)
+            return kv_cache.append_and_attend(self.self_attention, h, self_cache, index)
 
         def cross_attend(h):
-            return self.cross_attention.attend_to_cache(h, cross_kv, mask=src_mask)
+            return kv_cache.attend_to_cache(self.cross_attention, h, cross_kv, mask=src_mask)
 
         x, self_cache = self.self_attention_residual(
             x, self_attend, deterministic=True, has_aux=True
@@ -232,10 +233,11 @@ class Decoder(nnx.Module):
             B, dtype = memory.shape[0], memory.dtype if dtype is None else dtype
         return DecodeCache(
             self_attention=tuple(
-                layer.self_attention.init_cache(B, max_len, dtype=dtype) for layer in self.layers
+                kv_cache.init_cache(layer.self_attention, B, max_len, dtype=dtype)
+                for layer in self.layers
             ),
             cross_attention=tuple(
-                layer.cross_attention.project_kv(memory) for layer in self.layers
+                kv_cache.project_kv(layer.cross_attention, memory) for layer in self.layers
             ) if memory is not None else (),
         )
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from attention.mechanism import kv_cache
+from attention.mechanism.kv_cache import KVCache
 from attention.mechanism.masks import padding_mask
-from attention.mechanism.multi_head import KVCache, MultiHeadAttention
+from attention.mechanism.multi_head import MultiHeadAttention
 from attention.model.config import TransformerConfig
 from attention.model.decoder import Decoder, DecoderLayer, target_mask
 from attention.model.embeddings import TokenEmbedding
@@ -32,10 +34,10 @@ def test_self_attention_cache_equals_the_full_causal_call():
     mha = MultiHeadAttention(num_heads=3, in_features=12, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 5, 12))
     full = mha(x, is_causal=True)
-    cache = mha.init_cache(2, 7)
+    cache = kv_cache.init_cache(mha, 2, 7)
     steps = []
     for t in range(5):
-        out, cache = mha.append_and_attend(x[:, t:t + 1], cache, t)
+        out, cache = kv_cache.append_and_attend(mha, x[:, t:t + 1], cache, t)
         steps.append(out)
     np.testing.assert_allclose(jnp.concatenate(steps, 1), full, rtol=1e-5, atol=1e-5)
     # the cache holds the projected keys of the 5 positions, zeros after
@@ -46,11 +48,11 @@ def test_self_attention_cache_equals_the_full_causal_call():
 def test_self_attention_cache_several_positions_and_traced_index():
     mha = MultiHeadAttention(num_heads=3, in_features=12, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 5, 12))
-    first, cache = mha.append_and_attend(x[:, :2], mha.init_cache(2, 5), 0)
+    first, cache = kv_cache.append_and_attend(mha, x[:, :2], kv_cache.init_cache(mha, 2, 5), 0)
 
     @jax.jit
     def rest(cache, index):
-        return mha.append_and_attend(x[:, 2:], cache, index)
+        return kv_cache.append_and_attend(mha, x[:, 2:], cache, index)
 
     second, _ = rest(cache, jnp.int32(2))
     np.testing.assert_allclose(jnp.concatenate([first, second], 1), mha(x, is_causal=True),
@@ -62,9 +64,9 @@ def test_cross_attention_cache_equals_the_call():
     q = jax.random.normal(jax.random.key(1), (2, 3, 12))
     memory = jax.random.normal(jax.random.key(2), (2, 7, 6))
     mask = padding_mask(jnp.array([7, 4]), max_len=7)
-    kv = mha.project_kv(memory)
+    kv = kv_cache.project_kv(mha, memory)
     assert kv.key.shape == (2, 7, 3, 4)
-    np.testing.assert_allclose(mha.attend_to_cache(q, kv, mask=mask),
+    np.testing.assert_allclose(kv_cache.attend_to_cache(mha, q, kv, mask=mask),
                                mha(q, memory, mask=mask), rtol=1e-5, atol=1e-5)
 
 
@@ -73,19 +75,19 @@ def test_cache_errors():
     mha = MultiHeadAttention(num_heads=3, in_features=12, rngs=nnx.Rngs(0))
     x = jnp.ones((2, 1, 12))
     with pytest.raises(ValueError, match=r"holds S=3 positions but index=3 plus 1 new"):
-        mha.append_and_attend(x, mha.init_cache(2, 3), 3)
+        kv_cache.append_and_attend(mha, x, kv_cache.init_cache(mha, 2, 3), 3)
     with pytest.raises(ValueError, match=r"cache key/value must be \[B, S, K, H\] = \[2, 3, 3, 4"):
-        mha.append_and_attend(x, mha.init_cache(5, 3), 0)
+        kv_cache.append_and_attend(mha, x, kv_cache.init_cache(mha, 5, 3), 0)
     with pytest.raises(TypeError, match="cache must be a KVCache"):
-        mha.attend_to_cache(x, (jnp.ones((2, 3, 3, 4)),) * 2 + (0,))
+        kv_cache.attend_to_cache(mha, x, (jnp.ones((2, 3, 3, 4)),) * 2 + (0,))
     with pytest.raises(ValueError, match="max_len must be a positive int, got 0"):
-        mha.init_cache(2, 0)
+        kv_cache.init_cache(mha, 2, 0)
     cross = MultiHeadAttention(num_heads=3, in_features=12, in_kv_features=6, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="needs in_kv_features == in_features"):
-        cross.append_and_attend(x, cross.init_cache(2, 3), 0)
+        kv_cache.append_and_attend(cross, x, kv_cache.init_cache(cross, 2, 3), 0)
     with pytest.raises(ValueError, match="inputs_kv has width 12 .* in_kv_features=6"):
-        cross.project_kv(jnp.ones((2, 3, 12)))
-    assert isinstance(mha.init_cache(1, 2), KVCache)
+        kv_cache.project_kv(cross, jnp.ones((2, 3, 12)))
+    assert isinstance(kv_cache.init_cache(mha, 1, 2), KVCache)
 
 
 # RoPE and ALiBi act inside self-attention, with grouped-query (K=2 of N=4) and multi-query
