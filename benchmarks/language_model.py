@@ -1,7 +1,7 @@
 """How fast does notebook 12's language model train and generate, and how good is it after a
 fixed CPU time?
 
-The model is :func:`attention.application.language_modeling.lm_course_run`'s (2 layers, 4
+The model is :func:`attention.application.course.lm_course_run`'s (2 layers, 4
 heads, d_model 64, rotary positions, context 64) on the synthetic ``svo`` stories. Measured:
 
 * **training tokens/s**: target tokens per second of the package's train step
@@ -43,8 +43,8 @@ _HERE = pathlib.Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
 
 from attention._machine import cpu_description  # noqa: E402
+from attention.application.course import lm_course_run  # noqa: E402
 from attention.application.language_modeling import (  # noqa: E402
-    lm_course_run,
     perplexity,
     unigram_perplexity,
 )

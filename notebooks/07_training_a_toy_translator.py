@@ -44,7 +44,8 @@ import numpy as np
 from flax import nnx
 
 from attention import count_params
-from attention.application.runs import course_run, make_batcher, save_run, train_run
+from attention.application.course import course_run
+from attention.application.runs import make_batcher, save_run, train_run
 from attention.application.translation import exact_match, translate
 from attention.comprehension import check
 from attention.data import make_task

@@ -44,7 +44,7 @@ from attention import (
     plot_heads,
     plot_translation_attention,
 )
-from attention.application.runs import load_or_train_course_model
+from attention.application.course import load_or_train_course_model
 from attention.application.translation import pair_attention, translate
 from attention.comprehension import check
 from attention.data import make_task, svo_alignment

@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from attention import beam_search, greedy_decode
-from attention.application.runs import load_or_train_course_model
+from attention.application.course import load_or_train_course_model
 from attention.application.translation import exact_match, pad_sources
 from attention.comprehension import check
 from attention.data import make_task

@@ -45,11 +45,13 @@ import numpy as np
 from IPython.display import display
 
 from attention import plot_heads, plot_layers, plot_training_curves
-from attention.application.language_modeling import (
+from attention.application.course import (
     INDUCTION_TRAIN_LENGTHS,
-    generate_text,
     induction_course_run,
     load_or_train_induction_course_model,
+)
+from attention.application.language_modeling import (
+    generate_text,
     perplexity,
     text_attention,
     unigram_perplexity,

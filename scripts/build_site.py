@@ -99,7 +99,7 @@ def _mathjax(static: pathlib.Path) -> None:
 
 def _view_page(source: pathlib.Path) -> None:
     """An interactive attention view of the course's fast model, and a page showing it."""
-    from attention.application.runs import course_run
+    from attention.application.course import course_run
     from attention.application.translation import pair_attention
     from attention.inspection.views import translation_view
 

@@ -49,7 +49,7 @@ from attention import (  # noqa: E402
     plot_translation_attention,
     sinusoidal_positions,
 )
-from attention.application.runs import train_course_model  # noqa: E402
+from attention.application.course import train_course_model  # noqa: E402
 from attention.application.translation import (  # noqa: E402
     exact_match,
     pair_attention,

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))
 def view_screenshots(fast: bool) -> None:
     from _browser import chromium
 
-    from attention.application.runs import load_or_train_course_model
+    from attention.application.course import load_or_train_course_model
     from attention.application.translation import pair_attention, translate
     from attention.inspection.views import translation_view
 

@@ -29,7 +29,8 @@ import urllib.request
 import pytest
 from _browser import ConsoleErrors, chromium
 
-from attention.application.runs import course_run, save_run
+from attention.application.course import course_run
+from attention.application.runs import save_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = "08_visualising_attention.ipynb"

@@ -2,13 +2,19 @@
 
 Read the modules in this order::
 
-    28  translation.py  corpora, translating sentences, attention maps of a pair, BLEU
-    28a language_modeling.py  text corpora, perplexity, generating text (the decoder-only LM)
-    29  runs.py         a run: train it, save it, load it back (the CLI, notebooks 07-09 and
-                        scripts/make_figures.py all use it)
-    29a course.py       the course's models: the recipes the notebooks train or load
-    29b view.py         ``attention view``: a translation's attention as one HTML page
-    30  cli.py          ``attention train | translate | evaluate | generate | view | grade``
+    reading-map:start (python -m attention._reading_map --write)
+    28   translation.py        translation end to end: data -> tokenizer -> batches -> model ->
+                               translations.
+    28a  language_modeling.py  a language model end to end: texts -> tokenizer -> packed windows ->
+                               model -> text.
+    29   runs.py               a run, trained, saved and loaded back: the one pipeline behind every
+                               trained model.
+    29a  course.py             the course's models: the recipes notebooks 07-09 and 12 train, or
+                               load if saved.
+    29b  view.py               ``attention view``, a translation's attention as one HTML file.
+    30   cli.py                ``attention``, the command line: train a model, translate, generate,
+                               evaluate.
+    reading-map:end
 """
 
 from attention.application.course import (

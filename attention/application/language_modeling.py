@@ -1,4 +1,4 @@
-"""Step 29a: a language model end to end: texts -> tokenizer -> packed windows -> model -> text.
+"""Step 28a: a language model end to end: texts -> tokenizer -> packed windows -> model -> text.
 
 The translation pipeline of :mod:`attention.application.translation` with one side: the
 same runs (:mod:`attention.application.runs`: train, save, load), the same train step,
@@ -263,17 +263,3 @@ def unigram_perplexity(tokenizer: Tokenizer, train: Sequence[str],
         nll -= log_p[ids].sum() + log_p[tokenizer.eos_id]
         n += len(ids) + 1
     return math.exp(nll / n)
-
-
-_MOVED_TO_COURSE = ("lm_course_run", "load_or_train_lm_course_model", "INDUCTION_TRAIN_LENGTHS",
-                    "induction_course_run", "load_or_train_induction_course_model")
-
-
-def __getattr__(name: str):
-    # The course's recipes moved to attention.application.course (step 29a); this keeps the
-    # old imports working until every caller imports them from there.
-    if name in _MOVED_TO_COURSE:
-        from attention.application import course
-
-        return getattr(course, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

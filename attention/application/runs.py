@@ -359,16 +359,3 @@ def load_run(
     finally:
         checkpointer.close()
     return run
-
-
-_MOVED_TO_COURSE = ("COURSE_TASK", "course_run", "train_course_model", "load_or_train_course_model")
-
-
-def __getattr__(name: str):
-    # The course's recipes moved to attention.application.course (step 29a); this keeps the
-    # old imports working until every caller imports them from there.
-    if name in _MOVED_TO_COURSE:
-        from attention.application import course
-
-        return getattr(course, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,11 +2,16 @@
 
 Read the modules in this order (notebook 08)::
 
-    24  analysis.py  the attention-maps schema, and statistics that draw nothing: entropy,
-                     mean attention distance, accuracy against a known alignment
-    25  plotting.py  heatmaps, head grids, alignments, head summaries, training curves
-    26  explorer.py  an interactive attention explorer for Jupyter (ipywidgets)
-    26a views.py     self-contained HTML head and model views for any browser (no CDN)
+    reading-map:start (python -m attention._reading_map --write)
+    24   analysis.py  reading attention maps with numbers, the schema and the statistics that draw
+                      nothing.
+    25   plotting.py  pictures of attention: heatmaps, head grids, alignments, head summaries,
+                      curves.
+    26   explorer.py  an interactive attention explorer for Jupyter, built from ipywidgets' own
+                      controls.
+    26a  views.py     attention views for the browser, a head view and a model view in one HTML
+                      file.
+    reading-map:end
 """
 
 from attention.inspection.analysis import (

@@ -4,15 +4,16 @@ Every rung computes the same function as :func:`attention.dot_product_attention`
 ``jax.nn.dot_product_attention``, and takes their arguments: grouped-query key/value heads (K
 dividing N, never repeated in memory), ``query_seq_lengths`` / ``key_value_seq_lengths`` (old
 names ``query_lengths`` / ``key_lengths``) and ``local_window_size``, plus block sizes where
-they apply. Read them in order; each docstring says what changes from the rung before.
+they apply. Read them in order; each docstring says what changes from the rung before::
 
-    fused.py         rung 2: the formula as one fused expression (still T x S memory)
-    blockwise.py     rung 3: online softmax over key blocks, a lax.scan (Rabe & Staats 2021)
-    flash.py         rung 4: tiles over queries and keys, skipping the tiles outside the
-                     causal / sliding-window band (linear in T for a fixed window), and a
-                     custom backward that recomputes the weights (Dao et al. 2022, 2023)
-    pallas_flash.py  rung 5: the flash forward as a Pallas kernel for GPU and TPU
-    select.py        get_attention_fn(name): pick a rung by name, e.g. for MultiHeadAttention
+    reading-map:start (python -m attention._reading_map --write)
+    27a  fused.py         fused attention (rung 2), the whole formula as one expression.
+    27b  blockwise.py     blockwise attention (rung 3), an online softmax over blocks of keys.
+    27c  flash.py         flash attention (rung 4), tiled over queries and keys, with a memory-light
+                          backward.
+    27d  pallas_flash.py  the flash forward pass as a Pallas kernel (rung 5), for GPU and TPU.
+    27e  select.py        choosing an attention implementation, one of the rungs, by name.
+    reading-map:end
 
 ``benchmarks/attention.py`` times them against ``jax.nn.dot_product_attention``.
 """

@@ -24,7 +24,11 @@ from attention.kernels.blockwise import blockwise_attention
 from attention.kernels.flash import flash_attention
 from attention.kernels.fused import fused_attention
 from attention.kernels.pallas_flash import pallas_flash_attention, pallas_supported
-from attention.mechanism.scaled_dot_product import dot_product_attention
+from attention.mechanism.scaled_dot_product import (
+    ATTENTION_FNS,
+    attention_fn_by_name,
+    dot_product_attention,
+)
 
 AttentionFn = Callable[..., jax.Array]
 
@@ -54,6 +58,10 @@ def _auto_attention(query, key, value, bias=None, mask=None, *, scale=None, is_c
     return flash_attention(query, key, value, mask=mask, **common, **options)
 
 
+# Every rung, and "auto", findable by name from the model's config (step 6's table).
+ATTENTION_FNS.update(IMPLEMENTATIONS, auto=_auto_attention)
+
+
 def get_attention_fn(name: str = "auto", **options) -> AttentionFn:
     """The attention implementation called ``name``, with keyword ``options`` bound.
 
@@ -77,11 +85,5 @@ def get_attention_fn(name: str = "auto", **options) -> AttentionFn:
     >>> f(jnp.ones((1, 5, 2, 4)), jnp.ones((1, 5, 2, 4)), jnp.ones((1, 5, 2, 4))).shape
     (1, 5, 2, 4)
     """
-    names = [*IMPLEMENTATIONS, "auto"]
-    if name not in names:
-        raise ValueError(
-            f"unknown attention implementation {name!r}; choose one of "
-            f"{', '.join(repr(n) for n in names)}."
-        )
-    function = _auto_attention if name == "auto" else IMPLEMENTATIONS[name]
+    function = attention_fn_by_name(name)
     return partial(function, **options) if options else function

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Shaped
 
@@ -84,3 +86,24 @@ def dot_product_attention(
         local_window_size=local_window_size,
     )
     return weighted_sum(weights_BNTS, value)
+
+
+# Attention functions by name, for ``TransformerConfig.attention_impl``: this step's reference,
+# and the fast kernels of step 27, which :mod:`attention.kernels` adds when it is imported (as
+# ``import attention`` does). The model (steps 8-17) finds a kernel here by its name without
+# importing a later step.
+ATTENTION_FNS: dict[str, Callable] = {"reference": dot_product_attention}
+
+
+def attention_fn_by_name(name: str) -> Callable:
+    """The attention function registered as ``name`` in :data:`ATTENTION_FNS`.
+
+    Raises:
+      ValueError: an unknown name (the message lists the registered ones).
+    """
+    if name not in ATTENTION_FNS:
+        raise ValueError(
+            f"unknown attention implementation {name!r}; choose one of "
+            f"{', '.join(repr(n) for n in ATTENTION_FNS)}."
+        )
+    return ATTENTION_FNS[name]

@@ -2,23 +2,39 @@
 
 Read the modules in this order::
 
-    8   positional.py      sinusoidal and learned positions; RoPE and ALiBi inside attention
-    9   embeddings.py      token embeddings scaled by sqrt(d_model); the tied projection
-    10  feed_forward.py    the position-wise feed-forward network
-    10a precision.py       mixed precision: bfloat16 products, float32 sums
-    11  config.py          TransformerConfig: every size and switch (and the model's kind)
-    12  layer_norm.py      layer normalisation written out (what nnx.LayerNorm computes)
-    12a dropout.py         dropout, with its fast random bits
-    12b residual.py        residual connection + layer norm around a sub-layer (post- or pre-LN)
-    13  sublayers.py       attention, feed-forward, positions and layer norm from the config
-    14  encoder.py         encoder layer and stack
-    15  decoder.py         decoder layer and stack (masked self-, cross-attention), decode cache
-    15a spine.py           what both model families share: output head, cache, attention maps
-    16  transformer.py     the encoder-decoder model and its attention maps
-    17  generation.py      the next-token distribution (temperature, top-k, top-p), the loop
-    17a decoding.py        greedy decoding, beam search and sampling of translations
-    17b language_model.py  the decoder-only language model from the same blocks (notebook 12)
-    17c sampling.py        generate: continuing prompts with the language model
+    reading-map:start (python -m attention._reading_map --write)
+    8    positional.py      positional encodings, telling attention where each token is (Vaswani et
+                            al. 2017, 3.5).
+    9    embeddings.py      token embeddings, and the tied output projection that shares them
+                            (Vaswani et al. 3.4).
+    10   feed_forward.py    the position-wise feed-forward network (Vaswani et al. 2017, section
+                            3.3).
+    10a  precision.py       mixed precision, matrix products in bfloat16 and everything else in
+                            float32.
+    11   config.py          one frozen configuration for the whole transformer (Vaswani et al. 2017,
+                            Table 3).
+    12   layer_norm.py      layer normalisation, written out (Ba, Kiros & Hinton 2016; Vaswani et
+                            al. 3.1).
+    12a  dropout.py         dropout, with its mask drawn by a fast generator (Vaswani et al. 2017,
+                            5.4).
+    12b  residual.py        residual connections and layer norm around every sub-layer (Vaswani et
+                            al. 3.1, 5.4).
+    13   sublayers.py       the sub-layers of a transformer layer, built from the configuration.
+    14   encoder.py         the encoder, self-attention over the source (Vaswani et al. 2017, 3.1).
+    15   decoder.py         the decoder, and decoding one token at a time (Vaswani et al. 2017, 3.1,
+                            3.2.3).
+    15a  spine.py           what both model families share: the output head, the decode cache,
+                            attention maps.
+    16   transformer.py     the whole encoder-decoder transformer (Vaswani et al. 2017, Figure 1).
+    17   generation.py      generating tokens one at a time: the next-token distribution and the
+                            shared loop.
+    17a  decoding.py        generating translations, greedy decoding and beam search (Vaswani et al.
+                            2017, 6.1).
+    17b  language_model.py  a decoder-only language model from the same blocks (Radford et al. 2018,
+                            2019).
+    17c  sampling.py        continuing prompts with a language model: sampling, prefill and the
+                            cache.
+    reading-map:end
 """
 
 from attention.model.config import PRESETS, TransformerConfig

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from flax import nnx
 
-from attention.kernels import get_attention_fn
 from attention.mechanism.multi_head import MultiHeadAttention
+from attention.mechanism.scaled_dot_product import attention_fn_by_name
 from attention.model.config import TransformerConfig
 from attention.model.feed_forward import FeedForward
 from attention.model.positional import (
@@ -46,11 +46,12 @@ def attention_fn_for(config: TransformerConfig):
     """The ``attention_fn`` for ``config.attention_impl``: None for the teaching reference.
 
     None (rather than the reference function itself) keeps :class:`MultiHeadAttention` on its
-    own step-by-step path, the one whose weights can be sown for plots.
+    own step-by-step path, the one whose weights can be sown for plots. The kernels of step 27
+    are found by name (:data:`attention.mechanism.scaled_dot_product.ATTENTION_FNS`).
     """
     if config.attention_impl == "reference":
         return None
-    return get_attention_fn(config.attention_impl)
+    return attention_fn_by_name(config.attention_impl)
 
 
 def make_attention(

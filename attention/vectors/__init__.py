@@ -4,18 +4,25 @@ Before attention multiplies queries by keys, notebook 00 asks what multiplying e
 means: word vectors trained on the course's English, their cosine similarities, and searching
 many stored vectors for the ones nearest a query. Read the modules in this order::
 
-    0  corpus.py          the course's English as words: tokenizer, counted vocabulary
-    0a skipgram.py        word2vec's skip-gram with negative sampling: the loss, the pairs
-    0b word_vectors.py    WordVectors: similarity, nearest words, analogies, sentence vectors
-    0c training.py        training skip-gram vectors with Adam (optax)
-    0d evaluation.py      do the cosines rank word pairs as people do? (Spearman)
-    0e cosine.py          cosine similarity: normalise once, then one dot product
-    0f top_k.py           the k best scores exactly: chunks of rows, groups ranked first
-    0g quantized.py       a database in fewer bytes: bfloat16, or int8 with row scales
-    0h search.py          cosine top-k search over float and quantized databases, reranking
-    0i kmeans.py          spherical k-means: cells of vectors that point the same way
-    0j inverted_index.py  reading less: only the rows of the cells nearest the query
-                          (FAISS's IndexIVFFlat)
+    reading-map:start (python -m attention._reading_map --write)
+    0   corpus.py          the course's English as words: a corpus, a word tokenizer and a counted
+                           vocabulary.
+    0a  skipgram.py        skip-gram with negative sampling, word2vec's model: its loss and its
+                           training pairs.
+    0b  word_vectors.py    word vectors, a table of words and their vectors, and the questions it
+                           answers.
+    0c  training.py        training skip-gram word vectors on English sentences, with Adam.
+    0d  evaluation.py      evaluating word vectors: do their cosines rank word pairs as people do?
+    0e  cosine.py          cosine similarity, the dot product of two vectors scaled to length 1.
+    0f  top_k.py           the k best of many scores, exactly, without holding or ranking them all.
+    0g  quantized.py       a database stored in fewer bytes: bfloat16, or int8 with one scale per
+                           row.
+    0h  search.py          cosine top-k search: which stored vectors point the same way as a query?
+    0i  kmeans.py          spherical k-means, the cells of a database around the centroids nearest
+                           its rows.
+    0j  inverted_index.py  an inverted-file index, which searches a few cells of the database, not
+                           every row.
+    reading-map:end
 
 Step 1, :mod:`attention.mechanism.scores`, starts attention from the same dot product.
 """

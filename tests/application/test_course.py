@@ -18,13 +18,6 @@ def logits(run):
     return np.asarray(run.model(SRC, TGT, deterministic=True))
 
 
-def test_old_imports_of_the_recipes_still_work():
-    from attention.application.language_modeling import induction_course_run
-    from attention.application.runs import course_run as old
-
-    assert old is course_run and induction_course_run is course.induction_course_run
-
-
 def test_course_model_is_trained_once_then_loaded(tmp_path):
     run, pairs = course_run(fast=True)
     assert run.step == 0 and run.config.d_model == 32 and len(pairs) == 1000
