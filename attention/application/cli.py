@@ -39,6 +39,7 @@ from attention.application.language_modeling import (
     unigram_perplexity,
 )
 from attention.application.runs import (
+    check_trainable,
     has_checkpoints,
     load_run,
     load_run_tokenizer,
@@ -304,6 +305,7 @@ def _train_model(args, out: pathlib.Path, resume: bool, corpus, describe):
                       preset=preset)
         if resume:
             print(f"resumed from step {resume_run(run, out)}")
+        check_trainable(run, corpus.train)
     print(f"model: {count_params(run.model) / 1e6:.2f}M parameters, "
           f"{describe(config, preset)}, {jax.device_count()} {jax.default_backend()} "
           f"device(s)", flush=True)

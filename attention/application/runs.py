@@ -36,6 +36,7 @@ import dataclasses
 import pathlib
 from collections.abc import Iterator, Sequence
 
+import jax
 from flax import nnx
 
 from attention.data import (
@@ -216,6 +217,26 @@ def make_batcher(
                    max_len=run.config.max_len, seed=run.train_config.seed, drop_remainder=True)
 
 
+def check_trainable(
+    run: Run, pairs: Sequence[tuple[str, str]] | Sequence[str]
+) -> Batcher | PackedBatcher:
+    """What :func:`train_run` needs of ``run`` and its data, checked before any work; returns
+    the batcher.
+
+    Raises:
+      ValueError: a batch size that is not a multiple of the devices, or data that gives no
+        batch.
+    """
+    num_devices = jax.device_count()
+    if run.train_config.batch_size % num_devices:
+        raise ValueError(f"batch_size={run.train_config.batch_size} must be a multiple of the "
+                         f"{num_devices} devices.")
+    batcher = make_batcher(run, pairs)
+    if len(batcher) == 0:
+        raise ValueError("the training data gives no batch: lower batch_size or add data.")
+    return batcher
+
+
 def train_run(
     run: Run,
     pairs: Sequence[tuple[str, str]] | Sequence[str],
@@ -241,16 +262,13 @@ def train_run(
     if run.optimizer is None:
         raise ValueError("this run has no optimizer (it was loaded to be used): load it with "
                          "load_run(..., with_optimizer=True) to train it further.")
+    batcher = check_trainable(run, pairs)
     mesh = make_mesh()
     num_devices = mesh.devices.size
-    if run.train_config.batch_size % num_devices:
-        raise ValueError(f"batch_size={run.train_config.batch_size} must be a multiple of the "
-                         f"{num_devices} devices.")
     if num_devices > 1:
         state = nnx.state((run.model, run.optimizer))
         nnx.update((run.model, run.optimizer), replicate(state, mesh))
     checkpointer = _open(run, directory) if directory is not None else None
-    batcher = make_batcher(run, pairs)
     try:
         result = fit(
             run.model, run.optimizer, lambda step: batch_stream(batcher, step),

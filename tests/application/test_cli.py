@@ -67,6 +67,11 @@ def test_errors_are_one_line(run_dir, tmp_path, capsys):
         capsys, ["translate", "--checkpoint", str(tmp_path / "nothing"), "hello"])
     assert "unknown data 'klingon'" in _error(
         capsys, ["train", "--data", "klingon", "--out", str(tmp_path / "k")])
+    # 25 examples cannot fill one batch of 64: said before any training, nothing saved
+    assert "the training data gives no batch" in _error(
+        capsys, ["train", "--data", "copy", "--examples", "25", "--batch-size", "64",
+                 "--no-progress", "--steps", "2", "--out", str(tmp_path / "small")])
+    assert not (tmp_path / "small" / "checkpoints").exists()
 
 
 def test_a_bad_value_is_a_one_line_user_error(run_dir, capsys):
