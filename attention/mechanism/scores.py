@@ -1,8 +1,7 @@
 """Step 1: dot-product scores, how well each query matches each key (Vaswani et al. 2017, 3.2.1).
 
-Grouped-query attention (Ainslie et al. 2023; K = 1 is Shazeer 2019's multi-query): K
-key/value heads serve the N query heads, K dividing N; query head n uses key/value head
-n // (N / K), and a decoder's key/value cache is N / K times smaller.
+Grouped-query attention (Ainslie et al. 2023; K = 1 is multi-query, Shazeer 2019): K key/value
+heads serve the N query heads, query head n reading head n // (N / K), K dividing N.
 """
 
 from __future__ import annotations
@@ -40,9 +39,8 @@ def dot_product_scores(
     *,
     scale: float | None = None,
 ) -> Shaped[Array, "*B N T S"]:
-    """``scores[b, n, t, s] = scale * q[b, t, n] . k[b, s, n // (N / K)]`` (eq. 1, before the
-    softmax), ``scale = 1 / sqrt(H)`` by default: ``[B, T, N, H]``, ``[B, S, K, H]`` ->
-    ``[B, N, T, S]`` (or unbatched), in float32 for half-precision inputs.
+    """``scores[b, n, t, s] = scale * q[b, t, n] . k[b, s, n // (N / K)]``, scale 1 / sqrt(H):
+    ``[B, T, N, H]``, ``[B, S, K, H]`` -> ``[B, N, T, S]``, float32 for half-precision inputs.
 
     Raises:
       TypeError: non-floating query or key; ``scale`` not a real number.
@@ -55,7 +53,7 @@ def dot_product_scores(
     check_scale(scale)
     scale = default_scale(query.shape[-1]) if scale is None else scale
     acc_dtype = accumulation_dtype(jnp.result_type(query, key))
-    key_BSNH = jnp.repeat(key, query.shape[-2] // key.shape[-2], axis=-2)  # repeat_kv_heads
+    key_BSNH = repeat_kv_heads(key, query.shape[-2])
     scores_BNTS = jnp.einsum(
         "...TNH,...SNH->...NTS", query, key_BSNH, preferred_element_type=acc_dtype
     )

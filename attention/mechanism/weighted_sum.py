@@ -1,8 +1,4 @@
-"""Step 5: the weighted sum of values, what each query takes away (Vaswani et al. 2017, eq. 1).
-
-Each output is an average of the values, weighted by how well the query matched each key: a
-soft, differentiable dictionary lookup. K value heads are grouped as the keys (step 1).
-"""
+"""Step 5: the weighted sum of values, what each query takes away (Vaswani et al. 2017, eq. 1)."""
 
 from __future__ import annotations
 
@@ -10,15 +6,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, Shaped
 
 from attention._checks import accumulation_dtype, check_weighted_sum
+from attention.mechanism.scores import repeat_kv_heads
 
 
 def weighted_sum(
     weights: Shaped[Array, "*B N T S"], value: Shaped[Array, "*B S K Hv"]
 ) -> Shaped[Array, "*B T N Hv"]:
-    """``output[b, t, n] = sum_s weights[b, n, t, s] * value[b, s, n // (N / K)]``.
-
-    ``[B, N, T, S]`` weights and ``[B, S, K, Hv]`` values (or unbatched) give ``[B, T, N, Hv]``
-    in the dtype of ``value``, accumulated in float32 for half precision.
+    """``output[b, t, n] = sum_s weights[b, n, t, s] * value[b, s, n // (N / K)]``: weights
+    ``[B, N, T, S]``, values ``[B, S, K, Hv]`` -> ``[B, T, N, Hv]`` in the value's dtype.
 
     Raises:
       TypeError: non-floating inputs.
@@ -31,8 +26,7 @@ def weighted_sum(
     """
     check_weighted_sum(weights, value)
     acc_dtype = accumulation_dtype(jnp.result_type(weights, value))
-    num_heads, num_kv_heads = weights.shape[-3], value.shape[-2]
-    value_BSNH = jnp.repeat(value, num_heads // num_kv_heads, axis=-2)  # repeat_kv_heads
+    value_BSNH = repeat_kv_heads(value, weights.shape[-3])
     output_BTNH = jnp.einsum(
         "...NTS,...SNH->...TNH", weights, value_BSNH, preferred_element_type=acc_dtype
     )
