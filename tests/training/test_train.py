@@ -48,7 +48,10 @@ def test_loss_decreases_on_a_synthetic_task():
                  progress=False)
     losses = [line["loss"] for line in result.history]
     assert len(losses) == 40
-    assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:5])
+    # The last 5 losses over the first 5: 0.714 with this seed (natively and with
+    # XLA_FLAGS=--xla_cpu_max_isa=AVX2), 0.63-0.71 over seeds 0-3, which stand for the other
+    # trajectories another CPU's roundings give; the bar leaves room for them.
+    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5])
 
 
 @pytest.mark.slow
