@@ -12,6 +12,10 @@
   own error message; a NumPy int where an ``int`` is annotated, a convenience the checks
   allow) carries the ``outside_annotations`` marker: the hook is off while it runs, as it is
   for a user, and the package's own checks answer.
+* Scheduling on pytest-xdist's workers (``--dist loadfile``, refined by
+  :func:`pytest_xdist_make_scheduler`): each test file is one unit of work, kept on one worker
+  (its module fixtures are built once), except the notebook executions, which are units of
+  their own so that both workers share them; the longest units are handed out first.
 """
 
 import os
@@ -33,6 +37,68 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # The doctests of ``attention/`` are collected by --doctest-modules; ``python -m attention``'s
 # entry point would run the command line on import.
 collect_ignore = ["attention/__main__.py"]
+
+
+# Units of work that take minutes on a 2-core CPU, longest first: handed out before everything
+# else, so that no worker starts one of them while the other has nothing left to do. An entry
+# is the start of a test's node id; the tests matching none keep the collection's order.
+NOTEBOOK_RUNS = "tests/test_notebooks.py::test_notebook_runs_twice_in_the_fast_setting"
+EXERCISE_RUNS = "tests/exercises/test_notebooks.py::test_notebook_blank_then_solution"
+LONG_FIRST = (
+    f"{NOTEBOOK_RUNS}[07",  # 07 trains the model that 08 and 09 load: one unit, see below
+    f"{NOTEBOOK_RUNS}[08",
+    f"{NOTEBOOK_RUNS}[09",
+    f"{NOTEBOOK_RUNS}[12",
+    f"{NOTEBOOK_RUNS}[06",
+    f"{NOTEBOOK_RUNS}[00",
+    NOTEBOOK_RUNS,
+    "tests/exercises/test_red_team.py",
+    "tests/test_jupyterlab.py",
+    "tests/training/test_train.py",
+    EXERCISE_RUNS,
+    "tests/exercises/test_grade.py",
+    "tests/test_site.py",
+    "tests/inspection/test_views_browser.py",
+    "tests/training/test_parallel.py",
+)
+# Notebooks 08 and 09 load the model that notebook 07 saved in the course folder (a module
+# fixture of tests/test_notebooks.py): the three run as one unit, in order, on one worker.
+COURSE_CHAIN = ("07", "08", "09")
+
+
+def _work_unit(nodeid: str) -> str:
+    """The unit of work of a test: its file; a notebook execution is a unit of its own."""
+    path = nodeid.partition("::")[0]
+    for runs in (NOTEBOOK_RUNS, EXERCISE_RUNS):
+        if nodeid.startswith(runs + "["):
+            stem = nodeid[len(runs) + 1:].rstrip("]")
+            if runs == NOTEBOOK_RUNS and stem[:2] in COURSE_CHAIN:
+                stem = "-".join(COURSE_CHAIN)
+            return f"{path}::{stem}"
+    return path
+
+
+def _rank(item) -> int:
+    return next((i for i, start in enumerate(LONG_FIRST) if item.nodeid.startswith(start)),
+                len(LONG_FIRST))
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_rank)  # stable: the tests of no LONG_FIRST entry keep their order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the notebook executions split off (see :func:`_work_unit`)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class CourseScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return CourseScheduling(config, log)
 
 
 def pytest_configure(config):

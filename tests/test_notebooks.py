@@ -4,7 +4,9 @@
   (``ATTENTION_FAST=1``: small sizes, few training steps), off-screen (``MPLBACKEND=Agg``), twice
   in a row, in one temporary working folder shared by the course (so that nothing, checkpoints
   or figures, lands in the repository, and notebooks 08-09 load what 07 saved, as for a
-  student). Any error in any cell fails the test.
+  student). Any error in any cell fails the test. Under pytest-xdist each notebook is a unit
+  of work of its own, 07-09 one unit run in order on one worker (../conftest.py), so each
+  worker has its own course folder.
 * The comprehension checks (:mod:`attention.comprehension`): the first run is the notebook
   untouched, and every one of its questions must report ``[TODO]``; the second run has the
   answers filled in (``ATTENTION_FILL_ANSWERS=1``: each unanswered question takes its model
