@@ -51,7 +51,12 @@ from attention.data.files import (
     normalize_whitespace,
     sha256_file,
 )
-from attention.data.lm_corpus import LM_CORPORA, load_sentences, make_stories
+from attention.data.lm_corpus import (
+    LM_CORPORA,
+    load_english_sentences,
+    load_sentences,
+    make_stories,
+)
 from attention.data.multi30k import download_multi30k, load_multi30k
 from attention.data.packing import PackedBatcher, pack
 from attention.data.prefetching import prefetch
@@ -70,6 +75,7 @@ from attention.data.vocab import Vocabulary
 __all__ = [
     "LM_CORPORA",
     "load_sentences",
+    "load_english_sentences",
     "make_stories",
     "PackedBatcher",
     "pack",
