@@ -73,9 +73,15 @@ def check_heads_divide_width(num_heads: int, width: int, *, width_name: str = "d
         )
 
 
+def kv_heads_divide(num_kv_heads: int, num_heads: int) -> bool:
+    """The grouped-query rule, written once: K key/value heads serve the N query heads in equal
+    groups (K > 0 divides N)."""
+    return num_kv_heads > 0 and num_heads % num_kv_heads == 0
+
+
 def check_kv_heads_divide(num_kv_heads: int, num_heads: int) -> None:
     """K key/value heads serve the N query heads in equal groups: K divides N (grouped-query)."""
-    if num_heads % num_kv_heads:
+    if not kv_heads_divide(num_kv_heads, num_heads):
         raise ValueError(
             f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads}, so that each "
             f"key/value head serves num_heads / num_kv_heads query heads (grouped-query "
@@ -287,7 +293,7 @@ def check_qkv(query, key, value=None) -> None:
             f"got query {shape_str(query.shape)} and key {shape_str(key.shape)}."
         )
     num_kv_heads, num_heads = key.shape[-2], query.shape[-2]
-    if num_kv_heads == 0 or num_heads % num_kv_heads:
+    if not kv_heads_divide(num_kv_heads, num_heads):
         raise ValueError(
             f"key's head count K (axis -2) must divide query's head count N, so that each key "
             f"head serves N / K query heads (grouped-query attention; K = N is ordinary "
@@ -443,7 +449,7 @@ def check_repeat_kv_heads(x, num_heads) -> int:
             f"{shape_str(x.shape)}."
         )
     num_kv_heads = x.shape[-2]
-    if num_kv_heads == 0 or num_heads % num_kv_heads:
+    if not kv_heads_divide(num_kv_heads, num_heads):
         raise ValueError(
             f"num_heads={num_heads} (query heads N) must be a multiple of the K={num_kv_heads} "
             f"key/value heads of x (shape {shape_str(x.shape)}, axis -2), so that each key head "
@@ -463,7 +469,7 @@ def check_weighted_sum(weights, value) -> None:
         )
     *batch_w, N, _, S = weights.shape
     *batch_v, S_v, N_v, _ = value.shape
-    if (tuple(batch_w), S) != (tuple(batch_v), S_v) or N_v == 0 or N % N_v:
+    if (tuple(batch_w), S) != (tuple(batch_v), S_v) or not kv_heads_divide(N_v, N):
         raise ValueError(
             f"weights [B, N, T, S] = {shape_str(weights.shape)} and value [B, S, K, Hv] = "
             f"{shape_str(value.shape)} must agree on B and S, and the K={N_v} value heads "
@@ -1520,3 +1526,132 @@ def check_alignments(cross, alignments) -> list[tuple[int, int, list[int]]]:
             "to measure the heads against."
         )
     return scored
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectors (steps 0-0j): the searches and the word vectors.
+
+
+# Row indices named in an error about bad rows; the message gives the count of the rest.
+_ROWS_NAMED = 10
+
+
+def bad_rows_message(name: str, bad_rows: np.ndarray, what: str, total: int) -> str:
+    named = ", ".join(str(int(m)) for m in bad_rows[:_ROWS_NAMED])
+    more = f" and {len(bad_rows) - _ROWS_NAMED} more" if len(bad_rows) > _ROWS_NAMED else ""
+    return (
+        f"{name} has {len(bad_rows)} of {total} rows with {what} (rows {named}{more}); "
+        f"drop or repair them before searching: a NaN has no cosine with anything."
+    )
+
+
+def check_finite_rows(name: str, array) -> None:
+    """ValueError naming the rows of a concrete ``[R, D]`` array that hold a NaN or infinity.
+
+    Skipped under ``jit``, where the values cannot be read. It reads the array once: cheap for
+    queries, and a one-time cost for a database being quantized.
+    """
+    if is_traced(array):
+        return
+    finite_R = np.asarray(jnp.all(jnp.isfinite(array), axis=-1)).reshape(-1)
+    if not finite_R.all():
+        raise ValueError(
+            bad_rows_message(name, np.flatnonzero(~finite_R), "a NaN or infinity",
+                              finite_R.size)
+        )
+
+
+def check_database(database) -> None:
+    """A floating ``[M, D]`` database with ``M, D >= 1``: what every index is built from."""
+    check_floating("database", database)
+    check_rank("database", database, "MD", hint=" The database holds one row per vector.")
+    if 0 in database.shape:
+        raise ValueError(
+            f"database must have at least one row and one column, got shape "
+            f"{shape_str(database.shape)}."
+        )
+
+
+def check_counts(counts) -> np.ndarray:
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or counts.size == 0 or not np.all(counts > 0):
+        raise ValueError(
+            f"counts must be a non-empty [V] array of positive counts, got shape "
+            f"{list(counts.shape)}{'' if counts.size == 0 else f' with minimum {counts.min()}'}."
+        )
+    return counts
+
+
+def check_same_width(name_a: str, a, name_b: str, b) -> None:
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same width D (last axis); got {name_a} "
+            f"{shape_str(a.shape)} and {name_b} {shape_str(b.shape)}."
+        )
+
+
+def check_queries_and_k(queries, k, M: int, D: int, searched: str, described: str) -> int:
+    """``queries`` ``[Q, D]`` or ``[D]`` of the database's width, ``1 <= k <= M``; returns k.
+
+    Shared by every search. ``searched`` names the argument searched and ``described`` says
+    what it holds, for the messages.
+    """
+    if queries.ndim not in (1, 2):
+        raise ValueError(
+            f"queries must have shape [Q, D] (or [D] for one query), "
+            f"got {shape_str(queries.shape)}."
+        )
+    if queries.shape[-1] != D:
+        raise ValueError(
+            f"queries and {searched} must have the same width D (last axis); got queries "
+            f"{shape_str(queries.shape)} and {described}."
+        )
+    k = check_int("k", k)
+    if not 1 <= k <= M:
+        raise ValueError(f"k must lie in 1..M={M} (the number of database rows), got k={k}.")
+    return k
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding and sampling (steps 17-17c).
+
+
+def check_beam_search(vocab_size: int, beam_size, length_penalty) -> None:
+    """The checks of :func:`beam_search`'s knobs (the command line checks with them too).
+
+    Raises:
+      TypeError: a ``beam_size`` that is not an int, a ``length_penalty`` not a number.
+      ValueError: ``beam_size`` outside ``1..vocab_size - 2``, ``length_penalty < 0``.
+    """
+    check_positive_int("beam_size", beam_size)
+    if beam_size > vocab_size - 2:
+        raise ValueError(
+            f"beam_size={beam_size} exceeds the {vocab_size - 2} tokens that can be generated "
+            f"(tgt_vocab_size={vocab_size} minus pad and bos)."
+        )
+    check_real("length_penalty (alpha)", length_penalty, low=0.0)
+
+
+def check_sampling(vocab_size: int, temperature, top_k, top_p) -> None:
+    """The checks of the sampling knobs, with one wording everywhere (CLI included).
+
+    Raises:
+      TypeError: a temperature or top_p that is not a number, a top_k that is not an int.
+      ValueError: ``temperature <= 0`` (use greedy instead), ``top_k`` outside
+        ``1..vocab_size``, ``top_p`` outside ``(0, 1]``.
+    """
+    # Traced values (inside jit) cannot be inspected; the public functions check before.
+    if not is_traced(temperature) and not check_real("temperature", temperature) > 0:
+        raise ValueError(
+            f"temperature must be > 0, got {temperature}; for the most probable token at "
+            f"every step use greedy decoding (greedy=True, or --greedy) instead of "
+            f"temperature 0."
+        )
+    if top_k is not None and not is_traced(top_k):
+        check_int("top_k", top_k, what=f"an int in 1..{vocab_size} (the vocabulary size)")
+        if not 1 <= top_k <= vocab_size:
+            raise ValueError(
+                f"top_k must be an int in 1..{vocab_size} (the vocabulary size), got {top_k}."
+            )
+    if top_p is not None and not is_traced(top_p):
+        check_real("top_p", top_p, low=0.0, high=1.0, low_inclusive=False)

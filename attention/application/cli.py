@@ -29,6 +29,7 @@ import traceback
 
 import jax
 
+from attention._checks import check_beam_search, check_sampling
 from attention.application.language_modeling import (
     LM_DATA_NAMES,
     check_generate_text,
@@ -61,8 +62,6 @@ from attention.application.view import add_view_arguments, check_view_arguments,
 from attention.data import ChecksumError, DatasetNotFoundError
 from attention.inspection.plotting import plot_attention
 from attention.model.config import POSITIONAL, PRESETS
-from attention.model.decoding import check_beam_search
-from attention.model.generation import check_sampling
 from attention.model.precision import PRECISIONS, describe_precision
 from attention.model.transformer import count_params
 from attention.training.checkpoint import CheckpointError

@@ -40,7 +40,11 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
-from attention._checks import check_int, check_positive_int, check_real, check_tokens
+from attention._checks import (
+    check_beam_search,
+    check_int,
+    check_tokens,
+)
 from attention.model.generation import (
     FORBIDDEN,
     check_sampling,
@@ -185,22 +189,6 @@ def sample_decode(
         jnp.float32(1.0 if top_p is None else top_p), jax.random.key(seed),
         max_len=max_len, use_cache=bool(use_cache),
     )
-
-
-def check_beam_search(vocab_size: int, beam_size, length_penalty) -> None:
-    """The checks of :func:`beam_search`'s knobs (the command line checks with them too).
-
-    Raises:
-      TypeError: a ``beam_size`` that is not an int, a ``length_penalty`` not a number.
-      ValueError: ``beam_size`` outside ``1..vocab_size - 2``, ``length_penalty < 0``.
-    """
-    check_positive_int("beam_size", beam_size)
-    if beam_size > vocab_size - 2:
-        raise ValueError(
-            f"beam_size={beam_size} exceeds the {vocab_size - 2} tokens that can be generated "
-            f"(tgt_vocab_size={vocab_size} minus pad and bos)."
-        )
-    check_real("length_penalty (alpha)", length_penalty, low=0.0)
 
 
 # ----------------------------------------------------------------------------- internals

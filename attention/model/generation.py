@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from attention._checks import check_int, check_real, is_traced
+from attention._checks import check_sampling
 from attention.model.config import TransformerConfig
 
 FORBIDDEN = -1e9
@@ -131,31 +131,6 @@ def sample_tokens(
     """
     log_probs = sampling_log_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)
     return jax.random.categorical(key, log_probs, axis=-1).astype(jnp.int32)
-
-
-def check_sampling(vocab_size: int, temperature, top_k, top_p) -> None:
-    """The checks of the sampling knobs, with one wording everywhere (CLI included).
-
-    Raises:
-      TypeError: a temperature or top_p that is not a number, a top_k that is not an int.
-      ValueError: ``temperature <= 0`` (use greedy instead), ``top_k`` outside
-        ``1..vocab_size``, ``top_p`` outside ``(0, 1]``.
-    """
-    # Traced values (inside jit) cannot be inspected; the public functions check before.
-    if not is_traced(temperature) and not check_real("temperature", temperature) > 0:
-        raise ValueError(
-            f"temperature must be > 0, got {temperature}; for the most probable token at "
-            f"every step use greedy decoding (greedy=True, or --greedy) instead of "
-            f"temperature 0."
-        )
-    if top_k is not None and not is_traced(top_k):
-        check_int("top_k", top_k, what=f"an int in 1..{vocab_size} (the vocabulary size)")
-        if not 1 <= top_k <= vocab_size:
-            raise ValueError(
-                f"top_k must be an int in 1..{vocab_size} (the vocabulary size), got {top_k}."
-            )
-    if top_p is not None and not is_traced(top_p):
-        check_real("top_p", top_p, low=0.0, high=1.0, low_inclusive=False)
 
 
 def chooser(greedy: bool, temperature, top_k, top_p, key) -> Callable:

@@ -22,20 +22,13 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
 from attention._checks import (
     check_axis,
     check_floating,
-    check_rank,
     check_real,
-    is_traced,
-    shape_str,
 )
-
-# Row indices named in an error about bad rows; the message gives the count of the rest.
-_ROWS_NAMED = 10
 
 
 def normalize(
@@ -78,39 +71,4 @@ def _normalize(vectors, axis: int, eps: float):
     norm = jnp.sqrt(jnp.sum(acc * acc, axis=axis, keepdims=True))
     return (acc / jnp.maximum(norm, eps)).astype(vectors.dtype)
 
-
-def _bad_rows_message(name: str, bad_rows: np.ndarray, what: str, total: int) -> str:
-    named = ", ".join(str(int(m)) for m in bad_rows[:_ROWS_NAMED])
-    more = f" and {len(bad_rows) - _ROWS_NAMED} more" if len(bad_rows) > _ROWS_NAMED else ""
-    return (
-        f"{name} has {len(bad_rows)} of {total} rows with {what} (rows {named}{more}); "
-        f"drop or repair them before searching: a NaN has no cosine with anything."
-    )
-
-
-def _check_finite_rows(name: str, array) -> None:
-    """ValueError naming the rows of a concrete ``[R, D]`` array that hold a NaN or infinity.
-
-    Skipped under ``jit``, where the values cannot be read. It reads the array once: cheap for
-    queries, and a one-time cost for a database being quantized.
-    """
-    if is_traced(array):
-        return
-    finite_R = np.asarray(jnp.all(jnp.isfinite(array), axis=-1)).reshape(-1)
-    if not finite_R.all():
-        raise ValueError(
-            _bad_rows_message(name, np.flatnonzero(~finite_R), "a NaN or infinity",
-                              finite_R.size)
-        )
-
-
-def _check_database(database) -> None:
-    """A floating ``[M, D]`` database with ``M, D >= 1``: what every index is built from."""
-    check_floating("database", database)
-    check_rank("database", database, "MD", hint=" The database holds one row per vector.")
-    if 0 in database.shape:
-        raise ValueError(
-            f"database must have at least one row and one column, got shape "
-            f"{shape_str(database.shape)}."
-        )
 

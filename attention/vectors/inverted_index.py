@@ -43,15 +43,17 @@ from jaxtyping import Array, Float, Int
 
 from attention._checks import (
     check_array,
+    check_database,
+    check_finite_rows,
     check_floating,
     check_int,
     check_positive_int,
+    check_queries_and_k,
     is_traced,
     shape_str,
 )
-from attention.vectors.cosine import _check_database, _check_finite_rows, _normalize
+from attention.vectors.cosine import _normalize
 from attention.vectors.kmeans import _assign, spherical_kmeans
-from attention.vectors.top_k import _check_queries_and_k
 
 # FAISS trains its k-means on at most 256 points per centroid; more moves the centroids
 # little and costs in proportion.
@@ -148,7 +150,7 @@ def build_inverted_index(
     >>> sorted(index.sizes.tolist()), index.capacity, index.shape
     ([2, 2], 2, (4, 2))
     """
-    _check_database(database)
+    check_database(database)
     M, D = database.shape
     if is_traced(database):
         raise ValueError(
@@ -165,7 +167,7 @@ def build_inverted_index(
             f"train_size={train_size}, M={M}."
         )
     check_positive_int("iterations", iterations)
-    _check_finite_rows("database", database)
+    check_finite_rows("database", database)
     unit_MD = database if normalized else _normalize(database, 1, 1e-12)
     sample_key, start_key = jax.random.split(jax.random.key(0) if key is None else key)
     sample = jax.random.choice(sample_key, M, (train_size,), replace=False)
@@ -243,13 +245,13 @@ def inverted_index_top_k(
         )
     _check_index(index)
     M, D = index.shape
-    k = _check_queries_and_k(queries, k, M, D, "index", f"an index of {M} rows of width {D}")
+    k = check_queries_and_k(queries, k, M, D, "index", f"an index of {M} rows of width {D}")
     n_probe = min(8, index.n_cells) if n_probe is None else check_int("n_probe", n_probe)
     if not 1 <= n_probe <= index.n_cells:
         raise ValueError(
             f"n_probe must lie in 1..L={index.n_cells} (the number of cells), got {n_probe}."
         )
-    _check_finite_rows("queries", queries)
+    check_finite_rows("queries", queries)
     return _inverted_index_top_k(queries, index, k, n_probe, bool(normalized))
 
 

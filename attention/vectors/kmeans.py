@@ -18,8 +18,15 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from attention._checks import check_floating, check_int, check_positive_int, shape_str
-from attention.vectors.cosine import _check_finite_rows, _normalize
+from attention._checks import (
+    check_finite_rows,
+    check_floating,
+    check_int,
+    check_positive_int,
+    check_same_width,
+    shape_str,
+)
+from attention.vectors.cosine import _normalize
 
 # Scores held at once while assigning vectors to centroids: blocks of rows with at most
 # 2^22 float32 scores (16 MiB), so a million rows against a thousand centroids never build
@@ -55,7 +62,7 @@ def assign_to_cells(
     """
     check_floating("vectors", vectors, axes="ND")
     check_floating("centroids", centroids, axes="LD")
-    _check_same_width("vectors", vectors, "centroids", centroids)
+    check_same_width("vectors", vectors, "centroids", centroids)
     if centroids.shape[0] == 0:
         raise ValueError("centroids has no rows (shape [0, D]): there is no cell to assign to.")
     return _assign(vectors, centroids)
@@ -133,7 +140,7 @@ def spherical_kmeans(
             f"n_clusters must lie in 1..N={N} (the number of vectors), got {n_clusters}."
         )
     iterations = check_positive_int("iterations", iterations)
-    _check_finite_rows("vectors", vectors)
+    check_finite_rows("vectors", vectors)
     if init is None:
         key = jax.random.key(0) if key is None else key
         init = vectors[jax.random.choice(key, N, (n_clusters,), replace=False)]
@@ -168,10 +175,3 @@ def _kmeans(unit_ND, centroids_LD, iterations: int):
     return jax.lax.fori_loop(0, iterations, lloyd_step, centroids_LD)
 
 
-
-def _check_same_width(name_a: str, a, name_b: str, b) -> None:
-    if a.shape[-1] != b.shape[-1]:
-        raise ValueError(
-            f"{name_a} and {name_b} must have the same width D (last axis); got {name_a} "
-            f"{shape_str(a.shape)} and {name_b} {shape_str(b.shape)}."
-        )

@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Shaped
 
-from attention._checks import check_array, check_rank, shape_str
-from attention.vectors.cosine import _check_database, _check_finite_rows, _normalize
+from attention._checks import check_array, check_database, check_finite_rows, check_rank, shape_str
+from attention.vectors.cosine import _normalize
 
 # The storage dtypes quantize_database knows, by name.
 QUANTIZED_DTYPES = ("bfloat16", "int8")
@@ -123,9 +123,9 @@ def quantize_database(
     >>> q.values.tolist(), [round(s, 5) for s in q.scales.tolist()], q.nbytes
     ([[95, -127], [0, 0]], [0.0063, 0.0], 12)
     """
-    _check_database(database)
+    check_database(database)
     name = _check_dtype_name(dtype)
-    _check_finite_rows("database", database)
+    check_finite_rows("database", database)
     values, scales = _quantize(database, name, bool(normalized))
     return QuantizedDatabase(values, scales)
 

@@ -37,16 +37,18 @@ import numpy as np
 from jaxtyping import Array, Float, Int, Shaped
 
 from attention._checks import (
+    check_finite_rows,
     check_floating,
     check_int,
     check_positive_int,
+    check_queries_and_k,
     check_rank,
     is_traced,
     shape_str,
 )
-from attention.vectors.cosine import _check_finite_rows, _normalize
+from attention.vectors.cosine import _normalize
 from attention.vectors.quantized import QuantizedDatabase, _check_quantized, dequantize
-from attention.vectors.top_k import _check_queries_and_k, _chunked_top_k
+from attention.vectors.top_k import _chunked_top_k
 
 # Scores held at once when the caller does not choose a chunk size. All of them, in one chunk,
 # when the whole [Q, M] block fits in 2^24 float32 values (64 MiB): a few queries are
@@ -76,7 +78,7 @@ def _check_search_args(queries, database, k, chunk_size) -> None:
             f"database has no rows (shape {shape_str(database_shape)}): there is nothing to "
             f"search."
         )
-    _check_queries_and_k(queries, k, M, D, "database", f"database {shape_str(database_shape)}")
+    check_queries_and_k(queries, k, M, D, "database", f"database {shape_str(database_shape)}")
     if chunk_size is not None:
         check_positive_int("chunk_size", chunk_size)
 
@@ -180,7 +182,7 @@ def cosine_top_k(
     M = database.values.shape[0] if quantized else database.shape[0]
     Q = 1 if queries.ndim == 1 else queries.shape[0]
     candidates = _check_rerank(database, rerank, rerank_candidates, k, M)
-    _check_finite_rows("queries", queries)
+    check_finite_rows("queries", queries)
     if not quantized:
         k_search = k
     else:

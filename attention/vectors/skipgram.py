@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from attention._checks import check_positive_int, check_real
+from attention._checks import check_counts, check_positive_int, check_real
 
 
 def noise_distribution(counts: Int[np.ndarray, " V"], power: float = 0.75) -> np.ndarray:
@@ -53,7 +53,7 @@ def noise_distribution(counts: Int[np.ndarray, " V"], power: float = 0.75) -> np
     >>> noise_distribution(np.array([16, 1]), power=0.75).round(3).tolist()
     [0.889, 0.111]
     """
-    counts = _check_counts(counts)
+    counts = check_counts(counts)
     power = check_real("power", power)
     weights = counts.astype(np.float64) ** power
     return weights / weights.sum()
@@ -82,20 +82,10 @@ def keep_probabilities(counts: Int[np.ndarray, " V"], threshold: float = 1e-3) -
     >>> keep_probabilities(np.array([90, 10]), threshold=0.025).round(3).tolist()
     [0.167, 0.5]
     """
-    counts = _check_counts(counts)
+    counts = check_counts(counts)
     threshold = check_real("threshold", threshold, low=0.0, low_inclusive=False)
     frequency = counts / counts.sum()
     return np.minimum(1.0, np.sqrt(threshold / frequency))
-
-
-def _check_counts(counts) -> np.ndarray:
-    counts = np.asarray(counts)
-    if counts.ndim != 1 or counts.size == 0 or not np.all(counts > 0):
-        raise ValueError(
-            f"counts must be a non-empty [V] array of positive counts, got shape "
-            f"{list(counts.shape)}{'' if counts.size == 0 else f' with minimum {counts.min()}'}."
-        )
-    return counts
 
 
 # ------------------------------------------------------------------ the model

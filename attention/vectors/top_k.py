@@ -27,32 +27,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from attention._checks import check_int, shape_str
-
 # Smallest group worth the grouped top-k (see _top_k_by_groups).
 _MIN_GROUP = 4
-
-
-def _check_queries_and_k(queries, k, M: int, D: int, searched: str, described: str) -> int:
-    """``queries`` ``[Q, D]`` or ``[D]`` of the database's width, ``1 <= k <= M``; returns k.
-
-    Shared by every search. ``searched`` names the argument searched and ``described`` says
-    what it holds, for the messages.
-    """
-    if queries.ndim not in (1, 2):
-        raise ValueError(
-            f"queries must have shape [Q, D] (or [D] for one query), "
-            f"got {shape_str(queries.shape)}."
-        )
-    if queries.shape[-1] != D:
-        raise ValueError(
-            f"queries and {searched} must have the same width D (last axis); got queries "
-            f"{shape_str(queries.shape)} and {described}."
-        )
-    k = check_int("k", k)
-    if not 1 <= k <= M:
-        raise ValueError(f"k must lie in 1..M={M} (the number of database rows), got k={k}.")
-    return k
 
 
 def _group_size(rows: int, k: int) -> int:
