@@ -6,11 +6,9 @@ import pytest
 
 from attention.vectors.cosine import normalize
 
+from ._helpers import gaussian
+
 Q, D, M, K = 3, 7, 53, 5
-
-
-def gaussian(seed, shape, dtype=np.float32):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 def test_normalize_gives_unit_rows_and_keeps_direction():

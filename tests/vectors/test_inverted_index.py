@@ -23,23 +23,16 @@ from attention.vectors.inverted_index import (
 from attention.vectors.quantized import quantize_database
 from attention.vectors.search import cosine_top_k
 
+from ._helpers import gaussian, unit_rows
+
 Q, D, M, L, K = 3, 7, 53, 6, 5
-
-
-def gaussian(seed, shape):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def unit(x):
-    x = np.asarray(x, np.float64)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def numpy_probed_top_k(queries, database, index, k, n_probe):
     """Exact top-k over the rows of the probed cells, with -inf / -1 for missing places."""
     ids, starts, sizes = (np.asarray(a) for a in (index.ids, index.starts, index.sizes))
-    cell_scores = unit(queries) @ np.asarray(index.centroids, np.float64).T
-    all_scores = unit(queries) @ unit(database).T
+    cell_scores = unit_rows(queries) @ np.asarray(index.centroids, np.float64).T
+    all_scores = unit_rows(queries) @ unit_rows(database).T
     top_scores = np.full((len(queries), k), -np.inf)
     top_rows = np.full((len(queries), k), -1)
     for q in range(len(queries)):
@@ -72,8 +65,8 @@ def test_build_stores_every_row_once_in_its_nearest_cell(database, index):
     np.testing.assert_array_equal(np.sort(ids[:M]), np.arange(M))
     np.testing.assert_array_equal(ids[M:], -1)
     np.testing.assert_array_equal(rows[M:], 0.0)
-    np.testing.assert_allclose(rows[:M], unit(database)[ids[:M]], atol=1e-6)
-    nearest = (unit(database) @ np.asarray(index.centroids, np.float64).T).argmax(axis=1)
+    np.testing.assert_allclose(rows[:M], unit_rows(database)[ids[:M]], atol=1e-6)
+    nearest = (unit_rows(database) @ np.asarray(index.centroids, np.float64).T).argmax(axis=1)
     for c in range(L):
         members = ids[starts[c]:starts[c] + sizes[c]]
         np.testing.assert_array_equal(nearest[members], c)
@@ -154,7 +147,7 @@ def test_bfloat16_rows_are_stored_and_searched_in_bfloat16(database):
     as_stored = np.empty_like(stored)
     as_stored[np.asarray(index.ids[:M])] = stored  # back in the database's order
     # The query is rounded to bfloat16 for the product, as the rows are.
-    rounded = np.asarray(jnp.asarray(unit(queries), jnp.float32).astype(jnp.bfloat16)
+    rounded = np.asarray(jnp.asarray(unit_rows(queries), jnp.float32).astype(jnp.bfloat16)
                          .astype(jnp.float32), np.float64)
     want = np.argsort(-(rounded @ as_stored.T.astype(np.float64)), axis=1, kind="stable")[:, :K]
     _, rows = inverted_index_top_k(jnp.asarray(queries), index, K, n_probe=L)
@@ -165,10 +158,11 @@ def test_clustered_data_is_found_reading_a_fraction_of_the_rows():
     """What the index is for: neighbours share a cell, so a few probes find most of them."""
     rng = np.random.default_rng(40)
     topics, per_topic, width = 24, 100, 16
-    centres = unit(rng.standard_normal((topics, width)))
-    db = unit(np.repeat(centres, per_topic, axis=0)
+    centres = unit_rows(rng.standard_normal((topics, width)))
+    db = unit_rows(np.repeat(centres, per_topic, axis=0)
               + 0.15 * rng.standard_normal((topics * per_topic, width)))
-    queries = unit(centres[rng.integers(0, topics, 64)] + 0.15 * rng.standard_normal((64, width)))
+    queries = unit_rows(centres[rng.integers(0, topics, 64)]
+                        + 0.15 * rng.standard_normal((64, width)))
     db, queries = jnp.asarray(db, jnp.float32), jnp.asarray(queries, jnp.float32)
     index = build_inverted_index(db, topics, key=jax.random.key(0))
     _, exact = cosine_top_k(queries, db, 10)

@@ -13,36 +13,29 @@ import pytest
 from attention.vectors import kmeans
 from attention.vectors.kmeans import assign_to_cells, spherical_kmeans
 
+from ._helpers import gaussian, unit_rows
+
 Q, D, M, L, K = 3, 7, 53, 6, 5
-
-
-def gaussian(seed, shape):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def unit(x):
-    x = np.asarray(x, np.float64)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def numpy_lloyd_step(x, centroids):
     """One spherical k-means step in NumPy, float64: the docstring of spherical_kmeans."""
-    scores = unit(x) @ unit(centroids).T
+    scores = unit_rows(x) @ unit_rows(centroids).T
     cells, best = scores.argmax(axis=1), scores.max(axis=1)
     sums = np.zeros_like(centroids, dtype=np.float64)
-    np.add.at(sums, cells, unit(x))
+    np.add.at(sums, cells, unit_rows(x))
     worst = np.argsort(best, kind="stable")  # ascending: the worst served first
     new, n_empty = np.empty_like(sums), 0
     for c in range(len(centroids)):
         if (cells == c).any():
             new[c] = sums[c] / np.linalg.norm(sums[c])
         else:
-            new[c], n_empty = unit(x)[worst[n_empty]], n_empty + 1
+            new[c], n_empty = unit_rows(x)[worst[n_empty]], n_empty + 1
     return new
 
 
 def objective(x, centroids):
-    return float(np.sum(np.max(unit(x) @ np.asarray(centroids, np.float64).T, axis=1)))
+    return float(np.sum(np.max(unit_rows(x) @ np.asarray(centroids, np.float64).T, axis=1)))
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +70,14 @@ def test_empty_cells_take_the_worst_served_vectors():
     init = gaussian(7, (L, D))
     init[L - 2:] = init[:2]
     step = numpy_lloyd_step(x, init)
-    empty = [c for c in range(L) if not (unit(x) @ unit(init).T).argmax(1).tolist().count(c)]
+    nearest = (unit_rows(x) @ unit_rows(init).T).argmax(1).tolist()
+    empty = [c for c in range(L) if not nearest.count(c)]
     assert empty == [L - 2, L - 1], "the set-up must leave the last two cells empty"
     got = spherical_kmeans(jnp.asarray(x), L, iterations=1, init=jnp.asarray(init))
     np.testing.assert_allclose(np.asarray(got), step, atol=1e-5)
     # Each reseeded centroid is a vector of the data.
     for c in empty:
-        assert np.min(np.linalg.norm(unit(x) - np.asarray(got)[c], axis=1)) < 1e-5
+        assert np.min(np.linalg.norm(unit_rows(x) - np.asarray(got)[c], axis=1)) < 1e-5
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -94,14 +88,14 @@ def test_kmeans_objective_never_decreases(seed):
     assert all(b >= a - 1e-4 for a, b in zip(values, values[1:], strict=False)), values
     # The random start is L distinct vectors of the data, so the first step already beats it.
     start = np.asarray(x)[np.asarray(jax.random.choice(key, M, (L,), replace=False))]
-    assert values[0] >= objective(x, unit(start)) - 1e-4
+    assert values[0] >= objective(x, unit_rows(start)) - 1e-4
 
 
 def test_kmeans_centroids_are_unit_and_normalized_flag_trusts_the_caller():
     x = gaussian(20, (M, D))
     c = np.asarray(spherical_kmeans(jnp.asarray(x), L, key=jax.random.key(1)))
     np.testing.assert_allclose(np.linalg.norm(c, axis=1), 1.0, rtol=1e-5)
-    same = spherical_kmeans(jnp.asarray(unit(x), jnp.float32), L, key=jax.random.key(1),
+    same = spherical_kmeans(jnp.asarray(unit_rows(x), jnp.float32), L, key=jax.random.key(1),
                             normalized=True)
     np.testing.assert_allclose(np.asarray(same), c, atol=1e-5)
 

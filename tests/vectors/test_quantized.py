@@ -9,16 +9,9 @@ import pytest
 from attention.vectors.quantized import dequantize, quantize_database
 from attention.vectors.search import cosine_top_k
 
+from ._helpers import gaussian, unit_rows
+
 Q, D, M, K = 3, 7, 53, 5
-
-
-def gaussian(seed, shape, dtype=np.float32):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def unit_rows(x):
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def test_int8_quantization_matches_numpy_and_is_within_half_a_step():

@@ -18,11 +18,9 @@ from attention.vectors.cosine import normalize
 from attention.vectors.quantized import QuantizedDatabase, dequantize, quantize_database
 from attention.vectors.search import _bfloat16_bits, cosine_top_k, cosine_top_k_reference
 
+from ._helpers import gaussian, unit_rows
+
 Q, D, M, K = 3, 7, 53, 5
-
-
-def gaussian(seed, shape, dtype=np.float32):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 def numpy_top_k(queries, database, k):
@@ -154,11 +152,6 @@ def test_errors_name_the_argument():
         cosine_top_k(jnp.ones(D), db, K, chunk_size=0)
     with pytest.raises(TypeError, match=r"chunk_size must be a positive int, got 8.0 \(float\)"):
         cosine_top_k(jnp.ones(D), db, K, chunk_size=8.0)
-
-
-def unit_rows(x):
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def numpy_quantized_top_k(scores, k):
