@@ -70,7 +70,7 @@ print("fast setting:", FAST, " run directory:", RUN_DIR)
 # So `the big dog sees the small cat` becomes `doro gana ta kima piti ta miru`: the verb
 # jumps from position 3 (counting from 0) to the end and every noun phrase turns around.
 #
-# The course's recipe lives in the package (`attention.application.runs.course_run`), so that
+# The course's recipe lives in the package (`attention.application.course.course_run`), so that
 # notebooks 08 and 09 and `scripts/make_figures.py` train exactly this model: it gives a
 # *run* (an untrained model, its tokenizer, its optimiser and its training settings) and the
 # generated training pairs. The sections below take the run apart.

@@ -304,12 +304,13 @@ def _train_model(args, out: pathlib.Path, resume: bool, corpus, describe):
                       preset=preset)
         if resume:
             print(f"resumed from step {resume_run(run, out)}")
-        check_trainable(run, corpus.train)
+        batcher = check_trainable(run, corpus.train)
     print(f"model: {count_params(run.model) / 1e6:.2f}M parameters, "
           f"{describe(config, preset)}, {jax.device_count()} {jax.default_backend()} "
           f"device(s)", flush=True)
     print(describe_precision(config.precision), flush=True)
-    result = train_run(run, corpus.train, directory=out, progress=not args.no_progress)
+    result = train_run(run, corpus.train, directory=out, progress=not args.no_progress,
+                       batcher=batcher)
     if result.interrupted:
         task = " --task lm" if args.task == "lm" else ""
         print(f"interrupted at step {result.step}; saved a checkpoint in {out}. "

@@ -244,6 +244,7 @@ def train_run(
     directory: str | pathlib.Path | None = None,
     progress: bool = True,
     max_seconds: float | None = None,
+    batcher: Batcher | PackedBatcher | None = None,
 ) -> FitResult:
     """Train ``run`` on sentence ``pairs`` (a language model: on texts, a list of str) from
     ``run.step`` to ``run.train_config.steps``.
@@ -252,7 +253,8 @@ def train_run(
     ``directory``, the run's files are written there first, checkpoints every
     ``checkpoint_every`` steps and at the end (Ctrl-C saves too), metrics to
     ``metrics.jsonl`` and the curves to ``training_curves.png``. ``run.step`` and
-    ``run.history`` are brought up to date.
+    ``run.history`` are brought up to date. ``batcher``: the one :func:`check_trainable`
+    returned for these ``pairs``, if the caller checked them already.
 
     Raises:
       ValueError: a batch size that is not a multiple of the devices, or data that gives no
@@ -262,7 +264,7 @@ def train_run(
     if run.optimizer is None:
         raise ValueError("this run has no optimizer (it was loaded to be used): load it with "
                          "load_run(..., with_optimizer=True) to train it further.")
-    batcher = check_trainable(run, pairs)
+    batcher = check_trainable(run, pairs) if batcher is None else batcher
     mesh = make_mesh()
     num_devices = mesh.devices.size
     if num_devices > 1:

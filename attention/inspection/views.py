@@ -353,7 +353,7 @@ def translation_view(
     The decoder's self-attention is drawn causal (its future masked).
 
     Raises:
-      As :func:`attention.inspection.analysis.check_attention_maps` and
+      As :func:`attention._checks.check_attention_maps` and
       :func:`attention_section`; ValueError for an ``example`` outside ``0..B-1``.
 
     >>> import numpy as np

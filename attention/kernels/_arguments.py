@@ -1,19 +1,11 @@
-"""Argument checks and layout helpers shared by the kernels.
+"""Layout helpers shared by the kernels: masks made rank 4, and the grouped-query view of a
+mask over the heads.
 
 The kernels' argument checks live in :mod:`attention._checks` (:func:`check_kernel_args`, one
-call at the top of each kernel), in the words of :func:`attention.dot_product_attention`; they
-are re-exported here under their old import path. What stays here is layout: masks made
-rank 4, and the grouped-query view of a mask over the heads.
+call at the top of each kernel), in the words of :func:`attention.dot_product_attention`.
 """
 
 from __future__ import annotations
-
-from attention._checks import (  # noqa: F401  (re-exported: the old import path)
-    check_attention_args,
-    check_block_size,
-    check_kernel_args,
-    resolve_lengths,
-)
 
 
 def as_rank4(mask):

@@ -43,11 +43,11 @@ from jaxtyping import Array, Float, Int
 from attention._checks import (
     check_beam_search,
     check_int,
+    check_sampling,
     check_tokens,
 )
 from attention.model.generation import (
     FORBIDDEN,
-    check_sampling,
     chooser,
     decode_loop,
     forbid_special,

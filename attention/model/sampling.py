@@ -14,8 +14,8 @@
 Position t is drawn with the key ``fold_in(key(seed), t)``, so a seed reproduces the samples,
 and the cached and uncached paths draw the same tokens. ``pad`` and ``bos`` are never sampled.
 The distribution's functions (:func:`sampling_log_probs`, :func:`top_k_mask`,
-:func:`top_p_mask`, :func:`sample_tokens`, :func:`check_sampling`) live in step 17 and are
-importable from here too.
+:func:`top_p_mask`, :func:`sample_tokens`) live in step 17 and are importable from here too;
+their checks are :func:`attention._checks.check_sampling`.
 """
 
 from __future__ import annotations
