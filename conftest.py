@@ -3,6 +3,8 @@
 * ``jax_numpy_rank_promotion="raise"``: an accidental broadcast between arrays of different
   rank (the classic swapped-axis bug) fails loudly instead of giving a wrong answer.
 * Matplotlib draws off-screen.
+* One persistent compilation cache for the run, in a fresh temporary folder (the programs that
+  several tests or a notebook's two runs compile are compiled once).
 * ``ATTENTION_DATA`` points at ../shared/data beside the checkout (no machine here reaches the
   internet), unless the caller set it.
 * The jaxtyping import hook (``--jaxtyping-packages=attention,beartype.beartype`` in
@@ -18,10 +20,22 @@
   their own so that both workers share them; the longest units are handed out first.
 """
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# One JAX compilation cache for the whole run (attention/_runtime.py): a fresh, empty folder,
+# made here in the first process and inherited by the xdist workers and the notebook kernels
+# they start, so a program that many tests compile (a small model's train step, a notebook run
+# twice) compiles once. Not the user's own cache: the suite starts cold and leaves nothing.
+if "ATTENTION_COMPILATION_CACHE" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="attention-test-jit-")
+    os.environ["ATTENTION_COMPILATION_CACHE"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

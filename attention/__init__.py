@@ -55,8 +55,14 @@ Axis glossary (BTNH, the order of ``jax.nn.dot_product_attention``)::
 
 Shapes are written in square brackets, ``[B, T, N, H]``, in docstrings, and as suffixes
 (``scores_BNTS``) on intermediate names.
+
+Importing the package turns on JAX's persistent compilation cache, so that a re-run compiles
+nothing it compiled before (``attention/_runtime.py``; ``ATTENTION_COMPILATION_CACHE=0`` turns
+it off).
 """
 
+# First: importing _runtime turns the compilation cache on before anything is compiled.
+from attention._runtime import COMPILATION_CACHE_DIR  # noqa: F401
 from attention.inspection.analysis import (
     alignment_accuracy,
     head_entropy,

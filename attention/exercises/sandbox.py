@@ -231,6 +231,9 @@ def clean_environment(home: str) -> dict[str, str]:
         "PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
         "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
         "OPENBLAS_NUM_THREADS": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+        # No compilation cache: a student's process must not write programs that another
+        # check (or the teacher) would load and run.
+        "ATTENTION_COMPILATION_CACHE": "0",
     }
 
 

@@ -49,3 +49,10 @@ def test_the_clean_environment_has_nothing_of_the_teachers(monkeypatch):
     env = sandbox.clean_environment("/tmp/grading")
     assert "SECRET_TOKEN" not in env and env["HOME"] == "/tmp/grading"
     assert "JAX_COMPILATION_CACHE_DIR" not in env and env["JAX_PLATFORMS"] == "cpu"
+
+
+def test_workers_keep_no_compilation_cache_that_another_check_would_load(monkeypatch):
+    from attention._runtime import compilation_cache_dir
+
+    monkeypatch.setenv("ATTENTION_COMPILATION_CACHE", "/tmp/shared-jit")
+    assert compilation_cache_dir(sandbox.clean_environment("/tmp/grading")) is None
