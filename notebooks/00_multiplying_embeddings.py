@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -101,7 +101,7 @@ print(f"{len(sentences):,} English sentences, for example: {sentences[0]!r}")
 # similar vectors. Two tricks of the paper matter on real text: the noise distribution is
 # the word counts to the power 3/4 (rare words are drawn more often than their frequency),
 # and frequent words ("a", "the") are *subsampled*, each occurrence dropped with probability
-# `1 - sqrt(t / f(w))`. `attention.vectors` implements all three; training is
+# `1 - sqrt(t / f(w))`. `attention.vectors` implements both, with the loss above; training is
 # one `jax.jit`-compiled scan over batches of pairs, with Adam.
 #
 # The first run trains and saves the vectors to `runs/`; a second run loads them.

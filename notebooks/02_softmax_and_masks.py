@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -22,7 +22,8 @@
 # 2. Build the two masks a transformer needs: **padding** (do not look at filler tokens) and
 #    **causal** (do not look at the future), and combine them.
 # 3. Decide what a row with *nothing* to look at should give: NaN, uniform weights (the
-#    convention of `jax.nn` and PyTorch) or zeros (the package's), and see each happen.
+#    convention of `jax.nn` and of Hugging Face's models) or zeros (PyTorch's since 2.5, and
+#    the package's), and see each happen.
 #
 # The softmax of a row of scores `x_1 .. x_S`:
 #
@@ -115,11 +116,13 @@ display(fig)
 # * `-inf` scores: `exp(-inf - (-inf)) = exp(nan)`: NaN weights that poison the whole batch
 #   (and its gradient) through the next sum;
 # * a **large finite negative** score for masked entries: what `jax.nn.dot_product_attention`
-#   does with its `mask`, and what much PyTorch code does by adding `torch.finfo(dtype).min`
-#   to masked scores (Hugging Face's models, for one): no NaN, but see below what the
-#   weights become;
+#   does with its `mask` (it fills with `-0.7 * finfo(dtype).max`), and what Hugging Face's
+#   models do by adding `torch.finfo(dtype).min` to masked scores: no NaN, but see below
+#   what the weights become;
 # * the package's answer (documented in `masked_softmax`): **all-zero weights and zero
-#   gradients**, so the output of that query is the zero vector.
+#   gradients**, so the output of that query is the zero vector. PyTorch's
+#   `F.scaled_dot_product_attention` gave NaN there until version 2.5, and zeros since (its
+#   `_safe_softmax`).
 #
 # **Predict, then run.** With the second convention, every entry of a fully masked row gets
 # the same large negative score. Will its weights be (a) NaN, (b) all zero, or (c) uniform,
@@ -131,7 +134,7 @@ my_prediction = None  # "a", "b" or "c"
 # %%
 row = jnp.array([1.0, 2.0, 3.0])
 nothing = jnp.array([False, False, False])
-big_negative = jnp.finfo(jnp.float32).min  # the fill value jax.nn uses for masked scores
+big_negative = jnp.finfo(jnp.float32).min  # Hugging Face's fill; jax.nn's is -0.7 * max
 finite_weights = jax.nn.softmax(jnp.where(nothing, row, big_negative))
 print("jax.nn.softmax of -inf scores:          ", jax.nn.softmax(jnp.where(nothing, row, -jnp.inf)))
 print("jax.nn.softmax of large finite negatives:", finite_weights)

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -37,7 +37,8 @@
 #    decoder's inputs is exactly zero above the diagonal), and that source padding has no
 #    influence.
 #
-# Each sub-layer of the paper (section 3.1) computes
+# Each sub-layer of the paper computes (section 3.1 gives `LayerNorm(x + Sublayer(x))`;
+# the dropout on the sub-layer's output is section 5.4's residual dropout)
 #
 # $$x \leftarrow \operatorname{LayerNorm}\big(x + \operatorname{Dropout}(\operatorname{Sublayer}(x))\big).$$
 #

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -188,8 +188,11 @@ for name, fn in [("label_smoothed_cross_entropy", label_smoothed_cross_entropy),
     loss_sum, tokens = fn(logits_BTV, targets_BT, label_smoothing=EPS, pad_id=config.pad_id)
     print(f"{name:30s}: {float(loss_sum / tokens):.6f}   by hand: {float(loss_by_hand):.6f}")
     assert jnp.allclose(loss_sum / tokens, loss_by_hand, rtol=1e-5)
-print(f"{int(real_BT.sum())} real target tokens of {real_BT.size} positions; an untrained "
-      f"model's loss is about log V = {np.log(V):.2f}")
+print(f"{int(real_BT.sum())} real target tokens of {real_BT.size} positions; a model that "
+      f"gives every word probability 1/V scores log V = {np.log(V):.2f}. Above it, the "
+      f"untrained model's logits are not flat: its random (tied) embeddings give each word its "
+      f"own logit, and label smoothing charges the log-probability of every word, not only "
+      f"the target's (the mean of -log p over V words is at least log V, equal only when flat).")
 
 # %% [markdown]
 # **Question.** With label smoothing `eps` and a vocabulary of `V` words, what probability
@@ -299,10 +302,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Compare the two curves. On a generated task there is plenty of data and no noise, so there
-# is little to overfit and the validation curve should follow the training one (the fast
-# setting trains too briefly to say much). On real data (Multi30k) the two part ways, and
-# the validation loss is the one to stop on.
+# Compare the two curves. Early on they fall together. In a full run they part even on a
+# generated task: the training loss goes on falling towards zero while the validation loss
+# levels off well above it, and exact match (every token of a sentence right) stays below
+# token accuracy, because one wrong token spoils a whole sentence. The fast setting trains
+# too briefly to show it. On real data (Multi30k) the gap opens sooner, and the validation
+# loss is the one to stop on.
 
 # %% [markdown]
 # ## 6. Translating unseen sentences

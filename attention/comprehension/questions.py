@@ -148,9 +148,10 @@ _ALL = [
         "after subtracting the row maximum, what are the shifted scores when every score is "
         "the same large negative number?",
         "Uniform weights, 1/S each: every score is the same number, so the softmax cannot "
-        "prefer one. That is the third convention, the one of jax.nn.dot_product_attention "
-        "and PyTorch; the query's output is then the mean of all the values, padding "
-        "included."),
+        "prefer one. That is the convention of jax.nn.dot_product_attention (which fills with "
+        "-0.7 * finfo.max) and of Hugging Face's models (which add finfo.min); the query's "
+        "output is then the mean of all the values, padding included. PyTorch's "
+        "scaled_dot_product_attention returns zeros there since 2.5, as this package does."),
     Question(
         "02.causal_first_query", "a number: the weight query 0 gives key 0 under the causal "
         "mask", 1.0,

@@ -3,7 +3,8 @@
 The notebook is ``notebooks/exercises/15_encoder_layer``; the model solution is in
 ``teachers/solutions.py``. The student assembles one layer from its parts, lent by the grader
 (:class:`EncoderParts`): two residual blocks, attention then feed-forward, each with layer
-norm and residual dropout, post-LN (the paper, 3.1 and 5.4) or pre-LN (Xiong et al. 2020).
+norm and residual dropout, post-LN (the paper, 3.1 and 5.4) or pre-LN
+(tensor2tensor, Wang et al. 2019, GPT-2; analysed by Xiong et al. 2020).
 In eval mode the result is compared with the package's
 :class:`attention.model.encoder.EncoderLayer`; in training mode with the same composition
 and the same dropout masks.

@@ -5,9 +5,10 @@ normalisation. The paper normalises *after* the residual add (post-LN)::
 
     y = LayerNorm(x + Dropout(Sublayer(x)))              # post-LN, the paper (3.1, 5.4)
 
-Later work (Xiong et al. 2020, "On Layer Normalization in the Transformer Architecture")
-showed that normalising the sub-layer *input* keeps the residual path an identity and trains
-stably without a long warm-up (pre-LN); the stack then needs one final LayerNorm::
+Normalising the sub-layer *input* instead (pre-LN: tensor2tensor soon after the paper, Wang
+et al. 2019, GPT-2) keeps the residual path an identity and, as Xiong et al. 2020 ("On Layer
+Normalization in the Transformer Architecture") analysed, trains stably without a long
+warm-up; the stack then needs one final LayerNorm::
 
     y = x + Dropout(Sublayer(LayerNorm(x)))              # pre-LN, config.norm_first=True
 

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -26,8 +28,9 @@
 # input (the residual connection), applies residual dropout to the sub-layer's output before
 # the add (section 5.4), and has its own layer norm, in one of two places:
 #
-#     post-LN (the paper):        x = norm(x + dropout(sublayer(x)))
-#     pre-LN  (Xiong et al. 2020): x = x + dropout(sublayer(norm(x)))
+#     post-LN (the paper):  x = norm(x + dropout(sublayer(x)))
+#     pre-LN  (GPT-2 and most models since; analysed by Xiong et al. 2020):
+#                           x = x + dropout(sublayer(norm(x)))
 #
 # Write `encoder_layer(x [B, S, D], src_mask [B, 1, 1, S], layer, norm_first=False,
 # deterministic=True)`. You do not write the sub-layers: `layer` gives them to you, and you
