@@ -99,6 +99,18 @@ class DecoderModel(nnx.Module):
 _MAP_ORDER = ("encoder_self", "decoder_self", "decoder_cross")
 
 
+@nnx.jit
+def _sown_weights(model: DecoderModel, inputs: tuple):
+    """The ``nnx.State`` the layers sow in one deterministic forward pass, compiled once per
+    input shape (op by op, each new length would compile every operation of the model)."""
+
+    def forward(m):
+        return m(*inputs, deterministic=True, sow_weights=True)
+
+    _, intermediates = nnx.capture(forward, nnx.Intermediate)(model)
+    return intermediates
+
+
 def sown_attention_maps(model: DecoderModel, *inputs) -> dict[str, Float[Array, "L B N T S"]]:
     """Every attention weight of every layer, from ``model(*inputs)`` run once with
     ``deterministic=True, sow_weights=True`` inside ``nnx.capture``.
@@ -117,10 +129,7 @@ def sown_attention_maps(model: DecoderModel, *inputs) -> dict[str, Float[Array, 
             f"attention_impl='reference'."
         )
 
-    def forward(m):
-        return m(*inputs, deterministic=True, sow_weights=True)
-
-    _, intermediates = nnx.capture(forward, nnx.Intermediate)(model)
+    intermediates = _sown_weights(model, inputs)
     per_layer = defaultdict(dict)  # "decoder_cross" -> {layer: weights_BNTS}
     for path, variable in nnx.to_flat_state(intermediates):
         stack, _, layer, attention, _ = path  # (stack, "layers", layer, attention, name)
