@@ -9,6 +9,7 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 torch = pytest.importorskip("torch")
 
@@ -102,13 +103,18 @@ def reference_outputs(reference, tokens, mask):
                          output_attentions=True)
 
 
-@pytest.mark.parametrize("seed, lengths", [(1, [9, 5, 9]), (2, [4, 7])])
+@nnx.jit
+def logits_and_maps(model, tokens):
+    maps = language_model_attention_maps(model, tokens)["decoder_self"]
+    return model(tokens, deterministic=True), maps
+
+
+@pytest.mark.parametrize("seed, lengths", [(1, [9, 5, 9]), (2, [4, 7, 2])])
 def test_logits_and_attention_equal_transformers(checkpoint, seed, lengths):
     folder, reference, model = checkpoint
     tokens, mask = batch(seed, len(lengths), 9, lengths)
     expected = reference_outputs(reference, tokens, mask)
-    logits = np.asarray(model(jnp.asarray(tokens), deterministic=True))
-    maps = np.asarray(language_model_attention_maps(model, jnp.asarray(tokens))["decoder_self"])
+    logits, maps = (np.asarray(x) for x in logits_and_maps(model, jnp.asarray(tokens)))
     assert np.std(logits) > 0.1  # far from a constant
     for b, length in enumerate(lengths):  # the real positions; padding is read by no one
         np.testing.assert_allclose(logits[b, :length], expected.logits[b, :length].numpy(),
