@@ -30,7 +30,7 @@ they are out of date)::
         19 schedule  20 loss  21 train  22 parallel  23 checkpoint
     inspection/    steps 24-26    notebook 08
         Inspection: what a model's attention heads do, in numbers and pictures.
-        24 analysis  25 plotting  26 explorer  26a views
+        24 analysis  24a heads  25 plotting  26 explorer  26a views
     kernels/       steps 27-27e   notebook 10
         Fast attention kernels, a ladder from the reference to flash attention.
         27a fused  27b blockwise  27c flash  27d pallas_flash  27e select

@@ -1655,3 +1655,32 @@ def check_sampling(vocab_size: int, temperature, top_k, top_p) -> None:
             )
     if top_p is not None and not is_traced(top_p):
         check_real("top_p", top_p, low=0.0, high=1.0, low_inclusive=False)
+
+
+def check_head_detector_args(weights, tokens=None, *, axes: str | None = None):
+    """Causal maps ``[..., T, T]`` (``axes``: exactly these, e.g. ``"LBNTT"``) and, when
+    given, integer tokens ``[T]`` (``[B, T]`` for ``"LBNTT"``); returns them as NumPy float32
+    and int arrays (or the maps alone without tokens)."""
+    if not hasattr(weights, "shape"):
+        weights = np.asarray(weights)
+    check_floating("weights", weights)
+    if axes is not None:
+        check_rank("weights", weights, axes)
+    if weights.ndim < 2 or weights.shape[-1] != weights.shape[-2]:
+        raise ValueError(
+            f"weights must be causal self-attention maps [..., T, T] (queries and keys of one "
+            f"sequence), got shape {shape_str(weights.shape)}."
+        )
+    weights = np.asarray(weights, np.float32)
+    if tokens is None:
+        return weights
+    if not hasattr(tokens, "shape"):
+        tokens = np.asarray(tokens)
+    check_integer("tokens", tokens)
+    expected = (weights.shape[1], weights.shape[-1]) if axes == "LBNTT" else weights.shape[-1:]
+    if tuple(tokens.shape) != tuple(expected):
+        raise ValueError(
+            f"tokens must be {shape_str(expected)} for weights of shape "
+            f"{shape_str(weights.shape)}, got {shape_str(tokens.shape)}."
+        )
+    return weights, np.asarray(tokens)
