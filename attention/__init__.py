@@ -36,7 +36,7 @@ they are out of date)::
         27a fused  27b blockwise  27c flash  27d pallas_flash  27e select
     application/   steps 28-30    notebook 12
         The application: translation and language modelling end to end, runs, the CLI.
-        28 translation  28a language_modeling  29 runs  29a course  29b view  30 cli
+        28 translation  28a language_modeling  28b pretrained  29 runs  29a course  29b view  30 cli
     comprehension/
         Comprehension checks of the notebook course (notebooks 00-11): questions that check.
     exercises/

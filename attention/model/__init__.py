@@ -57,7 +57,7 @@ from attention.model.positional import (
     apply_rope,
     sinusoidal_positions,
 )
-from attention.model.pretrained import CheckpointError, Tokenizer, from_pretrained
+from attention.model.pretrained import PretrainedError, Tokenizer, from_pretrained
 from attention.model.residual import Residual
 from attention.model.sampling import (
     generate,
@@ -73,7 +73,7 @@ __all__ = [
     "layer_norm",
     "rms_norm",
     "from_pretrained",
-    "CheckpointError",
+    "PretrainedError",
     "Tokenizer",
     "sample_decode",
     "generate",

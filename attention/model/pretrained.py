@@ -32,7 +32,7 @@ give ``prompt_lengths`` to :func:`attention.model.sampling.generate`.
 
 Anything the package does not compute (another architecture, a rope scaling it lacks, a
 missing tensor or a tensor of another shape, a tensor it would not use) raises
-:class:`CheckpointError`, one line naming the field or tensor: never an approximation.
+:class:`PretrainedError`, one line naming the field or tensor: never an approximation.
 
 >>> model, tokenizer = from_pretrained("gpt2")  # doctest: +SKIP
 """
@@ -59,7 +59,7 @@ CHECKPOINT_FILES = ["config.json", "*.safetensors", "model.safetensors.index.jso
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
 
 
-class CheckpointError(ValueError):
+class PretrainedError(ValueError):
     """A checkpoint that the package cannot compute exactly, named in one line."""
 
 
@@ -101,7 +101,7 @@ def checkpoint_folder(name_or_path) -> pathlib.Path:
     Hugging Face cache (config, safetensors and tokenizer files only).
 
     Raises:
-      CheckpointError: not a folder and the download fails (offline, unknown name).
+      PretrainedError: not a folder and the download fails (offline, unknown name).
     """
     path = pathlib.Path(name_or_path).expanduser()
     if path.is_dir():
@@ -112,7 +112,7 @@ def checkpoint_folder(name_or_path) -> pathlib.Path:
         return pathlib.Path(snapshot_download(str(name_or_path), allow_patterns=CHECKPOINT_FILES))
     except Exception as error:  # offline, unknown repository, no permission...
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(
+        raise PretrainedError(
             f"{name_or_path!r} is not a checkpoint folder and could not be downloaded from the "
             f"Hugging Face Hub ({reason}); pass the folder that holds its config.json and "
             f"*.safetensors instead."
@@ -123,7 +123,7 @@ def read_json(path: pathlib.Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read {path}: {error}") from None
+        raise PretrainedError(f"cannot read {path}: {error}") from None
 
 
 def read_tensors(folder: pathlib.Path) -> dict[str, np.ndarray]:
@@ -131,7 +131,7 @@ def read_tensors(folder: pathlib.Path) -> dict[str, np.ndarray]:
     of ``model.safetensors.index.json`` when there is one, else every ``*.safetensors``.
 
     Raises:
-      CheckpointError: no safetensors file (a PyTorch-only checkpoint), an index naming a
+      PretrainedError: no safetensors file (a PyTorch-only checkpoint), an index naming a
         missing file.
     """
     index = folder / "model.safetensors.index.json"
@@ -140,11 +140,11 @@ def read_tensors(folder: pathlib.Path) -> dict[str, np.ndarray]:
         files = [folder / name for name in names]
         for file in files:
             if not file.exists():
-                raise CheckpointError(f"{index} names {file.name}, which is not in {folder}.")
+                raise PretrainedError(f"{index} names {file.name}, which is not in {folder}.")
     else:
         files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise CheckpointError(
+        raise PretrainedError(
             f"no *.safetensors in {folder}; the package reads safetensors only (save with "
             f"save_pretrained(..., safe_serialization=True))."
         )
@@ -191,14 +191,14 @@ def _read_bfloat16(file: pathlib.Path, names) -> dict[str, np.ndarray]:
 def _field(hf: dict, name: str, default=None):
     value = hf.get(name, default)
     if value is None:
-        raise CheckpointError(f"config.json has no {name!r}, which a {hf.get('model_type')} "
+        raise PretrainedError(f"config.json has no {name!r}, which a {hf.get('model_type')} "
                               f"checkpoint needs.")
     return value
 
 
 def _refuse(hf: dict, name: str, allowed) -> None:
     if name in hf and hf[name] not in allowed:
-        raise CheckpointError(
+        raise PretrainedError(
             f"config.json has {name}={hf[name]!r}, which the package does not implement "
             f"(it computes {' or '.join(repr(a) for a in allowed)})."
         )
@@ -220,7 +220,7 @@ def _rope_theta(hf: dict) -> float:
             continue
         kind = scaling.get("rope_type", scaling.get("type", "default"))
         if kind != "default":
-            raise CheckpointError(
+            raise PretrainedError(
                 f"config.json has {name}.rope_type={kind!r}, a rope scaling the package does "
                 f"not implement (it computes 'default' rotary positions only)."
             )
@@ -232,7 +232,7 @@ def config_from_hf(hf: dict) -> TransformerConfig:
     """The :class:`TransformerConfig` of a Hugging Face ``config.json`` (as a dict).
 
     Raises:
-      CheckpointError: a ``model_type`` not in :data:`FAMILIES`, a setting the package does
+      PretrainedError: a ``model_type`` not in :data:`FAMILIES`, a setting the package does
         not compute (named with its value), a missing size.
 
     >>> config_from_hf({"model_type": "gpt2", "n_embd": 8, "n_head": 2, "n_layer": 1,
@@ -241,7 +241,7 @@ def config_from_hf(hf: dict) -> TransformerConfig:
     """
     model_type = hf.get("model_type")
     if model_type not in FAMILIES:
-        raise CheckpointError(
+        raise PretrainedError(
             f"config.json has model_type={model_type!r} (architectures="
             f"{hf.get('architectures')}); the package loads {sorted(FAMILIES)}."
         )
@@ -269,7 +269,7 @@ def config_from_hf(hf: dict) -> TransformerConfig:
     vocab, d_model = _field(hf, "vocab_size"), _field(hf, "hidden_size")
     num_heads = _field(hf, "num_attention_heads")
     if hf.get("head_dim") not in (None, d_model // num_heads):
-        raise CheckpointError(
+        raise PretrainedError(
             f"config.json has head_dim={hf['head_dim']}, but the package's heads are "
             f"hidden_size / num_attention_heads = {d_model // num_heads} wide."
         )
@@ -298,11 +298,11 @@ class _Tensors:
 
     def take(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         if name not in self.tensors:
-            raise CheckpointError(f"the checkpoint has no tensor {name!r} (expected shape "
+            raise PretrainedError(f"the checkpoint has no tensor {name!r} (expected shape "
                                   f"{list(shape)}).")
         tensor = self.tensors[name]
         if tuple(tensor.shape) != tuple(shape):
-            raise CheckpointError(f"tensor {name!r} has shape {list(tensor.shape)}, but the "
+            raise PretrainedError(f"tensor {name!r} has shape {list(tensor.shape)}, but the "
                                   f"config needs {list(shape)}.")
         self.used.add(name)
         return np.asarray(tensor, np.float32)
@@ -398,7 +398,7 @@ def load_model(config: TransformerConfig, params: dict[tuple, np.ndarray]) -> La
     without drawing random weights first.
 
     Raises:
-      CheckpointError: a parameter of the model that ``params`` lacks, or of another shape.
+      PretrainedError: a parameter of the model that ``params`` lacks, or of another shape.
     """
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: LanguageModel(config, rngs=nnx.Rngs(0))),
                                    nnx.Param, ...)[0:2]
@@ -412,10 +412,10 @@ def load_model(config: TransformerConfig, params: dict[tuple, np.ndarray]) -> La
         path = _SHARED.get(tuple(path), tuple(path))
         name = ".".join(map(str, path))
         if path not in params:
-            raise CheckpointError(f"no weight for the model's parameter {name}.")
+            raise PretrainedError(f"no weight for the model's parameter {name}.")
         expected = tuple(variable.get_value().shape)
         if params[path].shape != expected:
-            raise CheckpointError(f"the weight for {name} has shape "
+            raise PretrainedError(f"the weight for {name} has shape "
                                   f"{list(params[path].shape)}, expected {list(expected)}.")
         variable.set_value(jax.numpy.asarray(params[path], config.jnp_param_dtype))
     return nnx.merge(graphdef, nnx.from_flat_state(flat), others())
@@ -433,7 +433,7 @@ def from_pretrained(name_or_path) -> tuple[LanguageModel, Tokenizer | None]:
       ``tokenizer.json`` as a :class:`Tokenizer` (None without one).
 
     Raises:
-      CheckpointError (a ValueError): a name that is neither a folder nor downloadable; an
+      PretrainedError (a ValueError): a name that is neither a folder nor downloadable; an
         architecture or setting the package does not compute; a tensor missing, of another
         shape, or left unused. Each names the field or tensor in one line.
 
@@ -452,7 +452,7 @@ def from_pretrained(name_or_path) -> tuple[LanguageModel, Tokenizer | None]:
         params = llama_params(tensors, config)
     unused = tensors.unused()
     if unused:
-        raise CheckpointError(
+        raise PretrainedError(
             f"the checkpoint has {len(unused)} tensor(s) the package would not use, such as "
             f"{unused[0]!r}: a setting it does not compute."
         )

@@ -46,7 +46,7 @@ transformers = import_transformers()
 
 from attention.model import pretrained  # noqa: E402
 from attention.model.language_model import language_model_attention_maps  # noqa: E402
-from attention.model.pretrained import CheckpointError, from_pretrained  # noqa: E402
+from attention.model.pretrained import PretrainedError, from_pretrained  # noqa: E402
 from attention.model.sampling import generate  # noqa: E402
 
 V = 97  # an odd vocabulary size
@@ -189,7 +189,7 @@ def test_a_missing_tensor_is_named(checkpoint, tmp_path):
         return {k: v for k, v in t.items() if not k.endswith("layers.1.mlp.up_proj.weight")
                 and not k.endswith("h.1.mlp.c_fc.bias")}
 
-    with pytest.raises(CheckpointError) as error:
+    with pytest.raises(PretrainedError) as error:
         from_pretrained(copy_with(folder, tmp_path, tensors=drop))
     assert "no tensor" in one_line(error)
     assert "layers.1.mlp.up_proj.weight" in str(error.value) or "h.1.mlp.c_fc.bias" in str(
@@ -203,7 +203,7 @@ def test_a_wrong_shape_is_named(checkpoint, tmp_path):
         name = next(k for k in t if k.endswith(("embed_tokens.weight", "wte.weight")))
         return t | {name: t[name][:-1]}
 
-    with pytest.raises(CheckpointError, match=r"has shape \[96, .*needs \[97, ") as error:
+    with pytest.raises(PretrainedError, match=r"has shape \[96, .*needs \[97, ") as error:
         from_pretrained(copy_with(folder, tmp_path, tensors=truncate))
     one_line(error)
 
@@ -212,7 +212,7 @@ def test_an_unused_tensor_is_refused(checkpoint, tmp_path):
     folder = checkpoint[0]
     extra = {"model.layers.0.self_attn.q_proj.bias": np.zeros(48, np.float32),
              "transformer.h.0.attn.q_norm.weight": np.zeros(12, np.float32)}
-    with pytest.raises(CheckpointError, match="would not use") as error:
+    with pytest.raises(PretrainedError, match="would not use") as error:
         from_pretrained(copy_with(folder, tmp_path, tensors=lambda t: t | extra))
     one_line(error)
 
@@ -231,7 +231,7 @@ def test_an_unimplemented_setting_is_named(checkpoint, tmp_path, change, named):
             pytest.skip("a Llama setting")
     elif "activation_function" in named and model.config.positional == "rope":
         pytest.skip("a GPT-2 setting")
-    with pytest.raises(CheckpointError) as error:
+    with pytest.raises(PretrainedError) as error:
         from_pretrained(copy_with(folder, tmp_path, config=change))
     assert named in one_line(error)
 
@@ -243,14 +243,14 @@ def test_a_name_offline_asks_for_a_folder(monkeypatch):
         raise OSError("no network\nmore detail")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(CheckpointError, match="pass the folder") as error:
+    with pytest.raises(PretrainedError, match="pass the folder") as error:
         from_pretrained("someone/not-here")
     assert "someone/not-here" in one_line(error) and "no network" in str(error.value)
 
 
 def test_a_folder_without_safetensors_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(CheckpointError, match=r"no \*.safetensors"):
+    with pytest.raises(PretrainedError, match=r"no \*.safetensors"):
         pretrained.read_tensors(tmp_path)
 
 
