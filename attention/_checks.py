@@ -1684,3 +1684,25 @@ def check_head_detector_args(weights, tokens=None, *, axes: str | None = None):
             f"{shape_str(weights.shape)}, got {shape_str(tokens.shape)}."
         )
     return weights, np.asarray(tokens)
+
+
+def check_rope_scaling(scaling) -> tuple[float, float, float, float] | None:
+    """Llama 3's rope scaling ``(factor, low_freq_factor, high_freq_factor,
+    original_max_position_embeddings)``: four numbers, ``factor >= 1``, ``0 < low < high``,
+    ``original > 0``; returned as a tuple of floats (None stays None)."""
+    if scaling is None:
+        return None
+    if isinstance(scaling, (str, bytes)) or not isinstance(scaling, Sequence) or len(scaling) != 4:
+        raise TypeError(
+            f"rope_scaling must be None or (factor, low_freq_factor, high_freq_factor, "
+            f"original_max_position_embeddings), got {scaling!r}."
+        )
+    factor, low, high, original = (check_real(name, value) for name, value in zip(
+        ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+        scaling, strict=True))
+    if not (factor >= 1 and 0 < low < high and original > 0):
+        raise ValueError(
+            f"rope_scaling={tuple(scaling)} needs factor >= 1, 0 < low_freq_factor < "
+            f"high_freq_factor and original_max_position_embeddings > 0."
+        )
+    return (factor, low, high, original)

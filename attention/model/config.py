@@ -33,6 +33,7 @@ from attention._checks import (
     check_kv_heads_divide,
     check_positive_int,
     check_real,
+    check_rope_scaling,
 )
 from attention.model.precision import check_precision, matmul_dtypes, resolve_precision
 
@@ -134,6 +135,9 @@ class TransformerConfig(SavedConfig):
     #   added to the embeddings; or, inside self-attention, "rope": rotary position
     #   embeddings (Su et al. 2021, RoFormer) or "alibi": linear biases (Press et al. 2022)
     rope_base: float = 10000.0  # RoPE's base: pair i rotates by pos * base^(-2i/d_k) (RoFormer)
+    rope_scaling: tuple[float, float, float, float] | None = None  # Llama 3's (factor,
+    #   low_freq_factor, high_freq_factor, original context): slower long wavelengths
+    #   (attention.model.positional.llama3_frequencies); None: RoFormer's frequencies
     attention_impl: str = "reference"  # "reference" (teaching steps) or a kernel name of
     #   attention.kernels.get_attention_fn ("fused", "blockwise", "flash", ...)
     layer_norm_epsilon: float = 1e-6  # epsilon of every LayerNorm (not given in the paper)
@@ -204,6 +208,8 @@ class TransformerConfig(SavedConfig):
                 f"positional must be one of {POSITIONAL}, got {self.positional!r}."
             )
         check_real("rope_base", self.rope_base, low=0.0, low_inclusive=False)
+        # A tuple (hashable, as a frozen config must be), also when read back from JSON's list.
+        object.__setattr__(self, "rope_scaling", check_rope_scaling(self.rope_scaling))
         if self.positional == "rope" and self.head_dim % 2:
             raise ValueError(
                 f"positional='rope' rotates pairs of head dims, so the head dim d_model / "

@@ -12,7 +12,8 @@ What each family needs from the blocks (the config switches, steps 8-13):
 =================  ==========================  ====================================
                    GPT-2 (Radford et al. 2019)  Llama (Touvron et al. 2023)
 =================  ==========================  ====================================
-positions          learned, added (step 8)      rotary, ``rope_theta`` (step 8)
+positions          learned, added (step 8)      rotary, ``rope_theta`` (step 8),
+                                                Llama 3's rope scaling
 norm               LayerNorm, pre-LN + final    RMSNorm, pre-LN + final
 feed-forward       GELU (tanh form), biases     SwiGLU, no biases
 heads              K = N                        grouped-query, K <= N (step 1)
@@ -191,8 +192,7 @@ def _read_bfloat16(file: pathlib.Path, names) -> dict[str, np.ndarray]:
 def _field(hf: dict, name: str, default=None):
     value = hf.get(name, default)
     if value is None:
-        raise PretrainedError(f"config.json has no {name!r}, which a {hf.get('model_type')} "
-                              f"checkpoint needs.")
+        raise PretrainedError(f"config.json has no {name!r}, which loading needs.")
     return value
 
 
@@ -210,22 +210,27 @@ def _eos_id(hf: dict, vocab_size: int) -> int | None:
     return eos if isinstance(eos, int) and 0 <= eos < vocab_size else None
 
 
-def _rope_theta(hf: dict) -> float:
-    """``rope_theta``, refusing a rope scaling the package lacks (``rope_scaling`` before
-    transformers 5, ``rope_parameters`` from it on)."""
-    theta = hf.get("rope_theta")
+def _rope(hf: dict) -> tuple[float, tuple | None]:
+    """``(rope_theta, rope_scaling)``: Llama 3's scaling as the config's four numbers, or
+    None; another scaling is refused (``rope_scaling`` before transformers 5,
+    ``rope_parameters`` from it on)."""
+    theta, scaling = hf.get("rope_theta"), None
     for name in ("rope_scaling", "rope_parameters"):
-        scaling = hf.get(name)
-        if not scaling:
+        fields = hf.get(name)
+        if not fields:
             continue
-        kind = scaling.get("rope_type", scaling.get("type", "default"))
-        if kind != "default":
+        kind = fields.get("rope_type", fields.get("type", "default"))
+        if kind == "llama3":
+            scaling = tuple(float(_field(fields, key)) for key in (
+                "factor", "low_freq_factor", "high_freq_factor",
+                "original_max_position_embeddings"))
+        elif kind != "default":
             raise PretrainedError(
                 f"config.json has {name}.rope_type={kind!r}, a rope scaling the package does "
-                f"not implement (it computes 'default' rotary positions only)."
+                f"not implement (it computes 'default' and 'llama3')."
             )
-        theta = scaling.get("rope_theta", theta)
-    return float(10000.0 if theta is None else theta)
+        theta = fields.get("rope_theta", theta)
+    return float(10000.0 if theta is None else theta), scaling
 
 
 def config_from_hf(hf: dict) -> TransformerConfig:
@@ -273,12 +278,14 @@ def config_from_hf(hf: dict) -> TransformerConfig:
             f"config.json has head_dim={hf['head_dim']}, but the package's heads are "
             f"hidden_size / num_attention_heads = {d_model // num_heads} wide."
         )
+    rope_base, rope_scaling = _rope(hf)
     return TransformerConfig(
         **common, src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=d_model,
         num_heads=num_heads, num_kv_heads=hf.get("num_key_value_heads") or num_heads,
         num_layers=_field(hf, "num_hidden_layers"), d_ff=_field(hf, "intermediate_size"),
         max_len=hf.get("max_position_embeddings", 2048), positional="rope",
-        rope_base=_rope_theta(hf), norm="rms_norm", feed_forward="swiglu", use_bias=False,
+        rope_base=rope_base, rope_scaling=rope_scaling, norm="rms_norm",
+        feed_forward="swiglu", use_bias=False,
         layer_norm_epsilon=float(hf.get("rms_norm_eps", 1e-6)),
         share_embeddings=hf.get("tie_word_embeddings", False), eos_id=_eos_id(hf, vocab),
     )

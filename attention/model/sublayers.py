@@ -73,7 +73,8 @@ def make_attention(
         dropout_rate=config.attention_dropout_rate,
         attention_fn=attention_fn_for(config),
         process_heads=(
-            RotaryEmbedding(config.head_dim, config.rope_base) if inside == "rope" else None),
+            RotaryEmbedding(config.head_dim, config.rope_base, config.rope_scaling)
+            if inside == "rope" else None),
         position_bias=ALiBi(config.num_heads) if inside == "alibi" else None,
         use_bias=config.use_bias,
         **config.linear_dtypes,

@@ -106,6 +106,7 @@ def test_from_dict_rejects_unknown_fields():
         ({"norm": "batch_norm"}, "norm must be one of"),
         ({"feed_forward": "geglu"}, "feed_forward must be one of"),
         ({"pad_id": None}, "pad_id=None is for a language model only"),
+        ({"rope_scaling": (0.5, 1.0, 4.0, 16)}, r"rope_scaling=\(0.5, .* needs factor >= 1"),
     ],
 )
 def test_validation_errors(changes, message):
@@ -153,3 +154,11 @@ def test_a_language_model_may_lack_special_tokens():
     assert TransformerConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="three different tokens"):
         TransformerConfig.language_model(vocab_size=11, pad_id=None, bos_id=2, eos_id=2)
+
+
+@pytest.mark.outside_annotations  # a list, as JSON gives it back
+def test_rope_scaling_is_a_tuple_also_from_json():
+    config = TransformerConfig.language_model(vocab_size=11, rope_scaling=[8, 1, 4, 8192])
+    assert config.rope_scaling == (8.0, 1.0, 4.0, 8192.0)
+    saved = json.loads(json.dumps(config.to_dict()))
+    assert TransformerConfig.from_dict(saved) == config and hash(config)

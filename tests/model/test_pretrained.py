@@ -74,11 +74,26 @@ def llama_reference():
     return transformers.LlamaForCausalLM(config)
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def llama3_reference():
+    """Llama 3.2-shaped: tied embeddings, Llama 3's rope scaling (an original context of 16
+    positions makes the 4 frequency pairs of H = 8 short, mixed and long wavelengths)."""
+    config = transformers.LlamaConfig(
+        vocab_size=V, hidden_size=32, intermediate_size=44, num_attention_heads=4,
+        num_key_value_heads=1, num_hidden_layers=2, max_position_embeddings=64,
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, initializer_range=SPREAD,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 300.0, "factor": 4.0,
+                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 16},
+    )
+    return transformers.LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama", "llama3"])
 def checkpoint(request, tmp_path_factory):
     """``(folder, reference model, loaded model)``; Llama saved in shards."""
     torch.manual_seed(0)
-    reference = {"gpt2": gpt2_reference, "llama": llama_reference}[request.param]()
+    reference = {"gpt2": gpt2_reference, "llama": llama_reference,
+                 "llama3": llama3_reference}[request.param]()
     reference = reference.eval()
     folder = tmp_path_factory.mktemp(request.param)
     shards = {"max_shard_size": "20KB"} if request.param == "llama" else {}
@@ -148,11 +163,13 @@ def test_config_carries_each_family_switches(checkpoint):
         assert (config.norm, config.feed_forward, config.share_embeddings) == (
             "layer_norm", "gelu_tanh", True)
         assert config.max_len == 29 and config.use_bias
-    else:
+    elif config.rope_scaling is None:
         assert (config.norm, config.feed_forward, config.share_embeddings) == (
             "rms_norm", "swiglu", False)
         assert config.kv_heads == 2 < config.num_heads and config.rope_base == 517.0
         assert len(list(folder.glob("*.safetensors"))) > 1  # sharded
+    else:
+        assert config.rope_scaling == (4.0, 1.0, 4.0, 16.0) and config.share_embeddings
 
 
 # ------------------------------------------------------------------------- bad checkpoints
