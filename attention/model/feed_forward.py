@@ -61,8 +61,8 @@ def swiglu_feed_forward(
     """``(silu(x W_g) * x W_1) W_2`` at every position (Shazeer 2020, equation 6; Llama).
 
     >>> x = jnp.array([[1.0, -1.0]])
-    >>> swiglu_feed_forward(x, jnp.eye(2), jnp.eye(2), jnp.eye(2)).round(4).tolist()
-    [[0.7311, 0.2689]]
+    >>> [round(float(v), 4) for v in swiglu_feed_forward(x, *[jnp.eye(2)] * 3)[0]]
+    [0.7311, 0.2689]
     """
     gate_BTF = jax.nn.silu(jnp.einsum("...TD,DF->...TF", x, w_gate))
     hidden_BTF = gate_BTF * jnp.einsum("...TD,DF->...TF", x, w1)
