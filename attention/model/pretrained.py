@@ -45,6 +45,7 @@ import pathlib
 import struct
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -424,7 +425,7 @@ def load_model(config: TransformerConfig, params: dict[tuple, np.ndarray]) -> La
         if params[path].shape != expected:
             raise PretrainedError(f"the weight for {name} has shape "
                                   f"{list(params[path].shape)}, expected {list(expected)}.")
-        variable.set_value(jax.numpy.asarray(params[path], config.jnp_param_dtype))
+        variable.set_value(jnp.asarray(params[path], config.jnp_param_dtype))
     return nnx.merge(graphdef, nnx.from_flat_state(flat), others())
 
 
