@@ -147,6 +147,8 @@ class TransformerConfig(SavedConfig):
     #   (Hendrycks & Gimpel 2016; GPT-2 uses the tanh form), "swiglu": W_2(silu(x W_g) * x W_1)
     #   (Shazeer 2020; Llama)
     use_bias: bool = True  # biases in the attention projections and the FFN (Llama: none)
+    qkv_bias: bool | None = None  # biases in W^Q, W^K, W^V alone (Qwen2: True, with
+    #   use_bias=False); None: as use_bias
     scale_embeddings: bool = True  # multiply the embeddings by sqrt(d_model) (3.4); GPT-2
     #   and Llama do not
     precision: str = "float32"  # "float32"; "bfloat16": mixed precision, products with

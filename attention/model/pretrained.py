@@ -20,6 +20,8 @@ heads              K = N                        grouped-query, K <= N (step 1)
 output             tied to the embedding        its own matrix (or tied)
 =================  ==========================  ====================================
 
+Qwen2 (``model_type="qwen2"``) is Llama with biases in ``W^Q, W^K, W^V`` (``qkv_bias``).
+
 Neither scales the embeddings by ``sqrt(d_model)``. Two layouts differ from ours and are
 converted on reading: GPT-2 stores its linear maps ``[in, out]`` in one ``c_attn`` for
 ``W^Q | W^K | W^V``; Llama stores ``[out, in]`` and rotates the pairs of head dims
@@ -52,7 +54,7 @@ from flax import nnx
 from attention.model.config import TransformerConfig
 from attention.model.language_model import LanguageModel
 
-FAMILIES = {"gpt2": "GPT-2", "llama": "Llama"}
+FAMILIES = {"gpt2": "GPT-2", "llama": "Llama", "qwen2": "Qwen2"}
 """The ``model_type`` values of ``config.json`` that load, with their family's name."""
 CHECKPOINT_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json",
                     "tokenizer.json", "tokenizer_config.json", "generation_config.json"]
@@ -271,6 +273,11 @@ def config_from_hf(hf: dict) -> TransformerConfig:
         )
     _refuse(hf, "hidden_act", ("silu",))
     _refuse(hf, "attention_bias", (False,))
+    _refuse(hf, "use_sliding_window", (False,))  # Qwen2's
+    for kind in hf.get("layer_types") or ():
+        if kind != "full_attention":
+            raise PretrainedError(f"config.json has layer_types with {kind!r}; the package "
+                                  f"loads 'full_attention' layers only.")
     _refuse(hf, "mlp_bias", (False,))
     vocab, d_model = _field(hf, "vocab_size"), _field(hf, "hidden_size")
     num_heads = _field(hf, "num_attention_heads")
@@ -286,7 +293,7 @@ def config_from_hf(hf: dict) -> TransformerConfig:
         num_layers=_field(hf, "num_hidden_layers"), d_ff=_field(hf, "intermediate_size"),
         max_len=hf.get("max_position_embeddings", 2048), positional="rope",
         rope_base=rope_base, rope_scaling=rope_scaling, norm="rms_norm",
-        feed_forward="swiglu", use_bias=False,
+        feed_forward="swiglu", use_bias=False, qkv_bias=model_type == "qwen2",
         layer_norm_epsilon=float(hf.get("rms_norm_eps", 1e-6)),
         share_embeddings=hf.get("tie_word_embeddings", False), eos_id=_eos_id(hf, vocab),
     )
@@ -380,6 +387,11 @@ def llama_params(tensors: _Tensors, config: TransformerConfig) -> dict[tuple, np
         params[attention + ("key", "kernel")] = _rope_rows(key, K, H).T
         params[attention + ("value", "kernel")] = tensors.take(
             hf + "self_attn.v_proj.weight", (K * H, D)).T
+        if config.qkv_bias:  # Qwen2: the biases of W^Q and W^K in the same pair order
+            for part, heads, rope in (("query", N, True), ("key", K, True), ("value", K, False)):
+                bias = tensors.take(hf + f"self_attn.{part[0]}_proj.bias", (heads * H,))
+                params[attention + (part, "bias")] = (
+                    _rope_rows(bias[:, None], heads, H)[:, 0] if rope else bias)
         params[attention + ("out", "kernel")] = tensors.take(
             hf + "self_attn.o_proj.weight", (D, N * H)).T
         for linear, name, shape in (("gate", "gate_proj", (F, D)), ("linear1", "up_proj", (F, D)),

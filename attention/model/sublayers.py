@@ -76,7 +76,8 @@ def make_attention(
             RotaryEmbedding(config.head_dim, config.rope_base, config.rope_scaling)
             if inside == "rope" else None),
         position_bias=ALiBi(config.num_heads) if inside == "alibi" else None,
-        use_bias=config.use_bias,
+        use_bias=config.use_bias if config.qkv_bias is None else config.qkv_bias,
+        out_bias=config.use_bias,
         **config.linear_dtypes,
         param_dtype=config.jnp_param_dtype,
         rngs=rngs,

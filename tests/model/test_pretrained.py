@@ -33,7 +33,7 @@ def import_transformers():
     try:
         module = pytest.importorskip("transformers")
         import transformers.integrations.hub_kernels  # noqa: F401
-        from transformers import GPT2LMHeadModel, LlamaForCausalLM  # noqa: F401
+        from transformers import GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM  # noqa: F401
     finally:
         sys.path[:] = saved_path
         for name in [k for k in sys.modules if ours(k)]:
@@ -88,12 +88,28 @@ def llama3_reference():
     return transformers.LlamaForCausalLM(config)
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama", "llama3"])
+def qwen2_reference():
+    """Llama's blocks with biases in W^Q, W^K and W^V (none in W^O nor the FFN)."""
+    config = transformers.Qwen2Config(
+        vocab_size=V, hidden_size=24, intermediate_size=40, num_attention_heads=6,
+        num_key_value_heads=3, num_hidden_layers=2, max_position_embeddings=32,
+        tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, initializer_range=SPREAD,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000.0},
+    )
+    model = transformers.Qwen2ForCausalLM(config)
+    with torch.no_grad():  # initialised to zero: give them values that matter
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0.0, SPREAD)
+    return model
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama", "llama3", "qwen2"])
 def checkpoint(request, tmp_path_factory):
     """``(folder, reference model, loaded model)``; Llama saved in shards."""
     torch.manual_seed(0)
-    reference = {"gpt2": gpt2_reference, "llama": llama_reference,
-                 "llama3": llama3_reference}[request.param]()
+    reference = {"gpt2": gpt2_reference, "llama": llama_reference, "llama3": llama3_reference,
+                 "qwen2": qwen2_reference}[request.param]()
     reference = reference.eval()
     folder = tmp_path_factory.mktemp(request.param)
     shards = {"max_shard_size": "20KB"} if request.param == "llama" else {}
@@ -163,13 +179,15 @@ def test_config_carries_each_family_switches(checkpoint):
         assert (config.norm, config.feed_forward, config.share_embeddings) == (
             "layer_norm", "gelu_tanh", True)
         assert config.max_len == 29 and config.use_bias
-    elif config.rope_scaling is None:
+    elif config.rope_scaling is None and not config.qkv_bias:
         assert (config.norm, config.feed_forward, config.share_embeddings) == (
             "rms_norm", "swiglu", False)
         assert config.kv_heads == 2 < config.num_heads and config.rope_base == 517.0
         assert len(list(folder.glob("*.safetensors"))) > 1  # sharded
-    else:
+    elif config.rope_scaling is not None:
         assert config.rope_scaling == (4.0, 1.0, 4.0, 16.0) and config.share_embeddings
+    else:
+        assert config.qkv_bias and not config.use_bias
 
 
 # ------------------------------------------------------------------------- bad checkpoints
@@ -227,7 +245,7 @@ def test_a_wrong_shape_is_named(checkpoint, tmp_path):
 
 def test_an_unused_tensor_is_refused(checkpoint, tmp_path):
     folder = checkpoint[0]
-    extra = {"model.layers.0.self_attn.q_proj.bias": np.zeros(48, np.float32),
+    extra = {"model.layers.0.self_attn.q_norm.weight": np.zeros(8, np.float32),  # Qwen3's
              "transformer.h.0.attn.q_norm.weight": np.zeros(12, np.float32)}
     with pytest.raises(PretrainedError, match="would not use") as error:
         from_pretrained(copy_with(folder, tmp_path, tensors=lambda t: t | extra))
