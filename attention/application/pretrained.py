@@ -100,7 +100,6 @@ def pretrained_view(model: LanguageModel, tokenizer: Tokenizer, text: str, *,
     """
     tokens, _ = encode_texts(model, tokenizer, [text])
     maps = language_model_attention_maps(model, jnp.asarray(tokens))["decoder_self"]
-    labels = [label.translate(_LABEL_CHARACTERS) for label in
-              tokenizer.inner.encode(text, add_special_tokens=tokenizer.add_special_tokens).tokens]
+    labels = [label.translate(_LABEL_CHARACTERS) for label in tokenizer.tokens(text)]
     return head_view(np.asarray(maps[:, 0]), labels, causal=True, name="self-attention",
                      title=text, view=view)
