@@ -55,6 +55,7 @@ from attention.model.positional import (
     alibi_bias,
     alibi_slopes,
     apply_rope,
+    llama3_frequencies,
     sinusoidal_positions,
 )
 from attention.model.pretrained import PretrainedError, Tokenizer, from_pretrained
@@ -84,6 +85,7 @@ __all__ = [
     "SinusoidalPositions",
     "LearnedPositions",
     "apply_rope",
+    "llama3_frequencies",
     "RotaryEmbedding",
     "alibi_slopes",
     "alibi_bias",
