@@ -2,6 +2,9 @@
 checkpoint written here with NumPy and ``tokenizers`` (no ``transformers`` needed)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -129,3 +132,12 @@ def test_loading_needs_a_tokenizer(folder, tmp_path):
         (bare / name).write_bytes((folder / name).read_bytes())
     with pytest.raises(PretrainedError, match="no tokenizer.json"):
         load_pretrained(bare)
+
+
+def test_loading_imports_neither_torch_nor_transformers(folder):
+    code = ("import sys; from attention import from_pretrained; "
+            f"model, tokenizer = from_pretrained({str(folder)!r}); "
+            "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert out.stdout.strip().splitlines()[-1] == "[]"
