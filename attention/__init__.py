@@ -16,11 +16,11 @@ they are out of date)::
         The attention mechanism: from a dot product to multi-head attention.
         1 scores  2 masks  3 softmax  4 weights  5 weighted_sum  6 scaled_dot_product  7 multi_head
         7a kv_cache
-    model/         steps 8-17c    notebooks 05-06, 09, 11-12
+    model/         steps 8-17d    notebooks 05-06, 09, 11-12
         The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
         8 positional  9 embeddings  10 feed_forward  10a precision  11 config  12 layer_norm
         12a dropout  12b residual  13 sublayers  14 encoder  15 decoder  15a spine  16 transformer
-        17 generation  17a decoding  17b language_model  17c sampling
+        17 generation  17a decoding  17b language_model  17c sampling  17d pretrained
     data/          steps 18-18j   notebook 07
         The data: sentence pairs, texts, tokenizers and batches to train a model on.
         18 tokenizer  18a vocab  18b synthetic  18c files  18d multi30k  18e tatoeba  18f subword
@@ -30,13 +30,13 @@ they are out of date)::
         19 schedule  20 loss  21 train  22 parallel  23 checkpoint
     inspection/    steps 24-26    notebook 08
         Inspection: what a model's attention heads do, in numbers and pictures.
-        24 analysis  25 plotting  26 explorer  26a views
+        24 analysis  24a heads  25 plotting  26 explorer  26a views
     kernels/       steps 27-27e   notebook 10
         Fast attention kernels, a ladder from the reference to flash attention.
         27a fused  27b blockwise  27c flash  27d pallas_flash  27e select
     application/   steps 28-30    notebook 12
         The application: translation and language modelling end to end, runs, the CLI.
-        28 translation  28a language_modeling  29 runs  29a course  29b view  30 cli
+        28 translation  28a language_modeling  28b pretrained  29 runs  29a course  29b view  30 cli
     comprehension/
         Comprehension checks of the notebook course (notebooks 00-11): questions that check.
     exercises/
@@ -101,7 +101,7 @@ from attention.mechanism.weights import attention_weights
 from attention.model.config import TransformerConfig
 from attention.model.decoding import beam_search, greedy_decode, sample_decode
 from attention.model.language_model import LanguageModel, language_model_attention_maps
-from attention.model.layer_norm import layer_norm
+from attention.model.layer_norm import layer_norm, rms_norm
 from attention.model.positional import (
     ALiBi,
     RotaryEmbedding,
@@ -110,6 +110,7 @@ from attention.model.positional import (
     apply_rope,
     sinusoidal_positions,
 )
+from attention.model.pretrained import from_pretrained
 from attention.model.sampling import generate, sampling_log_probs
 from attention.model.transformer import Transformer, attention_maps, count_params
 from attention.vectors import (
@@ -162,6 +163,7 @@ __all__ = [
     "count_params",
     "attention_maps",
     "layer_norm",
+    "rms_norm",
     "greedy_decode",
     "beam_search",
     "sample_decode",
@@ -169,6 +171,7 @@ __all__ = [
     "language_model_attention_maps",
     "generate",
     "sampling_log_probs",
+    "from_pretrained",
     # steps 24-26: inspection
     "head_entropy",
     "mean_attention_distance",

@@ -1655,3 +1655,54 @@ def check_sampling(vocab_size: int, temperature, top_k, top_p) -> None:
             )
     if top_p is not None and not is_traced(top_p):
         check_real("top_p", top_p, low=0.0, high=1.0, low_inclusive=False)
+
+
+def check_head_detector_args(weights, tokens=None, *, axes: str | None = None):
+    """Causal maps ``[..., T, T]`` (``axes``: exactly these, e.g. ``"LBNTT"``) and, when
+    given, integer tokens ``[T]`` (``[B, T]`` for ``"LBNTT"``); returns them as NumPy float32
+    and int arrays (or the maps alone without tokens)."""
+    if not hasattr(weights, "shape"):
+        weights = np.asarray(weights)
+    check_floating("weights", weights)
+    if axes is not None:
+        check_rank("weights", weights, axes)
+    if weights.ndim < 2 or weights.shape[-1] != weights.shape[-2]:
+        raise ValueError(
+            f"weights must be causal self-attention maps [..., T, T] (queries and keys of one "
+            f"sequence), got shape {shape_str(weights.shape)}."
+        )
+    weights = np.asarray(weights, np.float32)
+    if tokens is None:
+        return weights
+    if not hasattr(tokens, "shape"):
+        tokens = np.asarray(tokens)
+    check_integer("tokens", tokens)
+    expected = (weights.shape[1], weights.shape[-1]) if axes == "LBNTT" else weights.shape[-1:]
+    if tuple(tokens.shape) != tuple(expected):
+        raise ValueError(
+            f"tokens must be {shape_str(expected)} for weights of shape "
+            f"{shape_str(weights.shape)}, got {shape_str(tokens.shape)}."
+        )
+    return weights, np.asarray(tokens)
+
+
+def check_rope_scaling(scaling) -> tuple[float, float, float, float] | None:
+    """Llama 3's rope scaling ``(factor, low_freq_factor, high_freq_factor,
+    original_max_position_embeddings)``: four numbers, ``factor >= 1``, ``0 < low < high``,
+    ``original > 0``; returned as a tuple of floats (None stays None)."""
+    if scaling is None:
+        return None
+    if isinstance(scaling, (str, bytes)) or not isinstance(scaling, Sequence) or len(scaling) != 4:
+        raise TypeError(
+            f"rope_scaling must be None or (factor, low_freq_factor, high_freq_factor, "
+            f"original_max_position_embeddings), got {scaling!r}."
+        )
+    factor, low, high, original = (check_real(name, value) for name, value in zip(
+        ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+        scaling, strict=True))
+    if not (factor >= 1 and 0 < low < high and original > 0):
+        raise ValueError(
+            f"rope_scaling={tuple(scaling)} needs factor >= 1, 0 < low_freq_factor < "
+            f"high_freq_factor and original_max_position_embeddings > 0."
+        )
+    return (factor, low, high, original)

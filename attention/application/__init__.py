@@ -7,6 +7,8 @@ Read the modules in this order::
                                translations.
     28a  language_modeling.py  a language model end to end: texts -> tokenizer -> packed windows ->
                                model -> text.
+    28b  pretrained.py         a real checkpoint from the command line: its continuations and its
+                               attention view.
     29   runs.py               a run, trained, saved and loaded back: the one pipeline behind every
                                trained model.
     29a  course.py             the course's models: the recipes notebooks 07-09 and 12 train, or

@@ -8,6 +8,8 @@
     attention train --task lm              # a small language model on synthetic stories
     attention train --task lm --data multi30k-en --out runs/lm-multi30k
     attention generate --checkpoint runs/lm-multi30k "A man in a red" --top-k 40
+    attention generate --pretrained gpt2 "The capital of France is" --greedy
+    attention view --pretrained gpt2 "When Mary and John went to the store, John gave"
     attention grade submissions/ --out scores.csv     # grade classroom exercises
 
 ``python -m attention ...`` is the same program. A mistake of the user's ends in one line on
@@ -39,6 +41,11 @@ from attention.application.language_modeling import (
     text_attention,
     unigram_perplexity,
 )
+from attention.application.pretrained import (
+    encode_texts,
+    generate_pretrained_text,
+    load_pretrained,
+)
 from attention.application.runs import (
     check_trainable,
     has_checkpoints,
@@ -63,6 +70,7 @@ from attention.data import ChecksumError, DatasetNotFoundError
 from attention.inspection.plotting import plot_attention
 from attention.model.config import POSITIONAL, PRESETS
 from attention.model.precision import PRECISIONS, describe_precision
+from attention.model.pretrained import PretrainedError
 from attention.model.transformer import count_params
 from attention.training.checkpoint import CheckpointError
 from attention.training.train import TrainConfig
@@ -131,7 +139,10 @@ def _build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="continue prompts with a trained language "
                                    "model (attention train --task lm)")
     _add_precision_argument(generate, default=None)
-    generate.add_argument("--checkpoint", required=True, help="a language-model run directory")
+    source = generate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a language-model run directory")
+    source.add_argument("--pretrained", help="a GPT-2 or Llama checkpoint: a Hugging Face "
+                        "folder (config.json, *.safetensors, tokenizer.json) or Hub name")
     generate.add_argument("prompts", nargs="+", help="texts to continue")
     generate.add_argument("--max-new-tokens", type=int, default=None,
                           help="tokens to add at most (default: what the context leaves)")
@@ -404,6 +415,8 @@ def _translate(args) -> int:
 
 
 def _generate(args) -> int:
+    if args.pretrained:
+        return _generate_pretrained(args)
     run = _load_run(args.checkpoint, 0, command="generate",
                     precision=args.precision)
     if args.samples < 1:
@@ -415,6 +428,26 @@ def _generate(args) -> int:
     for i in range(args.samples):
         for text in generate_text(
             run.model, run.tokenizer, args.prompts, max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+            greedy=args.greedy, seed=args.seed + i, use_cache=not args.no_cache,
+        ):
+            print(text)
+    return 0
+
+
+def _generate_pretrained(args) -> int:
+    if args.samples < 1:
+        raise UsageError(f"--samples must be a positive int, got {args.samples}.")
+    model, tokenizer = load_pretrained(args.pretrained)
+    max_new_tokens = 40 if args.max_new_tokens is None else args.max_new_tokens
+    with _checking_arguments():
+        check_sampling(model.config.vocab_size, args.temperature, args.top_k, args.top_p)
+        if max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be a positive int, got {max_new_tokens}.")
+        encode_texts(model, tokenizer, args.prompts, room=max_new_tokens)
+    for i in range(args.samples):
+        for text in generate_pretrained_text(
+            model, tokenizer, args.prompts, max_new_tokens=max_new_tokens,
             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
             greedy=args.greedy, seed=args.seed + i, use_cache=not args.no_cache,
         ):
@@ -496,8 +529,8 @@ class UsageError(Exception):
     """A problem the user can fix: reported as one line, exit status 2."""
 
 
-USER_ERRORS = (UsageError, CheckpointError, ChecksumError, DatasetNotFoundError,
-               FileNotFoundError)
+USER_ERRORS = (UsageError, CheckpointError, PretrainedError, ChecksumError,
+               DatasetNotFoundError, FileNotFoundError)
 """What a user's mistake raises, wherever it is found: one line on stderr, exit status 2."""
 
 @contextlib.contextmanager

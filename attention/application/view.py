@@ -2,12 +2,15 @@
 
     attention view --checkpoint runs/svo_to_sov "the big dog sees the cat"
     attention view --checkpoint runs/multi30k "ein Hund läuft" --out dog.html --view model
+    attention view --pretrained gpt2 "the text to read"      # a Hugging Face checkpoint
 
 The run translates the sentence (greedy, or ``--beam-size``), or takes ``--target`` as the
 translation to read (teacher forcing, as in training), then runs the model once with its
 weights sown (:func:`attention.application.translation.pair_attention`) and writes the
 three kinds of attention of every layer and head into a self-contained page
 (:func:`attention.inspection.views.translation_view`): open it in any browser, no server.
+With ``--pretrained`` (a checkpoint folder or Hub name) the page shows a loaded GPT-2 or
+Llama model reading the text (:func:`attention.application.pretrained.pretrained_view`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+from attention.application.pretrained import load_pretrained, pretrained_view
 from attention.application.runs import load_run
 from attention.application.translation import pair_attention, translate
 from attention.inspection.views import VIEWS, AttentionView, translation_view
@@ -22,8 +26,11 @@ from attention.inspection.views import VIEWS, AttentionView, translation_view
 
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``attention view``."""
-    parser.add_argument("--checkpoint", required=True, help="a run directory")
-    parser.add_argument("sentence", help="the source sentence")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a run directory")
+    source.add_argument("--pretrained", help="a GPT-2 or Llama checkpoint: a Hugging Face "
+                        "folder (config.json, *.safetensors, tokenizer.json) or Hub name")
+    parser.add_argument("sentence", help="the source sentence (with --pretrained: the text)")
     parser.add_argument("--out", default="attention_view.html",
                         help="the HTML file to write (default: attention_view.html)")
     parser.add_argument("--target", help="read this translation instead of the model's own")
@@ -77,12 +84,22 @@ def check_view_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--beam-size must be a positive int, got {args.beam_size}.")
     if not args.sentence.strip():
         raise ValueError("sentence is empty; give the source sentence to translate.")
+    if getattr(args, "pretrained", None) and (args.target is not None or args.beam_size != 1):
+        raise ValueError("--target and --beam-size are for a translation run; --pretrained "
+                         "reads the text as it is.")
 
 
 def view_command(args: argparse.Namespace) -> int:
     """``attention view``: write the view of ``args.sentence`` to ``args.out``."""
     check_view_arguments(args)
     out = pathlib.Path(args.out)
+    if getattr(args, "pretrained", None):
+        model, tokenizer = load_pretrained(args.pretrained)
+        view = pretrained_view(model, tokenizer, args.sentence, view=args.view)
+        view.save(out)
+        print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB; {model.config.num_layers} "
+              f"layers x {model.config.num_heads} heads); open it in a browser")
+        return 0
     view, translation = translation_view_of_run(args.checkpoint, args.sentence,
                                                 target=args.target, beam_size=args.beam_size,
                                                 view=args.view)

@@ -5,6 +5,8 @@ Read the modules in this order (notebook 08)::
     reading-map:start (python -m attention._reading_map --write)
     24   analysis.py  reading attention maps with numbers, the schema and the statistics that draw
                       nothing.
+    24a  heads.py     head detectors, which heads look back one token, at repeats, by induction, at
+                      the sink.
     25   plotting.py  pictures of attention: heatmaps, head grids, alignments, head summaries,
                       curves.
     26   explorer.py  an interactive attention explorer for Jupyter, built from ipywidgets' own
@@ -21,6 +23,17 @@ from attention.inspection.analysis import (
     head_entropy,
     mean_attention_distance,
     select_map,
+)
+from attention.inspection.heads import (
+    SCORES,
+    duplicate_token_score,
+    head_scores,
+    head_table,
+    induction_score,
+    plot_head_scores,
+    previous_token_score,
+    repeated_random_tokens,
+    sink_score,
 )
 from attention.inspection.plotting import (
     plot_alignment,
@@ -51,6 +64,15 @@ __all__ = [
     "head_entropy",
     "mean_attention_distance",
     "alignment_accuracy",
+    "SCORES",
+    "previous_token_score",
+    "duplicate_token_score",
+    "induction_score",
+    "sink_score",
+    "repeated_random_tokens",
+    "head_scores",
+    "head_table",
+    "plot_head_scores",
     "plot_attention",
     "plot_heads",
     "plot_layers",

@@ -71,6 +71,8 @@ class MultiHeadAttention(nnx.Module):
       in_kv_features: width of the key/value inputs (default ``in_features``).
       dropout_rate: dropout on the attention weights during training.
       use_bias: biases in the four projections.
+      out_bias: a bias in ``W^O`` (default ``use_bias``); Qwen2 has biases in ``W^Q, W^K,
+        W^V`` and none in ``W^O``.
       attention_fn: a function with the signature of :func:`attention.dot_product_attention`
         (a fast kernel); None uses the teaching steps, the only path that sows the weights
         and drops them out. It gets ``bias=`` / ``local_window_size=`` only when they are set.
@@ -120,6 +122,7 @@ class MultiHeadAttention(nnx.Module):
         in_kv_features: int | None = None,
         dropout_rate: float = 0.0,
         use_bias: bool = True,
+        out_bias: bool | None = None,
         attention_fn: AttentionFn | None = None,
         process_heads: ProcessHeadsFn | None = None,
         position_bias: PositionBiasFn | None = None,
@@ -152,7 +155,8 @@ class MultiHeadAttention(nnx.Module):
         self.query = nnx.Linear(in_features, qkv_features, **linear)    # W^Q, N heads
         self.key = nnx.Linear(in_kv_features, kv_features, **linear)    # W^K, K heads
         self.value = nnx.Linear(in_kv_features, kv_features, **linear)  # W^V, K heads
-        self.out = nnx.Linear(qkv_features, out_features, **linear)     # W^O
+        out_linear = linear | {"use_bias": use_bias if out_bias is None else out_bias}
+        self.out = nnx.Linear(qkv_features, out_features, **out_linear)  # W^O
         self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
 
     def __call__(

@@ -1,4 +1,4 @@
-"""The transformer around attention, steps 8-17c (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
+"""The transformer around attention, steps 8-17d (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
 
 Read the modules in this order::
 
@@ -34,6 +34,8 @@ Read the modules in this order::
                             2019).
     17c  sampling.py        continuing prompts with a language model: sampling, prefill and the
                             cache.
+    17d  pretrained.py      real checkpoints: GPT-2 and Llama-family weights in the package's own
+                            LanguageModel.
     reading-map:end
 """
 
@@ -42,9 +44,9 @@ from attention.model.decoder import DecodeCache, Decoder, DecoderLayer
 from attention.model.decoding import beam_search, greedy_decode, sample_decode
 from attention.model.embeddings import TokenEmbedding
 from attention.model.encoder import Encoder, EncoderLayer
-from attention.model.feed_forward import FeedForward
+from attention.model.feed_forward import FeedForward, SwiGLUFeedForward, swiglu_feed_forward
 from attention.model.language_model import LanguageModel, language_model_attention_maps
-from attention.model.layer_norm import layer_norm
+from attention.model.layer_norm import layer_norm, rms_norm
 from attention.model.positional import (
     ALiBi,
     LearnedPositions,
@@ -53,8 +55,10 @@ from attention.model.positional import (
     alibi_bias,
     alibi_slopes,
     apply_rope,
+    llama3_frequencies,
     sinusoidal_positions,
 )
+from attention.model.pretrained import PretrainedError, Tokenizer, from_pretrained
 from attention.model.residual import Residual
 from attention.model.sampling import (
     generate,
@@ -68,6 +72,10 @@ __all__ = [
     "LanguageModel",
     "language_model_attention_maps",
     "layer_norm",
+    "rms_norm",
+    "from_pretrained",
+    "PretrainedError",
+    "Tokenizer",
     "sample_decode",
     "generate",
     "sampling_log_probs",
@@ -77,12 +85,15 @@ __all__ = [
     "SinusoidalPositions",
     "LearnedPositions",
     "apply_rope",
+    "llama3_frequencies",
     "RotaryEmbedding",
     "alibi_slopes",
     "alibi_bias",
     "ALiBi",
     "TokenEmbedding",
     "FeedForward",
+    "SwiGLUFeedForward",
+    "swiglu_feed_forward",
     "TransformerConfig",
     "PRESETS",
     "Residual",

@@ -33,10 +33,17 @@ from attention._checks import (
     check_kv_heads_divide,
     check_positive_int,
     check_real,
+    check_rope_scaling,
 )
 from attention.model.precision import check_precision, matmul_dtypes, resolve_precision
 
 POSITIONAL = ("sinusoidal", "learned", "rope", "alibi")
+NORMS = ("layer_norm", "rms_norm")
+"""The choices of ``TransformerConfig.norm``: LayerNorm (Ba et al. 2016) or RMSNorm (Zhang &
+Sennrich 2019, Llama's)."""
+FEED_FORWARDS = ("relu", "gelu", "gelu_tanh", "swiglu")
+"""The choices of ``TransformerConfig.feed_forward``: the paper's ReLU network, GELU (exact or
+GPT-2's tanh approximation), or the gated SwiGLU of Llama (Shazeer 2020)."""
 """The choices of ``TransformerConfig.positional`` (for the command line's ``--positional``)."""
 ARCHITECTURES = ("encoder_decoder", "decoder_only")
 """The choices of ``TransformerConfig.architecture``, the model's kind: the 2017 translation
@@ -89,7 +96,8 @@ class TransformerConfig(SavedConfig):
         attention dropout with a fused ``attention_impl``, ``num_kv_heads`` not
         dividing ``num_heads``, ``rope_base <= 0``, ``positional="rope"`` with an odd head
         dim, ``positional="alibi"`` with a kernel that takes no bias (only "reference" and
-        "fused" do).
+        "fused" do), an unknown ``norm`` or ``feed_forward``, a special token id of None in
+        an encoder-decoder config.
 
     >>> cfg = TransformerConfig.tiny(vocab_size=100)
     >>> cfg.d_model, cfg.num_heads, cfg.d_model // cfg.num_heads
@@ -113,9 +121,12 @@ class TransformerConfig(SavedConfig):
     dropout_rate: float = 0.1  # P_drop: residual dropout and dropout on embeddings + PE (5.4)
     attention_dropout_rate: float = 0.0  # dropout on attention weights (not in the paper)
     max_len: int = 256  # longest source or target sequence (rows of the position table)
-    pad_id: int = 0  # padding token: masked as a key, never generated
-    bos_id: int = 1  # beginning of sentence: first decoder input token
-    eos_id: int = 2  # end of sentence: decoding stops after it
+    pad_id: int | None = 0  # padding token: masked as a key, never generated; None (a
+    #   language model only, e.g. a loaded GPT-2): no token is padding, every key is real
+    bos_id: int | None = 1  # beginning of sentence: first decoder input token, never
+    #   generated; None (a language model only): no such token
+    eos_id: int | None = 2  # end of sentence: decoding stops after it; None (a language
+    #   model only): generation stops only at its length
     share_embeddings: bool = False  # one matrix for source, target embeddings and the
     #   pre-softmax projection (3.4); needs src_vocab_size == tgt_vocab_size
     norm_first: bool = False  # False: post-LN, LayerNorm(x + Sublayer(x)) as in the paper;
@@ -124,9 +135,22 @@ class TransformerConfig(SavedConfig):
     #   added to the embeddings; or, inside self-attention, "rope": rotary position
     #   embeddings (Su et al. 2021, RoFormer) or "alibi": linear biases (Press et al. 2022)
     rope_base: float = 10000.0  # RoPE's base: pair i rotates by pos * base^(-2i/d_k) (RoFormer)
+    rope_scaling: tuple[float, float, float, float] | None = None  # Llama 3's (factor,
+    #   low_freq_factor, high_freq_factor, original context): slower long wavelengths
+    #   (attention.model.positional.llama3_frequencies); None: RoFormer's frequencies
     attention_impl: str = "reference"  # "reference" (teaching steps) or a kernel name of
     #   attention.kernels.get_attention_fn ("fused", "blockwise", "flash", ...)
     layer_norm_epsilon: float = 1e-6  # epsilon of every LayerNorm (not given in the paper)
+    norm: str = "layer_norm"  # "layer_norm" (Ba et al. 2016, the paper's) or "rms_norm":
+    #   x / sqrt(mean(x^2) + eps) * gamma, no centring, no bias (Zhang & Sennrich 2019; Llama)
+    feed_forward: str = "relu"  # the FFN (3.3): "relu" (the paper's), "gelu" / "gelu_tanh"
+    #   (Hendrycks & Gimpel 2016; GPT-2 uses the tanh form), "swiglu": W_2(silu(x W_g) * x W_1)
+    #   (Shazeer 2020; Llama)
+    use_bias: bool = True  # biases in the attention projections and the FFN (Llama: none)
+    qkv_bias: bool | None = None  # biases in W^Q, W^K, W^V alone (Qwen2: True, with
+    #   use_bias=False); None: as use_bias
+    scale_embeddings: bool = True  # multiply the embeddings by sqrt(d_model) (3.4); GPT-2
+    #   and Llama do not
     precision: str = "float32"  # "float32"; "bfloat16": mixed precision, products with
     #   bfloat16 inputs and float32 sums, everything else float32 (attention.model.precision);
     #   "auto": bfloat16 where that makes training faster (GPU, TPU, AMX), else float32
@@ -149,22 +173,30 @@ class TransformerConfig(SavedConfig):
         for name in ("dropout_rate", "attention_dropout_rate"):
             check_real(name, getattr(self, name), low=0.0, high=1.0, high_inclusive=False)
         for name in ("pad_id", "bos_id", "eos_id"):
+            if getattr(self, name) is None:
+                if not self.is_language_model:
+                    raise ValueError(
+                        f"{name}=None is for a language model only; the encoder-decoder "
+                        f"model needs a {name} token id."
+                    )
+                continue
             value = check_int(name, getattr(self, name))
             if not 0 <= value < self.tgt_vocab_size:
                 raise ValueError(
                     f"{name}={value} must be a token id of the target vocabulary, "
                     f"0 <= {name} < tgt_vocab_size={self.tgt_vocab_size}."
                 )
-        if not 0 <= self.pad_id < self.src_vocab_size:
+        if self.pad_id is not None and not 0 <= self.pad_id < self.src_vocab_size:
             raise ValueError(
                 f"pad_id={self.pad_id} must also be a source token id, "
                 f"0 <= pad_id < src_vocab_size={self.src_vocab_size}."
             )
-        ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
-        if len(set(ids.values())) != 3:
+        ids = {name: getattr(self, name) for name in ("pad_id", "bos_id", "eos_id")
+               if getattr(self, name) is not None}
+        if len(set(ids.values())) != len(ids):
             raise ValueError(
-                f"pad_id, bos_id and eos_id must be three different tokens (padding is masked "
-                f"out and bos/eos are not), got {ids}."
+                f"pad_id, bos_id and eos_id must be three different tokens (those not None; "
+                f"padding is masked out and bos/eos are not), got {ids}."
             )
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
@@ -178,6 +210,8 @@ class TransformerConfig(SavedConfig):
                 f"positional must be one of {POSITIONAL}, got {self.positional!r}."
             )
         check_real("rope_base", self.rope_base, low=0.0, low_inclusive=False)
+        # A tuple (hashable, as a frozen config must be), also when read back from JSON's list.
+        object.__setattr__(self, "rope_scaling", check_rope_scaling(self.rope_scaling))
         if self.positional == "rope" and self.head_dim % 2:
             raise ValueError(
                 f"positional='rope' rotates pairs of head dims, so the head dim d_model / "
@@ -202,6 +236,9 @@ class TransformerConfig(SavedConfig):
                 f"attention_impl='reference' or attention_dropout_rate=0."
             )
         check_real("layer_norm_epsilon", self.layer_norm_epsilon, low=0.0, low_inclusive=False)
+        for name, choices in (("norm", NORMS), ("feed_forward", FEED_FORWARDS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}.")
         check_precision(self.precision)
         if self.precision != "float32" and self.dtype is not None:
             raise ValueError(

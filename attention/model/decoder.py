@@ -65,14 +65,19 @@ class DecodeCache(NamedTuple):
     cross_attention: tuple[KVCache, ...]
 
 
-def target_mask(tgt_tokens: Int[Array, "B T"], pad_id: int) -> Bool[Array, "B 1 T T"]:
-    """Causal mask AND target key-padding mask, ``[B, 1, T, T]`` (section 3.2.3).
+def target_mask(
+    tgt_tokens: Int[Array, "B T"], pad_id: int | None
+) -> Bool[Array, "#B 1 T T"]:
+    """Causal mask AND target key-padding mask, ``[B, 1, T, T]`` (section 3.2.3); the causal
+    mask alone (``[1, 1, T, T]``) when ``pad_id`` is None (no token is padding).
 
     >>> import jax.numpy as jnp
     >>> target_mask(jnp.array([[1, 5, 0]]), pad_id=0)[0, 0].astype(int).tolist()
     [[1, 0, 0], [1, 1, 0], [1, 1, 0]]
     """
     T = tgt_tokens.shape[1]
+    if pad_id is None:
+        return causal_mask(T)[None, None]
     return combine_masks(padding_mask(tokens=tgt_tokens, pad_id=pad_id), causal_mask(T)[None, None])
 
 
@@ -102,7 +107,7 @@ class DecoderLayer(nnx.Module):
         x: Float[Array, "B T D"],
         memory: Float[Array, "B S D"] | None,
         src_mask: Bool[Array, "B 1 1 S"] | None,
-        tgt_mask: Bool[Array, "B 1 T T"] | None,
+        tgt_mask: Bool[Array, "#B 1 T T"] | None,
         *,
         deterministic: bool | None = None,
         sow_weights: bool = False,

@@ -61,6 +61,7 @@ class TokenEmbedding(nnx.Module):
     Args:
       vocab_size: V.
       d_model: D.
+      scale: multiply by ``sqrt(D)`` when embedding (the paper); GPT-2 and Llama do not.
       dtype: computation dtype (None: that of the parameters).
       param_dtype: storage dtype of ``embedding``.
       rngs: ``nnx.Rngs`` with a ``params`` stream.
@@ -72,9 +73,10 @@ class TokenEmbedding(nnx.Module):
     """
 
     def __init__(
-        self, vocab_size: int, d_model: int, *, dtype=None, param_dtype=jnp.float32,
-        rngs: nnx.Rngs,
+        self, vocab_size: int, d_model: int, *, scale: bool = True, dtype=None,
+        param_dtype=jnp.float32, rngs: nnx.Rngs,
     ):
+        self.scale = scale
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.dtype = dtype
@@ -86,6 +88,8 @@ class TokenEmbedding(nnx.Module):
         return table_VD if self.dtype is None else table_VD.astype(self.dtype)
 
     def __call__(self, tokens: Int[Array, "*B T"]) -> Float[Array, "*B T D"]:
+        if not self.scale:
+            return jnp.take(self._table(), tokens, axis=0)
         return embed_tokens(self._table(), tokens)
 
     def attend(self, hidden: Float[Array, "*B D"]) -> Float[Array, "*B V"]:

@@ -39,7 +39,19 @@ def forbid_special(log_probs: Float[Array, "*B V"], config: TransformerConfig):
     >>> forbid_special(jnp.zeros(4), config).tolist()
     [-1000000000.0, -1000000000.0, 0.0, 0.0]
     """
-    return log_probs.at[..., config.pad_id].set(FORBIDDEN).at[..., config.bos_id].set(FORBIDDEN)
+    for token in (config.pad_id, config.bos_id):  # None: the config has no such token
+        if token is not None:
+            log_probs = log_probs.at[..., token].set(FORBIDDEN)
+    return log_probs
+
+
+def fill_id(config: TransformerConfig) -> int:
+    """The token written after a row has stopped: ``pad_id``, else ``eos_id``, else 0 (a
+    config without padding, such as a loaded checkpoint's; read the lengths, not the ids)."""
+    for token in (config.pad_id, config.eos_id):
+        if token is not None:
+            return token
+    return 0
 
 
 # ------------------------------------------------------------------ the distribution
@@ -192,11 +204,12 @@ def decode_loop(
         in_prompt_B = position < lengths_B
         prompt_B = jax.lax.dynamic_index_in_dim(buffer_BL, position, axis=1, keepdims=False)
         generating_B = ~in_prompt_B & ~finished_B
-        next_B = jnp.where(in_prompt_B, prompt_B, jnp.where(finished_B, config.pad_id, chosen_B))
+        next_B = jnp.where(in_prompt_B, prompt_B, jnp.where(finished_B, fill_id(config), chosen_B))
         chosen_log_p_B = jnp.take_along_axis(model_BV, chosen_B[:, None], axis=-1)[:, 0]
         log_probs_B = log_probs_B + jnp.where(generating_B, chosen_log_p_B, 0.0)
         buffer_BL = jax.lax.dynamic_update_index_in_dim(buffer_BL, next_B, position, axis=1)
-        eos_B = generating_B & (next_B == config.eos_id) if stop_at_eos else False
+        stops = stop_at_eos and config.eos_id is not None
+        eos_B = generating_B & (next_B == config.eos_id) if stops else False
         finished_B = finished_B | eos_B | (position + 1 >= end_B)
         return position, buffer_BL, finished_B, log_probs_B, cache
 

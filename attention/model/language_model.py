@@ -72,8 +72,8 @@ class LanguageModel(DecoderModel):
             )
         self.config = config
         self.embed = TokenEmbedding(
-            config.tgt_vocab_size, config.d_model, dtype=config.jnp_dtype,
-            param_dtype=config.jnp_param_dtype, rngs=rngs,
+            config.tgt_vocab_size, config.d_model, scale=config.scale_embeddings,
+            dtype=config.jnp_dtype, param_dtype=config.jnp_param_dtype, rngs=rngs,
         )
         self.decoder = Decoder(config, self.embed, rngs=rngs, cross_attention=False)
         self.output = make_output_projection(config, rngs=rngs)

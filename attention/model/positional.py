@@ -72,6 +72,7 @@ from attention._checks import (
     check_rope_args,
     check_rope_base,
     check_rope_head_dim,
+    check_rope_scaling,
 )
 
 
@@ -175,6 +176,7 @@ def apply_rope(
     positions: Int[Array, "*P T"],
     *,
     base: float = 10000.0,
+    scaling: tuple[float, float, float, float] | None = None,
 ) -> Float[Array, "*B T N H"]:
     """Rotary position embedding: rotate each pair of dims by its position's angle (RoFormer).
 
@@ -195,6 +197,8 @@ def apply_rope(
         for a whole sequence, ``index + arange(T)`` for new tokens when decoding), or
         ``[*B, T]`` with one row of positions per sequence. May be traced.
       base: the frequency base, > 0 (10000 in the paper, as for the sinusoids).
+      scaling: Llama 3's ``(factor, low_freq_factor, high_freq_factor, original_context)``
+        (:func:`llama3_frequencies`); None, the paper's frequencies.
 
     Returns:
       the rotated ``x``, same shape and dtype.
@@ -212,8 +216,9 @@ def apply_rope(
     [1.4142, 1.4142, 1.4142]
     """
     base = check_rope_args(x, positions, base)
+    scaling = check_rope_scaling(scaling)
     H = x.shape[-1]
-    inverse_frequency_I = _inverse_frequencies(H, base)  # theta_i, [H/2], a NumPy constant
+    inverse_frequency_I = _inverse_frequencies(H, base, scaling)  # theta_i, [H/2], NumPy
     angle_PTI = positions.astype(jnp.float32)[..., None] * inverse_frequency_I.reshape(
         (1,) * positions.ndim + (H // 2,)
     )  # [*P, T, H/2]: pos * theta_i
@@ -229,12 +234,37 @@ def apply_rope(
 
 
 @functools.lru_cache(maxsize=32)
-def _inverse_frequencies(head_dim: int, base: float) -> np.ndarray:
+def _inverse_frequencies(head_dim: int, base: float, scaling=None) -> np.ndarray:
     # theta_i = base^(-2i/H), i = 0 .. H/2 - 1, in float64 and rounded once (as the table).
     two_i = np.arange(0, head_dim, 2, dtype=np.float64)
-    theta = np.power(base, -two_i / head_dim).astype(np.float32)
+    theta = np.power(base, -two_i / head_dim)
+    if scaling is not None:
+        theta = llama3_frequencies(theta, *scaling)
+    theta = theta.astype(np.float32)
     theta.flags.writeable = False
     return theta
+
+
+def llama3_frequencies(theta, factor: float, low_freq_factor: float, high_freq_factor: float,
+                       original_context: float) -> np.ndarray:
+    """Llama 3's rope scaling of the frequencies ``theta [H/2]`` (Meta 2024, Llama 3.1).
+
+    A pair whose wavelength ``2 pi / theta_i`` is longer than ``original_context /
+    low_freq_factor`` turns ``factor`` times slower (it stretches to the longer context); one
+    shorter than ``original_context / high_freq_factor`` is kept (local order stays sharp);
+    in between, the two are mixed linearly in ``original_context / wavelength``.
+
+    >>> llama3_frequencies(np.array([1.0, 1e-4]), 8.0, 1.0, 4.0, 8192).tolist()
+    [1.0, 1.25e-05]
+    """
+    theta = np.asarray(theta, np.float64)
+    wavelength = 2 * np.pi / theta
+    smooth = ((original_context / wavelength - low_freq_factor)
+              / (high_freq_factor - low_freq_factor))
+    mixed = (1 - smooth) * theta / factor + smooth * theta
+    long = wavelength > original_context / low_freq_factor
+    short = wavelength < original_context / high_freq_factor
+    return np.where(long, theta / factor, np.where(short, theta, mixed))
 
 
 class RotaryEmbedding(nnx.Module):
@@ -255,9 +285,11 @@ class RotaryEmbedding(nnx.Module):
     ((2, 5, 3, 4), (2, 7, 1, 4), True)
     """
 
-    def __init__(self, head_dim: int, base: float = 10000.0):
+    def __init__(self, head_dim: int, base: float = 10000.0,
+                 scaling: tuple[float, float, float, float] | None = None):
         self.head_dim = check_rope_head_dim(head_dim)
         self.base = check_rope_base(base)
+        self.scaling = check_rope_scaling(scaling)
 
     def __call__(
         self,
@@ -272,7 +304,7 @@ class RotaryEmbedding(nnx.Module):
     def rotate(self, x: Float[Array, "*B T N H"], positions: Int[Array, "*P T"]):
         """:func:`apply_rope` of one array ``x`` with this ``base``, its head dim checked."""
         check_rope_args(x, positions, self.base, head_dim=self.head_dim)
-        return apply_rope(x, positions, base=self.base)
+        return apply_rope(x, positions, base=self.base, scaling=self.scaling)
 
 
 # ------------------------------------------------------------------- ALiBi (Press et al. 2022)

@@ -29,7 +29,13 @@ from attention.model.config import TransformerConfig
 from attention.model.dropout import Dropout
 
 
-def make_layer_norm(config: TransformerConfig, *, rngs: nnx.Rngs) -> nnx.LayerNorm:
+def make_layer_norm(config: TransformerConfig, *, rngs: nnx.Rngs) -> nnx.LayerNorm | nnx.RMSNorm:
+    """``nnx.LayerNorm``, or ``nnx.RMSNorm`` for ``config.norm="rms_norm"`` (step 12)."""
+    if config.norm == "rms_norm":
+        return nnx.RMSNorm(
+            config.d_model, epsilon=config.layer_norm_epsilon, dtype=config.jnp_dtype,
+            param_dtype=config.jnp_param_dtype, rngs=rngs,
+        )
     return nnx.LayerNorm(
         config.d_model, epsilon=config.layer_norm_epsilon, dtype=config.jnp_dtype,
         param_dtype=config.jnp_param_dtype, rngs=rngs,

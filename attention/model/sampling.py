@@ -33,6 +33,7 @@ from attention.model.generation import (  # noqa: F401 (the distribution, re-exp
     check_sampling,
     chooser,
     decode_loop,
+    fill_id,
     sample_tokens,
     sampling_log_probs,
     top_k_mask,
@@ -64,7 +65,7 @@ def generate(
       prompt_tokens: ``[B, P]`` token ids, each row a prompt right-padded with ``pad_id``
         (usually starting with ``bos``, as the training sequences do).
       prompt_lengths: ``[B]`` real tokens of each row, ``1 <= length <= P``; default: the
-        non-pad tokens of each row.
+        non-pad tokens of each row (every token, for a config with ``pad_id=None``).
       max_new_tokens: N, new tokens per row at most; ``P + N <= config.max_len``.
       temperature, top_k, top_p: see :func:`sampling_log_probs`.
       greedy: take the most probable token (temperature, top-k and top-p then do nothing).
@@ -133,7 +134,8 @@ def check_generate(model, prompt_tokens, prompt_lengths, max_new_tokens, tempera
             f"prompt_tokens holds ids outside 0..{config.tgt_vocab_size - 1} (the "
             f"vocabulary), from {tokens.min()} to {tokens.max()}."
         )
-    real = tokens != config.pad_id
+    # Without a pad_id every token is real: rows of different lengths need prompt_lengths.
+    real = np.ones_like(tokens, bool) if config.pad_id is None else tokens != config.pad_id
     if prompt_lengths is None:
         lengths = real.sum(axis=1)
     else:
@@ -179,7 +181,7 @@ def _generate_jit(model: LanguageModel, prompts_BP, lengths_B, temperature, top_
     config = model.config
     B, P = prompts_BP.shape
     L = P + max_new_tokens  # the buffer: every prompt, then room for its new tokens
-    buffer_BL = jnp.full((B, L), config.pad_id, jnp.int32).at[:, :P].set(prompts_BP)
+    buffer_BL = jnp.full((B, L), fill_id(config), jnp.int32).at[:, :P].set(prompts_BP)
     cache = model.init_decode_cache(B, L) if use_cache else None
     if use_cache and prefill > 1:  # positions every prompt has, but the last, in one pass
         _, cache = model.prefill(buffer_BL[:, : prefill - 1], cache, 0)

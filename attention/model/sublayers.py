@@ -33,7 +33,7 @@ from flax import nnx
 from attention.mechanism.multi_head import MultiHeadAttention
 from attention.mechanism.scaled_dot_product import attention_fn_by_name
 from attention.model.config import TransformerConfig
-from attention.model.feed_forward import FeedForward
+from attention.model.feed_forward import FeedForward, SwiGLUFeedForward
 from attention.model.positional import (
     ALiBi,
     LearnedPositions,
@@ -73,8 +73,11 @@ def make_attention(
         dropout_rate=config.attention_dropout_rate,
         attention_fn=attention_fn_for(config),
         process_heads=(
-            RotaryEmbedding(config.head_dim, config.rope_base) if inside == "rope" else None),
+            RotaryEmbedding(config.head_dim, config.rope_base, config.rope_scaling)
+            if inside == "rope" else None),
         position_bias=ALiBi(config.num_heads) if inside == "alibi" else None,
+        use_bias=config.use_bias if config.qkv_bias is None else config.qkv_bias,
+        out_bias=config.use_bias,
         **config.linear_dtypes,
         param_dtype=config.jnp_param_dtype,
         rngs=rngs,
@@ -94,9 +97,13 @@ def make_positions(config: TransformerConfig, *, rngs: nnx.Rngs):
     return SinusoidalPositions(config.max_len, config.d_model, dtype=config.jnp_dtype)
 
 
-def make_feed_forward(config: TransformerConfig, *, rngs: nnx.Rngs) -> FeedForward:
-    """The position-wise :class:`FeedForward` network ``D -> F -> D`` of ``config``."""
-    return FeedForward(
-        config.d_model, config.d_ff, **config.linear_dtypes,
-        param_dtype=config.jnp_param_dtype, rngs=rngs,
-    )
+def make_feed_forward(
+    config: TransformerConfig, *, rngs: nnx.Rngs
+) -> FeedForward | SwiGLUFeedForward:
+    """The position-wise network ``D -> F -> D`` of ``config``: a :class:`FeedForward` with
+    the activation ``config.feed_forward``, or a :class:`SwiGLUFeedForward` for "swiglu"."""
+    dtypes = dict(**config.linear_dtypes, param_dtype=config.jnp_param_dtype, rngs=rngs)
+    if config.feed_forward == "swiglu":
+        return SwiGLUFeedForward(config.d_model, config.d_ff, **dtypes)
+    return FeedForward(config.d_model, config.d_ff, activation=config.feed_forward,
+                       use_bias=config.use_bias, **dtypes)

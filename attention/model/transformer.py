@@ -64,7 +64,8 @@ class Transformer(DecoderModel):
                 "attention.model.language_model.LanguageModel."
             )
         self.config = config
-        embedding = dict(dtype=config.jnp_dtype, param_dtype=config.jnp_param_dtype, rngs=rngs)
+        embedding = dict(scale=config.scale_embeddings, dtype=config.jnp_dtype,
+                         param_dtype=config.jnp_param_dtype, rngs=rngs)
         self.src_embed = TokenEmbedding(config.src_vocab_size, config.d_model, **embedding)
         # Sharing is by reference: NNX sees one module (one parameter array) in two places.
         self.tgt_embed = (

@@ -592,3 +592,10 @@ def test_mixed_precision_gives_a_kernel_bfloat16_inputs_and_float32_outputs():
     assert seen == {"q": jnp.bfloat16, "k": jnp.bfloat16, "v": jnp.bfloat16}
     assert y.dtype == jnp.float32 and mha.query.kernel.dtype == jnp.float32
     np.testing.assert_allclose(y, reference(x), rtol=0.05, atol=0.02)
+
+
+def test_biases_in_query_key_value_but_not_the_output():
+    """Qwen2's projections: ``use_bias=True, out_bias=False``."""
+    mha = MultiHeadAttention(num_heads=2, in_features=6, out_bias=False, rngs=nnx.Rngs(0))
+    assert mha.query.bias is not None and mha.value.bias is not None and mha.out.bias is None
+    assert mha(jnp.ones((3, 5, 6))).shape == (3, 5, 6)

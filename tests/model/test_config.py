@@ -103,6 +103,10 @@ def test_from_dict_rejects_unknown_fields():
          "attention_dropout_rate=0.1 needs the attention weights"),
         ({"dtype": "int32"}, "dtype must name a floating dtype"),
         ({"param_dtype": "float33"}, "param_dtype must name a floating dtype"),
+        ({"norm": "batch_norm"}, "norm must be one of"),
+        ({"feed_forward": "geglu"}, "feed_forward must be one of"),
+        ({"pad_id": None}, "pad_id=None is for a language model only"),
+        ({"rope_scaling": (0.5, 1.0, 4.0, 16)}, r"rope_scaling=\(0.5, .* needs factor >= 1"),
     ],
 )
 def test_validation_errors(changes, message):
@@ -140,3 +144,21 @@ def test_presets_grow_in_size_and_are_named():
 def test_pad_id_must_fit_the_source_vocabulary():
     with pytest.raises(ValueError, match="pad_id=5 must also be a source token id"):
         TransformerConfig(src_vocab_size=5, tgt_vocab_size=10, pad_id=5, bos_id=1, eos_id=2)
+
+
+def test_a_language_model_may_lack_special_tokens():
+    config = TransformerConfig.language_model(vocab_size=11, pad_id=None, bos_id=None,
+                                              eos_id=None, norm="rms_norm",
+                                              feed_forward="swiglu", use_bias=False,
+                                              scale_embeddings=False)
+    assert TransformerConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="three different tokens"):
+        TransformerConfig.language_model(vocab_size=11, pad_id=None, bos_id=2, eos_id=2)
+
+
+@pytest.mark.outside_annotations  # a list, as JSON gives it back
+def test_rope_scaling_is_a_tuple_also_from_json():
+    config = TransformerConfig.language_model(vocab_size=11, rope_scaling=[8, 1, 4, 8192])
+    assert config.rope_scaling == (8.0, 1.0, 4.0, 8192.0)
+    saved = json.loads(json.dumps(config.to_dict()))
+    assert TransformerConfig.from_dict(saved) == config and hash(config)

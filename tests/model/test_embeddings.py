@@ -72,3 +72,9 @@ def test_annotations_match_the_shapes():
         logits(jnp.ones((2, 3, 4)), table)  # D disagrees
     with pytest.raises(TypeCheckError):
         embed(table, jnp.array([[1.0]]))  # float token ids
+
+
+def test_without_the_sqrt_d_model_scale():
+    emb = TokenEmbedding(11, 6, scale=False, rngs=nnx.Rngs(0))
+    tokens = jnp.array([[3, 0, 10]])
+    np.testing.assert_array_equal(emb(tokens), np.asarray(emb.embedding[...])[[3, 0, 10]][None])

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from attention.model.feed_forward import FeedForward, feed_forward
+from attention.model.feed_forward import (
+    FeedForward,
+    SwiGLUFeedForward,
+    feed_forward,
+    swiglu_feed_forward,
+)
 
 
 def numpy_ffn(x, w1, b1, w2, b2):
@@ -55,3 +60,39 @@ def test_annotation_matches_the_shapes():
     checked(x, w1, b1, jnp.ones((7, 5)), jnp.ones(5))
     with pytest.raises(TypeCheckError):
         checked(x, w1, b1, jnp.ones((6, 5)), jnp.ones(5))  # F disagrees
+
+
+def numpy_gelu_tanh(z):
+    return 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3)))
+
+
+def test_gelu_tanh_network_is_gpt2s():
+    ffn = FeedForward(5, 11, activation="gelu_tanh", rngs=nnx.Rngs(0))
+    x = np.asarray(jax.random.normal(jax.random.key(1), (3, 7, 5)), np.float64)
+    w1, b1 = np.asarray(ffn.linear1.kernel[...]), np.asarray(ffn.linear1.bias[...])
+    w2, b2 = np.asarray(ffn.linear2.kernel[...]), np.asarray(ffn.linear2.bias[...])
+    expected = numpy_gelu_tanh(x @ w1 + b1) @ w2 + b2
+    np.testing.assert_allclose(ffn(jnp.asarray(x, jnp.float32)), expected, atol=1e-5)
+
+
+def test_without_biases():
+    ffn = FeedForward(5, 11, use_bias=False, rngs=nnx.Rngs(0))
+    assert ffn.linear1.bias is None and ffn.linear2.bias is None
+    with pytest.raises(ValueError, match="activation must be one of"):
+        FeedForward(5, 11, activation="tanh", rngs=nnx.Rngs(0))
+
+
+def test_swiglu_function_and_module():
+    keys = jax.random.split(jax.random.key(2), 4)
+    x = jax.random.normal(keys[0], (2, 3, 5))
+    wg, w1 = jax.random.normal(keys[1], (5, 7)), jax.random.normal(keys[2], (5, 7))
+    w2 = jax.random.normal(keys[3], (7, 5))
+    x64, wg64, w164, w264 = (np.asarray(a, np.float64) for a in (x, wg, w1, w2))
+    gate = x64 @ wg64
+    expected = (gate / (1 + np.exp(-gate)) * (x64 @ w164)) @ w264
+    np.testing.assert_allclose(swiglu_feed_forward(x, wg, w1, w2), expected, rtol=1e-4, atol=1e-4)
+    ffn = SwiGLUFeedForward(5, 7, rngs=nnx.Rngs(0))
+    assert ffn.gate.bias is None and ffn.linear1.kernel.shape == (5, 7)
+    np.testing.assert_allclose(
+        ffn(x), swiglu_feed_forward(x, ffn.gate.kernel[...], ffn.linear1.kernel[...],
+                                    ffn.linear2.kernel[...]), rtol=1e-5, atol=1e-5)

@@ -68,3 +68,9 @@ def test_sampling_chooser_draws_with_the_position_as_key():
     draw = chooser(False, 1.0, None, None, key)
     expected = jax.random.categorical(jax.random.fold_in(key, 5), log_probs, axis=-1)
     np.testing.assert_array_equal(draw(log_probs, 5), expected)
+
+
+def test_forbid_special_skips_the_tokens_a_config_lacks():
+    config = TransformerConfig.language_model(vocab_size=V, pad_id=None, bos_id=None)
+    log_probs = jnp.zeros((2, V))
+    np.testing.assert_array_equal(forbid_special(log_probs, config), log_probs)

@@ -140,3 +140,20 @@ def test_the_other_kind_of_model_is_refused_in_one_line(model):
         model.init_decode_cache(2, 20)
     with pytest.raises(ValueError, match="tokens has length 20"):
         model(jnp.ones((1, 20), jnp.int32))
+
+
+def test_without_a_pad_id_every_token_is_a_key_and_the_cache_agrees():
+    """A loaded checkpoint's switches: no padding token, RMSNorm, SwiGLU, no biases, no
+    sqrt(d_model) scale, grouped-query heads."""
+    cfg = config(pad_id=None, bos_id=None, norm="rms_norm", feed_forward="swiglu",
+                 use_bias=False, scale_embeddings=False, num_kv_heads=2)
+    model = LanguageModel(cfg, rngs=nnx.Rngs(1))
+    ids = tokens().at[:, 2].set(0)  # token 0 is no padding here
+    maps = language_model_attention_maps(model, ids)["decoder_self"]
+    assert np.all(np.asarray(maps[:, :, :, 3:, 2]) > 0)
+    full = model(ids, deterministic=True)
+    cache = model.init_decode_cache(3, 7)
+    prefix, cache = model.prefill(ids[:, :4], cache, 0)
+    steps = [model.decode_step(ids[:, t], cache, t) for t in (4,)]
+    np.testing.assert_allclose(prefix, full[:, :4], atol=1e-5)
+    np.testing.assert_allclose(steps[0][0], full[:, 4], atol=1e-5)

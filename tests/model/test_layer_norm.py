@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from attention.model.layer_norm import layer_norm
+from attention.model.layer_norm import layer_norm, rms_norm
 
 
 def _inputs(shape=(3, 5, 7)):
@@ -60,3 +60,22 @@ def test_bad_arguments():
         layer_norm(x, scale[:5])
     with pytest.raises(ValueError, match="epsilon"):
         layer_norm(x, epsilon=0.0)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_rms_norm_matches_nnx_and_numpy(jit):
+    x, scale, _ = _inputs()
+    norm = nnx.RMSNorm(7, epsilon=1e-5, rngs=nnx.Rngs(0))
+    norm.scale[...] = scale
+    fn = jax.jit(rms_norm, static_argnames="epsilon") if jit else rms_norm
+    x64 = np.asarray(x, np.float64)
+    expected = x64 / np.sqrt(np.mean(x64**2, axis=-1, keepdims=True) + 1e-5) * np.asarray(scale)
+    np.testing.assert_allclose(fn(x, scale, epsilon=1e-5), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(norm(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.outside_annotations
+def test_rms_norm_bad_scale():
+    x, scale, _ = _inputs()
+    with pytest.raises(ValueError, match=r"scale must be \[D\] = \[7\]"):
+        rms_norm(x, scale[:3])

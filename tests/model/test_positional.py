@@ -16,6 +16,7 @@ from attention.model.positional import (
     alibi_bias,
     alibi_slopes,
     apply_rope,
+    llama3_frequencies,
     sinusoidal_positions,
 )
 
@@ -289,3 +290,27 @@ def test_alibi_errors():
         alibi_bias(jnp.ones(2), jnp.arange(3), jnp.zeros((1, 3), jnp.int32))
     with pytest.raises(TypeError, match="slopes must have a floating dtype"):
         alibi_bias(jnp.ones(2, jnp.int32), jnp.arange(3), jnp.arange(3))
+
+
+def test_llama3_frequencies_keep_short_stretch_long_and_mix_between():
+    theta = np.array([1.0, 0.25, 0.05, 0.001])  # wavelengths 6.3, 25, 126, 6283
+    factor, low, high, context = 8.0, 1.0, 4.0, 64.0  # long above 64, short below 16
+    scaled = llama3_frequencies(theta, factor, low, high, context)
+    smooth = (context / (2 * np.pi / 0.25) - low) / (high - low)
+    expected = [1.0, (1 - smooth) * 0.25 / factor + smooth * 0.25, 0.05 / 8, 0.001 / 8]
+    np.testing.assert_allclose(scaled, expected, rtol=1e-12)
+
+
+def test_rotary_embedding_with_llama3_scaling_rotates_by_the_scaled_frequencies():
+    H, base, scaling = 8, 300.0, (4.0, 1.0, 4.0, 16.0)
+    x = jax.random.normal(jax.random.key(3), (2, 5, 3, H))
+    positions = jnp.arange(5)
+    theta = llama3_frequencies(np.power(base, -np.arange(0, H, 2) / H), *scaling)
+    angle = np.asarray(positions, np.float64)[:, None] * theta[None]  # [T, H/2]
+    pairs = np.asarray(x, np.float64).reshape(2, 5, 3, H // 2, 2)
+    cos, sin = np.cos(angle)[None, :, None], np.sin(angle)[None, :, None]
+    expected = np.stack([pairs[..., 0] * cos - pairs[..., 1] * sin,
+                         pairs[..., 0] * sin + pairs[..., 1] * cos], axis=-1).reshape(x.shape)
+    rope = RotaryEmbedding(H, base, scaling)
+    np.testing.assert_allclose(rope.rotate(x, positions), expected, atol=1e-5)
+    assert not np.allclose(apply_rope(x, positions, base=base), expected, atol=1e-3)
