@@ -16,7 +16,7 @@ they are out of date)::
         The attention mechanism: from a dot product to multi-head attention.
         1 scores  2 masks  3 softmax  4 weights  5 weighted_sum  6 scaled_dot_product  7 multi_head
         7a kv_cache
-    model/         steps 8-17d    notebooks 05-06, 09, 11-12
+    model/         steps 8-17d    notebooks 05-06, 09, 11-13
         The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
         8 positional  9 embeddings  10 feed_forward  10a precision  11 config  12 layer_norm
         12a dropout  12b residual  13 sublayers  14 encoder  15 decoder  15a spine  16 transformer
@@ -28,7 +28,7 @@ they are out of date)::
     training/      steps 19-23    notebook 07
         Training: the paper's recipe (section 5) on one device or many (notebook 07).
         19 schedule  20 loss  21 train  22 parallel  23 checkpoint
-    inspection/    steps 24-26    notebook 08
+    inspection/    steps 24-26    notebooks 08, 13
         Inspection: what a model's attention heads do, in numbers and pictures.
         24 analysis  24a heads  25 plotting  26 explorer  26a views
     kernels/       steps 27-27e   notebook 10
@@ -38,7 +38,7 @@ they are out of date)::
         The application: translation and language modelling end to end, runs, the CLI.
         28 translation  28a language_modeling  28b pretrained  29 runs  29a course  29b view  30 cli
     comprehension/
-        Comprehension checks of the notebook course (notebooks 00-11): questions that check.
+        Comprehension checks of the notebook course (notebooks 00-13): questions that check.
     exercises/
         Classroom exercises with automatic feedback.
     reading-map:end

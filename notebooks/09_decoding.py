@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 09 Decoding: greedy, beam search and the key/value cache (steps 7a, 17)
+# # 09 Decoding: greedy, beam search and the key/value cache (steps 7a, 17, 17a)
 #
 # Goals:
 #

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 12 A small language model: training, sampling, and the heads it grows (steps 17a, 17b, 29a)
+# # 12 A small language model: training, sampling, and the heads it grows (steps 17b, 17c, 29a)
 #
 # A GPT-style model is the decoder of notebook 06 on its own: causal self-attention blocks
 # (pre-LN, tied embeddings, rotary positions from notebook 11) that read a stream of text and

@@ -27,10 +27,10 @@ import time
 import urllib.request
 
 import pytest
-from _browser import ConsoleErrors, chromium
 
 from attention.application.course import course_run
 from attention.application.runs import save_run
+from tests._browser import ConsoleErrors, chromium
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = "08_visualising_attention.ipynb"

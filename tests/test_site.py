@@ -8,7 +8,7 @@ import pathlib
 import subprocess
 import sys
 
-from _browser import ConsoleErrors, chromium
+from tests._browser import ConsoleErrors, chromium
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # what a page of the site may load: its own files, and what a page makes itself

@@ -184,3 +184,100 @@ def load_or_train_induction_course_model(
     history.write_text(json.dumps(run.history))
     return run, corpus, (f"trained {result.step} steps in {result.seconds:.0f} s, saved to "
                          f"{directory}")
+
+
+# ------------------------------------------------------------- notebook 13: a real model
+
+PRETRAINED_ENV = "ATTENTION_PRETRAINED"
+"""A folder holding a GPT-2 checkpoint (``config.json``, ``*.safetensors``) for notebook 13."""
+GPT2_REPOSITORY = "openai-community/gpt2"
+"""GPT-2 small on the Hugging Face Hub (also known as ``gpt2``)."""
+
+
+def find_gpt2(environ=None, *, cache_dir=None) -> pathlib.Path | None:
+    """A GPT-2 checkpoint already on this machine, without touching the network: the folder
+    in ``$ATTENTION_PRETRAINED``, else GPT-2 small in the Hugging Face cache (``cache_dir``,
+    default the hub client's own, as ``huggingface-cli download openai-community/gpt2`` or an
+    earlier ``from_pretrained("openai-community/gpt2")`` left it); None where there is neither.
+
+    Raises:
+      ValueError: ``$ATTENTION_PRETRAINED`` is set but is not a folder with a safetensors file.
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    if environ.get(PRETRAINED_ENV):
+        folder = pathlib.Path(environ[PRETRAINED_ENV]).expanduser()
+        if not any(folder.glob("*.safetensors")):
+            raise ValueError(f"{PRETRAINED_ENV}={str(folder)!r} is not a folder holding a "
+                             f"config.json and *.safetensors.")
+        return folder
+    try:
+        from huggingface_hub import snapshot_download
+
+        from attention.model.pretrained import CHECKPOINT_FILES
+
+        for name in (GPT2_REPOSITORY, "gpt2"):
+            try:
+                folder = pathlib.Path(snapshot_download(
+                    name, allow_patterns=CHECKPOINT_FILES, local_files_only=True,
+                    cache_dir=cache_dir))
+            except Exception:  # not in the cache (the hub client raises several kinds)
+                continue
+            if any(folder.glob("*.safetensors")):
+                return folder
+    except ImportError:
+        pass
+    return None
+
+
+def random_gpt2_checkpoint(
+    directory: str | pathlib.Path, texts: list[str], *, d_model: int = 64, num_heads: int = 4,
+    num_layers: int = 4, max_len: int = 128, vocab_size: int = 400, seed: int = 0,
+) -> pathlib.Path:
+    """Write a GPT-2 checkpoint with random weights into ``directory``, in the Hub's layout:
+    ``config.json``, ``model.safetensors`` (GPT-2's tensor names, ``[in, out]`` Conv1D
+    weights, GPT-2's initialisation N(0, 0.02)) and a byte-level BPE ``tokenizer.json``
+    trained on ``texts`` with the ``tokenizers`` library. A stand-in where GPT-2's weights
+    are absent: it loads and runs like the real thing, and means nothing.
+
+    Returns:
+      ``directory``, for :func:`attention.model.pretrained.from_pretrained`.
+    """
+    import safetensors.numpy
+    import tokenizers
+
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = tokenizers.decoders.ByteLevel()
+    tokenizer.train_from_iterator(texts, tokenizers.trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tokenizer.save(str(directory / "tokenizer.json"))
+    V, D, F = tokenizer.get_vocab_size(), d_model, 4 * d_model
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape):
+        return (0.02 * rng.standard_normal(shape)).astype(np.float32)
+
+    tensors = {"wte.weight": normal(V, D), "wpe.weight": normal(max_len, D),
+               "ln_f.weight": np.ones(D, np.float32), "ln_f.bias": np.zeros(D, np.float32)}
+    for i in range(num_layers):
+        for name, shape in (("attn.c_attn", (D, 3 * D)), ("attn.c_proj", (D, D)),
+                            ("mlp.c_fc", (D, F)), ("mlp.c_proj", (F, D))):
+            tensors[f"h.{i}.{name}.weight"] = normal(*shape)
+            tensors[f"h.{i}.{name}.bias"] = np.zeros(shape[1], np.float32)
+        for norm in ("ln_1", "ln_2"):
+            tensors[f"h.{i}.{norm}.weight"] = np.ones(D, np.float32)
+            tensors[f"h.{i}.{norm}.bias"] = np.zeros(D, np.float32)
+    safetensors.numpy.save_file(tensors, str(directory / "model.safetensors"),
+                                metadata={"format": "pt"})
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": V,
+              "n_embd": D, "n_head": num_heads, "n_layer": num_layers, "n_positions": max_len,
+              "n_inner": None, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+              "bos_token_id": eos, "eos_token_id": eos, "tie_word_embeddings": True}
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    return directory

@@ -1,4 +1,4 @@
-"""Every comprehension question of notebooks 00-12: model answer, hint and explanation.
+"""Every comprehension question of notebooks 00-13: model answer, hint and explanation.
 
 The notebooks show the question and the empty answer; this file holds what a student sees only
 after answering (the explanation) or when stuck (:func:`attention.comprehension.show_answer`).
@@ -103,6 +103,16 @@ def _uniform_weight(t):
 @_formula("t - L + 1: the word after the previous occurrence of token t")
 def _induction_key(t, L):
     return t - L + 1
+
+
+@_formula("the mean over t = 1..T-1 of weights[t, t - 1]")
+def _previous_token(weights):
+    return sum(float(weights[t, t - 1]) for t in range(1, len(weights))) / (len(weights) - 1)
+
+
+@_formula("V D + P D + L (12 D^2 + 13 D) + 2 D")
+def _gpt2_parameters(V, P, D, L):
+    return V * D + P * D + L * (12 * D * D + 13 * D) + 2 * D
 
 
 _ALL = [
@@ -314,6 +324,22 @@ _ALL = [
         "followed it, t - L + 1. The induction head finds that key by content: its query "
         "(the current word) matches keys that a layer-0 previous-token head has marked with "
         "their previous word."),
+    # 13 a real model
+    Question(
+        "13.previous_token", "a function of one head's causal map [T, T]: its previous-token "
+        "score", _previous_token,
+        "which entry of row t is the key just before the query? Which rows have one?",
+        "Row t's weight on key t - 1, averaged over the rows t = 1..T-1 (row 0 has no previous "
+        "key). A head that scores near 1 copies the previous token's information forward; "
+        "induction heads in a later layer build on such heads."),
+    Question(
+        "13.gpt2_parameters", "a formula in V, P, D, L: GPT-2's number of parameters",
+        _gpt2_parameters,
+        "count each layer: 4 attention maps D x D plus D biases, then D x 4D plus 4D and "
+        "4D x D plus D, then 2 layer norms of 2D; the output matrix is the embedding itself",
+        "V D (tokens) + P D (positions) + L (12 D^2 + 13 D) + 2 D (the final norm): "
+        "124,439,808 for GPT-2 small, of which the embedding is 31%. The tied output matrix "
+        "adds nothing."),
 ]
 
 QUESTIONS: dict[str, Question] = {q.id: q for q in _ALL}

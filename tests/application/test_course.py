@@ -4,6 +4,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import attention.application.course as course
 from attention.application.course import course_run, load_or_train_course_model
@@ -51,3 +52,46 @@ def test_induction_recipe_mixes_held_out_periods_and_reloads_its_history(tmp_pat
     tokens = jnp.asarray([[1, 5, 6, 7]])
     np.testing.assert_array_equal(loaded.model(tokens, deterministic=True),
                                   trained_run.model(tokens, deterministic=True))
+
+
+# ----------------------------------------------------------------- notebook 13's checkpoints
+
+STORIES = ["the old king sees the red bird .", "a small dog runs to the big house ."] * 30
+
+
+def test_the_random_gpt2_stand_in_is_a_checkpoint_transformers_reads_the_same_way(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from attention.model.pretrained import from_pretrained
+
+    folder = course.random_gpt2_checkpoint(tmp_path / "gpt2", STORIES, d_model=32, num_heads=2,
+                                           num_layers=2, max_len=24, vocab_size=300, seed=3)
+    model, tokenizer = from_pretrained(folder)
+    text = "the red king runs ."
+    ids = tokenizer.encode(text)
+    assert tokenizer.decode(ids) == text and tokenizer.vocab_size <= 300
+    reference = transformers.GPT2LMHeadModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        expected = reference(torch.tensor([ids])).logits.numpy()
+    np.testing.assert_allclose(np.asarray(model(jnp.asarray([ids]), deterministic=True)),
+                               expected, atol=1e-5)
+    assert model.config.max_len == 24 and model.config.num_layers == 2
+
+
+def test_find_gpt2_reads_the_variable_then_the_hub_cache_and_never_the_network(tmp_path):
+    hub = tmp_path / "hub"
+    assert course.find_gpt2({}, cache_dir=hub) is None  # an empty cache: None, no download
+    folder = course.random_gpt2_checkpoint(tmp_path / "mine", STORIES, num_layers=1,
+                                           max_len=16, vocab_size=280)
+    assert course.find_gpt2({course.PRETRAINED_ENV: str(folder)}) == folder
+    with pytest.raises(ValueError, match=r"ATTENTION_PRETRAINED=.*empty.*config.json"):
+        course.find_gpt2({course.PRETRAINED_ENV: str(tmp_path / "empty")})
+    # The Hub cache's layout: refs/main names the snapshot that holds the files.
+    repository = hub / "models--openai-community--gpt2"
+    snapshot = repository / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (repository / "refs").mkdir()
+    (repository / "refs" / "main").write_text("0123abcd")
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (snapshot / name).write_bytes((folder / name).read_bytes())
+    assert course.find_gpt2({}, cache_dir=hub) == snapshot

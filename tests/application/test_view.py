@@ -7,7 +7,6 @@ tokens, and raise no console error. Bad arguments end in one line and exit statu
 
 import numpy as np
 import pytest
-from _browser import ConsoleErrors, chromium
 
 from attention.application.cli import main
 from attention.application.runs import load_run, new_run, save_run
@@ -15,6 +14,7 @@ from attention.application.translation import pair_attention
 from attention.data import task_vocabulary
 from attention.model.config import TransformerConfig
 from attention.training.train import TrainConfig
+from tests._browser import ConsoleErrors, chromium
 
 SENTENCE = "a b c d"
 

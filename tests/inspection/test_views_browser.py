@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 import pytest
-from _browser import ConsoleErrors, chromium
 
 from attention.inspection.views import AttentionView, attention_section, translation_view
+from tests._browser import ConsoleErrors, chromium
 
 from ._maps import random_maps
 
