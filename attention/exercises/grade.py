@@ -29,7 +29,6 @@ are written atomically, and cells a spreadsheet would read as a formula are neut
 from __future__ import annotations
 
 import argparse
-import ast
 import concurrent.futures
 import csv
 import dataclasses
@@ -37,15 +36,24 @@ import json
 import os
 import pathlib
 import re
+import secrets
+import select
+import shutil
+import stat
+import struct
+import subprocess
 import sys
 import tempfile
 import threading
+import time
+import unicodedata
 
+from attention.exercises import _shared, source
 from attention.exercises import sandbox as sandboxes
 from attention.exercises.registry import EXERCISES
 from attention.exercises.remote import WorkerFailure, WorkerSession
 from attention.exercises.sandbox import Reaper, Sandbox
-from attention.exercises.worker import BLOCKED_MESSAGE, BLOCKED_PACKAGE, SUBMISSION_MODULE
+from attention.exercises.worker import BLOCKED_MESSAGE, SUBMISSION_MODULE
 
 MAX_FILE_BYTES = 2 << 20
 MAX_MESSAGE = 600
@@ -64,37 +72,112 @@ class Grade:
 # ----------------------------------------------------------------------------- finding work
 
 
+# Folders of tools, not of students: skipped without a word.
+TOOL_FOLDERS = frozenset({".ipynb_checkpoints", ".git", ".hg", ".svn", "__MACOSX", "__pycache__"})
+PARSE_SECONDS = 20.0
+
+
+class SetupError(RuntimeError):
+    """The grader cannot grade here (the model solution does not pass): nothing is scored."""
+
+
+def display_name(raw: str) -> str:
+    """A file system name as text that prints and encodes everywhere, look-alikes told apart:
+    bytes that are not UTF-8 as ``\\xfc``, invisible and control characters as ``<U+200B>``."""
+    text = os.fsencode(raw).decode("utf-8", errors="backslashreplace")
+    return "".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) in _INVISIBLE
+                   or _CONTROL.fullmatch(c) else c for c in text)
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def find_submissions(folder: pathlib.Path) -> dict[str, list[pathlib.Path]]:
     """``{student: [files]}``: a file per student (by stem) or a folder per student.
 
     Symbolic links are skipped, as are files inside linked folders: a submission could link
-    to the teacher's model solutions or to any file the teacher can read.
+    to the teacher's model solutions or to any file the teacher can read. Hidden names are
+    students too (only the tool folders of :data:`TOOL_FOLDERS` are skipped); a name is shown
+    through :func:`display_name`, and two names that would show alike are numbered. Files
+    that are not regular files are listed here and refused, with the reason, when read.
     """
     students: dict[str, list[pathlib.Path]] = {}
+    owners: dict[str, str] = {}  # shown name -> raw name
     for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or entry.is_symlink():
+        if entry.name in TOOL_FOLDERS or entry.is_symlink():
             continue
-        if entry.is_dir():
+        is_dir = stat.S_ISDIR(entry.lstat().st_mode)
+        if not is_dir and entry.suffix not in (".py", ".ipynb"):
+            continue
+        raw = entry.name if is_dir else entry.stem
+        name = display_name(raw)
+        while owners.setdefault(name, raw) != raw:
+            name += " (2)"
+        if is_dir:
             files = []
             for root, dirs, names in os.walk(entry):  # os.walk does not follow links
-                dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints")
-                for name in sorted(names):
-                    path = pathlib.Path(root) / name
+                dirs[:] = sorted(d for d in dirs if d not in TOOL_FOLDERS)
+                for file in sorted(names):
+                    path = pathlib.Path(root) / file
                     if path.suffix in (".py", ".ipynb") and not path.is_symlink():
                         files.append(path)
-            students.setdefault(entry.name, []).extend(files)
-        elif entry.suffix in (".py", ".ipynb"):
-            students.setdefault(entry.stem, []).append(entry)
+            students.setdefault(name, []).extend(files)
+        else:
+            students.setdefault(name, []).append(entry)
     return students
+
+
+def read_bounded(path: pathlib.Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, that is its only name.
+
+    FIFOs, sockets and devices are refused without being opened (opening a FIFO waits for a
+    writer, a device can be endless); a hard link is refused as a symbolic link is (it could
+    be the teacher's solutions). The file is opened without following links and without
+    blocking, and checked again through the open descriptor.
+    """
+    kind = _kind(os.lstat(path))
+    if kind:
+        raise ValueError(f"it is {kind}, not a regular file, and was not opened")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        info = os.fstat(fd)
+        kind = _kind(info)
+        if kind:
+            raise ValueError(f"it is {kind}, not a regular file")
+        if info.st_nlink != 1:
+            raise ValueError(f"it is a hard link ({info.st_nlink} names for one file): links "
+                             f"are not read, hand in a copy")
+        if info.st_size > limit:
+            raise ValueError(f"the file is over {limit >> 20} MiB")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise ValueError(f"the file is over {limit >> 20} MiB")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _kind(info: os.stat_result) -> str:
+    mode = info.st_mode
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "" if stat.S_ISREG(mode) else "not a regular file"
 
 
 def submission_code(path: pathlib.Path) -> str:
     """The Python code of a .py file, or the code cells of a notebook (IPython magics dropped)."""
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ValueError(f"the file is over {MAX_FILE_BYTES >> 20} MiB")
     # Bytes that are not UTF-8 (a Latin-1 file from an old editor) are replaced, not fatal:
     # they sit in strings and comments, and the code still runs.
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    text = read_bounded(path).decode("utf-8", errors="replace")
     if path.suffix == ".ipynb":
         notebook = json.loads(text)
         if not isinstance(notebook, dict) or not isinstance(notebook.get("cells", []), list):
@@ -113,61 +196,116 @@ def submission_code(path: pathlib.Path) -> str:
 
 def defined_names(code: str) -> set[str]:
     """Top-level names a piece of code defines (functions, classes, assignments, imports)."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return set()
-    names = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Import | ast.ImportFrom):  # imported, still "defined"
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update(t.id for t in targets if isinstance(t, ast.Name))
-    return names
+    return set(source.analyse(code).get("defined", []))
 
 
-def _attempts(code: str, exercise) -> bool:
+FORBIDDEN = tuple(sorted({f for ex in EXERCISES.values() for f in ex.forbidden}))
+
+
+class SourceReader:
+    """Reads submissions' source in a helper process (:mod:`attention.exercises.source`), with
+    a time and a memory limit: a file that takes too long to parse is refused, not waited for.
+    Use as a context manager; :meth:`analyse` is safe from several threads."""
+
+    def __init__(self, seconds: float = PARSE_SECONDS, memory_bytes: int = 2 << 30):
+        self.seconds, self.memory_bytes = seconds, memory_bytes
+        self._process: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> SourceReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            for stream in (self._process.stdin, self._process.stdout):
+                stream.close()
+            self._process = None
+
+    def analyse(self, code: str) -> dict:
+        """:func:`attention.exercises.source.analyse` of ``code`` with :data:`FORBIDDEN`;
+        raises ValueError when it takes more than ``seconds``."""
+        request = json.dumps({"code": code, "forbidden": FORBIDDEN}).encode(
+            "utf-8", errors="backslashreplace")
+        with self._lock:
+            if self._process is None:
+                limit = [f"--as={self.memory_bytes}", "--"]
+                prlimit = shutil.which("prlimit")
+                self._process = subprocess.Popen(
+                    [*([prlimit, *limit] if prlimit else []), sys.executable, "-I", "-S",
+                     source.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"})
+            try:
+                self._process.stdin.write(struct.pack(">I", len(request)) + request)
+                self._process.stdin.flush()
+                size = struct.unpack(">I", self._read(4))[0]
+                return json.loads(self._read(size))
+            except (OSError, ValueError, struct.error) as e:
+                self._stop()
+                if isinstance(e, TimeoutError):
+                    raise ValueError(f"reading its code took more than {self.seconds:g} s "
+                                     f"(the file is built to be slow to parse?)") from None
+                raise ValueError("its code could not be read (too large or too deep)") from None
+
+    def _read(self, n: int) -> bytes:
+        deadline, data = time.monotonic() + self.seconds, b""
+        fd = self._process.stdout.fileno()
+        while len(data) < n:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(fd, n - len(data))
+            if not chunk:
+                raise OSError("the reader stopped")
+            data += chunk
+        return data
+
+
+def _attempts(analysis: dict, exercise) -> bool:
     required = [n for n in exercise.names if n not in exercise.optional]
-    return all(n in defined_names(code) for n in required)
+    defined = set(analysis.get("defined", []))
+    return all(n in defined for n in required)
+
+
+def shortcut(analysis: dict, exercise) -> str | None:
+    """The message for a required function that calls a library function doing the exercise
+    (``jax.nn.softmax`` in the stable softmax), or None."""
+    for name in exercise.names:
+        for used, line in analysis.get("uses", {}).get(name, []):
+            if used in exercise.forbidden:
+                return (f"`{name}` uses {used} (line {line}), which does this exercise for "
+                        f"you; it asks you to {exercise.instead}.")
+    return None
 
 
 # ----------------------------------------------------------------------------- running one check
 
 
-_AST_LOCK = threading.Lock()  # CPython's parser is not safe in threads (gh-106905)
-
-
-def _imports_the_package(code: str) -> bool:
-    try:
-        with _AST_LOCK:
-            tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
-    for node in ast.walk(tree):
-        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-        if any(n.split(".")[0] == BLOCKED_PACKAGE for n in names):
-            return True
-    return False
-
-
 def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
-              reaper: Reaper | None = None, startup_timeout: float = 300.0
+              reaper: Reaper | None = None, startup_timeout: float = 300.0,
+              analysis: dict | None = None, python: str | None = None
               ) -> tuple[bool, str, str]:
     """(passed, status, message) for one exercise of one submission.
 
     The submission runs in a confined worker (:class:`~attention.exercises.remote.
     WorkerSession`); the exercise's checker runs here, on the inputs it chooses, and compares
-    what the worker sends back with the package's own implementation.
+    what the worker sends back with the package's own implementation. ``analysis``: what
+    :class:`SourceReader` found in ``code`` (read here when not given).
     """
     ex = EXERCISES[exercise]
-    note = f" Note: {BLOCKED_MESSAGE}." if _imports_the_package(code) else ""
+    analysis = source.analyse(code, FORBIDDEN) if analysis is None else analysis
+    refused = shortcut(analysis, ex)
+    if refused:
+        return False, "failed", refused
+    note = f" Note: {BLOCKED_MESSAGE}." if analysis.get("imports_package") else ""
     try:
         with WorkerSession(code, sandbox=sandbox, timeout=timeout, reaper=reaper,
-                           startup_timeout=startup_timeout) as worker:
+                           startup_timeout=startup_timeout, python=python,
+                           names=ex.names) as worker:
             if worker.syntax_error:
                 return False, "failed", (
                     f"the submission has a syntax error at {worker.syntax_error}.")
@@ -198,38 +336,49 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
 
 def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
                  timeout: float = 120.0, jobs: int = 1, sandbox: Sandbox | str = "auto",
-                 hide: tuple[os.PathLike | str, ...] = ()) -> tuple[list[str], list[Grade]]:
+                 hide: tuple[os.PathLike | str, ...] = (), canary: bool | os.PathLike = True,
+                 seed: int | None = None, python: str | None = None
+                 ) -> tuple[list[str], list[Grade]]:
     """Check every student on every exercise; returns (the exercises graded, the grades).
 
     ``sandbox``: a :class:`~attention.exercises.sandbox.Sandbox`, or ``"auto"``, ``"strict"``,
     ``"none"`` (see :func:`attention.exercises.sandbox.choose`); ``hide``: more folders the
-    workers must not see (the output folder). Raises
+    workers must not see (the output folder). ``canary``: before anyone is graded, the model
+    solution of each exercise (``teachers/``, or the known-good submission at this path) is
+    graded the same way, and :class:`SetupError` is raised unless it passes; False skips it.
+    ``seed``: the secret mixed into the checkers' inputs (default: drawn from ``os.urandom``;
+    give the same one to reproduce a verdict). ``python``: the workers' interpreter. Raises
     :class:`~attention.exercises.sandbox.SandboxUnavailable` for ``"strict"`` without one.
     """
     if isinstance(sandbox, str):
         sandbox = sandboxes.choose(sandbox, hidden=sandboxes.hidden_paths(folder, *hide))
+    seed = draw_seed() if seed is None else seed
     students = find_submissions(folder)
-    # A file that cannot be read (a truncated notebook) scores 0 with the reason; the others,
-    # and every other student, are graded as usual.
+    # A file that cannot be read (a truncated notebook, a FIFO) scores 0 with the reason; the
+    # others, and every other student, are graded as usual.
     codes: dict[str, list] = {}
     unreadable: dict[str, list[str]] = {}
-    for student, files in students.items():
-        codes[student] = []
-        for path in files:
-            try:
-                codes[student].append((path, submission_code(path)))
-            except (OSError, ValueError, AttributeError, TypeError, RecursionError) as e:
-                unreadable.setdefault(student, []).append(
-                    f"{path.name} could not be read ({type(e).__name__}: {str(e)[:120]})")
+    with SourceReader() as reader:
+        for student, files in students.items():
+            codes[student] = []
+            for path in files:
+                try:
+                    code = submission_code(path)
+                    analysis = reader.analyse(code)
+                    codes[student].append((path, code, analysis))
+                except (OSError, ValueError, AttributeError, TypeError, RecursionError) as e:
+                    unreadable.setdefault(student, []).append(
+                        f"{display_name(path.name)} could not be read ({type(e).__name__}: "
+                        f"{str(e)[:160]})")
     if exercises is None:  # every exercise that someone attempted, in teaching order
         exercises = [
             name for name, ex in EXERCISES.items()
-            if any(_attempts(code, ex) for files in codes.values() for _, code in files)
+            if any(_attempts(a, ex) for files in codes.values() for _, _, a in files)
         ]
     work, grades = [], []
     for student, files in codes.items():
         for name in exercises:
-            found = [(path, code) for path, code in files if _attempts(code, EXERCISES[name])]
+            found = [item for item in files if _attempts(item[2], EXERCISES[name])]
             if not found:
                 reasons = "".join(f" {r}." for r in unreadable.get(student, []))
                 grades.append(Grade(student, name, 0, "not submitted",
@@ -243,22 +392,94 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     reaper = Reaper(adopt_orphans=sandbox.level != sandboxes.BUBBLEWRAP)
 
     def run(item):
-        student, name, (path, code) = item
+        student, name, (path, code, analysis) = item
         try:
             passed, status, message = run_check(code, name, timeout=timeout, sandbox=sandbox,
-                                                reaper=reaper)
+                                                reaper=reaper, analysis=analysis, python=python)
         except Exception as e:  # never lose the class for one submission
             passed, status, message = False, "crashed", (
                 f"the grader could not check this submission ({type(e).__name__}: "
                 f"{str(e)[:200]}).")
-        return Grade(student, name, int(passed), status, clean_text(message), path.name)
+        return Grade(student, name, int(passed), status, clean_text(message),
+                     display_name(path.name))
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with _shared.secret_seed(seed), \
+            concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        if canary is not False and work:
+            needed = sorted({name for _, name, _ in work}, key=list(EXERCISES).index)
+            checks = [("(canary)", name, model) for name, model in
+                      zip(needed, canary_solutions(needed, canary), strict=True)]
+            for grade, (_, _, (path, _, _)) in zip(pool.map(run, checks), checks, strict=True):
+                if not grade.score:
+                    reaper.sweep()
+                    raise SetupError(_canary_failure(grade, path, sandbox, python))
         grades.extend(pool.map(run, work))
     reaper.sweep()
     order = {name: i for i, name in enumerate(exercises)}
     grades.sort(key=lambda g: (g.student, order[g.exercise]))
     return exercises, grades
+
+
+def draw_seed() -> int:
+    """A secret for one grading run, from ``os.urandom``: no student can know it."""
+    return secrets.randbits(62) | 1
+
+
+def canary_solutions(exercises: list[str], canary: bool | os.PathLike = True) -> list:
+    """``(path, code, analysis)`` of a known-good answer to each exercise: the model solution
+    from ``teachers/solutions.py`` (a source checkout), or from the file or folder ``canary``
+    names. Raises :class:`SetupError` when one is missing."""
+    found = {}
+    if canary is True:
+        solutions = pathlib.Path(__file__).resolve().parents[2] / "teachers" / "solutions.py"
+        try:
+            solution_source = _load(solutions).solution_source
+        except (ImportError, OSError, AttributeError):
+            raise SetupError(
+                "no model solution to test the setup with (teachers/ is not importable here): "
+                "pass --canary PATH, a submission that passes every exercise graded.") from None
+        for name in exercises:
+            code = solution_source(name)
+            found[name] = (solutions, code, source.analyse(code, FORBIDDEN))
+    else:
+        path = pathlib.Path(canary)
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in (f for f in files if f.suffix in (".py", ".ipynb")):
+            code = submission_code(file)
+            analysis = source.analyse(code, FORBIDDEN)
+            for name in exercises:
+                if name not in found and _attempts(analysis, EXERCISES[name]):
+                    found[name] = (file, code, analysis)
+    missing = [name for name in exercises if name not in found]
+    if missing:
+        raise SetupError(f"--canary {canary}: no file there answers {', '.join(missing)}; "
+                         f"expected a submission that passes every exercise graded.")
+    return [found[name] for name in exercises]
+
+
+def _load(path: pathlib.Path):
+    """``teachers.solutions`` as imported, else loaded from the checkout beside the package."""
+    try:
+        import teachers.solutions
+
+        return teachers.solutions
+    except ImportError:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("teachers.solutions", path)
+        if spec is None or not path.is_file():
+            raise
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
+def _canary_failure(grade: Grade, path: pathlib.Path, sandbox: Sandbox,
+                    python: str | None) -> str:
+    """One line: which model solution failed, how, and where Python lives for the sandbox."""
+    return (f"the setup check failed, nobody was graded: the model solution of "
+            f"{grade.exercise} ({path}) scored {grade.status}: {grade.message} "
+            f"{sandboxes.explain(sandbox, python)}")
 
 
 # ----------------------------------------------------------------------------- writing the results
@@ -269,8 +490,10 @@ _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f\u20
 
 
 def clean_text(text: str, limit: int = MAX_MESSAGE) -> str:
-    """``text`` without terminal escape codes or control characters, on one line, capped."""
-    text = _CONTROL.sub("", str(text)).replace("\t", " ").replace("\n", " ")
+    """``text`` without terminal escape codes or control characters, on one line, capped, and
+    safe to encode as UTF-8 (a lone surrogate is written as ``\\ud800``)."""
+    text = str(text).encode("utf-8", errors="backslashreplace").decode("utf-8")
+    text = _CONTROL.sub("", text).replace("\t", " ").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
@@ -301,7 +524,8 @@ def _write_atomically(path: pathlib.Path, write) -> None:
     """Write through a temporary file beside ``path``, then rename: never half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8",
+                       errors="backslashreplace") as f:
             write(f)
         os.replace(tmp, path)
     except BaseException:
@@ -398,6 +622,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto: the best confinement available (default); strict: refuse "
                         "to grade without a namespace sandbox (bubblewrap); none: process "
                         "limits only (docs/teachers.md)")
+    parser.add_argument("--canary", type=pathlib.Path, default=None,
+                        help="a known-good submission (file or folder) graded first, to test "
+                        "the setup (default: the model solutions in teachers/)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the secret behind the checkers' inputs (default: a new one each "
+                        "run, printed; give it again to reproduce a verdict)")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         parser.error(f"FOLDER must be a folder of submissions, got {str(args.folder)!r}.")
@@ -418,10 +648,20 @@ def main(argv: list[str] | None = None) -> int:
     except sandboxes.SandboxUnavailable as e:
         print(f"attention grade: {e}", file=sys.stderr)
         return 2
+    if args.canary is not None and not args.canary.exists():
+        parser.error(f"--canary must be a submission file or folder, got {str(args.canary)!r}.")
+    if args.seed is not None and args.seed < 0:
+        parser.error(f"--seed must be a non-negative integer, got {args.seed}.")
     print(sandbox.describe())
-    exercises, grades = grade_folder(
-        args.folder, exercises=exercises, timeout=args.timeout, jobs=args.jobs, sandbox=sandbox
-    )
+    seed = draw_seed() if args.seed is None else args.seed
+    print(f"checker inputs: secret seed {seed} (--seed {seed} reproduces this run's verdicts)")
+    try:
+        exercises, grades = grade_folder(
+            args.folder, exercises=exercises, timeout=args.timeout, jobs=args.jobs,
+            sandbox=sandbox, canary=True if args.canary is None else args.canary, seed=seed)
+    except SetupError as e:
+        print(f"attention grade: {e}", file=sys.stderr)
+        return 2
     if not grades:
         print(f"no submissions (.py or .ipynb) found in {args.folder}")
     feedback = write_csv(out, exercises, grades)

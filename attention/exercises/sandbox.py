@@ -65,6 +65,7 @@ class Limits:
       open_files: RLIMIT_NOFILE.
       max_processes: processes and threads (RLIMIT_NPROC), enforced where the worker has a
         user id of its own (bubblewrap level, grader run as root).
+      folder_bytes: the check's whole folder, a size-capped tmpfs (bubblewrap level).
     """
 
     memory_bytes: int = 6 << 30
@@ -72,6 +73,7 @@ class Limits:
     file_bytes: int = 16 << 20
     open_files: int = 1024
     max_processes: int = 256
+    folder_bytes: int = 64 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +111,6 @@ class Sandbox:
         if self.drop_user:
             with _UID_LOCK:
                 uid = next(_UIDS)
-            os.chown(workdir, uid, uid)
-            for path in workdir.iterdir():
-                os.chown(path, uid, uid)
             rlimits.append(f"--nproc={limits.max_processes}")
             inner = [shutil.which("setpriv"), f"--reuid={uid}", f"--regid={uid}",
                      "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
@@ -128,12 +127,23 @@ class Sandbox:
             bwrap.append("--unshare-user")
         for path in self.hidden:
             bwrap += ["--tmpfs", path]
-        for path in _python_paths():  # Python itself may live under a hidden folder
-            if any(_inside(path, h) for h in self.hidden):
-                bwrap += ["--ro-bind", path, path]
-        for path in _package_paths():  # hidden again, in case a folder above was re-exposed
+        # Python may live under a hidden folder or under /tmp, /var/tmp, /run or /dev/shm
+        # (a throwaway venv): re-bound read-only wherever it is.
+        python = python_paths(argv[0])
+        for path in python:
+            bwrap += ["--ro-bind", path, path]
+        # hidden again, in case a folder above was re-exposed: the package, the teacher's
+        # folder, and any hidden folder inside a Python folder
+        again = [h for h in self.hidden if any(_inside(h, p) and h != p for p in python)]
+        for path in [*again, *_package_paths()]:
             bwrap += ["--tmpfs", path]
-        bwrap += ["--bind", str(workdir), SANDBOX_ROOT, "--chdir", SANDBOX_ROOT]
+        # The check's folder: a fresh tmpfs of bounded size, writable by the worker, with the
+        # submission and the worker script bound read-only. Nothing in it is the grader's, so
+        # nothing the worker leaves there is ever opened by the grader.
+        bwrap += ["--perms", "1777", "--size", str(limits.folder_bytes), "--tmpfs", SANDBOX_ROOT]
+        for name in sorted(p.name for p in workdir.iterdir()):
+            bwrap += ["--ro-bind", str(workdir / name), f"{SANDBOX_ROOT}/{name}"]
+        bwrap += ["--chdir", SANDBOX_ROOT]
         return [*_prlimit(rlimits), *bwrap, "--", *inner]
 
 
@@ -151,10 +161,23 @@ def site_dirs() -> list[str]:
     return list(dict.fromkeys(d for d in dirs if os.path.isdir(d)))
 
 
-def _python_paths() -> list[str]:
-    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable)), *site_dirs()]
-    return list(dict.fromkeys(os.path.realpath(p) for p in paths if os.path.isdir(p)))
+def python_paths(python: str = sys.executable) -> list[str]:
+    """The folders the worker's Python needs, as real paths: this interpreter's prefixes and
+    site-packages, and ``python``'s own folder, its venv and the interpreter it links to."""
+    python = os.path.abspath(python)
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, *site_dirs(),
+             os.path.dirname(python), os.path.dirname(os.path.realpath(python))]
+    venv = os.path.dirname(os.path.dirname(python))
+    if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
+        paths.append(venv)
+    found = []
+    for p in paths:
+        real = os.path.realpath(p)
+        if os.path.isdir(real) and real not in _SYSTEM and real not in found:
+            found.append(real)
+        if os.path.isdir(p) and os.path.abspath(p) != real and os.path.abspath(p) not in found:
+            found.append(os.path.abspath(p))  # the path as named, when it goes through a link
+    return found
 
 
 def _package_paths() -> list[str]:
@@ -223,6 +246,29 @@ def choose(requested: str = "auto", *, hidden: tuple[str, ...] = (),
             "install bubblewrap`, on Linux with user namespaces), so grading was refused; "
             "--sandbox none grades with process limits only.")
     return Sandbox(PROCESS, limits, hidden)
+
+
+def explain(sandbox: Sandbox, python: str | None = None) -> str:
+    """Where the workers' Python lives and what the sandbox hides: the likely cause when a
+    model solution fails, and what to try."""
+    python = os.path.abspath(python or sys.executable)
+    where = f"Python: {python} (prefix {sys.prefix})"
+    if not os.access(python, os.X_OK):
+        return f"{where} is not an executable file: give the grader a Python that exists."
+    if sandbox.level != BUBBLEWRAP:
+        return (f"{where}, sandbox: process only. Check that this Python imports jax and "
+                f"numpy, and that the model solution passes in its notebook.")
+    masked = [d for d in (*EMPTIED, *sandbox.hidden)
+              if any(_inside(p, d) for p in python_paths(python))]
+    hides = ", ".join([*EMPTIED, *sandbox.hidden])
+    return (f"{where}; the bubblewrap sandbox empties {hides}"
+            + (f", and Python lives under {', '.join(masked)} (re-bound read-only)"
+               if masked else "")
+            + ". Try --sandbox none to see whether the sandbox is the cause, or a Python "
+            "installed outside those folders.")
+
+
+EMPTIED = ("/tmp", "/var/tmp", "/run", "/dev/shm")
 
 
 def clean_environment(home: str) -> dict[str, str]:
