@@ -151,7 +151,8 @@ class WorkerSession:
 
     def _start(self) -> None:
         folder = self._folder
-        (folder / wire.SUBMISSION_FILE).write_text(self.code, encoding="utf-8")
+        (folder / wire.SUBMISSION_FILE).write_text(self.code, encoding="utf-8",
+                                                      errors="backslashreplace")
         shutil.copyfile(wire.__file__, folder / "worker.py")
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
