@@ -48,7 +48,7 @@ import threading
 import time
 import unicodedata
 
-from attention.exercises import _shared, source
+from attention.exercises import _shared, exports, source
 from attention.exercises import sandbox as sandboxes
 from attention.exercises.registry import EXERCISES
 from attention.exercises.remote import WorkerFailure, WorkerSession
@@ -92,8 +92,10 @@ def display_name(raw: str) -> str:
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
-def find_submissions(folder: pathlib.Path) -> dict[str, list[pathlib.Path]]:
-    """``{student: [files]}``: a file per student (by stem) or a folder per student.
+def find_submissions(folder: pathlib.Path, single: str | None = None
+                     ) -> dict[str, list[pathlib.Path]]:
+    """``{student: [files]}``: a file per student (by stem) or a folder per student; with
+    ``single``, every file in ``folder`` is that one student's (Gradescope's submission).
 
     Symbolic links are skipped, as are files inside linked folders: a submission could link
     to the teacher's model solutions or to any file the teacher can read. Hidden names are
@@ -103,6 +105,8 @@ def find_submissions(folder: pathlib.Path) -> dict[str, list[pathlib.Path]]:
     """
     students: dict[str, list[pathlib.Path]] = {}
     owners: dict[str, str] = {}  # shown name -> raw name
+    if single is not None:
+        return {single: _files_in(folder)}
     for entry in sorted(folder.iterdir()):
         if entry.name in TOOL_FOLDERS or entry.is_symlink():
             continue
@@ -114,17 +118,21 @@ def find_submissions(folder: pathlib.Path) -> dict[str, list[pathlib.Path]]:
         while owners.setdefault(name, raw) != raw:
             name += " (2)"
         if is_dir:
-            files = []
-            for root, dirs, names in os.walk(entry):  # os.walk does not follow links
-                dirs[:] = sorted(d for d in dirs if d not in TOOL_FOLDERS)
-                for file in sorted(names):
-                    path = pathlib.Path(root) / file
-                    if path.suffix in (".py", ".ipynb") and not path.is_symlink():
-                        files.append(path)
-            students.setdefault(name, []).extend(files)
+            students.setdefault(name, []).extend(_files_in(entry))
         else:
             students.setdefault(name, []).append(entry)
     return students
+
+
+def _files_in(folder: pathlib.Path) -> list[pathlib.Path]:
+    files = []
+    for root, dirs, names in os.walk(folder):  # os.walk does not follow links
+        dirs[:] = sorted(d for d in dirs if d not in TOOL_FOLDERS)
+        for file in sorted(names):
+            path = pathlib.Path(root) / file
+            if path.suffix in (".py", ".ipynb") and not path.is_symlink():
+                files.append(path)
+    return files
 
 
 def read_bounded(path: pathlib.Path, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -337,8 +345,8 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
 def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
                  timeout: float = 120.0, jobs: int = 1, sandbox: Sandbox | str = "auto",
                  hide: tuple[os.PathLike | str, ...] = (), canary: bool | os.PathLike = True,
-                 seed: int | None = None, python: str | None = None
-                 ) -> tuple[list[str], list[Grade]]:
+                 seed: int | None = None, python: str | None = None,
+                 single: str | None = None) -> tuple[list[str], list[Grade]]:
     """Check every student on every exercise; returns (the exercises graded, the grades).
 
     ``sandbox``: a :class:`~attention.exercises.sandbox.Sandbox`, or ``"auto"``, ``"strict"``,
@@ -347,13 +355,14 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     solution of each exercise (``teachers/``, or the known-good submission at this path) is
     graded the same way, and :class:`SetupError` is raised unless it passes; False skips it.
     ``seed``: the secret mixed into the checkers' inputs (default: drawn from ``os.urandom``;
-    give the same one to reproduce a verdict). ``python``: the workers' interpreter. Raises
+    give the same one to reproduce a verdict). ``python``: the workers' interpreter.
+    ``single``: grade every file in ``folder`` as this one student's. Raises
     :class:`~attention.exercises.sandbox.SandboxUnavailable` for ``"strict"`` without one.
     """
     if isinstance(sandbox, str):
         sandbox = sandboxes.choose(sandbox, hidden=sandboxes.hidden_paths(folder, *hide))
     seed = draw_seed() if seed is None else seed
-    students = find_submissions(folder)
+    students = find_submissions(folder, single)
     # A file that cannot be read (a truncated notebook, a FIFO) scores 0 with the reason; the
     # others, and every other student, are graded as usual.
     codes: dict[str, list] = {}
@@ -628,6 +637,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None,
                         help="the secret behind the checkers' inputs (default: a new one each "
                         "run, printed; give it again to reproduce a verdict)")
+    parser.add_argument("--gradescope", type=pathlib.Path, default=None, metavar="RESULTS_JSON",
+                        help="FOLDER is one student's submission (Gradescope's "
+                        "/autograder/submission): write Gradescope's results.json here")
+    parser.add_argument("--roster", type=pathlib.Path, default=None,
+                        help="the course's roster CSV (Canvas or Moodle export): write "
+                        "<stem>_canvas.csv and <stem>_moodle.csv for import")
+    parser.add_argument("--id-column", default=None,
+                        help="the roster's column that holds each student's submission name")
+    parser.add_argument("--assignment", default="Attention exercises",
+                        help="the grade column's name in the Canvas and Moodle files")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         parser.error(f"FOLDER must be a folder of submissions, got {str(args.folder)!r}.")
@@ -650,6 +669,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.canary is not None and not args.canary.exists():
         parser.error(f"--canary must be a submission file or folder, got {str(args.canary)!r}.")
+    roster = None
+    if args.roster is not None:
+        if args.id_column is None:
+            parser.error("--roster needs --id-column, the roster's column of submission names.")
+        try:
+            roster = exports.read_roster(args.roster, args.id_column)
+        except (OSError, ValueError, csv.Error) as e:
+            parser.error(str(e))
     if args.seed is not None and args.seed < 0:
         parser.error(f"--seed must be a non-negative integer, got {args.seed}.")
     print(sandbox.describe())
@@ -658,7 +685,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exercises, grades = grade_folder(
             args.folder, exercises=exercises, timeout=args.timeout, jobs=args.jobs,
-            sandbox=sandbox, canary=True if args.canary is None else args.canary, seed=seed)
+            sandbox=sandbox, canary=True if args.canary is None else args.canary, seed=seed,
+            single="submission" if args.gradescope else None)
     except SetupError as e:
         print(f"attention grade: {e}", file=sys.stderr)
         return 2
@@ -667,6 +695,18 @@ def main(argv: list[str] | None = None) -> int:
     feedback = write_csv(out, exercises, grades)
     reports = out.with_name(out.stem + "_feedback")
     write_reports(reports, exercises, grades)
+    titles = {name: ex.title for name, ex in EXERCISES.items()}
+    if args.gradescope:
+        exports.write_gradescope(args.gradescope, exercises, grades, titles)
+        print(f"Gradescope results written to {args.gradescope}")
+    if roster is not None:
+        for kind, write in (("canvas", exports.write_canvas), ("moodle", exports.write_moodle)):
+            path = out.with_name(f"{out.stem}_{kind}.csv")
+            missing = write(path, roster, args.id_column, grades, args.assignment,
+                            spreadsheet_cell)
+            print(f"{kind.capitalize()} import written to {path}")
+        if missing:
+            print(f"on the roster, no submission: {', '.join(map(safe_name, missing))}")
     print(format_table(exercises, grades))
     for g in grades:
         if not g.score:
