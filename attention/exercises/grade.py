@@ -1,13 +1,20 @@
 """Grade a folder of submitted exercise notebooks or .py files.
 
     attention grade FOLDER --out scores.csv [--timeout 120] [--jobs 2] [--sandbox auto]
+                    [--canary PATH] [--seed N] [--gradescope RESULTS_JSON]
+                    [--roster CSV --id-column NAME]
 
 Students are identified by file name: ``FOLDER/alice.ipynb`` and ``FOLDER/alice.py`` belong to
 student ``alice``. A sub-folder is one student too: every ``.ipynb`` and ``.py`` file in
 ``FOLDER/bob/`` (at any depth) belongs to ``bob``. An exercise is found in a file by the names
 it defines (``dot_product_scores`` for "dot-product scores", ...; see
 :data:`attention.exercises.EXERCISES`), so file names inside a student's folder do not matter.
-Symbolic links are not followed (a link could point at the model solutions).
+Only regular files with one name are read: symbolic and hard links (they could be the model
+solutions), FIFOs and devices are refused with the reason, never opened.
+
+Before anyone is graded, the model solution of each exercise goes through the same sandbox
+and worker (the canary); if one fails, :class:`SetupError` says why and nothing is scored
+(exit status 2). The checkers' inputs come from a secret seed drawn for each run.
 
 The verdict is out of the student's reach. This process never runs a student's code: each
 (student, exercise) gets its own confined worker (:mod:`attention.exercises.remote`,
@@ -24,6 +31,8 @@ student (``student``, one column per exercise, ``total``), beside it
 ``<out stem>_feedback.csv`` with one row per student and exercise (the checker's explanation)
 and ``<out stem>_feedback/<student>.md``, a report to hand back to each student. The CSV files
 are written atomically, and cells a spreadsheet would read as a formula are neutralised.
+Every text from a student is made safe for UTF-8 first. :mod:`attention.exercises.exports`
+writes Gradescope's ``results.json`` and Canvas and Moodle grade imports.
 """
 
 from __future__ import annotations

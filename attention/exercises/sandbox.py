@@ -8,8 +8,10 @@ what a dishonest student can and cannot do at each):
     processes, has no network, and every process it starts dies with it (the namespace's init
     is killed after every check). The file system is read-only; ``/tmp``, the teacher's home,
     the project checkout that holds the package and its model solutions, the submissions
-    folder and the output folder are replaced by empty folders; the only writable place is the
-    check's own temporary folder. When the grader runs as root, the worker also drops to an
+    folder and the output folder are replaced by empty folders (Python, its venv and its
+    site-packages are bound back read-only wherever they live); the only writable place is the
+    check's own folder, a fresh tmpfs of ``folder_bytes`` holding the submission read-only.
+    When the grader runs as root, the worker also drops to an
     unprivileged user id of its own (one per check), so that it cannot write anything the
     teacher owns, signal the grader or a classmate's worker, or start more than
     ``max_processes`` processes and threads.
