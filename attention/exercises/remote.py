@@ -27,6 +27,7 @@ import numpy as np
 from attention.exercises import worker as wire
 from attention.exercises.sandbox import (
     BUBBLEWRAP,
+    CheckGroup,
     Reaper,
     Sandbox,
     clean_environment,
@@ -160,6 +161,10 @@ class WorkerSession:
         argv = [self.python, "-I", "-S", f"{inside}/worker.py", f"{inside}/{wire.SUBMISSION_FILE}",
                 str(request_read), str(reply_write), ",".join(self.names), *site_dirs()]
         command = self.sandbox.command(folder, argv)
+        # The whole check's memory and processes, where a cgroup can be made (root on Linux).
+        self._group = CheckGroup.make(self.sandbox.limits)
+        if self._group is not None:
+            command = self._group.wrap(command)
         os.set_blocking(self._request_write, False)  # writes wait in select, with a deadline
         # What the worker prints goes to an anonymous file of the grader's: no path the worker
         # could replace by a link or a FIFO; read back through this descriptor only.
@@ -200,6 +205,9 @@ class WorkerSession:
         if process is not None:
             self.reaper.finished(process.pid)  # the whole tree, every time
             process.wait()
+        group = getattr(self, "_group", None)
+        if group is not None:
+            group.close()  # and whatever left the tree
         output = getattr(self, "_output", None)
         if output is not None:
             output.close()

@@ -282,6 +282,113 @@ def clean_environment(home: str) -> dict[str, str]:
     }
 
 
+# ----------------------------------------------------------------------------- a cgroup per check
+
+
+class CheckGroup:
+    """A control group for one check, where this process may make one: the memory and the
+    number of processes of the whole check bounded (not of each process), and every process
+    of the check killed at the end, wherever it went (``setsid``, double fork).
+
+    cgroup v2 (one hierarchy) is used when this process's cgroup can enable the memory and
+    pids controllers for its children, else v1's ``memory`` and ``pids`` hierarchies; where
+    neither can be written (most non-root setups), :meth:`make` returns None and the limits
+    stay per process.
+    """
+
+    _counter = itertools.count()
+
+    def __init__(self, folders: list[str]):
+        self.folders = folders
+
+    @classmethod
+    def make(cls, limits: Limits) -> CheckGroup | None:
+        """A new group with ``limits`` (memory_bytes, max_processes), or None."""
+        name = f"attention-grade-{os.getpid()}-{next(cls._counter)}"
+        settings = _cgroup_settings(limits)
+        folders: list[str] = []
+        try:
+            for parent, values in settings:
+                folder = os.path.join(parent, name)
+                os.mkdir(folder)
+                folders.append(folder)
+                for file, value in values.items():
+                    with open(os.path.join(folder, file), "w") as f:
+                        f.write(value)
+        except OSError:
+            cls(folders).close()
+            return None
+        return cls(folders) if folders else None
+
+    def wrap(self, command: list[str]) -> list[str]:
+        """``command``, started inside the group (the shell joins it, then execs)."""
+        join = 'for f in "$@"; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 111; done; '
+        procs = [os.path.join(f, "cgroup.procs") for f in self.folders]
+        return ["/bin/sh", "-c", join + 'shift ' + str(len(procs) + 1) + '; exec "$@"', "sh",
+                *procs, "--", *command]
+
+    def close(self) -> None:
+        """Kill every process in the group, then remove it."""
+        import signal
+        import time
+
+        for folder in self.folders:
+            kill = os.path.join(folder, "cgroup.kill")
+            if os.path.exists(kill):
+                try:
+                    with open(kill, "w") as f:
+                        f.write("1")
+                except OSError:
+                    pass
+            for _ in range(200):
+                try:
+                    with open(os.path.join(folder, "cgroup.procs")) as f:
+                        pids = [int(line) for line in f if line.strip()]
+                except OSError:
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                time.sleep(0.01)
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+
+
+def _cgroup_settings(limits: Limits) -> list[tuple[str, dict[str, str]]]:
+    """[(parent folder, {file: value})] for this process's cgroup hierarchy."""
+    if not sys.platform.startswith("linux"):
+        return []
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return []
+    memory, pids = str(limits.memory_bytes), str(limits.max_processes)
+    v2 = [path for hid, controllers, path in lines if hid == "0" and controllers == ""]
+    if v2 and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        parent = "/sys/fs/cgroup" + v2[0].rstrip("/")
+        try:
+            with open(os.path.join(parent, "cgroup.subtree_control"), "w") as f:
+                f.write("+memory +pids")
+            return [(parent, {"memory.max": memory, "memory.swap.max": "0", "pids.max": pids})]
+        except OSError:
+            pass
+    found = []
+    for _, controllers, path in lines:
+        for controller, values in (("memory", {"memory.limit_in_bytes": memory}),
+                                   ("pids", {"pids.max": pids})):
+            root = f"/sys/fs/cgroup/{controller}"
+            if controller in controllers.split(",") and os.path.isdir(root):
+                found.append((root + path.rstrip("/"), values))
+    return found if len(found) == 2 else []
+
+
 # ----------------------------------------------------------------------------- killing the tree
 
 
