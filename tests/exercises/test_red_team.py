@@ -218,8 +218,10 @@ _ = os._exit(1)
 ''',
     "stop_reading_requests": '''
 import fcntl, os, sys
-_ = fcntl.fcntl(int(sys.argv[2]), 1031, 4096)  # F_SETPIPE_SZ: a request no longer fits
-_ = os.dup2(os.pipe()[0], int(sys.argv[2]))
+_fd = int(sys.argv[2])
+_ = fcntl.fcntl(_fd, 1031, 4096)  # F_SETPIPE_SZ: a request no longer fits in the pipe
+_keep = os.dup(_fd)  # the requests' pipe stays open, and is never read again
+_ = os.dup2(os.pipe()[0], _fd)
 ''',
     "lone_surrogate": '''
 def dot_product_scores(query, key):
