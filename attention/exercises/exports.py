@@ -100,3 +100,48 @@ def write_moodle(path: pathlib.Path, roster: tuple[list[str], list[dict]], id_co
             if student in scores:
                 writer.writerow([cell(student), scores[student]])
     return [row.get(id_column, "") for row in rows if row.get(id_column, "") not in scores]
+
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope runs this once, when the autograder image is built.
+set -euo pipefail
+apt-get update
+apt-get install -y python3 python3-venv bubblewrap util-linux
+python3 -m venv /autograder/venv
+/autograder/venv/bin/pip install /autograder/source/package
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this for each submission: grade it, write results.json.
+set -uo pipefail
+cd /autograder/source
+/autograder/venv/bin/python -m attention.exercises.grade /autograder/submission \\
+    --gradescope /autograder/results/results.json --out /autograder/results/scores.csv \\
+    --canary /autograder/source/canary.py --exercises {exercises} --timeout {timeout:g}
+"""
+
+
+def make_gradescope_zip(path: pathlib.Path, exercises: list[str], checkout: pathlib.Path,
+                        canary: str, timeout: float = 120.0) -> pathlib.Path:
+    """Gradescope's autograder bundle: ``setup.sh``, ``run_autograder``, the package's source
+    (``package/``, installed by setup.sh) and ``canary.py`` (the model solutions, graded first
+    in the container, hidden from the students' code). Returns ``path``."""
+    import zipfile
+
+    if not (checkout / "pyproject.toml").is_file():
+        raise ValueError(f"checkout must be the package's source checkout (with pyproject.toml)"
+                         f", got {str(checkout)!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER.format(
+                exercises=",".join(exercises), timeout=timeout))):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o755 << 16  # executable, as Gradescope runs them
+            bundle.writestr(info, text)
+        bundle.writestr("canary.py", canary)
+        for file in ("pyproject.toml", "README.md"):
+            if (checkout / file).is_file():
+                bundle.write(checkout / file, f"package/{file}")
+        for file in sorted((checkout / "attention").rglob("*.py")):
+            bundle.write(file, f"package/{file.relative_to(checkout)}")
+    return path

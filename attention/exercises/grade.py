@@ -619,6 +619,21 @@ def format_table(exercises: list[str], grades: list[Grade]) -> str:
     return "\n".join(lines)
 
 
+def _make_gradescope_zip(path: pathlib.Path, exercises: list[str], timeout: float) -> int:
+    checkout = pathlib.Path(__file__).resolve().parents[2]
+    try:
+        solutions = _load(checkout / "teachers" / "solutions.py")
+        canary = "\n\n".join(solutions.solution_source(name) for name in exercises)
+        exports.make_gradescope_zip(path, exercises, checkout, canary, timeout)
+    except (ImportError, OSError, ValueError) as e:
+        print(f"attention grade: --make-gradescope-zip needs a source checkout with teachers/ "
+              f"({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
+    print(f"Gradescope autograder bundle written to {path}: upload it as the assignment's "
+          f"autograder (Ubuntu base image).")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``attention grade FOLDER --out scores.csv``: the command line. Returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -626,7 +641,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Grade a folder of exercise submissions (.ipynb or .py; one file or one "
         "sub-folder per student) and write a score table as CSV.",
     )
-    parser.add_argument("folder", type=pathlib.Path, help="folder of submissions")
+    parser.add_argument("folder", type=pathlib.Path,
+                        help="folder of submissions (unused with --make-gradescope-zip)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("scores.csv"),
                         help="CSV of scores (default scores.csv); explanations go to "
                         "<stem>_feedback.csv and <stem>_feedback/<student>.md beside it")
@@ -649,6 +665,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradescope", type=pathlib.Path, default=None, metavar="RESULTS_JSON",
                         help="FOLDER is one student's submission (Gradescope's "
                         "/autograder/submission): write Gradescope's results.json here")
+    parser.add_argument("--make-gradescope-zip", type=pathlib.Path, default=None,
+                        metavar="ZIP", help="write Gradescope's autograder bundle (setup.sh, "
+                        "run_autograder, the package, the model solutions) for --exercises, "
+                        "and grade nothing")
     parser.add_argument("--roster", type=pathlib.Path, default=None,
                         help="the course's roster CSV (Canvas or Moodle export): write "
                         "<stem>_canvas.csv and <stem>_moodle.csv for import")
@@ -657,8 +677,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignment", default="Attention exercises",
                         help="the grade column's name in the Canvas and Moodle files")
     args = parser.parse_args(argv)
-    if not args.folder.is_dir():
-        parser.error(f"FOLDER must be a folder of submissions, got {str(args.folder)!r}.")
     exercises = None
     if args.exercises:
         exercises = [e.strip() for e in args.exercises.split(",") if e.strip()]
@@ -667,6 +685,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown exercise(s) {unknown}; choose among {list(EXERCISES)}.")
     if args.timeout <= 0:
         parser.error(f"--timeout must be positive, got {args.timeout}.")
+    if args.make_gradescope_zip is not None:
+        return _make_gradescope_zip(args.make_gradescope_zip, exercises or list(EXERCISES),
+                                    args.timeout)
+    if not args.folder.is_dir():
+        parser.error(f"FOLDER must be a folder of submissions, got {str(args.folder)!r}.")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}.")
     out = args.out.resolve()

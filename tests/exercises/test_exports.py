@@ -67,3 +67,21 @@ def test_gradescope_mode_takes_every_file_as_one_students(tmp_path):
     (tmp_path / "sub" / "b.ipynb").write_text("{}")
     students = grade.find_submissions(tmp_path, single="submission")
     assert list(students) == ["submission"] and len(students["submission"]) == 2
+
+
+def test_the_gradescope_bundle_holds_what_the_autograder_runs(tmp_path):
+    import zipfile
+
+    path = tmp_path / "autograder.zip"
+    assert grade.main(["-", "--make-gradescope-zip", str(path), "--exercises",
+                       "stable_softmax", "--timeout", "60"]) == 0
+    with zipfile.ZipFile(path) as bundle:
+        names = set(bundle.namelist())
+        assert {"setup.sh", "run_autograder", "canary.py", "package/pyproject.toml",
+                "package/attention/exercises/grade.py"} <= names
+        assert bundle.getinfo("run_autograder").external_attr >> 16 & 0o111
+        run = bundle.read("run_autograder").decode()
+        assert "--gradescope /autograder/results/results.json" in run
+        assert "--exercises stable_softmax --timeout 60" in run
+        assert "def stable_softmax" in bundle.read("canary.py").decode()
+        assert "bubblewrap" in bundle.read("setup.sh").decode()
