@@ -304,14 +304,15 @@ def shortcut(analysis: dict, exercise) -> str | None:
 
 def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
               reaper: Reaper | None = None, startup_timeout: float = 300.0,
-              analysis: dict | None = None, python: str | None = None
-              ) -> tuple[bool, str, str]:
+              analysis: dict | None = None, python: str | None = None,
+              raise_starved: bool = False) -> tuple[bool, str, str]:
     """(passed, status, message) for one exercise of one submission.
 
     The submission runs in a confined worker (:class:`~attention.exercises.remote.
     WorkerSession`); the exercise's checker runs here, on the inputs it chooses, and compares
     what the worker sends back with the package's own implementation. ``analysis``: what
-    :class:`SourceReader` found in ``code`` (read here when not given).
+    :class:`SourceReader` found in ``code`` (read here when not given). ``raise_starved``:
+    a timeout the machine's load caused raises its :class:`WorkerFailure`, to run it again.
     """
     ex = EXERCISES[exercise]
     analysis = source.analyse(code, FORBIDDEN) if analysis is None else analysis
@@ -341,6 +342,8 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
                         f"`{name}` is imported from {module}, not written in the submission.")
             result = ex.check(*(worker.value(n) for n in ex.names))
     except WorkerFailure as failure:
+        if raise_starved and failure.starved:
+            raise
         return False, failure.status, failure.message
     message = result.message
     if not result.passed and result.status == "not implemented":
@@ -409,11 +412,14 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     # it the grader adopts and kills orphans.
     reaper = Reaper(adopt_orphans=sandbox.level != sandboxes.BUBBLEWRAP)
 
-    def run(item):
+    def run(item, alone=False):
         student, name, (path, code, analysis) = item
         try:
             passed, status, message = run_check(code, name, timeout=timeout, sandbox=sandbox,
-                                                reaper=reaper, analysis=analysis, python=python)
+                                                reaper=reaper, analysis=analysis, python=python,
+                                                raise_starved=not alone and jobs > 1)
+        except WorkerFailure:  # starved by the load: run again alone at the end
+            return None
         except Exception as e:  # never lose the class for one submission
             passed, status, message = False, "crashed", (
                 f"the grader could not check this submission ({type(e).__name__}: "
@@ -427,11 +433,15 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
             needed = sorted({name for _, name, _ in work}, key=list(EXERCISES).index)
             checks = [("(canary)", name, model) for name, model in
                       zip(needed, canary_solutions(needed, canary), strict=True)]
-            for grade, (_, _, (path, _, _)) in zip(pool.map(run, checks), checks, strict=True):
+            for grade, check in zip(pool.map(run, checks), checks, strict=True):
+                grade = grade or run(check, alone=True)
                 if not grade.score:
                     reaper.sweep()
-                    raise SetupError(_canary_failure(grade, path, sandbox, python))
-        grades.extend(pool.map(run, work))
+                    raise SetupError(_canary_failure(grade, check[2][0], sandbox, python))
+        done = list(pool.map(run, work))
+        # A check that timed out while the machine kept it waiting is run again, alone.
+        grades.extend(g if g is not None else run(item, alone=True)
+                      for g, item in zip(done, work, strict=True))
     reaper.sweep()
     order = {name: i for i, name in enumerate(exercises)}
     grades.sort(key=lambda g: (g.student, order[g.exercise]))

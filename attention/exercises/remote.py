@@ -44,12 +44,14 @@ REFUSED_KEYWORDS = frozenset({"sow_weights"})  # would keep weights in the grade
 class WorkerFailure(Exception):
     """The worker timed out, died, or broke the wire format: the check scores 0.
 
-    Attributes: ``status`` ("timed out" or "crashed") and ``message`` (words for the student).
+    Attributes: ``status`` ("timed out" or "crashed"), ``message`` (words for the student) and
+    ``starved``: the check timed out while the machine kept it waiting to run for more than a
+    quarter of its time (not the student's doing: the grader runs it again, alone).
     """
 
-    def __init__(self, status: str, message: str):
+    def __init__(self, status: str, message: str, starved: bool = False):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.starved = status, message, starved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -343,7 +345,9 @@ class WorkerSession:
         """Count the time since ``started`` against the budget; a timeout when it is spent."""
         self._budget -= time.monotonic() - started
         if self._budget <= 0:
-            raise WorkerFailure("timed out", self._timeout_message())
+            group = getattr(self, "_group", None)
+            starved = group is not None and group.longest_wait() > self.timeout / 4
+            raise WorkerFailure("timed out", self._timeout_message(), starved)
 
     def _receive(self) -> tuple[dict, list]:
         try:

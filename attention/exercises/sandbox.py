@@ -327,6 +327,20 @@ class CheckGroup:
         return ["/bin/sh", "-c", join + 'shift ' + str(len(procs) + 1) + '; exec "$@"', "sh",
                 *procs, "--", *command]
 
+    def pids(self) -> list[int]:
+        """The processes in the group now."""
+        try:
+            with open(os.path.join(self.folders[0], "cgroup.procs")) as f:
+                return [int(line) for line in f if line.strip()]
+        except (OSError, ValueError, IndexError):
+            return []
+
+    def longest_wait(self) -> float:
+        """Seconds the most delayed thread of the group spent ready to run but not running
+        (Linux ``schedstat``): large when the machine starved the check, near 0 when the
+        check was busy alone or blocked."""
+        return longest_wait(self.pids())
+
     def close(self) -> None:
         """Kill every process in the group, then remove it."""
         import signal
@@ -358,6 +372,23 @@ class CheckGroup:
                 os.rmdir(folder)
             except OSError:
                 pass
+
+
+def longest_wait(pids: list[int]) -> float:
+    """The longest run-queue wait, in seconds, of any thread of ``pids``."""
+    longest = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    longest = max(longest, int(f.read().split()[1]))
+            except (OSError, ValueError, IndexError):
+                continue
+    return longest / 1e9
 
 
 def _cgroup_settings(limits: Limits) -> list[tuple[str, dict[str, str]]]:

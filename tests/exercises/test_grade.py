@@ -341,3 +341,24 @@ def test_a_venv_under_tmp_grades_honest_students(tmp_path):
     _, grades = grade.grade_folder(tmp_path / "class", exercises=["dot_product_scores"],
                                    python=str(tmp_path / "venv" / "bin" / "python"), timeout=60)
     assert [g.score for g in grades] == [1], grades
+
+
+def test_a_check_the_load_starved_is_run_again_alone(tmp_path, monkeypatch):
+    from attention.exercises.remote import WorkerFailure
+
+    for name in ("alice", "bob"):
+        (tmp_path / f"{name}.py").write_text(RIGHT_SCORES)
+    calls = []
+
+    def run_check(code, exercise, *, raise_starved=False, **kwargs):
+        calls.append(raise_starved)
+        if raise_starved:  # beside a classmate: the machine kept it waiting
+            raise WorkerFailure("timed out", "timed out", starved=True)
+        return True, "passed", "ok"
+
+    monkeypatch.setattr(grade, "run_check", run_check)
+    _, grades = grade.grade_folder(tmp_path, jobs=2, canary=False,
+                                   sandbox=sandbox.Sandbox(sandbox.PROCESS))
+    assert [g.score for g in grades] == [1, 1]
+    assert calls == [True, True, False, False]  # each run again, alone
+    assert sandbox.longest_wait([os.getpid()]) >= 0.0
