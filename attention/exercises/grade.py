@@ -84,6 +84,8 @@ class Grade:
 # Folders of tools, not of students: skipped without a word.
 TOOL_FOLDERS = frozenset({".ipynb_checkpoints", ".git", ".hg", ".svn", "__MACOSX", "__pycache__"})
 PARSE_SECONDS = 20.0
+STUDENT_BUDGET = 6  # a student's checks together, wall time: this many --timeout
+CANARY = "(canary)"
 
 
 class SetupError(RuntimeError):
@@ -358,7 +360,8 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
                  timeout: float = 120.0, jobs: int = 1, sandbox: Sandbox | str = "auto",
                  hide: tuple[os.PathLike | str, ...] = (), canary: bool | os.PathLike = True,
                  seed: int | None = None, python: str | None = None,
-                 single: str | None = None) -> tuple[list[str], list[Grade]]:
+                 single: str | None = None, student_budget: float | None = None
+                 ) -> tuple[list[str], list[Grade]]:
     """Check every student on every exercise; returns (the exercises graded, the grades).
 
     ``sandbox``: a :class:`~attention.exercises.sandbox.Sandbox`, or ``"auto"``, ``"strict"``,
@@ -368,7 +371,9 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     graded the same way, and :class:`SetupError` is raised unless it passes; False skips it.
     ``seed``: the secret mixed into the checkers' inputs (default: drawn from ``os.urandom``;
     give the same one to reproduce a verdict). ``python``: the workers' interpreter.
-    ``single``: grade every file in ``folder`` as this one student's. Raises
+    ``single``: grade every file in ``folder`` as this one student's. ``student_budget``:
+    seconds all of one student's checks may take together (default ``STUDENT_BUDGET``
+    timeouts); the checks left when it is spent score "timed out" without running. Raises
     :class:`~attention.exercises.sandbox.SandboxUnavailable` for ``"strict"`` without one.
     """
     if isinstance(sandbox, str):
@@ -412,18 +417,35 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     # it the grader adopts and kills orphans.
     reaper = Reaper(adopt_orphans=sandbox.level != sandboxes.BUBBLEWRAP)
 
+    # One student's checks together may take ``budget`` seconds: a student who sleeps just
+    # under the limit in every function cannot hold the class for 17 limits.
+    budget = STUDENT_BUDGET * timeout if student_budget is None else student_budget
+    spent: dict[str, float] = {}
+    lock = threading.Lock()
+
     def run(item, alone=False):
         student, name, (path, code, analysis) = item
+        with lock:
+            over = student != CANARY and spent.get(student, 0.0) >= budget
+        started = time.monotonic()
         try:
-            passed, status, message = run_check(code, name, timeout=timeout, sandbox=sandbox,
-                                                reaper=reaper, analysis=analysis, python=python,
-                                                raise_starved=not alone and jobs > 1)
+            if over:
+                passed, status, message = False, "timed out", (
+                    f"timed out: this student's checks used their whole time budget "
+                    f"({budget:g} s for all exercises), so this one was not run.")
+            else:
+                passed, status, message = run_check(
+                    code, name, timeout=timeout, sandbox=sandbox, reaper=reaper,
+                    analysis=analysis, python=python, raise_starved=not alone and jobs > 1)
         except WorkerFailure:  # starved by the load: run again alone at the end
             return None
         except Exception as e:  # never lose the class for one submission
             passed, status, message = False, "crashed", (
                 f"the grader could not check this submission ({type(e).__name__}: "
                 f"{str(e)[:200]}).")
+        finally:
+            with lock:
+                spent[student] = spent.get(student, 0.0) + time.monotonic() - started
         return Grade(student, name, int(passed), status, clean_text(message),
                      display_name(path.name))
 
@@ -431,7 +453,7 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
             concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         if canary is not False and work:
             needed = sorted({name for _, name, _ in work}, key=list(EXERCISES).index)
-            checks = [("(canary)", name, model) for name, model in
+            checks = [(CANARY, name, model) for name, model in
                       zip(needed, canary_solutions(needed, canary), strict=True)]
             for grade, check in zip(pool.map(run, checks), checks, strict=True):
                 grade = grade or run(check, alone=True)

@@ -362,3 +362,21 @@ def test_a_check_the_load_starved_is_run_again_alone(tmp_path, monkeypatch):
     assert [g.score for g in grades] == [1, 1]
     assert calls == [True, True, False, False]  # each run again, alone
     assert sandbox.longest_wait([os.getpid()]) >= 0.0
+
+
+def test_one_student_cannot_hold_the_class_for_more_than_their_budget(tmp_path, monkeypatch):
+    import time
+
+    (tmp_path / "sleeper.py").write_text(RIGHT_SCORES + RIGHT_SOFTMAX)
+    calls = []
+
+    def run_check(code, exercise, **kwargs):  # just under the limit, every time
+        calls.append(exercise)
+        time.sleep(0.3)
+        return True, "passed", "ok"
+
+    monkeypatch.setattr(grade, "run_check", run_check)
+    _, grades = grade.grade_folder(tmp_path, canary=False, student_budget=0.2,
+                                   sandbox=sandbox.Sandbox(sandbox.PROCESS))
+    assert calls == ["dot_product_scores"]  # the second check was not run
+    assert grades[1].status == "timed out" and "whole time budget" in grades[1].message
