@@ -132,7 +132,30 @@ def find_submissions(folder: pathlib.Path, single: str | None = None
             students.setdefault(name, []).extend(_files_in(entry))
         else:
             students.setdefault(name, []).append(entry)
-    return students
+    return _told_apart(students)
+
+
+# Letters of other scripts that print like Latin ones (Unicode's confusables, the usual few).
+_LOOK_ALIKES = str.maketrans("аеорсхуіјѕԁһӏԛԝαεορτυνκιχ", "aeopcxyijsdhlqwaeoptuvkix")
+
+
+def _told_apart(students: dict[str, list]) -> dict[str, list]:
+    """Names that would print alike (``alice`` in Latin and with a Cyrillic ``а``): their
+    characters outside ASCII written as ``<U+0430>``, so that a reader sees two students."""
+    def skeleton(name: str) -> str:
+        return unicodedata.normalize("NFKC", name).casefold().translate(_LOOK_ALIKES)
+
+    groups: dict[str, list[str]] = {}
+    for name in students:
+        groups.setdefault(skeleton(name), []).append(name)
+    renamed = {}
+    for name, files in students.items():
+        if len(groups[skeleton(name)]) > 1 and not name.isascii():
+            name = "".join(c if c.isascii() else f"<U+{ord(c):04X}>" for c in name)
+        while name in renamed:
+            name += " (2)"
+        renamed[name] = files
+    return renamed
 
 
 def _files_in(folder: pathlib.Path) -> list[pathlib.Path]:

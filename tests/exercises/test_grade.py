@@ -239,11 +239,13 @@ def test_only_regular_files_with_one_name_are_read(tmp_path):
 
 def test_names_in_any_encoding_are_shown_safely_and_told_apart(tmp_path):
     latin1 = os.fsdecode(b"M\xfcller")
-    for name in (f"{latin1}.py", "alice.py", "alice\u200b.py", ".hidden_student.py"):
+    for name in (f"{latin1}.py", "alice.py", "alice\u200b.py", ".hidden_student.py",
+                 "\u0430lice.py", "Zo\u00eb.py"):  # a Cyrillic a; a name of its own
         (tmp_path / name).write_text("x = 1\n")
     (tmp_path / ".ipynb_checkpoints").mkdir()
     students = grade.find_submissions(tmp_path)
-    assert sorted(students) == [".hidden_student", "M\\xfcller", "alice", "alice<U+200B>"]
+    assert sorted(students) == [".hidden_student", "<U+0430>lice", "M\\xfcller", "Zo\u00eb",
+                                "alice", "alice<U+200B>"]
     assert grade.clean_text("bad \ud800 text") == "bad \\ud800 text"
     "".join(students).encode("utf-8")  # every shown name encodes
 
