@@ -480,6 +480,10 @@ class Exercise:
       names: the top-level names the student defines (functions, and for 00 the answer).
       check: the checker; called with the student's objects in the order of ``names``.
       minutes: how long it usually takes (for the teacher's guide).
+      optional: names a submission may leave out.
+      forbidden: the library functions that would do the exercise for the student (dotted
+        names, such as ``"jax.nn.softmax"``), and what the exercise asks instead; the grader
+        scores a required function that uses one 0 with that message.
     """
 
     name: str
@@ -489,6 +493,8 @@ class Exercise:
     check: Callable[..., CheckResult]
     minutes: int
     optional: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
+    instead: str = ""
 
     def check_namespace(self, namespace: dict) -> CheckResult:
         """Run the checker on the objects a submission defined (the grader's entry point)."""

@@ -7,7 +7,9 @@ functions compiled once, and the known wrong versions of multi-head attention.""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import math
 
 import jax
@@ -40,6 +42,30 @@ class Sizes:
 # Two input sets: every axis a different size, T < S in one and T > S in the other.
 SIZES = (Sizes(B=2, T=3, S=5, N=7, H=16), Sizes(B=3, T=6, S=4, N=5, H=9))
 SEEDS = (0, 1)
+# The grader mixes a secret of each grading run into every seed (``secret_seed``), so that a
+# table of the notebook's inputs and answers recorded by a student matches nothing; the
+# notebooks keep the fixed seeds.
+_SECRET = [0]
+
+
+@contextlib.contextmanager
+def secret_seed(secret: int):
+    """Within the block, every checker input is drawn from ``secret`` mixed into its seed."""
+    if not isinstance(secret, int) or secret < 0:
+        raise ValueError(f"secret must be a non-negative int, got {secret!r}.")
+    saved, _SECRET[0] = _SECRET[0], secret
+    try:
+        yield
+    finally:
+        _SECRET[0] = saved
+
+
+def seed_of(seed: int) -> int:
+    """``seed`` itself, or mixed with the grading run's secret."""
+    if not _SECRET[0]:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{_SECRET[0]}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
 
 
 # The package's functions, compiled: one compilation per input shape instead of one per
@@ -55,7 +81,7 @@ def mha_apply(mha, x, mask=None, is_causal=False):
 
 
 def normal(seed: int, shape, scale: float = 1.0) -> jax.Array:
-    return scale * jax.random.normal(jax.random.key(seed), shape, jnp.float32)
+    return scale * jax.random.normal(jax.random.key(seed_of(seed)), shape, jnp.float32)
 
 
 def cases():
@@ -91,7 +117,8 @@ def check_leak(fn, args: tuple, wrt: int, name: str, what: str) -> None:
 
 def mha_module(seed: int, num_heads: int, d_model: int) -> ref.MultiHeadAttention:
     return ref.MultiHeadAttention(
-        num_heads=num_heads, in_features=d_model, use_bias=False, rngs=nnx.Rngs(seed)
+        num_heads=num_heads, in_features=d_model, use_bias=False,
+        rngs=nnx.Rngs(seed_of(seed)),
     )
 
 
@@ -154,7 +181,8 @@ def mha_variants(x, w, N, mask, *, causal=False):
 def host_normal(seed: int, shape) -> jax.Array:
     """Standard normal float32 drawn by NumPy: jax.random compiles once per shape, which
     dominates a checker's time for the many small shapes used from here on."""
-    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape, np.float32))
+    rng = np.random.default_rng(seed_of(seed))
+    return jnp.asarray(rng.standard_normal(shape, np.float32))
 
 
 nn_attention = jax.jit(jax.nn.dot_product_attention, static_argnames=("scale", "is_causal"))

@@ -112,4 +112,9 @@ EXERCISE = Exercise(
     names=("stable_softmax",),
     check=check_stable_softmax,
     minutes=20,
+    forbidden=("jax.nn.softmax", "jax.scipy.special.softmax"),
+    instead=(
+        "write the softmax yourself: subtract each row's maximum, exponentiate, divide by the"
+        " sum"
+    ),
 )

@@ -36,6 +36,7 @@ from attention.exercises._shared import (
     check_boolean,
     masked_softmax_reference,
     normal,
+    seed_of,
 )
 
 BOTTOM_RIGHT_NOTE = (
@@ -148,7 +149,7 @@ def _check_padding_mask(padding_mask) -> None:
 
 def _random_mask(seed: int, shape) -> jax.Array:
     """About 70% True, with row [0, 0, 1] entirely False (a query that may see nothing)."""
-    mask = jax.random.bernoulli(jax.random.key(seed), 0.7, shape)
+    mask = jax.random.bernoulli(jax.random.key(seed_of(seed)), 0.7, shape)
     mask = mask.at[..., 0].set(True)  # every other row keeps at least one key
     return mask.at[0, 0, 1, :].set(False)
 

@@ -150,4 +150,9 @@ EXERCISE = Exercise(
     names=("scaled_dot_product_attention",),
     check=check_scaled_dot_product_attention,
     minutes=30,
+    forbidden=("jax.nn.dot_product_attention",),
+    instead=(
+        "write the formula yourself: scores Q K^T / sqrt(d_k), the mask, a softmax over the "
+        "keys, then the weighted sum of the values"
+    ),
 )

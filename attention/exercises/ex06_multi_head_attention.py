@@ -91,4 +91,13 @@ EXERCISE = Exercise(
     names=("multi_head_attention",),
     check=check_multi_head_attention,
     minutes=35,
+    forbidden=(
+        "flax.nnx.MultiHeadAttention",
+        "flax.linen.MultiHeadDotProductAttention",
+        "flax.linen.MultiHeadAttention",
+    ),
+    instead=(
+        "write the steps yourself from the given weights: project, split the heads, attend, "
+        "merge, project"
+    ),
 )

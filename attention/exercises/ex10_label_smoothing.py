@@ -32,6 +32,7 @@ from attention.exercises._checking import (
 from attention.exercises._shared import (
     cases,
     normal,
+    seed_of,
 )
 from attention.training.loss import label_smoothed_cross_entropy
 
@@ -83,7 +84,7 @@ def check_label_smoothing(label_smoothed_loss) -> str:
     for sizes, seed in cases():
         B, T, V = sizes.B, sizes.T, sizes.N + sizes.H
         logits = normal(seed, (B, T, V), scale=2.0)
-        targets = jax.random.randint(jax.random.key(seed + 10), (B, T), 1, V)
+        targets = jax.random.randint(jax.random.key(seed_of(seed + 10)), (B, T), 1, V)
         targets = targets.at[0, -2:].set(0)  # padding at the end of sequence 0
         eps = 0.1
         inputs = {"logits": logits, "targets": targets}

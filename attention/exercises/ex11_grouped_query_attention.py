@@ -211,4 +211,9 @@ EXERCISE = Exercise(
     names=("grouped_query_attention",),
     check=check_grouped_query_attention,
     minutes=30,
+    forbidden=("jax.nn.dot_product_attention",),
+    instead=(
+        "share each key/value head among its group of query heads yourself (head n reads key "
+        "head n // (N/K)), then attend"
+    ),
 )

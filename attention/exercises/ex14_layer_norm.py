@@ -149,4 +149,9 @@ EXERCISE = Exercise(
     names=("layer_norm",),
     check=check_layer_norm,
     minutes=20,
+    forbidden=("flax.nnx.LayerNorm", "flax.linen.LayerNorm", "jax.nn.standardize"),
+    instead=(
+        "compute the mean and the variance over the last axis yourself, then normalise, scale"
+        " and shift"
+    ),
 )

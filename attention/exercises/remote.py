@@ -27,6 +27,7 @@ import numpy as np
 from attention.exercises import worker as wire
 from attention.exercises.sandbox import (
     BUBBLEWRAP,
+    CheckGroup,
     Reaper,
     Sandbox,
     clean_environment,
@@ -36,17 +37,21 @@ from attention.exercises.sandbox import (
 OUTPUT_TAIL_BYTES = 4096
 MAX_CALLBACKS = 500
 MAX_CALLBACK_PAYLOAD = 1 << 20
+MAX_CALLBACK_REPLIES = 64 << 20  # bytes the lent model may send back in one check, in all
+REFUSED_KEYWORDS = frozenset({"sow_weights"})  # would keep weights in the grader's model
 
 
 class WorkerFailure(Exception):
     """The worker timed out, died, or broke the wire format: the check scores 0.
 
-    Attributes: ``status`` ("timed out" or "crashed") and ``message`` (words for the student).
+    Attributes: ``status`` ("timed out" or "crashed"), ``message`` (words for the student) and
+    ``starved``: the check timed out while the machine kept it waiting to run for more than a
+    quarter of its time (not the student's doing: the grader runs it again, alone).
     """
 
-    def __init__(self, status: str, message: str):
+    def __init__(self, status: str, message: str, starved: bool = False):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.starved = status, message, starved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,13 +119,21 @@ class WorkerSession:
         (the import of JAX never counts against a student).
       startup_timeout: seconds allowed until the hello.
       reaper: kills what the worker left behind (shared by one grading run).
+      python: the interpreter the worker runs (default: this one).
+      names: the names the exercise needs, reported first whatever else the file defines.
+
+    ``timeout`` counts only the time spent waiting for the worker, never the grader's own
+    work between requests (compiling its reference), so the load of the machine on the
+    grader's side does not eat a student's time.
     """
 
     def __init__(self, code: str, *, sandbox: Sandbox, timeout: float,
                  startup_timeout: float = 300.0, reaper: Reaper | None = None,
-                 python: str = sys.executable):
+                 python: str | None = None, names: tuple[str, ...] = ()):
         self.code, self.sandbox, self.timeout = code, sandbox, timeout
-        self.startup_timeout, self.python = startup_timeout, python
+        self.startup_timeout, self.python = startup_timeout, python or sys.executable
+        self.names = tuple(names)
+        self._replied = 0
         self.reaper = reaper or Reaper(adopt_orphans=sandbox.level != BUBBLEWRAP)
         self.defined: dict[str, dict] = {}
         self.problems: list[str] = []
@@ -141,15 +154,23 @@ class WorkerSession:
 
     def _start(self) -> None:
         folder = self._folder
-        (folder / wire.SUBMISSION_FILE).write_text(self.code, encoding="utf-8")
+        (folder / wire.SUBMISSION_FILE).write_text(self.code, encoding="utf-8",
+                                                      errors="backslashreplace")
         shutil.copyfile(wire.__file__, folder / "worker.py")
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
         inside = self.sandbox.inside(folder)
         argv = [self.python, "-I", "-S", f"{inside}/worker.py", f"{inside}/{wire.SUBMISSION_FILE}",
-                str(request_read), str(reply_write), *site_dirs()]
+                str(request_read), str(reply_write), ",".join(self.names), *site_dirs()]
         command = self.sandbox.command(folder, argv)
-        self._output = open(folder / "output.txt", "wb")  # noqa: SIM115 (closed in __exit__)
+        # The whole check's memory and processes, where a cgroup can be made (root on Linux).
+        self._group = CheckGroup.make(self.sandbox.limits)
+        if self._group is not None:
+            command = self._group.wrap(command)
+        os.set_blocking(self._request_write, False)  # writes wait in select, with a deadline
+        # What the worker prints goes to an anonymous file of the grader's: no path the worker
+        # could replace by a link or a FIFO; read back through this descriptor only.
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         try:
             self.process = self.reaper.start(lambda: subprocess.Popen(
                 command, cwd=folder, env=clean_environment(inside), stdout=self._output,
@@ -159,11 +180,11 @@ class WorkerSession:
         finally:
             os.close(request_read)
             os.close(reply_write)
-        self._deadline = time.monotonic() + self.startup_timeout
+        self._budget = self.startup_timeout
         header, _ = self._receive()
         if header.get("op") != "hello":
             raise self._broken("the worker did not start properly")
-        self._deadline = time.monotonic() + self.timeout
+        self._budget = self.timeout
         header, _ = self._receive()
         if header.get("op") != "loaded":
             raise self._broken("the worker did not report loading the submission")
@@ -186,6 +207,9 @@ class WorkerSession:
         if process is not None:
             self.reaper.finished(process.pid)  # the whole tree, every time
             process.wait()
+        group = getattr(self, "_group", None)
+        if group is not None:
+            group.close()  # and whatever left the tree
         output = getattr(self, "_output", None)
         if output is not None:
             output.close()
@@ -211,13 +235,14 @@ class WorkerSession:
 
     def output_tail(self) -> str:
         """The last few KB of what the worker printed, control characters removed."""
+        output = getattr(self, "_output", None)
         try:
-            with open(self._folder / "output.txt", "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - OUTPUT_TAIL_BYTES))
-                text = f.read(OUTPUT_TAIL_BYTES).decode("utf-8", errors="replace")
-        except OSError:
+            fd = output.fileno()
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, OUTPUT_TAIL_BYTES, max(0, size - OUTPUT_TAIL_BYTES))
+        except (OSError, ValueError, AttributeError):
             return ""
+        text = data.decode("utf-8", errors="replace")
         return "".join(c if c.isprintable() or c == "\n" else " " for c in text)
 
     # ------------------------------------------------------------------ talking to the worker
@@ -257,15 +282,23 @@ class WorkerSession:
             return
         if sum(a.nbytes for a in arrays) > MAX_CALLBACK_PAYLOAD:
             raise self._broken("a call to the lent model with inputs over 1 MiB")
+        if self._replied > MAX_CALLBACK_REPLIES:
+            raise self._broken(f"the lent model's replies went over {MAX_CALLBACK_REPLIES >> 20} "
+                               f"MiB in one check")
         try:
             args = self._decode(header.get("args"), arrays)
             kwargs = self._decode(header.get("kwargs"), arrays)
             args = tuple(jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
+            refused = REFUSED_KEYWORDS.intersection(map(str, dict(kwargs)))
+            if refused:
+                raise ValueError(f"{', '.join(sorted(refused))} is not lent to the submission")
             kwargs = {str(k): jnp.asarray(v) if isinstance(v, np.ndarray) else v
                       for k, v in dict(kwargs).items()
                       if isinstance(v, np.ndarray | bool | int | float | type(None))}
             result = getattr(lent.obj, method)(*args, **kwargs)
-            self._send({"op": "callback reply", "value": self._encode(result, reply)}, reply)
+            value = self._encode(result, reply)
+            self._replied += sum(a.nbytes for a in reply)
+            self._send({"op": "callback reply", "value": value}, reply)
         except Exception as e:  # the grader's model refused the student's inputs
             self._send({"op": "callback error",
                         "message": f"{type(e).__name__}: {str(e)[:200]}"}, [])
@@ -291,10 +324,30 @@ class WorkerSession:
             raise self._broken(str(e)) from None
 
     def _send(self, header: dict, arrays: list) -> None:
-        try:
-            wire.write_message(self._request_write, header, arrays)
-        except OSError:
-            raise self._broken("the worker stopped listening") from None
+        """Write one message, waiting (within the time left) while the worker does not read."""
+        view = memoryview(wire.pack_message(header, arrays))
+        while view:
+            started = time.monotonic()
+            try:
+                _, ready, _ = select.select([], [self._request_write], [],
+                                            max(0.0, min(self._budget, 1.0)))
+                if ready:
+                    view = view[os.write(self._request_write, view[:1 << 16]):]
+            except BlockingIOError:
+                pass
+            except OSError:
+                raise self._broken("the worker stopped listening") from None
+            self._spend(started)
+            if view and self.process.poll() is not None:
+                raise self._broken(f"the worker exited (code {self.process.returncode})")
+
+    def _spend(self, started: float) -> None:
+        """Count the time since ``started`` against the budget; a timeout when it is spent."""
+        self._budget -= time.monotonic() - started
+        if self._budget <= 0:
+            group = getattr(self, "_group", None)
+            starved = group is not None and group.longest_wait() > self.timeout / 4
+            raise WorkerFailure("timed out", self._timeout_message(), starved)
 
     def _receive(self) -> tuple[dict, list]:
         try:
@@ -305,10 +358,10 @@ class WorkerSession:
     def _read_exact(self, n: int) -> bytes:
         chunks, left = [], n
         while left:
-            remaining = self._deadline - time.monotonic()
-            if remaining <= 0:
-                raise WorkerFailure("timed out", self._timeout_message())
-            ready, _, _ = select.select([self._reply_read], [], [], min(remaining, 1.0))
+            started = time.monotonic()
+            ready, _, _ = select.select([self._reply_read], [], [], max(0.0, min(self._budget,
+                                                                               1.0)))
+            self._spend(started)
             if not ready:
                 if self.process.poll() is not None and not _readable(self._reply_read):
                     raise self._broken(f"the worker exited (code {self.process.returncode})")

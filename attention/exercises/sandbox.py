@@ -8,8 +8,10 @@ what a dishonest student can and cannot do at each):
     processes, has no network, and every process it starts dies with it (the namespace's init
     is killed after every check). The file system is read-only; ``/tmp``, the teacher's home,
     the project checkout that holds the package and its model solutions, the submissions
-    folder and the output folder are replaced by empty folders; the only writable place is the
-    check's own temporary folder. When the grader runs as root, the worker also drops to an
+    folder and the output folder are replaced by empty folders (Python, its venv and its
+    site-packages are bound back read-only wherever they live); the only writable place is the
+    check's own folder, a fresh tmpfs of ``folder_bytes`` holding the submission read-only.
+    When the grader runs as root, the worker also drops to an
     unprivileged user id of its own (one per check), so that it cannot write anything the
     teacher owns, signal the grader or a classmate's worker, or start more than
     ``max_processes`` processes and threads.
@@ -65,6 +67,7 @@ class Limits:
       open_files: RLIMIT_NOFILE.
       max_processes: processes and threads (RLIMIT_NPROC), enforced where the worker has a
         user id of its own (bubblewrap level, grader run as root).
+      folder_bytes: the check's whole folder, a size-capped tmpfs (bubblewrap level).
     """
 
     memory_bytes: int = 6 << 30
@@ -72,6 +75,7 @@ class Limits:
     file_bytes: int = 16 << 20
     open_files: int = 1024
     max_processes: int = 256
+    folder_bytes: int = 64 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +113,6 @@ class Sandbox:
         if self.drop_user:
             with _UID_LOCK:
                 uid = next(_UIDS)
-            os.chown(workdir, uid, uid)
-            for path in workdir.iterdir():
-                os.chown(path, uid, uid)
             rlimits.append(f"--nproc={limits.max_processes}")
             inner = [shutil.which("setpriv"), f"--reuid={uid}", f"--regid={uid}",
                      "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
@@ -128,12 +129,23 @@ class Sandbox:
             bwrap.append("--unshare-user")
         for path in self.hidden:
             bwrap += ["--tmpfs", path]
-        for path in _python_paths():  # Python itself may live under a hidden folder
-            if any(_inside(path, h) for h in self.hidden):
-                bwrap += ["--ro-bind", path, path]
-        for path in _package_paths():  # hidden again, in case a folder above was re-exposed
+        # Python may live under a hidden folder or under /tmp, /var/tmp, /run or /dev/shm
+        # (a throwaway venv): re-bound read-only wherever it is.
+        python = python_paths(argv[0])
+        for path in python:
+            bwrap += ["--ro-bind", path, path]
+        # hidden again, in case a folder above was re-exposed: the package, the teacher's
+        # folder, and any hidden folder inside a Python folder
+        again = [h for h in self.hidden if any(_inside(h, p) and h != p for p in python)]
+        for path in [*again, *_package_paths()]:
             bwrap += ["--tmpfs", path]
-        bwrap += ["--bind", str(workdir), SANDBOX_ROOT, "--chdir", SANDBOX_ROOT]
+        # The check's folder: a fresh tmpfs of bounded size, writable by the worker, with the
+        # submission and the worker script bound read-only. Nothing in it is the grader's, so
+        # nothing the worker leaves there is ever opened by the grader.
+        bwrap += ["--perms", "1777", "--size", str(limits.folder_bytes), "--tmpfs", SANDBOX_ROOT]
+        for name in sorted(p.name for p in workdir.iterdir()):
+            bwrap += ["--ro-bind", str(workdir / name), f"{SANDBOX_ROOT}/{name}"]
+        bwrap += ["--chdir", SANDBOX_ROOT]
         return [*_prlimit(rlimits), *bwrap, "--", *inner]
 
 
@@ -151,10 +163,23 @@ def site_dirs() -> list[str]:
     return list(dict.fromkeys(d for d in dirs if os.path.isdir(d)))
 
 
-def _python_paths() -> list[str]:
-    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable)), *site_dirs()]
-    return list(dict.fromkeys(os.path.realpath(p) for p in paths if os.path.isdir(p)))
+def python_paths(python: str = sys.executable) -> list[str]:
+    """The folders the worker's Python needs, as real paths: this interpreter's prefixes and
+    site-packages, and ``python``'s own folder, its venv and the interpreter it links to."""
+    python = os.path.abspath(python)
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, *site_dirs(),
+             os.path.dirname(python), os.path.dirname(os.path.realpath(python))]
+    venv = os.path.dirname(os.path.dirname(python))
+    if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
+        paths.append(venv)
+    found = []
+    for p in paths:
+        real = os.path.realpath(p)
+        if os.path.isdir(real) and real not in _SYSTEM and real not in found:
+            found.append(real)
+        if os.path.isdir(p) and os.path.abspath(p) != real and os.path.abspath(p) not in found:
+            found.append(os.path.abspath(p))  # the path as named, when it goes through a link
+    return found
 
 
 def _package_paths() -> list[str]:
@@ -225,6 +250,29 @@ def choose(requested: str = "auto", *, hidden: tuple[str, ...] = (),
     return Sandbox(PROCESS, limits, hidden)
 
 
+def explain(sandbox: Sandbox, python: str | None = None) -> str:
+    """Where the workers' Python lives and what the sandbox hides: the likely cause when a
+    model solution fails, and what to try."""
+    python = os.path.abspath(python or sys.executable)
+    where = f"Python: {python} (prefix {sys.prefix})"
+    if not os.access(python, os.X_OK):
+        return f"{where} is not an executable file: give the grader a Python that exists."
+    if sandbox.level != BUBBLEWRAP:
+        return (f"{where}, sandbox: process only. Check that this Python imports jax and "
+                f"numpy, and that the model solution passes in its notebook.")
+    masked = [d for d in (*EMPTIED, *sandbox.hidden)
+              if any(_inside(p, d) for p in python_paths(python))]
+    hides = ", ".join([*EMPTIED, *sandbox.hidden])
+    return (f"{where}; the bubblewrap sandbox empties {hides}"
+            + (f", and Python lives under {', '.join(masked)} (re-bound read-only)"
+               if masked else "")
+            + ". Try --sandbox none to see whether the sandbox is the cause, or a Python "
+            "installed outside those folders.")
+
+
+EMPTIED = ("/tmp", "/var/tmp", "/run", "/dev/shm")
+
+
 def clean_environment(home: str) -> dict[str, str]:
     """The worker's whole environment: nothing of the teacher's (tokens, PATH, JAX settings)."""
     return {
@@ -235,6 +283,144 @@ def clean_environment(home: str) -> dict[str, str]:
         # check (or the teacher) would load and run.
         "ATTENTION_COMPILATION_CACHE": "0",
     }
+
+
+# ----------------------------------------------------------------------------- a cgroup per check
+
+
+class CheckGroup:
+    """A control group for one check, where this process may make one: the memory and the
+    number of processes of the whole check bounded (not of each process), and every process
+    of the check killed at the end, wherever it went (``setsid``, double fork).
+
+    cgroup v2 (one hierarchy) is used when this process's cgroup can enable the memory and
+    pids controllers for its children, else v1's ``memory`` and ``pids`` hierarchies; where
+    neither can be written (most non-root setups), :meth:`make` returns None and the limits
+    stay per process.
+    """
+
+    _counter = itertools.count()
+
+    def __init__(self, folders: list[str]):
+        self.folders = folders
+
+    @classmethod
+    def make(cls, limits: Limits) -> CheckGroup | None:
+        """A new group with ``limits`` (memory_bytes, max_processes), or None."""
+        name = f"attention-grade-{os.getpid()}-{next(cls._counter)}"
+        settings = _cgroup_settings(limits)
+        folders: list[str] = []
+        try:
+            for parent, values in settings:
+                folder = os.path.join(parent, name)
+                os.mkdir(folder)
+                folders.append(folder)
+                for file, value in values.items():
+                    with open(os.path.join(folder, file), "w") as f:
+                        f.write(value)
+        except OSError:
+            cls(folders).close()
+            return None
+        return cls(folders) if folders else None
+
+    def wrap(self, command: list[str]) -> list[str]:
+        """``command``, started inside the group (the shell joins it, then execs)."""
+        join = 'for f in "$@"; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 111; done; '
+        procs = [os.path.join(f, "cgroup.procs") for f in self.folders]
+        return ["/bin/sh", "-c", join + 'shift ' + str(len(procs) + 1) + '; exec "$@"', "sh",
+                *procs, "--", *command]
+
+    def pids(self) -> list[int]:
+        """The processes in the group now."""
+        try:
+            with open(os.path.join(self.folders[0], "cgroup.procs")) as f:
+                return [int(line) for line in f if line.strip()]
+        except (OSError, ValueError, IndexError):
+            return []
+
+    def longest_wait(self) -> float:
+        """Seconds the most delayed thread of the group spent ready to run but not running
+        (Linux ``schedstat``): large when the machine starved the check, near 0 when the
+        check was busy alone or blocked."""
+        return longest_wait(self.pids())
+
+    def close(self) -> None:
+        """Kill every process in the group, then remove it."""
+        import signal
+        import time
+
+        for folder in self.folders:
+            kill = os.path.join(folder, "cgroup.kill")
+            if os.path.exists(kill):
+                try:
+                    with open(kill, "w") as f:
+                        f.write("1")
+                except OSError:
+                    pass
+            for _ in range(200):
+                try:
+                    with open(os.path.join(folder, "cgroup.procs")) as f:
+                        pids = [int(line) for line in f if line.strip()]
+                except OSError:
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                time.sleep(0.01)
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+
+
+def longest_wait(pids: list[int]) -> float:
+    """The longest run-queue wait, in seconds, of any thread of ``pids``."""
+    longest = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    longest = max(longest, int(f.read().split()[1]))
+            except (OSError, ValueError, IndexError):
+                continue
+    return longest / 1e9
+
+
+def _cgroup_settings(limits: Limits) -> list[tuple[str, dict[str, str]]]:
+    """[(parent folder, {file: value})] for this process's cgroup hierarchy."""
+    if not sys.platform.startswith("linux"):
+        return []
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return []
+    memory, pids = str(limits.memory_bytes), str(limits.max_processes)
+    v2 = [path for hid, controllers, path in lines if hid == "0" and controllers == ""]
+    if v2 and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        parent = "/sys/fs/cgroup" + v2[0].rstrip("/")
+        try:
+            with open(os.path.join(parent, "cgroup.subtree_control"), "w") as f:
+                f.write("+memory +pids")
+            return [(parent, {"memory.max": memory, "memory.swap.max": "0", "pids.max": pids})]
+        except OSError:
+            pass
+    found = []
+    for _, controllers, path in lines:
+        for controller, values in (("memory", {"memory.limit_in_bytes": memory}),
+                                   ("pids", {"pids.max": pids})):
+            root = f"/sys/fs/cgroup/{controller}"
+            if controller in controllers.split(",") and os.path.isdir(root):
+                found.append((root + path.rstrip("/"), values))
+    return found if len(found) == 2 else []
 
 
 # ----------------------------------------------------------------------------- killing the tree

@@ -3,11 +3,15 @@
 import csv
 import hashlib
 import json
+import os
 import pathlib
+import stat
+import venv
 
 import nbformat
+import pytest
 
-from attention.exercises import grade
+from attention.exercises import grade, sandbox, source
 from teachers.solutions import solution_source
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "exercises"
@@ -203,10 +207,178 @@ def test_every_solution_passes_and_every_typical_mistake_is_named_through_the_gr
         source = solution_source(name)
         assert right in source, (name, right)
         (tmp_path / f"wrong_{name}.py").write_text(source.replace(right, wrong, 1))
-    exercises, grades = grade.grade_folder(tmp_path, timeout=120, jobs=2)
+    # (canary=False: this test grades the model solutions itself)
+    exercises, grades = grade.grade_folder(tmp_path, timeout=120, jobs=2, canary=False)
     by = {(g.student, g.exercise): g for g in grades}
     for name, (_, _, words) in MISTAKES.items():
         assert by["model", name].score == 1, by["model", name]
         mistake = by[f"wrong_{name}", name]
         assert mistake.score == 0 and mistake.status == "failed", mistake
         assert words in mistake.message, (name, mistake.message)
+
+
+# ----------------------------------------------------------------------------- files of any kind
+
+
+def test_only_regular_files_with_one_name_are_read(tmp_path):
+    (tmp_path / "ok.py").write_text("x = 1\n")
+    os.mkfifo(tmp_path / "fifo.py")
+    os.link(tmp_path / "ok.py", tmp_path / "linked.py")
+    (tmp_path / "big.py").write_bytes(b"#" * (grade.MAX_FILE_BYTES + 1))
+    with pytest.raises(ValueError, match="it is a FIFO, not a regular file"):
+        grade.read_bounded(tmp_path / "fifo.py")  # refused without blocking in open()
+    with pytest.raises(ValueError, match="hard link"):
+        grade.read_bounded(tmp_path / "linked.py")
+    with pytest.raises(ValueError, match="over 2 MiB"):
+        grade.read_bounded(tmp_path / "big.py")
+    if os.geteuid() == 0:  # a device node among the submissions
+        os.mknod(tmp_path / "zero.py", stat.S_IFCHR | 0o600, os.makedev(1, 5))
+        with pytest.raises(ValueError, match="character device"):
+            grade.read_bounded(tmp_path / "zero.py")
+
+
+def test_names_in_any_encoding_are_shown_safely_and_told_apart(tmp_path):
+    latin1 = os.fsdecode(b"M\xfcller")
+    for name in (f"{latin1}.py", "alice.py", "alice\u200b.py", ".hidden_student.py",
+                 "\u0430lice.py", "Zo\u00eb.py"):  # a Cyrillic a; a name of its own
+        (tmp_path / name).write_text("x = 1\n")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    students = grade.find_submissions(tmp_path)
+    assert sorted(students) == [".hidden_student", "<U+0430>lice", "M\\xfcller", "Zo\u00eb",
+                                "alice", "alice<U+200B>"]
+    assert grade.clean_text("bad \ud800 text") == "bad \\ud800 text"
+    "".join(students).encode("utf-8")  # every shown name encodes
+
+
+def test_parsing_is_bounded_in_time_and_finds_library_shortcuts():
+    with grade.SourceReader(seconds=0.5) as reader, pytest.raises(ValueError, match="took more"):
+        reader.analyse("f(a)(a)(a)\n" * 400_000)
+    with grade.SourceReader() as reader:  # started again after the kill
+        assert reader.analyse("x = 1")["defined"] == ["x"]
+
+
+SHORTCUTS = {
+    "stable_softmax": "import jax\n\ndef stable_softmax(s):\n    return jax.nn.softmax(s)\n",
+    "scaled_dot_product_attention": (
+        "from jax import nn\n\ndef _attend(q, k, v):\n"
+        "    return nn.dot_product_attention(q, k, v)\n"
+        "\ndef scaled_dot_product_attention(q, k, v, mask=None):\n    return _attend(q, k, v)\n"),
+    "grouped_query_attention": (
+        "from jax.nn import dot_product_attention as dpa\n\n"
+        "def grouped_query_attention(q, k, v, is_causal=False):\n    return dpa(q, k, v)\n"),
+    "multi_head_attention": (
+        "from flax import nnx\n\ndef multi_head_attention(x, w_q, w_k, w_v, w_o, num_heads, "
+        "mask=None):\n    return nnx.MultiHeadAttention(num_heads, x.shape[-1])(x)\n"),
+    "layer_norm": ("import jax.nn as jnn\n\ndef layer_norm(x, scale, bias, epsilon=1e-6):\n"
+                   "    return jnn.standardize(x, epsilon=epsilon) * scale + bias\n"),
+}
+
+
+@pytest.mark.parametrize("exercise", sorted(SHORTCUTS))
+def test_a_library_shortcut_scores_zero_with_what_the_exercise_asks(exercise):
+    from attention.exercises import EXERCISES
+
+    box = sandbox.Sandbox(sandbox.PROCESS)  # never started: refused before any worker
+    passed, status, message = grade.run_check(SHORTCUTS[exercise], exercise, timeout=1,
+                                              sandbox=box)
+    assert not passed and status == "failed"
+    assert "does this exercise for you; it asks you to" in message
+    assert EXERCISES[exercise].instead in message
+    # the model solutions use none of them (the canary would stop the grader)
+    assert grade.shortcut(source.analyse(solution_source(exercise), grade.FORBIDDEN),
+                          EXERCISES[exercise]) is None
+
+
+def test_a_lookup_table_of_the_notebook_inputs_fails_under_the_secret_seed():
+    """A function that answers only the inputs a student recorded from the notebook's fixed
+    seeds (the stand-in of a table: right there, zeros elsewhere) passes only without the
+    secret."""
+    import jax.numpy as jnp
+
+    from attention.exercises import EXERCISES, _shared
+
+    table: dict = {}
+    for seed, shape in ((0, (2, 3, 7, 16)), (1, (3, 6, 5, 9)), (7, (3, 6, 5, 9))):
+        table.setdefault(shape, []).append(_shared.normal(seed, shape))
+
+    def dot_product_scores(query, key):
+        known = jnp.any(jnp.stack([jnp.allclose(query, r) for r in table.get(query.shape, [])]))
+        scores = jnp.einsum("btnh,bsnh->bnts", query, key) / jnp.sqrt(query.shape[-1])
+        return jnp.where(known, scores, 0.0)
+
+    check = EXERCISES["dot_product_scores"].check
+    assert check(dot_product_scores).passed  # the fixed seeds of the notebook
+    with _shared.secret_seed(grade.draw_seed()):
+        assert not check(dot_product_scores).passed
+
+
+def test_a_broken_sandbox_stops_the_grader_before_any_score(tmp_path, monkeypatch, capsys):
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "alice.py").write_text(RIGHT_SCORES)
+    # bwrap that cannot start: every worker exits at once
+    monkeypatch.setattr(sandbox.Sandbox, "command", lambda self, workdir, argv: ["false"])
+    out = tmp_path / "out" / "scores.csv"
+    assert grade.main([str(tmp_path / "class"), "--out", str(out)]) == 2
+    assert not out.exists()
+    error = capsys.readouterr().err
+    assert "the setup check failed, nobody was graded" in error
+    assert "model solution of dot_product_scores" in error and "Python:" in error
+
+
+def test_a_python_that_does_not_exist_is_named_by_the_canary(tmp_path):
+    (tmp_path / "alice.py").write_text(RIGHT_SCORES)
+    with pytest.raises(grade.SetupError, match="is not an executable file"):
+        grade.grade_folder(tmp_path, python=str(tmp_path / "no-python"), timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sandbox.choose("auto").level != sandbox.BUBBLEWRAP,
+                    reason="bubblewrap is not installed or cannot create namespaces here")
+def test_a_venv_under_tmp_grades_honest_students(tmp_path):
+    """bubblewrap empties /tmp: the venv's Python is re-bound read-only (the canary passes)."""
+    assert str(tmp_path).startswith(("/tmp/", "/var/tmp/"))
+    venv.create(tmp_path / "venv", symlinks=True, with_pip=False)
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "alice.py").write_text(RIGHT_SCORES)
+    _, grades = grade.grade_folder(tmp_path / "class", exercises=["dot_product_scores"],
+                                   python=str(tmp_path / "venv" / "bin" / "python"), timeout=60)
+    assert [g.score for g in grades] == [1], grades
+
+
+def test_a_check_the_load_starved_is_run_again_alone(tmp_path, monkeypatch):
+    from attention.exercises.remote import WorkerFailure
+
+    for name in ("alice", "bob"):
+        (tmp_path / f"{name}.py").write_text(RIGHT_SCORES)
+    calls = []
+
+    def run_check(code, exercise, *, raise_starved=False, **kwargs):
+        calls.append(raise_starved)
+        if raise_starved:  # beside a classmate: the machine kept it waiting
+            raise WorkerFailure("timed out", "timed out", starved=True)
+        return True, "passed", "ok"
+
+    monkeypatch.setattr(grade, "run_check", run_check)
+    _, grades = grade.grade_folder(tmp_path, jobs=2, canary=False,
+                                   sandbox=sandbox.Sandbox(sandbox.PROCESS))
+    assert [g.score for g in grades] == [1, 1]
+    assert calls == [True, True, False, False]  # each run again, alone
+    assert sandbox.longest_wait([os.getpid()]) >= 0.0
+
+
+def test_one_student_cannot_hold_the_class_for_more_than_their_budget(tmp_path, monkeypatch):
+    import time
+
+    (tmp_path / "sleeper.py").write_text(RIGHT_SCORES + RIGHT_SOFTMAX)
+    calls = []
+
+    def run_check(code, exercise, **kwargs):  # just under the limit, every time
+        calls.append(exercise)
+        time.sleep(0.3)
+        return True, "passed", "ok"
+
+    monkeypatch.setattr(grade, "run_check", run_check)
+    _, grades = grade.grade_folder(tmp_path, canary=False, student_budget=0.2,
+                                   sandbox=sandbox.Sandbox(sandbox.PROCESS))
+    assert calls == ["dot_product_scores"]  # the second check was not run
+    assert grades[1].status == "timed out" and "whole time budget" in grades[1].message

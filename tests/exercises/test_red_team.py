@@ -17,6 +17,7 @@ import io
 import os
 import pathlib
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -202,6 +203,34 @@ _ = [0 for _ in iter(int, 1) if False]  # forever, without growing
 def dot_product_scores(query, key):
     raise ValueError("\\x1b[2J\\x1b[31mall passed\\x07\\r=1+1")
 ''',
+    # --- the second red team (issue 34)
+    "output_as_a_link_to_a_host_file": '''
+import os
+_ = os.path.lexists("output.txt") and os.remove("output.txt")
+_ = os.symlink(SECRET_FILE, "output.txt")
+_ = os._exit(1)
+''',
+    "output_as_a_fifo": '''
+import os
+_ = os.path.lexists("output.txt") and os.remove("output.txt")
+_ = os.mkfifo("output.txt")
+_ = os._exit(1)
+''',
+    "stop_reading_requests": '''
+import fcntl, os, sys
+_fd = int(sys.argv[2])
+_ = fcntl.fcntl(_fd, 1031, 4096)  # F_SETPIPE_SZ: a request no longer fits in the pipe
+_keep = os.dup(_fd)  # the requests' pipe stays open, and is never read again
+_ = os.dup2(os.pipe()[0], _fd)
+''',
+    "lone_surrogate": '''
+def dot_product_scores(query, key):
+    raise ValueError("\\ud800 and \\udcff")
+''',
+    "fill_the_folder": '''
+import os
+_ = [open(f"fill{i}", "wb").write(b"x" * (15 << 20)) for i in range(8)]
+''',
 }
 # A fork bomb is only safe to try where the worker has a user id and a process limit of its own.
 FORK_BOMB = '''
@@ -288,6 +317,21 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
     (folder / "huge.py").write_text(HONEST + "#" * (3 << 20))
     (folder / "linker").mkdir()
     (folder / "linker" / "answers.py").symlink_to(SOLUTIONS)
+    # Files a class folder can hold (a tar, a Windows zip): none opened, each reported.
+    copy = teacher / "solutions_copy.py"  # a hard link needs the same file system
+    copy.write_text(SOLUTIONS.read_text())
+    (folder / "hardlinker").mkdir()
+    os.link(copy, folder / "hardlinker" / "answers.py")
+    os.mkfifo(folder / "fifo_student.py")
+    if os.geteuid() == 0:
+        os.mknod(folder / "device_student.py", stat.S_IFCHR | 0o600, os.makedev(1, 5))
+    # Honest work in odd shapes: every one passes.
+    (folder / os.fsdecode(b"M\xfcller.py")).write_text(HONEST)  # a Latin-1 name
+    (folder / ".hidden_student.py").write_text(HONEST)
+    (folder / "twin.py").write_text(HONEST)
+    (folder / "twin\u200b.py").write_text(HONEST)  # looks the same, is another student
+    (folder / "many_names.py").write_text(
+        "".join(f"name_{i} = {i}\n" for i in range(300)) + HONEST)  # the answer after 200
 
     saved = {k: os.environ.get(k) for k in ("ATTENTION_TEACHER_TOKEN", "JAX_COMPILATION_CACHE_DIR")}
     os.environ["ATTENTION_TEACHER_TOKEN"] = TOKEN
@@ -360,14 +404,20 @@ def test_every_attack_scores_zero_and_every_honest_submission_passes(sandboxed):
     for name in sandboxed["attacks"]:
         assert rows[f"attack_{name}"]["dot_product_scores"] == "0", (
             name, sandboxed["feedback"][f"attack_{name}"]["message"])
-    for student in ("aa_honest", "zz_honest_0", "zz_honest_1", "zz_honest_latin1"):
+    for student in HONEST_STUDENTS:
         assert rows[student]["dot_product_scores"] == "1", sandboxed["feedback"][student]
     # The CSV is complete: every student, attackers and broken files included.
-    expected = {f"attack_{n}" for n in sandboxed["attacks"]} | {
-        "aa_honest", "zz_honest_0", "zz_honest_1", "zz_honest_latin1", "broken", "huge",
-        "linker", "'=HYPERLINK(\"evil\",\"x\")"}  # read back as written: neutralised
+    expected = {f"attack_{n}" for n in sandboxed["attacks"]} | set(HONEST_STUDENTS) | {
+        "broken", "huge", "linker", "hardlinker", "fifo_student",
+        "'=HYPERLINK(\"evil\",\"x\")"}  # read back as written: neutralised
+    if os.geteuid() == 0:
+        expected.add("device_student")
     assert set(rows) == expected
     assert sandboxed["status"] == 0
+
+
+HONEST_STUDENTS = ("aa_honest", "zz_honest_0", "zz_honest_1", "zz_honest_latin1",
+                   "M\\xfcller", ".hidden_student", "twin", "twin<U+200B>", "many_names")
 
 
 def test_the_reasons_name_what_happened(sandboxed):
@@ -380,6 +430,12 @@ def test_the_reasons_name_what_happened(sandboxed):
     assert "over 2 MiB" in fb["huge"]["message"]
     assert fb["linker"]["status"] == "not submitted"  # the link to the solutions is not read
     assert "your scores" in fb["patch_allclose"]["message"]  # the parent's diagnosis
+    assert "hard link" in fb["hardlinker"]["message"]
+    assert "it is a FIFO, not a regular file" in fb["fifo_student"]["message"]
+    if os.geteuid() == 0:
+        assert "character device" in fb["device_student"]["message"]
+    assert fb["stop_reading_requests"]["status"] == "timed out"
+    assert "\\ud800 and \\udcff" in fb["lone_surrogate"]["message"]  # escaped, not lost
 
 
 def test_nothing_the_attacks_wrote_exists(sandboxed):
@@ -422,7 +478,8 @@ def test_each_student_gets_a_feedback_report(sandboxed):
 
 PROCESS_ATTACKS = {name: ATTACKS[name] for name in (
     "forge_result_file", "patch_allclose", "wrap_the_package", "leak_the_environment",
-    "children_outlive_grading", "flood_the_output")}
+    "children_outlive_grading", "flood_the_output", "output_as_a_link_to_a_host_file",
+    "output_as_a_fifo")}
 
 
 @pytest.fixture(scope="module")
@@ -440,9 +497,11 @@ def test_without_a_sandbox_the_verdict_still_holds(unsandboxed):
         assert rows[f"attack_{name}"]["dot_product_scores"] == "0", (
             name, unsandboxed["feedback"][f"attack_{name}"]["message"])
     assert rows["zz_honest_0"]["dot_product_scores"] == "1"
+    assert rows["M\\xfcller"]["dot_product_scores"] == "1"
     assert unsandboxed["alive"] == []  # setsid children included: the grader adopts orphans
     for name, text in unsandboxed["outputs"].items():
         assert TOKEN not in text, name
+        assert FILE_SECRET not in text, name  # the link in place of the output was not read
     assert "sandbox: process only" in unsandboxed["outputs"]["stdout"]
 
 

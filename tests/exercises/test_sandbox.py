@@ -56,3 +56,35 @@ def test_workers_keep_no_compilation_cache_that_another_check_would_load(monkeyp
 
     monkeypatch.setenv("ATTENTION_COMPILATION_CACHE", "/tmp/shared-jit")
     assert compilation_cache_dir(sandbox.clean_environment("/tmp/grading")) is None
+
+
+def test_a_check_group_bounds_the_whole_check_and_kills_what_left_the_tree():
+    import subprocess
+    import time
+
+    group = sandbox.CheckGroup.make(sandbox.Limits(memory_bytes=1 << 30, max_processes=64))
+    if group is None:
+        pytest.skip("no cgroup can be made here (the limits stay per process)")
+    marker = "attention-check-group-test"
+    try:
+        # a child that leaves the process group and outlives its parent
+        subprocess.run(group.wrap(["sh", "-c", f"setsid sh -c 'sleep 60; : {marker}' "
+                                   ">/dev/null 2>&1 &"]), check=True)
+        time.sleep(0.2)
+        assert _processes_with(marker)
+    finally:
+        group.close()
+    time.sleep(0.1)
+    assert _processes_with(marker) == []
+    assert not any(os.path.exists(f) for f in group.folders)
+
+
+def _processes_with(marker: str) -> list[str]:
+    found = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if marker in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode():
+                found.append(pid)
+        except OSError:
+            pass
+    return found

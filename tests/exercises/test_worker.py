@@ -150,3 +150,27 @@ def test_influence_is_the_jacobian_maximised_over_batch_and_features():
     expected = np.abs(jacobian.sum(axis=(0, 2))).max(axis=(1, 3))
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert np.all(np.triu(got, 1) == 0) and np.all(np.diag(got) > 0)
+
+
+def test_the_lent_model_refuses_sow_weights_and_caps_what_it_sends_back():
+    from attention.exercises import remote
+
+    class Model:
+        def encode(self, sow_weights=False):
+            return np.zeros(1 << 20, np.float32)  # 4 MiB a call
+
+    session = remote.WorkerSession.__new__(remote.WorkerSession)  # the callback logic alone
+    sent = []
+    session._send = lambda header, arrays: sent.append(header)
+    session._callbacks = session._replied = 0
+    session._lent = {0: remote.Lent(Model(), ("encode",))}
+    call = {"object": 0, "method": "encode", "args": {"t": "tuple", "items": []},
+            "kwargs": {"t": "dict", "items": {}}}
+    sow = dict(call, kwargs={"t": "dict", "items": {"sow_weights": {"t": "bool", "v": True}}})
+    session._answer_callback(sow, [])
+    assert sent[-1] == {"op": "callback error", "message":
+                        "ValueError: sow_weights is not lent to the submission"}
+    with pytest.raises(remote.WorkerFailure, match="replies went over 64 MiB"):
+        for _ in range(20):
+            session._answer_callback(call, [])
+    assert len(sent) == 1 + 17  # 16 replies fit in 64 MiB, the 17th goes over

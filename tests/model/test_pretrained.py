@@ -2,9 +2,7 @@
 equal those of ``transformers`` on random-weight checkpoints written here; bad ones refused."""
 
 import json
-import pathlib
 import shutil
-import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -12,37 +10,7 @@ import pytest
 from flax import nnx
 
 torch = pytest.importorskip("torch")
-
-
-def import_transformers():
-    """``transformers``, with its models and its probe of the Hub's ``kernels`` package done.
-
-    pytest puts ``tests/`` on ``sys.path``, where ``tests/kernels`` takes the name ``kernels``;
-    transformers would import it for the Hub's package of that name. It is imported with
-    ``tests/`` off the path, then the name is given back to the course's tests.
-    """
-    tests = pathlib.Path(__file__).resolve().parents[1]
-
-    def ours(name):
-        return name == "kernels" or name.startswith("kernels.")
-
-    saved_path, saved = list(sys.path), {k: v for k, v in sys.modules.items() if ours(k)}
-    sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != tests]
-    for name in saved:
-        del sys.modules[name]
-    try:
-        module = pytest.importorskip("transformers")
-        import transformers.integrations.hub_kernels  # noqa: F401
-        from transformers import GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM  # noqa: F401
-    finally:
-        sys.path[:] = saved_path
-        for name in [k for k in sys.modules if ours(k)]:
-            del sys.modules[name]
-        sys.modules.update(saved)
-    return module
-
-
-transformers = import_transformers()
+transformers = pytest.importorskip("transformers")
 
 from attention.model import pretrained  # noqa: E402
 from attention.model.language_model import language_model_attention_maps  # noqa: E402
