@@ -18,8 +18,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 @contextlib.contextmanager
 def _jax_cache_settings():
     """Restore this process's cache settings after a test that changes them."""
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_compilation_cache_max_size")
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
     saved = {name: getattr(jax.config, name) for name in names}
     try:
         yield
@@ -43,8 +42,8 @@ def test_configuring_sets_jax_unless_jax_already_has_a_folder(tmp_path):
         folder = tmp_path / "cache"
         assert _runtime.configure_compilation_cache({_runtime.CACHE_ENV: str(folder)}) == folder
         assert folder.is_dir() and jax.config.jax_compilation_cache_dir == str(folder)
-        assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
-        assert jax.config.jax_compilation_cache_max_size == _runtime.MAX_CACHE_BYTES
+        assert (jax.config.jax_persistent_cache_min_compile_time_secs
+                == _runtime.MIN_COMPILE_SECONDS)
         # The user's own setting wins: a second call with another folder changes nothing.
         other = tmp_path / "other"
         assert _runtime.configure_compilation_cache({_runtime.CACHE_ENV: str(other)}) == folder
@@ -70,6 +69,7 @@ _COUNT_HITS = textwrap.dedent("""
     jax.monitoring.register_event_listener(lambda event, **kwargs: events.append(event))
     import attention
     print("folder", jax.config.jax_compilation_cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # even tiny programs
     x = jnp.arange(12.0).reshape(3, 4)
     jax.jit(lambda a: jnp.tanh(a @ a.T).sum())(x).block_until_ready()
     print("hits", sum(e == "/jax/compilation_cache/cache_hits" for e in events))

@@ -226,6 +226,11 @@ def as_array(value, name: str, what: str = "result") -> np.ndarray:
 # --------------------------------------------------------------------------- comparing
 
 
+def _is(what: str, singular: str, plural: str) -> str:
+    """``what`` with its verb: "your scores have", "your loss has"."""
+    return f"{what} {plural if what.endswith('s') and not what.endswith('ss') else singular}"
+
+
 def check_shape(got: np.ndarray, expected: Sequence[int], axes: str, name: str, what="output"):
     """Explain a wrong shape, naming the axes that look swapped (the sizes are all distinct)."""
     expected = tuple(int(d) for d in expected)
@@ -233,7 +238,8 @@ def check_shape(got: np.ndarray, expected: Sequence[int], axes: str, name: str, 
         return
     labels = list(axes) if len(axes) == len(expected) else [str(i) for i in range(len(expected))]
     message = (
-        f"your {what} has shape {shape_str(got.shape)}; expected {shape_str(expected)} "
+        f"your {_is(what, 'has', 'have')} shape {shape_str(got.shape)}; "
+        f"expected {shape_str(expected)} "
         f"([{', '.join(labels)}])"
     )
     if got.ndim == len(expected) and sorted(got.shape) == sorted(expected):
@@ -301,7 +307,8 @@ def first_difference(got: np.ndarray, expected: np.ndarray, axes: str, what: str
     index = tuple(int(i) for i in np.argwhere(~(difference <= tolerance))[0])
     labels = ", ".join(axes.lower()) if len(axes) == len(index) else "index"
     return (
-        f"your {what} differs from the expected one: at [{labels}] = {list(index)} you have "
+        f"your {_is(what, 'differs from the expected one', 'differ from the expected ones')}: "
+        f"at [{labels}] = {list(index)} you have "
         f"{float(got[index]):.6g}, expected {float(expected[index]):.6g} (largest difference "
         f"{float(difference.max()):.3g})"
     )
@@ -458,7 +465,7 @@ def compare(
         words = ratio_words(c) if ratio_words else None
         raise Mistake(
             words
-            or f"your {what} is {c:.4g} times the expected one on inputs "
+            or f"your {_is(what, 'is', 'are')} {c:.4g} times the expected values on inputs "
             f"{describe_inputs(inputs)}: a constant factor is off."
         )
     raise Mistake(

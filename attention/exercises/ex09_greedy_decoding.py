@@ -55,11 +55,13 @@ _DECODE_CACHE: dict = {}
 
 
 def _greedy_variant(model, src, max_len, *, last_position=False):
-    """Greedy decoding that reads the logits of the last input position (a usual mistake)."""
+    """Greedy decoding over the fixed-size buffer the exercise prescribes (bos, the tokens so
+    far, then pad); ``last_position`` reads the buffer's last slot at every step, the usual
+    mistake (with a growing prefix the last position is right, with the buffer it is not)."""
     config = model.config
     B = src.shape[0]
     memory = model.encode(src, deterministic=True)
-    inputs = jnp.full((B, 1), config.bos_id, jnp.int32)
+    inputs = jnp.full((B, max_len), config.pad_id, jnp.int32).at[:, 0].set(config.bos_id)
     finished = np.zeros(B, bool)
     out = []
     for t in range(max_len):
@@ -69,7 +71,8 @@ def _greedy_variant(model, src, max_len, *, last_position=False):
         token = np.where(finished, config.pad_id, np.asarray(jnp.argmax(logits, axis=-1)))
         finished |= token == config.eos_id
         out.append(token)
-        inputs = jnp.concatenate([inputs, jnp.asarray(token, jnp.int32)[:, None]], axis=1)
+        if t + 1 < max_len:
+            inputs = inputs.at[:, t + 1].set(jnp.asarray(token, jnp.int32))
     return np.stack(out, axis=1)
 
 
@@ -121,16 +124,17 @@ def check_greedy_decoding(greedy_decode) -> str:
             )
     if np.array_equal(got, _greedy_variant(model, src, L, last_position=True)):
         raise Mistake(
-            "you read the logits of the wrong position: at step t take position t of the "
-            "decoder's output (the prediction after input t), not the last position."
+            "you read the logits of the buffer's last slot at every step: at step t take "
+            "position t of the decoder's output (the prediction after input t, the last real "
+            "input); the slots after t hold pad, and the prediction after them means nothing."
         )
     b = int(np.flatnonzero((got != expected).any(axis=1))[0])
     t = int(np.flatnonzero(got[b] != expected[b])[0])
     raise Mistake(
         f"row {b} differs from greedy decoding at step {t}: you produced "
-        f"{got[b].tolist()}, expected {expected[b].tolist()}. At each step feed bos and the "
-        f"tokens so far to the decoder and take the argmax of the logits at the last input "
-        f"position."
+        f"{got[b].tolist()}, expected {expected[b].tolist()}. At each step feed the buffer "
+        f"(bos, the tokens so far, then pad) to the decoder and take the argmax of the logits "
+        f"at position t, the last real input."
     )
 
 

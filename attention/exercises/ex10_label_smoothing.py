@@ -37,28 +37,33 @@ from attention.exercises._shared import (
 from attention.training.loss import label_smoothed_cross_entropy
 
 
-@jax.jit
-def _mean_loss(logits, targets):
-    total, count = label_smoothed_cross_entropy(logits, targets, label_smoothing=0.1, pad_id=0)
+def _smoothed_mean(logits, targets, eps, pad_id, q_of):
+    """The mean over targets != pad_id of -sum_v q(v) log softmax(logits)(v), for the target
+    distribution ``q_of(onehot, eps, V)``; written out, the reference of every variant."""
+    V = logits.shape[-1]
+    q = q_of(jax.nn.one_hot(targets, V), eps, V)
+    loss = -jnp.sum(q * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+    real = targets != pad_id
+    return jnp.sum(jnp.where(real, loss, 0.0)) / jnp.sum(real)
+
+
+def _package_loss(logits, targets, eps, pad_id):
+    total, count = label_smoothed_cross_entropy(logits, targets, label_smoothing=eps,
+                                                pad_id=pad_id)
     return total / count
 
 
-@jax.jit
-def _mean_loss_wrong_words(logits, targets):
+def _wrong_words_loss(logits, targets, eps, pad_id):
     """fairseq's convention: eps spread over the V - 1 wrong words only (written out here: the
     package implements the eps / V convention)."""
-    V = logits.shape[-1]
-    onehot = jax.nn.one_hot(targets, V)
-    q = 0.9 * onehot + 0.1 / (V - 1) * (1 - onehot)
-    loss = -jnp.sum(q * jax.nn.log_softmax(logits, axis=-1), axis=-1)
-    real = targets != 0
-    return jnp.sum(jnp.where(real, loss, 0.0)) / jnp.sum(real)
+    return _smoothed_mean(logits, targets, eps, pad_id,
+                          lambda onehot, e, V: (1 - e) * onehot + e / (V - 1) * (1 - onehot))
 
 
 # Two conventions for where the smoothing mass eps goes; the paper (section 5.4) does not say
 # which it used. tensor2tensor and the package spread eps / V over all V words (the correct one
 # included); fairseq spreads eps / (V - 1) over the V - 1 wrong words. Both are accepted.
-CONVENTIONS = {"all V words": _mean_loss, "V - 1 wrong words": _mean_loss_wrong_words}
+CONVENTIONS = {"all V words": _package_loss, "V - 1 wrong words": _wrong_words_loss}
 
 CONVENTION_NOTE = (
     " Note: you spread eps / (V - 1) over the V - 1 wrong words (fairseq's convention; the "
@@ -68,10 +73,20 @@ CONVENTION_NOTE = (
     "accepted."
 )
 
+# Every argument varies between cases, so that a loss that fixes eps or the padding id (or
+# reads neither) cannot pass: (label_smoothing, pad_id) of each case of ``cases()``.
+SETTINGS = ((0.1, 0), (0.25, 3))
 
-def _reference_loss(logits, targets, eps, pad_id=0, convention="all V words"):
-    assert eps == 0.1 and pad_id == 0  # the values the checker uses
-    return np.asarray(CONVENTIONS[convention](logits, targets))
+
+def _reference_loss(logits, targets, eps, pad_id, convention="all V words"):
+    return np.asarray(CONVENTIONS[convention](logits, targets, eps, pad_id))
+
+
+def _targets(seed, shape, V, pad_id):
+    """Random target ids other than ``pad_id``, with the last two of sequence 0 padding."""
+    targets = jax.random.randint(jax.random.key(seed_of(seed + 10)), shape, 0, V - 1)
+    targets = jnp.where(targets >= pad_id, targets + 1, targets)  # every id but pad_id
+    return targets.at[0, -2:].set(pad_id)
 
 
 @checker("label_smoothing")
@@ -81,15 +96,13 @@ def check_label_smoothing(label_smoothed_loss) -> str:
     name = "label_smoothed_loss"
     reject_package_function(fn, name)
     convention = "all V words"
-    for sizes, seed in cases():
+    for (sizes, seed), (eps, pad_id) in zip(cases(), SETTINGS, strict=True):
         B, T, V = sizes.B, sizes.T, sizes.N + sizes.H
         logits = normal(seed, (B, T, V), scale=2.0)
-        targets = jax.random.randint(jax.random.key(seed_of(seed + 10)), (B, T), 1, V)
-        targets = targets.at[0, -2:].set(0)  # padding at the end of sequence 0
-        eps = 0.1
+        targets = _targets(seed, (B, T), V, pad_id)
         inputs = {"logits": logits, "targets": targets}
-        static = {"label_smoothing": eps, "pad_id": 0}
-        expected = _reference_loss(logits, targets, eps)
+        static = {"label_smoothing": eps, "pad_id": pad_id}
+        expected = _reference_loss(logits, targets, eps, pad_id)
         got = as_array(call(fn, name, inputs | static), name, "loss")
         if got.shape != ():
             raise Mistake(
@@ -98,16 +111,19 @@ def check_label_smoothing(label_smoothed_loss) -> str:
             )
         log_p = jax.nn.log_softmax(logits, axis=-1)
         onehot = jax.nn.one_hot(targets, V)
-        real = (targets != 0).astype(jnp.float32)
+        real = (targets != pad_id).astype(jnp.float32)
 
         def loss_with(q, mask=real):
             return jnp.sum(-jnp.sum(q * log_p, axis=-1) * mask) / jnp.sum(mask)
+
+        def smoothed(e):
+            return (1 - e) * onehot + e / V
 
         count = float(real.sum())
         check_finite(got, expected, name, f"on inputs {describe_inputs(inputs)}", "")
         if close(got, expected):
             continue
-        fairseq = _reference_loss(logits, targets, eps, convention="V - 1 wrong words")
+        fairseq = _reference_loss(logits, targets, eps, pad_id, convention="V - 1 wrong words")
         if close(got, fairseq):  # the other convention: accepted, with a note
             convention = "V - 1 wrong words"
             expected = fairseq
@@ -117,7 +133,37 @@ def check_label_smoothing(label_smoothed_loss) -> str:
                 "your loss includes the padding positions: average only over targets != "
                 "pad_id (multiply each position's loss by the mask, divide by the number of "
                 "real tokens).",
-                lambda: loss_with((1 - eps) * onehot + eps / V, jnp.ones_like(real)),
+                lambda: loss_with(smoothed(eps), jnp.ones_like(real)),
+            ),
+            (
+                f"your loss reads neither argument: it uses label_smoothing=0.1 and treats id "
+                f"0 as padding, but this case has label_smoothing={eps:g} and pad_id={pad_id}. "
+                f"Use the arguments, not fixed numbers.",
+                lambda: loss_with(smoothed(0.1), (targets != 0).astype(jnp.float32))
+                if (eps, pad_id) != (0.1, 0) else jnp.nan,
+            ),
+            (
+                f"your loss treats id 0 as padding, but pad_id={pad_id} here: compare the "
+                f"targets with the pad_id argument, not with a fixed number.",
+                lambda: loss_with(smoothed(eps), (targets != 0).astype(jnp.float32))
+                if pad_id != 0 else jnp.nan,
+            ),
+            (
+                f"your loss uses label_smoothing=0.1 whatever it is given (here {eps:g}): "
+                f"read eps from the label_smoothing argument.",
+                lambda: loss_with(smoothed(0.1)) if eps != 0.1 else jnp.nan,
+            ),
+            (
+                "you mixed the two conventions: eps / (V - 1) on all V words, so q sums to "
+                "more than 1. Either spread eps / V over all V words (the package, "
+                "tensor2tensor) or eps / (V - 1) over the V - 1 wrong words only (fairseq).",
+                lambda: loss_with((1 - eps) * onehot + eps / (V - 1)),
+            ),
+            (
+                "you mixed the two conventions: eps / V on the V - 1 wrong words only, so q "
+                "sums to less than 1. Either spread eps / V over all V words (the package, "
+                "tensor2tensor) or eps / (V - 1) over the wrong words only (fairseq).",
+                lambda: loss_with((1 - eps) * onehot + eps / V * (1 - onehot)),
             ),
             (
                 "your loss ignores label_smoothing: it is the plain cross-entropy. Use the "
@@ -132,7 +178,7 @@ def check_label_smoothing(label_smoothed_loss) -> str:
             (
                 f"your loss is the sum over the {count:g} real tokens; expected their mean "
                 f"(divide by the number of non-padding targets).",
-                lambda: loss_with((1 - eps) * onehot + eps / V) * count,
+                lambda: loss_with(smoothed(eps)) * count,
             ),
         ])
         c = constant_ratio(got, expected)
@@ -145,7 +191,7 @@ def check_label_smoothing(label_smoothed_loss) -> str:
     big_inputs = {"logits": big, "targets": targets}
     got_big = as_array(call(fn, name, big_inputs | static), name, "loss")
     check_finite(
-        got_big, _reference_loss(big, targets, eps, convention=convention), name,
+        got_big, _reference_loss(big, targets, eps, pad_id, convention=convention), name,
         "for large logits (around +-100)",
         "exp of a large logit overflows, and log of a softmax that underflowed to 0 is -inf: "
         "use jax.nn.log_softmax (it subtracts the maximum) rather than log(softmax(x)).",
@@ -153,7 +199,7 @@ def check_label_smoothing(label_smoothed_loss) -> str:
     logits2 = normal(77, logits.shape)
     check_jit_and_vmap(
         fn, name, inputs, {"logits": logits2, "targets": targets}, expected,
-        _reference_loss(logits2, targets, eps, convention=convention), static=static,
+        _reference_loss(logits2, targets, eps, pad_id, convention=convention), static=static,
     )
     if convention == "V - 1 wrong words":
         return (

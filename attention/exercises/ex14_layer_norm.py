@@ -28,8 +28,12 @@ from attention.exercises._checking import (
 from attention.exercises._shared import cases, host_normal
 from attention.model.layer_norm import layer_norm as _package_layer_norm
 
-# Large enough that where epsilon goes shows: some rows have a variance near epsilon.
-EPSILON = 1e-2
+# Large enough that where epsilon goes shows: some rows have a variance near epsilon. Each
+# case of ``cases()`` has its own, so that a fixed epsilon cannot pass.
+EPSILONS = (1e-2, 4e-2)
+EPSILON = EPSILONS[0]
+# Epsilons a student may write in place of the argument (nnx.LayerNorm's and torch's default).
+FIXED_EPSILONS = (1e-5, 1e-3)
 
 _reference = jax.jit(_package_layer_norm, static_argnames=("epsilon",))
 
@@ -55,62 +59,68 @@ def _normalise(x, axis=-1, ddof=0, eps_outside=False, eps=EPSILON, centre=True):
     return top / np.sqrt(var + eps)
 
 
-def _variants(x, scale, bias) -> list:
+def _variants(x, scale, bias, eps=EPSILON) -> list:
     g, b = np.asarray(scale, np.float64), np.asarray(bias, np.float64)
+    fixed = [e for e in (*FIXED_EPSILONS, *EPSILONS) if e != eps]
     return [
         (
             "you normalised over the wrong axis: over the positions T (axis -2) instead of the "
             "features D. Layer norm takes the mean and variance of each position's own D "
             "features (axis=-1, keepdims=True); nothing is shared between positions.",
-            lambda: _normalise(x, axis=-2) * g + b,
+            lambda: _normalise(x, axis=-2, eps=eps) * g + b,
         ),
         (
             "you normalised over the wrong axis: over the batch B (axis 0) instead of the "
             "features D. That is closer to batch norm; layer norm uses axis=-1 only.",
-            lambda: _normalise(x, axis=0) * g + b,
+            lambda: _normalise(x, axis=0, eps=eps) * g + b,
         ),
         (
             "you normalised over the wrong axis: one mean and variance for the whole array. "
             "Layer norm takes them per position, over the last axis (axis=-1, keepdims=True).",
-            lambda: _normalise(x, axis=None) * g + b,
+            lambda: _normalise(x, axis=None, eps=eps) * g + b,
         ),
         (
             "you used the unbiased variance (dividing by D - 1, as jnp.var(ddof=1) or "
             "torch.std's default); layer norm (nnx.LayerNorm, torch.nn.LayerNorm) uses the "
             "biased variance, mean((x - mean)^2), dividing by D.",
-            lambda: _normalise(x, ddof=1) * g + b,
+            lambda: _normalise(x, ddof=1, eps=eps) * g + b,
         ),
         (
             "you put epsilon outside the square root, (x - mean) / (sqrt(var) + eps); "
             "nnx.LayerNorm and the package add it to the variance: (x - mean) / sqrt(var + eps).",
-            lambda: _normalise(x, eps_outside=True) * g + b,
+            lambda: _normalise(x, eps_outside=True, eps=eps) * g + b,
         ),
         (
             "you left out epsilon: (x - mean) / sqrt(var). It keeps the division finite when a "
             "position's features are all (nearly) equal: use sqrt(var + epsilon).",
             lambda: _normalise(x, eps=0.0) * g + b,
         ),
+        *[(
+            f"you used epsilon={e:g} whatever the epsilon argument is (here {eps:g}): pass "
+            f"the argument on, sqrt(var + epsilon).",
+            lambda e=e: _normalise(x, eps=e) * g + b,
+        ) for e in fixed],
         (
             "scale and bias are swapped: the normalised x is multiplied by scale (gamma) and "
             "then bias (beta) is added.",
-            lambda: _normalise(x) * b + g,
+            lambda: _normalise(x, eps=eps) * b + g,
         ),
         (
             "you ignored scale and bias: after normalising, multiply by scale (gamma) and add "
             "bias (beta), the learned per-feature vectors.",
-            lambda: _normalise(x),
+            lambda: _normalise(x, eps=eps),
         ),
         (
             "you did not subtract the mean: layer norm centres each position first, "
             "(x - mean) / sqrt(var + eps). (Dividing by the root mean square without centring "
             "is RMSNorm, a different layer.)",
-            lambda: _normalise(x, centre=False) * g + b,
+            lambda: _normalise(x, centre=False, eps=eps) * g + b,
         ),
         (
             "you divided by the variance instead of the standard deviation: use "
             "sqrt(var + epsilon).",
             lambda: (np.asarray(x, np.float64) - np.asarray(x, np.float64).mean(-1, keepdims=True))
-            / (np.asarray(x, np.float64).var(-1, keepdims=True) + EPSILON) * g + b,
+            / (np.asarray(x, np.float64).var(-1, keepdims=True) + eps) * g + b,
         ),
     ]
 
@@ -121,18 +131,18 @@ def check_layer_norm(layer_norm) -> str:
     fn = layer_norm
     name = "layer_norm"
     reject_package_function(fn, name)
-    for sizes, seed in cases():
+    for (sizes, seed), eps in zip(cases(), EPSILONS, strict=True):
         B, T, D = sizes.B, sizes.T, sizes.N + sizes.H  # D = 23, then 14
         inputs = _inputs(seed, B, T, D)
-        static = {"epsilon": EPSILON}
-        expected = np.asarray(_reference(**inputs, epsilon=EPSILON))
+        static = {"epsilon": eps}
+        expected = np.asarray(_reference(**inputs, epsilon=eps))
         got = as_array(call(fn, name, inputs | static), name)
         compare(got, expected, axes="BTD", name=name, what="output", inputs=inputs | static,
-                variants=_variants(**inputs))
+                variants=_variants(**inputs, eps=eps))
     other = _inputs(seed + 7, B, T, D)
     other = {"x": other["x"], "scale": inputs["scale"], "bias": inputs["bias"]}
     check_jit_and_vmap(
-        fn, name, inputs, other, expected, _reference(**other, epsilon=EPSILON),
+        fn, name, inputs, other, expected, _reference(**other, epsilon=eps),
         static=static,
     )
     return (

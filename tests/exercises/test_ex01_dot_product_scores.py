@@ -19,7 +19,7 @@ def test_dot_product_scores_mistakes():
     by_dk = lambda q, k: jnp.einsum("btnh,bsnh->bnts", q, k) / q.shape[-1]
     fails(check(by_dk), "sqrt(d_k)=4.00 times too small", "not by d_k")
     swapped = lambda q, k: jnp.einsum("btnh,bsnh->btns", q, k) / math.sqrt(q.shape[-1])
-    fails(check(swapped), "your scores has shape [2, 3, 7, 5]; expected [2, 7, 3, 5]",
+    fails(check(swapped), "your scores have shape [2, 3, 7, 5]; expected [2, 7, 3, 5]",
            "axes 1 and 2 look swapped")
 
     def python_if(q, k):

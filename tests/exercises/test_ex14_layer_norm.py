@@ -14,8 +14,9 @@ from ._helpers import fails
 
 
 def _norm(*, axis=-1, ddof=0, eps_outside=False, no_eps=False, swap=False, affine=True,
-          centre=True):
+          centre=True, fixed_eps=None):
     def layer_norm(x, scale, bias, epsilon=1e-6):
+        epsilon = epsilon if fixed_eps is None else fixed_eps
         mean = jnp.mean(x, axis=axis, keepdims=True)
         var = jnp.var(x, axis=axis, keepdims=True, ddof=ddof)
         top = x - mean if centre else x
@@ -62,3 +63,10 @@ def test_layer_norm_mistakes():
     fails(check(_norm(affine=False)), "ignored scale and bias")
     fails(check(_norm(centre=False)), "did not subtract the mean")
     fails(check(_norm(axis=0)), "wrong axis")
+
+
+def test_an_epsilon_written_in_place_of_the_argument_is_named():
+    check = exercises.check_layer_norm
+    fails(check(_norm(fixed_eps=1e-5)), "you used epsilon=1e-05 whatever the epsilon argument")
+    fails(check(_norm(fixed_eps=ex14_layer_norm.EPSILONS[0])), "you used epsilon=0.01",
+          "here 0.04")
