@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 
 import numpy as np
@@ -203,8 +204,6 @@ def find_gpt2(environ=None, *, cache_dir=None) -> pathlib.Path | None:
     Raises:
       ValueError: ``$ATTENTION_PRETRAINED`` is set but is not a folder with a safetensors file.
     """
-    import os
-
     environ = os.environ if environ is None else environ
     if environ.get(PRETRAINED_ENV):
         folder = pathlib.Path(environ[PRETRAINED_ENV]).expanduser()
