@@ -9,7 +9,8 @@ it teaches: ``# 06 Building a layer: the encoder and the decoder (steps 9-16)``.
 no letter; a single id is that id only.
 
 This module reads them with ``ast`` (it imports none of the modules it maps) and writes one map
-into the marked blocks of ``README.md`` (a table, and the list of notebooks),
+into the marked blocks of ``README.md`` (a short table, a row per subpackage, and the list of
+notebooks), ``docs/reading_map.md`` (the full table, a row per step),
 ``attention/__init__.py`` (plain text) and of any subpackage ``__init__`` whose docstring has a
 block (that subpackage's steps)::
 
@@ -423,6 +424,23 @@ def markdown(root: pathlib.Path = REPO) -> str:
     return "\n".join(lines)
 
 
+def overview(root: pathlib.Path = REPO, width: int = 96) -> str:
+    """The map as a short Markdown list for the README: an item per subpackage, its steps by
+    id and module name (the full table, with what each step is, is :func:`markdown`)."""
+    out = []
+    for sub, rows, notebooks in reading_map(root):
+        span = _sub_span(sub)
+        where = ", ".join(filter(None, [span and f"steps {span}",
+                                        notebooks and f"notebook{'s' * (len(notebooks) > 2)} {notebooks}"]))
+        head = f"- **[{sub.name}/]({PACKAGE}/{sub.name}/)**" + (f" ({where})" if where else "")
+        words = [f"{row.step}\u00a0`{row.path.removesuffix('.py')}`" for row in rows]
+        text = f"{head}: {_capital(sub.title).removesuffix('.')}." + (
+            "<br>" + ", ".join(words) if words else "")
+        lines = textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
+        out += [line.replace("\u00a0", " ") for line in lines]
+    return "\n".join(out)
+
+
 def _cell(text: str) -> str:
     """A summary as a table cell: without its full stop, a ``|`` escaped."""
     return text.removesuffix(".").replace("|", "\\|")
@@ -480,9 +498,12 @@ def course(root: pathlib.Path = REPO) -> str:
 
 def blocks(root: pathlib.Path = REPO) -> dict[pathlib.Path, dict[str, str]]:
     """Each file with generated blocks: the name of each block and the text it should hold."""
-    out = {root / "README.md": {"reading-map": "\n" + markdown(root) + "\n",
+    out = {root / "README.md": {"reading-map": "\n" + overview(root) + "\n",
                                 "course": "\n" + course(root) + "\n"},
            root / PACKAGE / "__init__.py": {"reading-map": _indent(plain(root), "    ")}}
+    steps = root / "docs" / "reading_map.md"  # the full table, where the project has that page
+    if steps.is_file():
+        out[steps] = {"reading-map": "\n" + markdown(root) + "\n"}
     for init in sorted((root / PACKAGE).glob("*/__init__.py")):
         if START.search(init.read_text(encoding="utf-8")):
             out[init] = {"reading-map": _indent(plain_subpackage(init.parent.name, root),

@@ -120,6 +120,22 @@ def test_a_sound_package_has_no_problems_and_its_map(tmp_path):
     rm.write(root)
     assert rm.stale(root) == {}
     assert "    1 scores  2 softmax" in (root / "attention" / "__init__.py").read_text()
+    overview = rm.overview(root)  # the README's list: a subpackage per item, its steps by name
+    assert "- **[model/](attention/model/)** (steps 3-3b, notebook 02): The model: the layers" \
+        in overview
+    assert "3 `layer`, 3a `stack`" in overview and "stack of layers" not in overview
+
+
+def test_the_full_table_goes_to_the_docs_page_where_there_is_one(tmp_path):
+    root = _package(tmp_path, GOOD, TITLES)
+    (root / "README.md").write_text(README.format(""))
+    (root / "docs").mkdir()
+    page = root / "docs" / "reading_map.md"
+    page.write_text("# Steps\n<!-- reading-map:start -->\n<!-- reading-map:end -->\n")
+    rm.write(root)
+    assert "| 3a | stack.py | a stack of layers | 02 |" in page.read_text()
+    assert "stack of layers" not in (root / "README.md").read_text()
+    assert rm.stale(root) == {}
 
 
 def test_each_rule_catches_its_problem(tmp_path):
@@ -204,7 +220,7 @@ def test_the_command_line_check_says_what_differs_and_how_to_fix(tmp_path, capsy
     assert rm.main(["--check"], root=root) == 1
     out = capsys.readouterr().out
     assert f"README.md: the reading map is stale; run `{rm.COMMAND}`" in out
-    assert "-old" in out and "+| **1-2** |" in out
+    assert "-old" in out and "+- **[mech/](attention/mech/)** (steps 1-2" in out
     assert rm.main(["--write"], root=root) == 0
     assert rm.main(["--check"], root=root) == 0
 
@@ -236,7 +252,8 @@ def test_the_readme_is_short_and_keeps_the_quick_start():
 
 @pytest.mark.parametrize("page", ["README.md", "benchmarks/README.md", "docs/course.md",
                                   "docs/usage.md", "docs/data.md", "docs/dependencies.md",
-                                  "docs/testing.md", "docs/references.md", "docs/teachers.md"])
+                                  "docs/testing.md", "docs/references.md", "docs/teachers.md",
+                                  "docs/reading_map.md"])
 def test_links_between_the_pages_lead_somewhere(page):
     path = REPO / page
     text = path.read_text(encoding="utf-8")
