@@ -63,7 +63,7 @@ from attention import (
     single_head_attention,
 )
 from attention import vectors as wv
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 from attention.data import DatasetNotFoundError, load_multi30k
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
@@ -408,6 +408,16 @@ print(f"{len(vectors)} queries x {len(vectors)} words in {1e3 * (time.perf_count
       f" ms (compilation included); e.g. "
       + ", ".join(f"{vectors.words[i]} -> {vectors.words[int(rows_all[i, 1])]}"
                   for i in range(0, 50, 10)))
+
+# %% [markdown]
+# The search itself, as the package runs it: normalise, one matrix product of the queries with
+# the database, and the top k of each row (`show_code` shows a function's body without its
+# docstring and argument checks):
+
+# %%
+from attention.vectors.search import cosine_top_k
+
+show_code(cosine_top_k)
 
 # %% [markdown]
 # A vocabulary of a few thousand words is searched in no time. Real systems search millions

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 
 from attention import default_scale, dot_product_scores, masked_softmax
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 NUM_SAMPLES = 2_000 if FAST else 20_000  # random (q, k) pairs per width
@@ -66,6 +66,14 @@ print("scores [B, N, T, S]:", scores.shape, "  scale 1/sqrt(8) =", round(default
 # One entry by hand: batch 1, head 2, query 0, key 4.
 by_hand = query[1, 0, 2] @ key[1, 4, 2] / jnp.sqrt(8.0)
 print(float(scores[1, 2, 0, 4]), "==", float(by_hand))
+
+# %% [markdown]
+# That is all step 1 computes. Here is the package's `dot_product_scores` as it runs, without
+# its docstring and argument checks (`show_code` shows any function of the package this way; the
+# einsum string names the axes):
+
+# %%
+show_code(dot_product_scores)
 
 # %% [markdown]
 # ## 2. The variance argument, measured

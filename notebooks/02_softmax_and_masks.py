@@ -49,7 +49,7 @@ from attention import (
     padding_mask,
     plot_attention,
 )
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 print("fast setting:", FAST)
@@ -67,6 +67,13 @@ naive = jnp.exp(x) / jnp.exp(x).sum()  # what NOT to write: shown only to see it
 print("naive:         ", naive)
 print("masked_softmax:", masked_softmax(x))
 print("same as for [0, 1, 2]:", masked_softmax(jnp.array([0.0, 1.0, 2.0])))
+
+# %% [markdown]
+# The package's stable softmax, as it runs: subtract the row's maximum, exponentiate, zero the
+# masked entries, divide by the sum:
+
+# %%
+show_code(masked_softmax)
 
 # %% [markdown]
 # ## 2. Masks: True means "may attend"
@@ -87,6 +94,15 @@ print(causal_TS.astype(int))
 both = combine_masks(pad_BS, causal_TS)  # broadcasts to [B, 1, T, S]
 print("combined for sentence 1 (3 real tokens):")
 print(both[1, 0].astype(int))
+
+# %% [markdown]
+# Both masks are one comparison of positions each:
+
+# %%
+show_code(causal_mask)
+
+# %%
+show_code(padding_mask)
 
 # %% [markdown]
 # `masked_softmax(scores, mask)` gives masked entries weight exactly 0 and spreads the whole

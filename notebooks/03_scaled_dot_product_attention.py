@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -40,7 +40,7 @@ from attention import (
     single_head_attention,
     weighted_sum,
 )
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 B, T, S, N, H = (2, 3, 5, 2, 4) if FAST else (3, 7, 11, 4, 16)  # distinct sizes on purpose
@@ -63,6 +63,13 @@ out = weighted_sum(w[None, None], values[None, :, None])[0, :, 0]
 print(out)
 
 # %% [markdown]
+# Step 5 in the package, one einsum: for each query, the weights times the value rows, summed
+# over the keys:
+
+# %%
+show_code(weighted_sum)
+
+# %% [markdown]
 # ## 2. One head, one sentence
 
 # %%
@@ -72,6 +79,12 @@ k_SH = jax.random.normal(kk, (S, H))
 v_SH = jax.random.normal(kv, (S, H))
 out_TH = single_head_attention(q_TH, k_SH, v_SH)
 print("output [T, Hv]:", out_TH.shape)
+
+# %% [markdown]
+# The whole of single-head attention, as the package writes it:
+
+# %%
+show_code(single_head_attention)
 
 # %% [markdown]
 # ## 3. `jax.vmap` up to heads and batches
@@ -97,6 +110,21 @@ print("shapes:", mine.shape, package.shape, jax_nn.shape)
 print("max |vmap - package| =", float(jnp.abs(mine - package).max()))
 print("max |package - jax.nn| =", float(jnp.abs(package - jax_nn).max()))
 assert jnp.allclose(mine, package, atol=1e-5) and jnp.allclose(package, jax_nn, atol=1e-5)
+
+# %% [markdown]
+# The batched version is the same three steps with every option of today's models (masks,
+# windows, lengths, a bias): first the weights,
+
+# %%
+from attention.mechanism.weights import attention_weights
+
+show_code(attention_weights)
+
+# %% [markdown]
+# then the weighted sum of the values:
+
+# %%
+show_code(dot_product_attention)
 
 # %% [markdown]
 # The same holds with a causal mask (self-attention, so T keys):

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -56,7 +56,7 @@ from attention import (
     sinusoidal_positions,
     split_heads,
 )
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 D, N = (16, 4) if FAST else (64, 4)
@@ -75,6 +75,15 @@ heads_BTNH = split_heads(x_BTD, N)
 print("split:", x_BTD.shape, "->", heads_BTNH.shape)
 print("head 1 of token 0 holds features", np.asarray(heads_BTNH[0, 0, 1, :4]), "...")
 assert jnp.array_equal(merge_heads(heads_BTNH), x_BTD)
+
+# %% [markdown]
+# Splitting and merging heads are reshapes of the last axis:
+
+# %%
+show_code(split_heads)
+
+# %%
+show_code(merge_heads)
 
 # %% [markdown]
 # ## 2. The module
@@ -97,6 +106,20 @@ by_hand = mha.out(merge_heads(dot_product_attention(
     split_heads(mha.query(x), N), split_heads(mha.key(x), N), split_heads(mha.value(x), N))))
 print("output [B, T, D]:", y.shape, "  same as by hand:", bool(jnp.allclose(y, by_hand, atol=1e-5)))
 print("parameters:", count_params(mha), "= 4 * (D*D + D) =", 4 * (D * D + D))
+
+# %% [markdown]
+# The module's forward pass, as it runs: project, split into heads, let the hooks act on the
+# heads (rotary positions, notebook 11), attend, merge, project:
+
+# %%
+show_code(MultiHeadAttention.__call__)
+
+# %% [markdown]
+# and `attend`, the attention over the heads (the steps of notebook 03, or a fast kernel of
+# notebook 10):
+
+# %%
+show_code(MultiHeadAttention.attend)
 
 # %% [markdown]
 # ## 3. Queries, keys and values: three views of one token

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -41,12 +41,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from attention import sinusoidal_positions
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 L, D = (64, 32) if FAST else (128, 128)
 print("fast setting:", FAST, " positions =", L, " d_model =", D)
 pe = np.asarray(sinusoidal_positions(L, D))  # [L, D]
+
+# %% [markdown]
+# The package's table, as it runs:
+
+# %%
+show_code(sinusoidal_positions)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[3, 2])

@@ -59,7 +59,7 @@ import optax
 from flax import nnx
 
 from attention import Transformer, TransformerConfig, count_params, sinusoidal_positions
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 from attention.data import make_task, task_vocabulary
 from attention.data.batching import encode_pairs, make_batches
 from attention.model.decoder import target_mask
@@ -119,6 +119,12 @@ assert jnp.allclose(ffn(x_BSD[:, perm]), ffn(x_BSD)[:, perm], atol=1e-5), "posit
 print("position-wise: shuffling positions shuffles the outputs")
 
 # %% [markdown]
+# The package's position-wise network, as it runs:
+
+# %%
+show_code(feed_forward)
+
+# %% [markdown]
 # **Question.** How many parameters has the feed-forward network, as a formula in `d_model`
 # and `d_ff`? Write it, then run the check against `count_params` of real modules.
 
@@ -160,6 +166,12 @@ norm.bias[...] = 0.1 * jax.random.normal(jax.random.key(6), norm.bias.shape)
 mine = layer_norm(x_BSD, norm.scale[...], norm.bias[...], epsilon=config.layer_norm_epsilon)
 print("max |layer_norm - nnx.LayerNorm| =", float(jnp.abs(mine - norm(x_BSD)).max()))
 assert jnp.allclose(mine, norm(x_BSD), atol=1e-5)
+
+# %% [markdown]
+# Layer normalisation in the package:
+
+# %%
+show_code(layer_norm)
 
 # %% [markdown]
 # ## 4. The residual stream
@@ -414,6 +426,31 @@ by_hand = decoder_layer_by_hand(dlayer, x_tgt, memory)
 package = dlayer(x_tgt, memory, src_mask, tgt_mask, deterministic=True)
 print("decoder layer: max |by hand - package| =", float(jnp.abs(by_hand - package).max()))
 assert jnp.allclose(by_hand, package, atol=1e-5)
+
+# %% [markdown]
+# The residual block around every sub-layer, in the package (post-LN as in the paper, or pre-
+# LN):
+
+# %%
+from attention.model.residual import Residual
+
+show_code(Residual.__call__)
+
+# %% [markdown]
+# and the encoder layer, two residual blocks:
+
+# %%
+from attention.model.encoder import EncoderLayer
+
+show_code(EncoderLayer.__call__)
+
+# %% [markdown]
+# The decoder layer in the package, three residual blocks:
+
+# %%
+from attention.model.decoder import DecoderLayer
+
+show_code(DecoderLayer.__call__)
 
 # %% [markdown]
 # ## 8. Causality, through gradients

@@ -47,7 +47,7 @@ from attention import count_params
 from attention.application.course import course_run
 from attention.application.runs import make_batcher, save_run, train_run
 from attention.application.translation import exact_match, translate
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 from attention.data import make_task
 from attention.training.loss import (
     label_smoothed_cross_entropy,
@@ -158,6 +158,12 @@ ax.set_title(f"warm-up {train_config.warmup_steps} steps, then 1/sqrt(step)")
 plt.show()
 
 # %% [markdown]
+# The schedule in the package:
+
+# %%
+show_code(transformer_schedule)
+
+# %% [markdown]
 # ## 4. The train step, opened
 #
 # One update is: the forward pass on a batch, the loss, its gradient with respect to every
@@ -248,6 +254,18 @@ disagreement = np.mean([float(jnp.abs(a - b).mean()) for a, b in zip(ours, packa
 print(f"mean parameter change {step_size:.2e}; mean difference between the two updated "
       f"models {disagreement:.2e} ({disagreement / step_size:.1%} of the change)")
 assert jnp.allclose(loss, metrics["loss"], rtol=1e-5) and disagreement < 0.05 * step_size
+
+# %% [markdown]
+# The package's loss, as it runs:
+
+# %%
+show_code(label_smoothed_cross_entropy)
+
+# %% [markdown]
+# and its training step, compiled once with `nnx.jit`:
+
+# %%
+show_code(train_step)
 
 # %% [markdown]
 # The two agree on the loss to float32 rounding, and on the update up to a few parameters:

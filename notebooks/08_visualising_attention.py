@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -46,7 +46,7 @@ from attention import (
 )
 from attention.application.course import load_or_train_course_model
 from attention.application.translation import pair_attention, translate
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 from attention.data import make_task, svo_alignment
 from attention.data.synthetic import SVO_LEXICON
 from attention.inspection.explorer import AttentionExplorer
@@ -136,6 +136,12 @@ for layer in range(L):
                                           for n in range(N)))
 best_layer, best_head = np.unravel_index(head_accuracy.argmax(), head_accuracy.shape)
 print(f"best: layer {best_layer}, head {best_head}")
+
+# %% [markdown]
+# The score, as the package computes it:
+
+# %%
+show_code(alignment_accuracy)
 
 # %% [markdown]
 # The best head is a **copy head**: to produce a word it looks straight at the source word to

@@ -47,7 +47,7 @@ import numpy as np
 from attention import beam_search, greedy_decode
 from attention.application.course import load_or_train_course_model
 from attention.application.translation import exact_match, pad_sources
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 from attention.data import make_task
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
@@ -88,6 +88,15 @@ for i in range(3):
 print(f"greedy exact match: {exact_match(greedy, references):.1%}")
 
 # %% [markdown]
+# Greedy decoding and sampling share one loop in the package, a `lax.while_loop` over positions
+# that stops when every sequence has ended:
+
+# %%
+from attention.model.generation import decode_loop
+
+show_code(decode_loop)
+
+# %% [markdown]
 # ## 2. Beam search
 #
 # With `beam_size=1` beam search *is* greedy decoding (a good first check). With more beams
@@ -103,6 +112,14 @@ beam = [tokenizer.decode(row) for row in np.asarray(beam_tokens).tolist()]
 changed = sum(g != b for g, b in zip(greedy, beam, strict=True))
 print(f"beam 4 exact match: {exact_match(beam, references):.1%}; "
       f"{changed} of {len(beam)} outputs differ from greedy")
+
+# %% [markdown]
+# Beam search, as the package runs it (compiled once per shape):
+
+# %%
+from attention.model.decoding import _beam_search_jit
+
+show_code(_beam_search_jit)
 
 # %% [markdown]
 # On a task this regular a well-trained model is sure of every word, so greedy and beam
@@ -156,6 +173,15 @@ print("beam search: same tokens with and without the cache")
 t_cached, t_uncached = decode_time(True, src), decode_time(False, src)
 print(f"{src.shape[0]} sentences, up to {MAX_LEN} tokens: without cache {1e3 * t_uncached:.0f} ms, "
       f"with cache {1e3 * t_cached:.0f} ms ({t_uncached / t_cached:.1f}x)")
+
+# %% [markdown]
+# The cache at work in one attention layer: project only the new tokens, write their keys and
+# values at `index`, attend over the slots written so far:
+
+# %%
+from attention.mechanism.kv_cache import append_and_attend
+
+show_code(append_and_attend)
 
 # %% [markdown]
 # The gain grows with the output length: for `L` generated tokens an uncached decoder that

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -66,7 +66,7 @@ import matplotlib.pyplot as plt
 from flax import nnx
 
 from attention import Transformer, TransformerConfig, dot_product_attention, get_attention_fn
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 from attention.kernels import blockwise_attention, flash_attention, fused_attention
 
 FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
@@ -144,6 +144,15 @@ for name, f in kernels.items():
     print(f"{name:10s} max |out - ref| {out_err:.1e}   max |grad - ref| {grad_err:.1e}   "
           f"{1e3 * t:7.2f} ms")
     assert out_err < 1e-4 and grad_err < 1e-3, name
+
+# %% [markdown]
+# The heart of the flash kernel: for each block of queries, a loop over the key blocks it may
+# see, keeping a running maximum, a running sum and a running output (the online softmax):
+
+# %%
+from attention.kernels.flash import _forward_tiles
+
+show_code(_forward_tiles)
 
 # %% [markdown]
 # All five agree to float32 rounding. The times are for this machine and this size only.

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -48,7 +48,7 @@ import numpy as np
 from flax import nnx
 
 from attention import Transformer, TransformerConfig, dot_product_attention
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 from attention.kernels import flash_attention
 from attention.mechanism.masks import causal_mask, local_window_mask
 from attention.mechanism.scores import repeat_kv_heads
@@ -101,6 +101,12 @@ flash = flash_attention(q, k, v, is_causal=True, block_q=8, block_k=8)
 print("output", ours.shape, "(N heads, from K =", k.shape[2], "key/value heads)")
 for name, other in [("jax.nn", theirs), ("repeated heads", repeated), ("flash kernel", flash)]:
     print(f"max |package - {name:14s}| = {float(jnp.abs(ours - other).max()):.2e}")
+
+# %% [markdown]
+# In the package:
+
+# %%
+show_code(repeat_kv_heads)
 
 # %% [markdown]
 # The three agree. The flash kernel (notebook 10) never builds the repeated keys: it reads
@@ -162,6 +168,12 @@ explicit = dot_product_attention(q, k, v, mask=window_TT)
 print("keys per query (first rows):", window_TT.sum(axis=1)[: W + 3].tolist())
 print(f"max |package - jax.nn|        = {float(jnp.abs(ours - theirs).max()):.2e}")
 print(f"max |package - explicit mask| = {float(jnp.abs(ours - explicit).max()):.2e}")
+
+# %% [markdown]
+# The window in the package:
+
+# %%
+show_code(local_window_mask)
 
 # %% [markdown]
 # One layer sees w tokens back. But layer 2 attends the *outputs* of layer 1, each of which
@@ -247,6 +259,12 @@ plt.show()
 print("lengths of the rotated pair:", [round(float(n), 4) for n in jnp.linalg.norm(rotated, axis=-1)])
 
 # %% [markdown]
+# Rotary positions in the package:
+
+# %%
+show_code(apply_rope)
+
+# %% [markdown]
 # **Why rotations give relative positions.** The score of a query at position m and a key at
 # position n is `(R_m q) . (R_n k) = q^T R_m^T R_n k = q^T R_{n-m} k`: a rotation by n
 # followed by the inverse of a rotation by m is a rotation by n - m. The score depends on the
@@ -318,6 +336,12 @@ axes[-1].set_xlabel("head h")
 axes[-1].set_title("slopes (log scale)")
 fig.suptitle("ALiBi biases -m_h (t - s) under the causal mask")
 plt.show()
+
+# %% [markdown]
+# ALiBi's bias in the package:
+
+# %%
+show_code(alibi_bias)
 
 # %% [markdown]
 # Each head's bias is a ramp along the rows, the same on every row after shifting: like RoPE,

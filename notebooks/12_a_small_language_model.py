@@ -56,7 +56,7 @@ from attention.application.language_modeling import (
     text_attention,
     unigram_perplexity,
 )
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 from attention.data.lm_corpus import make_repeats
 from attention.inspection.views import head_view
 from attention.mechanism.weights import attention_weights
@@ -140,6 +140,25 @@ for setting in settings:
         print("   ", text)
 assert generate_text(model, tokenizer, prompts, max_new_tokens=12, temperature=1.0, seed=1) \
     == generate_text(model, tokenizer, prompts, max_new_tokens=12, temperature=1.0, seed=1)
+
+# %% [markdown]
+# Every setting above goes through one function of the package, which turns the logits into the
+# distribution to sample from:
+
+# %%
+from attention.model.generation import sampling_log_probs
+
+show_code(sampling_log_probs)
+
+# %%
+from attention.model.generation import top_k_mask
+
+show_code(top_k_mask)
+
+# %%
+from attention.model.generation import top_p_mask
+
+show_code(top_p_mask)
 
 # %% [markdown]
 # ## 4. Its attention on a story

@@ -55,7 +55,7 @@ from IPython.display import Code, display
 
 from attention import count_params, head_view, language_model_attention_maps
 from attention.application.course import find_gpt2, random_gpt2_checkpoint
-from attention.comprehension import check
+from attention.comprehension import check, show_code
 from attention.data.lm_corpus import make_stories
 from attention.inspection.heads import (
     head_scores,
@@ -123,6 +123,12 @@ text = "The quick brown fox jumps over the lazy dog. The quick brown fox"
 ids = tokenizer.encode(text)
 print(len(ids), "tokens:", tokenizer.tokens(text)[:12], "...")
 assert tokenizer.decode(ids) == text
+
+# %% [markdown]
+# `from_pretrained`, as the package runs it:
+
+# %%
+show_code(pretrained.from_pretrained)
 
 # %% [markdown]
 # ## 2. The same logits as `transformers`
@@ -199,6 +205,13 @@ check("13.previous_token", previous_token,
       lambda f: all(abs(float(f(maps[layer, 0, head])) -
                         float(previous_token_score(maps[layer, 0, head]))) < 1e-5
                     for layer in range(maps.shape[0]) for head in range(maps.shape[2])))
+
+# %% [markdown]
+# A head detector is a few lines: the previous-token score is the mean weight on the diagonal
+# just below the main one:
+
+# %%
+show_code(previous_token_score)
 
 # %% [markdown]
 # The other detectors need a text in which copying is the only way to predict: **repeated

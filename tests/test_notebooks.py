@@ -75,6 +75,48 @@ def test_notebook_matches_its_py_percent_twin(path):
     assert "py:percent" in formats and "ipynb" in formats, f"{twin.name} is not paired"
 
 
+# The code each notebook shows of the steps it teaches (`show_code(...)`, the package's own
+# body without docstring and checks). Where a notebook writes a step itself, it asserts its
+# version equal to the package's (notebook 06's layers by hand, 04's heads by hand...), and the
+# package's is shown beside it.
+SHOWN = {
+    "00": ["cosine_top_k"],
+    "01": ["dot_product_scores"],
+    "02": ["masked_softmax", "causal_mask", "padding_mask"],
+    "03": ["weighted_sum", "single_head_attention", "attention_weights",
+           "dot_product_attention"],
+    "04": ["split_heads", "merge_heads", "MultiHeadAttention.__call__",
+           "MultiHeadAttention.attend"],
+    "05": ["sinusoidal_positions"],
+    "06": ["feed_forward", "layer_norm", "Residual.__call__", "EncoderLayer.__call__",
+           "DecoderLayer.__call__"],
+    "07": ["transformer_schedule", "label_smoothed_cross_entropy", "train_step"],
+    "08": ["alignment_accuracy"],
+    "09": ["decode_loop", "_beam_search_jit", "append_and_attend"],
+    "10": ["_forward_tiles"],
+    "11": ["repeat_kv_heads", "local_window_mask", "apply_rope", "alibi_bias"],
+    "12": ["sampling_log_probs", "top_k_mask", "top_p_mask"],
+    "13": ["pretrained.from_pretrained", "previous_token_score"],
+}
+
+
+def test_every_notebook_shows_the_code_of_the_steps_it_teaches():
+    assert sorted(SHOWN) == sorted(p.name[:2] for p in NOTEBOOKS)
+    missing = {}
+    for path in NOTEBOOKS:
+        cells = jupytext.read(path.with_suffix(".py")).cells
+        shown = [line.strip()[len("show_code("):-1] for cell in cells
+                 if cell.cell_type == "code" for line in cell.source.splitlines()
+                 if line.startswith("show_code(")]
+        # each in a cell of its own, as the cell's last line: the cell displays it
+        lonely = all(cell.source.strip().splitlines()[-1].startswith("show_code(")
+                     for cell in cells if "show_code(" in cell.source
+                     and "import check" not in cell.source)
+        if shown != SHOWN[path.name[:2]] or not lonely:
+            missing[path.name] = shown
+    assert not missing, f"notebooks that do not show what SHOWN lists, in order: {missing}"
+
+
 @pytest.fixture(scope="module")
 def course_folder(tmp_path_factory):
     """One working folder for the whole course, as a student has: notebooks 08 and 09 load

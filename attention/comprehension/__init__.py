@@ -20,6 +20,7 @@ grader, no sandbox and no submission. They share the ``[TODO]/[PASS]/[FAIL]`` vo
 
     checking.py   check(), show_answer(), the result shown in a notebook
     questions.py  every question: its notebook, model answer, hint and explanation
+    showing.py    show_code(), the package's own code of a step, shown where it is taught
 """
 
 from attention.comprehension.checking import (
@@ -30,6 +31,7 @@ from attention.comprehension.checking import (
     show_answer,
 )
 from attention.comprehension.questions import QUESTIONS, Question, questions_of
+from attention.comprehension.showing import show_code
 
 __all__ = [
     "FILL_ANSWERS_ENV",
@@ -40,4 +42,5 @@ __all__ = [
     "evaluate",
     "questions_of",
     "show_answer",
+    "show_code",
 ]
