@@ -60,9 +60,12 @@ def rope_attention(**kwargs):
                               rngs=nnx.Rngs(0), **kwargs)
 
 
-def stream(mha, x_BLD, num_sinks, window, *, jit=False):
+STREAM_JIT = nnx.jit(stream_and_attend)
+
+
+def stream(mha, x_BLD, num_sinks, window, *, jit=True):
     """Outputs ``[B, L, D]`` of streaming ``x`` one token at a time, and the last cache."""
-    step = nnx.jit(stream_and_attend) if jit else stream_and_attend
+    step = STREAM_JIT if jit else stream_and_attend
     cache = init_sink_cache(mha, x_BLD.shape[0], num_sinks, window)
     outputs = []
     for t in range(x_BLD.shape[1]):
@@ -134,7 +137,7 @@ def test_alibi_bias_sees_cache_positions():
     mha = MultiHeadAttention(N, D, N * H, num_kv_heads=K, position_bias=ALiBi(N),
                              rngs=nnx.Rngs(0))
     x = normal(3, (B, L, D))
-    outputs, _ = stream(mha, x, SINKS, WINDOW, jit=True)
+    outputs, _ = stream(mha, x, SINKS, WINDOW)
     np.testing.assert_allclose(outputs, full_attention_over_kept(mha, x, SINKS, WINDOW),
                                atol=2e-5)
 
@@ -142,9 +145,9 @@ def test_alibi_bias_sees_cache_positions():
 def test_before_the_window_fills_it_equals_the_plain_cache_and_the_full_call():
     mha, x = rope_attention(), normal(4, (B, 6, D))
     outputs, _ = stream(mha, x, SINKS, 4)  # 2 + 4 slots hold all 6 tokens
-    cache, plain = kv_cache.init_cache(mha, B, 6), []
+    cache, plain, append = kv_cache.init_cache(mha, B, 6), [], nnx.jit(kv_cache.append_and_attend)
     for t in range(6):
-        out, cache = kv_cache.append_and_attend(mha, x[:, t:t + 1], cache, t)
+        out, cache = append(mha, x[:, t:t + 1], cache, jnp.int32(t))
         plain.append(out)
     np.testing.assert_allclose(outputs, jnp.concatenate(plain, axis=1), atol=2e-5)
     np.testing.assert_allclose(outputs, mha(x, is_causal=True), atol=2e-5)
@@ -163,7 +166,12 @@ def test_each_output_depends_on_the_kept_tokens_only():
     mha, x = rope_attention(), normal(6, (B, L, D))
 
     def last_output(x_BLD):
-        return stream(mha, x_BLD, SINKS, WINDOW)[0][:, -1].sum()
+        def step(cache, x_B1D):
+            return stream_and_attend(mha, x_B1D[:, None], cache)[::-1]
+
+        cache = init_sink_cache(mha, B, SINKS, WINDOW)
+        outputs_LB1D = jax.lax.scan(step, cache, jnp.swapaxes(x_BLD, 0, 1))[1]
+        return outputs_LB1D[-1].sum()
 
     gradient_L = np.abs(np.asarray(jax.jit(jax.grad(last_output))(x))).sum(axis=(0, 2))
     kept = kept_tokens(SINKS, WINDOW, L)
