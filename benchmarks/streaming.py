@@ -1,0 +1,205 @@
+"""Does a small language model read past its context with attention sinks (StreamingLLM)?
+
+Xiao et al. 2023, Figure 3, in miniature. A rotary-position :class:`LanguageModel` (2 layers,
+4 heads, d_model 64, context ``max_len`` 64) is trained for ``--seconds`` on the synthetic
+``svo`` stories (``--data`` for another corpus of :mod:`attention.data.lm_corpus`), then
+reads held-out text ``--length`` tokens long (8 x max_len by default: ``<s> story </s> <s>
+story </s> ...``, ``--streams`` streams at once), and the per-token negative log-likelihood
+(:func:`attention.model.streaming.streaming_log_likelihood`) is compared, segment by segment
+of max_len tokens, for:
+
+* **recompute** (the reference, the paper's "sliding window with re-computation"): token t
+  scored by the model on the last max_len tokens, recomputed from scratch for every t;
+* **window**: the plain sliding window of ``--cache`` tokens (``num_sinks=0``);
+* **sinks**: StreamingLLM, ``--sinks`` first tokens + a window of ``cache - sinks`` (the same
+  cache size);
+* **dense**: every token kept (a window as long as the text): positions run past max_len,
+  which the model never saw.
+
+Results are perplexities (exp of the mean NLL) and ratios to the reference. The attention
+weight that queries give the first token of a context (the sink, 3.1) is printed too, averaged
+over heads and queries 16..63 of max_len-long windows: it says whether the model formed a sink.
+
+    python benchmarks/streaming.py            # about 2-3 minutes on 2 cores
+    python benchmarks/streaming.py --fast     # a smoke run (a minute)
+
+The table is printed and written to ``benchmarks/results/streaming.md`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# benchmarks/attention.py would shadow the `attention` package when this runs as a script.
+_HERE = pathlib.Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
+
+from attention._machine import cpu_description  # noqa: E402
+from attention.application.language_modeling import load_text_corpus  # noqa: E402
+from attention.application.runs import new_run, train_run  # noqa: E402
+from attention.data.packing import encode_texts, pack  # noqa: E402
+from attention.model.config import TransformerConfig  # noqa: E402
+from attention.model.language_model import language_model_attention_maps  # noqa: E402
+from attention.model.streaming import streaming_log_likelihood  # noqa: E402
+from attention.training.train import TrainConfig  # noqa: E402
+
+
+def held_out_streams(tokenizer, texts, streams: int, length: int) -> np.ndarray:
+    """``[streams, length]`` token ids: the packed held-out texts, each stream starting at a
+    text's ``<s>`` (a different one per stream)."""
+    stream = pack(encode_texts(texts, tokenizer))
+    starts = np.flatnonzero(stream == 1)  # <s>: where each text begins
+    starts = starts[starts + length <= stream.size]
+    if starts.size < streams:
+        raise SystemExit(f"the held-out texts give {starts.size} streams of {length} tokens; "
+                         f"ask for fewer or shorter.")
+    picked = starts[np.linspace(0, starts.size - 1, streams).astype(int)]
+    return np.stack([stream[s:s + length] for s in picked])
+
+
+@nnx.jit
+def _window_nll(model, windows_WT, targets_W):
+    """NLL of the token after each window's last token, the model run on the whole window."""
+    logits_WV = model(windows_WT, deterministic=True)[:, -1]
+    log_probs_WV = jax.nn.log_softmax(logits_WV, axis=-1)
+    return -jnp.take_along_axis(log_probs_WV, targets_W[:, None], axis=-1)[:, 0]
+
+
+def recompute_nll(model, tokens_BL: np.ndarray, context: int) -> np.ndarray:
+    """``[B, L-1]``: token t+1 scored by the model on tokens ``max(0, t-context+1)..t``; the
+    first ``context`` positions are one forward pass, each later one a pass of its own."""
+    B, L = tokens_BL.shape
+    first = np.asarray(nnx.jit(lambda m, x: m(x, deterministic=True))(
+        model, jnp.asarray(tokens_BL[:, :context])))
+    first = jax.nn.log_softmax(first, axis=-1)
+    nll = np.zeros((B, L - 1), np.float32)
+    targets = tokens_BL[:, 1:context + 1]
+    nll[:, :context] = -np.take_along_axis(np.asarray(first)[:, :targets.shape[1]],
+                                           targets[..., None], -1)[..., 0]
+    chunk = 64  # windows per call: one compiled shape
+    ends = [(b, t) for b in range(B) for t in range(context, L - 1)]
+    for i in range(0, len(ends), chunk):
+        part = ends[i:i + chunk] + [ends[-1]] * (chunk - len(ends[i:i + chunk]))
+        windows = np.stack([tokens_BL[b, t - context + 1:t + 1] for b, t in part])
+        targets = np.array([tokens_BL[b, t + 1] for b, t in part])
+        values = np.asarray(_window_nll(model, jnp.asarray(windows), jnp.asarray(targets)))
+        for (b, t), value in zip(ends[i:i + chunk], values, strict=False):
+            nll[b, t] = value
+    return nll
+
+
+def sink_weight(model, tokens_BL: np.ndarray, context: int) -> list[float]:
+    """Per layer, the mean attention weight on the first key of a context, over heads,
+    streams and the queries 16..context-1 (uniform attention would give 1 / (t + 1))."""
+    windows = jnp.asarray(tokens_BL[:, context:2 * context])  # a window not starting at <s>
+    maps = np.asarray(language_model_attention_maps(model, windows)["decoder_self"])
+    return [float(maps[layer, :, :, 16:, 0].mean()) for layer in range(maps.shape[0])]
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="a smoke run: 20 s, short texts")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="training time (default 90; 20 with --fast)")
+    parser.add_argument("--data", default="svo", help="the text corpus (lm_corpus names)")
+    parser.add_argument("--context", type=int, default=64, help="max_len of the model")
+    parser.add_argument("--length", type=int, default=None,
+                        help="tokens per held-out stream (default 8 x context; 4 x with --fast)")
+    parser.add_argument("--streams", type=int, default=None, help="streams (8; 4 with --fast)")
+    parser.add_argument("--cache", type=int, default=32, help="cache size of window and sinks")
+    parser.add_argument("--sinks", type=int, default=4, help="attention sinks of StreamingLLM")
+    parser.add_argument("--out", default="benchmarks/results/streaming.md")
+    args = parser.parse_args(argv)
+    seconds = args.seconds if args.seconds is not None else (20.0 if args.fast else 90.0)
+    length = args.length or (4 if args.fast else 8) * args.context
+    streams = args.streams or (4 if args.fast else 8)
+
+    load_before, started = os.getloadavg(), time.perf_counter()
+    corpus = load_text_corpus(args.data, num_examples=3_000 if args.fast else 10_000, seed=0)
+    config = TransformerConfig.language_model(
+        vocab_size=corpus.tokenizer.vocab_size, d_model=64, num_heads=4, d_ff=256,
+        num_layers=2, dropout_rate=0.0, max_len=args.context, positional="rope")
+    train_config = TrainConfig(steps=100_000, batch_size=32, warmup_steps=100, lr_scale=2.0,
+                               label_smoothing=0.0, log_every=50, checkpoint_every=0, seed=0)
+    run = new_run(config, train_config, corpus.tokenizer, data=args.data)
+    result = train_run(run, corpus.train, progress=False, max_seconds=seconds)
+    model = run.model
+    model.eval()
+
+    tokens = held_out_streams(corpus.tokenizer, corpus.valid + corpus.test, streams, length)
+    nll = {"recompute": recompute_nll(model, tokens, args.context)}
+    policies = {"window": (0, args.cache), "sinks": (args.sinks, args.cache - args.sinks),
+                "dense": (0, length)}
+    for name, (num_sinks, window) in policies.items():
+        nll[name] = np.asarray(streaming_log_likelihood(model, jnp.asarray(tokens), num_sinks,
+                                                        window))
+    weights = sink_weight(model, tokens, args.context)
+    load_after, elapsed = os.getloadavg(), time.perf_counter() - started
+
+    segments = [(lo, min(lo + args.context, length - 1))
+                for lo in range(0, length - 1, args.context)]
+
+    def ppl(name, lo, hi):
+        return float(np.exp(nll[name][:, lo:hi].mean()))
+
+    header = "| policy | cache | " + " | ".join(
+        f"{lo}-{hi - 1}" for lo, hi in segments) + " | all |"
+    lines = [
+        f"# streaming with attention sinks, {datetime.datetime.now():%Y-%m-%d %H:%M}",
+        "",
+        f"- CPU: {cpu_description()}",
+        f"- jax {jax.__version__}, devices {jax.devices()}",
+        f"- os.getloadavg() before {tuple(round(x, 2) for x in load_before)}, after "
+        f"{tuple(round(x, 2) for x in load_after)}; {elapsed:.0f} s in all",
+        f"- model: {config.num_layers} layers, {config.num_heads} heads, d_model "
+        f"{config.d_model}, {config.positional} positions, context max_len={config.max_len}, "
+        f"vocabulary {config.tgt_vocab_size}; trained {result.step} steps of "
+        f"{train_config.batch_size} windows in {seconds:.0f} s on `{args.data}`",
+        f"- held out: {streams} streams of {length} tokens ({length // args.context} x "
+        f"max_len), texts packed `<s> text </s>`",
+        "",
+        "Perplexity per segment of token positions (the token scored; exp of the mean NLL):",
+        "",
+        header,
+        "|" + "---|" * (len(segments) + 3),
+    ]
+    caches = {"recompute": f"last {args.context}", "window": f"0 + {args.cache}",
+              "sinks": f"{args.sinks} + {args.cache - args.sinks}", "dense": "all"}
+    for name in ("recompute", "window", "sinks", "dense"):
+        cells = " | ".join(f"{ppl(name, lo, hi):.2f}" for lo, hi in segments)
+        lines.append(f"| {name} | {caches[name]} | {cells} | {ppl(name, 0, length):.2f} |")
+    lines += ["", "Ratio to recompute (1.00 = as good as re-reading the last max_len tokens):",
+              "", header, "|" + "---|" * (len(segments) + 3)]
+    for name in ("window", "sinks", "dense"):
+        cells = " | ".join(f"{ppl(name, lo, hi) / ppl('recompute', lo, hi):.2f}"
+                           for lo, hi in segments)
+        ratio = ppl(name, 0, length) / ppl("recompute", 0, length)
+        lines.append(f"| {name} | {caches[name]} | {cells} | {ratio:.2f} |")
+    lines += [
+        "",
+        "Mean attention weight on the first key of a max_len window (queries 16.."
+        f"{args.context - 1}, all heads), per layer: "
+        + ", ".join(f"layer {i}: {w:.3f}" for i, w in enumerate(weights))
+        + f" (uniform attention: 1/17 .. 1/{args.context} = {1 / 17:.3f} .. "
+        f"{1 / args.context:.3f}).",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table + "\n")
+    return table
+
+
+if __name__ == "__main__":
+    main()
