@@ -98,12 +98,21 @@ def recompute_nll(model, tokens_BL: np.ndarray, context: int) -> np.ndarray:
     return nll
 
 
-def sink_weight(model, tokens_BL: np.ndarray, context: int) -> list[float]:
-    """Per layer, the mean attention weight on the first key of a context, over heads,
-    streams and the queries 16..context-1 (uniform attention would give 1 / (t + 1))."""
-    windows = jnp.asarray(tokens_BL[:, context:2 * context])  # a window not starting at <s>
-    maps = np.asarray(language_model_attention_maps(model, windows)["decoder_self"])
-    return [float(maps[layer, :, :, 16:, 0].mean()) for layer in range(maps.shape[0])]
+def sink_weight(model, tokens_BL: np.ndarray, context: int) -> list[tuple[float, float, float]]:
+    """Per layer, where queries 16..context-1 of a max_len window (one not starting at a
+    text's ``<s>``) put their attention, averaged over heads and streams: ``(weight on the
+    window's first key, summed weight on its <s> keys, share of <s> among the keys seen)``."""
+    windows = tokens_BL[:, context:2 * context]
+    maps = np.asarray(language_model_attention_maps(model, jnp.asarray(windows))["decoder_self"])
+    is_bos_BS = windows == 1
+    seen_BT = np.cumsum(is_bos_BS, axis=1) / np.arange(1, context + 1)  # <s> share of 0..t
+    rows = []
+    for layer in range(maps.shape[0]):
+        weights_BNTS = maps[layer, :, :, 16:]
+        on_bos = (weights_BNTS * is_bos_BS[:, None, None, :]).sum(-1).mean()
+        rows.append((float(weights_BNTS[..., 0].mean()), float(on_bos),
+                     float(seen_BT[:, 16:].mean())))
+    return rows
 
 
 def main(argv=None) -> str:
@@ -116,7 +125,8 @@ def main(argv=None) -> str:
     parser.add_argument("--length", type=int, default=None,
                         help="tokens per held-out stream (default 8 x context; 4 x with --fast)")
     parser.add_argument("--streams", type=int, default=None, help="streams (8; 4 with --fast)")
-    parser.add_argument("--cache", type=int, default=32, help="cache size of window and sinks")
+    parser.add_argument("--cache", type=int, nargs="+", default=[16, 32],
+                        help="cache sizes of window and sinks")
     parser.add_argument("--sinks", type=int, default=4, help="attention sinks of StreamingLLM")
     parser.add_argument("--out", default="benchmarks/results/streaming.md")
     args = parser.parse_args(argv)
@@ -138,8 +148,13 @@ def main(argv=None) -> str:
 
     tokens = held_out_streams(corpus.tokenizer, corpus.valid + corpus.test, streams, length)
     nll = {"recompute": recompute_nll(model, tokens, args.context)}
-    policies = {"window": (0, args.cache), "sinks": (args.sinks, args.cache - args.sinks),
-                "dense": (0, length)}
+    policies, caches = {}, {"recompute": f"last {args.context}"}
+    for size in args.cache:
+        policies[f"window {size}"] = (0, size)
+        policies[f"sinks {size}"] = (args.sinks, size - args.sinks)
+    policies["dense"] = (0, length)
+    for name, (num_sinks, window) in policies.items():
+        caches[name] = "all" if name == "dense" else f"{num_sinks} + {window}"
     for name, (num_sinks, window) in policies.items():
         nll[name] = np.asarray(streaming_log_likelihood(model, jnp.asarray(tokens), num_sinks,
                                                         window))
@@ -173,25 +188,28 @@ def main(argv=None) -> str:
         header,
         "|" + "---|" * (len(segments) + 3),
     ]
-    caches = {"recompute": f"last {args.context}", "window": f"0 + {args.cache}",
-              "sinks": f"{args.sinks} + {args.cache - args.sinks}", "dense": "all"}
-    for name in ("recompute", "window", "sinks", "dense"):
+    for name in ["recompute", *policies]:
         cells = " | ".join(f"{ppl(name, lo, hi):.2f}" for lo, hi in segments)
         lines.append(f"| {name} | {caches[name]} | {cells} | {ppl(name, 0, length):.2f} |")
     lines += ["", "Ratio to recompute (1.00 = as good as re-reading the last max_len tokens):",
               "", header, "|" + "---|" * (len(segments) + 3)]
-    for name in ("window", "sinks", "dense"):
+    for name in policies:
         cells = " | ".join(f"{ppl(name, lo, hi) / ppl('recompute', lo, hi):.2f}"
                            for lo, hi in segments)
         ratio = ppl(name, 0, length) / ppl("recompute", 0, length)
         lines.append(f"| {name} | {caches[name]} | {cells} | {ratio:.2f} |")
     lines += [
         "",
-        "Mean attention weight on the first key of a max_len window (queries 16.."
-        f"{args.context - 1}, all heads), per layer: "
-        + ", ".join(f"layer {i}: {w:.3f}" for i, w in enumerate(weights))
-        + f" (uniform attention: 1/17 .. 1/{args.context} = {1 / 17:.3f} .. "
-        f"{1 / args.context:.3f}).",
+        f"Where queries 16..{args.context - 1} of a max_len window (not starting at a text) "
+        "attend, mean over heads and streams:",
+        "",
+        "| layer | weight on the first key | weight on `<s>` keys | share of `<s>` among keys |",
+        "|---|---|---|---|",
+        *(f"| {i} | {first:.3f} | {bos:.3f} | {share:.3f} |"
+          for i, (first, bos, share) in enumerate(weights)),
+        "",
+        f"(uniform attention would give the first key 1/17 .. 1/{args.context} = "
+        f"{1 / 17:.3f} .. {1 / args.context:.3f}, and the `<s>` keys their share.)",
     ]
     table = "\n".join(lines)
     print(table)

@@ -8,7 +8,6 @@ B=2 streams of L=25 tokens through n=2 sinks and a window of w=5 (5 divides neit
 nor 23: the ring wraps mid-buffer).
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
