@@ -39,6 +39,11 @@ def kept_tokens(num_sinks, window, seen):
     return list(range(min(seen, num_sinks))) + list(range(max(num_sinks, seen - window), seen))
 
 
+@nnx.jit
+def full_call(mha, x_BTD, mask_TS):
+    return mha(x_BTD, mask=mask_TS)
+
+
 def full_attention_over_kept(mha, x_BLD, num_sinks, window):
     """``[B, L, D]``: row t is ``mha(x[:, kept(t)], is_causal=True)[:, -1]``, the full causal
     call on the tokens kept after t + 1, at positions ``0..kept-1``. Every step's kept tokens
@@ -51,7 +56,8 @@ def full_attention_over_kept(mha, x_BLD, num_sinks, window):
         kept = kept_tokens(num_sinks, window, t + 1)
         rows.append(jnp.pad(x_BLD[:, kept], ((0, 0), (0, width - len(kept)), (0, 0))))
         last.append(len(kept) - 1)
-    out_LBWD = mha(jnp.concatenate(rows), is_causal=True).reshape(Lx, Bx, width, -1)
+    out_LBWD = full_call(mha, jnp.concatenate(rows), causal_mask(width))
+    out_LBWD = out_LBWD.reshape(Lx, Bx, width, -1)
     return jnp.stack([out_LBWD[t, :, last[t]] for t in range(Lx)], axis=1)
 
 
@@ -111,14 +117,20 @@ def test_init_sink_cache_is_empty():
 # ------------------------------------------------------------------ attention
 
 
-@pytest.mark.parametrize("num_sinks, jit", [(0, True), (SINKS, True), (SINKS, False)])
-def test_stream_equals_full_attention_over_the_kept_tokens(num_sinks, jit):
-    mha, x = rope_attention(), normal(1, (B, L, D))
+@pytest.mark.parametrize("num_sinks, jit, length", [(0, True, L), (SINKS, True, L),
+                                                    (SINKS, False, SINKS + WINDOW + 2)])
+def test_stream_equals_full_attention_over_the_kept_tokens(num_sinks, jit, length):
+    mha, x = rope_attention(), normal(1, (B, length, D))
     outputs, cache = stream(mha, x, num_sinks, WINDOW, jit=jit)
-    assert int(cache.seen) == L
+    assert int(cache.seen) == length
     expected = full_attention_over_kept(mha, x, num_sinks, WINDOW)
-    for t in range(L):
+    for t in range(length):
         np.testing.assert_allclose(outputs[:, t], expected[:, t], atol=2e-5, err_msg=f"token {t}")
+    if num_sinks == 0:
+        # RoPE scores depend on m - n only, so shifting the window's positions changes
+        # nothing: no sinks is causal attention over the last w tokens (Mistral's window).
+        window_mask = causal_mask(length) & local_window_mask(length, length, (WINDOW - 1, 0))
+        np.testing.assert_allclose(outputs, full_call(mha, x, window_mask), atol=3e-5)
 
 
 def test_the_cache_holds_unrotated_keys_of_the_kept_tokens():
@@ -143,23 +155,16 @@ def test_alibi_bias_sees_cache_positions():
 
 
 def test_before_the_window_fills_it_equals_the_plain_cache_and_the_full_call():
-    mha, x = rope_attention(), normal(4, (B, 6, D))
-    outputs, _ = stream(mha, x, SINKS, 4)  # 2 + 4 slots hold all 6 tokens
-    cache, plain, append = kv_cache.init_cache(mha, B, 6), [], nnx.jit(kv_cache.append_and_attend)
-    for t in range(6):
+    length = SINKS + WINDOW  # the slots hold every token
+    mha, x = rope_attention(), normal(4, (B, length, D))
+    outputs, _ = stream(mha, x, SINKS, WINDOW)
+    cache, plain = kv_cache.init_cache(mha, B, length), []
+    append = nnx.jit(kv_cache.append_and_attend)
+    for t in range(length):
         out, cache = append(mha, x[:, t:t + 1], cache, jnp.int32(t))
         plain.append(out)
     np.testing.assert_allclose(outputs, jnp.concatenate(plain, axis=1), atol=2e-5)
-    np.testing.assert_allclose(outputs, mha(x, is_causal=True), atol=2e-5)
-
-
-def test_no_sinks_is_the_plain_sliding_window():
-    # RoPE scores depend on m - n only, so shifting the window's positions changes nothing:
-    # num_sinks=0 is causal attention over the last w tokens (Mistral's window, w - 1 back).
-    mha, x = rope_attention(), normal(5, (B, L, D))
-    outputs, _ = stream(mha, x, 0, WINDOW)
-    window_mask = causal_mask(L) & local_window_mask(L, L, (WINDOW - 1, 0))
-    np.testing.assert_allclose(outputs, mha(x, mask=window_mask), atol=3e-5)
+    np.testing.assert_allclose(outputs, full_call(mha, x, causal_mask(length)), atol=2e-5)
 
 
 def test_each_output_depends_on_the_kept_tokens_only():

@@ -32,6 +32,11 @@ def forward(model, tokens_BT):
     return model(tokens_BT, deterministic=True)
 
 
+@nnx.jit
+def layer_forward(layer, x_BTD):
+    return layer(x_BTD, None, None, causal_mask(x_BTD.shape[1])[None, None], deterministic=True)
+
+
 def make_model(num_layers, positional="rope"):
     config = TransformerConfig.language_model(
         vocab_size=V, d_model=12, num_heads=3, num_kv_heads=1, d_ff=20, num_layers=num_layers,
@@ -88,11 +93,10 @@ def over_kept(x_BL, num_sinks, window, full_call):
 # ------------------------------------------------------------------ the kept tokens
 
 
-@pytest.mark.parametrize("num_sinks", [0, SINKS])
-def test_one_layer_equals_the_model_on_the_kept_tokens(one_layer, num_sinks):
+def test_one_layer_equals_the_model_on_the_kept_tokens(one_layer):
     tokens = text(1)
-    expected = over_kept(tokens, num_sinks, WINDOW, lambda kept: forward(one_layer, kept))
-    np.testing.assert_allclose(stream_logits(one_layer, tokens, num_sinks, WINDOW), expected,
+    expected = over_kept(tokens, SINKS, WINDOW, lambda kept: forward(one_layer, kept))
+    np.testing.assert_allclose(stream_logits(one_layer, tokens, SINKS, WINDOW), expected,
                                atol=1e-4)
 
 
@@ -102,20 +106,21 @@ def test_two_layers_equal_each_layer_on_its_kept_inputs(two_layers):
     tokens, decoder = text(2), two_layers.decoder
     hidden_BLD = decoder.embed(tokens)
     for layer in decoder.layers:
-        hidden_BLD = over_kept(hidden_BLD, SINKS, WINDOW, lambda x, layer=layer: layer(
-            x, None, None, causal_mask(x.shape[1])[None, None], deterministic=True))
+        hidden_BLD = over_kept(hidden_BLD, SINKS, WINDOW,
+                               lambda x, layer=layer: layer_forward(layer, x))
     expected = two_layers.logits(decoder.final_norm(hidden_BLD))
     np.testing.assert_allclose(stream_logits(two_layers, tokens, SINKS, WINDOW), expected,
                                atol=1e-4)
 
 
 def test_before_the_window_fills_it_equals_the_cached_decode_and_the_full_call(two_layers):
-    tokens = text(3, MAX_LEN)
-    streamed = stream_logits(two_layers, tokens, 3, MAX_LEN - 3)  # 3 + 5 slots: every token
+    length = SINKS + WINDOW  # the slots hold every token
+    tokens = text(3, length)
+    streamed = stream_logits(two_layers, tokens, SINKS, WINDOW)
     np.testing.assert_allclose(streamed, forward(two_layers, tokens), atol=1e-4)
     decode, cache, plain = nnx.jit(LanguageModel.decode_step), two_layers.init_decode_cache(
-        B, MAX_LEN), []
-    for t in range(MAX_LEN):
+        B, length), []
+    for t in range(length):
         logits_BV, cache = decode(two_layers, tokens[:, t], cache, jnp.int32(t))
         plain.append(logits_BV)
     np.testing.assert_allclose(streamed, jnp.stack(plain, axis=1), atol=1e-4)
@@ -147,10 +152,9 @@ def test_no_sinks_differs_from_sinks_only_once_token_0_leaves(two_layers):
 # ------------------------------------------------------------------ generation
 
 
-@pytest.mark.parametrize("greedy", [True, False])
-def test_generation_equals_generate_while_everything_fits(one_layer, greedy):
+def test_sampling_equals_generate_while_everything_fits(one_layer):
     prompt = text(6, 3)
-    knobs = dict(greedy=greedy, temperature=0.8, top_k=7, seed=11)
+    knobs = dict(temperature=0.8, top_k=7, seed=11)
     streamed = streaming_generate(one_layer, prompt, 5, 2, 6, **knobs)
     reference, _ = generate(one_layer, prompt, max_new_tokens=5, stop_at_eos=False, **knobs)
     np.testing.assert_array_equal(streamed, reference)
