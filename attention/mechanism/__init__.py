@@ -1,4 +1,4 @@
-"""The attention mechanism, steps 1-7a: from a dot product to multi-head attention.
+"""The attention mechanism, steps 1-7e: from a dot product to multi-head attention.
 
 Read the modules in this order; each builds on the ones before it (notebooks 01-04, 09, 11)::
 
@@ -19,6 +19,8 @@ Read the modules in this order; each builds on the ones before it (notebooks 01-
                                3.2.2).
     7a  kv_cache.py            the key/value cache, attention one new token at a time while
                                decoding.
+    7e  streaming_cache.py     attention sinks and a rolling cache, attention past the training
+                               context.
     reading-map:end
 
 Every step follows ``jax.nn.dot_product_attention``'s semantics for the options of today's

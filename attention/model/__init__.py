@@ -1,4 +1,4 @@
-"""The transformer around attention, steps 8-17d (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
+"""The transformer around attention, steps 8-17e (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
 
 Read the modules in this order::
 
@@ -36,6 +36,8 @@ Read the modules in this order::
                             cache.
     17d  pretrained.py      real checkpoints: GPT-2 and Llama-family weights in the package's own
                             LanguageModel.
+    17e  streaming.py       streaming a language model past its context, with attention sinks
+                            (StreamingLLM).
     reading-map:end
 """
 
@@ -65,6 +67,12 @@ from attention.model.sampling import (
     sampling_log_probs,
     top_k_mask,
     top_p_mask,
+)
+from attention.model.streaming import (
+    init_streaming_cache,
+    streaming_generate,
+    streaming_log_likelihood,
+    streaming_step,
 )
 from attention.model.transformer import Transformer, attention_maps, count_params
 
@@ -107,4 +115,8 @@ __all__ = [
     "count_params",
     "greedy_decode",
     "beam_search",
+    "init_streaming_cache",
+    "streaming_step",
+    "streaming_log_likelihood",
+    "streaming_generate",
 ]
