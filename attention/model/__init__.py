@@ -20,6 +20,8 @@ Read the modules in this order::
     12b  residual.py        residual connections and layer norm around every sub-layer (Vaswani et
                             al. 3.1, 5.4).
     13   sublayers.py       the sub-layers of a transformer layer, built from the configuration.
+    13a  variants.py        the attention of config.attention, the self-attention variants of
+                            today's models.
     14   encoder.py         the encoder, self-attention over the source (Vaswani et al. 2017, 3.1).
     15   decoder.py         the decoder, and decoding one token at a time (Vaswani et al. 2017, 3.1,
                             3.2.3).
