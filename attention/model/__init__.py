@@ -39,9 +39,12 @@ Read the modules in this order::
     17d  pretrained.py      real checkpoints: GPT-2 and Llama-family weights in the package's own
                             LanguageModel.
     reading-map:end
+
+``TransformerConfig(attention=...)`` swaps the language model's self-attention for one of
+today's variants (step 13a): multi-head latent attention, differential or linear attention.
 """
 
-from attention.model.config import PRESETS, TransformerConfig
+from attention.model.config import ATTENTIONS, PRESETS, TransformerConfig
 from attention.model.decoder import DecodeCache, Decoder, DecoderLayer
 from attention.model.decoding import beam_search, greedy_decode, sample_decode
 from attention.model.embeddings import TokenEmbedding
@@ -69,6 +72,7 @@ from attention.model.sampling import (
     top_p_mask,
 )
 from attention.model.transformer import Transformer, attention_maps, count_params
+from attention.model.variants import make_self_attention_variant
 
 __all__ = [
     "LanguageModel",
@@ -98,6 +102,8 @@ __all__ = [
     "swiglu_feed_forward",
     "TransformerConfig",
     "PRESETS",
+    "ATTENTIONS",
+    "make_self_attention_variant",
     "Residual",
     "EncoderLayer",
     "Encoder",

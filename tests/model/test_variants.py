@@ -31,9 +31,9 @@ VARIANTS = {  # attention -> (overrides, module type, cache type)
 
 
 def config(attention, **overrides):
-    return TransformerConfig.language_model(
-        vocab_size=V, d_model=D, num_heads=N, d_ff=F, num_layers=L, max_len=11,
-        dropout_rate=0.0, attention=attention, **overrides)
+    fields = dict(vocab_size=V, d_model=D, num_heads=N, d_ff=F, num_layers=L, max_len=11,
+                  dropout_rate=0.0, attention=attention)
+    return TransformerConfig.language_model(**(fields | overrides))
 
 
 def tokens(seed, shape=(B, T)):
@@ -43,7 +43,8 @@ def tokens(seed, shape=(B, T)):
 @pytest.mark.parametrize("attention", sorted(VARIANTS))
 def test_variant_language_model_caches_trains_and_generates(attention):
     overrides, module_type, cache_type = VARIANTS[attention]
-    model = LanguageModel(config(attention, **overrides), rngs=nnx.Rngs(0))
+    # One layer keeps the compilations short; the maps test below has two.
+    model = LanguageModel(config(attention, num_layers=1, **overrides), rngs=nnx.Rngs(0))
     assert all(isinstance(layer.self_attention, module_type) for layer in model.decoder.layers)
 
     cache = model.init_decode_cache(B, T)
