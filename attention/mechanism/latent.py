@@ -370,7 +370,7 @@ class LatentAttention(nnx.Module):
         if not isinstance(cache, LatentCache):
             raise TypeError(
                 f"cache must be a LatentCache (from init_cache), got {type(cache).__name__}.")
-        S = cache.latent.shape[1] if cache.latent.ndim == 3 else None
+        S = cache.latent.shape[1] if cache.latent.ndim > 1 else 0  # any number of slots
         expected = ((B, S, self.latent_dim), (B, S, self.rope_head_dim))
         if (tuple(cache.latent.shape), tuple(cache.key_rope.shape)) != expected:
             raise ValueError(
