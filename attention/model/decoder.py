@@ -68,7 +68,7 @@ class DecodeCache(NamedTuple):
     Fields:
       self_attention: one :class:`KVCache` per layer, keys/values ``[B, L, K, H]`` of the
         target positions decoded so far (L = the decoding length; later slots are zeros;
-        K = ``config.kv_heads`` key/value heads); with ``config.attention`` another than
+        K = ``config.kv_heads`` key/value heads); with ``config.attention`` other than
         "standard", that variant's own cache (a :class:`LatentCache` ``[B, L, C]``, a
         :class:`KVCache` of both halves ``[B, L, K, 2 H']``, a :class:`LinearState`).
       cross_attention: one :class:`KVCache` per layer, keys/values ``[B, S, K, H]`` of the
