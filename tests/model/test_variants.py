@@ -77,6 +77,9 @@ def test_attention_maps_are_causal(attention):
     assert weights.shape == (L, B, N, T, T)
     np.testing.assert_array_equal(weights[..., np.triu_indices(T, 1)[0],
                                           np.triu_indices(T, 1)[1]], 0)
+    if attention == "differential":  # the decoder numbers its layers 1, 2, ... for lambda_init
+        assert [layer.self_attention.lambda_init for layer in model.decoder.layers] == [
+            pytest.approx(0.8 - 0.6 * np.exp(-0.3 * i)) for i in range(L)]
     rows = weights.sum(-1)  # softmax rows sum to 1; a difference of maps to 1 - lambda
     expected = [1.0] * L if attention == "mla" else [
         1.0 - float(layer.self_attention.lambda_()) for layer in model.decoder.layers]
