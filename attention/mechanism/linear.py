@@ -17,7 +17,8 @@ Without a mask the two sums are computed once for all queries: time linear in th
 (any mask: causal, padding) is the masked ``T x S`` similarity matrix, normalised by its rows.
 The state is the decode cache: the same size after one token or a million. There are no
 softmax weights to plot. The gated successors (RetNet, GLA) decay the state, ``S_t = g S_{t-1}
-+ phi(k_t) v_t^T``: :func:`gated_linear_attention_recurrent`.
++ phi(k_t) v_t^T``: :func:`gated_linear_attention_recurrent`, and ``decay=`` of the parallel
+form and of :class:`LinearAttention`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from attention._checks import (
     check_int_scalar,
     check_kv_heads_divide,
     check_positive_int,
+    check_real,
     check_width,
     shape_str,
 )
@@ -77,6 +79,7 @@ def linear_attention(
     mask: Bool[Array, "..."] | None = None,
     *,
     is_causal: bool = False,
+    decay: float | None = None,
     feature_map: FeatureMap = elu_feature_map,
 ) -> Shaped[Array, "*B T N Hv"]:
     """Linear attention in parallel: eq. 5 without a mask, the masked similarities with one.
@@ -89,6 +92,8 @@ def linear_attention(
     Args:
       query ``[B, T, N, H]``, key ``[B, S, K, H]``, value ``[B, S, K, Hv]`` (K divides N).
       mask: boolean, broadcastable to ``[B, N, T, S]``; ``is_causal``: key s only if s <= t.
+      decay: g in (0, 1], the gated form's decay: ``A_ts`` times ``g^(t - s)`` (the parallel
+        twin of :func:`gated_linear_attention_recurrent`; keys after the query must be masked).
       feature_map: phi, positive (default :func:`elu_feature_map`).
 
     Returns:
@@ -96,17 +101,22 @@ def linear_attention(
 
     Raises:
       TypeError, ValueError: as :func:`attention.repeat_kv_heads`; a mask that does not
-        broadcast.
+        broadcast; a ``decay`` without a causal mask.
 
     >>> q = k = jnp.zeros((2, 1, 4))  # phi = 1 everywhere: a plain average
     >>> v = jnp.array([[[2.0]], [[4.0]]])
     >>> linear_attention(q, k, v, is_causal=True)[:, 0, 0].tolist()
     [2.0, 3.0]
     """
+    if decay is not None and mask is None and not is_causal:
+        raise ValueError(
+            f"decay={decay} weighs key s by g^(t - s) for the keys before query t: pass "
+            f"is_causal=True or a causal mask."
+        )
     N = query.shape[-2]
     phi_query = feature_map(query)                          # [B, T, N, H]
     phi_key = repeat_kv_heads(feature_map(key), N)          # [B, S, N, H]
-    if mask is None and not is_causal:
+    if mask is None and not is_causal and decay is None:
         value_BSNE = repeat_kv_heads(value, N).astype(jnp.float32)  # E = Hv
         state_BNHE = jnp.einsum("...SNH,...SNE->...NHE", phi_key, value_BSNE)  # phi(K)^T V
         normalizer_BNH = phi_key.sum(axis=-3)                                    # phi(K)^T 1
@@ -116,8 +126,13 @@ def linear_attention(
     T, S = query.shape[-3], key.shape[-3]
     mask = combine_masks(mask, causal_mask(T, S) if is_causal else None)
     similarity_BNTS = jnp.einsum("...TNH,...SNH->...NTS", phi_query, phi_key)
-    similarity_BNTS = jnp.where(jnp.broadcast_to(mask, similarity_BNTS.shape), similarity_BNTS,
-                                0.0)
+    if decay is not None:  # g^(t - s): older keys count less (masked keys get no weight)
+        distance_TS = jnp.maximum(jnp.arange(T)[:, None] - jnp.arange(S)[None, :], 0)
+        similarity_BNTS = similarity_BNTS * jnp.broadcast_to(
+            jnp.float32(decay) ** distance_TS, similarity_BNTS.shape)
+    if mask is not None:
+        similarity_BNTS = jnp.where(jnp.broadcast_to(mask, similarity_BNTS.shape),
+                                    similarity_BNTS, 0.0)
     rows_BNT1 = similarity_BNTS.sum(axis=-1, keepdims=True)
     weights_BNTS = _safe_divide(similarity_BNTS, rows_BNT1)
     return weighted_sum(weights_BNTS, value.astype(jnp.float32)).astype(value.dtype)
@@ -223,6 +238,8 @@ class LinearAttention(nnx.Module):
     Args:
       num_heads: N; in_features: D (input and output width); num_kv_heads: K dividing N.
       head_dim: H (default D / N).
+      decay: None, or the gated form's g in (0, 1] (:func:`gated_linear_attention_recurrent`):
+        the state decays by g at every token.
       use_bias: biases in the four projections.
       dtype, param_dtype, preferred_element_type: as ``nnx.Linear``.
       rngs: ``nnx.Rngs`` with ``params``.
@@ -247,6 +264,7 @@ class LinearAttention(nnx.Module):
         *,
         head_dim: int | None = None,
         num_kv_heads: int | None = None,
+        decay: float | None = None,
         use_bias: bool = True,
         dtype=None,
         param_dtype=jnp.float32,
@@ -263,7 +281,10 @@ class LinearAttention(nnx.Module):
                 f"divide in_features={D}; pass head_dim."
             )
         H = check_positive_int("head_dim", D // N if head_dim is None else head_dim)
+        if decay is not None:
+            decay = check_real("decay", decay, low=0.0, high=1.0, low_inclusive=False)
         self.num_heads, self.num_kv_heads, self.head_dim, self.in_features = N, K, H, D
+        self.decay = decay
         linear = dict(use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
                       preferred_element_type=preferred_element_type, rngs=rngs)
         self.query = nnx.Linear(D, N * H, **linear)
@@ -296,7 +317,7 @@ class LinearAttention(nnx.Module):
             )
         query_BTNH, key_BTKH, value_BTKH = self._heads(x)
         output_BTNH = linear_attention(query_BTNH, key_BTKH, value_BTKH, mask,
-                                       is_causal=is_causal)
+                                       is_causal=is_causal, decay=self.decay)
         return self.out(merge_heads(output_BTNH))
 
     def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> LinearState:
@@ -332,5 +353,6 @@ class LinearAttention(nnx.Module):
                 f"{shape_str(expected[:3])}; got {shape_str(cache.S.shape)} and "
                 f"{shape_str(cache.z.shape)}."
             )
-        output_BTNH, cache = linear_attention_recurrent(query_BTNH, key_BTKH, value_BTKH, cache)
+        output_BTNH, cache = gated_linear_attention_recurrent(
+            query_BTNH, key_BTKH, value_BTKH, 1.0 if self.decay is None else self.decay, cache)
         return self.out(merge_heads(output_BTNH)), cache

@@ -126,6 +126,8 @@ class TransformerConfig(SavedConfig):
     latent_dim: int | None = None  # MLA's d_c, the cached latent c_KV; None = 4 d_k (the paper's)
     rope_head_dim: int | None = None  # MLA's d_h^R, the decoupled rotary dims; None = d_k / 2
     query_latent_dim: int | None = None  # MLA's d_c', the query's latent; None: no compression
+    linear_decay: float | None = None  # "linear" only: the gated form's decay g in (0, 1],
+    #   S_t = g S_{t-1} + phi(k_t) v_t^T (RetNet, GLA); None: no decay, the 2020 paper's
     d_ff: int = 2048  # d_ff: inner width of the position-wise feed-forward network (3.3)
     num_layers: int = 6  # N: identical layers in the encoder stack and in the decoder stack
     dropout_rate: float = 0.1  # P_drop: residual dropout and dropout on embeddings + PE (5.4)
@@ -285,6 +287,15 @@ class TransformerConfig(SavedConfig):
                     f"set attention='mla' or leave {name}=None (attention={self.attention!r})."
                 )
             check_positive_int(name, getattr(self, name))
+        if self.linear_decay is not None:
+            if self.attention != "linear":
+                raise ValueError(
+                    f"linear_decay={self.linear_decay} is the decay of gated linear attention; "
+                    f"set attention='linear' or leave linear_decay=None (attention="
+                    f"{self.attention!r})."
+                )
+            check_real("linear_decay", self.linear_decay, low=0.0, high=1.0,
+                       low_inclusive=False)
         if self.attention == "standard":
             return
         what = f"attention={self.attention!r}"

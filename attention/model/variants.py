@@ -9,7 +9,7 @@ with the model's positions passed in (the mechanism steps never import the model
   ``positional="rope"``;
 * ``"differential"``: :class:`DifferentialAttention` (step 7f), each d_k head split into two
   halves of d_k / 2 (the parameters of a standard layer), ``lambda_init`` of its layer;
-* ``"linear"``: :class:`LinearAttention` (step 7h).
+* ``"linear"``: :class:`LinearAttention` (step 7h), gated by ``linear_decay`` when set.
 
 Each variant has its own decode cache; :func:`init_self_attention_cache` and
 :func:`self_attention_step` are the one place that tells them apart from step 7a's.
@@ -66,7 +66,7 @@ def make_self_attention_variant(
             process_heads=rope(config.head_dim // 2), **dtypes)
     if config.attention == "linear":
         return LinearAttention(config.num_heads, config.d_model, num_kv_heads=config.kv_heads,
-                               use_bias=qkv_bias, **dtypes)
+                               decay=config.linear_decay, use_bias=qkv_bias, **dtypes)
     raise ValueError(
         f"make_self_attention_variant builds attention='mla', 'differential' or 'linear'; "
         f"got attention={config.attention!r} (make_attention builds 'standard')."

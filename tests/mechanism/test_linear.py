@@ -85,11 +85,13 @@ def test_recurrent_form_equals_parallel_form(jit):
                                atol=1e-5)
 
 
-def test_gated_recurrence_equals_numpy():
+def test_gated_recurrence_and_parallel_form_equal_numpy():
     q, k, v = normal(11, (B, 5, N, H)), normal(12, (B, 5, K, H)), normal(13, (B, 5, K, HV))
     decay = 0.7
+    expected = np_linear(q, k, v, np.tril(np.ones((5, 5), bool)), decay)
     out, _ = jax.jit(gated_linear_attention_recurrent)(q, k, v, decay)
-    np.testing.assert_allclose(out, np_linear(q, k, v, np.tril(np.ones((5, 5), bool)), decay),
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    np.testing.assert_allclose(linear_attention(q, k, v, is_causal=True, decay=decay), expected,
                                atol=1e-5)
 
 
@@ -102,8 +104,9 @@ def test_module_causal_through_gradients():
     assert np.abs(np.asarray(jac[1])).max() == 0
 
 
-def test_module_decode_with_state_equals_full_call():
-    module = LinearAttention(N, D, head_dim=H, num_kv_heads=K, rngs=nnx.Rngs(1))
+@pytest.mark.parametrize("decay", [None, 0.8])
+def test_module_decode_with_state_equals_full_call(decay):
+    module = LinearAttention(N, D, head_dim=H, num_kv_heads=K, decay=decay, rngs=nnx.Rngs(1))
     x = normal(15, (B, 5, D))
     state = module.init_cache(B, 7)
     assert state.S.shape == (B, K, H, H)  # the same size for any max_len
@@ -121,7 +124,7 @@ def test_module_decode_with_state_equals_full_call():
     reference = np_linear(
         *(np_linear_layer(layer, x).reshape(B, 5, -1, H)
           for layer in (module.query, module.key, module.value)),
-        np.tril(np.ones((5, 5), bool)))
+        np.tril(np.ones((5, 5), bool)), 1.0 if decay is None else decay)
     np.testing.assert_allclose(full, np_linear_layer(module.out, reference.reshape(B, 5, N * H)),
                                atol=1e-4)
 
@@ -132,6 +135,11 @@ def test_bad_arguments_are_named():
         LinearAttention(5, D, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="num_kv_heads"):
         LinearAttention(N, D, num_kv_heads=4, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"decay must be in \(0, 1\]"):
+        LinearAttention(N, D, decay=1.5, rngs=nnx.Rngs(0))
+    q = normal(0, (B, T, N, H))
+    with pytest.raises(ValueError, match="pass is_causal=True or a causal mask"):
+        linear_attention(q, q, q, decay=0.5)
     module = LinearAttention(N, D, num_kv_heads=K, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="linear attention forms no attention weights"):
         module(normal(0, (B, T, D)), sow_weights=True)

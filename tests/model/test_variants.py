@@ -26,7 +26,7 @@ V, D, N, F, L, B, T = 13, 16, 2, 24, 2, 3, 5
 VARIANTS = {  # attention -> (overrides, module type, cache type)
     "mla": (dict(positional="rope", latent_dim=12), LatentAttention, LatentCache),
     "differential": (dict(positional="rope", num_kv_heads=1), DifferentialAttention, KVCache),
-    "linear": (dict(positional="sinusoidal"), LinearAttention, LinearState),
+    "linear": (dict(positional="sinusoidal", linear_decay=0.9), LinearAttention, LinearState),
 }
 
 
@@ -123,6 +123,9 @@ def test_linear_attention_has_no_maps():
     (dict(attention="linear"), "attention='linear' has no rotary positions"),
     (dict(attention="mla", num_kv_heads=1), "leave num_kv_heads=None"),
     (dict(attention="standard", latent_dim=8), "set attention='mla' or leave latent_dim=None"),
+    (dict(attention="mla", linear_decay=0.9), "set attention='linear' or leave linear_decay"),
+    (dict(attention="linear", positional="learned", linear_decay=0.0),
+     r"linear_decay must be in \(0, 1\]"),
     (dict(attention="mla", rope_head_dim=3), "rope_head_dim must be even, got 3"),
     (dict(attention="mla", query_latent_dim=0), "query_latent_dim must be a positive int"),
     (dict(attention="differential", d_model=12, num_heads=2),
