@@ -1,4 +1,4 @@
-"""The attention mechanism, steps 1-7e: from a dot product to multi-head attention.
+"""The attention mechanism, steps 1-7: from a dot product to multi-head attention and its heirs.
 
 Read the modules in this order; each builds on the ones before it (notebooks 01-04, 09, 11)::
 
@@ -21,6 +21,12 @@ Read the modules in this order; each builds on the ones before it (notebooks 01-
                                decoding.
     7e  streaming_cache.py     attention sinks and a rolling cache, attention past the training
                                context.
+    7f  differential.py        differential attention, the difference of two softmax maps (Ye et al.
+                               2024, 2.1).
+    7g  latent.py              multi-head latent attention, a small latent cached instead of keys
+                               and values.
+    7h  linear.py              linear attention, a kernel instead of the softmax (Katharopoulos et
+                               al. 2020, 3.2-3.4).
     reading-map:end
 
 Every step follows ``jax.nn.dot_product_attention``'s semantics for the options of today's

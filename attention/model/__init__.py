@@ -20,6 +20,8 @@ Read the modules in this order::
     12b  residual.py        residual connections and layer norm around every sub-layer (Vaswani et
                             al. 3.1, 5.4).
     13   sublayers.py       the sub-layers of a transformer layer, built from the configuration.
+    13a  variants.py        the attention of config.attention, the self-attention variants of
+                            today's models.
     14   encoder.py         the encoder, self-attention over the source (Vaswani et al. 2017, 3.1).
     15   decoder.py         the decoder, and decoding one token at a time (Vaswani et al. 2017, 3.1,
                             3.2.3).
@@ -39,9 +41,12 @@ Read the modules in this order::
     17e  streaming.py       streaming a language model past its context, with attention sinks
                             (StreamingLLM).
     reading-map:end
+
+``TransformerConfig(attention=...)`` swaps the language model's self-attention for one of
+today's variants (step 13a): multi-head latent attention, differential or linear attention.
 """
 
-from attention.model.config import PRESETS, TransformerConfig
+from attention.model.config import ATTENTIONS, PRESETS, TransformerConfig
 from attention.model.decoder import DecodeCache, Decoder, DecoderLayer
 from attention.model.decoding import beam_search, greedy_decode, sample_decode
 from attention.model.embeddings import TokenEmbedding
@@ -75,6 +80,7 @@ from attention.model.streaming import (
     streaming_step,
 )
 from attention.model.transformer import Transformer, attention_maps, count_params
+from attention.model.variants import make_self_attention_variant
 
 __all__ = [
     "LanguageModel",
@@ -104,6 +110,8 @@ __all__ = [
     "swiglu_feed_forward",
     "TransformerConfig",
     "PRESETS",
+    "ATTENTIONS",
+    "make_self_attention_variant",
     "Residual",
     "EncoderLayer",
     "Encoder",

@@ -50,6 +50,9 @@ ARCHITECTURES = ("encoder_decoder", "decoder_only")
 model, or a GPT-style language model made of the decoder stack alone."""
 # ALiBi adds a bias to the scores: only kernels that take a ``bias`` argument can carry it.
 _BIAS_KERNELS = ("reference", "fused")
+ATTENTIONS = ("standard", "mla", "differential", "linear")
+"""The choices of ``TransformerConfig.attention`` (:mod:`attention.model.variants`)."""
+_MLA_SIZES = ("latent_dim", "rope_head_dim", "query_latent_dim")
 
 
 class SavedConfig:
@@ -116,6 +119,15 @@ class TransformerConfig(SavedConfig):
     num_heads: int = 8  # h: parallel attention heads; d_k = d_v = d_model / h (3.2.2)
     num_kv_heads: int | None = None  # K: key/value heads, dividing h (grouped-query
     #   attention, attention.mechanism.scores); None = h, the paper's multi-head attention
+    attention: str = "standard"  # the decoder-only model's self-attention (step 13a,
+    #   attention.model.variants): "standard" softmax(QK^T/sqrt(d_k))V (3.2); "mla", multi-head
+    #   latent attention (DeepSeek-V2, 2.1); "differential" (Ye et al. 2024, 2.1); "linear",
+    #   phi(Q)(phi(K)^T V) with phi = elu + 1 (Katharopoulos et al. 2020)
+    latent_dim: int | None = None  # MLA's d_c, the cached latent c_KV; None = 4 d_k (the paper's)
+    rope_head_dim: int | None = None  # MLA's d_h^R, the decoupled rotary dims; None = d_k / 2
+    query_latent_dim: int | None = None  # MLA's d_c', the query's latent; None: no compression
+    linear_decay: float | None = None  # "linear" only: the gated form's decay g in (0, 1],
+    #   S_t = g S_{t-1} + phi(k_t) v_t^T (RetNet, GLA); None: no decay, the 2020 paper's
     d_ff: int = 2048  # d_ff: inner width of the position-wise feed-forward network (3.3)
     num_layers: int = 6  # N: identical layers in the encoder stack and in the decoder stack
     dropout_rate: float = 0.1  # P_drop: residual dropout and dropout on embeddings + PE (5.4)
@@ -259,6 +271,88 @@ class TransformerConfig(SavedConfig):
                     f"{name} must name a floating dtype such as 'float32' or 'bfloat16', "
                     f"got {value!r}."
                 )
+
+        self._check_attention_variant()
+
+    def _check_attention_variant(self) -> None:
+        """The rules of ``attention`` and MLA's sizes, with what is supported."""
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}.")
+        for name in _MLA_SIZES:
+            if getattr(self, name) is None:
+                continue
+            if self.attention != "mla":
+                raise ValueError(
+                    f"{name}={getattr(self, name)} is a size of multi-head latent attention; "
+                    f"set attention='mla' or leave {name}=None (attention={self.attention!r})."
+                )
+            check_positive_int(name, getattr(self, name))
+        if self.linear_decay is not None:
+            if self.attention != "linear":
+                raise ValueError(
+                    f"linear_decay={self.linear_decay} is the decay of gated linear attention; "
+                    f"set attention='linear' or leave linear_decay=None (attention="
+                    f"{self.attention!r})."
+                )
+            check_real("linear_decay", self.linear_decay, low=0.0, high=1.0,
+                       low_inclusive=False)
+        if self.attention == "standard":
+            return
+        what = f"attention={self.attention!r}"
+        if not self.is_language_model:
+            raise ValueError(
+                f"{what} is built for the decoder-only language model (architecture="
+                f"'decoder_only'); the encoder-decoder model supports attention='standard' only."
+            )
+        if self.attention_impl != "reference":
+            raise ValueError(
+                f"{what} has its own arithmetic, which the kernel attention_impl="
+                f"{self.attention_impl!r} (softmax(QK^T)V) does not compute; use "
+                f"attention_impl='reference'."
+            )
+        if self.attention_dropout_rate > 0:
+            raise ValueError(
+                f"{what} has no dropout on attention weights; set attention_dropout_rate=0 "
+                f"(got {self.attention_dropout_rate}) or use attention='standard'."
+            )
+        if self.positional == "alibi":
+            raise ValueError(
+                f"{what} takes no ALiBi bias; use positional='rope', 'sinusoidal' or "
+                f"'learned'."
+            )
+        if self.attention == "linear" and self.positional == "rope":
+            raise ValueError(
+                "attention='linear' has no rotary positions (a rotation would break the "
+                "positive features phi(q) . phi(k)); use positional='sinusoidal' or 'learned'."
+            )
+        if self.attention == "mla" and self.num_kv_heads is not None:
+            raise ValueError(
+                f"attention='mla' caches one latent per token, not key/value heads; leave "
+                f"num_kv_heads=None (got {self.num_kv_heads}) and size the cache with "
+                f"latent_dim."
+            )
+        rotary = self.positional == "rope"
+        if self.attention == "mla" and rotary and self.mla_rope_head_dim % 2:
+            raise ValueError(
+                f"positional='rope' rotates pairs of dims, so MLA's rope_head_dim must be even, "
+                f"got {self.mla_rope_head_dim} (d_k / 2 by default); set rope_head_dim."
+            )
+        if self.attention == "differential" and self.head_dim % (4 if rotary else 2):
+            raise ValueError(
+                f"attention='differential' splits each head of d_k = {self.head_dim} into two "
+                f"halves{', each rotated in pairs by RoPE' if rotary else ''}, so d_k must be a "
+                f"multiple of {4 if rotary else 2}; change d_model or num_heads."
+            )
+
+    @property
+    def mla_latent_dim(self) -> int:
+        """MLA's d_c: ``latent_dim``, or ``4 d_k`` when None (DeepSeek-V2, 2.1.2)."""
+        return 4 * self.head_dim if self.latent_dim is None else self.latent_dim
+
+    @property
+    def mla_rope_head_dim(self) -> int:
+        """MLA's d_h^R: ``rope_head_dim``, or ``d_k / 2`` (at least 1) when None."""
+        return max(self.head_dim // 2, 1) if self.rope_head_dim is None else self.rope_head_dim
 
     @property
     def is_language_model(self) -> bool:

@@ -24,6 +24,11 @@ attention, :mod:`attention.mechanism.scores`). With RoPE the cached keys are sto
 their own positions and the new query is rotated at ``index``; with ALiBi the step's bias is
 that of query ``index``. Either way the step sees exactly what the full call sees.
 
+With ``config.attention`` set to "mla", "differential" or "linear" (step 13a), each layer's
+self-attention is that variant and its cache the variant's own (a latent per token, the keys
+of both halves, a constant-size linear state): the step dispatches through
+:func:`attention.model.variants.self_attention_step`.
+
 Running :meth:`Decoder.step` for t = 0, 1, 2, ... gives the same hidden states as one call of
 the decoder on the whole sequence (the tests check it); :meth:`Decoder.extend` writes several
 positions at once (a prompt's "prefill").
@@ -42,12 +47,19 @@ from jaxtyping import Array, Bool, Float, Int
 
 from attention.mechanism import kv_cache
 from attention.mechanism.kv_cache import KVCache
+from attention.mechanism.latent import LatentCache
+from attention.mechanism.linear import LinearState
 from attention.mechanism.masks import causal_mask, combine_masks, padding_mask
 from attention.model.config import TransformerConfig
 from attention.model.dropout import Dropout
 from attention.model.embeddings import TokenEmbedding
 from attention.model.residual import Residual, make_layer_norm
 from attention.model.sublayers import make_attention, make_feed_forward, make_positions
+from attention.model.variants import (
+    init_self_attention_cache,
+    make_self_attention_variant,
+    self_attention_step,
+)
 
 
 class DecodeCache(NamedTuple):
@@ -56,12 +68,14 @@ class DecodeCache(NamedTuple):
     Fields:
       self_attention: one :class:`KVCache` per layer, keys/values ``[B, L, K, H]`` of the
         target positions decoded so far (L = the decoding length; later slots are zeros;
-        K = ``config.kv_heads`` key/value heads).
+        K = ``config.kv_heads`` key/value heads); with ``config.attention`` other than
+        "standard", that variant's own cache (a :class:`LatentCache` ``[B, L, C]``, a
+        :class:`KVCache` of both halves ``[B, L, K, 2 H']``, a :class:`LinearState`).
       cross_attention: one :class:`KVCache` per layer, keys/values ``[B, S, K, H]`` of the
         encoder output, computed once.
     """
 
-    self_attention: tuple[KVCache, ...]
+    self_attention: tuple[KVCache | LatentCache | LinearState, ...]
     cross_attention: tuple[KVCache, ...]
 
 
@@ -87,13 +101,17 @@ class DecoderLayer(nnx.Module):
     With ``cross_attention=False`` the layer has no cross-attention sub-layer: masked
     self-attention and feed-forward only, the block of a decoder-only language model
     (:class:`attention.model.language_model.LanguageModel`); ``memory`` and ``src_mask`` are
-    then None.
+    then None. ``config.attention`` other than "standard" builds that self-attention (step
+    13a) for layer ``layer_index``.
     """
 
     def __init__(
-        self, config: TransformerConfig, *, rngs: nnx.Rngs, cross_attention: bool = True
+        self, config: TransformerConfig, *, rngs: nnx.Rngs, cross_attention: bool = True,
+        layer_index: int = 0,
     ):
-        self.self_attention = make_attention(config, rngs=rngs)
+        self.self_attention = (
+            make_attention(config, rngs=rngs) if config.attention == "standard"
+            else make_self_attention_variant(config, rngs=rngs, layer_index=layer_index))
         self.self_attention_residual = Residual(config, rngs=rngs)
         self.cross_attention = (
             make_attention(config, rngs=rngs, self_attention=False) if cross_attention else None
@@ -130,17 +148,17 @@ class DecoderLayer(nnx.Module):
     def step(
         self,
         x: Float[Array, "B T D"],
-        self_cache: KVCache,
+        self_cache: KVCache | LatentCache | LinearState,
         cross_kv: KVCache | None,
         index,
         src_mask: Bool[Array, "B 1 1 S"] | None,
-    ) -> tuple[Float[Array, "B T D"], KVCache]:
+    ) -> tuple[Float[Array, "B T D"], KVCache | LatentCache | LinearState]:
         """New positions ``index .. index+T-1`` (T = 1 when decoding token by token), with
         cached keys/values; always deterministic. ``cross_kv`` is None without
         cross-attention."""
 
         def self_attend(h):
-            return kv_cache.append_and_attend(self.self_attention, h, self_cache, index)
+            return self_attention_step(self.self_attention, h, self_cache, index)
 
         def cross_attend(h):
             return kv_cache.attend_to_cache(self.cross_attention, h, cross_kv, mask=src_mask)
@@ -180,8 +198,8 @@ class Decoder(nnx.Module):
         self.positions = make_positions(config, rngs=rngs)
         self.dropout = Dropout(config.dropout_rate, rngs=rngs)
         self.layers = nnx.List(
-            [DecoderLayer(config, rngs=rngs, cross_attention=cross_attention)
-             for _ in range(config.num_layers)]
+            [DecoderLayer(config, rngs=rngs, cross_attention=cross_attention, layer_index=i)
+             for i in range(config.num_layers)]
         )
         self.final_norm = make_layer_norm(config, rngs=rngs) if config.norm_first else None
 
@@ -238,7 +256,7 @@ class Decoder(nnx.Module):
             B, dtype = memory.shape[0], memory.dtype if dtype is None else dtype
         return DecodeCache(
             self_attention=tuple(
-                kv_cache.init_cache(layer.self_attention, B, max_len, dtype=dtype)
+                init_self_attention_cache(layer.self_attention, B, max_len, dtype)
                 for layer in self.layers
             ),
             cross_attention=tuple(

@@ -120,8 +120,15 @@ def sown_attention_maps(model: DecoderModel, *inputs) -> dict[str, Float[Array, 
     and kind are stacked over the layers into ``"decoder_cross": [L, B, N, T, S]``.
 
     Raises:
-      ValueError: ``attention_impl`` is not "reference" (fused kernels never form weights).
+      ValueError: ``attention_impl`` is not "reference" (fused kernels never form weights);
+        ``attention="linear"`` (no weights either).
     """
+    if model.config.attention == "linear":
+        raise ValueError(
+            "attention maps need softmax attention weights, which attention='linear' never "
+            "forms (phi(Q) (phi(K)^T V) has no T x S map); maps are supported for attention="
+            "'standard', 'mla' and 'differential'."
+        )
     if model.config.attention_impl != "reference":
         raise ValueError(
             f"attention maps need the attention weights, which attention_impl="
@@ -132,7 +139,9 @@ def sown_attention_maps(model: DecoderModel, *inputs) -> dict[str, Float[Array, 
     intermediates = _sown_weights(model, inputs)
     per_layer = defaultdict(dict)  # "decoder_cross" -> {layer: weights_BNTS}
     for path, variable in nnx.to_flat_state(intermediates):
-        stack, _, layer, attention, _ = path  # (stack, "layers", layer, attention, name)
+        stack, _, layer, attention, name = path  # (stack, "layers", layer, attention, name)
+        if name != "attention_weights":  # differential attention also sows its two maps
+            continue
         (weights_BNTS,) = variable.get_value()
         per_layer[f"{stack}_{attention.removesuffix('_attention')}"][layer] = weights_BNTS
     names = sorted(per_layer, key=lambda n: _MAP_ORDER.index(n) if n in _MAP_ORDER else 9)
