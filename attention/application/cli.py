@@ -65,10 +65,15 @@ from attention.application.translation import (
     pair_attention,
     translate,
 )
-from attention.application.view import add_view_arguments, check_view_arguments, view_command
+from attention.application.view import (
+    add_view_arguments,
+    check_language_model_view,
+    check_view_arguments,
+    view_command,
+)
 from attention.data import ChecksumError, DatasetNotFoundError
 from attention.inspection.plotting import plot_attention
-from attention.model.config import POSITIONAL, PRESETS
+from attention.model.config import ATTENTIONS, POSITIONAL, PRESETS
 from attention.model.precision import PRECISIONS, describe_precision
 from attention.model.pretrained import PretrainedError
 from attention.model.transformer import count_params
@@ -110,6 +115,10 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-kv-heads", type=int, default=None,
                        help="key/value heads, dividing the query heads (grouped-query "
                        "attention; 1: multi-query); default: one per query head")
+    train.add_argument("--attention", choices=ATTENTIONS, default=None,
+                       help="the self-attention of a language model (--task lm): standard, "
+                       "mla (DeepSeek's latent attention), differential, linear; default "
+                       "standard")
     train.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
     _add_precision_argument(train, default="auto")
     train.add_argument("--examples", type=int, default=20_000,
@@ -211,11 +220,9 @@ def _model_config(args, vocab_size: int):
                          max_len=128 if _is_real(args) else 64)
         if args.dropout is not None:
             overrides["dropout_rate"] = args.dropout
-        if args.positional is not None:
-            overrides["positional"] = args.positional
-        if args.num_kv_heads is not None:
-            overrides["num_kv_heads"] = args.num_kv_heads
-        overrides["precision"] = args.precision
+        overrides |= _attention_overrides(args)
+        if overrides.get("attention", "standard") == "linear" and args.positional is None:
+            overrides["positional"] = "learned"  # linear attention takes no rotary positions
         return PRESETS[preset](vocab_size=vocab_size).as_language_model(**overrides), preset
     preset = args.preset or ("small" if is_real_data(args.data) else "tiny")
     overrides = {}
@@ -226,12 +233,16 @@ def _model_config(args, vocab_size: int):
         overrides = dict(max_len=128)
     if args.dropout is not None:
         overrides["dropout_rate"] = args.dropout
-    if args.positional is not None:
-        overrides["positional"] = args.positional
-    if args.num_kv_heads is not None:
-        overrides["num_kv_heads"] = args.num_kv_heads
-    overrides["precision"] = args.precision
+    overrides |= _attention_overrides(args)
     return PRESETS[preset](vocab_size=vocab_size, **overrides), preset
+
+
+def _attention_overrides(args) -> dict:
+    """The config fields that the attention flags set (both tasks); the config checks them."""
+    flags = dict(positional=args.positional, num_kv_heads=args.num_kv_heads,
+                 attention=args.attention)
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    return overrides | {"precision": args.precision}
 
 
 def _train_config(args) -> TrainConfig:
@@ -357,6 +368,10 @@ def _train_language_model(args, out: pathlib.Path, resume: bool) -> int:
     for text in generate_text(run.model, run.tokenizer, prompts, top_k=40, seed=args.seed,
                               max_new_tokens=min(40, config.max_len - 8)):
         print(f"  sample: {text}")
+    saved = "checkpoints, config.json, metrics.jsonl, training_curves.png"
+    if config.attention == "linear":  # phi(Q) (phi(K)^T V): no T x S map to draw
+        print(f"saved: {out}/ ({saved}; linear attention forms no attention map)")
+        return 0
     maps = text_attention(run.model, run.tokenizer, corpus.test[0])
     figure = out / "self_attention.png"
     labels = maps["labels"][: config.max_len]
@@ -364,8 +379,7 @@ def _train_language_model(args, out: pathlib.Path, resume: bool) -> int:
                    query_tokens=labels, key_tokens=labels,
                    title="Self-attention (last layer, mean of heads)", xlabel="key",
                    ylabel="query", save=figure)
-    print(f"saved: {out}/ (checkpoints, config.json, metrics.jsonl, training_curves.png, "
-          f"{figure.name})")
+    print(f"saved: {out}/ ({saved}, {figure.name})")
     return 0
 
 
@@ -520,9 +534,14 @@ def _check_translation_arguments(run, args, sentences) -> None:
 
 
 def _view(args) -> int:
+    run = None
     with _checking_arguments():
         check_view_arguments(args)
-    return view_command(args)
+        if args.checkpoint:
+            run = load_run(args.checkpoint)
+            if run.config.is_language_model:
+                check_language_model_view(run, args.target, args.beam_size)
+    return view_command(args, run)
 
 
 class UsageError(Exception):

@@ -1,4 +1,4 @@
-"""Step 29b: ``attention view``, a translation's attention as one HTML file.
+"""Step 29b: ``attention view``, a translation's (or a text's) attention as one HTML file.
 
     attention view --checkpoint runs/svo_to_sov "the big dog sees the cat"
     attention view --checkpoint runs/multi30k "ein Hund läuft" --out dog.html --view model
@@ -9,7 +9,8 @@ translation to read (teacher forcing, as in training), then runs the model once 
 weights sown (:func:`attention.application.translation.pair_attention`) and writes the
 three kinds of attention of every layer and head into a self-contained page
 (:func:`attention.inspection.views.translation_view`): open it in any browser, no server.
-With ``--pretrained`` (a checkpoint folder or Hub name) the page shows a loaded GPT-2 or
+A language-model run (``attention train --task lm``) shows its self-attention reading the
+text. With ``--pretrained`` (a checkpoint folder or Hub name) the page shows a loaded GPT-2 or
 Llama model reading the text (:func:`attention.application.pretrained.pretrained_view`).
 """
 
@@ -18,10 +19,12 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+from attention.application.language_modeling import text_attention
 from attention.application.pretrained import load_pretrained, pretrained_view
 from attention.application.runs import load_run
 from attention.application.translation import pair_attention, translate
-from attention.inspection.views import VIEWS, AttentionView, translation_view
+from attention.inspection.views import VIEWS, AttentionView, head_view, translation_view
+from attention.model.language_model import LanguageModel
 
 
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +43,7 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def translation_view_of_run(
-    run_dir: str | pathlib.Path,
+    run_dir,
     sentence: str,
     *,
     target: str | None = None,
@@ -60,7 +63,10 @@ def translation_view_of_run(
     """
     if not sentence.strip():
         raise ValueError("sentence is empty; give the source sentence to translate.")
-    run = load_run(run_dir)
+    run = run_dir if hasattr(run_dir, "model") else load_run(run_dir)  # a dir, or a Run
+    if isinstance(run.model, LanguageModel):  # a language model reads the text as it is
+        return language_model_view(run, sentence, target=target, beam_size=beam_size,
+                                   view=view), sentence
     if target is None:
         target = translate(run.model, run.tokenizer, [sentence], beam_size=beam_size)[0]
     pair = pair_attention(run.model, run.tokenizer, [(sentence, target)])
@@ -68,6 +74,30 @@ def translation_view_of_run(
     result = translation_view(pair["attention_maps"], pair["source_tokens"],
                               pair["target_tokens"], title=title, view=view)
     return result, target
+
+
+def check_language_model_view(run, target=None, beam_size: int = 1) -> None:
+    """The checks of :func:`language_model_view` (the command line runs them first)."""
+    if target is not None or beam_size != 1:
+        raise ValueError("--target and --beam-size are for a translation run; a language "
+                         "model reads the text as it is.")
+    if run.model.config.attention == "linear":
+        raise ValueError("this run's model uses attention='linear', which forms no attention "
+                         "map (phi(Q) (phi(K)^T V)); view a run with softmax attention.")
+
+
+def language_model_view(run, text: str, *, target=None, beam_size: int = 1,
+                        view: str = "head") -> AttentionView:
+    """The self-attention of a language-model run reading ``text`` (after ``<s>``).
+
+    Raises:
+      ValueError: ``target`` or ``beam_size`` given (they are for translation runs); a model
+        with ``attention="linear"`` (it forms no map); a text longer than the context.
+    """
+    check_language_model_view(run, target, beam_size)
+    maps = text_attention(run.model, run.tokenizer, text)
+    return head_view(maps["attention_maps"]["decoder_self"][:, 0], maps["labels"],
+                     causal=True, name="self-attention", title=text, view=view)
 
 
 def check_view_arguments(args: argparse.Namespace) -> None:
@@ -89,8 +119,9 @@ def check_view_arguments(args: argparse.Namespace) -> None:
                          "reads the text as it is.")
 
 
-def view_command(args: argparse.Namespace) -> int:
-    """``attention view``: write the view of ``args.sentence`` to ``args.out``."""
+def view_command(args: argparse.Namespace, run=None) -> int:
+    """``attention view``: write the view of ``args.sentence`` to ``args.out`` (``run``: the
+    run of ``--checkpoint``, when the caller has loaded it)."""
     check_view_arguments(args)
     out = pathlib.Path(args.out)
     if getattr(args, "pretrained", None):
@@ -100,10 +131,13 @@ def view_command(args: argparse.Namespace) -> int:
         print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB; {model.config.num_layers} "
               f"layers x {model.config.num_heads} heads); open it in a browser")
         return 0
-    view, translation = translation_view_of_run(args.checkpoint, args.sentence,
+    view, translation = translation_view_of_run(run or args.checkpoint, args.sentence,
                                                 target=args.target, beam_size=args.beam_size,
                                                 view=args.view)
     view.save(out)
+    if translation == args.sentence and args.target is None:  # a language model's reading
+        print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB); open it in a browser")
+        return 0
     sizes = ", ".join(f"{s.name} {list(s.sizes)}" for s in view.sections)
     print(f"translation: {translation}")
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB; [L, N, T, S]: {sizes}); open it "

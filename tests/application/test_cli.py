@@ -118,6 +118,21 @@ def test_bad_positions_or_key_value_heads(tmp_path, capsys):
     assert "invalid choice: 'rotary'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("attention", ["mla", "differential", "linear"])
+def test_the_attention_of_a_language_model_reaches_its_config(attention):
+    args = _build_parser().parse_args(["train", "--task", "lm", "--attention", attention])
+    config, _ = _model_config(args, vocab_size=50)
+    assert config.attention == attention and config.architecture == "decoder_only"
+    # linear attention takes no rotary positions: the language model's default gives way
+    assert config.positional == ("learned" if attention == "linear" else "rope")
+
+
+def test_an_attention_variant_in_a_translation_model_is_a_one_line_error(tmp_path, capsys):
+    message = _error(capsys, ["train", *TINY, "--steps", "2", "--attention", "mla",
+                              "--out", str(tmp_path / "m")])
+    assert "attention='mla'" in message and "\n" not in message.strip()
+
+
 def test_checkpoint_from_another_config_is_a_one_line_error(run_dir, tmp_path, capsys):
     other = tmp_path / "other"
     other.mkdir()
@@ -170,6 +185,25 @@ def test_train_lm_generate_and_evaluate(lm_dir, capsys):
     assert main(["evaluate", "--checkpoint", str(lm_dir), "--limit", "20"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["perplexity"] > 1 and result["texts"] == 20
+
+
+def test_view_of_a_language_model_run_reads_the_text(lm_dir, tmp_path, capsys):
+    import types
+
+    from attention.application.view import check_language_model_view
+
+    out = tmp_path / "lm.html"
+    assert main(["view", "--checkpoint", str(lm_dir), "the old king sees", "--out",
+                 str(out)]) == 0
+    page = out.read_text()
+    assert "self-attention" in page and "the old king sees" in page
+    assert "--target and --beam-size are for a translation run" in _error(
+        capsys, ["view", "--checkpoint", str(lm_dir), "the king", "--beam-size", "2",
+                 "--out", str(out)])
+    linear = types.SimpleNamespace(model=types.SimpleNamespace(
+        config=types.SimpleNamespace(attention="linear")))
+    with pytest.raises(ValueError, match="attention='linear', which forms no attention map"):
+        check_language_model_view(linear)
 
 
 def test_generate_and_translate_refuse_the_other_kind_and_bad_knobs(run_dir, lm_dir, capsys):
