@@ -1796,12 +1796,15 @@ def check_output_gate_args(output, gate_logits) -> None:
             f"per head dim, [B, T, N, H]); got {shape_str(gate_logits.shape)}.")
 
 
-def check_attention_options(qk_norm, soft_cap, sink_logits, output_gate) -> float | None:
-    """``MultiHeadAttention``'s and the config's switches of today's models; returns the cap."""
-    if qk_norm is not None:
-        check_choice("qk_norm", qk_norm, HEAD_NORMS)
-    for name, value in (("sink_logits", sink_logits), ("output_gate", output_gate)):
+def check_attention_options(qk_norm, soft_cap, sink_logits, output_gate, *,
+                            soft_cap_name: str = "soft_cap",
+                            sink_logits_name: str = "sink_logits") -> float | None:
+    """``MultiHeadAttention``'s and the config's switches of today's models (under the
+    caller's names); returns the cap as a float (or None)."""
+    if qk_norm is not None and qk_norm not in HEAD_NORMS:
+        raise ValueError(f"qk_norm must be None, 'rms' or 'layer', got {qk_norm!r}.")
+    for name, value in ((sink_logits_name, sink_logits), ("output_gate", output_gate)):
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r} "
                             f"({type(value).__name__}).")
-    return None if soft_cap is None else check_soft_cap("soft_cap", soft_cap)
+    return None if soft_cap is None else check_soft_cap(soft_cap_name, soft_cap)
