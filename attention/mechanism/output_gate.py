@@ -34,8 +34,8 @@ def gate_output(
       TypeError: a non-floating ``output`` or ``gate_logits``.
       ValueError: shapes that differ.
 
-    >>> gate_output(jnp.array([2.0, 2.0]), jnp.array([0.0, 100.0])).tolist()
-    [1.0, 2.0]
+    >>> gate_output(jnp.full((1, 1, 2), 2.0), jnp.array([[[0.0, 100.0]]])).tolist()  # [T, N, H]
+    [[[1.0, 2.0]]]
     """
     check_output_gate_args(output, gate_logits)
     gate = jax.nn.sigmoid(gate_logits.astype(jnp.float32))

@@ -25,7 +25,7 @@ from attention.mechanism.softmax import masked_softmax
 def softmax_with_sink(
     scores: Float[Array, "*B N T S"],
     sink_logits: Float[Array, " N"],
-    mask: Bool[Array, "*#B #N #T #S"] | None = None,
+    mask: Bool[Array, "..."] | None = None,
 ) -> Float[Array, "*B N T S"]:
     """Softmax over the S keys and one sink column ``sink_logits[n]`` per head (gpt-oss).
 
