@@ -28,8 +28,11 @@ Read the modules in this order; each builds on the ones before it (notebooks 01-
 
 Every step follows ``jax.nn.dot_product_attention``'s semantics for the options of today's
 models: K key/value heads dividing the N query heads (:func:`repeat_kv_heads`),
-``query_seq_lengths`` / ``key_value_seq_lengths`` and ``local_window_size``. Step 0, the
-question of multiplying embeddings, is :mod:`attention.vectors`.
+``query_seq_lengths`` / ``key_value_seq_lengths`` and ``local_window_size``. Steps 1a, 3a and 6a
+add what models since 2024 use: QK-norm and soft-capping, learned sink logits and the output
+gate, options of steps 4-7a (``soft_cap=``, ``sink_logits=``; ``MultiHeadAttention(qk_norm=,
+soft_cap=, sink_logits=, output_gate=)``). Step 0, the question of multiplying embeddings, is
+:mod:`attention.vectors`.
 """
 
 from attention.mechanism.bounded_scores import QKNorm, head_norm, soft_cap

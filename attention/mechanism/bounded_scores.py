@@ -22,6 +22,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from attention._checks import (
+    HEAD_NORMS,
     check_choice,
     check_head_norm_args,
     check_positive_int,
@@ -103,7 +104,7 @@ class QKNorm(nnx.Module):
     def __init__(self, head_dim: int, *, kind: str = "rms", epsilon: float = 1e-6,
                  param_dtype=jnp.float32):
         head_dim = check_positive_int("head_dim", head_dim)
-        self.kind = check_choice("kind", kind, ("rms", "layer"))
+        self.kind = check_choice("kind", kind, HEAD_NORMS)
         self.epsilon = check_real("epsilon", epsilon, low=0.0, low_inclusive=False)
         self.query_scale = nnx.Param(jnp.ones((head_dim,), param_dtype))
         self.key_scale = nnx.Param(jnp.ones((head_dim,), param_dtype))

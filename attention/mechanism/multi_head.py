@@ -110,13 +110,13 @@ class MultiHeadAttention(nnx.Module):
 
     Raises:
       TypeError: a size or head count that is not an int, a ``dropout_rate`` that is not a
-        number, a hook that is not callable, a window that is not an int or pair of ints.
+        number, a hook that is not callable, a window that is not an int or pair of ints; a
+        ``soft_cap`` that is not a number, a ``sink_logits`` / ``output_gate`` not a bool.
       ValueError: a size below 1; ``num_heads`` not dividing ``qkv_features``;
         ``num_kv_heads`` not dividing ``num_heads``; ``dropout_rate`` outside [0, 1); a
-        negative window side; a ``qk_norm`` other than "rms" or "layer", a ``soft_cap``
-        that is not positive (TypeError: a non-bool ``sink_logits`` / ``output_gate``); at
-        the call, inputs of another width or batch, a hook output
-        of the wrong shape.
+        negative window side; a ``qk_norm`` other than "rms" or "layer"; a ``soft_cap`` that
+        is not positive and finite; at the call, inputs of another width or batch, a hook
+        output of the wrong shape.
 
     >>> mha = MultiHeadAttention(num_heads=2, in_features=8, rngs=nnx.Rngs(0))
     >>> mha(jnp.ones((3, 5, 8))).shape
