@@ -425,3 +425,16 @@ def test_bad_soft_cap_and_sink_logits_are_named():
             f(q, k, v, soft_cap=0.0)
         with pytest.raises(ValueError, match=r"sink_logits must be \[N\] = \[6\].*got \[2\]"):
             f(q, k, v, sink_logits=jnp.zeros(GK))
+
+
+def test_soft_cap_and_sinks_unbatched_and_bfloat16():
+    q, k, v, sink, _ = _score_inputs("sinks")
+    kw = dict(is_causal=True, soft_cap=1.0, sink_logits=sink)
+    got = flash_attention(q[0], k[0], v[0], **kw, block_q=4, block_k=2)
+    assert got.shape == (GT, GN, GH)
+    assert jnp.allclose(got, flash_attention_reference(q[0], k[0], v[0], **kw), atol=ATOL_F32)
+    half = [x.astype(jnp.bfloat16) for x in (q, k, v)]
+    got = flash_attention(*half, **kw, block_q=4, block_k=2)
+    assert got.dtype == jnp.bfloat16
+    assert jnp.allclose(got.astype(jnp.float32), flash_attention_reference(*half, **kw),
+                        atol=ATOL_BF16)
