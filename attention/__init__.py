@@ -14,8 +14,9 @@ they are out of date)::
         0g quantized  0h search  0i kmeans  0j inverted_index
     mechanism/     steps 1-7      notebooks 01-04, 09, 11
         The attention mechanism: from a dot product to multi-head attention and its heirs.
-        1 scores  2 masks  3 softmax  4 weights  5 weighted_sum  6 scaled_dot_product  7 multi_head
-        7a kv_cache  7e streaming_cache  7f differential  7g latent  7h linear
+        1 scores  1a bounded_scores  2 masks  3 softmax  3a sink_logits  4 weights  5 weighted_sum
+        6 scaled_dot_product  6a output_gate  7 multi_head  7a kv_cache  7e streaming_cache
+        7f differential  7g latent  7h linear
     model/         steps 8-17e    notebooks 05-06, 09, 11-13
         The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
         8 positional  9 embeddings  10 feed_forward  10a precision  11 config  12 layer_norm
@@ -86,6 +87,7 @@ from attention.inspection.views import (
     translation_view,
 )
 from attention.kernels import flash_attention, get_attention_fn
+from attention.mechanism.bounded_scores import QKNorm, head_norm, soft_cap
 from attention.mechanism.masks import (
     causal_mask,
     combine_masks,
@@ -94,8 +96,10 @@ from attention.mechanism.masks import (
     seq_lengths_mask,
 )
 from attention.mechanism.multi_head import MultiHeadAttention, merge_heads, split_heads
+from attention.mechanism.output_gate import gate_output
 from attention.mechanism.scaled_dot_product import dot_product_attention, single_head_attention
 from attention.mechanism.scores import default_scale, dot_product_scores, repeat_kv_heads
+from attention.mechanism.sink_logits import softmax_with_sink
 from attention.mechanism.softmax import masked_softmax
 from attention.mechanism.weighted_sum import weighted_sum
 from attention.mechanism.weights import attention_weights
@@ -139,16 +143,21 @@ __all__ = [
     "dot_product_scores",
     "default_scale",
     "repeat_kv_heads",
+    "head_norm",
+    "soft_cap",
+    "QKNorm",
     "causal_mask",
     "padding_mask",
     "local_window_mask",
     "seq_lengths_mask",
     "combine_masks",
     "masked_softmax",
+    "softmax_with_sink",
     "attention_weights",
     "weighted_sum",
     "single_head_attention",
     "dot_product_attention",
+    "gate_output",
     "split_heads",
     "merge_heads",
     "MultiHeadAttention",

@@ -24,6 +24,7 @@ ValueError: num_heads must be a positive int, got 0.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping, Sequence
 
@@ -1706,3 +1707,104 @@ def check_rope_scaling(scaling) -> tuple[float, float, float, float] | None:
             f"high_freq_factor and original_max_position_embeddings > 0."
         )
     return (factor, low, high, original)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded scores, sink logits, output gate (steps 1a, 3a, 6a) and their options (4, 6, 7, 27c).
+
+HEAD_NORMS = ("rms", "layer")
+"""The kinds of :func:`attention.mechanism.bounded_scores.head_norm`: RMS norm or layer norm."""
+
+
+def check_soft_cap(name: str, cap) -> float:
+    """A soft-cap: a positive, finite number (``cap * tanh(s / cap)`` bounds s to (-cap, cap))."""
+    if isinstance(cap, bool) or not isinstance(cap, numbers.Real):
+        raise TypeError(
+            f"{name} must be a positive number (scores are squashed into (-{name}, {name})), "
+            f"got {cap!r} ({type(cap).__name__}).")
+    if not (math.isfinite(cap) and cap > 0):
+        raise ValueError(
+            f"{name} must be a positive finite number (scores are squashed into (-{name}, "
+            f"{name}); Gemma 2 uses 50.0), got {cap!r}.")
+    return float(cap)
+
+
+def check_head_norm_args(x, scale, kind, epsilon) -> float:
+    """``head_norm``'s floating ``x [..., H]``, ``scale [H]``, ``kind``, ``epsilon > 0``."""
+    check_floating("x", x)
+    check_choice("kind", kind, HEAD_NORMS)
+    epsilon = check_real("epsilon", epsilon, low=0.0, low_inclusive=False)
+    check_floating("scale", scale)
+    if tuple(scale.shape) != (x.shape[-1],):
+        raise ValueError(
+            f"scale must be [H] = [{x.shape[-1]}] for x [..., H] = {shape_str(x.shape)}; got "
+            f"{shape_str(scale.shape)}.")
+    return epsilon
+
+
+def check_sink_logits(sink_logits, num_heads: int, what: str = "scores") -> None:
+    """``sink_logits``: a floating ``[N]``, one learned logit per query head."""
+    check_floating("sink_logits", sink_logits)
+    if tuple(sink_logits.shape) != (num_heads,):
+        raise ValueError(
+            f"sink_logits must be [N] = [{num_heads}], one logit per head of the {what}; got "
+            f"{shape_str(sink_logits.shape)}.")
+
+
+def check_sink_softmax_args(scores, sink_logits, mask) -> None:
+    """``softmax_with_sink``: floating ``scores [..., N, T, S]``, ``sink_logits [N]``, a mask."""
+    check_floating("scores", scores)
+    if scores.ndim < 3:
+        raise ValueError(
+            f"scores must be [..., N, T, S] (heads third from the end), got "
+            f"{shape_str(scores.shape)}.")
+    check_sink_logits(sink_logits, scores.shape[-3], f"scores {shape_str(scores.shape)}")
+    if mask is not None:
+        check_mask(mask, scores.shape, axes=None)
+
+
+def check_score_options(soft_cap, sink_logits, num_heads: int) -> float | None:
+    """The options ``soft_cap=`` (None or positive) and ``sink_logits=`` (None or ``[N]``) of
+    the attention functions; returns the cap as a float (or None)."""
+    if sink_logits is not None:
+        check_sink_logits(sink_logits, num_heads, "query")
+    return None if soft_cap is None else check_soft_cap("soft_cap", soft_cap)
+
+
+SCORE_OPTION_KERNELS = ("dot_product_attention", "flash_attention", "flash_attention_reference")
+"""The attention functions that take ``soft_cap=`` and ``sink_logits=``."""
+
+
+def refuse_score_options(kernel: str, soft_cap, sink_logits) -> None:
+    """A kernel without soft-capping or sink logits names the ones that have them."""
+    given = [name for name, value in (("soft_cap", soft_cap), ("sink_logits", sink_logits))
+             if value is not None]
+    if given:
+        raise ValueError(
+            f"{kernel} takes no {' or '.join(f'{g}=' for g in given)}; use one of "
+            f"{', '.join(SCORE_OPTION_KERNELS)} (attention_impl 'reference', 'flash' or "
+            f"'auto').")
+
+
+def check_output_gate_args(output, gate_logits) -> None:
+    """``gate_output``'s floating ``output`` and ``gate_logits`` of one shape."""
+    check_floating("output", output)
+    check_floating("gate_logits", gate_logits)
+    if output.shape != gate_logits.shape:
+        raise ValueError(
+            f"gate_logits must have the shape of output {shape_str(output.shape)} (one gate "
+            f"per head dim, [B, T, N, H]); got {shape_str(gate_logits.shape)}.")
+
+
+def check_attention_options(qk_norm, soft_cap, sink_logits, output_gate, *,
+                            soft_cap_name: str = "soft_cap",
+                            sink_logits_name: str = "sink_logits") -> float | None:
+    """``MultiHeadAttention``'s and the config's switches of today's models (under the
+    caller's names); returns the cap as a float (or None)."""
+    if qk_norm is not None and qk_norm not in HEAD_NORMS:
+        raise ValueError(f"qk_norm must be None, 'rms' or 'layer', got {qk_norm!r}.")
+    for name, value in ((sink_logits_name, sink_logits), ("output_gate", output_gate)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r} "
+                            f"({type(value).__name__}).")
+    return None if soft_cap is None else check_soft_cap(soft_cap_name, soft_cap)

@@ -13,7 +13,8 @@ Read the modules in this order::
                                trained model.
     29a  course.py             the course's models: the recipes notebooks 07-09 and 12 train, or
                                load if saved.
-    29b  view.py               ``attention view``, a translation's attention as one HTML file.
+    29b  view.py               ``attention view``, a translation's (or a text's) attention as one
+                               HTML file.
     30   cli.py                ``attention``, the command line: train a model, translate, generate,
                                evaluate.
     reading-map:end

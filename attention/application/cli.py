@@ -119,6 +119,14 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="the self-attention of a language model (--task lm): standard, "
                        "mla (DeepSeek's latent attention), differential, linear; default "
                        "standard")
+    train.add_argument("--qk-norm", choices=("rms", "layer"), default=None,
+                       help="normalise each query and key head (OLMo 2, Qwen3, Gemma 3)")
+    train.add_argument("--soft-cap", type=float, default=None,
+                       help="cap the attention scores at cap * tanh(s / cap) (Gemma 2: 50)")
+    train.add_argument("--attention-sinks", action="store_true",
+                       help="a learned sink logit per head, an extra softmax column (gpt-oss)")
+    train.add_argument("--output-gate", action="store_true",
+                       help="gate each head's output with sigmoid(x W_g) (Qwen3-Next)")
     train.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
     _add_precision_argument(train, default="auto")
     train.add_argument("--examples", type=int, default=20_000,
@@ -240,7 +248,9 @@ def _model_config(args, vocab_size: int):
 def _attention_overrides(args) -> dict:
     """The config fields that the attention flags set (both tasks); the config checks them."""
     flags = dict(positional=args.positional, num_kv_heads=args.num_kv_heads,
-                 attention=args.attention)
+                 attention=args.attention, qk_norm=args.qk_norm, attn_soft_cap=args.soft_cap,
+                 attention_sinks=args.attention_sinks or None,
+                 output_gate=args.output_gate or None)
     overrides = {name: value for name, value in flags.items() if value is not None}
     return overrides | {"precision": args.precision}
 

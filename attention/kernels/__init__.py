@@ -4,7 +4,10 @@ Every rung computes the same function as :func:`attention.dot_product_attention`
 ``jax.nn.dot_product_attention``, and takes their arguments: grouped-query key/value heads (K
 dividing N, never repeated in memory), ``query_seq_lengths`` / ``key_value_seq_lengths`` (old
 names ``query_lengths`` / ``key_lengths``) and ``local_window_size``, plus block sizes where
-they apply. Read them in order; each docstring says what changes from the rung before::
+they apply. The soft-cap and sink logits of today's models (``soft_cap=``, ``sink_logits=``,
+steps 1a and 3a) are taken by flash attention and its reference; the other rungs refuse them
+with a message naming those. Read them in order; each docstring says what changes from the
+rung before::
 
     reading-map:start (python -m attention._reading_map --write)
     27a  fused.py         fused attention (rung 2), the whole formula as one expression.

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Shaped
 
-from attention._checks import accumulation_dtype, check_kernel_args
+from attention._checks import accumulation_dtype, check_kernel_args, refuse_score_options
 from attention.kernels._arguments import (
     as_rank4,
     round_up,
@@ -81,6 +81,8 @@ def blockwise_attention(
     query_seq_lengths: Int[Array, "*B"] | None = None,
     key_value_seq_lengths: Int[Array, "*B"] | None = None,
     local_window_size: int | tuple[int, int] | None = None,
+    soft_cap: None = None,
+    sink_logits: None = None,
     query_lengths: Int[Array, "*B"] | None = None,
     key_lengths: Int[Array, "*B"] | None = None,
     block_k: int = 512,
@@ -96,6 +98,7 @@ def blockwise_attention(
         ``jax.nn.dot_product_attention``; padding queries output zeros.
       local_window_size: None, w, or ``(left, right)``: query t sees keys t - left .. t + right.
       query_lengths, key_lengths: the old names of the two lengths (give one form of each).
+      soft_cap, sink_logits: must be None (a ValueError names the functions that take them).
       block_k: keys per block. S need not be a multiple of it: the last block is padded
         and its padding masked.
 
@@ -116,6 +119,7 @@ def blockwise_attention(
     >>> bool(jnp.allclose(out, want, atol=1e-6))
     True
     """
+    refuse_score_options("blockwise_attention", soft_cap, sink_logits)
     window, ql, kl = check_kernel_args(
         query, key, value, bias, mask, scale, query_seq_lengths=query_seq_lengths,
         key_value_seq_lengths=key_value_seq_lengths, query_lengths=query_lengths,
@@ -213,6 +217,8 @@ def blockwise_attention_reference(
     query_seq_lengths: Int[Array, " B"] | None = None,
     key_value_seq_lengths: Int[Array, " B"] | None = None,
     local_window_size: int | tuple[int, int] | None = None,
+    soft_cap: None = None,
+    sink_logits: None = None,
     query_lengths: Int[Array, " B"] | None = None,
     key_lengths: Int[Array, " B"] | None = None,
     block_k: int = 512,
@@ -233,6 +239,7 @@ def blockwise_attention_reference(
     >>> bool(jnp.allclose(a, b, atol=1e-6))
     True
     """
+    refuse_score_options("blockwise_attention_reference", soft_cap, sink_logits)
     window, ql, kl = check_kernel_args(
         query, key, value, bias, mask, scale, query_seq_lengths=query_seq_lengths,
         key_value_seq_lengths=key_value_seq_lengths, query_lengths=query_lengths,

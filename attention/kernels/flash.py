@@ -21,6 +21,15 @@ Changes from rung 3 (:func:`attention.kernels.blockwise_attention`), taught in n
   ``[B, T, N, H]`` -> ``[B, K, T G, H]`` (:func:`fold_query`); ``block_q`` counts rows.
 * **Any length** (padded to the blocks, padding masked); **one head at a time** for long
   sequences (:data:`ALL_HEADS_MAX_SCORES`).
+* **Soft-capping** (step 1a): each tile's scores become ``s = cap tanh(z / cap)``, and the
+  backward multiplies dS by ``ds/dz = 1 - (s / cap)^2``. **Sink logits** (step 3a): each
+  row's running maximum and sum start at the sink instead of at ``(-inf, 0)``, ``m = sink,
+  l = exp(sink - m) = 1``, with nothing added to the output (the sink has no value); ``lse``
+  then counts it, and its gradient, the sink column's ``dS``, needs no tile::
+
+      p_sink = exp(sink - lse)     d sink_n = sum over the rows of head n of -p_sink D_i
+
+  (``D_i = rowsum(dO * O)``, as the value of the sink column is zero).
 
 A boolean ``mask`` broadcastable to ``[B, N, T, S]`` is sliced tile by tile; key padding is
 cheaper as ``key_value_seq_lengths`` (whole padding tiles are skipped). No additive ``bias``
@@ -37,11 +46,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Shaped
 
-from attention._checks import accumulation_dtype, check_kernel_args
+from attention._checks import accumulation_dtype, check_kernel_args, check_score_options
 from attention.kernels._arguments import (
     as_rank4,
     round_up,
 )
+from attention.mechanism.bounded_scores import soft_cap as cap_scores
 from attention.mechanism.masks import combine_masks, local_window_mask, seq_lengths_mask
 from attention.mechanism.scaled_dot_product import dot_product_attention
 from attention.mechanism.scores import default_scale
@@ -56,7 +66,7 @@ class Band(NamedTuple):
 
     ``group`` is G = N / K, the query heads per key/value head: query row r is at position
     ``r // group``. ``window`` is ``(left, right)`` or None. ``bq``, ``bk``: tile sizes (rows,
-    keys).
+    keys). ``soft_cap``: the scores' cap (step 1a), or None.
     """
 
     is_causal: bool
@@ -64,6 +74,7 @@ class Band(NamedTuple):
     group: int
     bq: int
     bk: int
+    soft_cap: float | None = None
 
 
 def row_position(rows, group: int):
@@ -188,6 +199,8 @@ class _Tiling:
             s = jnp.einsum("BKkH,BKqH->BKkq", k_BKkH, q_BKqH)
         else:
             s = jnp.einsum("BKqH,BKkH->BKqk", q_BKqH, k_BKkH)
+        if self.band.soft_cap is not None:
+            s = cap_scores(s, self.band.soft_cap)
         if self.masks_nothing:
             return s
         # Always masked, also inside the band: the comparisons are of iotas and fuse into
@@ -198,10 +211,11 @@ class _Tiling:
         return jnp.where(allowed, s, jnp.finfo(s.dtype).min)
 
 
-def _forward_tiles(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band: Band, T: int):
+def _forward_tiles(q_BKRH, k_BKSH, v_BKSH, sink_1KR, mask, kl, ql, band: Band, T: int):
     """Output ``[B, K, R, Hv]`` and log-sum-exp ``[B, K, R]`` (0 for fully masked rows).
 
-    ``R`` = padded query rows (T G); ``T`` = the number of real positions.
+    ``R`` = padded query rows (T G); ``T`` = the number of real positions. ``sink_1KR``:
+    each row's sink logit, or None.
     """
     B, K, R, _ = q_BKRH.shape
     bq, bk = band.bq, band.bk
@@ -234,6 +248,10 @@ def _forward_tiles(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band: Band, T: int):
             jnp.zeros((B, K, bq), q_BKRH.dtype),
             jnp.zeros((B, K, bq, Hv), q_BKRH.dtype),
         )
+        if sink_1KR is not None:  # the sink column, seen first: m = sink, l = exp(0) = 1
+            sink_BKq = jnp.broadcast_to(
+                jax.lax.dynamic_slice_in_dim(sink_1KR, i * bq, bq, 2), (B, K, bq))
+            init = (sink_BKq, jnp.ones((B, K, bq), q_BKRH.dtype), init[2])
         if n_key_blocks == 1:
             # One key block: no loop. Visiting a block the bounds would skip is harmless (all
             # its entries are masked), and short sequences avoid the loop's overhead.
@@ -282,6 +300,10 @@ def _backward_tiles(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, out_BKRH, lse_BKR, dou
             dv_BKkH = dv_BKkH + jnp.einsum("BKkq,BKqH->BKkH", pT_BKkq, do_BKqH)
             dpT_BKkq = jnp.einsum("BKkH,BKqH->BKkq", v_BKkH, do_BKqH)
             dsT_BKkq = pT_BKkq * (dpT_BKkq - delta_BKq[..., None, :])
+            if band.soft_cap is not None:  # through s = cap tanh(z / cap): ds/dz = 1 - tanh^2
+                # Masked entries hold the lowest float, clipped to tanh = -1: p = 0 there anyway.
+                tanh_BKkq = jnp.clip(sT_BKkq / band.soft_cap, -1.0, 1.0)
+                dsT_BKkq = dsT_BKkq * (1.0 - jnp.square(tanh_BKkq))
             dk_BKkH = dk_BKkH + jnp.einsum("BKkq,BKqH->BKkH", dsT_BKkq, q_BKqH)
             dq_BKqH = jax.lax.dynamic_slice_in_dim(dq_BKRH, i * bq, bq, 2) + jnp.einsum(
                 "BKkq,BKkH->BKqH", dsT_BKkq, k_BKkH
@@ -348,12 +370,16 @@ def _all_heads_at_once(q_BKRH, k_BKSH):
     return q_BKRH.shape[2] * k_BKSH.shape[2] <= ALL_HEADS_MAX_SCORES
 
 
-def _forward(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band: Band, T: int):
+def _forward(q_BKRH, k_BKSH, v_BKSH, sink_1KR, mask, kl, ql, band: Band, T: int):
     """As :func:`_forward_tiles`; head by head for long sequences."""
     if _all_heads_at_once(q_BKRH, k_BKSH):
-        return _forward_tiles(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band, T)
+        return _forward_tiles(q_BKRH, k_BKSH, v_BKSH, sink_1KR, mask, kl, ql, band, T)
+    if sink_1KR is None:
+        def kernel(q, k, v, mask, kl, ql):
+            return _forward_tiles(q, k, v, None, mask, kl, ql, band, T)
+        return _head_by_head(kernel, (q_BKRH, k_BKSH, v_BKSH), mask, kl, ql)
     kernel = partial(_forward_tiles, band=band, T=T)
-    return _head_by_head(kernel, (q_BKRH, k_BKSH, v_BKSH), mask, kl, ql)
+    return _head_by_head(kernel, (q_BKRH, k_BKSH, v_BKSH, sink_1KR), mask, kl, ql)
 
 
 # The backward does five products per tile, not two, and carries dK, dV and a slice of dQ:
@@ -380,20 +406,24 @@ def _backward(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, out_BKRH, lse_BKR, dout_BKRH
                          mask, kl, ql)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def _flash(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band, T):
-    return _forward(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band, T)[0]
+@partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _flash(q_BKRH, k_BKSH, v_BKSH, sink_1KR, mask, kl, ql, band, T):
+    return _forward(q_BKRH, k_BKSH, v_BKSH, sink_1KR, mask, kl, ql, band, T)[0]
 
 
-def _flash_fwd(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band, T):
-    out_BKRH, lse_BKR = _forward(q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, band, T)
-    return out_BKRH, (q_BKRH, k_BKSH, v_BKSH, mask, kl, ql, out_BKRH, lse_BKR)
+def _flash_fwd(q_BKRH, k_BKSH, v_BKSH, sink_1KR, mask, kl, ql, band, T):
+    out_BKRH, lse_BKR = _forward(q_BKRH, k_BKSH, v_BKSH, sink_1KR, mask, kl, ql, band, T)
+    return out_BKRH, (q_BKRH, k_BKSH, v_BKSH, sink_1KR, mask, kl, ql, out_BKRH, lse_BKR)
 
 
 def _flash_bwd(band, T, residuals, dout_BKRH):
-    q, k, v, mask, kl, ql, out, lse = residuals
+    q, k, v, sink_1KR, mask, kl, ql, out, lse = residuals
     dq, dk, dv = _backward(q, k, v, mask, kl, ql, out, lse, dout_BKRH, band, T)
-    return dq, dk, dv, None, None, None
+    dsink_1KR = None
+    if sink_1KR is not None:  # the sink column's dS: p_sink (0 - D_i), summed over the batch
+        delta_BKR = jnp.sum(dout_BKRH * out, axis=-1)
+        dsink_1KR = -jnp.sum(jnp.exp(sink_1KR - lse) * delta_BKR, axis=0, keepdims=True)
+    return dq, dk, dv, dsink_1KR, None, None, None
 
 
 _flash.defvjp(_flash_fwd, _flash_bwd)
@@ -418,6 +448,14 @@ def _fold_mask(mask4, K: int, G: int, T: int, R_pad: int, S: int, S_pad: int):
     rows, keys = mask4.shape[2], mask4.shape[3]
     pad = [(0, 0), (0, 0), (0, (R_pad - rows) * (rows != 1)), (0, (S_pad - S) * (keys != 1))]
     return jnp.pad(mask4, pad, constant_values=False)
+
+
+def fold_sink_logits(sink_N, num_kv_heads: int, T: int, R_pad: int):
+    """``[N]`` -> ``[1, K, R_pad]``: the sink logit of each folded query row ``t G + g`` of key
+    head k, that of query head ``k G + g`` (padding rows get 0)."""
+    sink_KG = sink_N.reshape(num_kv_heads, -1)
+    sink_KR = jnp.tile(sink_KG, (1, T))  # row t G + g -> column g
+    return jnp.pad(sink_KR, ((0, 0), (0, R_pad - sink_KR.shape[1])))[None]
 
 
 def fold_query(query_BTNH, num_kv_heads: int):
@@ -494,6 +532,8 @@ def flash_attention(
     query_seq_lengths: Int[Array, "*B"] | None = None,
     key_value_seq_lengths: Int[Array, "*B"] | None = None,
     local_window_size: int | tuple[int, int] | None = None,
+    soft_cap: float | None = None,
+    sink_logits: Shaped[Array, " N"] | None = None,
     key_lengths: Int[Array, "*B"] | None = None,
     query_lengths: Int[Array, "*B"] | None = None,
     block_q: int = 1024,
@@ -517,6 +557,9 @@ def flash_attention(
         ``0..T`` / ``0..S``; padding queries output zeros, padding keys are masked.
       local_window_size: None, w (the window ``(w, w)``) or ``(left, right)``: query t sees
         keys ``t - left .. t + right``.
+      soft_cap: None or a positive ``cap``: scores ``cap * tanh(s / cap)`` (step 1a).
+      sink_logits: None or ``[N]``: a sink column per query head in the softmax (step 3a);
+        it is differentiated like the inputs.
       key_lengths, query_lengths: the old names of the two lengths (give one form of each).
       block_q, block_k: tile sizes (positive ints; ``block_q`` counts the ``T N / K`` folded
         query rows), shrunk for short inputs. Defaults: the fastest measured on a 2-core CPU
@@ -527,8 +570,9 @@ def flash_attention(
       whose keys are all masked (``jax.nn`` gives the values' mean there).
 
     Raises:
-      TypeError, ValueError: as :func:`attention.dot_product_attention`; a ``bias``; block
-        sizes that are not positive ints; both an old and a new name of one length.
+      TypeError, ValueError: as :func:`attention.dot_product_attention` (``soft_cap`` and
+        ``sink_logits`` included); a ``bias``; block sizes that are not positive ints; both an
+        old and a new name of one length.
 
     >>> import jax, jax.numpy as jnp
     >>> q = jax.random.normal(jax.random.key(0), (1, 7, 4, 8))
@@ -545,12 +589,15 @@ def flash_attention(
         kernel="flash_attention", bias_ok=False,
         block_sizes={"block_q": block_q, "block_k": block_k},
     )
+    soft_cap = check_score_options(soft_cap, sink_logits, query.shape[-2])
     q, k, v, mask4, kl, ql, bq, bk = prepare_flash_inputs(
         query, key, value, mask, kl, ql, scale, block_q, block_k
     )
     T, N = query.shape[-3], query.shape[-2]
-    band = Band(bool(is_causal), window, N // key.shape[-2], bq, bk)
-    out_BKRH = _flash(q, k, v, mask4, kl, ql, band, T)
+    band = Band(bool(is_causal), window, N // key.shape[-2], bq, bk, soft_cap)
+    sink_1KR = None if sink_logits is None else fold_sink_logits(
+        sink_logits.astype(q.dtype), key.shape[-2], T, q.shape[2])
+    out_BKRH = _flash(q, k, v, sink_1KR, mask4, kl, ql, band, T)
     output_BTNH = unfold_output(out_BKRH, T, N).astype(value.dtype)
     return output_BTNH[0] if query.ndim == 3 else output_BTNH
 
@@ -567,6 +614,8 @@ def flash_attention_reference(
     query_seq_lengths: Int[Array, "*B"] | None = None,
     key_value_seq_lengths: Int[Array, "*B"] | None = None,
     local_window_size: int | tuple[int, int] | None = None,
+    soft_cap: float | None = None,
+    sink_logits: Shaped[Array, " N"] | None = None,
     key_lengths: Int[Array, "*B"] | None = None,
     query_lengths: Int[Array, "*B"] | None = None,
     block_q: int = 1024,
@@ -576,8 +625,8 @@ def flash_attention_reference(
     repeated to N (``jnp.repeat``, the view ``repeat_kv_heads`` shows), the lengths and the
     window made masks (:func:`attention.mechanism.masks.seq_lengths_mask`,
     :func:`~attention.mechanism.masks.local_window_mask`) for the reference
-    :func:`attention.dot_product_attention`, padding queries set to zero. Block sizes are
-    ignored.
+    :func:`attention.dot_product_attention` (which takes ``soft_cap`` and ``sink_logits``
+    too), padding queries set to zero. Block sizes are ignored.
 
     >>> import jax, jax.numpy as jnp
     >>> q = jax.random.normal(jax.random.key(0), (2, 5, 2, 4))
@@ -603,7 +652,8 @@ def flash_attention_reference(
         lengths = lengths[0]  # [1, 1, T, S] -> [1, T, S]
     window_TS = None if window is None else local_window_mask(T, S, window)
     mask = combine_masks(mask, lengths, window_TS)
-    out = dot_product_attention(query, key, value, None, mask, scale=scale, is_causal=is_causal)
+    out = dot_product_attention(query, key, value, None, mask, scale=scale, is_causal=is_causal,
+                                soft_cap=soft_cap, sink_logits=sink_logits)
     if ql is not None:  # padding queries output zeros (as jax.nn)
         real_BT = jnp.arange(T)[None, :] < jnp.reshape(ql, (-1, 1))
         out = jnp.where(jnp.reshape(real_BT, (*query.shape[:-3], T, 1, 1)), out, 0)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Shaped
 
-from attention._checks import accumulation_dtype, check_kernel_args
+from attention._checks import accumulation_dtype, check_kernel_args, refuse_score_options
 from attention.kernels._arguments import (
     as_rank4,
     split_heads,
@@ -75,6 +75,8 @@ def fused_attention(
     query_seq_lengths: Int[Array, "*B"] | None = None,
     key_value_seq_lengths: Int[Array, "*B"] | None = None,
     local_window_size: int | tuple[int, int] | None = None,
+    soft_cap: None = None,
+    sink_logits: None = None,
     query_lengths: Int[Array, "*B"] | None = None,
     key_lengths: Int[Array, "*B"] | None = None,
 ) -> Shaped[Array, "*B T N Hv"]:
@@ -97,6 +99,7 @@ def fused_attention(
         names and meaning of ``jax.nn.dot_product_attention``; padding queries output zeros.
       local_window_size: None, an int w (the window ``(w, w)``) or a pair ``(left, right)``.
       query_lengths, key_lengths: the old names of the two lengths (give one form of each).
+      soft_cap, sink_logits: must be None (a ValueError names the functions that take them).
 
     Returns:
       ``[B, T, N, Hv]`` in the dtype of ``value``; computed in float32 for half precision. A
@@ -115,6 +118,7 @@ def fused_attention(
     >>> bool(jnp.allclose(got, want, atol=1e-6))
     True
     """
+    refuse_score_options("fused_attention", soft_cap, sink_logits)
     window, ql, kl = check_kernel_args(
         query, key, value, bias, mask, scale, query_seq_lengths=query_seq_lengths,
         key_value_seq_lengths=key_value_seq_lengths, query_lengths=query_lengths,

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jaxtyping import Array, Int, Shaped
 
-from attention._checks import check_kernel_args
+from attention._checks import check_kernel_args, refuse_score_options
 from attention.kernels.flash import (
     Band,
     _backward,
@@ -169,6 +169,8 @@ def pallas_flash_attention(
     query_seq_lengths: Int[Array, "*B"] | None = None,
     key_value_seq_lengths: Int[Array, "*B"] | None = None,
     local_window_size: int | tuple[int, int] | None = None,
+    soft_cap: None = None,
+    sink_logits: None = None,
     key_lengths: Int[Array, "*B"] | None = None,
     query_lengths: Int[Array, "*B"] | None = None,
     block_q: int = 128,
@@ -182,6 +184,7 @@ def pallas_flash_attention(
         local_window_size, key_lengths, query_lengths: as :func:`flash_attention` (key/value
         with K heads dividing N; a window's tiles outside the band are skipped).
       bias, mask: must be None (raise otherwise): give padding as ``key_value_seq_lengths``.
+      soft_cap, sink_logits: must be None (a ValueError names the functions that take them).
       block_q, block_k: tile sizes (``block_q`` in folded query rows, as in
         :func:`flash_attention`); multiples of 128 on TPU, 16 on GPU, 8 in interpret mode.
       interpret: run in Pallas' interpreter; default: where it cannot compile natively.
@@ -204,6 +207,7 @@ def pallas_flash_attention(
     interpret = not pallas_supported() if interpret is None else interpret
     multiple = (INTERPRET_BLOCK_MULTIPLE if interpret
                 else BLOCK_MULTIPLE.get(jax.default_backend(), 8))
+    refuse_score_options("pallas_flash_attention", soft_cap, sink_logits)
     window, ql, kl = check_kernel_args(
         query, key, value, bias, mask, scale, query_seq_lengths=query_seq_lengths,
         key_value_seq_lengths=key_value_seq_lengths, query_lengths=query_lengths,

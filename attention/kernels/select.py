@@ -8,9 +8,10 @@ of them can be handed to ``MultiHeadAttention(attention_fn=...)`` or named in a 
 
 ``"auto"`` picks the Pallas kernel where it compiles natively (GPU, TPU) and the mask form is
 one it takes (no boolean ``mask``), else the pure-JAX flash kernel; with an additive ``bias``
-(ALiBi), fused attention. Every rung takes grouped-query key/value heads, the sequence lengths
-``query_seq_lengths`` / ``key_value_seq_lengths`` and ``local_window_size``, with the meaning
-of ``jax.nn.dot_product_attention``.
+(ALiBi), fused attention; with ``soft_cap`` or ``sink_logits`` (steps 1a, 3a), which of the
+rungs only the pure-JAX flash kernel takes, flash. Every rung takes grouped-query key/value
+heads, the sequence lengths ``query_seq_lengths`` / ``key_value_seq_lengths`` and
+``local_window_size``, with the meaning of ``jax.nn.dot_product_attention``.
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ IMPLEMENTATIONS: dict[str, AttentionFn] = {
 def _auto_attention(query, key, value, bias=None, mask=None, *, scale=None, is_causal=False,
                     query_seq_lengths=None, key_value_seq_lengths=None, local_window_size=None,
                     **options):
-    """Pallas on GPU/TPU without a general mask; pure-JAX flash otherwise; fused for a bias."""
+    """Pallas on GPU/TPU without a general mask; pure-JAX flash otherwise; fused for a bias;
+    flash for a soft-cap or sink logits (the only kernel that takes them)."""
     common = dict(scale=scale, is_causal=is_causal, query_seq_lengths=query_seq_lengths,
                   key_value_seq_lengths=key_value_seq_lengths,
                   local_window_size=local_window_size)
+    if options.get("soft_cap") is not None or options.get("sink_logits") is not None:
+        return flash_attention(query, key, value, bias, mask, **common, **options)
+    options = {k: v for k, v in options.items() if k not in ("soft_cap", "sink_logits")}
     if bias is not None:
         # The block sizes of the other rungs mean nothing to fused attention; lengths under
         # their old names still do.

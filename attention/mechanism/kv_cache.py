@@ -27,7 +27,7 @@ from attention._checks import (
     check_width,
 )
 from attention.mechanism.masks import causal_mask, combine_masks, local_window_mask
-from attention.mechanism.multi_head import MultiHeadAttention, merge_heads, split_heads
+from attention.mechanism.multi_head import MultiHeadAttention, split_heads
 from attention.mechanism.scaled_dot_product import dot_product_attention
 
 
@@ -107,7 +107,8 @@ def append_and_attend(
 
     Their keys and values are written into ``cache`` at ``index``, and new query t attends
     the slots ``s <= index + t`` (:func:`attention.causal_mask` with ``offset=index``), so
-    unwritten slots never enter the softmax. The hooks see the positions ``index + arange(T)``
+    unwritten slots never enter the softmax. The module's options (QK-norm, soft-cap, sink
+    logits, output gate) act as in its call. The hooks see the positions ``index + arange(T)``
     (keys ``0..S-1`` for ``position_bias``). Position by position, this equals
     ``attention(x, is_causal=True)``. It always attends with the teaching steps: one query
     per sequence leaves a tiled kernel nothing to tile.
@@ -153,8 +154,9 @@ def append_and_attend(
     bias_NTS = attention.bias_for(positions_T, jnp.arange(S, dtype=jnp.int32))
     output_BTNH = dot_product_attention(
         query_BTNH, cache.key, cache.value, None if bias_NTS is None else bias_NTS[None], mask,
+        **attention.score_options(),
     )
-    return attention.out(merge_heads(output_BTNH)), cache
+    return attention.project_out(inputs_q, output_BTNH), cache
 
 
 def project_kv(attention: MultiHeadAttention, inputs_kv: Shaped[Array, "B S Dkv"]) -> KVCache:
@@ -207,6 +209,6 @@ def attend_to_cache(
     bias_NTS = attention.bias_for(query_positions_T, key_positions_S)
     output_BTNH = dot_product_attention(
         query_BTNH, key_BSKH, value_BSKH, None if bias_NTS is None else bias_NTS[None], mask,
-        local_window_size=attention.local_window_size,
+        local_window_size=attention.local_window_size, **attention.score_options(),
     )
-    return attention.out(merge_heads(output_BTNH))
+    return attention.project_out(inputs_q, output_BTNH)

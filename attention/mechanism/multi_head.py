@@ -9,6 +9,8 @@ The projections of all heads are one ``[D, N * H]`` matrix each, split into head
 (grouped-query attention, step 1). Positions that act inside attention enter through two
 hooks: ``process_heads`` on the projected heads (RoPE, step 8) and ``position_bias`` on the
 scores (ALiBi, step 8). Decoding with a key/value cache is step 7a (``kv_cache.py``).
+Today's models add four switches: ``qk_norm`` (step 1a, before ``process_heads``),
+``soft_cap`` (step 1a), learned ``sink_logits`` (step 3a) and an ``output_gate`` (step 6a).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from jaxtyping import Array, Bool, Shaped
 
 from attention._checks import (
     check_attention_fn_call,
+    check_attention_options,
     check_local_window,
     check_multi_head_args,
     check_multi_head_inputs,
@@ -28,6 +31,8 @@ from attention._checks import (
     check_processed_heads,
     check_split_heads,
 )
+from attention.mechanism.bounded_scores import QKNorm
+from attention.mechanism.output_gate import gate_output
 from attention.mechanism.weighted_sum import weighted_sum
 from attention.mechanism.weights import attention_weights
 
@@ -84,9 +89,17 @@ class MultiHeadAttention(nnx.Module):
         a floating bias added to the scores, for example ALiBi.
       local_window_size: ``w`` or ``(left, right)``: query t attends keys ``t - left ..
         t + right`` (:func:`attention.mechanism.masks.local_window_mask`).
+      qk_norm: None, "rms" or "layer": a :class:`QKNorm` of the query and key heads, applied
+        before ``process_heads`` (Qwen3, OLMo 2, Gemma 3).
+      soft_cap: None or ``cap``: scores ``cap * tanh(s / cap)`` (Gemma 2).
+      sink_logits: learn one sink logit per head (``nnx.Param [N]``, zeros), an extra softmax
+        column with no value (gpt-oss).
+      output_gate: learn ``W_g [D, N H]`` and gate each head's output by ``sigmoid(x W_g)``
+        before ``W^O`` (Qiu et al. 2025, Qwen3-Next).
       dtype, preferred_element_type: the projections' input and accumulation dtypes (as
         ``nnx.Linear``); with both set (mixed precision) an ``attention_fn`` gets queries,
-        keys and values in ``dtype``.
+        keys and values in ``dtype``. ``soft_cap`` / ``sink_logits`` reach an
+        ``attention_fn`` only when set.
       param_dtype: storage dtype of the weights.
       rngs: ``nnx.Rngs`` with ``params`` (and ``dropout`` if ``dropout_rate > 0``).
 
@@ -97,11 +110,13 @@ class MultiHeadAttention(nnx.Module):
 
     Raises:
       TypeError: a size or head count that is not an int, a ``dropout_rate`` that is not a
-        number, a hook that is not callable, a window that is not an int or pair of ints.
+        number, a hook that is not callable, a window that is not an int or pair of ints; a
+        ``soft_cap`` that is not a number, a ``sink_logits`` / ``output_gate`` not a bool.
       ValueError: a size below 1; ``num_heads`` not dividing ``qkv_features``;
         ``num_kv_heads`` not dividing ``num_heads``; ``dropout_rate`` outside [0, 1); a
-        negative window side; at the call, inputs of another width or batch, a hook output
-        of the wrong shape.
+        negative window side; a ``qk_norm`` other than "rms" or "layer"; a ``soft_cap`` that
+        is not positive and finite; at the call, inputs of another width or batch, a hook
+        output of the wrong shape.
 
     >>> mha = MultiHeadAttention(num_heads=2, in_features=8, rngs=nnx.Rngs(0))
     >>> mha(jnp.ones((3, 5, 8))).shape
@@ -127,6 +142,10 @@ class MultiHeadAttention(nnx.Module):
         process_heads: ProcessHeadsFn | None = None,
         position_bias: PositionBiasFn | None = None,
         local_window_size: int | tuple[int, int] | None = None,
+        qk_norm: str | None = None,
+        soft_cap: float | None = None,
+        sink_logits: bool = False,
+        output_gate: bool = False,
         dtype=None,
         param_dtype=jnp.float32,
         preferred_element_type=None,
@@ -145,6 +164,11 @@ class MultiHeadAttention(nnx.Module):
         self.process_heads = process_heads
         self.position_bias = position_bias
         self.local_window_size = check_local_window(local_window_size)  # (left, right) | None
+        self.soft_cap = check_attention_options(qk_norm, soft_cap, sink_logits, output_gate)
+        self.qk_norm = (None if qk_norm is None
+                        else QKNorm(self.head_dim, kind=qk_norm, param_dtype=param_dtype))
+        self.sink_logits = (nnx.Param(jnp.zeros((num_heads,), param_dtype)) if sink_logits
+                            else None)
         self.dropout_rate = dropout_rate
         self.dtype, self.preferred_element_type = dtype, preferred_element_type
         linear = dict(
@@ -157,6 +181,7 @@ class MultiHeadAttention(nnx.Module):
         self.value = nnx.Linear(in_kv_features, kv_features, **linear)  # W^V, K heads
         out_linear = linear | {"use_bias": use_bias if out_bias is None else out_bias}
         self.out = nnx.Linear(qkv_features, out_features, **out_linear)  # W^O
+        self.gate = nnx.Linear(in_features, qkv_features, **linear) if output_gate else None
         self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
 
     def __call__(
@@ -191,11 +216,28 @@ class MultiHeadAttention(nnx.Module):
             query_BTNH, key_BSKH, value_BSKH, mask, bias=bias_NTS, is_causal=is_causal,
             deterministic=deterministic, sow_weights=sow_weights,
         )
+        return self.project_out(inputs_q, output_BTNH)
+
+    def project_out(self, inputs_q, output_BTNH):
+        """``Concat(heads) W^O``, each head first gated by ``sigmoid(x W_g)`` if
+        ``output_gate`` (step 6a; the gate reads the layer input ``inputs_q``)."""
+        if self.gate is not None:
+            gate_BTNH = split_heads(self.gate(inputs_q), self.num_heads)
+            output_BTNH = gate_output(output_BTNH, gate_BTNH)
         return self.out(merge_heads(output_BTNH))
+
+    def score_options(self) -> dict:
+        """``soft_cap`` and ``sink_logits`` for the attention functions, only those set."""
+        options = {"soft_cap": self.soft_cap,
+                   "sink_logits": None if self.sink_logits is None else self.sink_logits[...]}
+        return {name: value for name, value in options.items() if value is not None}
 
     def apply_process_heads(self, query_BTNH, key_BSKH, value_BSKH, query_positions_T,
                             key_positions_S):
-        """The ``process_heads`` hook (the identity without one), its output checked."""
+        """QK-norm if ``qk_norm`` (step 1a), then the ``process_heads`` hook (the identity
+        without one), its output checked."""
+        if self.qk_norm is not None:
+            query_BTNH, key_BSKH, value_BSKH = self.qk_norm(query_BTNH, key_BSKH, value_BSKH)
         if self.process_heads is None:
             return query_BTNH, key_BSKH, value_BSKH
         given = (query_BTNH, key_BSKH, value_BSKH)
@@ -221,7 +263,7 @@ class MultiHeadAttention(nnx.Module):
         if self.attention_fn is None:
             weights_BNTS = attention_weights(
                 query_BTNH, key_BSKH, mask, bias=bias, is_causal=is_causal,
-                local_window_size=self.local_window_size,
+                local_window_size=self.local_window_size, **self.score_options(),
             )
             if sow_weights:
                 self.sow(nnx.Intermediate, "attention_weights", weights_BNTS)
@@ -233,6 +275,7 @@ class MultiHeadAttention(nnx.Module):
         )
         options = {"bias": bias, "local_window_size": self.local_window_size}
         options = {name: value for name, value in options.items() if value is not None}
+        options |= self.score_options()
         if self.preferred_element_type is not None and self.dtype is not None:
             # Mixed precision: the kernel multiplies the narrow inputs, accumulates in float32.
             query_BTNH, key_BSKH, value_BSKH = (

@@ -58,13 +58,16 @@ def dot_product_attention(
     query_seq_lengths: Int[Array, "*B"] | None = None,
     key_value_seq_lengths: Int[Array, "*B"] | None = None,
     local_window_size: int | tuple[int, int] | None = None,
+    soft_cap: float | None = None,
+    sink_logits: Shaped[Array, " N"] | None = None,
 ) -> Shaped[Array, "*B T N Hv"]:
     """``weights = attention_weights(query, key, mask, bias, ...)``, ``output = weights V``.
 
     The options of ``jax.nn.dot_product_attention``, with its meanings and BTNH shapes:
     ``query [B, T, N, H]``, ``key [B, S, K, H]``, ``value [B, S, K, Hv]`` (or unbatched), K
     key/value heads dividing N (step 1); ``bias`` and ``mask`` broadcast to ``[B, N, T, S]``;
-    see :func:`attention_weights` for the masks. Returns ``[B, T, N, Hv]`` in the value's
+    see :func:`attention_weights` for the masks, ``soft_cap`` and ``sink_logits [N]``
+    (which ``jax.nn`` does not have). Returns ``[B, T, N, Hv]`` in the value's
     dtype. Unlike ``jax.nn``, a query whose keys are all masked (and every padding query)
     gets a zero vector, not the average of all values.
 
@@ -83,7 +86,7 @@ def dot_product_attention(
     weights_BNTS = attention_weights(
         query, key, mask, bias=bias, scale=scale, is_causal=is_causal,
         query_seq_lengths=query_seq_lengths, key_value_seq_lengths=key_value_seq_lengths,
-        local_window_size=local_window_size,
+        local_window_size=local_window_size, soft_cap=soft_cap, sink_logits=sink_logits,
     )
     return weighted_sum(weights_BNTS, value)
 

@@ -194,9 +194,9 @@ def stream_and_attend(
     bias_N1S = attention.bias_for(query_positions_1, key_positions_S)
     output_B1NH = dot_product_attention(
         query_B1NH, key_BSKH, value_BSKH, None if bias_N1S is None else bias_N1S[None],
-        valid_S[None, None, None, :],
+        valid_S[None, None, None, :], **attention.score_options(),
     )
-    return attention.out(merge_heads(output_B1NH)), cache
+    return attention.project_out(inputs_q, output_B1NH), cache
 
 
 def _write(buffer_BSKH, slot, new_BKH):

@@ -28,6 +28,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from attention._checks import (
+    check_attention_options,
     check_heads_divide_width,
     check_int,
     check_kv_heads_divide,
@@ -53,6 +54,8 @@ _BIAS_KERNELS = ("reference", "fused")
 ATTENTIONS = ("standard", "mla", "differential", "linear")
 """The choices of ``TransformerConfig.attention`` (:mod:`attention.model.variants`)."""
 _MLA_SIZES = ("latent_dim", "rope_head_dim", "query_latent_dim")
+# Soft-capping and sink logits act inside the softmax: the kernels that take them.
+_SCORE_OPTION_KERNELS = ("reference", "flash", "auto")
 
 
 class SavedConfig:
@@ -100,7 +103,9 @@ class TransformerConfig(SavedConfig):
         dividing ``num_heads``, ``rope_base <= 0``, ``positional="rope"`` with an odd head
         dim, ``positional="alibi"`` with a kernel that takes no bias (only "reference" and
         "fused" do), an unknown ``norm`` or ``feed_forward``, a special token id of None in
-        an encoder-decoder config.
+        an encoder-decoder config; a ``qk_norm`` other than None, "rms", "layer"; an
+        ``attn_soft_cap`` that is not a positive number, or one or ``attention_sinks`` with
+        a kernel that does not take them (only "reference", "flash" and "auto" do).
 
     >>> cfg = TransformerConfig.tiny(vocab_size=100)
     >>> cfg.d_model, cfg.num_heads, cfg.d_model // cfg.num_heads
@@ -152,6 +157,14 @@ class TransformerConfig(SavedConfig):
     #   (attention.model.positional.llama3_frequencies); None: RoFormer's frequencies
     attention_impl: str = "reference"  # "reference" (teaching steps) or a kernel name of
     #   attention.kernels.get_attention_fn ("fused", "blockwise", "flash", ...)
+    qk_norm: str | None = None  # QK-norm: "rms" or "layer" norm of each query and key head,
+    #   learned scale, before RoPE (Dehghani et al. 2023; Qwen3, OLMo 2, Gemma 3); step 1a
+    attn_soft_cap: float | None = None  # scores cap * tanh(s / cap) (Gemma 2, section 3:
+    #   attn_logit_softcapping = 50); step 1a
+    attention_sinks: bool = False  # a learned sink logit per head, an extra softmax column
+    #   with no value (gpt-oss; Xiao et al. 2023); step 3a
+    output_gate: bool = False  # gated attention: each head's output times sigmoid(x W_g)
+    #   before W^O (Qiu et al. 2025; Qwen3-Next); step 6a
     layer_norm_epsilon: float = 1e-6  # epsilon of every LayerNorm (not given in the paper)
     norm: str = "layer_norm"  # "layer_norm" (Ba et al. 2016, the paper's) or "rms_norm":
     #   x / sqrt(mean(x^2) + eps) * gamma, no centring, no bias (Zhang & Sennrich 2019; Llama)
@@ -241,6 +254,16 @@ class TransformerConfig(SavedConfig):
                 f"attention_impl={self.attention_impl!r} does not take; use attention_impl "
                 f"in {_BIAS_KERNELS} with ALiBi, or another positional."
             )
+        object.__setattr__(self, "attn_soft_cap", check_attention_options(
+            self.qk_norm, self.attn_soft_cap, self.attention_sinks, self.output_gate,
+            soft_cap_name="attn_soft_cap", sink_logits_name="attention_sinks"))
+        uses = [name for name in ("attn_soft_cap", "attention_sinks") if getattr(self, name)]
+        if uses and self.attention_impl not in _SCORE_OPTION_KERNELS:
+            raise ValueError(
+                f"{' and '.join(uses)} {'act' if len(uses) > 1 else 'acts'} on the scores "
+                f"inside the kernel, and "
+                f"attention_impl={self.attention_impl!r} does not take them; use attention_impl "
+                f"in {_SCORE_OPTION_KERNELS}.")
         if self.attention_impl != "reference" and self.attention_dropout_rate > 0:
             raise ValueError(
                 f"attention_dropout_rate={self.attention_dropout_rate} needs the attention "
@@ -314,6 +337,15 @@ class TransformerConfig(SavedConfig):
             raise ValueError(
                 f"{what} has no dropout on attention weights; set attention_dropout_rate=0 "
                 f"(got {self.attention_dropout_rate}) or use attention='standard'."
+            )
+        switches = {"qk_norm": self.qk_norm, "attn_soft_cap": self.attn_soft_cap,
+                    "attention_sinks": self.attention_sinks, "output_gate": self.output_gate}
+        used = [f"{name}={value!r}" for name, value in switches.items() if value]
+        if used:
+            raise ValueError(
+                f"{', '.join(used)} {'is an option' if len(used) == 1 else 'are options'} of "
+                f"the standard multi-head attention (steps 1a-6a), which {what} does not use; use attention='standard' with them, or "
+                f"leave them off."
             )
         if self.positional == "alibi":
             raise ValueError(

@@ -63,7 +63,9 @@ def make_attention(
     For self-attention (``self_attention=True``) it also carries the position scheme that acts
     inside attention: a :class:`RotaryEmbedding` as its ``process_heads`` for
     ``positional="rope"``, an :class:`ALiBi` as its ``position_bias`` for ``positional="alibi"``.
-    Cross-attention (``self_attention=False``) gets neither.
+    Cross-attention (``self_attention=False``) gets neither. Both get the switches of today's
+    models: ``qk_norm``, ``attn_soft_cap``, ``attention_sinks``, ``output_gate`` (steps 1a,
+    3a, 6a), which mean the same whether keys come from the target or the source.
     """
     inside = config.positional if self_attention else None
     return MultiHeadAttention(
@@ -78,6 +80,10 @@ def make_attention(
         position_bias=ALiBi(config.num_heads) if inside == "alibi" else None,
         use_bias=config.use_bias if config.qkv_bias is None else config.qkv_bias,
         out_bias=config.use_bias,
+        qk_norm=config.qk_norm,
+        soft_cap=config.attn_soft_cap,
+        sink_logits=config.attention_sinks,
+        output_gate=config.output_gate,
         **config.linear_dtypes,
         param_dtype=config.jnp_param_dtype,
         rngs=rngs,

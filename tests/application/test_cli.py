@@ -127,6 +127,18 @@ def test_the_attention_of_a_language_model_reaches_its_config(attention):
     assert config.positional == ("learned" if attention == "linear" else "rope")
 
 
+@pytest.mark.parametrize("task", [[], ["--task", "lm"]])
+def test_qk_norm_soft_cap_sinks_and_the_gate_reach_the_config_of_either_model(task):
+    args = _build_parser().parse_args(["train", *task, "--qk-norm", "rms", "--soft-cap", "30",
+                                       "--attention-sinks", "--output-gate"])
+    config, _ = _model_config(args, vocab_size=50)
+    assert (config.qk_norm, config.attn_soft_cap, config.attention_sinks,
+            config.output_gate) == ("rms", 30.0, True, True)
+    plain, _ = _model_config(_build_parser().parse_args(["train", *task]), vocab_size=50)
+    assert (plain.qk_norm, plain.attn_soft_cap, plain.attention_sinks,
+            plain.output_gate) == (None, None, False, False)
+
+
 def test_an_attention_variant_in_a_translation_model_is_a_one_line_error(tmp_path, capsys):
     message = _error(capsys, ["train", *TINY, "--steps", "2", "--attention", "mla",
                               "--out", str(tmp_path / "m")])

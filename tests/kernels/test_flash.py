@@ -320,3 +320,121 @@ def test_bad_inputs_raise_like_the_reference():
         flash_attention(q, k, v, mask=jnp.ones((T, 5), bool))
     with pytest.raises(ValueError, match="same head dim H"):
         flash_attention(q, k[..., :2], v)
+
+
+# ------------------------------------------- soft-capping and sink logits (steps 1a, 3a)
+
+GB, GT, GS, GN, GK, GH = 2, 7, 9, 6, 2, 5  # grouped heads: G = 3 query heads per key head
+
+SCORE_CASES = {
+    "soft_cap": dict(soft_cap=1.5),
+    "sinks": dict(sinks=True),
+    "causal_window_lengths": dict(
+        soft_cap=2.0, sinks=True, is_causal=True, local_window_size=(3, 1),
+        key_value_seq_lengths=jnp.array([0, 7]), query_seq_lengths=jnp.array([7, 5])),
+    "mask": dict(soft_cap=0.7, sinks=True, mask_seed=8),
+}
+
+
+def _score_inputs(case):
+    q, k, v = grouped_qkv(GB, GT, GS, GN, GK, GH, seed=9)
+    kw = dict(SCORE_CASES[case])
+    sink = 1.5 * jax.random.normal(jax.random.key(10), (GN,)) if kw.pop("sinks", False) else None
+    if "mask_seed" in kw:
+        mask = jax.random.bernoulli(jax.random.key(kw.pop("mask_seed")), 0.6, (GB, GN, GT, GS))
+        kw["mask"] = mask.at[1, 4, 2].set(False)  # one row with no key at all
+    return 3 * q, k, v, sink, kw  # queries x3: scores well past the caps
+
+
+def _score_loss(f, q, k, v, sink, **kw):
+    return jnp.sum(jnp.sin(3 * f(q, k, v, sink_logits=sink, **kw)))
+
+
+@pytest.mark.parametrize("case, strategy", [
+    ("soft_cap", "all_heads"), ("sinks", "all_heads"), ("causal_window_lengths", "all_heads"),
+    ("mask", "head_by_head"),
+], indirect=["strategy"])
+def test_soft_cap_and_sinks_values_and_gradients_match_reference(case, strategy):
+    q, k, v, sink, kw = _score_inputs(case)
+    blocks = dict(block_q=4, block_k=2)  # rows T G = 21 and S = 9: neither a multiple
+    got = jax.jit(lambda *a: flash_attention(*a[:3], sink_logits=a[3], **kw, **blocks))(
+        q, k, v, sink)
+    want = flash_attention_reference(q, k, v, sink_logits=sink, **kw)
+    assert jnp.allclose(got, want, atol=ATOL_F32)
+    argnums = (0, 1, 2, 3) if sink is not None else (0, 1, 2)
+    grads = jax.jit(jax.grad(
+        lambda *a: _score_loss(flash_attention, *a, **kw, **blocks), argnums))(q, k, v, sink)
+    wants = jax.jit(jax.grad(
+        lambda *a: _score_loss(flash_attention_reference, *a, **kw), argnums))(q, k, v, sink)
+    for g, w in zip(grads, wants, strict=True):
+        assert jnp.allclose(g, w, atol=ATOL_GRAD), float(jnp.abs(g - w).max())
+
+
+def test_soft_cap_and_sinks_match_the_papers_formulas_in_numpy():
+    """Independent of the package: Gemma 2's cap and gpt-oss's sink column, in float64."""
+    q, k, v, sink, _ = _score_inputs("sinks")
+    cap = 1.5
+    got = flash_attention(q, k, v, is_causal=True, soft_cap=cap, sink_logits=sink,
+                          block_q=4, block_k=2)
+    q64, sink64 = np.asarray(q, np.float64), np.asarray(sink, np.float64)[:, None, None]
+    k64, v64 = (np.repeat(np.asarray(a, np.float64), GN // GK, axis=2) for a in (k, v))
+    z = np.einsum("btnh,bsnh->bnts", q64, k64) / np.sqrt(GH)
+    x = np.where(np.tril(np.ones((GT, GS), bool)), cap * np.tanh(z / cap), -np.inf)
+    m = np.maximum(x.max(-1, keepdims=True), sink64)
+    e = np.exp(x - m)
+    weights = e / (e.sum(-1, keepdims=True) + np.exp(sink64 - m))
+    want = np.einsum("bnts,bsnh->btnh", weights, v64)
+    np.testing.assert_allclose(got, want, atol=ATOL_F32)
+
+
+def test_sink_gradient_matches_finite_differences():
+    q, k, v, sink, _ = _score_inputs("sinks")
+    kw = dict(is_causal=True, soft_cap=2.0, block_q=4, block_k=2)
+    loss = jax.jit(lambda s: _score_loss(flash_attention, q, k, v, s, **kw))
+    grad, eps = jax.grad(loss)(sink), 1e-2
+    for n in (0, GN - 1):
+        e = jnp.zeros(GN).at[n].set(eps)
+        finite = (loss(sink + e) - loss(sink - e)) / (2 * eps)
+        np.testing.assert_allclose(grad[n], finite, rtol=2e-2, atol=2e-3)
+
+
+def test_causality_through_gradients_with_soft_cap_and_sinks():
+    q, k, v, sink, _ = _score_inputs("sinks")
+    t = 4
+    dk, dv = jax.jit(jax.grad(lambda k, v: flash_attention(
+        q, k, v, is_causal=True, soft_cap=1.0, sink_logits=sink, block_q=4, block_k=2
+    )[:, t].sum(), (0, 1)))(k, v)
+    assert bool(jnp.all(dk[:, t + 1:] == 0)) and bool(jnp.all(dv[:, t + 1:] == 0))
+    assert bool(jnp.any(dk[:, : t + 1] != 0))
+
+
+def test_fully_masked_rows_with_sinks_are_zero_and_give_the_sink_no_gradient():
+    q, k, v, sink, _ = _score_inputs("sinks")
+    kw = dict(key_value_seq_lengths=jnp.array([0, 0]), sink_logits=sink, block_q=4, block_k=2)
+    assert bool(jnp.all(flash_attention(q, k, v, **kw) == 0))
+    dsink = jax.jit(jax.grad(
+        lambda s: flash_attention(q, k, v, **(kw | {"sink_logits": s})).sum()))(sink)
+    assert bool(jnp.all(dsink == 0))
+
+
+@pytest.mark.outside_annotations
+def test_bad_soft_cap_and_sink_logits_are_named():
+    q, k, v = grouped_qkv(GB, GT, GS, GN, GK, GH)
+    for f in (flash_attention, flash_attention_reference):
+        with pytest.raises(ValueError, match="soft_cap must be a positive finite number"):
+            f(q, k, v, soft_cap=0.0)
+        with pytest.raises(ValueError, match=r"sink_logits must be \[N\] = \[6\].*got \[2\]"):
+            f(q, k, v, sink_logits=jnp.zeros(GK))
+
+
+def test_soft_cap_and_sinks_unbatched_and_bfloat16():
+    q, k, v, sink, _ = _score_inputs("sinks")
+    kw = dict(is_causal=True, soft_cap=1.0, sink_logits=sink)
+    got = flash_attention(q[0], k[0], v[0], **kw, block_q=4, block_k=2)
+    assert got.shape == (GT, GN, GH)
+    assert jnp.allclose(got, flash_attention_reference(q[0], k[0], v[0], **kw), atol=ATOL_F32)
+    half = [x.astype(jnp.bfloat16) for x in (q, k, v)]
+    got = flash_attention(*half, **kw, block_q=4, block_k=2)
+    assert got.dtype == jnp.bfloat16
+    assert jnp.allclose(got.astype(jnp.float32), flash_attention_reference(*half, **kw),
+                        atol=ATOL_BF16)

@@ -82,3 +82,35 @@ def test_auto_with_bias_takes_the_variants():
     kw = dict(local_window_size=2, key_value_seq_lengths=jnp.array([9, 7]))
     got = get_attention_fn("auto", block_q=8)(q, k, k, bias, **kw)
     assert jnp.allclose(got, jax.nn.dot_product_attention(q, k, k, bias, **kw), atol=ATOL_F32)
+
+
+def test_auto_takes_soft_cap_and_sink_logits_through_flash():
+    q, k, v = _qkv()
+    sink = jax.random.normal(jax.random.key(2), (N,))
+    kw = dict(is_causal=True, soft_cap=0.5, sink_logits=sink)
+    got = get_attention_fn("auto", block_q=4, block_k=4)(q, k, v, **kw)
+    assert jnp.allclose(got, dot_product_attention(q, k, v, **kw), atol=ATOL_F32)
+
+
+@pytest.mark.outside_annotations
+@pytest.mark.parametrize("name, kernel", [
+    ("fused", "fused_attention"), ("blockwise", "blockwise_attention"),
+    ("pallas", "pallas_flash_attention"),
+])
+@pytest.mark.parametrize("option", ["soft_cap", "sink_logits"])
+def test_kernels_without_soft_cap_or_sinks_name_those_that_have_them(name, kernel, option):
+    q, k, v = _qkv()
+    value = 50.0 if option == "soft_cap" else jnp.zeros(N)
+    with pytest.raises(ValueError, match=rf"{kernel} takes no {option}=; use one of "
+                                         r"dot_product_attention, flash_attention"):
+        get_attention_fn(name)(q, k, v, **{option: value})
+
+
+@pytest.mark.outside_annotations
+def test_blockwise_reference_refuses_them_too():
+    from attention.kernels import blockwise_attention_reference
+
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match=r"blockwise_attention_reference takes no soft_cap= or "
+                                         r"sink_logits="):
+        blockwise_attention_reference(q, k, v, soft_cap=1.0, sink_logits=jnp.zeros(N))

@@ -63,3 +63,33 @@ def test_functions_equal_the_full_call():
         kv_cache.attend_to_cache(mha, x, kv_cache.project_kv(mha, memory)), mha(x, memory),
         atol=1e-5,
     )
+
+
+def scale_queries_by_ten(query, key, value, query_positions, key_positions):
+    """A process_heads hook whose effect a QK-norm applied after it would undo."""
+    return 10.0 * query, key, value
+
+
+def test_every_switch_is_honoured_position_by_position():
+    """QK-norm, soft-cap, sink logits and the output gate (steps 1a, 3a, 6a), with a window
+    and grouped heads: decoding with the cache equals the full call, and attending to a
+    projected memory equals cross-attention."""
+    mha = MultiHeadAttention(N, D, N * H, num_kv_heads=K, qk_norm="rms", soft_cap=2.0,
+                             sink_logits=True, output_gate=True, local_window_size=(3, 0),
+                             process_heads=scale_queries_by_ten, rngs=nnx.Rngs(1))
+    mha.sink_logits[...] = normal(9, (N,))
+    mha.qk_norm.key_scale[...] = 1 + normal(10, (H,))
+    x = normal(11, (B, 5, D))
+    cache = kv_cache.init_cache(mha, B, S)
+    step = nnx.jit(kv_cache.append_and_attend)
+    outputs = []
+    for t in range(5):
+        out, cache = step(mha, x[:, t:t + 1], cache, jnp.int32(t))
+        outputs.append(out)
+    np.testing.assert_allclose(jnp.concatenate(outputs, 1), mha(x, is_causal=True), atol=1e-5)
+    memory = normal(12, (B, S, D))
+    mask = (jnp.arange(S)[None] < jnp.array([[4], [7]]))[:, None, None]  # [B, 1, 1, S]
+    np.testing.assert_allclose(
+        kv_cache.attend_to_cache(mha, x, kv_cache.project_kv(mha, memory), mask=mask),
+        mha(x, memory, mask=mask), atol=1e-5,
+    )

@@ -599,3 +599,140 @@ def test_biases_in_query_key_value_but_not_the_output():
     mha = MultiHeadAttention(num_heads=2, in_features=6, out_bias=False, rngs=nnx.Rngs(0))
     assert mha.query.bias is not None and mha.value.bias is not None and mha.out.bias is None
     assert mha(jnp.ones((3, 5, 6))).shape == (3, 5, 6)
+
+
+# ------------------------ today's switches: qk_norm, soft_cap, sink_logits, output_gate
+
+
+def scale_queries_by_ten(query, key, value, query_positions, key_positions):
+    """A process_heads hook whose effect a QK-norm applied after it would undo."""
+    return 10.0 * query, key, value
+
+
+def modern_module(*, cross=False, num_kv_heads=None, seed=30, **overrides):
+    options = dict(qk_norm="rms", soft_cap=3.0, sink_logits=True, output_gate=True) | overrides
+    kv = dict(in_kv_features=DKV) if cross else {}
+    mha = MultiHeadAttention(N, D, N * H, DOUT, num_kv_heads=num_kv_heads,
+                             process_heads=scale_queries_by_ten, rngs=nnx.Rngs(seed),
+                             **kv, **options)
+    # Learned values away from their initial ones (ones, zeros), so that each one matters.
+    if mha.qk_norm is not None:
+        mha.qk_norm.query_scale[...] = 1 + 0.3 * normal(seed + 1, (H,))
+        mha.qk_norm.key_scale[...] = 1 + 0.3 * normal(seed + 2, (H,))
+    if mha.sink_logits is not None:
+        mha.sink_logits[...] = normal(seed + 3, (N,))
+    return mha
+
+
+def modern_mha_numpy(mha, x, y, mask):
+    """The module's forward written out in NumPy float64 from the papers' formulas."""
+    def linear(layer, inputs):
+        out = np.asarray(inputs, np.float64) @ np.asarray(layer.kernel[...], np.float64)
+        return out if layer.bias is None else out + np.asarray(layer.bias[...], np.float64)
+
+    K = mha.num_kv_heads
+    q = linear(mha.query, x).reshape(*x.shape[:-1], N, H)
+    k = linear(mha.key, y).reshape(*y.shape[:-1], K, H)
+    v = linear(mha.value, y).reshape(*y.shape[:-1], K, H)
+    if mha.qk_norm is not None:  # norm of each head, learned scale (Qwen3), then the hook
+        def norm(a, g):
+            if mha.qk_norm.kind == "layer":
+                a = a - a.mean(-1, keepdims=True)
+            return a / np.sqrt((a**2).mean(-1, keepdims=True) + 1e-6) * np.asarray(g[...])
+        q, k = norm(q, mha.qk_norm.query_scale), norm(k, mha.qk_norm.key_scale)
+    q = 10.0 * q
+    k, v = np.repeat(k, N // K, axis=-2), np.repeat(v, N // K, axis=-2)
+    scores = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(H)
+    if mha.soft_cap is not None:  # Gemma 2
+        scores = mha.soft_cap * np.tanh(scores / mha.soft_cap)
+    allowed = np.broadcast_to(np.asarray(mask), scores.shape)
+    sink = (np.full((N, 1, 1), -np.inf) if mha.sink_logits is None
+            else np.asarray(mha.sink_logits[...], np.float64)[:, None, None])
+    m = np.maximum(np.where(allowed, scores, -np.inf).max(-1, keepdims=True), sink)
+    e = np.where(allowed, np.exp(scores - m), 0.0)
+    weights = e / (e.sum(-1, keepdims=True) + np.exp(sink - m))  # gpt-oss: a sink column
+    heads = np.einsum("bnts,bsnh->btnh", weights, v)
+    if mha.gate is not None:  # Qiu et al. 2025: sigmoid(x W_g), elementwise
+        heads = heads / (1 + np.exp(-linear(mha.gate, x).reshape(heads.shape)))
+    return linear(mha.out, heads.reshape(*heads.shape[:-2], N * H))
+
+
+@pytest.mark.parametrize(
+    "cross, num_kv_heads, jit",
+    [(False, None, False), (False, None, True), (True, 7, True), (False, 1, True)],
+    ids=["self-eager", "self-jit", "cross-jit", "multi_query-jit"],
+)
+def test_all_four_switches_match_numpy(cross, num_kv_heads, jit):
+    mha = modern_module(cross=cross, num_kv_heads=num_kv_heads)
+    x = 2 * normal(31, (B, T, D))
+    y = normal(32, (B, S, DKV)) if cross else x
+    mask = mask_with_a_key_per_row(33, (B, 1, T, S if cross else T))
+
+    def call(module, x, y):
+        return module(x, None if not cross else y, mask=mask)
+
+    out = (nnx.jit(call) if jit else call)(mha, x, y)
+    np.testing.assert_allclose(out, modern_mha_numpy(mha, x, y, mask), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("switch", ["qk_norm", "soft_cap", "sink_logits", "output_gate"])
+def test_each_switch_alone_matches_numpy_and_changes_the_output(switch):
+    off = dict(qk_norm=None, soft_cap=None, sink_logits=False, output_gate=False)
+    on = dict(qk_norm="layer" if switch == "qk_norm" else None, soft_cap=0.5,
+              sink_logits=True, output_gate=True)
+    mha = modern_module(**(off | {switch: on[switch]}))
+    plain = modern_module(**off)
+    x = normal(34, (B, T, D))
+    mask = jnp.tril(jnp.ones((T, T), bool))
+    np.testing.assert_allclose(mha(x, is_causal=True), modern_mha_numpy(mha, x, x, mask),
+                               rtol=1e-4, atol=1e-5)
+    assert float(jnp.abs(mha(x, is_causal=True) - plain(x, is_causal=True)).max()) > 1e-3
+
+
+def test_new_parameters_have_their_shapes_and_initial_values_and_get_gradients():
+    mha = MultiHeadAttention(N, D, N * H, num_kv_heads=1, qk_norm="rms", soft_cap=2.0,
+                             sink_logits=True, output_gate=True, rngs=nnx.Rngs(0))
+    np.testing.assert_array_equal(mha.sink_logits[...], np.zeros(N))
+    np.testing.assert_array_equal(mha.qk_norm.query_scale[...], np.ones(H))
+    assert mha.gate.kernel.shape == (D, N * H)
+    x = normal(35, (B, T, D))
+    grads = nnx.jit(nnx.grad(lambda m: jnp.sum(m(x, is_causal=True) ** 2)))(mha)
+    for grad in (grads.sink_logits, grads.gate.kernel, grads.qk_norm.key_scale):
+        assert float(jnp.abs(grad[...]).sum()) > 0
+
+
+def test_options_reach_an_attention_fn_only_when_set():
+    seen = []
+
+    def recording_fn(query, key, value, bias=None, mask=None, **options):
+        seen.append(sorted(options))
+        return dot_product_attention(query, key, value, bias, mask, **options)
+
+    x = normal(36, (B, T, D))
+    for sink_logits in (False, True):
+        teaching = modern_module(sink_logits=sink_logits)
+        fused = modern_module(sink_logits=sink_logits)
+        fused.attention_fn = recording_fn
+        np.testing.assert_allclose(fused(x, is_causal=True), teaching(x, is_causal=True),
+                                   atol=1e-6)
+    assert seen == [["is_causal", "soft_cap"], ["is_causal", "sink_logits", "soft_cap"]]
+    plain = MultiHeadAttention(N, D, N * H, attention_fn=recording_fn, rngs=nnx.Rngs(0))
+    plain(x)
+    assert seen[-1] == ["is_causal"]
+
+
+@pytest.mark.outside_annotations
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        (dict(qk_norm="l2"), ValueError, r"qk_norm must be None, 'rms' or 'layer', got 'l2'"),
+        (dict(soft_cap=-1.0), ValueError, r"soft_cap must be a positive finite number"),
+        (dict(soft_cap=[50]), TypeError, r"soft_cap must be a positive number"),
+        (dict(sink_logits=1), TypeError, r"sink_logits must be True or False, got 1 \(int\)"),
+        (dict(output_gate="yes"), TypeError, r"output_gate must be True or False"),
+    ],
+    ids=["qk_norm", "soft_cap_negative", "soft_cap_list", "sink_logits_int", "output_gate_str"],
+)
+def test_bad_switches_are_named(options, error, message):
+    with pytest.raises(error, match=message):
+        MultiHeadAttention(N, D, N * H, rngs=nnx.Rngs(0), **options)

@@ -653,3 +653,77 @@ def test_unbatched_lengths_must_be_scalars():
         r"the unbatched input\), got \[1\]"
     ):
         dot_product_attention(query, key, value, query_seq_lengths=jnp.array([3]))
+
+
+# ------------------------------------------- soft-capping and sink logits (steps 1a, 3a)
+
+
+def capped_sink_attention_numpy(query, key, value, mask, *, cap=None, sink=None):
+    """``weights V`` with Gemma 2's ``cap tanh(s / cap)`` on the scaled scores and gpt-oss's
+    sink column ``sink[n]`` (no value) in the softmax, float64; fully masked rows -> 0."""
+    q, k, v = (np.asarray(a, np.float64) for a in (query, key, value))
+    x = np.einsum("...tnh,...snh->...nts", q, k) / np.sqrt(q.shape[-1])
+    if cap is not None:
+        x = cap * np.tanh(x / cap)
+    allowed = np.broadcast_to(np.asarray(mask), x.shape)
+    sink_NT1 = (np.full((x.shape[-3], 1, 1), -np.inf) if sink is None
+                else np.asarray(sink, np.float64)[:, None, None])
+    m = np.maximum(np.where(allowed, x, -np.inf).max(-1, keepdims=True), sink_NT1)
+    m = np.where(np.isfinite(m), m, 0.0)
+    e = np.where(allowed, np.exp(x - m), 0.0)
+    total = e.sum(-1, keepdims=True) + np.exp(sink_NT1 - m)
+    weights = e / np.where(total > 0, total, 1.0)
+    return np.einsum("...nts,...snh->...tnh", weights, v)
+
+
+@JIT
+@pytest.mark.parametrize("cap, with_sink", [(1.0, False), (None, True), (2.5, True)],
+                         ids=["soft_cap", "sink", "both"])
+def test_soft_cap_and_sink_logits_match_numpy(cap, with_sink, jit):
+    query, key, value = qkv(seed=70, hv=HV)
+    query = 3 * query  # scores well past the cap
+    sink = normal(71, (N,)) if with_sink else None
+    mask = random_mask(72, (B, N, T, S)).at[1, 3, 2].set(False)  # one row fully masked
+    fn = functools.partial(dot_product_attention, soft_cap=cap)
+    out = maybe_jit(fn, jit)(query, key, value, mask=mask, sink_logits=sink)
+    want = capped_sink_attention_numpy(query, key, value, mask, cap=cap, sink=sink)
+    np.testing.assert_allclose(out, want, atol=2e-6)
+    np.testing.assert_array_equal(out[1, 2, 3], np.zeros(HV))
+
+
+def test_soft_cap_and_sink_logits_finite_differences_in_float64():
+    with jax.enable_x64(True):
+        query, key, value = (a.astype(jnp.float64) for a in qkv(seed=73, hv=HV))
+        sink = normal(74, (N,), jnp.float64)
+
+        @jax.jit
+        def fn(q, k, v, sink):
+            return dot_product_attention(3 * q, k, v, is_causal=True, soft_cap=2.0,
+                                         sink_logits=sink)
+
+        check_grads(fn, (query, key, value, sink), order=1, modes=["rev"], eps=1e-6)
+
+
+def test_causality_holds_through_gradients_with_soft_cap_and_sinks():
+    query, key, value = qkv(seed=75, t=S)
+    sink = normal(76, (N,))
+
+    def summed_over_b_n_h(k, v):  # [T]
+        out = dot_product_attention(query, k, v, is_causal=True, soft_cap=1.5, sink_logits=sink)
+        return jnp.sum(out, axis=(0, 2, 3))
+
+    jac_key, jac_value = jax.jit(jax.jacrev(summed_over_b_n_h, (0, 1)))(key, value)
+    later_TS = np.triu(np.ones((S, S), bool), k=1)
+    for jac in (jac_key, jac_value):
+        per_ts = np.abs(np.asarray(jac)).sum(axis=(1, 3, 4))
+        np.testing.assert_array_equal(per_ts[later_TS], 0.0)
+    assert np.all(np.abs(np.asarray(jac_value)).sum(axis=(1, 3, 4))[~later_TS] > 0)
+
+
+@pytest.mark.outside_annotations
+def test_bad_soft_cap_and_sink_logits_are_named():
+    query, key, value = qkv(seed=77)
+    with pytest.raises(ValueError, match=r"soft_cap must be a positive finite number.*inf"):
+        dot_product_attention(query, key, value, soft_cap=float("inf"))
+    with pytest.raises(ValueError, match=r"sink_logits must be \[N\] = \[7\].*got \[1, 7\]"):
+        dot_product_attention(query, key, value, sink_logits=jnp.zeros((1, N)))

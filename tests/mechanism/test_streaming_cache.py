@@ -133,6 +133,16 @@ def test_stream_equals_full_attention_over_the_kept_tokens(num_sinks, jit, lengt
         np.testing.assert_allclose(outputs, full_call(mha, x, window_mask), atol=3e-5)
 
 
+def test_qk_norm_soft_cap_learned_sinks_and_the_gate_stream_as_the_full_call():
+    # Every option of step 7 acts on the cached keys and the new output as in the full call.
+    mha, x = rope_attention(qk_norm="rms", soft_cap=2.0, sink_logits=True,
+                            output_gate=True), normal(5, (B, L, D))
+    mha.sink_logits[...] = jnp.linspace(-1.0, 1.0, N)  # learned values, not the zeros of init
+    outputs, _ = stream(mha, x, SINKS, WINDOW)
+    np.testing.assert_allclose(outputs, full_attention_over_kept(mha, x, SINKS, WINDOW),
+                               atol=3e-5)
+
+
 def test_the_cache_holds_unrotated_keys_of_the_kept_tokens():
     mha, x = rope_attention(), normal(2, (B, L, D))
     _, cache = stream(mha, x, SINKS, WINDOW)

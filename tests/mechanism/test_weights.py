@@ -183,3 +183,78 @@ def test_lengths_must_match_the_batch_of_the_query():
         attention_weights(query, key, key_value_seq_lengths=jnp.array([6, 6]))
     with pytest.raises(TypeError, match=r"local_window_size must be.*'2' \(str\)"):
         attention_weights(query, key, local_window_size="2")
+
+
+# --------------------------------- soft-capping and sink logits (steps 1a, 3a)
+
+
+def capped_sink_weights_numpy(query, key, *, cap=None, sink=None, mask=None, bias=None):
+    """Gemma 2's ``cap tanh(s / cap)`` on the scaled scores, then the bias and the mask, then
+    gpt-oss's softmax with a sink column ``sink[n]`` (which has no value), in float64."""
+    q, k = np.asarray(query, np.float64), np.asarray(key, np.float64)
+    k = np.repeat(k, q.shape[-2] // k.shape[-2], axis=-2)
+    x = np.einsum("...tnh,...snh->...nts", q, k) / np.sqrt(q.shape[-1])
+    if cap is not None:
+        x = cap * np.tanh(x / cap)
+    if bias is not None:
+        x = x + np.asarray(bias, np.float64)
+    allowed = np.ones(x.shape, bool) if mask is None else np.broadcast_to(mask, x.shape)
+    m = np.where(allowed, x, -np.inf).max(-1, keepdims=True)
+    if sink is not None:
+        sink_NT1 = np.asarray(sink, np.float64)[:, None, None]
+        m = np.maximum(m, sink_NT1)
+    m = np.where(np.isfinite(m), m, 0.0)
+    e = np.where(allowed, np.exp(x - m), 0.0)
+    total = e.sum(-1, keepdims=True)
+    if sink is not None:
+        total = total + np.exp(sink_NT1 - m)
+    return e / np.where(total > 0, total, 1.0)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("cap, with_sink", [(2.0, False), (None, True), (1.5, True)],
+                         ids=["soft_cap", "sink", "both"])
+def test_soft_cap_and_sink_logits_match_numpy(cap, with_sink, jit):
+    # Large scores (x4) so that the cap bites; a bias larger than the cap, added after it.
+    query, key = 4 * normal(30, (B, T, 6, H)), normal(31, (B, S, 3, H))
+    sink = normal(32, (6,)) if with_sink else None
+    bias = 3 * normal(33, (T, S))
+    mask = random_mask(34, (B, 1, T, S)).at[0, 0, 1].set(False)  # one row fully masked
+    causal = np.tril(np.ones((T, S), bool))
+    fn = functools.partial(attention_weights, is_causal=True, soft_cap=cap)
+    out = (jax.jit(fn) if jit else fn)(query, key, mask, bias=bias, sink_logits=sink)
+    want = capped_sink_weights_numpy(query, key, cap=cap, sink=sink, mask=np.asarray(mask) & causal,
+                                     bias=bias)
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    np.testing.assert_array_equal(out[0, :, 1], 0.0)  # the fully masked row: zeros, no NaN
+    if with_sink:
+        assert bool(jnp.all(out.sum(-1) < 1.0))
+
+
+def test_sink_logits_take_gradients_through_the_weights():
+    query, key = normal(35, (B, T, N, H)), normal(36, (B, S, N, H))
+    c = normal(37, (B, N, T, S))
+
+    @jax.jit
+    def loss(sink):
+        return jnp.sum(c * attention_weights(query, key, is_causal=True, sink_logits=sink))
+
+    sink, eps = normal(38, (N,)), 1e-3
+    grad = jax.grad(loss)(sink)
+    for n in (0, N - 1):
+        e = jnp.zeros(N).at[n].set(eps)
+        np.testing.assert_allclose(grad[n], (loss(sink + e) - loss(sink - e)) / (2 * eps),
+                                   rtol=2e-2, atol=1e-3)
+
+
+@pytest.mark.outside_annotations
+def test_bad_soft_cap_and_sink_logits_are_named():
+    query, key = normal(39, (B, T, N, H)), normal(40, (B, S, N, H))
+    with pytest.raises(ValueError, match=r"soft_cap must be a positive finite number.*got 0"):
+        attention_weights(query, key, soft_cap=0)
+    with pytest.raises(TypeError, match=r"soft_cap must be a positive number.*'50' \(str\)"):
+        attention_weights(query, key, soft_cap="50")
+    with pytest.raises(ValueError, match=r"sink_logits must be \[N\] = \[7\].*got \[5\]"):
+        attention_weights(query, key, sink_logits=jnp.zeros(5))
+    with pytest.raises(TypeError, match=r"sink_logits must have a floating dtype"):
+        attention_weights(query, key, sink_logits=jnp.zeros(N, jnp.int32))

@@ -162,3 +162,50 @@ def test_rope_scaling_is_a_tuple_also_from_json():
     assert config.rope_scaling == (8.0, 1.0, 4.0, 8192.0)
     saved = json.loads(json.dumps(config.to_dict()))
     assert TransformerConfig.from_dict(saved) == config and hash(config)
+
+
+# ------------------------- today's switches (steps 1a, 3a, 6a): qk_norm, soft-cap, sinks, gate
+
+
+def test_todays_switches_default_off_and_round_trip():
+    cfg = TransformerConfig.tiny(vocab_size=11)
+    assert (cfg.qk_norm, cfg.attn_soft_cap, cfg.attention_sinks, cfg.output_gate) == (
+        None, None, False, False)
+    on = cfg.replace(qk_norm="rms", attn_soft_cap=50, attention_sinks=True, output_gate=True,
+                     attention_impl="flash")
+    assert on.attn_soft_cap == 50.0 and isinstance(on.attn_soft_cap, float)
+    assert TransformerConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"qk_norm": "l2"}, r"qk_norm must be None, 'rms' or 'layer', got 'l2'"),
+        ({"attn_soft_cap": 0.0}, r"attn_soft_cap must be a positive finite number.*got 0.0"),
+        ({"attn_soft_cap": float("inf")}, r"attn_soft_cap must be a positive finite number"),
+        ({"attention_sinks": True, "attention_impl": "fused"},
+         r"attention_sinks acts on the scores inside the kernel, and attention_impl='fused' "
+         r"does not take them; use attention_impl in \('reference', 'flash', 'auto'\)"),
+        ({"attn_soft_cap": 30.0, "attention_sinks": True, "attention_impl": "blockwise"},
+         r"attn_soft_cap and attention_sinks act on the scores .* attention_impl='blockwise'"),
+    ],
+)
+def test_todays_switches_validation_errors(changes, message):
+    fields = dict(src_vocab_size=11, tgt_vocab_size=11, d_model=16, num_heads=2) | changes
+    with pytest.raises(ValueError, match=message):
+        TransformerConfig(**fields)
+
+
+@pytest.mark.outside_annotations
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"attn_soft_cap": "50"}, r"attn_soft_cap must be a positive number.*'50' \(str\)"),
+        ({"attention_sinks": 1}, r"attention_sinks must be True or False, got 1 \(int\)"),
+        ({"output_gate": None}, r"output_gate must be True or False, got None"),
+    ],
+)
+def test_todays_switches_wrong_types(changes, message):
+    fields = dict(src_vocab_size=11, tgt_vocab_size=11, d_model=16, num_heads=2) | changes
+    with pytest.raises(TypeError, match=message):
+        TransformerConfig(**fields)

@@ -71,3 +71,62 @@ def test_positions_inside_self_attention_and_grouped_heads():
     assert make_positions(alibi, rngs=nnx.Rngs(0)) is None
     # Without num_kv_heads every query head has its own key/value head.
     assert make_attention(CFG, rngs=nnx.Rngs(0)).num_kv_heads == 3
+
+
+# ------------------------- today's switches (steps 1a, 3a, 6a) reach every attention
+
+
+SWITCHES = dict(qk_norm="layer", attn_soft_cap=20.0, attention_sinks=True, output_gate=True)
+
+
+def test_self_and_cross_attention_get_todays_switches():
+    cfg = CFG.replace(**SWITCHES, positional="rope")
+    for self_attention in (True, False):
+        mha = make_attention(cfg, rngs=nnx.Rngs(0), self_attention=self_attention)
+        assert mha.qk_norm.kind == "layer" and mha.soft_cap == 20.0
+        assert mha.sink_logits[...].shape == (3,) and mha.gate.kernel.shape == (12, 12)
+        # QK-norm acts before RoPE in self-attention; cross-attention has no RoPE.
+        assert (mha.process_heads is not None) == self_attention
+    plain = make_attention(CFG, rngs=nnx.Rngs(0))
+    assert (plain.qk_norm, plain.soft_cap, plain.sink_logits, plain.gate) == (None,) * 4
+
+
+def test_a_language_model_with_every_switch_trains_and_decodes_like_its_full_call():
+    """A tiny LanguageModel with QK-norm, soft-capping, sink logits and the output gate: a few
+    Adam steps without NaN that lower the loss; prefill + decode steps equal the full call."""
+    import optax
+
+    from attention.model.language_model import LanguageModel
+
+    V = 17
+    cfg = TransformerConfig.language_model(
+        vocab_size=V, d_model=12, num_heads=3, num_kv_heads=1, d_ff=20, num_layers=1,
+        max_len=11, dropout_rate=0.0, **SWITCHES)
+    model = LanguageModel(cfg, rngs=nnx.Rngs(0))
+    tokens = jax.random.randint(jax.random.key(1), (3, 7), 3, V)
+    optimizer = nnx.Optimizer(model, optax.adam(3e-2), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(model, optimizer, tokens):
+        def loss_fn(model):
+            logits = model(tokens[:, :-1], deterministic=True)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    losses = [float(train_step(model, optimizer, tokens)) for _ in range(4)]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    sinks = model.decoder.layers[0].self_attention.sink_logits[...]
+    assert float(jnp.abs(sinks).max()) > 0  # the sinks learned something
+    # Jitted (one compilation each, for every position), as generation runs them.
+    full_BTV = nnx.jit(lambda m, x: m(x, deterministic=True))(model, tokens)
+    cache = model.init_decode_cache(3, 7)
+    first, cache = nnx.jit(lambda m, x, c: m.prefill(x, c, 0))(model, tokens[:, :4], cache)
+    decode_step = nnx.jit(lambda m, x, c, t: m.decode_step(x, c, t))
+    rows = [first]
+    for t in range(4, 7):
+        logits_BV, cache = decode_step(model, tokens[:, t], cache, jnp.int32(t))
+        rows.append(logits_BV[:, None])
+    np.testing.assert_allclose(jnp.concatenate(rows, axis=1), full_BTV, atol=1e-4)

@@ -128,6 +128,10 @@ def test_linear_attention_has_no_maps():
      r"linear_decay must be in \(0, 1\]"),
     (dict(attention="mla", rope_head_dim=3), "rope_head_dim must be even, got 3"),
     (dict(attention="mla", query_latent_dim=0), "query_latent_dim must be a positive int"),
+    (dict(attention="mla", qk_norm="rms", output_gate=True),
+     r"qk_norm='rms', output_gate=True are options of the standard multi-head attention"),
+    (dict(attention="linear", positional="learned", attn_soft_cap=30.0),
+     "attn_soft_cap=30.0 is an option of the standard"),
     (dict(attention="differential", d_model=12, num_heads=2),
      "d_k = 6 into two halves, each rotated in pairs by RoPE"),
 ])
