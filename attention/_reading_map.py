@@ -430,8 +430,9 @@ def overview(root: pathlib.Path = REPO, width: int = 96) -> str:
     out = []
     for sub, rows, notebooks in reading_map(root):
         span = _sub_span(sub)
+        plural = "s" * (len(notebooks) > 2)
         where = ", ".join(filter(None, [span and f"steps {span}",
-                                        notebooks and f"notebook{'s' * (len(notebooks) > 2)} {notebooks}"]))
+                                        notebooks and f"notebook{plural} {notebooks}"]))
         head = f"- **[{sub.name}/]({PACKAGE}/{sub.name}/)**" + (f" ({where})" if where else "")
         words = [f"{row.step}\u00a0`{row.path.removesuffix('.py')}`" for row in rows]
         text = f"{head}: {_capital(sub.title).removesuffix('.')}." + (

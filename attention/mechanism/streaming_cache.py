@@ -37,7 +37,7 @@ from attention._checks import (
     check_width,
     shape_str,
 )
-from attention.mechanism.multi_head import MultiHeadAttention, merge_heads, split_heads
+from attention.mechanism.multi_head import MultiHeadAttention, split_heads
 from attention.mechanism.scaled_dot_product import dot_product_attention
 
 

@@ -344,8 +344,8 @@ class TransformerConfig(SavedConfig):
         if used:
             raise ValueError(
                 f"{', '.join(used)} {'is an option' if len(used) == 1 else 'are options'} of "
-                f"the standard multi-head attention (steps 1a-6a), which {what} does not use; use attention='standard' with them, or "
-                f"leave them off."
+                f"the standard multi-head attention (steps 1a-6a), which {what} does not "
+                f"use; use attention='standard' with them, or leave them off."
             )
         if self.positional == "alibi":
             raise ValueError(
