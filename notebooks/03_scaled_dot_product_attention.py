@@ -87,6 +87,30 @@ print("output [T, Hv]:", out_TH.shape)
 show_code(single_head_attention)
 
 # %% [markdown]
+# ### Self-attention before any trainable weights
+#
+# Let the words of a sentence be their own queries, keys and values: `Q = K = V = X`, no
+# projections at all. Each word's output is then a mix of the sentence's words, weighted by
+# how similar they are to it. The three lines below are the whole computation; the package's
+# `single_head_attention(x, x, x)` gives the same.
+
+# %%
+x_TD = jax.random.normal(jax.random.key(3), (T, 16))
+x_TD = x_TD / jnp.linalg.norm(x_TD, axis=-1, keepdims=True)  # unit vectors: a cosine table
+weights_TT = jax.nn.softmax(x_TD @ x_TD.T / jnp.sqrt(16.0), axis=-1)
+mixed_TD = weights_TT @ x_TD
+assert jnp.allclose(mixed_TD, single_head_attention(x_TD, x_TD, x_TD), atol=1e-6)
+on_itself = bool((jnp.argmax(weights_TT, axis=-1) == jnp.arange(T)).all())
+print("each word's largest weight is on itself:", on_itself)
+assert on_itself
+
+# %% [markdown]
+# With unit vectors the score of a word with itself is 1, and with any other word at most 1
+# (Cauchy-Schwarz): without weights, a word's best match is always itself. The trainable
+# projections of notebook 04 (`Q = X W^Q`, `K = X W^K`) let a word look for something other
+# than itself: a verb for its subject, a pronoun for its noun.
+
+# %% [markdown]
 # ## 3. `jax.vmap` up to heads and batches
 #
 # The heads are independent, and so are the sentences of a batch, so the batched function is

@@ -122,6 +122,31 @@ show_code(MultiHeadAttention.__call__)
 show_code(MultiHeadAttention.attend)
 
 # %% [markdown]
+# ### Dropout on the attention weights
+#
+# The paper regularises with dropout on every sub-layer's output (section 5.4); many
+# implementations (the original tensor2tensor code, GPT-2, LLMs-from-scratch chapter 3) also
+# drop *attention weights*: while training, each weight is zeroed with probability `p` and the
+# survivors are scaled by `1 / (1 - p)`, so a query sometimes cannot see a key it relies on.
+# `attend` above does it (`self.dropout(weights_BNTS, ...)`) when the module is built with
+# `dropout_rate > 0`; in evaluation mode nothing is dropped.
+
+# %%
+dropping = MultiHeadAttention(num_heads=N, in_features=D, dropout_rate=0.5,
+                              rngs=nnx.Rngs(params=0, dropout=1))
+weights_BNTS = jax.nn.softmax(jnp.einsum("BTNH,BSNH->BNTS", split_heads(dropping.query(x), N),
+                                         split_heads(dropping.key(x), N)) / (D // N) ** 0.5)
+dropped = dropping.dropout(weights_BNTS, deterministic=False)
+kept = dropped != 0
+print(f"weights kept: {float(kept.mean()):.2f} (p = 0.5 drops about half)")
+assert jnp.allclose(dropped[kept], weights_BNTS[kept] / 0.5)  # the survivors, scaled by 1/(1-p)
+training = [dropping(x) for _ in range(2)]       # a fresh mask at every call
+dropping.eval()                                  # evaluation mode: deterministic
+evaluating = [dropping(x) for _ in range(2)]
+assert not jnp.allclose(training[0], training[1]) and jnp.array_equal(*evaluating)
+print("training: two calls differ; evaluation: two calls agree")
+
+# %% [markdown]
 # ## 3. Queries, keys and values: three views of one token
 #
 # Every token plays three parts. As a **query** it asks "what am I looking for?", as a
