@@ -132,13 +132,6 @@ def _variants(inputs: dict, cap: float, epsilon: float, other_cap: float) -> lis
             wrong(norm_key=False),
         ),
         (
-            "q_scale and k_scale are swapped: the query is multiplied by q_scale, the key by "
-            "k_scale.",
-            lambda: qk_norm_scores_reference(
-                inputs["query"], inputs["key"], inputs["k_scale"], inputs["q_scale"], cap,
-                epsilon),
-        ),
-        (
             "you capped the scores before dividing by sqrt(H): the cap bounds the scores "
             "the softmax sees, so compute q . k / sqrt(H) first, then cap * tanh(scores / "
             "cap).",
