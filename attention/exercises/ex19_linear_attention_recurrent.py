@@ -18,6 +18,8 @@ parallel form :func:`attention.mechanism.linear.linear_attention` with ``is_caus
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from attention.exercises._checking import (
@@ -126,8 +128,12 @@ def _feature_variants(what: str, inputs: dict, index: int) -> list:
 def _unpack(got, H: int, Hv: int, inputs: dict) -> tuple:
     """The student's ``(out, S, z)`` as arrays, or a Mistake saying what came back instead."""
     if not isinstance(got, tuple | list) or len(got) != 3:
-        what = (f"a {type(got).__name__} of {len(got)} items"
-                if isinstance(got, tuple | list) else f"a {type(got).__name__}")
+        if isinstance(got, tuple | list):
+            what = f"a {type(got).__name__} of {len(got)} items"
+        elif hasattr(got, "shape"):
+            what = f"one array of shape {shape_str(got.shape)}"
+        else:
+            what = f"a {type(got).__name__}"
         raise Mistake(
             f"`{NAME}` returned {what}; it must return three things, (out, S, z): the "
             f"output [Hv] and the updated state S [H, Hv] and z [H]."
@@ -179,15 +185,17 @@ def _check_transforms(fn, inputs: dict, expected: tuple, other: dict, other_expe
 
 def _parallel_form(q_TH, k_TH, v_TE) -> np.ndarray:
     """The package's causal linear attention in parallel, one head: ``[T, Hv]``."""
-    import jax.numpy as jnp
+    return np.asarray(_parallel_one_head(q_TH, k_TH, v_TE))
 
+
+@jax.jit  # one compilation per shape instead of one per operation
+def _parallel_one_head(q_TH, k_TH, v_TE):
     from attention.mechanism.linear import linear_attention
 
     def heads(x):
         return jnp.asarray(x)[None, :, None, :]
 
-    return np.asarray(linear_attention(heads(q_TH), heads(k_TH), heads(v_TE),
-                                       is_causal=True))[0, :, 0, :]
+    return linear_attention(heads(q_TH), heads(k_TH), heads(v_TE), is_causal=True)[0, :, 0, :]
 
 
 @checker("linear_attention_recurrent")
