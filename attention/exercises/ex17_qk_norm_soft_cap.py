@@ -3,9 +3,8 @@
 The notebook is ``notebooks/exercises/17_qk_norm_soft_cap``; the model solution is in
 ``teachers/solutions.py``. The reference is written out here in NumPy (float64): RMS norm of
 each query and key head vector over its H features with a learned scale (QK-norm: Dehghani et
-al. 2023, section 3.1; OLMo 2, Team OLMo 2024, section 3.2), the scores
-``q . k / sqrt(H)``, then Gemma 2's soft-capping ``cap * tanh(scores / cap)`` (Gemma Team
-2024, section 2.2). The tests hold it equal to :func:`attention.model.layer_norm.rms_norm`.
+al. 2023, section 2; per head as in Gemma 3 and Qwen3), the scores ``q . k / sqrt(H)``, then
+Gemma 2's soft-capping ``cap * tanh(scores / cap)`` (Gemma Team 2024, section 2). The tests hold it equal to :func:`attention.model.layer_norm.rms_norm`.
 """
 
 # The lambdas given to match_variant close over loop variables on purpose: they are called
@@ -95,8 +94,9 @@ def _variants(inputs: dict, cap: float, epsilon: float, other_cap: float) -> lis
     return [
         (
             "you normalised over the wrong axis: over the heads N (axis -2) instead of each "
-            "head's own H features. QK-norm normalises every query and key vector of every "
-            "head on its own: the mean square over the last axis (axis=-1, keepdims=True).",
+            "head's own H features. Here QK-norm normalises every query and key vector of "
+            "every head on its own, as Gemma 3 and Qwen3 do: the mean square over the last "
+            "axis (axis=-1, keepdims=True).",
             wrong(norm={"axis": -2}),
         ),
         (
@@ -106,8 +106,8 @@ def _variants(inputs: dict, cap: float, epsilon: float, other_cap: float) -> lis
             wrong(norm={"axis": 0}),
         ),
         (
-            "you used layer norm (you subtracted the mean): QK-norm in OLMo 2 and Gemma is an "
-            "RMS norm, x / sqrt(mean(x^2) + epsilon) with no centring.",
+            "you used layer norm (you subtracted the mean): QK-norm in Gemma 3, Qwen3 and "
+            "OLMo 2 is an RMS norm, x / sqrt(mean(x^2) + epsilon) with no centring.",
             wrong(norm={"centre": True}),
         ),
         (
