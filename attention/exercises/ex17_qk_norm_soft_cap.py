@@ -4,7 +4,8 @@ The notebook is ``notebooks/exercises/17_qk_norm_soft_cap``; the model solution 
 ``teachers/solutions.py``. The reference is written out here in NumPy (float64): RMS norm of
 each query and key head vector over its H features with a learned scale (QK-norm: Dehghani et
 al. 2023, section 2; per head as in Gemma 3 and Qwen3), the scores ``q . k / sqrt(H)``, then
-Gemma 2's soft-capping ``cap * tanh(scores / cap)`` (Gemma Team 2024, section 2). The tests hold it equal to :func:`attention.model.layer_norm.rms_norm`.
+Gemma 2's soft-capping ``cap * tanh(scores / cap)`` (Gemma Team 2024, section 2). The tests hold its
+norm equal to :func:`attention.model.layer_norm.rms_norm`.
 """
 
 # The lambdas given to match_variant close over loop variables on purpose: they are called

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attention import exercises
+from attention.exercises import _shared
 from attention.exercises import ex18_streaming_cache as ex18
 from teachers import solutions
 
@@ -34,6 +35,16 @@ def test_the_checkers_reference_is_the_ring_written_by_hand():
         assert ex18.slots_reference(n, w, range(seen)).tolist() == slots
         for s in range(seen + 1):
             assert ex18.positions_reference(n, w, s).tolist() == _simulate(n, w, s)[1]
+
+
+def test_one_case_is_drawn_from_the_grading_secret():
+    """Under the grader's secret the last case changes, and the model solution still passes."""
+    plain = ex18._cases()
+    with _shared.secret_seed(2024):
+        drawn = ex18._cases()
+        assert exercises.check_streaming_cache(solutions.streaming_slot,
+                                               solutions.streaming_positions).passed
+    assert plain[:-1] == drawn[:-1] == ex18.CASES and plain[-1] != drawn[-1]
 
 
 def _slot(rule):
