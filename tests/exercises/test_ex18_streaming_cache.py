@@ -102,6 +102,9 @@ def _text_positions(seen, num_sinks, window):
 
 
 def test_positions_mistakes():
+    # A Python list is read as an array (right values); what fails is jit, not the list.
+    as_list = _positions(lambda r, s, n, w: [int(x) for x in r])
+    fails(_check_positions(as_list), "breaks under jax.jit")
     fails(_check_positions(_text_positions), "places in the text, not in the cache")
     fails(_check_positions(_positions(lambda r, s, n, w: np.where(r >= 0, np.arange(n + w), -1))),
           "follow the slot order")
