@@ -294,6 +294,54 @@ def my_measurements():
     )
 
 
+# ----------------------------------------------------------------- 17 QK-norm and soft-capping
+
+
+def qk_norm_scores(query, key, q_scale, k_scale, cap, epsilon=1e-6):
+    """RMS-normalised query [T, N, H] and key [S, N, H], scores [N, T, S] soft-capped by cap."""
+
+    def rms_norm(x, scale):  # over each head vector's H features
+        return scale * x / jnp.sqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + epsilon)
+
+    q, k = rms_norm(query, q_scale), rms_norm(key, k_scale)
+    scores = jnp.einsum("tnh,snh->nts", q, k) / jnp.sqrt(query.shape[-1])
+    return cap * jnp.tanh(scores / cap)
+
+
+# ----------------------------------------------------------------- 18 the StreamingLLM cache
+
+
+def streaming_slot(position, num_sinks, window):
+    """The slot of [sinks | window] that text token `position` is written to."""
+    ring = num_sinks + jnp.mod(position - num_sinks, window)  # the oldest window slot
+    return jnp.where(position < num_sinks, position, ring)
+
+
+def streaming_positions(seen, num_sinks, window):
+    """The cache position of each slot [sinks | window] after `seen` tokens (-1: empty)."""
+    slots = jnp.arange(num_sinks + window)
+    token = jnp.where(slots < num_sinks, slots, -1)  # the text index each slot holds
+    newest_slot = jnp.mod(seen - 1 - num_sinks, window)
+    age = jnp.mod(newest_slot - (slots - num_sinks), window)  # 0 for the newest token
+    kept_sinks = jnp.minimum(seen, num_sinks)
+    kept_window = jnp.clip(seen - num_sinks, 0, window)
+    in_window = (slots >= num_sinks) & (age < kept_window)
+    position = jnp.where(in_window, kept_sinks + kept_window - 1 - age, token)
+    return jnp.where((slots < num_sinks) & (slots >= seen), -1, position)
+
+
+# ----------------------------------------------------------------- 19 recurrent linear attention
+
+
+def linear_attention_step(S, z, q, k, v):
+    """One token of causal linear attention: state S [H, Hv], z [H]; q, k [H], v [Hv]."""
+    phi_q, phi_k = jax.nn.elu(q) + 1, jax.nn.elu(k) + 1
+    S = S + jnp.outer(phi_k, v)  # add this token first: query t attends itself
+    z = z + phi_k
+    out = phi_q @ S / (phi_q @ z)
+    return out, S, z
+
+
 # ----------------------------------------------------------------- the source of each solution
 
 _HEADER = "import jax\nimport jax.numpy as jnp\n\n"

@@ -37,6 +37,9 @@ from attention.exercises.ex13_sliding_window_mask import check_sliding_window_ma
 from attention.exercises.ex14_layer_norm import check_layer_norm
 from attention.exercises.ex15_encoder_layer import check_encoder_layer
 from attention.exercises.ex16_scaling_experiment import check_scaling_experiment
+from attention.exercises.ex17_qk_norm_soft_cap import check_qk_norm_scores
+from attention.exercises.ex18_streaming_cache import check_streaming_cache
+from attention.exercises.ex19_linear_attention_recurrent import check_linear_attention_step
 from attention.exercises.registry import EXERCISES
 
 __all__ = [
@@ -60,4 +63,7 @@ __all__ = [
     "check_layer_norm",
     "check_encoder_layer",
     "check_scaling_experiment",
+    "check_qk_norm_scores",
+    "check_streaming_cache",
+    "check_linear_attention_step",
 ]

@@ -26,6 +26,9 @@ MODULE_NAMES = (
     "ex14_layer_norm",
     "ex15_encoder_layer",
     "ex16_scaling_experiment",
+    "ex17_qk_norm_soft_cap",
+    "ex18_streaming_cache",
+    "ex19_linear_attention_recurrent",
 )
 MODULES = tuple(importlib.import_module(f"attention.exercises.{name}") for name in MODULE_NAMES)
 EXERCISES: dict[str, Exercise] = {m.EXERCISE.name: m.EXERCISE for m in MODULES}
