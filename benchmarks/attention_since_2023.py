@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import os
 import pathlib
 import platform
 import statistics
@@ -102,7 +103,7 @@ def main(argv=None) -> list[str]:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
 
-    max_len = max(args.lengths)
+    max_len, load_before = max(args.lengths), os.getloadavg()
     models = {}
     for name, fields in variants(args.heads).items():
         config = TransformerConfig.language_model(
@@ -140,7 +141,10 @@ def main(argv=None) -> list[str]:
         print(line, flush=True)
         lines.append(line)
     lines += ["", "B/token: the cache's bytes over batch * L (linear: a constant state, so it "
-              "falls as 1/L)."]
+              "falls as 1/L).",
+              f"load average (1 min) before and after: {load_before[0]:.1f}, "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a loaded machine: tok/s is "
+              f"noisy; the bytes are exact)"]
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text("\n".join(lines) + "\n")
