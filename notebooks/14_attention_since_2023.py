@@ -444,6 +444,10 @@ past = {name: float(np.exp(nll_BL[:, CTX:].mean())) for name, nll_BL in stream_n
 within = float(np.exp(stream_nll["dense"][:, :CTX - 1].mean()))
 print("perplexity past max_len:", {k: round(v, 2) for k, v in past.items()},
       f" dense within max_len: {within:.2f}")
+# This small model formed no sink: keeping the first 4 tokens changes little (see below).
+assert abs(np.log(past["sinks"] / past["window"])) < 0.1
+if not FAST:  # trained long enough, dense attention past max_len collapses
+    assert past["dense"] > 1.3 * past["window"]
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -460,13 +464,15 @@ plt.show()
 
 # %% [markdown]
 # What to read in the printout: **dense** attention is the same model run on positions it
-# never saw past `max_len`; in our longer runs (`benchmarks/streaming.py`, 90 s of training)
-# its perplexity rose 4-6 times there, the paper's collapse. The plain **window** did *not*
-# collapse in those small models, and **sinks** did not help: a 2-layer model trained for
-# seconds forms no attention sink (it gives the first key of a window about 0.1% of its
-# weight), so evicting the first token takes away nothing it used. Xiao et al. measure sinks
-# in models from 160M parameters up. The fast run here trains too briefly to show even the
-# dense collapse reliably, so only the exact agreement before the window fills is asserted.
+# never saw past `max_len`. In the full setting its perplexity there rises well above the
+# window's (asserted at 1.3 times; 1.6 times, and 2.4 times in the last segment, in the run we
+# wrote this with), and in `benchmarks/streaming.py` (90 s of training) 4-6 times: the
+# paper's collapse. The fast run trains too briefly to show it reliably, so it is not asserted
+# there. The plain **window** does *not* collapse in these small models, and **sinks** do not
+# help (within 10% of the window, asserted; within 1% in our runs): a 2-layer model trained
+# for seconds forms no attention sink (the benchmark measured about 0.1% of a query's weight
+# on the first key of a window), so evicting the first token takes away nothing it used. Xiao
+# et al. measure sinks in models from 160M parameters up.
 #
 # ## 5. Bounded scores, and sinks that are learned
 #
