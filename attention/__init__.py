@@ -12,12 +12,12 @@ they are out of date)::
         Vectors: does it make sense to multiply two embeddings? (notebook 00)
         0 corpus  0a skipgram  0b word_vectors  0c training  0d evaluation  0e cosine  0f top_k
         0g quantized  0h search  0i kmeans  0j inverted_index
-    mechanism/     steps 1-7      notebooks 01-04, 09, 11
+    mechanism/     steps 1-7      notebooks 01-04, 09, 11, 14
         The attention mechanism: from a dot product to multi-head attention and its heirs.
         1 scores  1a bounded_scores  2 masks  3 softmax  3a sink_logits  4 weights  5 weighted_sum
         6 scaled_dot_product  6a output_gate  7 multi_head  7a kv_cache  7e streaming_cache
         7f differential  7g latent  7h linear
-    model/         steps 8-17e    notebooks 05-06, 09, 11-13
+    model/         steps 8-17e    notebooks 05-06, 09, 11-14
         The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
         8 positional  9 embeddings  10 feed_forward  10a precision  11 config  12 layer_norm
         12a dropout  12b residual  13 sublayers  13a variants  14 encoder  15 decoder  15a spine
@@ -40,7 +40,7 @@ they are out of date)::
         The application: translation and language modelling end to end, runs, the CLI.
         28 translation  28a language_modeling  28b pretrained  29 runs  29a course  29b view  30 cli
     comprehension/
-        Comprehension checks of the notebook course (notebooks 00-13): questions that check.
+        Comprehension checks of the notebook course (notebooks 00-14): questions that check.
     exercises/
         Classroom exercises with automatic feedback.
     reading-map:end

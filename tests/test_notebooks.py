@@ -97,6 +97,7 @@ SHOWN = {
     "11": ["repeat_kv_heads", "local_window_mask", "apply_rope", "alibi_bias"],
     "12": ["sampling_log_probs", "top_k_mask", "top_p_mask"],
     "13": ["pretrained.from_pretrained", "previous_token_score"],
+    "14": ["latent_attention", "differential_weights", "linear_attention", "cache_positions"],
 }
 
 

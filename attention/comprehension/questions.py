@@ -1,4 +1,4 @@
-"""Every comprehension question of notebooks 00-13: model answer, hint and explanation.
+"""Every comprehension question of notebooks 00-14: model answer, hint and explanation.
 
 The notebooks show the question and the empty answer; this file holds what a student sees only
 after answering (the explanation) or when stuck (:func:`attention.comprehension.show_answer`).
@@ -113,6 +113,16 @@ def _previous_token(weights):
 @_formula("V D + P D + L (12 D^2 + 13 D) + 2 D")
 def _gpt2_parameters(V, P, D, L):
     return V * D + P * D + L * (12 * D * D + 13 * D) + 2 * D
+
+
+@_formula("(latent_dim + rope_head_dim) * layers * itemsize")
+def _mla_bytes_per_token(layers, latent_dim, rope_head_dim, itemsize):
+    return (latent_dim + rope_head_dim) * layers * itemsize
+
+
+@_formula("kv_heads * (head_dim * head_dim + head_dim): S [H, H] and z [H] per head")
+def _linear_state_numbers(kv_heads, head_dim):
+    return kv_heads * (head_dim * head_dim + head_dim)
 
 
 _ALL = [
@@ -340,6 +350,24 @@ _ALL = [
         "V D (tokens) + P D (positions) + L (12 D^2 + 13 D) + 2 D (the final norm): "
         "124,439,808 for GPT-2 small, of which the embedding is 31%. The tied output matrix "
         "adds nothing."),
+    # 14 attention since 2023
+    Question(
+        "14.mla_cache", "a formula: bytes multi-head latent attention caches per token",
+        _mla_bytes_per_token,
+        "what does MLA keep of a token, in each layer? Not keys and values: what are they "
+        "projected up from, and what carries the positions?",
+        "Per layer one latent c_KV of latent_dim numbers and one shared rotary key of "
+        "rope_head_dim numbers: (C + R) * layers * itemsize. It does not depend on the number "
+        "of heads: DeepSeek-V2 caches 576 numbers a layer where MHA over its 128 heads of 128 "
+        "would cache 32,768."),
+    Question(
+        "14.linear_state", "a formula in kv_heads, head_dim: numbers in a linear-attention state",
+        _linear_state_numbers,
+        "per key/value head: one matrix S of H x H and one vector z of H; is there anything "
+        "that grows with the tokens read?",
+        "K (H^2 + H): the sums of phi(k) v^T and of phi(k) over every token read. Nothing in "
+        "it grows with the context, which is the point of linear attention and also its "
+        "limit: n pairs must share H^2 numbers, so recall fails once n is well past H."),
 ]
 
 QUESTIONS: dict[str, Question] = {q.id: q for q in _ALL}

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -16,7 +18,7 @@
 #
 # | main notebook | difficulty | time |
 # |---|---|---|
-# | [`11_attention_in_todays_models`](../11_attention_in_todays_models.ipynb) | ★★☆ medium | about 30 min |
+# | [`14_attention_since_2023`](../14_attention_since_2023.ipynb) | ★★☆ medium | about 30 min |
 #
 # Read the main notebook first. Hints are folded below the task: open one only when you are
 # stuck.
