@@ -3,6 +3,7 @@ ATTENTION_FILL_ANSWERS=1 fills unanswered questions with the model answer. The n
 own checks of every model answer run in tests/test_notebooks.py."""
 
 import pathlib
+import re
 
 import pytest
 
@@ -14,6 +15,7 @@ from attention.comprehension import (
     questions_of,
     show_answer,
 )
+from attention.comprehension.questions import MEASURED
 
 QID = "01.variance_sigma"
 
@@ -87,3 +89,32 @@ def test_bad_arguments():
         evaluate(3, 1, bool)
     with pytest.raises(TypeError, match="test must be a function"):
         evaluate(QID, 1, "yes")
+
+
+# --- a formula must predict what the notebook measured, not call it (issue 32) ---------------
+
+_NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.mark.parametrize("question_id", sorted(MEASURED))
+def test_a_formula_that_calls_the_measurement_fails_and_names_it(question_id):
+    for name in MEASURED[question_id]:
+        namespace = {name: lambda *args, **kwargs: 1}
+        exec("def cheat(*args):\n"  # noqa: S102 - a student's answer, written out
+             f"    return {name}(*args) if callable({name}) else {name}\n", namespace)
+        outcome = evaluate(question_id, namespace["cheat"], lambda f: True)
+        assert outcome.status == "FAIL" and f"your function uses {name}" in str(outcome), name
+        # a measurement reached inside a nested function or a lambda counts as well
+        exec(f"def nested(*args):\n    return (lambda: {name})()\n", namespace)
+        assert evaluate(question_id, namespace["nested"], lambda f: True).status == "FAIL"
+
+
+@pytest.mark.parametrize("question_id", sorted(MEASURED))
+def test_the_measured_names_exist_in_the_notebook_and_the_model_answer_uses_none(question_id):
+    from attention.comprehension.checking import _names_used
+
+    (path,) = _NOTEBOOKS_DIR.glob(f"{question_id[:2]}_*.py")
+    source = path.read_text(encoding="utf-8")
+    assert any(re.search(rf"\b{re.escape(name)}\b", source) for name in MEASURED[question_id])
+    solution = QUESTIONS[question_id].solution
+    assert callable(solution) and not _names_used(solution) & set(MEASURED[question_id])

@@ -107,11 +107,28 @@ def evaluate(question_id: str, answer: Any, test: Callable[[Any], Any]) -> Check
     return outcome
 
 
+def _names_used(function: Callable) -> set[str]:
+    """The global, enclosing-scope and attribute names a function's code reads (its own
+    arguments and locals excluded), nested functions and lambdas included."""
+    code = getattr(getattr(function, "__func__", function), "__code__", None)
+    stack, names = [code] if code is not None else [], set()
+    while stack:
+        code = stack.pop()
+        names |= set(code.co_names) | set(code.co_freevars)
+        stack += [c for c in code.co_consts if hasattr(c, "co_names")]
+    return names
+
+
 def _evaluate(question: Question, answer: Any, test: Callable[[Any], Any], *,
               filled_in: bool) -> CheckOutcome:
     question_id = question.id
     if answer is None:
         return CheckOutcome(question_id, TODO, f"not answered yet: {question.prompt}")
+    used = sorted(_names_used(answer) & set(question.measured)) if callable(answer) else []
+    if used:
+        return CheckOutcome(question_id, FAIL, f"your function uses {', '.join(used)}, what the "
+                            f"notebook measured; predict it with a formula of the arguments "
+                            f"instead. Hint: {question.hint}", filled_in)
     try:
         verdict = test(_guarded(answer))
     except _Unanswered:

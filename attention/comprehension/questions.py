@@ -25,6 +25,8 @@ class Question:
       solution: the model answer (a value or a function).
       hint: shown after a wrong answer; it points at the idea, not at the answer.
       explanation: shown after a right answer.
+      measured: for a formula, the notebook's names that hold or compute what it must
+        predict (a measuring function, the measured values): an answer that uses one fails.
     """
 
     id: str
@@ -32,6 +34,7 @@ class Question:
     solution: Any
     hint: str
     explanation: str
+    measured: tuple[str, ...] = ()
 
     @property
     def notebook(self) -> str:
@@ -370,7 +373,25 @@ _ALL = [
         "limit: n pairs must share H^2 numbers, so recall fails once n is well past H."),
 ]
 
+# The notebooks' measurements that a formula must predict, not call (issue 32: a check that
+# accepted `predicted_variance = measured_variance` taught nothing).
+MEASURED = {
+    "01.variance_sigma": ("measured_variance", "measured"),
+    "06.ffn_params": ("count_params", "FeedForward", "ffn"),
+    "09.uncached_updates": ("simulate", "decode_time"),
+    "09.cached_updates": ("simulate", "decode_time"),
+    "10.weights_mib": ("temp_megabytes", "actual_mib"),
+    "11.kv_cache_bytes": ("cache_bytes", "init_kv_cache", "init_decode_cache", "nbytes"),
+    "12.uniform_weight": ("flat", "maps", "attention_weights"),
+    "12.induction_key": ("probe", "maps", "induction"),
+    "13.previous_token": ("previous_token_score",),
+    "13.gpt2_parameters": ("count_params", "model"),
+    "14.mla_cache": ("cache_bytes", "init_decode_cache", "nbytes", "latent_cache_bytes_per_token"),
+    "14.linear_state": ("decode_bytes", "init_decode_cache", "nbytes"),
+}
+_ALL = [dataclasses.replace(q, measured=MEASURED.get(q.id, ())) for q in _ALL]
 QUESTIONS: dict[str, Question] = {q.id: q for q in _ALL}
+assert set(MEASURED) <= set(QUESTIONS), "MEASURED names a question that does not exist"
 assert len(QUESTIONS) == len(_ALL), "question ids must be unique"
 
 
