@@ -147,8 +147,9 @@ plt.show()
 # while the parameters barely change: only the key and value projections shrink. For a real
 # model the numbers are large. Llama 2 70B has 80 layers of N = 64 query heads of width
 # H = 128 and K = 8 key/value heads; one sequence of 4096 tokens in bfloat16 (2 bytes) needs
-# `2 * 80 * 4096 * K * 128 * 2` bytes: 1.25 GiB with K = 8, 10 GiB with K = 64. Ainslie et
-# al. report quality close to multi-head attention at the speed of multi-query attention.
+# 1.25 GiB of cache with K = 8, and would need 10 GiB with K = 64 (the question at the end
+# asks for the formula behind those numbers). Ainslie et al. report quality close to
+# multi-head attention at the speed of multi-query attention.
 #
 # ## 2. Sliding-window attention and its receptive field
 #

@@ -58,6 +58,7 @@ from attention.application.language_modeling import (
 )
 from attention.comprehension import check, show_code
 from attention.data.lm_corpus import make_repeats
+from attention.inspection.heads import induction_score, previous_token_score
 from attention.inspection.views import head_view
 from attention.mechanism.weights import attention_weights
 from attention.model.language_model import language_model_attention_maps
@@ -189,8 +190,9 @@ head_view(maps[:, 0], labels, causal=True, title=story)
 # We use `L = 10`, a period the model was **never trained on**.
 #
 # Query `t` reads token `t` and predicts token `t + 1`. In the second copy, token `t` is the
-# same word as token `t - L`, and the word to predict is what followed it, token
-# `t - L + 1`: an induction head attends there, on the diagonal `L - 1` below the main one.
+# same word as one read `L` positions earlier, and the word to predict is the one that
+# followed that earlier occurrence: an induction head attends there, a fixed diagonal below
+# the main one (which position that is, Question 2 at the end asks).
 # It needs a **previous-token head** in the layer below, which writes into each position
 # which word preceded it, so that layer 1 can match "my previous word" against "the current
 # word". We score every head by its mean weight on each diagonal, over the second copy.
@@ -231,10 +233,14 @@ plt.close(fig)
 
 # %%
 maps = np.asarray(language_model_attention_maps(model, inputs)["decoder_self"])  # [L,B,N,T,T]
-induction = maps[:, :, :, second, second - L_TEST + 1].mean(axis=(1, 3))      # [L, N]
-rows = np.arange(1, T)
-previous = maps[:, :, :, rows, rows - 1].mean(axis=(1, 3))                     # [L, N]
-uniform = np.mean(1.0 / (second + 1))  # a head spreading its weight evenly over keys 0..t
+# The weight on the key after the earlier occurrence of the query's word (step 24a's
+# detector), and on the key just before the query, averaged over the probes: [L, N].
+induction = np.mean([induction_score(maps[:, b], probe[b, :-1]) for b in range(B)], axis=0)
+previous = np.mean([previous_token_score(maps[:, b]) for b in range(B)], axis=0)
+# A head that learned nothing: the causal softmax of equal scores, its weight on one key.
+flat_TT = np.asarray(attention_weights(jnp.zeros((1, T, 1, 4)), jnp.zeros((1, T, 1, 4)),
+                                       is_causal=True)[0, 0])
+uniform = flat_TT[second, 0].mean()
 print("uniform baseline on one key:", f"{uniform:.3f}")
 for layer in range(config.num_layers):
     print(f"layer {layer}  previous-token:", np.round(previous[layer], 2),
@@ -261,15 +267,15 @@ assert previous[0].max() > 0.5, previous
 
 fig = plot_heads(maps[ind_layer, 0], query_tokens=[tokenizer.id_to_piece(int(i))
                                                    for i in probe[0, :-1]],
-                 title=f"layer {ind_layer} on a probe: the stripe L - 1 = {L_TEST - 1} below "
-                       f"the diagonal")
+                 title=f"layer {ind_layer} on a probe: the induction stripe")
 display(fig)
 plt.close(fig)
 
 # %% [markdown]
 # Other held-out periods, and the lengths it trained on, with the same offset. A head that
-# had learned "look 9 back" would light up at one length only; an induction head follows the
-# diagonal at every length, because it finds the earlier occurrence by its content.
+# had learned "look a fixed distance back" would light up at one length only; an induction
+# head follows the diagonal at every length, because it finds the earlier occurrence by its
+# content.
 
 # %%
 for length in (7, 13, 4, 16):
@@ -280,10 +286,12 @@ for length in (7, 13, 4, 16):
         x[b, 1:] = np.concatenate([rng.choice(words, OFFSET), repeat, repeat])
     q = np.arange(1 + OFFSET + length, x.shape[1] - 1)
     m = np.asarray(language_model_attention_maps(model, jnp.asarray(x[:, :-1]))["decoder_self"])
-    score = m[ind_layer, :, ind_head][:, q, q - length + 1].mean()
+    score = np.mean([induction_score(m[ind_layer, b, ind_head], x[b, :-1]) for b in range(B)])
+    flat = np.asarray(attention_weights(jnp.zeros((1, len(x[0]) - 1, 1, 4)),
+                                        jnp.zeros((1, len(x[0]) - 1, 1, 4)), is_causal=True))
     print(f"L = {length:2d} ({'trained' if length in INDUCTION_TRAIN_LENGTHS else 'held out'}):"
           f" head {ind_layer}.{ind_head} on the induction diagonal {score:.2f} "
-          f"(uniform {np.mean(1.0 / (q + 1)):.3f})")
+          f"(uniform {flat[0, 0, q, 0].mean():.3f})")
 
 # %% [markdown]
 # ## Check your understanding
