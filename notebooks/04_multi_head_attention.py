@@ -225,6 +225,14 @@ display(fig)
 # **Predict, then run.** Before running the next cell, decide which model will solve the
 # task; the question after it asks you, and checks your answer against what was measured.
 
+# %% [markdown]
+# **Predict first.** Which model will solve it, both slots above 95% accuracy: (a) the
+# one-head model, (b) the four-head model, or (c) both? Write your prediction before you run
+# the training below.
+
+# %%
+my_prediction = None  # "a", "b" or "c"
+
 # %%
 V_TOK, T_SEQ, D_HEADS = 10, 8, 32
 HEAD_STEPS = 150 if FAST else 400  # Adam steps of 128 sequences
@@ -278,15 +286,12 @@ for num_heads in (1, 4):
           f"{head_accuracy[num_heads][1]:.2f} (chance {1 / V_TOK:.2f}), final loss {float(loss):.3f}")
 
 # %% [markdown]
-# **Which model solves it** (both slots above 95% accuracy)? Answer (a) the one-head model,
-# (b) the four-head model, or (c) both, then run the check against the accuracies measured
-# above.
+# The accuracies above answer your prediction; the check compares them with it.
 
 # %%
-my_answer = None  # "a", "b" or "c"
 solved = {h: min(acc) > 0.95 for h, acc in head_accuracy.items()}
 measured = "c" if all(solved.values()) else "b" if solved[4] else "a" if solved[1] else None
-check("04.heads_two_relations", my_answer, lambda answer: answer == measured)
+check("04.heads_two_relations", my_prediction, lambda answer: answer == measured)
 
 # %% [markdown]
 # ## Check your understanding

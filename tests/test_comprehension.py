@@ -118,3 +118,30 @@ def test_the_measured_names_exist_in_the_notebook_and_the_model_answer_uses_none
     assert any(re.search(rf"\b{re.escape(name)}\b", source) for name in MEASURED[question_id])
     solution = QUESTIONS[question_id].solution
     assert callable(solution) and not _names_used(solution) & set(MEASURED[question_id])
+
+
+# Each formula's answer, as a notebook would leak it (in prose or in code): none may stand
+# above the question's check, where a student reads it before answering (issue 32 found
+# 11.kv_cache_bytes's formula in the prose and 12.induction_key's in the measuring code).
+LEAKS = {
+    "01.variance_sigma": ["d_k * sigma**4", "d_k sigma^4", "d_k * sigma ** 4"],
+    "06.ffn_params": ["2 D F + F + D", "2 * d_model * d_ff"],
+    "09.uncached_updates": ["L (L + 1) / 2", "L * (L + 1) / 2", "L(L+1)/2"],
+    "10.weights_mib": ["N * T * T / 2**20", "4 * N * T * T"],
+    "11.kv_cache_bytes": ["2 * layers", "2 * 80 * 4096", "2 * config.num_layers"],
+    "12.uniform_weight": ["1 / (t + 1)", "1.0 / (q + 1)", "1.0 / (second + 1)"],
+    "12.induction_key": ["t - L + 1", "second - L_TEST + 1", "q - length + 1", "L - 1 below"],
+    "13.gpt2_parameters": ["12 D^2", "12 * D * D", "12 * d_model"],
+    "14.mla_cache": ["(latent_dim + rope_head_dim) *", "(C + R) * layers"],
+    "14.linear_state": ["head_dim * head_dim + head_dim", "H^2 + H", "H * H + H"],
+}
+
+
+@pytest.mark.parametrize("question_id", sorted(LEAKS))
+def test_no_formula_stands_in_view_above_its_check(question_id):
+    (path,) = _NOTEBOOKS_DIR.glob(f"{question_id[:2]}_*.py")
+    source = path.read_text(encoding="utf-8")
+    above = source[: source.index(f'check("{question_id}"')]
+    squeeze = lambda text: re.sub(r"\s+", "", text)  # noqa: E731
+    leaked = [leak for leak in LEAKS[question_id] if squeeze(leak) in squeeze(above)]
+    assert not leaked, f"{path.name} shows {leaked} above the check of {question_id}"

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -82,7 +84,11 @@ check_combine_embeddings(combine_embeddings, INTERACTION_ANSWER)
 
 
 # %% [markdown]
-# Why: `w . (u + v) = w . u + w . v` and `w . (u - v) = w . u - w . v` are sums of one term
+# <details><summary>Why (open it once your check passes)</summary>
+#
+# `w . (u + v) = w . u + w . v` and `w . (u - v) = w . u - w . v` are sums of one term
 # for `u` and one for `v`: the effect of `u` never depends on `v`. `w . (u * v) =
 # sum_d w_d u_d v_d` has a term in which both appear, large only when both are large, and
 # with a sign that says whether they agree.
+#
+# </details>
