@@ -437,6 +437,13 @@ show_code(cosine_top_k)
 # Everything is differentiable, so a network can *learn* what to ask for (queries), how to be
 # found (keys) and what to hand back (values). The rest of the course builds this formula
 # step by step.
+#
+# **Axis letters.** The course writes every array's shape with one letter per axis, in the
+# order `jax.nn.dot_product_attention` uses: `B` batch, `T` queries (the target), `S` keys
+# (the source), `N` heads, `H` the width of a head, `D` the model's width. So queries are
+# `[B, T, N, H]`, keys `[B, S, N, H]`, and the weights `[B, N, T, S]`: for each head, one
+# row per query and one column per key. A name ending in the letters says the shape
+# (`weights_TS` is `[T, S]`). The full list is in the package's `attention/__init__.py`.
 
 # %%
 keys = jnp.array([[1.0, 0.0, 0.0, 0.0],   # "cat"

@@ -63,6 +63,44 @@ D, N = (16, 4) if FAST else (64, 4)
 print("fast setting:", FAST, " d_model =", D, " heads =", N)
 
 # %% [markdown]
+# ## 0. Flax NNX in five minutes
+#
+# From here on the course builds layers with **Flax NNX**, JAX's library of modules. Five
+# ideas are all it needs:
+#
+# * an `nnx.Module` is a Python object whose attributes hold its parameters (`nnx.Param`),
+#   made when it is built from an `nnx.Rngs` (the random seeds);
+# * `nnx.state(module)` is everything it holds, as arrays JAX can transform;
+# * `nnx.jit` compiles a function that takes modules (and keeps their updates);
+# * `nnx.value_and_grad` differentiates a loss with respect to a module's parameters;
+# * `nnx.Optimizer(module, optax.adam(...), wrt=nnx.Param)` updates them with the gradients.
+#
+# One linear layer learning `y = 3 x - 1`:
+
+# %%
+line = nnx.Linear(1, 1, rngs=nnx.Rngs(0))  # kernel [1, 1] and bias [1], random at first
+print("parameters:", {k: v.shape for k, v in nnx.to_flat_state(nnx.state(line, nnx.Param))})
+line_optimizer = nnx.Optimizer(line, optax.adam(0.1), wrt=nnx.Param)
+x_line = jnp.linspace(-1.0, 1.0, 32)[:, None]
+
+
+@nnx.jit
+def line_step(model, optimizer, x):
+    def loss_fn(m):
+        return jnp.mean((m(x) - (3 * x - 1)) ** 2)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)  # grads: the same tree as the params
+    optimizer.update(model, grads)                    # Adam, in place on the module
+    return loss
+
+
+for _ in range(200):
+    line_loss = line_step(line, line_optimizer, x_line)
+print(f"loss {float(line_loss):.5f}; kernel {float(line.kernel[0, 0]):.3f} (3), "
+      f"bias {float(line.bias[0]):.3f} (-1)")
+assert abs(float(line.kernel[0, 0]) - 3) < 0.05 and abs(float(line.bias[0]) + 1) < 0.05
+
+# %% [markdown]
 # ## 1. Heads are a reshape
 #
 # In practice the `h` projections `W_i^Q` are one `D x D` matrix whose output columns are cut
