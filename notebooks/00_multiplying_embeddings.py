@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 00 Multiplying embeddings (steps 0-0j)
+# # 00 Multiplying embeddings (steps 0-0h)
 #
 # Attention multiplies vectors: a query times a key. Before we build it, a warm-up question:
 # **does it make sense to multiply two embeddings at all?**
@@ -34,8 +34,8 @@
 # 5. Close the loop: attention is a *soft* database lookup with queries, keys and values,
 #    and a kernel smoother (Nadaraya-Watson) in disguise.
 #
-# An optional appendix times a cosine search over many rows against the limits of this machine,
-# then reads less than all of them with an inverted-file index.
+# How fast a search over a million vectors can be, exactly and through an inverted-file
+# index, is the optional notebook 15.
 #
 # Set `ATTENTION_FAST=1` in the environment for a quick run with small sizes (the tests do).
 # The data is found through `ATTENTION_DATA`, the folder that holds `multi30k/` and
@@ -55,10 +55,8 @@ import optax
 
 from attention import (
     attention_weights,
-    build_inverted_index,
     cosine_top_k,
     dot_product_attention,
-    inverted_index_top_k,
     normalize,
     single_head_attention,
 )
@@ -71,7 +69,6 @@ FAST = os.environ.get("ATTENTION_FAST", "0") == "1"
 LIMIT = 8_000 if FAST else None  # sentences taken from each corpus (None: all 33,000)
 SETTINGS = dict(dim=48, epochs=3, learning_rate=0.01) if FAST else dict(dim=100, epochs=10)
 VECTORS_PATH = pathlib.Path("runs") / ("word_vectors_fast.npz" if FAST else "word_vectors.npz")
-NUM_ROWS = 20_000 if FAST else 1_000_000  # database rows for the appendix's benchmark
 TRAIN_STEPS = 200 if FAST else 500  # logistic-regression updates in the pair task
 print(f"fast setting: {FAST}; JAX {jax.__version__} on {jax.default_backend()}")
 
@@ -422,7 +419,7 @@ show_code(cosine_top_k)
 # %% [markdown]
 # A vocabulary of a few thousand words is searched in no time. Real systems search millions
 # of vectors (documents, images, products), and there the time is set by the machine's
-# memory: the optional appendix at the end measures that.
+# memory: the optional notebook 15 measures that.
 #
 # ## 5. Attention: a soft database lookup
 #
@@ -568,140 +565,3 @@ my_answer = None  # a number
 orthogonal = single_head_attention(jnp.array([[0.0, 0.0, 0.0, 1.0]]), keys, values)
 check("00.orthogonal_query", my_answer,
       lambda answer: abs(float(orthogonal[0, 0]) - float(answer)) < 1e-4)
-
-# %% [markdown]
-# ## Appendix (optional): how fast can a search be?
-#
-# A database of `M` rows of `D = 300` float32 numbers is `1.2 GB` for a million rows. One query
-# does `2 M D` flops and reads `4 M D` bytes: half a flop per byte, far too little arithmetic
-# to keep a CPU busy, so the time is set by **memory bandwidth**. The floor is the time to
-# read the matrix once, which we measure with a plain reduction over it. A **batch** of `Q`
-# queries reads the matrix once for all of them, does `2 Q M D` flops, and with `Q` in the
-# hundreds becomes **compute-bound**: its floor is the matrix-multiply peak, also measured
-# here, in the same run, on the same machine.
-#
-# This is a quick look on random vectors: a million rows in the full setting, 20,000 in the
-# fast one (where the matrix fits in the CPU's caches and the "bandwidth" is the cache's).
-# The real measurement, with more repeats, other storage formats and a reference library
-# beside it, is `benchmarks/similarity.py`.
-
-# %%
-def best_time(fn, *args, repeats=5):
-    """Fastest of `repeats` calls, in seconds, after one warm-up call (compilation)."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-D, K = 300, 10
-database = normalize(jax.random.normal(jax.random.key(1), (NUM_ROWS, D)))
-database_np = np.asarray(database)
-query = normalize(jax.random.normal(jax.random.key(2), (D,)))
-query_np = np.asarray(query)
-gigabytes = database.nbytes / 1e9
-print(f"database: {NUM_ROWS:,} x {D} float32 = {gigabytes:.2f} GB")
-
-# The memory-bandwidth floor: one pass over the matrix, doing almost no arithmetic. Two
-# ways to sum every entry; the faster one is our estimate of the time to read it once.
-t_read = min(best_time(jax.jit(jnp.sum), database), best_time(np.sum, database_np))
-
-
-def numpy_top_k(q, db, k):
-    scores = db @ q
-    top = np.argpartition(-scores, k)[:k]
-    return scores[top[np.argsort(-scores[top])]], top[np.argsort(-scores[top])]
-
-
-t_numpy = best_time(numpy_top_k, query_np, database_np, K)
-t_jax = best_time(lambda q, db: cosine_top_k(q, db, K, normalized=True), query, database)
-print(f"read the matrix once : {1e3 * t_read:8.1f} ms  ({gigabytes / t_read:.1f} GB/s)")
-print(f"NumPy matvec + top-k : {1e3 * t_numpy:8.1f} ms  ({t_numpy / t_read:.1f}x the floor)")
-print(f"cosine_top_k         : {1e3 * t_jax:8.1f} ms  ({t_jax / t_read:.1f}x the floor)")
-
-scores_jax, rows_jax = cosine_top_k(query, database, K, normalized=True)
-scores_np, rows_np = numpy_top_k(query_np, database_np, K)
-assert np.array_equal(np.asarray(rows_jax), rows_np)
-print("same top-10 rows as NumPy:", np.asarray(rows_jax))
-
-# %% [markdown]
-# Now a batch of queries, against the matrix-multiply peak of this machine.
-
-# %%
-Q = 64 if FAST else 256
-queries = normalize(jax.random.normal(jax.random.key(3), (Q, D)))
-n = 512 if FAST else 2048
-square = jax.random.normal(jax.random.key(4), (n, n))
-matmul = jax.jit(lambda x: x @ x)
-peak = 2 * n**3 / best_time(matmul, square, repeats=3)
-t_batch = best_time(lambda q, db: cosine_top_k(q, db, K, normalized=True), queries, database,
-                    repeats=3)
-achieved = 2 * Q * NUM_ROWS * D / t_batch
-print(f"matmul peak ({n}x{n}) : {peak / 1e9:7.1f} GFLOP/s")
-print(f"{Q} queries at once  : {1e3 * t_batch:7.1f} ms = {1e3 * t_batch / Q:.2f} ms a query, "
-      f"{achieved / 1e9:.1f} GFLOP/s ({achieved / peak:.0%} of the peak)")
-print(f"one query at a time  : {1e3 * t_jax:7.1f} ms a query")
-
-# %% [markdown]
-# On a laptop-class CPU a single query should sit within a small factor of the bandwidth
-# floor, and the batch should run many times faster *per query* than one query at a time,
-# at a good fraction of the matmul peak: the same lesson that makes attention kernels fast
-# (notebook 10). Numbers on a shared or busy machine vary from run to run.
-
-# %% [markdown]
-# ### Reading less than the whole matrix: an inverted-file index
-#
-# An exact search cannot skip a row: any row might be the best. To go below the floor we must
-# accept a small chance of missing a neighbour. The inverted-file index
-# (`attention/vectors/inverted_index.py`, FAISS's `IndexIVFFlat`) clusters the database once
-# with k-means into `L` cells. A query then ranks the `L` centroids and searches only the rows
-# of its `n_probe` best cells, about `n_probe / L` of the matrix. What it misses is measured as
-# **recall@10**: the fraction of the exact top-10 that it returns.
-#
-# Whether that pays depends on the data. Below, the same index is built on the random vectors
-# above and on **clustered** vectors (each one a random "topic" plus noise, as real embeddings
-# gather around topics).
-
-# %%
-def recall_at_10(found, exact):
-    found, exact = np.asarray(found).tolist(), np.asarray(exact).tolist()
-    return np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact, strict=True)])
-
-
-ROWS = NUM_ROWS // 5  # 4,000 (fast) or 200,000 rows: a build of a few seconds
-CELLS = int(np.sqrt(ROWS))  # a usual choice: about sqrt(M) cells
-topics = normalize(jax.random.normal(jax.random.key(5), (ROWS // 100, D)))
-picks = jax.random.randint(jax.random.key(6), (ROWS + 64,), 0, topics.shape[0])
-noisy = topics[picks] + 0.07 * jax.random.normal(jax.random.key(7), (ROWS + 64, D))
-data = {
-    "random": normalize(jax.random.normal(jax.random.key(8), (ROWS + 64, D))),
-    "clustered": normalize(noisy),
-}
-print(f"{ROWS:,} rows, {CELLS} cells, 64 queries; time per query, one query at a time")
-for name, vectors in data.items():
-    rows, probes = vectors[:ROWS], vectors[ROWS:]  # the queries are not in the database
-    index = build_inverted_index(rows, CELLS, normalized=True)
-    _, exact = cosine_top_k(probes, rows, K, normalized=True)
-    t_exact = best_time(lambda q, db: cosine_top_k(q, db, K, normalized=True), probes[0], rows)
-    print(f"{name:>9}: exact search {1e3 * t_exact:6.2f} ms")
-    for n_probe in (1, 4, 16):
-        _, found = inverted_index_top_k(probes, index, K, n_probe=n_probe, normalized=True)
-        t_index = best_time(
-            lambda q, i, n=n_probe: inverted_index_top_k(q, i, K, n_probe=n, normalized=True),
-            probes[0], index,
-        )
-        print(f"{'':>9}  n_probe {n_probe:2d} of {CELLS}: recall@10 "
-              f"{recall_at_10(found, exact):.2f}, {1e3 * t_index:6.2f} ms")
-    if name == "clustered":
-        assert recall_at_10(found, exact) > 0.9, "clustered data: 16 probes find most neighbours"
-
-# %% [markdown]
-# On random vectors the index is little use: in 300 dimensions random vectors are all nearly
-# orthogonal, so a query's nearest rows are scattered over every cell and few of them lie in
-# the cells it probes. On clustered vectors a few cells hold most of the neighbours, and the
-# search reads a small fraction of the matrix for nearly all of the recall.
-# `benchmarks/inverted_index.py` draws the whole recall-against-speed curve at a million rows,
-# beside FAISS's `IndexIVFFlat`.

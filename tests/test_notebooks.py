@@ -98,6 +98,7 @@ SHOWN = {
     "12": ["sampling_log_probs", "top_k_mask", "top_p_mask"],
     "13": ["pretrained.from_pretrained", "previous_token_score"],
     "14": ["latent_attention", "differential_weights", "linear_attention", "cache_positions"],
+    "15": ["inverted_index_top_k"],
 }
 
 
