@@ -468,7 +468,7 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
             finally:
                 with lock:
                     stats["workers"] += worker.started
-                    stats["replaced"] += worker.replaced
+                    stats["replaced"] += [f"{items[0][0]}: {r}" for r in worker.replaced]
 
     def run(item, worker, alone=False):
         student, name, (path, code, analysis) = item
