@@ -409,7 +409,7 @@ def _serve(request_fd: int, reply_fd: int, baseline: dict, watch: Watch) -> None
             write_message(reply_fd, _load_report(source, wanted, namespace))
             continue
         if op == "state":
-            write_message(reply_fd, {"op": "state", "changed": _changes(baseline, watch),
+            write_message(reply_fd, {"op": "state", "changed": _changes(baseline, watch.seen),
                                      "cpu_seconds": _cpu_seconds()})
             continue
         if op != "call":
@@ -499,7 +499,6 @@ def fingerprint() -> dict[str, object]:
     resource limits, the recursion limit, tracing hooks, import hooks, NumPy's error state,
     print options and global random state, warning filters, open files. Cheap: about 20 ms."""
     import gc
-    import random
     import resource
     import signal
     import threading
@@ -515,7 +514,7 @@ def fingerprint() -> dict[str, object]:
             state[f"module {name}"] = _ids(vars(module))
         except TypeError:  # not a module (a lazy placeholder of some library)
             state[f"module {name}"] = id(module)
-    for cls in (jax.Array, type(jax.numpy.zeros(())), np.random.Generator):
+    for cls in {jax.Array, type(jax.numpy.asarray(np.zeros(()))), np.random.Generator}:
         state[f"class {cls.__qualname__}"] = _ids(vars(cls))
     holders = getattr(jax.config, "_value_holders", {})
     state["jax.config"] = hash(tuple((n, repr(h.value)) for n, h in holders.items()))
@@ -548,7 +547,7 @@ def fingerprint() -> dict[str, object]:
                               tuple(map(id, sys.path_hooks)))
     state["numpy"] = (tuple(sorted(np.geterr().items())),
                       repr(sorted(np.get_printoptions().items())), np.getbufsize(),
-                      hash(np.random.get_state()[1].tobytes()), hash(random.getstate()))
+                      hash(np.random.get_state()[1].tobytes()))
     state["warnings"] = hash(tuple(map(repr, warnings.filters)))
     return state
 
@@ -568,15 +567,15 @@ def _read(path: str) -> str:
         return ""
 
 
-def _changes(baseline: dict, watch: Watch) -> list[str]:
-    """What differs from ``baseline`` (at most 5 names), and the tainting events seen."""
+def _changes(baseline: dict, seen: set[str]) -> list[str]:
+    """What differs from ``baseline`` (at most 5 names), and the tainting events ``seen``."""
     try:
         now = fingerprint()
         changed = [key for key in baseline.keys() | now.keys()
                    if baseline.get(key) != now.get(key)]
     except Exception as e:  # the student's code broke what the fingerprint reads
         changed = [f"the state could not be read ({type(e).__name__})"]
-    return sorted(changed)[:5] + sorted(f"event {e}" for e in watch.seen)[:5]
+    return sorted(changed)[:5] + sorted(f"event {e}" for e in seen)[:5]
 
 
 def _cpu_seconds() -> float:
@@ -594,8 +593,9 @@ def _warm_up() -> None:
     import numpy as np
 
     x = jnp.asarray(np.ones((2, 3, 2), np.float32))
-    fn = lambda x: jax.nn.softmax(jnp.einsum("...tn,...sn->...ts", x, x)  # noqa: E731
-                                  / jnp.sqrt(2.0) + jnp.tril(jnp.ones((3, 3), bool)))
+    def fn(x):
+        scores = jnp.einsum("...tn,...sn->...ts", x, x) / jnp.sqrt(2.0)
+        return jax.nn.softmax(scores + jnp.tril(jnp.ones_like(scores)))
     for transform in ("eager", "jit", "vmap", "influence"):
         np.asarray(apply_transform(fn, transform, (x,), {}))
     np.asarray(jnp.zeros((2,), jnp.bfloat16).astype(jnp.float32))

@@ -174,3 +174,101 @@ def test_the_lent_model_refuses_sow_weights_and_caps_what_it_sends_back():
         for _ in range(20):
             session._answer_callback(call, [])
     assert len(sent) == 1 + 17  # 16 replies fit in 64 MiB, the 17th goes over
+
+
+def _patched_module(monkeypatch):
+    monkeypatch.setattr(jnp, "einsum", lambda *args, **kwargs: 0.0)
+
+
+def _patched_builtin(monkeypatch):
+    import builtins
+
+    monkeypatch.setattr(builtins, "pow", lambda base, exponent: 1.0)
+
+
+def _new_module(monkeypatch):
+    import types
+
+    monkeypatch.setitem(__import__("sys").modules, "math", types.SimpleNamespace())
+
+
+def _jax_flag(monkeypatch):
+    jax.config.update("jax_enable_x64", True)
+    monkeypatch.callback = lambda: jax.config.update("jax_enable_x64", False)
+
+
+def _jit_disabled_in_an_open_context(monkeypatch):
+    context = jax.disable_jit()
+    context.__enter__()
+    monkeypatch.callback = lambda: context.__exit__(None, None, None)
+
+
+def _thread_left_running(monkeypatch):
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    monkeypatch.callback = lambda: (stop.set(), thread.join())
+
+
+def _numpy_errors(monkeypatch):
+    before = np.seterr(all="raise")
+    monkeypatch.callback = lambda: np.seterr(**before)
+
+
+def _signal_handler(monkeypatch):
+    import signal
+
+    monkeypatch.setattr(signal, "SIGUSR1", signal.SIGUSR1)  # (no change: the handler below is)
+    before = signal.signal(signal.SIGUSR1, lambda *args: None)
+    monkeypatch.callback = lambda: signal.signal(signal.SIGUSR1, before)
+
+
+def _recursion_limit(monkeypatch):
+    before = __import__("sys").getrecursionlimit()
+    __import__("sys").setrecursionlimit(before + 7)
+    monkeypatch.callback = lambda: __import__("sys").setrecursionlimit(before)
+
+
+@pytest.mark.parametrize("change, key", [
+    (_patched_module, "module jax.numpy"), (_patched_builtin, "module builtins"),
+    (_new_module, "sys.modules"), (_jax_flag, "jax.config"),
+    (_jit_disabled_in_an_open_context, "jax.config"), (_thread_left_running, "threads"),
+    (lambda mp: mp.setenv("JAX_ENABLE_X64", "1"), "environment"),
+    (lambda mp: mp.chdir("/"), "folder"), (_numpy_errors, "numpy"),
+    (_signal_handler, "signal handlers"), (_recursion_limit, "interpreter"),
+])
+def test_the_fingerprint_names_what_an_exercise_left_behind(change, key):
+    # (no Watch here: its audit hook would refuse other hooks in this test process for good)
+    worker._warm_up()  # as the worker does before its fingerprint
+    baseline = worker.fingerprint()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.callback = lambda: None
+        change(monkeypatch)
+        try:
+            changed = worker._changes(baseline, set())
+        finally:
+            monkeypatch.callback()
+    assert key in changed, changed
+    assert worker._changes(baseline, set()) == []  # undone: the same state again
+
+
+def test_the_audit_hook_notes_processes_and_native_code_and_refuses_new_hooks(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {os.path.dirname(worker.__file__)!r})\n"
+        "import worker\n"
+        "watch = worker.Watch()\n"
+        "called = []\n"
+        "sys.addaudithook(lambda event, args: called.append(event))\n"
+        "os.putenv('X', '1')\n"
+        "import ctypes\n"
+        "print(sorted(watch.seen), called)\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "['ctypes.dlopen', 'os.putenv', 'sys.addaudithook'] []"
