@@ -327,6 +327,44 @@ def apply_transform(fn, transform: str, args: tuple, kwargs: dict, static: tuple
         return influence_TS(x, eager=True)
 
 
+def compiled_or_eager(fn, args: tuple, kwargs: dict, static: tuple = ()):
+    """``fn(*args, *static, **kwargs)``, the ``eager`` transform, as one compiled program where
+    it can be: running a function op by op compiles every operation for every new shape (about
+    three times the cost of compiling the function once). Its arguments that are not arrays
+    are held static, and the compiled function is kept for the next call (until the next
+    :func:`load_submission`). A function that does not survive ``jax.jit`` (Python control flow
+    on values, NumPy on its inputs, a lent object's method among its inputs) runs op by op,
+    and its error, if any, is the op-by-op one."""
+    import jax
+
+    full = (*args, *static)
+    fixed = tuple(i for i, a in enumerate(full) if not isinstance(a, jax.Array))
+    names = tuple(sorted(k for k, v in kwargs.items() if not isinstance(v, jax.Array)))
+    try:
+        if _holds_lent((args, kwargs, static)):  # (a call back to the parent cannot be traced)
+            raise TypeError
+        hash(tuple(full[i] for i in fixed) + tuple(kwargs[k] for k in names))
+        key = (id(fn), fixed, names)
+        if _COMPILED.get(key, (None,))[0] is not fn:
+            _COMPILED[key] = (fn, jax.jit(fn, static_argnums=fixed, static_argnames=names))
+        return jax.block_until_ready(_COMPILED[key][1](*full, **kwargs))
+    except Exception:
+        return fn(*full, **kwargs)
+
+
+_COMPILED: dict = {}  # (id(fn), static positions, static names) -> (fn, jax.jit(fn))
+
+
+def _holds_lent(value) -> bool:
+    if isinstance(value, LentObject):
+        return True
+    if isinstance(value, tuple | list):
+        return any(_holds_lent(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_lent(v) for v in value.values())
+    return False
+
+
 # ------------------------------------------------------------------- objects lent by the parent
 
 
@@ -406,6 +444,7 @@ def _serve(request_fd: int, reply_fd: int, baseline: dict, watch: Watch) -> None
             source = bytes(arrays[0]).decode("utf-8", errors="replace") if arrays else ""
             wanted = [str(n) for n in header.get("names", [])]
             namespace = {}
+            _COMPILED.clear()
             write_message(reply_fd, _load_report(source, wanted, namespace))
             continue
         if op == "state":
@@ -419,9 +458,13 @@ def _serve(request_fd: int, reply_fd: int, baseline: dict, watch: Watch) -> None
             args = receive_value(header.get("args"), arrays)
             kwargs = receive_value(header.get("kwargs"), arrays)
             static = receive_value(header.get("static"), arrays)
+            transform = str(header.get("transform"))
             with contextlib.redirect_stdout(io.StringIO()):
-                result = apply_transform(fn, str(header.get("transform")), tuple(args),
-                                         dict(kwargs), tuple(static), int(header.get("wrt", 0)))
+                if transform == "eager":
+                    result = compiled_or_eager(fn, tuple(args), dict(kwargs), tuple(static))
+                else:
+                    result = apply_transform(fn, transform, tuple(args), dict(kwargs),
+                                             tuple(static), int(header.get("wrt", 0)))
             send({"op": "result"}, result)
         except Exception as e:
             write_message(reply_fd, {"op": "error", **describe_error(e, fn)})
