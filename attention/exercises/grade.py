@@ -403,8 +403,9 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     ``single``: grade every file in ``folder`` as this one student's. ``student_budget``:
     seconds all of one student's checks may take together (default ``STUDENT_BUDGET``
     timeouts); the checks left when it is spent score "timed out" without running. ``stats``:
-    a dict that receives ``workers`` (workers started) and ``replaced`` (why each worker that
-    was replaced mid-student was). Raises
+    a dict that receives ``workers`` (workers started), ``replaced`` (why each worker that was
+    replaced mid-student was) and ``state_seconds`` (spent checking the workers' state between
+    exercises). Raises
     :class:`~attention.exercises.sandbox.SandboxUnavailable` for ``"strict"`` without one.
 
     Students, not checks, are shared among ``jobs`` threads: each student's exercises run one
@@ -457,7 +458,7 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     spent: dict[str, float] = {}
     lock = threading.Lock()
     stats = {} if stats is None else stats
-    stats.update(workers=0, replaced=[])
+    stats.update(workers=0, replaced=[], state_seconds=0.0)
 
     def run_student(items: list, alone: bool = False) -> list:
         """Grade one student's checks in order, in one worker (replaced when needed)."""
@@ -468,6 +469,7 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
             finally:
                 with lock:
                     stats["workers"] += worker.started
+                    stats["state_seconds"] += worker.state_seconds
                     stats["replaced"] += [f"{items[0][0]}: {r}" for r in worker.replaced]
 
     def run(item, worker, alone=False):

@@ -432,7 +432,8 @@ class StudentWorker:
 
     Args: those of :class:`WorkerSession` but ``code`` and ``names``.
 
-    Attributes: ``started`` (workers started), ``replaced`` (why each was replaced).
+    Attributes: ``started`` (workers started), ``replaced`` (why each was replaced),
+    ``state_seconds`` (the time spent asking workers for their state, in all).
     """
 
     def __init__(self, **session):
@@ -440,6 +441,7 @@ class StudentWorker:
         self.session: WorkerSession | None = None
         self.started = 0
         self.replaced: list[str] = []
+        self.state_seconds = 0.0
 
     def __enter__(self) -> StudentWorker:
         return self
@@ -465,10 +467,12 @@ class StudentWorker:
             self.replaced.append(f"{type(e).__name__}: {str(e)[:100]}")
             self._stop()
             raise
+        started = time.monotonic()
         try:
             changed, cpu = self.session.state()
         except WorkerFailure as e:
             changed, cpu = [f"its state could not be read ({e.message[:100]})"], 0.0
+        self.state_seconds += time.monotonic() - started
         if cpu > self.session.sandbox.limits.cpu_seconds / 10:
             changed.append(f"{cpu:.0f} s of CPU time used")
         self.session.reaper.sweep()  # process level: orphans that left the worker's group

@@ -272,3 +272,28 @@ def test_the_audit_hook_notes_processes_and_native_code_and_refuses_new_hooks(tm
     out = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "['ctypes.dlopen', 'os.putenv', 'sys.addaudithook'] []"
+
+
+def test_the_eager_call_is_compiled_where_it_can_be_and_op_by_op_otherwise():
+    traces = []
+
+    def scaled(x, d_k, *, mask=None):
+        traces.append(type(x).__name__)
+        return jnp.where(mask, x, 0.0) / jnp.sqrt(d_k) if mask is not None else x / d_k
+
+    def branchy(x, threshold):
+        return x if float(x.sum()) > threshold else -x  # fine op by op, not under jit
+
+    def broken(x):
+        raise ValueError(f"no good for {x.shape}")
+
+    x = jax.random.normal(jax.random.key(2), (3, 5))
+    mask = x > 0
+    got = worker.compiled_or_eager(scaled, (x, 7), {"mask": mask})
+    np.testing.assert_allclose(got, np.where(np.asarray(mask), np.asarray(x), 0) / np.sqrt(7),
+                               rtol=1e-6)
+    worker.compiled_or_eager(scaled, (x + 1, 7), {"mask": mask})  # same shapes: no new trace
+    assert len(traces) == 1 and traces[0] != "ArrayImpl"  # traced once, as one program
+    np.testing.assert_allclose(worker.compiled_or_eager(branchy, (x, 1e9), {}), -x)
+    with pytest.raises(ValueError, match=r"no good for \(3, 5\)"):  # the op-by-op error
+        worker.compiled_or_eager(broken, (x,), {})
