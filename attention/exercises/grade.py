@@ -465,7 +465,11 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
         with StudentWorker(sandbox=sandbox, timeout=timeout, reaper=reaper,
                            python=python) as worker:
             try:
-                return [run(item, worker, alone) for item in items]
+                grades = []
+                for i, item in enumerate(items):
+                    worker.last = i == len(items) - 1
+                    grades.append(run(item, worker, alone))
+                return grades
             finally:
                 with lock:
                     stats["workers"] += worker.started

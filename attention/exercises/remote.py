@@ -433,7 +433,8 @@ class StudentWorker:
     Args: those of :class:`WorkerSession` but ``code`` and ``names``.
 
     Attributes: ``started`` (workers started), ``replaced`` (why each was replaced),
-    ``state_seconds`` (the time spent asking workers for their state, in all).
+    ``state_seconds`` (the time spent asking workers for their state, in all), ``last`` (set
+    before the student's last exercise: its worker is stopped after it, its state unread).
     """
 
     def __init__(self, **session):
@@ -442,6 +443,7 @@ class StudentWorker:
         self.started = 0
         self.replaced: list[str] = []
         self.state_seconds = 0.0
+        self.last = False
 
     def __enter__(self) -> StudentWorker:
         return self
@@ -467,6 +469,9 @@ class StudentWorker:
             self.replaced.append(f"{type(e).__name__}: {str(e)[:100]}")
             self._stop()
             raise
+        if self.last:  # nothing follows: no state to check
+            self._stop()
+            return
         started = time.monotonic()
         try:
             changed, cpu = self.session.state()
