@@ -3,7 +3,7 @@
 A class of ``--students`` copies of the model solutions (one .py per student with every
 exercise chosen) is graded by the real grader (``grade_folder``: canary, sandbox, one worker
 per student, each exercise loaded in a fresh namespace); the table gives the wall time, the
-seconds per check, the workers started (one per student unless a check crashed, timed out or
+seconds per check (the canary's checks counted with the class's), the workers started (one per student unless a check crashed, timed out or
 changed the worker's state), the time spent fingerprinting the workers' state between
 exercises, the CPU, its load, and the estimate for a class of 300 x 17 at that rate.
 ``--sleeper`` adds one student whose every function sleeps just under ``--timeout``: the
@@ -66,10 +66,11 @@ def run(students: int, exercises: list[str], jobs: int, timeout: float,
                                        stats=stats)
         seconds = time.monotonic() - start
     checks = students * len(exercises)
+    graded = checks + len(exercises) + bool(sleeper) * len(exercises)  # canary, sleeper
     return {"seconds": seconds, "checks": checks, "workers": stats["workers"],
             "replaced": len(stats["replaced"]), "state": stats["state_seconds"],
             "passed": sum(g.score for g in grades if g.student != "sleeper"),
-            "per_check": seconds / checks, "load": (load_before, os.getloadavg()[0])}
+            "per_check": seconds / graded, "load": (load_before, os.getloadavg()[0])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,12 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU: {cpu_description()}; {os.cpu_count()} cores; Python "
         f"{platform.python_version()}; jobs {args.jobs}; {len(exercises)} exercises",
         "",
-        "| class | checks | workers started | replaced | passed | wall s | s per check | "
+        "| class | checks | workers started | replaced | passed | wall s | "
+        "s per check (canary's too) | "
         "fingerprints s | load 1 min (start, end) | 300 x 17 estimate |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, r in rows:
-        estimate = r["per_check"] * 300 * 17 / 60
+        estimate = r["per_check"] * (300 + 1) * 17 / 60  # (+1: the canary)
         lines.append(
             f"| {label} | {r['checks']} | {r['workers']} | {r['replaced']} | {r['passed']} | "
             f"{r['seconds']:.1f} | {r['per_check']:.2f} | {r['state']:.1f} | "
