@@ -3,9 +3,10 @@
 A class of ``--students`` copies of the model solutions (one .py per student with every
 exercise chosen) is graded by the real grader (``grade_folder``: canary, sandbox, one worker
 per student, each exercise loaded in a fresh namespace); the table gives the wall time, the
-seconds per check (the canary's checks counted with the class's), the workers started (one per student unless a check crashed, timed out or
-changed the worker's state), the time spent fingerprinting the workers' state between
-exercises, the CPU, its load, and the estimate for a class of 300 x 17 at that rate.
+seconds per check (the canary's checks counted with the class's), the workers started (one
+per student unless a check crashed, timed out or changed the worker's state), the time spent
+fingerprinting the workers' state between exercises, the CPU, its load, and the estimate for
+a class of 300 x 17 at that rate.
 ``--sleeper`` adds one student whose every function sleeps just under ``--timeout``: the
 class's time with and without them shows how much one student can slow the class. The table
 is written to ``benchmarks/results/grading.txt``.

@@ -4,8 +4,9 @@ A :class:`WorkerSession` starts :mod:`attention.exercises.worker` confined by a
 :class:`~attention.exercises.sandbox.Sandbox`, loads a submission into it (a fresh namespace
 for each exercise, :meth:`WorkerSession.load`) and hands out a :class:`RemoteFunction` per
 required name; :class:`StudentWorker` keeps one worker for all of a student's exercises and
-replaces it after a crash, a timeout, or any change of the interpreter's state. The checkers call those handles exactly as they
-call a student's function in a notebook (:func:`attention.exercises._checking.invoke`): the
+replaces it after a crash, a timeout, or any change of the interpreter's state. The checkers
+call those handles exactly as they call a student's function in a notebook
+(:func:`attention.exercises._checking.invoke`): the
 inputs, chosen here, go to the worker as raw arrays; the outputs come back as raw arrays,
 bounded in size, decoded without pickle; the expected values and every diagnosis are computed
 here, in the grader's process, which never runs student code. What the worker prints is read

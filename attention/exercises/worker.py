@@ -494,7 +494,7 @@ def _load_report(source: str, wanted: list[str], namespace: dict) -> dict:
     return {"op": "loaded", "defined": defined, "problems": problems[:5]}
 
 
-# ----------------------------------------------------------------------------- state between exercises
+# ------------------------------------------------------------------- state between exercises
 
 
 # Audit events after which the worker is not reused: processes started, the C environment
@@ -590,7 +590,7 @@ def fingerprint() -> dict[str, object]:
                               tuple(map(id, sys.path_hooks)))
     state["numpy"] = (tuple(sorted(np.geterr().items())),
                       repr(sorted(np.get_printoptions().items())), np.getbufsize(),
-                      hash(np.random.get_state()[1].tobytes()))
+                      hash(np.random.get_state()[1].tobytes()))  # noqa: NPY002
     state["warnings"] = hash(tuple(map(repr, warnings.filters)))
     return state
 
