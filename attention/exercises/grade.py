@@ -332,7 +332,7 @@ def shortcut(analysis: dict, exercise) -> str | None:
 def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
               reaper: Reaper | None = None, startup_timeout: float = 300.0,
               analysis: dict | None = None, python: str | None = None,
-              raise_starved: bool = False, worker: StudentWorker | None = None
+              raise_starved: bool = False, student_worker: StudentWorker | None = None
               ) -> tuple[bool, str, str]:
     """(passed, status, message) for one exercise of one submission.
 
@@ -341,8 +341,8 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
     what the worker sends back with the package's own implementation. ``analysis``: what
     :class:`SourceReader` found in ``code`` (read here when not given). ``raise_starved``:
     a timeout the machine's load caused raises its :class:`WorkerFailure`, to run it again.
-    ``worker``: the student's :class:`~attention.exercises.remote.StudentWorker` (default: a
-    worker started for this check alone).
+    ``student_worker``: the student's :class:`~attention.exercises.remote.StudentWorker`
+    (default: a worker started for this check alone).
     """
     ex = EXERCISES[exercise]
     analysis = source.analyse(code, FORBIDDEN) if analysis is None else analysis
@@ -351,9 +351,12 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
         return False, "failed", refused
     note = f" Note: {BLOCKED_MESSAGE}." if analysis.get("imports_package") else ""
     try:
-        session = worker.check(code, ex.names) if worker is not None else WorkerSession(
-            code, sandbox=sandbox, timeout=timeout, reaper=reaper,
-            startup_timeout=startup_timeout, python=python, names=ex.names)
+        if student_worker is not None:
+            session = student_worker.check(code, ex.names)
+        else:
+            session = WorkerSession(code, sandbox=sandbox, timeout=timeout, reaper=reaper,
+                                    startup_timeout=startup_timeout, python=python,
+                                    names=ex.names)
         with session as worker:
             if worker.syntax_error:
                 return False, "failed", (
@@ -490,7 +493,7 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
                 passed, status, message = run_check(
                     code, name, timeout=timeout, sandbox=sandbox, reaper=reaper,
                     analysis=analysis, python=python, raise_starved=not alone and jobs > 1,
-                    worker=worker)
+                    student_worker=worker)
         except WorkerFailure:  # starved by the load: run again alone at the end
             return None
         except Exception as e:  # never lose the class for one submission
