@@ -215,6 +215,15 @@ class WorkerSession:
         problems = header.get("problems", [])
         self.problems = [str(p)[:300] for p in problems[:5]] if isinstance(problems, list) else []
 
+    def watch(self) -> None:
+        """Have the worker take the fingerprint that :meth:`state` compares with, before any
+        student code runs (within the start-up time, not the student's)."""
+        self._budget = self.startup_timeout
+        self._send({"op": "watch"}, [])
+        header, _ = self._receive()
+        if header.get("op") != "watching":
+            raise self._broken("the worker did not take its fingerprint")
+
     def state(self, seconds: float = 30.0) -> tuple[list[str], float]:
         """(what the last exercise changed in the worker's interpreter, CPU seconds the worker
         has used): an empty list when it can grade another exercise. Raises WorkerFailure."""
@@ -463,6 +472,12 @@ class StudentWorker:
         if self.session is None:
             self.started += 1
             self.session = WorkerSession(**self._session_arguments).__enter__()
+            if not self.last:  # more exercises to come: the state to compare with
+                try:
+                    self.session.watch()
+                except BaseException:
+                    self._stop()
+                    raise
         try:
             self.session.load(code, names)
             yield self.session

@@ -6,8 +6,10 @@ The grader (the trusted parent, :mod:`attention.exercises.remote`) starts one wo
 student, confined by :mod:`attention.exercises.sandbox`, and grades the student's exercises
 in it one after the other. The worker
 
-1. imports NumPy and JAX, warms JAX up, takes a :func:`fingerprint` of the interpreter's state
-   and says ``hello`` (the grader's time limit starts after that);
+1. imports NumPy and JAX and says ``hello``; on ``watch`` (when more than one exercise is to
+   come), warms JAX up, installs an audit hook (:class:`Watch`) and takes a :func:`fingerprint`
+   of the interpreter's state, before any student code runs (the grader's time limit starts
+   after that);
 2. on ``load`` (one per exercise): executes the submission's imports, definitions and
    assignments in a fresh namespace, one top-level statement at a time (a statement that
    raises is noted and skipped; checker calls, prints, loops and other statements are not
@@ -396,7 +398,7 @@ def _namespace(value):
 # ----------------------------------------------------------------------------- the worker's loop
 
 
-def _serve(request_fd: int, reply_fd: int, baseline: dict, watch: Watch) -> None:
+def _serve(request_fd: int, reply_fd: int) -> None:
     import jax.numpy as jnp
     import numpy as np
 
@@ -434,21 +436,31 @@ def _serve(request_fd: int, reply_fd: int, baseline: dict, watch: Watch) -> None
 
     write_message(reply_fd, {"op": "hello"})
     namespace: dict = {}
+    baseline, watch, loaded = None, None, False
     while True:
         try:
             header, arrays = read_message(read_exact)
         except EOFError:
             return
         op = header.get("op")
+        if op == "watch":  # before any student code, or never
+            if not loaded and watch is None:
+                _warm_up()
+                watch = Watch()
+                baseline = fingerprint()
+            write_message(reply_fd, {"op": "watching", "watching": baseline is not None})
+            continue
         if op == "load":  # a fresh namespace: nothing of the previous exercise's functions
             source = bytes(arrays[0]).decode("utf-8", errors="replace") if arrays else ""
             wanted = [str(n) for n in header.get("names", [])]
-            namespace = {}
+            namespace, loaded = {}, True
             _COMPILED.clear()
             write_message(reply_fd, _load_report(source, wanted, namespace))
             continue
         if op == "state":
-            write_message(reply_fd, {"op": "state", "changed": _changes(baseline, watch.seen),
+            changed = (["no fingerprint was taken"] if baseline is None
+                       else _changes(baseline, watch.seen))
+            write_message(reply_fd, {"op": "state", "changed": changed,
                                      "cpu_seconds": _cpu_seconds()})
             continue
         if op != "call":
@@ -680,10 +692,7 @@ def main(argv: list[str]) -> int:
     sys.meta_path.insert(0, _BlockPackage())
     import jax  # noqa: F401  (before hello: start-up time never counts against a student)
 
-    _warm_up()
-    watch = Watch()
-    baseline = fingerprint()
-    _serve(int(request_fd), int(reply_fd), baseline, watch)
+    _serve(int(request_fd), int(reply_fd))
     return 0
 
 
