@@ -17,9 +17,11 @@ and worker (the canary); if one fails, :class:`SetupError` says why and nothing 
 (exit status 2). The checkers' inputs come from a secret seed drawn for each run.
 
 The verdict is out of the student's reach. This process never runs a student's code: each
-(student, exercise) gets its own confined worker (:mod:`attention.exercises.remote`,
-:mod:`attention.exercises.sandbox`) that only runs the student's functions on the inputs this
-process chooses and sends back raw arrays; the checker compares them here with the package's
+student gets a confined worker of their own (:mod:`attention.exercises.remote`,
+:mod:`attention.exercises.sandbox`), started once and replaced after a crash, a timeout or any
+change an exercise made to its interpreter, which loads each exercise's code in a fresh
+namespace, only runs the student's functions on the inputs this process chooses and sends
+back raw arrays; the checker compares them here with the package's
 own implementation and writes every explanation. Writing a result file, patching NumPy or the
 checkers, or printing "[PASS]" in the worker earns nothing. The ``attention`` package (the
 answers) cannot be imported in the worker. Every per-submission failure (an unreadable or
@@ -60,7 +62,7 @@ import unicodedata
 from attention.exercises import _shared, exports, source
 from attention.exercises import sandbox as sandboxes
 from attention.exercises.registry import EXERCISES
-from attention.exercises.remote import WorkerFailure, WorkerSession
+from attention.exercises.remote import StudentWorker, WorkerFailure, WorkerSession
 from attention.exercises.sandbox import Reaper, Sandbox
 from attention.exercises.worker import BLOCKED_MESSAGE, SUBMISSION_MODULE
 
@@ -330,7 +332,8 @@ def shortcut(analysis: dict, exercise) -> str | None:
 def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
               reaper: Reaper | None = None, startup_timeout: float = 300.0,
               analysis: dict | None = None, python: str | None = None,
-              raise_starved: bool = False) -> tuple[bool, str, str]:
+              raise_starved: bool = False, student_worker: StudentWorker | None = None
+              ) -> tuple[bool, str, str]:
     """(passed, status, message) for one exercise of one submission.
 
     The submission runs in a confined worker (:class:`~attention.exercises.remote.
@@ -338,6 +341,8 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
     what the worker sends back with the package's own implementation. ``analysis``: what
     :class:`SourceReader` found in ``code`` (read here when not given). ``raise_starved``:
     a timeout the machine's load caused raises its :class:`WorkerFailure`, to run it again.
+    ``student_worker``: the student's :class:`~attention.exercises.remote.StudentWorker`
+    (default: a worker started for this check alone).
     """
     ex = EXERCISES[exercise]
     analysis = source.analyse(code, FORBIDDEN) if analysis is None else analysis
@@ -346,9 +351,13 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
         return False, "failed", refused
     note = f" Note: {BLOCKED_MESSAGE}." if analysis.get("imports_package") else ""
     try:
-        with WorkerSession(code, sandbox=sandbox, timeout=timeout, reaper=reaper,
-                           startup_timeout=startup_timeout, python=python,
-                           names=ex.names) as worker:
+        if student_worker is not None:
+            session = student_worker.check(code, ex.names)
+        else:
+            session = WorkerSession(code, sandbox=sandbox, timeout=timeout, reaper=reaper,
+                                    startup_timeout=startup_timeout, python=python,
+                                    names=ex.names)
+        with session as worker:
             if worker.syntax_error:
                 return False, "failed", (
                     f"the submission has a syntax error at {worker.syntax_error}.")
@@ -383,8 +392,8 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
                  timeout: float = 120.0, jobs: int = 1, sandbox: Sandbox | str = "auto",
                  hide: tuple[os.PathLike | str, ...] = (), canary: bool | os.PathLike = True,
                  seed: int | None = None, python: str | None = None,
-                 single: str | None = None, student_budget: float | None = None
-                 ) -> tuple[list[str], list[Grade]]:
+                 single: str | None = None, student_budget: float | None = None,
+                 stats: dict | None = None) -> tuple[list[str], list[Grade]]:
     """Check every student on every exercise; returns (the exercises graded, the grades).
 
     ``sandbox``: a :class:`~attention.exercises.sandbox.Sandbox`, or ``"auto"``, ``"strict"``,
@@ -396,8 +405,14 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     give the same one to reproduce a verdict). ``python``: the workers' interpreter.
     ``single``: grade every file in ``folder`` as this one student's. ``student_budget``:
     seconds all of one student's checks may take together (default ``STUDENT_BUDGET``
-    timeouts); the checks left when it is spent score "timed out" without running. Raises
+    timeouts); the checks left when it is spent score "timed out" without running. ``stats``:
+    a dict that receives ``workers`` (workers started), ``replaced`` (why each worker that was
+    replaced mid-student was) and ``state_seconds`` (spent checking the workers' state between
+    exercises). Raises
     :class:`~attention.exercises.sandbox.SandboxUnavailable` for ``"strict"`` without one.
+
+    Students, not checks, are shared among ``jobs`` threads: each student's exercises run one
+    after the other in one worker (:class:`~attention.exercises.remote.StudentWorker`).
     """
     if isinstance(sandbox, str):
         sandbox = sandboxes.choose(sandbox, hidden=sandboxes.hidden_paths(folder, *hide))
@@ -445,8 +460,26 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     budget = STUDENT_BUDGET * timeout if student_budget is None else student_budget
     spent: dict[str, float] = {}
     lock = threading.Lock()
+    stats = {} if stats is None else stats
+    stats.update(workers=0, replaced=[], state_seconds=0.0)
 
-    def run(item, alone=False):
+    def run_student(items: list, alone: bool = False) -> list:
+        """Grade one student's checks in order, in one worker (replaced when needed)."""
+        with StudentWorker(sandbox=sandbox, timeout=timeout, reaper=reaper,
+                           python=python) as worker:
+            try:
+                grades = []
+                for i, item in enumerate(items):
+                    worker.last = i == len(items) - 1
+                    grades.append(run(item, worker, alone))
+                return grades
+            finally:
+                with lock:
+                    stats["workers"] += worker.started
+                    stats["state_seconds"] += worker.state_seconds
+                    stats["replaced"] += [f"{items[0][0]}: {r}" for r in worker.replaced]
+
+    def run(item, worker, alone=False):
         student, name, (path, code, analysis) = item
         with lock:
             over = student != CANARY and spent.get(student, 0.0) >= budget
@@ -459,7 +492,8 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
             else:
                 passed, status, message = run_check(
                     code, name, timeout=timeout, sandbox=sandbox, reaper=reaper,
-                    analysis=analysis, python=python, raise_starved=not alone and jobs > 1)
+                    analysis=analysis, python=python, raise_starved=not alone and jobs > 1,
+                    student_worker=worker)
         except WorkerFailure:  # starved by the load: run again alone at the end
             return None
         except Exception as e:  # never lose the class for one submission
@@ -478,15 +512,21 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
             needed = sorted({name for _, name, _ in work}, key=list(EXERCISES).index)
             checks = [(CANARY, name, model) for name, model in
                       zip(needed, canary_solutions(needed, canary), strict=True)]
-            for grade, check in zip(pool.map(run, checks), checks, strict=True):
-                grade = grade or run(check, alone=True)
-                if not grade.score:
-                    reaper.sweep()
-                    raise SetupError(_canary_failure(grade, check[2][0], sandbox, python))
-        done = list(pool.map(run, work))
+            shares = [checks[i::jobs] for i in range(min(jobs, len(checks)))]  # one per job
+            for share, done in zip(shares, list(pool.map(run_student, shares)), strict=True):
+                for grade, check in zip(done, share, strict=True):
+                    grade = grade or run_student([check], alone=True)[0]
+                    if not grade.score:
+                        reaper.sweep()
+                        raise SetupError(_canary_failure(grade, check[2][0], sandbox, python))
+        by_student: dict[str, list] = {}
+        for item in work:
+            by_student.setdefault(item[0], []).append(item)
+        done_by_student = list(pool.map(run_student, by_student.values()))
         # A check that timed out while the machine kept it waiting is run again, alone.
-        grades.extend(g if g is not None else run(item, alone=True)
-                      for g, item in zip(done, work, strict=True))
+        for items, done in zip(by_student.values(), done_by_student, strict=True):
+            grades.extend(g if g is not None else run_student([item], alone=True)[0]
+                          for g, item in zip(done, items, strict=True))
     reaper.sweep()
     order = {name: i for i, name in enumerate(exercises)}
     grades.sort(key=lambda g: (g.student, order[g.exercise]))

@@ -1,9 +1,12 @@
 """The grader's side of a worker: the student's functions as handles the checkers can call.
 
 A :class:`WorkerSession` starts :mod:`attention.exercises.worker` confined by a
-:class:`~attention.exercises.sandbox.Sandbox`, loads one submission into it and hands out a
-:class:`RemoteFunction` per required name. The checkers call those handles exactly as they
-call a student's function in a notebook (:func:`attention.exercises._checking.invoke`): the
+:class:`~attention.exercises.sandbox.Sandbox`, loads a submission into it (a fresh namespace
+for each exercise, :meth:`WorkerSession.load`) and hands out a :class:`RemoteFunction` per
+required name; :class:`StudentWorker` keeps one worker for all of a student's exercises and
+replaces it after a crash, a timeout, or any change of the interpreter's state. The checkers
+call those handles exactly as they call a student's function in a notebook
+(:func:`attention.exercises._checking.invoke`): the
 inputs, chosen here, go to the worker as raw arrays; the outputs come back as raw arrays,
 bounded in size, decoded without pickle; the expected values and every diagnosis are computed
 here, in the grader's process, which never runs student code. What the worker prints is read
@@ -12,6 +15,7 @@ back only as its last few kilobytes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -110,10 +114,11 @@ class RemoteFunction:
 
 
 class WorkerSession:
-    """One confined worker holding one submission; use as a context manager.
+    """One confined worker; use as a context manager. :meth:`load` puts a submission in it
+    (again for each exercise), :meth:`state` says what its code changed in the interpreter.
 
     Args:
-      code: the submission's Python source.
+      code: the submission's Python source, loaded at once (or None: call :meth:`load`).
       sandbox: how to confine the worker.
       timeout: seconds for loading the submission and every check, from the worker's hello
         (the import of JAX never counts against a student).
@@ -127,7 +132,7 @@ class WorkerSession:
     grader's side does not eat a student's time.
     """
 
-    def __init__(self, code: str, *, sandbox: Sandbox, timeout: float,
+    def __init__(self, code: str | None = None, *, sandbox: Sandbox, timeout: float,
                  startup_timeout: float = 300.0, reaper: Reaper | None = None,
                  python: str | None = None, names: tuple[str, ...] = ()):
         self.code, self.sandbox, self.timeout = code, sandbox, timeout
@@ -145,6 +150,7 @@ class WorkerSession:
 
     def __enter__(self) -> WorkerSession:
         self._folder = pathlib.Path(tempfile.mkdtemp(prefix="attention-grade-"))
+        self._output_start = 0
         try:
             self._start()
         except BaseException:
@@ -154,14 +160,12 @@ class WorkerSession:
 
     def _start(self) -> None:
         folder = self._folder
-        (folder / wire.SUBMISSION_FILE).write_text(self.code, encoding="utf-8",
-                                                      errors="backslashreplace")
         shutil.copyfile(wire.__file__, folder / "worker.py")
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
         inside = self.sandbox.inside(folder)
-        argv = [self.python, "-I", "-S", f"{inside}/worker.py", f"{inside}/{wire.SUBMISSION_FILE}",
-                str(request_read), str(reply_write), ",".join(self.names), *site_dirs()]
+        argv = [self.python, "-I", "-S", f"{inside}/worker.py", inside, str(request_read),
+                str(reply_write), *site_dirs()]
         command = self.sandbox.command(folder, argv)
         # The whole check's memory and processes, where a cgroup can be made (root on Linux).
         self._group = CheckGroup.make(self.sandbox.limits)
@@ -184,7 +188,22 @@ class WorkerSession:
         header, _ = self._receive()
         if header.get("op") != "hello":
             raise self._broken("the worker did not start properly")
+        if self.code is not None:
+            self.load(self.code, self.names)
+
+    def load(self, code: str, names: tuple[str, ...] = ()) -> None:
+        """Load ``code`` in a fresh namespace of the worker (its top-level statements run
+        again); ``names``: the exercise's, reported first. The time limit starts again here,
+        and what the worker printed before is no longer read back."""
+        self.code, self.names = code, tuple(names)
         self._budget = self.timeout
+        self._callbacks = self._replied = 0
+        self._lent = {}
+        self.defined, self.problems, self.syntax_error = {}, [], None
+        self._output_start = _size(self._output)
+        self._waits = self._group.waits() if self._group is not None else {}
+        data = np.frombuffer(code.encode("utf-8", errors="backslashreplace"), np.uint8)
+        self._send({"op": "load", "names": list(self.names)}, [data])
         header, _ = self._receive()
         if header.get("op") != "loaded":
             raise self._broken("the worker did not report loading the submission")
@@ -195,6 +214,27 @@ class WorkerSession:
                         if isinstance(v, dict)} if isinstance(defined, dict) else {}
         problems = header.get("problems", [])
         self.problems = [str(p)[:300] for p in problems[:5]] if isinstance(problems, list) else []
+
+    def watch(self) -> None:
+        """Have the worker take the fingerprint that :meth:`state` compares with, before any
+        student code runs (within the start-up time, not the student's)."""
+        self._budget = self.startup_timeout
+        self._send({"op": "watch"}, [])
+        header, _ = self._receive()
+        if header.get("op") != "watching":
+            raise self._broken("the worker did not take its fingerprint")
+
+    def state(self, seconds: float = 30.0) -> tuple[list[str], float]:
+        """(what the last exercise changed in the worker's interpreter, CPU seconds the worker
+        has used): an empty list when it can grade another exercise. Raises WorkerFailure."""
+        self._budget = min(self.timeout, seconds)
+        self._send({"op": "state"}, [])
+        header, _ = self._receive()
+        changed, cpu = header.get("changed"), header.get("cpu_seconds")
+        if header.get("op") != "state" or not isinstance(changed, list) \
+                or not isinstance(cpu, int | float):
+            raise self._broken("the worker did not report its state")
+        return [str(c)[:100] for c in changed[:10]], float(cpu)
 
     def __exit__(self, *exc) -> None:
         process = getattr(self, "process", None)
@@ -239,7 +279,8 @@ class WorkerSession:
         try:
             fd = output.fileno()
             size = os.fstat(fd).st_size
-            data = os.pread(fd, OUTPUT_TAIL_BYTES, max(0, size - OUTPUT_TAIL_BYTES))
+            start = max(getattr(self, "_output_start", 0), size - OUTPUT_TAIL_BYTES)
+            data = os.pread(fd, size - start, start)
         except (OSError, ValueError, AttributeError):
             return ""
         text = data.decode("utf-8", errors="replace")
@@ -346,7 +387,8 @@ class WorkerSession:
         self._budget -= time.monotonic() - started
         if self._budget <= 0:
             group = getattr(self, "_group", None)
-            starved = group is not None and group.longest_wait() > self.timeout / 4
+            starved = (group is not None
+                       and group.longest_wait(getattr(self, "_waits", None)) > self.timeout / 4)
             raise WorkerFailure("timed out", self._timeout_message(), starved)
 
     def _receive(self) -> tuple[dict, list]:
@@ -384,6 +426,87 @@ class WorkerSession:
         tail = self.output_tail().strip().splitlines()[-1:]
         return WorkerFailure("crashed", f"the check stopped without a result ({what})"
                              + (f": {tail[0][:200]}" if tail else "."))
+
+
+class StudentWorker:
+    """One student's worker, started at their first exercise and kept for the next ones.
+
+    Each exercise is loaded in a fresh namespace (:meth:`WorkerSession.load`); after it the
+    worker is asked what the exercise changed in its interpreter
+    (:func:`attention.exercises.worker.fingerprint`: a patched module, a JAX flag, a thread
+    left running...). It is killed, and a fresh one started for the next exercise, after a
+    crash, a timeout, any such change, or a tenth of its CPU-time limit used (each check keeps
+    at least 90% of it). Bubblewrap, Python and JAX are paid once per student unless the
+    student's code changes something; nothing one exercise leaves behind reaches the next
+    one's verdict. Use as a context manager.
+
+    Args: those of :class:`WorkerSession` but ``code`` and ``names``.
+
+    Attributes: ``started`` (workers started), ``replaced`` (why each was replaced),
+    ``state_seconds`` (the time spent asking workers for their state, in all), ``last`` (set
+    before the student's last exercise: its worker is stopped after it, its state unread).
+    """
+
+    def __init__(self, **session):
+        self._session_arguments = session
+        self.session: WorkerSession | None = None
+        self.started = 0
+        self.replaced: list[str] = []
+        self.state_seconds = 0.0
+        self.last = False
+
+    def __enter__(self) -> StudentWorker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.__exit__(None, None, None)
+
+    @contextlib.contextmanager
+    def check(self, code: str, names: tuple[str, ...]):
+        """A session with ``code`` freshly loaded, for one exercise; raises WorkerFailure."""
+        if self.session is None:
+            self.started += 1
+            self.session = WorkerSession(**self._session_arguments).__enter__()
+            if not self.last:  # more exercises to come: the state to compare with
+                try:
+                    self.session.watch()
+                except BaseException:
+                    self._stop()
+                    raise
+        try:
+            self.session.load(code, names)
+            yield self.session
+        except BaseException as e:
+            self.replaced.append(f"{type(e).__name__}: {str(e)[:100]}")
+            self._stop()
+            raise
+        if self.last:  # nothing follows: no state to check
+            self._stop()
+            return
+        started = time.monotonic()
+        try:
+            changed, cpu = self.session.state()
+        except WorkerFailure as e:
+            changed, cpu = [f"its state could not be read ({e.message[:100]})"], 0.0
+        self.state_seconds += time.monotonic() - started
+        if cpu > self.session.sandbox.limits.cpu_seconds / 10:
+            changed.append(f"{cpu:.0f} s of CPU time used")
+        self.session.reaper.sweep()  # process level: orphans that left the worker's group
+        if changed:
+            self.replaced.append(", ".join(changed))
+            self._stop()
+
+
+def _size(file) -> int:
+    try:
+        return os.fstat(file.fileno()).st_size
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def _readable(fd: int) -> bool:

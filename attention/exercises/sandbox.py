@@ -338,11 +338,15 @@ class CheckGroup:
         except (OSError, ValueError, IndexError):
             return []
 
-    def longest_wait(self) -> float:
+    def longest_wait(self, since: dict | None = None) -> float:
         """Seconds the most delayed thread of the group spent ready to run but not running
-        (Linux ``schedstat``): large when the machine starved the check, near 0 when the
-        check was busy alone or blocked."""
-        return longest_wait(self.pids())
+        (Linux ``schedstat``), since the :meth:`waits` ``since`` when given: large when the
+        machine starved the check, near 0 when the check was busy alone or blocked."""
+        return longest_wait(self.pids(), since)
+
+    def waits(self) -> dict[str, int]:
+        """Nanoseconds each thread of the group has waited to run so far."""
+        return waits(self.pids())
 
     def close(self) -> None:
         """Kill every process in the group, then remove it."""
@@ -377,9 +381,17 @@ class CheckGroup:
                 pass
 
 
-def longest_wait(pids: list[int]) -> float:
-    """The longest run-queue wait, in seconds, of any thread of ``pids``."""
-    longest = 0
+def longest_wait(pids: list[int], since: dict | None = None) -> float:
+    """The longest run-queue wait, in seconds, of any thread of ``pids`` (since the
+    :func:`waits` ``since``: a worker that grades several exercises)."""
+    since = since or {}
+    return max((wait - since.get(task, 0) for task, wait in waits(pids).items()),
+               default=0) / 1e9
+
+
+def waits(pids: list[int]) -> dict[str, int]:
+    """``{"pid/tid": nanoseconds waited to run}`` for every thread of ``pids``."""
+    found = {}
     for pid in pids:
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
@@ -388,10 +400,10 @@ def longest_wait(pids: list[int]) -> float:
         for task in tasks:
             try:
                 with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                    longest = max(longest, int(f.read().split()[1]))
+                    found[f"{pid}/{task}"] = int(f.read().split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-    return longest / 1e9
+    return found
 
 
 def _cgroup_settings(limits: Limits) -> list[tuple[str, dict[str, str]]]:

@@ -1,17 +1,26 @@
 """The grader's worker: the only process that runs a student's code, and all it does.
 
-    python -I -S worker.py SUBMISSION REQUEST_FD REPLY_FD NAMES SITE_DIR...
+    python -I -S worker.py FOLDER REQUEST_FD REPLY_FD SITE_DIR...
 
 The grader (the trusted parent, :mod:`attention.exercises.remote`) starts one worker per
-(student, exercise), confined by :mod:`attention.exercises.sandbox`. The worker
+student, confined by :mod:`attention.exercises.sandbox`, and grades the student's exercises
+in it one after the other. The worker
 
-1. imports NumPy and JAX and says ``hello`` (the grader's time limit starts there);
-2. executes the submission's imports, definitions and assignments, one top-level statement at
-   a time (a statement that raises is noted and skipped; checker calls, prints, loops and other
-   statements are not run), and reports the names it defined;
+1. imports NumPy and JAX and says ``hello``; on ``watch`` (when more than one exercise is to
+   come), warms JAX up, installs an audit hook (:class:`Watch`) and takes a :func:`fingerprint`
+   of the interpreter's state, before any student code runs (the grader's time limit starts
+   after that);
+2. on ``load`` (one per exercise): executes the submission's imports, definitions and
+   assignments in a fresh namespace, one top-level statement at a time (a statement that
+   raises is noted and skipped; checker calls, prints, loops and other statements are not
+   run), and reports the names it defined;
 3. answers ``call`` requests: the parent names a function and hands it inputs; the worker runs
    it (eagerly, under ``jax.jit``, under ``jax.vmap``, or through ``jax.vjp`` for the causality
-   check) and sends back the raw result.
+   check) and sends back the raw result;
+4. on ``state`` (after each exercise): compares the interpreter's state with the fingerprint
+   taken before any student code ran, and names what changed (a patched module attribute, a
+   JAX flag, a thread left running...): the parent then replaces the worker, so that nothing
+   one exercise left behind can change the verdict of the next.
 
 Nothing the worker sends can carry code or a verdict: messages are JSON headers plus raw array
 bytes, of bounded size, decoded by the parent with an allow-list of dtypes (no pickle). The
@@ -320,6 +329,44 @@ def apply_transform(fn, transform: str, args: tuple, kwargs: dict, static: tuple
         return influence_TS(x, eager=True)
 
 
+def compiled_or_eager(fn, args: tuple, kwargs: dict, static: tuple = ()):
+    """``fn(*args, *static, **kwargs)``, the ``eager`` transform, as one compiled program where
+    it can be: running a function op by op compiles every operation for every new shape (about
+    three times the cost of compiling the function once). Its arguments that are not arrays
+    are held static, and the compiled function is kept for the next call (until the next
+    :func:`load_submission`). A function that does not survive ``jax.jit`` (Python control flow
+    on values, NumPy on its inputs, a lent object's method among its inputs) runs op by op,
+    and its error, if any, is the op-by-op one."""
+    import jax
+
+    full = (*args, *static)
+    fixed = tuple(i for i, a in enumerate(full) if not isinstance(a, jax.Array))
+    names = tuple(sorted(k for k, v in kwargs.items() if not isinstance(v, jax.Array)))
+    try:
+        if _holds_lent((args, kwargs, static)):  # (a call back to the parent cannot be traced)
+            raise TypeError
+        hash(tuple(full[i] for i in fixed) + tuple(kwargs[k] for k in names))
+        key = (id(fn), fixed, names)
+        if _COMPILED.get(key, (None,))[0] is not fn:
+            _COMPILED[key] = (fn, jax.jit(fn, static_argnums=fixed, static_argnames=names))
+        return jax.block_until_ready(_COMPILED[key][1](*full, **kwargs))
+    except Exception:
+        return fn(*full, **kwargs)
+
+
+_COMPILED: dict = {}  # (id(fn), static positions, static names) -> (fn, jax.jit(fn))
+
+
+def _holds_lent(value) -> bool:
+    if isinstance(value, LentObject):
+        return True
+    if isinstance(value, tuple | list):
+        return any(_holds_lent(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_lent(v) for v in value.values())
+    return False
+
+
 # ------------------------------------------------------------------- objects lent by the parent
 
 
@@ -351,7 +398,7 @@ def _namespace(value):
 # ----------------------------------------------------------------------------- the worker's loop
 
 
-def _serve(submission: str, request_fd: int, reply_fd: int, wanted: tuple = ()) -> None:
+def _serve(request_fd: int, reply_fd: int) -> None:
     import jax.numpy as jnp
     import numpy as np
 
@@ -388,13 +435,60 @@ def _serve(submission: str, request_fd: int, reply_fd: int, wanted: tuple = ()) 
         return receive_value(header.get("value"), arrays)
 
     write_message(reply_fd, {"op": "hello"})
-    with open(submission, encoding="utf-8", errors="replace") as f:
-        source = f.read()
+    namespace: dict = {}
+    baseline, watch, loaded = None, None, False
+    while True:
+        try:
+            header, arrays = read_message(read_exact)
+        except EOFError:
+            return
+        op = header.get("op")
+        if op == "watch":  # before any student code, or never
+            if not loaded and watch is None:
+                _warm_up()
+                watch = Watch()
+                baseline = fingerprint()
+            write_message(reply_fd, {"op": "watching", "watching": baseline is not None})
+            continue
+        if op == "load":  # a fresh namespace: nothing of the previous exercise's functions
+            source = bytes(arrays[0]).decode("utf-8", errors="replace") if arrays else ""
+            wanted = [str(n) for n in header.get("names", [])]
+            namespace, loaded = {}, True
+            _COMPILED.clear()
+            write_message(reply_fd, _load_report(source, wanted, namespace))
+            continue
+        if op == "state":
+            changed = (["no fingerprint was taken"] if baseline is None
+                       else _changes(baseline, watch.seen))
+            write_message(reply_fd, {"op": "state", "changed": changed,
+                                     "cpu_seconds": _cpu_seconds()})
+            continue
+        if op != "call":
+            return
+        fn = namespace.get(str(header.get("name")))
+        try:
+            args = receive_value(header.get("args"), arrays)
+            kwargs = receive_value(header.get("kwargs"), arrays)
+            static = receive_value(header.get("static"), arrays)
+            transform = str(header.get("transform"))
+            with contextlib.redirect_stdout(io.StringIO()):
+                if transform == "eager":
+                    result = compiled_or_eager(fn, tuple(args), dict(kwargs), tuple(static))
+                else:
+                    result = apply_transform(fn, transform, tuple(args), dict(kwargs),
+                                             tuple(static), int(header.get("wrt", 0)))
+            send({"op": "result"}, result)
+        except Exception as e:
+            write_message(reply_fd, {"op": "error", **describe_error(e, fn)})
+
+
+def _load_report(source: str, wanted: list[str], namespace: dict) -> dict:
+    """Load ``source`` into ``namespace``; the ``loaded`` message: what it defined."""
     try:
-        namespace, problems = load_submission(source)
+        loaded, problems = load_submission(source)
     except SyntaxError as e:
-        write_message(reply_fd, {"op": "loaded", "syntax_error": f"line {e.lineno}: {e.msg}"})
-        return
+        return {"op": "loaded", "syntax_error": f"line {e.lineno}: {e.msg}"}
+    namespace.update(loaded)
     defined = {}
     # The names the exercise needs first, then others up to 200 (a notebook of 10,000 cells
     # still reports its answer).
@@ -409,25 +503,157 @@ def _serve(submission: str, request_fd: int, reply_fd: int, wanted: tuple = ()) 
         if not callable(obj) and isinstance(obj, str | int | float | bool | type(None)):
             entry["value"] = encode(obj, [])
         defined[name[:100]] = entry
-    write_message(reply_fd, {"op": "loaded", "defined": defined, "problems": problems[:5]})
-    while True:
+    return {"op": "loaded", "defined": defined, "problems": problems[:5]}
+
+
+# ------------------------------------------------------------------- state between exercises
+
+
+# Audit events after which the worker is not reused: processes started, the C environment
+# changed, native code or the interpreter's internals reached (the way to patch what the
+# fingerprint reads), attributes of classes set. ``sys.addaudithook`` is refused outright.
+TAINTING_EVENTS = frozenset({
+    "os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system",
+    "subprocess.Popen", "os.putenv", "os.unsetenv", "os.chdir", "os.kill", "os.killpg",
+    "signal.pthread_kill", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata",
+    "ctypes.addressof", "ctypes.call_function", "object.__setattr__", "object.__delattr__",
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames",
+    "sys.setprofile", "sys.settrace", "cpython._PySys_ClearAuditHooks", "sys.addaudithook",
+})
+
+
+XLA_THREADS = ("tf_", "llvm-")
+
+
+class Watch:
+    """An audit hook (PEP 578) installed before any student code runs: it notes the
+    :data:`TAINTING_EVENTS` seen, and refuses new audit hooks (one could change any later
+    call's behaviour, and a hook cannot be removed)."""
+
+    def __init__(self):
+        self.seen: set[str] = set()
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args) -> None:
+        if event in TAINTING_EVENTS:
+            self.seen.add(event)
+            if event == "sys.addaudithook":
+                raise RuntimeError("audit hooks are not allowed while grading")
+
+
+def _ids(mapping) -> int:
+    return hash(tuple((k, id(v)) for k, v in list(mapping.items())))
+
+
+def fingerprint() -> dict[str, object]:
+    """What in the interpreter could carry one exercise's doing into the next one's verdict:
+    every attribute of every imported module (by identity: a patched ``jnp.exp``, ``np.allclose``
+    or builtin shows), the attributes of JAX's array class, ``sys.modules``, every JAX flag (x64,
+    matmul precision, debug_nans, disable_jit, also when set in a context left open), Python's
+    threads and the OS's, child processes, the folder, the environment, signal handlers,
+    resource limits, the recursion limit, tracing hooks, import hooks, NumPy's error state,
+    print options and global random state, warning filters, open files. Cheap: about 20 ms."""
+    import gc
+    import resource
+    import signal
+    import threading
+    import warnings
+
+    import jax
+    import numpy as np
+
+    modules = dict(sys.modules)
+    state: dict[str, object] = {"sys.modules": _ids(modules)}
+    for name, module in modules.items():
         try:
-            header, arrays = read_message(read_exact)
-        except EOFError:
-            return
-        if header.get("op") != "call":
-            return
-        fn = namespace.get(str(header.get("name")))
-        try:
-            args = receive_value(header.get("args"), arrays)
-            kwargs = receive_value(header.get("kwargs"), arrays)
-            static = receive_value(header.get("static"), arrays)
-            with contextlib.redirect_stdout(io.StringIO()):
-                result = apply_transform(fn, str(header.get("transform")), tuple(args),
-                                         dict(kwargs), tuple(static), int(header.get("wrt", 0)))
-            send({"op": "result"}, result)
-        except Exception as e:
-            write_message(reply_fd, {"op": "error", **describe_error(e, fn)})
+            state[f"module {name}"] = _ids(vars(module))
+        except TypeError:  # not a module (a lazy placeholder of some library)
+            state[f"module {name}"] = id(module)
+    for cls in {jax.Array, type(jax.numpy.asarray(np.zeros(()))), np.random.Generator}:
+        state[f"class {cls.__qualname__}"] = _ids(vars(cls))
+    holders = getattr(jax.config, "_value_holders", {})
+    state["jax.config"] = hash(tuple((n, repr(h.value)) for n, h in holders.items()))
+    state["threads"] = tuple(sorted(t.ident or 0 for t in threading.enumerate()))
+    # XLA starts and ends threads of its own (tf_foreach, llvm-worker) while it compiles; a
+    # thread the student's Python code starts bears the process's name.
+    state["OS threads"] = tuple(task for task in _listing("/proc/self/task") if not _read(
+        f"/proc/self/task/{task}/comm").startswith(XLA_THREADS))
+    state["child processes"] = tuple(sorted(
+        pid for task in _listing("/proc/self/task")
+        for pid in _read(f"/proc/self/task/{task}/children").split()))
+    if os.getpid() < 100:  # a PID namespace of its own (bubblewrap): every process in it
+        state["processes"] = tuple(p for p in _listing("/proc") if p.isdigit())
+    state["open files"] = len(_listing("/proc/self/fd"))
+    state["folder"] = os.getcwd()
+    state["environment"] = hash(tuple(sorted(os.environ.items())))
+    umask = os.umask(0o22)
+    os.umask(umask)
+    state["umask"] = umask
+    state["signal handlers"] = tuple(id(signal.getsignal(s)) for s in sorted(
+        signal.valid_signals()) if s not in (signal.SIGKILL, signal.SIGSTOP))
+    state["resource limits"] = tuple(resource.getrlimit(getattr(resource, r)) for r in
+                                     sorted(dir(resource)) if r.startswith("RLIMIT_"))
+    state["interpreter"] = (sys.getrecursionlimit(), sys.getswitchinterval(),
+                            id(sys.gettrace()), id(sys.getprofile()),
+                            sys.get_int_max_str_digits(), gc.isenabled(), gc.get_threshold(),
+                            len(gc.callbacks), id(threading.gettrace()),
+                            id(threading.getprofile()))
+    state["import system"] = (tuple(sys.path), tuple(map(id, sys.meta_path)),
+                              tuple(map(id, sys.path_hooks)))
+    state["numpy"] = (tuple(sorted(np.geterr().items())),
+                      repr(sorted(np.get_printoptions().items())), np.getbufsize(),
+                      hash(np.random.get_state()[1].tobytes()))  # noqa: NPY002
+    state["warnings"] = hash(tuple(map(repr, warnings.filters)))
+    return state
+
+
+def _listing(folder: str) -> tuple[str, ...]:
+    try:
+        return tuple(sorted(os.listdir(folder)))
+    except OSError:
+        return ()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _changes(baseline: dict, seen: set[str]) -> list[str]:
+    """What differs from ``baseline`` (at most 5 names), and the tainting events ``seen``."""
+    try:
+        now = fingerprint()
+        changed = [key for key in baseline.keys() | now.keys()
+                   if baseline.get(key) != now.get(key)]
+    except Exception as e:  # the student's code broke what the fingerprint reads
+        changed = [f"the state could not be read ({type(e).__name__})"]
+    return sorted(changed)[:5] + sorted(f"event {e}" for e in seen)[:5]
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _warm_up() -> None:
+    """Run JAX once the ways a check does (eager, jit, vmap, vjp, lax.map, einsum), so that
+    what JAX sets up lazily exists before the fingerprint is taken."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    x = jnp.asarray(np.ones((2, 3, 2), np.float32))
+    def fn(x):
+        scores = jnp.einsum("...tn,...sn->...ts", x, x) / jnp.sqrt(2.0)
+        return jax.nn.softmax(scores + jnp.tril(jnp.ones_like(scores)))
+    for transform in ("eager", "jit", "vmap", "influence"):
+        np.asarray(apply_transform(fn, transform, (x,), {}))
+    np.asarray(jnp.zeros((2,), jnp.bfloat16).astype(jnp.float32))
 
 
 def _lend_all(value, lend):
@@ -461,12 +687,12 @@ class _BlockPackage:
 
 
 def main(argv: list[str]) -> int:
-    submission, request_fd, reply_fd, wanted, *site_dirs = argv
+    _folder, request_fd, reply_fd, *site_dirs = argv
     sys.path[:0] = site_dirs
     sys.meta_path.insert(0, _BlockPackage())
     import jax  # noqa: F401  (before hello: start-up time never counts against a student)
 
-    _serve(submission, int(request_fd), int(reply_fd), tuple(filter(None, wanted.split(","))))
+    _serve(int(request_fd), int(reply_fd))
     return 0
 
 

@@ -208,7 +208,11 @@ def test_every_solution_passes_and_every_typical_mistake_is_named_through_the_gr
         assert right in source, (name, right)
         (tmp_path / f"wrong_{name}.py").write_text(source.replace(right, wrong, 1))
     # (canary=False: this test grades the model solutions itself)
-    exercises, grades = grade.grade_folder(tmp_path, timeout=120, jobs=2, canary=False)
+    stats: dict = {}
+    exercises, grades = grade.grade_folder(tmp_path, timeout=120, jobs=2, canary=False,
+                                           stats=stats)
+    # A worker per student, started once: the model's 17 exercises share one, unreplaced.
+    assert (stats["workers"], stats["replaced"]) == (1 + len(MISTAKES), []), stats
     by = {(g.student, g.exercise): g for g in grades}
     for name, (_, _, words) in MISTAKES.items():
         assert by["model", name].score == 1, by["model", name]
@@ -382,3 +386,50 @@ def test_one_student_cannot_hold_the_class_for_more_than_their_budget(tmp_path, 
                                    sandbox=sandbox.Sandbox(sandbox.PROCESS))
     assert calls == ["dot_product_scores"]  # the second check was not run
     assert grades[1].status == "timed out" and "whole time budget" in grades[1].message
+
+
+# ----------------------------------------------------------------------------- a worker per student
+
+BY_POW = RIGHT_SCORES.replace("jnp.sqrt(query.shape[-1])", "pow(query.shape[-1], 0.5)")
+BY_MATH = "import math\n" + RIGHT_SCORES.replace("jnp.sqrt(", "math.sqrt(")
+BRANCHY = RIGHT_SCORES.replace("    return jnp.einsum", "    if query.sum() > 1e30:\n"
+                               "        query = query * 0\n    return jnp.einsum")
+# What the first exercise's file leaves behind, the second exercise's file (graded after it,
+# by the same student), and what the second exercise's verdict would be if it leaked through.
+PATCHES = {
+    "module_attribute": ("jnp.einsum = lambda *args, **kwargs: 0.0\n", RIGHT_SCORES,
+                         "module jax.numpy"),
+    "builtins": ("import builtins\nbuiltins.pow = lambda base, exponent: 1.0\n", BY_POW,
+                 "module builtins"),
+    "sys_modules": ("import sys, types\n"
+                    "sys.modules['math'] = types.SimpleNamespace(sqrt=lambda x: 1.0)\n",
+                    BY_MATH, "sys.modules"),
+    "jax_config": ("_ = jax.config.update('jax_disable_jit', True)\n", BRANCHY, "jax.config"),
+    "thread": ("import threading, time\n\ndef _later():\n    time.sleep(1.0)\n"
+               "    jnp.einsum = lambda *args, **kwargs: 0.0\n    while True:\n"
+               "        time.sleep(1.0)\n\n"
+               "_ = threading.Thread(target=_later, daemon=True).start()\n", RIGHT_SCORES,
+               "threads"),
+    "crash": ("import os\n_ = os._exit(3)\n", RIGHT_SCORES, "WorkerFailure"),
+}
+
+
+def test_what_one_exercise_changes_in_the_worker_never_reaches_the_next_ones_verdict(tmp_path):
+    for kind, (patch, second, _) in PATCHES.items():
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "a.py").write_text(solution_source("combine_embeddings") + patch)
+        (tmp_path / kind / "b.py").write_text(second)
+    stats: dict = {}
+    _, grades = grade.grade_folder(tmp_path, timeout=60, jobs=2, canary=False, stats=stats)
+    by = {(g.student, g.exercise): g for g in grades}
+    for kind, (_, second, reason) in PATCHES.items():
+        verdict = by[kind, "dot_product_scores"]
+        if second is BRANCHY:  # as graded alone: jit is on, and names the `if`
+            assert verdict.status == "failed" and "breaks under jax.jit" in verdict.message
+        else:
+            assert verdict.score == 1, (kind, verdict)
+        replaced = [r for r in stats["replaced"] if r.startswith(f"{kind}: ")]
+        assert len(replaced) == 1 and reason in replaced[0], (kind, stats["replaced"])
+    assert by["crash", "combine_embeddings"].status == "crashed"
+    assert by["module_attribute", "combine_embeddings"].score == 1  # its own check unchanged
+    assert stats["workers"] == 2 * len(PATCHES)  # each replaced once, after its first exercise

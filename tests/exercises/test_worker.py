@@ -174,3 +174,126 @@ def test_the_lent_model_refuses_sow_weights_and_caps_what_it_sends_back():
         for _ in range(20):
             session._answer_callback(call, [])
     assert len(sent) == 1 + 17  # 16 replies fit in 64 MiB, the 17th goes over
+
+
+def _patched_module(monkeypatch):
+    monkeypatch.setattr(jnp, "einsum", lambda *args, **kwargs: 0.0)
+
+
+def _patched_builtin(monkeypatch):
+    import builtins
+
+    monkeypatch.setattr(builtins, "pow", lambda base, exponent: 1.0)
+
+
+def _new_module(monkeypatch):
+    import types
+
+    monkeypatch.setitem(__import__("sys").modules, "math", types.SimpleNamespace())
+
+
+def _jax_flag(monkeypatch):
+    jax.config.update("jax_enable_x64", True)
+    monkeypatch.callback = lambda: jax.config.update("jax_enable_x64", False)
+
+
+def _jit_disabled_in_an_open_context(monkeypatch):
+    context = jax.disable_jit()
+    context.__enter__()
+    monkeypatch.callback = lambda: context.__exit__(None, None, None)
+
+
+def _thread_left_running(monkeypatch):
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    monkeypatch.callback = lambda: (stop.set(), thread.join())
+
+
+def _numpy_errors(monkeypatch):
+    before = np.seterr(all="raise")
+    monkeypatch.callback = lambda: np.seterr(**before)
+
+
+def _signal_handler(monkeypatch):
+    import signal
+
+    monkeypatch.setattr(signal, "SIGUSR1", signal.SIGUSR1)  # (no change: the handler below is)
+    before = signal.signal(signal.SIGUSR1, lambda *args: None)
+    monkeypatch.callback = lambda: signal.signal(signal.SIGUSR1, before)
+
+
+def _recursion_limit(monkeypatch):
+    before = __import__("sys").getrecursionlimit()
+    __import__("sys").setrecursionlimit(before + 7)
+    monkeypatch.callback = lambda: __import__("sys").setrecursionlimit(before)
+
+
+@pytest.mark.parametrize("change, key", [
+    (_patched_module, "module jax.numpy"), (_patched_builtin, "module builtins"),
+    (_new_module, "sys.modules"), (_jax_flag, "jax.config"),
+    (_jit_disabled_in_an_open_context, "jax.config"), (_thread_left_running, "threads"),
+    (lambda mp: mp.setenv("JAX_ENABLE_X64", "1"), "environment"),
+    (lambda mp: mp.chdir("/"), "folder"), (_numpy_errors, "numpy"),
+    (_signal_handler, "signal handlers"), (_recursion_limit, "interpreter"),
+])
+def test_the_fingerprint_names_what_an_exercise_left_behind(change, key):
+    # (no Watch here: its audit hook would refuse other hooks in this test process for good)
+    worker._warm_up()  # as the worker does before its fingerprint
+    baseline = worker.fingerprint()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.callback = lambda: None
+        change(monkeypatch)
+        try:
+            changed = worker._changes(baseline, set())
+        finally:
+            monkeypatch.callback()
+    assert key in changed, changed
+    assert worker._changes(baseline, set()) == []  # undone: the same state again
+
+
+def test_the_audit_hook_notes_processes_and_native_code_and_refuses_new_hooks(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {os.path.dirname(worker.__file__)!r})\n"
+        "import worker\n"
+        "watch = worker.Watch()\n"
+        "called = []\n"
+        "sys.addaudithook(lambda event, args: called.append(event))\n"
+        "os.putenv('X', '1')\n"
+        "import ctypes\n"
+        "print(sorted(watch.seen), called)\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "['ctypes.dlopen', 'os.putenv', 'sys.addaudithook'] []"
+
+
+def test_the_eager_call_is_compiled_where_it_can_be_and_op_by_op_otherwise():
+    traces = []
+
+    def scaled(x, d_k, *, mask=None):
+        traces.append(type(x).__name__)
+        return jnp.where(mask, x, 0.0) / jnp.sqrt(d_k) if mask is not None else x / d_k
+
+    def branchy(x, threshold):
+        return x if float(x.sum()) > threshold else -x  # fine op by op, not under jit
+
+    def broken(x):
+        raise ValueError(f"no good for {x.shape}")
+
+    x = jax.random.normal(jax.random.key(2), (3, 5))
+    mask = x > 0
+    got = worker.compiled_or_eager(scaled, (x, 7), {"mask": mask})
+    np.testing.assert_allclose(got, np.where(np.asarray(mask), np.asarray(x), 0) / np.sqrt(7),
+                               rtol=1e-6)
+    worker.compiled_or_eager(scaled, (x + 1, 7), {"mask": mask})  # same shapes: no new trace
+    assert len(traces) == 1 and traces[0] != "ArrayImpl"  # traced once, as one program
+    np.testing.assert_allclose(worker.compiled_or_eager(branchy, (x, 1e9), {}), -x)
+    with pytest.raises(ValueError, match=r"no good for \(3, 5\)"):  # the op-by-op error
+        worker.compiled_or_eager(broken, (x,), {})
