@@ -195,6 +195,12 @@ MISTAKES = {
     # An experiment: the checker re-runs the measurement and recomputes the reported numbers.
     "scaling_experiment": ("scores = scores / jnp.sqrt(d_k)", "scores = scores / d_k",
                            "divided the scores by d_k"),
+    "qk_norm_scores": ("return cap * jnp.tanh(scores / cap)", "return jnp.tanh(scores) * cap",
+                       "tanh(scores) * cap"),
+    "streaming_cache": ("num_sinks + jnp.mod(position - num_sinks, window)",
+                        "jnp.mod(position, num_sinks + window)", "overwrites the sinks"),
+    "linear_attention_recurrent": ("out = phi_q @ S / (phi_q @ z)", "out = phi_q @ S",
+                                   "misses the normaliser"),
 }
 
 
