@@ -117,7 +117,9 @@ def sown_attention_maps(model: DecoderModel, *inputs) -> dict[str, Float[Array, 
 
     Each attention layer sows its weights ``[B, N, T, S]`` under a path such as
     ``("decoder", "layers", 2, "cross_attention", "attention_weights")``; those of one stack
-    and kind are stacked over the layers into ``"decoder_cross": [L, B, N, T, S]``.
+    and kind are stacked over the layers into ``"decoder_cross": [L, B, N, T, S]``. A
+    differential attention layer (step 7f) adds its two softmax maps, ``"decoder_self_1"``
+    and ``"decoder_self_2"``, beside their difference under ``"decoder_self"``.
 
     Raises:
       ValueError: ``attention_impl`` is not "reference" (fused kernels never form weights);
@@ -140,9 +142,10 @@ def sown_attention_maps(model: DecoderModel, *inputs) -> dict[str, Float[Array, 
     per_layer = defaultdict(dict)  # "decoder_cross" -> {layer: weights_BNTS}
     for path, variable in nnx.to_flat_state(intermediates):
         stack, _, layer, attention, name = path  # (stack, "layers", layer, attention, name)
-        if name != "attention_weights":  # differential attention also sows its two maps
-            continue
+        # Differential attention also sows its two maps, "attention_weights_1" and "_2":
+        # they become "decoder_self_1" and "decoder_self_2" beside the difference.
+        suffix = name.removeprefix("attention_weights")
         (weights_BNTS,) = variable.get_value()
-        per_layer[f"{stack}_{attention.removesuffix('_attention')}"][layer] = weights_BNTS
+        per_layer[f"{stack}_{attention.removesuffix('_attention')}{suffix}"][layer] = weights_BNTS
     names = sorted(per_layer, key=lambda n: _MAP_ORDER.index(n) if n in _MAP_ORDER else 9)
     return {n: jnp.stack([w for _, w in sorted(per_layer[n].items())]) for n in names}

@@ -72,7 +72,16 @@ def test_attention_maps_are_causal(attention):
     overrides = VARIANTS[attention][0]
     model = LanguageModel(config(attention, **overrides), rngs=nnx.Rngs(1))
     maps = language_model_attention_maps(model, tokens(4))
-    assert set(maps) == {"decoder_self"}
+    if attention == "differential":  # both softmax maps beside their difference
+        assert set(maps) == {"decoder_self", "decoder_self_1", "decoder_self_2"}
+        first, second = np.asarray(maps["decoder_self_1"]), np.asarray(maps["decoder_self_2"])
+        np.testing.assert_allclose(first.sum(-1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(second.sum(-1), 1.0, atol=1e-5)
+        lambdas = np.array([float(layer.self_attention.lambda_())
+                            for layer in model.decoder.layers])[:, None, None, None, None]
+        np.testing.assert_allclose(maps["decoder_self"], first - lambdas * second, atol=1e-5)
+    else:
+        assert set(maps) == {"decoder_self"}
     weights = np.asarray(maps["decoder_self"])
     assert weights.shape == (L, B, N, T, T)
     np.testing.assert_array_equal(weights[..., np.triu_indices(T, 1)[0],
