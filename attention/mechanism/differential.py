@@ -33,6 +33,7 @@ from attention._checks import (
     check_width,
     shape_str,
 )
+from attention.mechanism.bounded_scores import head_norm
 from attention.mechanism.kv_cache import KVCache, init_kv_cache, update_kv_cache
 from attention.mechanism.masks import causal_mask
 from attention.mechanism.multi_head import ProcessHeadsFn, merge_heads, split_heads
@@ -133,19 +134,6 @@ def differential_attention(
     *_, difference_BNTS = differential_weights(
         query1, key1, query2, key2, lambda_, mask, is_causal=is_causal)
     return weighted_sum(difference_BNTS, value)
-
-
-def _head_rms_norm(
-    x: Shaped[Array, "*B T N Hv"], scale: Float[Array, " Hv"], epsilon: float
-) -> Shaped[Array, "*B T N Hv"]:
-    """RMSNorm over each head's own ``Hv`` dims, times a learned ``scale [Hv]`` (float32 inside).
-
-    Private here: step 7b's ``bounded_scores.head_norm`` is the same norm; one will serve both.
-    """
-    x32 = x.astype(jnp.float32)
-    rms = jnp.sqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + epsilon)
-    scale = scale.astype(jnp.float32).reshape((1,) * (x.ndim - 1) + scale.shape)
-    return (x32 / rms * scale).astype(x.dtype)
 
 
 class DifferentialAttention(nnx.Module):
@@ -253,7 +241,7 @@ class DifferentialAttention(nnx.Module):
 
     def _output(self, output_BTNH):
         """``W^O`` of the normed heads: ``(1 - lambda_init) RMSNorm(head_n)``, concatenated."""
-        normed_BTNH = _head_rms_norm(output_BTNH, self.norm_scale[...], self.epsilon)
+        normed_BTNH = head_norm(output_BTNH, self.norm_scale[...], epsilon=self.epsilon)
         return self.out(merge_heads((1.0 - self.lambda_init) * normed_BTNH))
 
     def __call__(
