@@ -40,7 +40,7 @@ they are out of date)::
         The application: translation and language modelling end to end, runs, the CLI.
         28 translation  28a language_modeling  28b pretrained  29 runs  29a course  29b view  30 cli
     comprehension/
-        Comprehension checks of the notebook course (notebooks 00-14): questions that check.
+        Comprehension checks of the notebook course (notebooks 00-15): questions that check.
     exercises/
         Classroom exercises with automatic feedback.
     reading-map:end

@@ -1,4 +1,4 @@
-"""Comprehension checks of the notebook course (notebooks 00-14): questions that check.
+"""Comprehension checks of the notebook course (notebooks 00-15): questions that check.
 
 Each "check your understanding" cell of a notebook leaves the student's answer empty
 (``None``), then calls :func:`check` with the question's id and a test that compares the

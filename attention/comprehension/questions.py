@@ -1,4 +1,4 @@
-"""Every comprehension question of notebooks 00-14: model answer, hint and explanation.
+"""Every comprehension question of notebooks 00-15: model answer, hint and explanation.
 
 The notebooks show the question and the empty answer; this file holds what a student sees only
 after answering (the explanation) or when stuck (:func:`attention.comprehension.show_answer`).
