@@ -1808,3 +1808,84 @@ def check_attention_options(qk_norm, soft_cap, sink_logits, output_gate, *,
             raise TypeError(f"{name} must be True or False, got {value!r} "
                             f"({type(value).__name__}).")
     return None if soft_cap is None else check_soft_cap(soft_cap_name, soft_cap)
+
+
+def check_attention_variant(config, attentions: tuple[str, ...], mla_sizes: tuple[str, ...]):
+    """The rules of ``TransformerConfig.attention`` (step 13a) and its sizes, each refusal
+    saying what is supported; ``config`` is the :class:`TransformerConfig` being built."""
+    if config.attention not in attentions:
+        raise ValueError(f"attention must be one of {attentions}, got {config.attention!r}.")
+    for name in mla_sizes:
+        if getattr(config, name) is None:
+            continue
+        if config.attention != "mla":
+            raise ValueError(
+                f"{name}={getattr(config, name)} is a size of multi-head latent attention; "
+                f"set attention='mla' or leave {name}=None (attention={config.attention!r})."
+            )
+        check_positive_int(name, getattr(config, name))
+    if config.linear_decay is not None:
+        if config.attention != "linear":
+            raise ValueError(
+                f"linear_decay={config.linear_decay} is the decay of gated linear attention; "
+                f"set attention='linear' or leave linear_decay=None (attention="
+                f"{config.attention!r})."
+            )
+        check_real("linear_decay", config.linear_decay, low=0.0, high=1.0,
+                   low_inclusive=False)
+    if config.attention == "standard":
+        return
+    what = f"attention={config.attention!r}"
+    if not config.is_language_model:
+        raise ValueError(
+            f"{what} is built for the decoder-only language model (architecture="
+            f"'decoder_only'); the encoder-decoder model supports attention='standard' only."
+        )
+    if config.attention_impl != "reference":
+        raise ValueError(
+            f"{what} has its own arithmetic, which the kernel attention_impl="
+            f"{config.attention_impl!r} (softmax(QK^T)V) does not compute; use "
+            f"attention_impl='reference'."
+        )
+    if config.attention_dropout_rate > 0:
+        raise ValueError(
+            f"{what} has no dropout on attention weights; set attention_dropout_rate=0 "
+            f"(got {config.attention_dropout_rate}) or use attention='standard'."
+        )
+    switches = {"qk_norm": config.qk_norm, "attn_soft_cap": config.attn_soft_cap,
+                "attention_sinks": config.attention_sinks, "output_gate": config.output_gate}
+    used = [f"{name}={value!r}" for name, value in switches.items() if value]
+    if used:
+        raise ValueError(
+            f"{', '.join(used)} {'is an option' if len(used) == 1 else 'are options'} of "
+            f"the standard multi-head attention (steps 1a-6a), which {what} does not "
+            f"use; use attention='standard' with them, or leave them off."
+        )
+    if config.positional == "alibi":
+        raise ValueError(
+            f"{what} takes no ALiBi bias; use positional='rope', 'sinusoidal' or "
+            f"'learned'."
+        )
+    if config.attention == "linear" and config.positional == "rope":
+        raise ValueError(
+            "attention='linear' has no rotary positions (a rotation would break the "
+            "positive features phi(q) . phi(k)); use positional='sinusoidal' or 'learned'."
+        )
+    if config.attention == "mla" and config.num_kv_heads is not None:
+        raise ValueError(
+            f"attention='mla' caches one latent per token, not key/value heads; leave "
+            f"num_kv_heads=None (got {config.num_kv_heads}) and size the cache with "
+            f"latent_dim."
+        )
+    rotary = config.positional == "rope"
+    if config.attention == "mla" and rotary and config.mla_rope_head_dim % 2:
+        raise ValueError(
+            f"positional='rope' rotates pairs of dims, so MLA's rope_head_dim must be even, "
+            f"got {config.mla_rope_head_dim} (d_k / 2 by default); set rope_head_dim."
+        )
+    if config.attention == "differential" and config.head_dim % (4 if rotary else 2):
+        raise ValueError(
+            f"attention='differential' splits each head of d_k = {config.head_dim} into two "
+            f"halves{', each rotated in pairs by RoPE' if rotary else ''}, so d_k must be a "
+            f"multiple of {4 if rotary else 2}; change d_model or num_heads."
+        )

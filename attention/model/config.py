@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from attention._checks import (
     check_attention_options,
+    check_attention_variant,
     check_heads_divide_width,
     check_int,
     check_kv_heads_divide,
@@ -295,86 +296,7 @@ class TransformerConfig(SavedConfig):
                     f"got {value!r}."
                 )
 
-        self._check_attention_variant()
-
-    def _check_attention_variant(self) -> None:
-        """The rules of ``attention`` and MLA's sizes, with what is supported."""
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}.")
-        for name in _MLA_SIZES:
-            if getattr(self, name) is None:
-                continue
-            if self.attention != "mla":
-                raise ValueError(
-                    f"{name}={getattr(self, name)} is a size of multi-head latent attention; "
-                    f"set attention='mla' or leave {name}=None (attention={self.attention!r})."
-                )
-            check_positive_int(name, getattr(self, name))
-        if self.linear_decay is not None:
-            if self.attention != "linear":
-                raise ValueError(
-                    f"linear_decay={self.linear_decay} is the decay of gated linear attention; "
-                    f"set attention='linear' or leave linear_decay=None (attention="
-                    f"{self.attention!r})."
-                )
-            check_real("linear_decay", self.linear_decay, low=0.0, high=1.0,
-                       low_inclusive=False)
-        if self.attention == "standard":
-            return
-        what = f"attention={self.attention!r}"
-        if not self.is_language_model:
-            raise ValueError(
-                f"{what} is built for the decoder-only language model (architecture="
-                f"'decoder_only'); the encoder-decoder model supports attention='standard' only."
-            )
-        if self.attention_impl != "reference":
-            raise ValueError(
-                f"{what} has its own arithmetic, which the kernel attention_impl="
-                f"{self.attention_impl!r} (softmax(QK^T)V) does not compute; use "
-                f"attention_impl='reference'."
-            )
-        if self.attention_dropout_rate > 0:
-            raise ValueError(
-                f"{what} has no dropout on attention weights; set attention_dropout_rate=0 "
-                f"(got {self.attention_dropout_rate}) or use attention='standard'."
-            )
-        switches = {"qk_norm": self.qk_norm, "attn_soft_cap": self.attn_soft_cap,
-                    "attention_sinks": self.attention_sinks, "output_gate": self.output_gate}
-        used = [f"{name}={value!r}" for name, value in switches.items() if value]
-        if used:
-            raise ValueError(
-                f"{', '.join(used)} {'is an option' if len(used) == 1 else 'are options'} of "
-                f"the standard multi-head attention (steps 1a-6a), which {what} does not "
-                f"use; use attention='standard' with them, or leave them off."
-            )
-        if self.positional == "alibi":
-            raise ValueError(
-                f"{what} takes no ALiBi bias; use positional='rope', 'sinusoidal' or "
-                f"'learned'."
-            )
-        if self.attention == "linear" and self.positional == "rope":
-            raise ValueError(
-                "attention='linear' has no rotary positions (a rotation would break the "
-                "positive features phi(q) . phi(k)); use positional='sinusoidal' or 'learned'."
-            )
-        if self.attention == "mla" and self.num_kv_heads is not None:
-            raise ValueError(
-                f"attention='mla' caches one latent per token, not key/value heads; leave "
-                f"num_kv_heads=None (got {self.num_kv_heads}) and size the cache with "
-                f"latent_dim."
-            )
-        rotary = self.positional == "rope"
-        if self.attention == "mla" and rotary and self.mla_rope_head_dim % 2:
-            raise ValueError(
-                f"positional='rope' rotates pairs of dims, so MLA's rope_head_dim must be even, "
-                f"got {self.mla_rope_head_dim} (d_k / 2 by default); set rope_head_dim."
-            )
-        if self.attention == "differential" and self.head_dim % (4 if rotary else 2):
-            raise ValueError(
-                f"attention='differential' splits each head of d_k = {self.head_dim} into two "
-                f"halves{', each rotated in pairs by RoPE' if rotary else ''}, so d_k must be a "
-                f"multiple of {4 if rotary else 2}; change d_model or num_heads."
-            )
+        check_attention_variant(self, ATTENTIONS, _MLA_SIZES)
 
     @property
     def mla_latent_dim(self) -> int:
