@@ -9,7 +9,7 @@ they are out of date)::
 
     reading-map:start
     vectors/       steps 0-0j     notebooks 00, 15
-        Vectors: does it make sense to multiply two embeddings? (notebook 00)
+        Vectors: does it make sense to multiply two embeddings? (notebooks 00, 15)
         0 corpus  0a skipgram  0b word_vectors  0c training  0d evaluation  0e cosine  0f top_k
         0g quantized  0h search  0i kmeans  0j inverted_index
     mechanism/     steps 1-7      notebooks 01-04, 09, 11, 14

@@ -1,4 +1,4 @@
-"""Vectors, steps 0-0j: does it make sense to multiply two embeddings? (notebook 00)
+"""Vectors, steps 0-0j: does it make sense to multiply two embeddings? (notebooks 00, 15)
 
 Before attention multiplies queries by keys, notebook 00 asks what multiplying embeddings
 means: word vectors trained on the course's English, their cosine similarities, and searching
