@@ -371,6 +371,16 @@ _ALL = [
         "K (H^2 + H): the sums of phi(k) v^T and of phi(k) over every token read. Nothing in "
         "it grows with the context, which is the point of linear attention and also its "
         "limit: n pairs must share H^2 numbers, so recall fails once n is well past H."),
+    Question(
+        "15.clustered_recall", "a letter: which data an inverted-file index searches better "
+        "with 16 probes", "b",
+        "an index puts nearby vectors in one cell; are a random vector's nearest neighbours "
+        "much nearer than the other rows?",
+        "Random vectors in 300 dimensions are all nearly orthogonal: the true top 10 are "
+        "barely nearer than any other row and lie in cells all over the space, so a few "
+        "probes miss most of them. Clustered vectors sit near their topic, their neighbours "
+        "share their cell, and a few probes find them all. Real embeddings gather around "
+        "topics, which is why the index pays for them."),
 ]
 
 # The notebooks' measurements that a formula must predict, not call (issue 32: a check that

@@ -70,7 +70,7 @@ def test_what_is_shown_computes_what_the_package_computes():
 def test_a_method_shows_its_body_and_a_bound_method_the_same():
     code = code_of(MultiHeadAttention.__call__)
     assert code.startswith("def __call__(\n") and "check_multi_head_inputs" not in code
-    assert "return self.out(merge_heads(output_BTNH))" in code
+    assert "return self.project_out(inputs_q, output_BTNH)" in code
     assert '"""' not in code
     from flax import nnx
     mha = MultiHeadAttention(num_heads=2, in_features=4, rngs=nnx.Rngs(0))
