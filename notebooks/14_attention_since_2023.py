@@ -287,6 +287,24 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# The differential model's two softmax maps and their difference, for the query (the last
+# row) of one test sequence: the maps every layer sows, drawn with the same plot as any other
+# attention map. Where both maps put weight on the same noise, the difference cancels it.
+
+# %%
+differential_maps = language_model_attention_maps(model, jnp.asarray(test_inputs[:1]))
+fig, axes = plt.subplots(1, 3, figsize=(10, 2.2), sharey=True)
+for ax, (key, title) in zip(axes, [("decoder_self_1", "first map"),
+                                   ("decoder_self_2", "second map"),
+                                   ("decoder_self", "first - lambda second")], strict=True):
+    row = np.asarray(differential_maps[key][-1, 0, :, -1])  # last layer, every head: [N, S]
+    ax.imshow(row, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set(title=title, xlabel="key position")
+axes[0].set_ylabel("head")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
 # Read the accuracies as they are: with a few dozen steps (the fast setting) neither model
 # may have found the task yet, and one seed decides little. The paper's claim (less weight on
 # distractors, better retrieval in long contexts, sections 3.4-3.6) is about models of
