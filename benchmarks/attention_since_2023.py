@@ -21,16 +21,19 @@ about L tokens long. A decode step of standard attention reads its whole cache o
     python benchmarks/attention_since_2023.py                    # about 2 minutes on 2 cores
     python benchmarks/attention_since_2023.py --lengths 128 512 --no-write
 
-The table is printed with the CPU's model and vector extensions, and written to
-``benchmarks/results/attention_since_2023.txt``.
+The table is printed with the CPU's model and vector extensions and the ``XLA_FLAGS`` in force,
+with each variant's tokens/s over MHA's at the same L in the same run, and written to
+``benchmarks/results/attention_since_2023.txt`` (``--out`` for another file; the AVX2 path of
+most laptops: ``XLA_FLAGS=--xla_cpu_max_isa=AVX2 ... --out results/attention_since_2023_avx2.txt``).
 
-What it showed (2026-12-07, a 2-core AMD EPYC under a load of 6-7, two runs): the bytes per
-token are exact, 4,096 (MHA), 1,024 (GQA), 1,152 (MLA) and a linear state of 67,584 bytes a
-sequence (528 per token at L = 128, 16 at L = 4096). From L = 128 to 4096 MHA's decode fell 17-28x
-(to 79-86 tok/s), GQA's 24-36x, MLA's about 48x (to 25 tok/s, the slowest: the absorbed form
-attends every latent with queries of width C + R = 144 in each of the 8 heads, 4.5x MHA's
-multiply-adds per cached token, and on this CPU those, not the bytes read, set the time);
-linear attention stayed at 1,900-7,000 tok/s, with no trend beyond the noise of the load.
+What it showed (2026-12-07, a quiet 2-core AMD EPYC with AVX-512, native and at AVX2): the bytes
+per token are exact, 4,096 (MHA), 1,024 (GQA), 1,152 (MLA) and a linear state of 67,584 bytes a
+sequence (528 per token at L = 128, 16 at L = 4096). At L = 4096, over MHA's decode speed: GQA
+0.96-1.07x (its smaller cache buys little at this width), MLA 0.29x (the absorbed form attends
+every latent with queries of width C + R = 144 in each of the 8 heads, 4.5x MHA's
+multiply-adds per cached token, and on this CPU those, not the bytes read, set the time), and
+linear attention 28-29x, its speed flat in L (about 10,000 tok/s from 128 to 4096) while every
+softmax variant's falls with the cache it reads.
 """
 
 from __future__ import annotations
@@ -109,6 +112,8 @@ def main(argv=None) -> list[str]:
     parser.add_argument("--steps", type=int, default=32, help="decode steps per timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS),
+                        help="the table's file (for example one per instruction set)")
     args = parser.parse_args(argv)
 
     max_len, load_before = max(args.lengths), os.getloadavg()
@@ -127,6 +132,8 @@ def main(argv=None) -> list[str]:
         f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "
         f"{platform.machine()}, jax {jax.__version__}",
         f"CPU {cpu_description()}",
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (--xla_cpu_max_isa=AVX2: the path of "
+        f"laptops without AVX-512)",
         f"models: TransformerConfig.language_model(d_model={config.d_model}, "
         f"num_heads={config.num_heads} (H={config.head_dim}), layers={config.num_layers}, "
         f"d_ff={config.d_ff}, vocab={args.vocab}), float32; parameters: "
@@ -136,27 +143,30 @@ def main(argv=None) -> list[str]:
         f"greedy steps at positions L-{args.steps}..L-1 / time (one compiled loop, median of "
         f"{args.repeats}); cache = bytes of model.init_decode_cache(batch, L)",
         "",
-        f"{'L':>5}  " + "  ".join(f"{n + ' B/token':>16}  {n + ' tok/s':>12}" for n in models),
+        f"{'L':>5}  " + "  ".join(f"{n + ' B/token':>16}  {n + ' tok/s':>12}" for n in models)
+        + "  " + "  ".join(f"{n + ' / MHA':>12}" for n in models if n != "MHA"),
     ]
     print("\n".join(lines), flush=True)
     for length in args.lengths:
-        cells = []
-        for model in models.values():
-            tokens_per_s, cache_bytes = time_decode(model, args.batch, length, args.steps,
-                                                    args.repeats)
-            cells.append(f"{cache_bytes / (args.batch * length):>16,.0f}  {tokens_per_s:>12,.0f}")
-        line = f"{length:>5}  " + "  ".join(cells)
+        cells, speed = [], {}
+        for name, model in models.items():
+            speed[name], cache_bytes = time_decode(model, args.batch, length, args.steps,
+                                                   args.repeats)
+            cells.append(f"{cache_bytes / (args.batch * length):>16,.0f}  {speed[name]:>12,.0f}")
+        ratios = [f"{speed[n] / speed['MHA']:>11.2f}x" for n in models if n != "MHA"]
+        line = f"{length:>5}  " + "  ".join(cells) + "  " + "  ".join(ratios)
         print(line, flush=True)
         lines.append(line)
     lines += ["", "B/token: the cache's bytes over batch * L (linear: a constant state, so it "
-              "falls as 1/L).",
+              "falls as 1/L). X / MHA: decode tokens/s over MHA's, at the same L, in this run.",
               f"load average (1 min) before and after: {load_before[0]:.1f}, "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a loaded machine: tok/s is "
-              f"noisy; the bytes are exact)"]
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (tok/s is noisy under load; "
+              f"the bytes are exact)"]
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("\n".join(lines) + "\n")
-        print(f"wrote {RESULTS}")
+        out = pathlib.Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n")
+        print(f"wrote {out}")
     return lines
 
 
