@@ -64,9 +64,6 @@ def translation_view_of_run(
     if not sentence.strip():
         raise ValueError("sentence is empty; give the source sentence to translate.")
     run = run_dir if hasattr(run_dir, "model") else load_run(run_dir)  # a dir, or a Run
-    if isinstance(run.model, LanguageModel):  # a language model reads the text as it is
-        return language_model_view(run, sentence, target=target, beam_size=beam_size,
-                                   view=view), sentence
     if target is None:
         target = translate(run.model, run.tokenizer, [sentence], beam_size=beam_size)[0]
     pair = pair_attention(run.model, run.tokenizer, [(sentence, target)])
@@ -131,13 +128,15 @@ def view_command(args: argparse.Namespace, run=None) -> int:
         print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB; {model.config.num_layers} "
               f"layers x {model.config.num_heads} heads); open it in a browser")
         return 0
-    view, translation = translation_view_of_run(run or args.checkpoint, args.sentence,
-                                                target=args.target, beam_size=args.beam_size,
-                                                view=args.view)
-    view.save(out)
-    if translation == args.sentence and args.target is None:  # a language model's reading
+    run = run or load_run(args.checkpoint)
+    if isinstance(run.model, LanguageModel):  # a language model reads the text as it is
+        language_model_view(run, args.sentence, target=args.target, beam_size=args.beam_size,
+                            view=args.view).save(out)
         print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB); open it in a browser")
         return 0
+    view, translation = translation_view_of_run(run, args.sentence, target=args.target,
+                                                beam_size=args.beam_size, view=args.view)
+    view.save(out)
     sizes = ", ".join(f"{s.name} {list(s.sizes)}" for s in view.sections)
     print(f"translation: {translation}")
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB; [L, N, T, S]: {sizes}); open it "
