@@ -17,12 +17,12 @@ they are out of date)::
         1 scores  1a bounded_scores  2 masks  3 softmax  3a sink_logits  4 weights  5 weighted_sum
         6 scaled_dot_product  6a output_gate  7 multi_head  7a kv_cache  7e streaming_cache
         7f differential  7g latent  7h linear
-    model/         steps 8-17e    notebooks 05-06, 09, 11-14
+    model/         steps 8-17f    notebooks 05-06, 09, 11-14
         The transformer around attention (Vaswani et al. 2017; notebooks 05, 06, 09, 12).
         8 positional  9 embeddings  10 feed_forward  10a precision  11 config  12 layer_norm
         12a dropout  12b residual  13 sublayers  13a variants  14 encoder  15 decoder  15a spine
         16 transformer  17 generation  17a decoding  17b language_model  17c sampling
-        17d pretrained  17e streaming
+        17d checkpoint_folder  17e pretrained  17f streaming
     data/          steps 18-18j   notebook 07
         The data: sentence pairs, texts, tokenizers and batches to train a model on.
         18 tokenizer  18a vocab  18b synthetic  18c files  18d multi30k  18e tatoeba  18f subword

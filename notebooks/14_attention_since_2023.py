@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 14 Attention since 2023: latent attention, sinks, bounded scores, differential and linear attention (steps 7e-7h, 13a, 17e)
+# # 14 Attention since 2023: latent attention, sinks, bounded scores, differential and linear attention (steps 7e-7h, 13a, 17f)
 #
 # Notebook 11 met the attention of the models of 2023 (grouped-query heads, sliding windows,
 # RoPE, ALiBi). Since then the attention layer has kept changing, and each change answers a
@@ -28,7 +28,7 @@
 # 3. **Linear attention** (Katharopoulos et al. 2020, and the recurrent models since): a
 #    constant-size state instead of a growing cache. `attention="linear"`, step 7h.
 # 4. **Attention sinks and streaming** (Xiao et al. 2023, StreamingLLM): reading past the
-#    training context with a rolling cache. Steps 7e and 17e.
+#    training context with a rolling cache. Steps 7e and 17f.
 # 5. **Bounded scores and learned sinks** (QK-norm, Dehghani et al. 2023; tanh soft-capping,
 #    Gemma 2; learned sink logits, gpt-oss 2025): what keeps scores from growing.
 #

@@ -1,4 +1,4 @@
-"""Step 17e: streaming a language model past its context, with attention sinks (StreamingLLM).
+"""Step 17f: streaming a language model past its context, with attention sinks (StreamingLLM).
 
 Xiao et al. 2023, "Efficient Streaming Language Models with Attention Sinks", 3.2 and Figure
 3: every self-attention layer of a :class:`LanguageModel` keeps the keys and values of the

@@ -239,37 +239,6 @@ def test_an_unimplemented_setting_is_named(checkpoint, tmp_path, change, named):
     assert named in one_line(error)
 
 
-def test_a_name_offline_asks_for_a_folder(monkeypatch):
-    import huggingface_hub
-
-    def offline(*args, **kwargs):
-        raise OSError("no network\nmore detail")
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(PretrainedError, match="pass the folder") as error:
-        from_pretrained("someone/not-here")
-    assert "someone/not-here" in one_line(error) and "no network" in str(error.value)
-
-
-def test_a_folder_without_safetensors_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(PretrainedError, match=r"no \*.safetensors"):
-        pretrained.read_tensors(tmp_path)
-
-
-# ------------------------------------------------------------------------ tensors, tokenizer
-
-
-def test_bfloat16_tensors_read_exactly(tmp_path):
-    from safetensors.torch import save_file
-
-    values = torch.tensor([[1.0, -2.5, 3.140625], [0.0, 1e-3, -65280.0]])
-    save_file({"a": values.to(torch.bfloat16), "b": values}, str(tmp_path / "m.safetensors"))
-    tensors = pretrained.read_tensors(tmp_path)
-    np.testing.assert_array_equal(tensors["a"], values.to(torch.bfloat16).float().numpy())
-    np.testing.assert_array_equal(tensors["b"], values.numpy())
-
-
 def test_tokenizer_round_trips(checkpoint, tmp_path):
     tokenizers = pytest.importorskip("tokenizers")
     folder = checkpoint[0]

@@ -1,4 +1,4 @@
-"""Tests for attention/model/streaming.py (step 17e): a LanguageModel streamed through sink
+"""Tests for attention/model/streaming.py (step 17f): a LanguageModel streamed through sink
 caches, against the model's own full call on the kept tokens (one layer), a layer-by-layer
 reference (two layers: each layer's full call on the kept inputs of that layer), the plain
 cached decode and generate (before the window fills), and texts 3x longer than max_len.
