@@ -137,6 +137,19 @@ def parse_spec(spec: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(items)
 
 
+_PARSED: dict[tuple, ast.Module] = {}
+
+
+def _parse(path: pathlib.Path) -> ast.Module:
+    """``ast.parse`` of a file, kept while the file is unchanged (a map reads each module
+    several times: one parse of the package costs seconds)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _PARSED:
+        _PARSED[key] = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return _PARSED[key]
+
+
 def read_modules(root: pathlib.Path = REPO) -> list[Module]:
     """Every module of the package under ``root``, parsed, in path order."""
     modules = []
@@ -145,7 +158,7 @@ def read_modules(root: pathlib.Path = REPO) -> list[Module]:
         parts = list(relative.parts)
         if parts[-1] == "__init__":
             parts.pop()
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        tree = _parse(path)
         docstring = ast.get_docstring(tree) or ""
         first = docstring.splitlines()[0].strip() if docstring else ""
         match = STEP_LINE.match(first)
