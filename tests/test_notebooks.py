@@ -25,6 +25,7 @@ import re
 import pytest
 
 from attention.comprehension import FILL_ANSWERS_ENV, questions_of
+from tests._kernel import run_in_one_kernel
 
 nbformat = pytest.importorskip("nbformat")
 jupytext = pytest.importorskip("jupytext")
@@ -134,25 +135,23 @@ def test_notebook_runs_twice_in_the_fast_setting(path, course_folder, monkeypatc
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(NOTEBOOKS_DIR.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
     monkeypatch.chdir(course_folder)
-    # Twice in a row in the same folder: a student re-runs a notebook, and what the first run
-    # left there (a saved model, figures) must not break the second. The first run is
-    # untouched, the second has the comprehension answers filled in.
-    for filled_in in (False, True):
-        monkeypatch.setenv(FILL_ANSWERS_ENV, "1" if filled_in else "0")
-        notebook = nbformat.read(path, as_version=4)
-        client = nbclient.NotebookClient(
-            notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-            resources={"metadata": {"path": str(course_folder)}},
-        )
-        client.execute()  # raises CellExecutionError, naming the cell, on any error
+    # Twice in a row in the same folder and kernel (tests/_kernel.py): a student re-runs a
+    # notebook, and what the first run left there (a saved model, figures, names) must not
+    # break the second. The first run is untouched, the second has the comprehension answers
+    # filled in.
+    monkeypatch.setenv(FILL_ANSWERS_ENV, "0")
+    runs = [nbformat.read(path, as_version=4) for _ in range(2)]
+    run_in_one_kernel(runs, course_folder, timeout=CELL_TIMEOUT_S,
+                      env_between={FILL_ANSWERS_ENV: "1"})  # raises naming the cell
+    for notebook, expected in zip(runs, ("TODO", "PASS"), strict=True):
         reported = _check_reports(notebook)
-        expected = "PASS" if filled_in else "TODO"
         questions = questions_of(path.name[:2])
         assert sorted(reported) == sorted(questions), (
             f"{path.name}: the checks reported {sorted(reported)}, the registry lists "
             f"{sorted(questions)} (each question once)")
         wrong = {q: status for q, status in reported.items() if status != expected}
-        assert not wrong, f"{path.name}, {'filled in' if filled_in else 'untouched'}: {wrong}"
+        run = "untouched" if expected == "TODO" else "filled in"
+        assert not wrong, f"{path.name}, {run}: {wrong}"
     leftovers = [p for p in NOTEBOOKS_DIR.iterdir() if p.name in ("runs", "figures")]
     assert not leftovers, f"{path.name} wrote into the repository: {leftovers}"
 

@@ -16,10 +16,10 @@ import pathlib
 import jupytext
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from attention.exercises import EXERCISES
 from teachers.solutions import solution_source
+from tests._kernel import run_in_one_kernel
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "exercises"
 BY_NOTEBOOK = {e.notebook: e for e in EXERCISES.values()}
@@ -99,14 +99,11 @@ def test_notebook_blank_then_solution(stem, tmp_path):
                 notebook.cells.append(solved)
             elif _tags(cell) == ["check"]:
                 notebook.cells.append(copy.deepcopy(cell))
-    # Twice in a row in one folder (tmp_path), as a student's "Restart and Run All" does: first
-    # untouched, then with the solution appended. Raises CellExecutionError if any cell raises.
+    # Twice in a row in one folder (tmp_path) and one kernel, as a student who presses "Run
+    # All" again does (tests/_kernel.py): first untouched, then with the solution appended.
+    # Raises CellExecutionError if any cell raises.
     blank = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
-    for run in (blank, notebook):
-        NotebookClient(
-            run, timeout=300, kernel_name="python3",
-            resources={"metadata": {"path": str(tmp_path)}},
-        ).execute()
+    run_in_one_kernel([blank, notebook], tmp_path, timeout=300)
     first_check = next(c for c in blank.cells if _tags(c) == ["check"])
     assert "[TODO]" in _text(first_check)
     blank_check = next(c for c in notebook.cells[:blank_cells] if _tags(c) == ["check"])

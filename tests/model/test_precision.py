@@ -87,7 +87,7 @@ def _model_and_batch(precision, **overrides):
 
 
 def _loss_and_grads(model, batch):
-    grad_fn = nnx.value_and_grad(lambda m: _loss_fn(m, batch, 0.1, 0)[0])
+    grad_fn = nnx.jit(nnx.value_and_grad(lambda m: _loss_fn(m, batch, 0.1, 0)[0]))
     loss, grads = grad_fn(model)
     return float(loss), jax.tree.leaves(nnx.to_pure_dict(grads))
 
