@@ -236,7 +236,8 @@ def _shown_names(tree) -> set[str]:
     shown = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and (
         getattr(node.func, "id", None) in SHOWING or getattr(node.func, "attr", None) == "show")]
     last = tree.body[-1] if tree.body else None
-    if isinstance(last, ast.Expr) and getattr(getattr(last.value, "func", None), "id", "") != "check":
+    if isinstance(last, ast.Expr) and not (isinstance(last.value, ast.Call)
+                                           and getattr(last.value.func, "id", "") == "check"):
         shown.append(last.value)
     for node in shown:
         names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {"<shown>"}
@@ -249,7 +250,7 @@ def _questions_and_answer_cells():
     found = {}
     for path in NOTEBOOKS:
         cells = _code_cells(path)
-        for position, (index, tree) in enumerate(cells):
+        for position, (_, tree) in enumerate(cells):
             for call in ast.walk(tree):
                 if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "check"):
                     continue
@@ -291,10 +292,10 @@ _NOT_YET = {
                  else ()) for q in sorted(ANSWER_MEASURED)])
 def test_a_question_is_asked_before_its_measurement_is_shown(question):
     path, answer_at, shown = QUESTION_CELLS[question]
-    answer_shows = sorted(next(names for i, names in shown if i == answer_at) - {"<shown>"})
-    assert not next(names for i, names in shown if i == answer_at), (
+    in_answer_cell = dict(shown)[answer_at]
+    assert not in_answer_cell, (
         f"{path.name}: the answer cell of {question} (cell {answer_at}) shows something "
-        f"({answer_shows}); keep the answer in a cell of its own")
+        f"({sorted(in_answer_cell - {'<shown>'})}); keep the answer in a cell of its own")
     early = [(i, sorted(names & set(ANSWER_MEASURED[question]))) for i, names in shown
              if i < answer_at and names & set(ANSWER_MEASURED[question])]
     assert not early, (f"{path.name}: cells {early} show what {question} measures above its "
