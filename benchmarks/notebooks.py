@@ -33,6 +33,13 @@ file).
 
     python benchmarks/notebooks.py --only 01,02,03,05 --stop-after 25   # full setting
     python benchmarks/notebooks.py --fast --only 02                     # the fast setting
+
+What it showed (2026-12-07, a 2-core AMD EPYC shared with other work, load average 9 to 14,
+so every time is several times a quiet machine's; the quick notebooks first, 25 minutes):
+11 of the 15 notebooks run finished within 3 minutes (00-06, 08, 09, 11, 13 between 10 and
+150 s), 10 took 180 s, 15 196 s, 07 283 s (its training cell 204 s) and 14 576 s; 12 was not
+started. The kernels peaked at 0.3 to 1.6 GB, but for notebook 15 at 5.1 GB, over the "about
+4 GB" its first cell states.
 """
 
 from __future__ import annotations
