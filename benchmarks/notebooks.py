@@ -22,8 +22,9 @@ Per notebook:
   processes seen by polling every 0.2 s (psutil); shared pages are counted once per process;
 * **budget**: what the course claims. The full setting: under about three minutes each
   (``docs/course.md``; the README: "a few minutes each" on a laptop CPU), and notebook 15's
-  "about 4 GB of free memory" (its first cell). The fast setting: every cell within the tests'
-  cell timeout (``CELL_TIMEOUT_S`` of ``tests/test_notebooks.py``, 300 s).
+  "about 5.5 GB of free memory" (its first cell; 4 GB in the run below). The fast setting:
+  every cell within the tests' cell timeout (``CELL_TIMEOUT_S`` of ``tests/test_notebooks.py``,
+  300 s).
 
 The table is printed with the CPU (model and vector extensions), the core count and the load
 average at the start and end of the run and of each notebook (other work on the machine slows
@@ -39,7 +40,7 @@ so every time is several times a quiet machine's; the quick notebooks first, 25 
 11 of the 15 notebooks run finished within 3 minutes (00-06, 08, 09, 11, 13 between 10 and
 150 s), 10 took 180 s, 15 196 s, 07 283 s (its training cell 204 s) and 14 576 s; 12 was not
 started. The kernels peaked at 0.3 to 1.6 GB, but for notebook 15 at 5.1 GB, over the "about
-4 GB" its first cell states.
+4 GB" its first cell stated (now 5.5 GB, with JAX's own memory counted).
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ RESULTS = _HERE / "results"
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 # What the course claims. docs/course.md: "each notebook in under about three minutes" on a
-# laptop CPU; notebook 15's first cell: "about 4 GB of free memory" in its full setting.
+# laptop CPU; notebook 15's first cell: "about 5.5 GB of free memory" in its full setting
+# (it said 4 GB until this benchmark measured its kernel at 5.1 GB, 2026-12-07).
 FULL_SECONDS = 180
-FULL_BYTES = {"15": 4e9}
+FULL_BYTES = {"15": 5.5e9}
 # The fast setting: each cell within the tests' cell timeout (tests/test_notebooks.py).
 CELL_TIMEOUT_S = 300
 SAMPLE_S = 0.2
@@ -175,7 +177,7 @@ def verdict(number: str, r: dict, fast: bool) -> tuple[str, str]:
         budget = f"<= {FULL_SECONDS} s"
         met = r["seconds"] <= FULL_SECONDS
         if number in FULL_BYTES:
-            budget += f", <= {FULL_BYTES[number] / 1e9:.0f} GB"
+            budget += f", <= {FULL_BYTES[number] / 1e9:g} GB"
             met = met and r["kernel_peak"] <= FULL_BYTES[number]
     if r["error"]:
         return budget, f"missed ({r['error']})"
