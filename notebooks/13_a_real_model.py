@@ -141,7 +141,11 @@ print(len(ids), "tokens:", tokenizer.tokens(text)[:12], "...")
 assert tokenizer.decode(ids) == text
 
 # %%
-smaller = config.replace(vocab_size=101, max_len=37, d_model=24, d_ff=96, num_layers=3)
+# A smaller model of the same kind (seven more token types than the checkpoint, so its special
+# tokens still fit), built as shapes only:
+smaller = config.replace(src_vocab_size=config.vocab_size + 7, tgt_vocab_size=config.vocab_size + 7,
+                         max_len=37, d_model=24, num_heads=4, num_kv_heads=None, d_ff=96,
+                         num_layers=3)
 smaller_count = count_params(nnx.eval_shape(lambda: LanguageModel(smaller, rngs=nnx.Rngs(0))))
 check("13.gpt2_parameters", gpt2_parameters, lambda f: all(
     f(c.vocab_size, c.max_len, c.d_model, c.num_layers) == n
