@@ -250,9 +250,8 @@ print(f"weights at T={T_last}: {actual_mib:.0f} MiB; reference forward used "
 # (the values above agree to rounding). How does its arithmetic grow with `T`: (a) like `T`
 # (flash attention is linear in memory), (b) like `T log T`, or (c) like `T^2`? Answer and
 # run the cell, then the check below it: it reads XLA's FLOP count of the reference for two
-# lengths. (XLA counts a loop's body once, so it cannot count the tiled kernels' FLOPs for
-# us; without a mask their loops visit every pair of blocks, every score the reference
-# computes.)
+# lengths (why the reference's count stands for flash attention's, the note after the check
+# says).
 
 # %%
 my_answer = None  # "a", "b" or "c"
@@ -273,3 +272,8 @@ check("10.flash_flops", my_answer, lambda answer: answer == measured)
 print(f"doubling T from {LENGTHS[0]} multiplies the FLOPs by {ratio:.2f} "
       f"(4 T^2 H N = {4 * LENGTHS[0] ** 2 * H * N:,} at T={LENGTHS[0]}; XLA counts "
       f"{reference_flops(LENGTHS[0]):,.0f})")
+
+# %% [markdown]
+# XLA counts a loop's body once, so it cannot count the tiled kernels' FLOPs for us; without a
+# mask their loops visit every pair of blocks, every score the reference computes, so their
+# arithmetic grows as the reference's does.

@@ -135,7 +135,7 @@ LEAKS = {
     "05.before_after": ["and not on its sign", "the product cannot tell"],
     "08.weights_explain": ["it does not say how much that reading changes the output"],
     "09.cached_updates": ["the cached one `L`"],
-    "10.flash_flops": ["so it does the same arithmetic"],
+    "10.flash_flops": ["so it does the same arithmetic", "every score the reference computes"],
     "15.clustered_recall": ["On random vectors the index is little use"],
     "06.ffn_params": ["2 D F + F + D", "2 * d_model * d_ff"],
     "09.uncached_updates": ["L (L + 1) / 2", "L * (L + 1) / 2", "L(L+1)/2", "1 + 2 + ... + L"],
