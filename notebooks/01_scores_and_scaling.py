@@ -113,11 +113,10 @@ plt.show()
 # %% [markdown]
 # ## 3. Big scores saturate the softmax
 #
-# The softmax turns a row of scores into weights. When the scores are spread over a range
-# of about 30, the largest one takes nearly all the weight: the softmax becomes an argmax,
-# the query looks at one key and ignores the rest. Below, each row holds `S = 10` scores
-# drawn as above, and we measure the average largest weight and the entropy of the weights
-# (log 10 = 2.30 nats for uniform weights, 0 for a one-hot row).
+# The softmax turns a row of scores into weights. What does it do with scores as spread out
+# as the unscaled ones above? Below, each row holds `S = 10` scores drawn as above, and we
+# measure the average largest weight and the entropy of the weights (log 10 = 2.30 nats for
+# uniform weights, 0 for a one-hot row).
 #
 # **Predict, then run.** For `d_k = 256` and *unscaled* scores, the mean largest weight of a
 # row of 10 will be (a) about 0.1 (uniform), (b) about 0.5, or (c) close to 1? Write your
@@ -147,6 +146,9 @@ measured = "c" if largest > 0.8 else "b" if largest > 0.3 else "a"
 check("01.largest_weight", my_prediction, lambda answer: answer == measured)
 
 # %% [markdown]
+# Scores spread over a range of about 30 give the largest one nearly all the weight: the
+# softmax becomes an argmax, and the query looks at one key and ignores the rest.
+#
 # ## 4. ... and saturated softmaxes pass back almost no gradient
 #
 # The Jacobian of the softmax is `dw_i / dx_j = w_i (delta_ij - w_j)`. For a one-hot `w`
@@ -188,14 +190,16 @@ plt.show()
 # ## Check your understanding
 #
 # **Question.** If the components of `q` and `k` have variance `sigma^2` instead of 1, what is
-# `Var(q . k)` for width `d_k`? Write the formula in the function, then run the cell: it
-# compares your formula with a measurement, and explains once you are right.
+# `Var(q . k)` for width `d_k`? Write the formula in the function and run its cell, then run
+# the next one: it measures the variance, compares your formula with it, and explains once
+# you are right.
 
 # %%
 def predicted_variance(d_k, sigma):
     return None  # your formula
 
 
+# %%
 def measured_variance(d_k, sigma, seed=7):
     kq, kk = jax.random.split(jax.random.key(seed))
     q = sigma * jax.random.normal(kq, (50_000, d_k))
@@ -203,9 +207,9 @@ def measured_variance(d_k, sigma, seed=7):
     return float(jnp.var(jnp.sum(q * k, axis=-1)))
 
 
-settings = [(64, 0.5), (16, 2.0)]  # (d_k, sigma)
+settings = [(64, 0.5), (16, 2.0), (7, 1.5)]  # (d_k, sigma)
 measured = {setting: measured_variance(*setting) for setting in settings}
-print("measured Var(q . k):", {f"d_k={d}, sigma={s}": round(v, 2) for (d, s), v in measured.items()})
 check("01.variance_sigma", predicted_variance,
       lambda formula: all(abs(formula(*setting) - value) < 0.1 * value
                           for setting, value in measured.items()))
+print("measured Var(q . k):", {f"d_k={d}, sigma={s}": round(v, 2) for (d, s), v in measured.items()})

@@ -21,9 +21,8 @@
 # 1. Turn scores into weights with a softmax that does not overflow.
 # 2. Build the two masks a transformer needs: **padding** (do not look at filler tokens) and
 #    **causal** (do not look at the future), and combine them.
-# 3. Decide what a row with *nothing* to look at should give: NaN, uniform weights (the
-#    convention of `jax.nn` and of Hugging Face's models) or zeros (PyTorch's since 2.5, and
-#    the package's), and see each happen.
+# 3. Decide what a row with *nothing* to look at should give (NaN, uniform weights or
+#    zeros: each is some library's convention), and see each happen.
 #
 # The softmax of a row of scores `x_1 .. x_S`:
 #
@@ -169,9 +168,11 @@ measured = ("a" if not bool(jnp.isfinite(finite_weights).all())
 check("02.finite_negative", my_prediction, lambda answer: answer == measured)
 
 # %% [markdown]
-# Uniform weights are a valid distribution, so nothing breaks, but the query silently reads
-# the mean of values it was told not to look at (padding included). Zero weights make the
-# "nothing to see" visible: the output is 0 and no gradient flows into the masked keys.
+# So the large finite negative of `jax.nn` and of Hugging Face's models gives uniform
+# weights; zeros are PyTorch's convention since 2.5, and the package's. Uniform weights are
+# a valid distribution, so nothing breaks, but the query silently reads the mean of values
+# it was told not to look at (padding included). Zero weights make the "nothing to see"
+# visible: the output is 0 and no gradient flows into the masked keys.
 #
 # ## Check your understanding
 #

@@ -143,7 +143,7 @@ y = mha(x)
 by_hand = mha.out(merge_heads(dot_product_attention(
     split_heads(mha.query(x), N), split_heads(mha.key(x), N), split_heads(mha.value(x), N))))
 print("output [B, T, D]:", y.shape, "  same as by hand:", bool(jnp.allclose(y, by_hand, atol=1e-5)))
-print("parameters:", count_params(mha), "= 4 * (D*D + D) =", 4 * (D * D + D))
+print("parameters:", count_params(mha), f"(d_model = {D}, {N} heads)")
 
 # %% [markdown]
 # The module's forward pass, as it runs: project, split into heads, let the hooks act on the
@@ -189,11 +189,8 @@ print("training: two calls differ; evaluation: two calls agree")
 #
 # Every token plays three parts. As a **query** it asks "what am I looking for?", as a
 # **key** it answers "what do I offer?", as a **value** it says "what I hand over if chosen".
-# The same embedding `x_t` would be a poor choice for all three. Without projections the
-# score of token `t` with token `s` is `x_t . x_s`, and for vectors of similar length no
-# token matches `x_t` better than `x_t` itself: every token would mostly look at itself.
-# `W^Q`, `W^K`, `W^V` are three learned views of one token, so that "cat" can ask for a verb
-# while advertising itself as a noun.
+# Could the same embedding `x_t` play all three parts? Without projections the score of
+# token `t` with token `s` is `x_t . x_s`.
 #
 # **Predict, then run.** With raw embeddings (scores `x_t . x_s`, no projections), which key
 # scores highest against token t's query in our sentence: (a) the token itself, (b) its
@@ -216,6 +213,9 @@ measured = "a" if raw_self >= 0.8 else "b" if np.mean(
 check("04.views_self_score", my_prediction, lambda answer: answer == measured)
 
 # %% [markdown]
+# For vectors of similar length no token matches `x_t` better than `x_t` itself: without
+# projections every token would mostly look at itself. `W^Q`, `W^K`, `W^V` are three learned
+# views of one token, so that "cat" can ask for a verb while advertising itself as a noun.
 # Even random projections break the "look at yourself" default; training then shapes the
 # three views for the task.
 #
@@ -252,21 +252,15 @@ display(fig)
 # ## 5. Why several heads? A measured answer
 #
 # One head produces one weighted average per query. Suppose a token must report **both** its
-# neighbours: the token before it and the token after it, each in its own output slot. One
-# head can attend to both, but then it hands over one blend of the two values, and a linear
-# read-out cannot tell which of the two came first. Several narrower heads can each attend
-# to one neighbour. We train two models that differ only in `num_heads` (1 or 4, same width
-# `D = 32`, same parameter count: section 2) on random token sequences, and measure the
-# accuracy of each output slot on fresh sequences. The model: embeddings plus sinusoidal
-# positions, one `MultiHeadAttention`, two linear read-outs ("previous", "next").
+# neighbours: the token before it and the token after it, each in its own output slot. We
+# train two models that differ only in `num_heads` (1 or 4, same width `D = 32`) on random
+# token sequences, and measure the accuracy of each output slot on fresh sequences. The
+# model: embeddings plus sinusoidal positions, one `MultiHeadAttention`, two linear
+# read-outs ("previous", "next").
 #
-# **Predict, then run.** Before running the next cell, decide which model will solve the
-# task; the question after it asks you, and checks your answer against what was measured.
-
-# %% [markdown]
-# **Predict first.** Which model will solve it, both slots above 95% accuracy: (a) the
-# one-head model, (b) the four-head model, or (c) both? Write your prediction before you run
-# the training below.
+# **Predict, then run.** Which model will solve it, both slots above 95% accuracy: (a) the
+# one-head model, (b) the four-head model, or (c) both? Write your letter before you run the
+# training below; the check after it compares your letter with what was measured.
 
 # %%
 my_prediction = None  # "a", "b" or "c"
@@ -330,6 +324,11 @@ for num_heads in (1, 4):
 solved = {h: min(acc) > 0.95 for h, acc in head_accuracy.items()}
 measured = "c" if all(solved.values()) else "b" if solved[4] else "a" if solved[1] else None
 check("04.heads_two_relations", my_prediction, lambda answer: answer == measured)
+
+# %% [markdown]
+# One head can attend to both neighbours, but then it hands over one blend of the two values,
+# and a linear read-out cannot tell which of the two came first. Several narrower heads can
+# each attend to one neighbour.
 
 # %% [markdown]
 # ## Check your understanding

@@ -19,8 +19,8 @@
 # Goals:
 #
 # 1. Draw the paper's table of sinusoids and read it as a set of clocks.
-# 2. Look at the dot products between positions: they depend on the distance, not on where
-#    you are, and not on its sign; and see what the query and key projections do to that.
+# 2. Look at the dot products between positions: what they depend on, and what the query
+#    and key projections do to that.
 # 3. Check that moving `k` positions is one fixed linear map, whatever the starting position.
 #
 # Notebook 03 showed that attention treats its keys as a set. To let it use order, the
@@ -103,19 +103,19 @@ axes[1].legend()
 fig.tight_layout()
 plt.show()
 
+# %%
+after = np.array([gram[p, p + 3] for p in range(3, L - 3)])   # PE_p . PE_(p+3)
+before = np.array([gram[p, p - 3] for p in range(3, L - 3)])  # PE_p . PE_(p-3)
+measured = "a" if np.allclose(after, before, atol=1e-4) else "b"
+check("05.before_after", my_prediction, lambda answer: answer == measured)
+print(f"max |PE_p . PE_(p+3) - PE_p . PE_(p-3)| = {np.abs(after - before).max():.1e}")
+
 # %% [markdown]
 # The peak at offset 0 (the squared length `PE_p . PE_p`, the last question of this notebook)
 # falls off with distance, with ripples: nearby positions look alike, far ones less so, and
 # the curves from different positions lie on top of each other. Each curve is also
 # symmetric about offset 0: `cos` is even, so the product cannot tell "3 after" from
 # "3 before".
-
-# %%
-after = np.array([gram[p, p + 3] for p in range(3, L - 3)])   # PE_p . PE_(p+3)
-before = np.array([gram[p, p - 3] for p in range(3, L - 3)])  # PE_p . PE_(p-3)
-print(f"max |PE_p . PE_(p+3) - PE_p . PE_(p-3)| = {np.abs(after - before).max():.1e}")
-measured = "a" if np.allclose(after, before, atol=1e-4) else "b"
-check("05.before_after", my_prediction, lambda answer: answer == measured)
 
 # %% [markdown]
 # ## What attention compares: projected positions

@@ -237,6 +237,26 @@ translation_view(maps, source_tokens, input_tokens, title=f"{source} \u2192 {tar
 # %% [markdown]
 # ## 5. What attention maps do and do not explain
 #
+# **Question.** A head puts 0.9 of its weight on one source word. Does that prove that the
+# output depends on that word: (a) yes, (b) no? Answer, then run the check below it (it tests
+# your answer against a case built to separate the two: a head that reads a word whose value
+# another word carries too).
+
+# %%
+my_answer = None  # "a" or "b"
+
+# %%
+# Keys 0 and 1 hand over the same value; the head puts 0.9 on key 0. Remove key 0 (mask it,
+# so that all the weight goes to key 1) and compare the outputs.
+values_SH = np.array([[1.0, 2.0], [1.0, 2.0], [3.0, -1.0]])
+weights_S = np.array([0.9, 0.1, 0.0])
+output_with = weights_S @ values_SH
+output_without = np.array([0.0, 1.0, 0.0]) @ values_SH
+measured = "b" if np.allclose(output_with, output_without) else "a"
+check("08.weights_explain", my_answer, lambda answer: answer == measured)
+print("output reading key 0:", output_with, "  with key 0 removed:", output_without)
+
+# %% [markdown]
 # A map says where a head *reads*; it does not say how much that reading changes the output.
 # The output is a weighted sum of *values*, and a value can be small, or cancelled by
 # another head, or ignored by the layers above. Jain & Wallace (2019, "Attention is not
@@ -280,24 +300,6 @@ fig = plot_attention(rollout_SS, query_tokens=source_tokens, key_tokens=source_t
 display(fig)
 
 # %% [markdown]
-# **Question.** A head puts 0.9 of its weight on one source word. Does that prove that the
-# output depends on that word: (a) yes, (b) no? Answer, then run the check (it tests your
-# answer against a case built to separate the two: a head that reads a word whose value
-# another word carries too).
-
-# %%
-my_answer = None  # "a" or "b"
-# Keys 0 and 1 hand over the same value; the head puts 0.9 on key 0. Remove key 0 (mask it,
-# so that all the weight goes to key 1) and compare the outputs.
-values_SH = np.array([[1.0, 2.0], [1.0, 2.0], [3.0, -1.0]])
-weights_S = np.array([0.9, 0.1, 0.0])
-output_with = weights_S @ values_SH
-output_without = np.array([0.0, 1.0, 0.0]) @ values_SH
-print("output reading key 0:", output_with, "  with key 0 removed:", output_without)
-measured = "b" if np.allclose(output_with, output_without) else "a"
-check("08.weights_explain", my_answer, lambda answer: answer == measured)
-
-# %% [markdown]
 # ## Check your understanding
 #
 # **Question.** In `svo_to_sov`, the last target word before `</s>` is always the verb. While
@@ -309,7 +311,11 @@ my_answer = None  # an int
 example = "the big dog sees the small cat"
 check("08.verb_position", my_answer,
       lambda answer: answer == next(i for i, w in enumerate(example.split()) if w in verbs))
-# The same reading on section 1's sentence, through the trained model's copy head.
+
+# %% [markdown]
+# The same reading on section 1's sentence, through the trained model's copy head:
+
+# %%
 verb_row = len(target.split()) - 1  # the row that produces the last word, the verb
 looked_at = int(maps["decoder_cross"][best_layer, 0, best_head, verb_row].argmax())
 print(f"section 1's sentence: producing '{target.split()[-1]}', head ({best_layer}, "

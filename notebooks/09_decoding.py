@@ -184,13 +184,13 @@ from attention.mechanism.kv_cache import append_and_attend
 show_code(append_and_attend)
 
 # %% [markdown]
-# The gain grows with the output length: for `L` generated tokens an uncached decoder that
-# feeds the prefix does `1 + 2 + ... + L` position updates (this one, feeding its whole
-# buffer, `L * max_len`), the cached one `L` (each still attending over the keys cached so
-# far). A toy sentence is short; for long outputs the cache is what makes generation
-# practical. The loop stops early once every sentence has produced `</s>`, so beyond the
-# longest output (at most 16 tokens with `</s>` in this task) more `max_len` adds no steps; the
-# uncached time still grows with it, because each of its steps runs the whole buffer.
+# The gain grows with the output length (how fast, the question at the end of this notebook
+# asks you to count; this uncached loop, feeding its whole buffer, does `L * max_len`
+# position updates for `L` tokens). A toy sentence is short; for long outputs the cache is
+# what makes generation practical. The loop stops early once every sentence has produced
+# `</s>`, so beyond the longest output (at most 16 tokens with `</s>` in this task) more
+# `max_len` adds no steps; the uncached time still grows with it, because each of its steps
+# runs the whole buffer.
 
 # %%
 lengths = [8] if FAST else [8, 16, 24, 32]
@@ -223,8 +223,8 @@ plt.show()
 #
 # **Question.** Decoding `L` tokens, how many decoder position-updates (one position through
 # the decoder stack) does an uncached loop that feeds the prefix `y_0 .. y_t` at step `t` run
-# in total, and the cached one? Write both as functions of `L`, then run the cell: it counts
-# the updates of both loops by simulating them.
+# in total, and the cached one? Write both as functions of `L` and run their cell, then the
+# next one: it counts the updates of both loops by simulating them.
 
 # %%
 def uncached_updates(L):
@@ -235,6 +235,7 @@ def cached_updates(L):
     return None  # your formula
 
 
+# %%
 def simulate(L, use_cache):
     """Count the positions fed through the decoder, step by step, as the two loops do."""
     prefix, updates = 0, 0

@@ -222,41 +222,42 @@ print("get_attention_fn('flash', block_q=64, block_k=64) ->", get_attention_fn("
 # ## Check your understanding
 #
 # **Question 1.** The reference stores the weights `[B, N, T, S]` in float32. How many MiB is
-# that for one sequence (`B = 1`) with `N` heads at `T = S`? Write a formula, then run the
-# cell: it compares your formula with the size of the weights array (its shape and dtype,
-# from `jax.eval_shape`) and prints XLA's measurement of section 3 beside it.
+# that for one sequence (`B = 1`) with `N` heads at `T = S`? Write a formula and run its
+# cell, then the next one: it compares your formula with the size of the weights array (its
+# shape and dtype, from `jax.eval_shape`) and prints XLA's measurement of section 3 beside it.
 
 # %%
 def weights_mib(N_heads, T_):
     return None  # your formula
 
 
+# %%
 T_last = LENGTHS[-1]
 weights_array = jax.eval_shape(  # the weights' shape and dtype, without computing them
     lambda q, k: jax.nn.softmax(jnp.einsum("BTNH,BSNH->BNTS", q, k)),
     jax.ShapeDtypeStruct((1, T_last, N, H), jnp.float32),
     jax.ShapeDtypeStruct((1, T_last, N, H), jnp.float32))
 actual_mib = weights_array.size * weights_array.dtype.itemsize / 2**20
-print(f"weights at T={T_last}: {actual_mib:.0f} MiB; reference forward used "
-      f"{memory[('reference', False)][-1]:.0f} MiB")
 assert memory[("reference", False)][-1] >= actual_mib  # it holds at least the weights
 assert memory[("flash", True)][-1] * 4 < memory[("reference", True)][-1]
 check("10.weights_mib", weights_mib,
       lambda f: abs(f(N, T_last) - actual_mib) < 1e-6 and abs(f(2 * N, 2 * T_last) - 8 * actual_mib) < 1e-6)
+print(f"weights at T={T_last}: {actual_mib:.0f} MiB; reference forward used "
+      f"{memory[('reference', False)][-1]:.0f} MiB")
 
 # %% [markdown]
 # **Question 2.** Flash attention computes the same scores as the reference, block by block
-# (the values above agree to rounding), so it does the same arithmetic. How does that
-# arithmetic grow with `T`: (a) like `T` (flash attention is linear in memory), (b) like
-# `T log T`, or (c) like `T^2`? Answer, then run the check: it reads XLA's FLOP count of the
-# reference for two lengths. (XLA counts a loop's body once, so it cannot count the tiled
-# kernels' FLOPs for us; without a mask their loops visit every pair of blocks, as many
-# score entries.)
+# (the values above agree to rounding). How does its arithmetic grow with `T`: (a) like `T`
+# (flash attention is linear in memory), (b) like `T log T`, or (c) like `T^2`? Answer and
+# run the cell, then the check below it: it reads XLA's FLOP count of the reference for two
+# lengths (why the reference's count stands for flash attention's, the note after the check
+# says).
 
 # %%
 my_answer = None  # "a", "b" or "c"
 
 
+# %%
 def reference_flops(T_):
     x = jax.ShapeDtypeStruct((1, T_, N, H), jnp.float32)
     cost = jax.jit(lambda q, k, v: dot_product_attention(q, k, v)).lower(x, x, x).compile()
@@ -266,8 +267,13 @@ def reference_flops(T_):
 
 
 ratio = reference_flops(2 * LENGTHS[0]) / reference_flops(LENGTHS[0])
+measured = "c" if 3.5 < ratio < 4.5 else "b" if 2.1 < ratio < 3.5 else "a"
+check("10.flash_flops", my_answer, lambda answer: answer == measured)
 print(f"doubling T from {LENGTHS[0]} multiplies the FLOPs by {ratio:.2f} "
       f"(4 T^2 H N = {4 * LENGTHS[0] ** 2 * H * N:,} at T={LENGTHS[0]}; XLA counts "
       f"{reference_flops(LENGTHS[0]):,.0f})")
-measured = "c" if 3.5 < ratio < 4.5 else "b" if 2.1 < ratio < 3.5 else "a"
-check("10.flash_flops", my_answer, lambda answer: answer == measured)
+
+# %% [markdown]
+# XLA counts a loop's body once, so it cannot count the tiled kernels' FLOPs for us; without a
+# mask their loops visit every pair of blocks, every score the reference computes, so their
+# arithmetic grows as the reference's does.

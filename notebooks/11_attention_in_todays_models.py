@@ -117,6 +117,17 @@ show_code(repeat_kv_heads)
 # caches a decoding loop carries: for each layer the self-attention keys and values
 # `[B, L, K, H]` of the target so far and the cross-attention keys and values `[B, S, K, H]`
 # of the source. We add up the bytes of those real arrays.
+#
+# **Predict, then run.** Before we measure, write the size in bytes of the self-attention
+# cache of a decoder with `layers` layers, batch `B` (`batch`), `L` cached positions
+# (`length`), `K` key/value heads (`kv_heads`) of width `H` (`head_dim`), stored in a dtype
+# of `itemsize` bytes. Run its cell, then the measurement: the check after it compares your
+# formula with the bytes measured for each K.
+
+# %%
+def kv_cache_bytes(layers, batch, length, kv_heads, head_dim, itemsize):
+    return None  # your formula
+
 
 # %%
 src = jax.random.randint(jax.random.key(3), (B, 24), 3, 100)
@@ -142,13 +153,19 @@ ax.set_title(f"KV cache of {config.num_layers} decoder layers, B={B}, L={CACHE_L
 fig.tight_layout()
 plt.show()
 
+# %%
+check("11.kv_cache_bytes", kv_cache_bytes, lambda f: all(
+    f(config.num_layers, B, CACHE_LEN, kv_heads, H, 4) == measured
+    for kv_heads, measured in cache_bytes.items()))
+
 # %% [markdown]
 # The cache is exactly N / K times smaller (4 times for K = N/4, N times for multi-query),
 # while the parameters barely change: only the key and value projections shrink. For a real
 # model the numbers are large. Llama 2 70B has 80 layers of N = 64 query heads of width
 # H = 128 and K = 8 key/value heads; one sequence of 4096 tokens in bfloat16 (2 bytes) needs
-# 1.25 GiB of cache with K = 8, and would need 10 GiB with K = 64 (the question at the end
-# asks for the formula behind those numbers). Ainslie et al. report quality close to
+# 1.25 GiB of cache with K = 8, and would need 10 GiB with K = 64 (the formula you wrote
+# above gives them; the last cell of this notebook computes them from the bytes measured
+# here). Ainslie et al. report quality close to
 # multi-head attention at the speed of multi-query attention.
 #
 # ## 2. Sliding-window attention and its receptive field
@@ -369,22 +386,13 @@ for fields in (dict(positional="rope", num_kv_heads=1), dict(positional="alibi",
     print(fields, "-> logits", logits.shape, "finite:", bool(jnp.isfinite(logits).all()))
 
 # %% [markdown]
-# ## Check your understanding
+# ## The cache of a real model
 #
-# **Question.** Write the size in bytes of the self-attention cache of a decoder with
-# `layers` layers, batch `B` (`batch`), `L` cached positions (`length`), `K` key/value heads
-# (`kv_heads`) of width `H` (`head_dim`), stored in a dtype of `itemsize` bytes. The check
-# compares it with the bytes measured in section 1, for each K.
+# What the bytes measured in section 1 say about Llama 2 70B (80 layers, K = 8 or 64
+# key/value heads of width 128, one sequence of 4096 tokens in bfloat16): the bytes per
+# (layer, position, head, feature), scaled up.
 
 # %%
-def kv_cache_bytes(layers, batch, length, kv_heads, head_dim, itemsize):
-    return None  # your formula
-
-
-check("11.kv_cache_bytes", kv_cache_bytes, lambda f: all(
-    f(config.num_layers, B, CACHE_LEN, kv_heads, H, 4) == measured
-    for kv_heads, measured in cache_bytes.items()))
-# What the measured bytes say about a real model: bytes per (layer, position, head, feature).
 per_entry = cache_bytes[N] / (config.num_layers * B * CACHE_LEN * N * H * 4)
 for kv_heads in (8, 64):  # Llama 2 70B: 80 layers, 4096 tokens, H = 128, bfloat16
     print(f"Llama 2 70B with K={kv_heads}: {per_entry * 80 * 4096 * kv_heads * 128 * 2 / 2**30:.2f} "

@@ -51,9 +51,10 @@ import os
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from flax import nnx
 from IPython.display import Code, display
 
-from attention import count_params, head_view, language_model_attention_maps
+from attention import LanguageModel, count_params, head_view, language_model_attention_maps
 from attention.application.course import find_gpt2, random_gpt2_checkpoint
 from attention.comprehension import check, show_code
 from attention.data.lm_corpus import make_stories
@@ -116,6 +117,21 @@ display(Code(inspect.getsource(pretrained.gpt2_params), language="python"))
 # left over, and build the model. A checkpoint of another architecture, or a setting the
 # package does not compute, is refused in one line rather than approximated.
 
+# %% [markdown]
+# **Question 1 (predict, then load).** GPT-2 small has `V = 50257` tokens, `P = 1024`
+# positions, width `D = 768`, `L = 12` layers and a feed-forward width of `4D`, with biases
+# everywhere and the output matrix tied to the embedding. Before the model is built, write
+# its number of parameters as a formula in `V, P, D, L` (each layer: four `D x D` attention
+# maps with biases, two feed-forward maps with biases, two layer norms with a scale and a
+# bias; then a final layer norm). Run its cell, then the next two: the check evaluates your
+# formula at the sizes of the model loaded there, and at those of a smaller one, and
+# compares it with the count of their parameters.
+
+# %%
+def gpt2_parameters(V, P, D, L):
+    return None  # your formula
+
+
 # %%
 model, tokenizer = pretrained.from_pretrained(folder)
 print(f"{count_params(model):,} parameters; vocabulary {tokenizer.vocab_size:,} tokens")
@@ -123,6 +139,17 @@ text = "The quick brown fox jumps over the lazy dog. The quick brown fox"
 ids = tokenizer.encode(text)
 print(len(ids), "tokens:", tokenizer.tokens(text)[:12], "...")
 assert tokenizer.decode(ids) == text
+
+# %%
+# A smaller model of the same kind (seven more token types than the checkpoint, so its special
+# tokens still fit), built as shapes only:
+smaller = config.replace(src_vocab_size=config.vocab_size + 7, tgt_vocab_size=config.vocab_size + 7,
+                         max_len=37, d_model=24, num_heads=4, num_kv_heads=None, d_ff=96,
+                         num_layers=3)
+smaller_count = count_params(nnx.eval_shape(lambda: LanguageModel(smaller, rngs=nnx.Rngs(0))))
+check("13.gpt2_parameters", gpt2_parameters, lambda f: all(
+    f(c.vocab_size, c.max_len, c.d_model, c.num_layers) == n
+    for c, n in [(config, count_params(model)), (smaller, smaller_count)]))
 
 # %% [markdown]
 # `from_pretrained`, as the package runs it:
@@ -192,7 +219,7 @@ display(head_view(maps[:, 0], tokenizer.tokens(text), causal=True,
 # detectors, write the simplest one. A **previous-token head** puts its weight on key `t - 1`
 # at every query `t >= 1`.
 #
-# **Question 1.** Write `previous_token(weights)` for one head's causal map `[T, T]`: the mean
+# **Question 2.** Write `previous_token(weights)` for one head's causal map `[T, T]`: the mean
 # over queries `t = 1 .. T-1` of `weights[t, t - 1]`. The check compares it with the
 # package's detector on every head of the map above.
 
@@ -251,24 +278,6 @@ for name in ("previous_token", "induction", "sink"):
     print(f"{name:15s} strongest heads: {', '.join(heads)}")
 uniform = np.mean(1.0 / np.arange(2, random_tokens.shape[1] + 1))
 print(f"a head with equal weights on every visible key: {uniform:.3f} on any one key")
-
-# %% [markdown]
-# **Question 2.** GPT-2 small has `V = 50257` tokens, `P = 1024` positions, width `D = 768`,
-# `L = 12` layers and a feed-forward width of `4D`, with biases everywhere and the output
-# matrix tied to the embedding. Write its number of parameters as a formula in `V, P, D, L`
-# (each layer: four `D x D` attention maps with biases, two feed-forward maps with biases,
-# two layer norms with a scale and a bias; then a final layer norm). The check evaluates your
-# formula at the sizes of the model loaded above and compares it with the count of its
-# parameters.
-
-# %%
-def gpt2_parameters(V, P, D, L):
-    return None  # your formula
-
-
-check("13.gpt2_parameters", gpt2_parameters,
-      lambda f: f(config.vocab_size, config.max_len, config.d_model, config.num_layers)
-      == count_params(model))
 
 # %% [markdown]
 # ## What we saw

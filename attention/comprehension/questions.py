@@ -387,6 +387,9 @@ _ALL = [
 # accepted `predicted_variance = measured_variance` taught nothing).
 MEASURED = {
     "01.variance_sigma": ("measured_variance", "measured"),
+    "03.same_keys": ("actual", "same_key", "dot_product_attention", "single_head_attention",
+                     "attention_weights"),
+    "05.squared_length": ("gram", "lengths", "wider", "pe", "sinusoidal_positions"),
     "06.ffn_params": ("count_params", "FeedForward", "ffn"),
     "09.uncached_updates": ("simulate", "decode_time"),
     "09.cached_updates": ("simulate", "decode_time"),
@@ -395,7 +398,7 @@ MEASURED = {
     "12.uniform_weight": ("flat", "maps", "attention_weights"),
     "12.induction_key": ("probe", "maps", "induction"),
     "13.previous_token": ("previous_token_score",),
-    "13.gpt2_parameters": ("count_params", "model"),
+    "13.gpt2_parameters": ("count_params", "model", "smaller_count", "LanguageModel"),
     "14.mla_cache": ("cache_bytes", "init_decode_cache", "nbytes", "latent_cache_bytes_per_token"),
     "14.linear_state": ("decode_bytes", "init_decode_cache", "nbytes"),
 }
