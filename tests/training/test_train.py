@@ -55,28 +55,28 @@ def test_loss_decreases_on_a_synthetic_task():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision, bar", [("float32", 0.99), ("bfloat16", 0.98)])
-def test_copy_task_reaches_99_percent_exact_match(tmp_path, precision, bar):
-    # d_model 64, 2+2 layers: 600 updates of 128 pairs, then the mean of the last 3
-    # checkpoints (steps 400, 500, 600; the paper's checkpoint averaging, section 6.1) is
-    # scored on 200 unseen pairs. The model of any single step wanders: the same run scores
-    # 86.5% at one step and 98-100% at the next, and a CPU with another instruction set (the
-    # same seed, other roundings) lands on another step of that walk, so a bar on one step's
-    # model held on one CPU and failed on another. The average of 3 checkpoints is steady:
-    # on seeds 0, 1 and 2 (float32) and 0 (bfloat16) it scored 99-100% from step 500 on and
-    # 100% at step 600, natively and with XLA_FLAGS=--xla_cpu_max_isa=AVX2.
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_copy_task_is_learned_to_at_least_95_percent_exact_match(tmp_path, precision):
+    # d_model 64, 2+2 layers: 300 updates of 128 pairs, then the mean of the last 3
+    # checkpoints (steps 100, 200, 300; the paper's checkpoint averaging, section 6.1) is
+    # scored on 200 unseen pairs (chance: nil). The model of any single step wanders (86.5% at
+    # one step, 98% at the next), and a CPU with other roundings lands elsewhere on that walk;
+    # the average of 3 checkpoints is steady. Measured at step 300: float32 0.995, 0.985 and
+    # 0.99 on seeds 0-2, the same with XLA_FLAGS=--xla_cpu_max_isa=AVX2, 0.98 with
+    # --xla_backend_optimization_level=0 (other roundings again); bfloat16 0.985 and 0.99. The
+    # bar leaves room below the lowest of them.
     tokenizer, model, optimizer, batcher, config = _setup(
-        "copy", steps=600, num_examples=5000, batch_size=128, lr_scale=0.35,
+        "copy", steps=300, num_examples=5000, batch_size=128, lr_scale=0.35,
         checkpoint_every=100, precision=precision)
     checkpointer = Checkpointer(tmp_path / "run", max_to_keep=3)
     fit(model, optimizer, lambda s: batch_stream(batcher, s), config, pad_id=0,
         checkpointer=checkpointer, progress=False)
-    assert checkpointer.average(model, last_k=3) == [400, 500, 600]
+    assert checkpointer.average(model, last_k=3) == [100, 200, 300]
     test = make_task("copy", num_examples=200, seed=123, **TASK)
     hypotheses = translate(model, tokenizer, [s for s, _ in test])
     score = exact_match(hypotheses, [t for _, t in test])
     print(f"{precision}: exact match of the average of the last 3 checkpoints {score:.3f}")
-    assert score >= bar
+    assert score >= 0.95
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
