@@ -47,6 +47,7 @@ from attention.application.pretrained import (
     load_pretrained,
 )
 from attention.application.runs import (
+    CompileClock,
     check_trainable,
     has_checkpoints,
     load_run,
@@ -193,6 +194,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 TASKS = ("translation", "lm")
+EVAL_BATCH = 256
+"""Sentences translated together at the end of ``attention train``."""
 
 
 def _add_precision_argument(parser, *, default) -> None:
@@ -292,8 +295,17 @@ def _train(args) -> int:
     if has_checkpoints(out) and not args.resume:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose "
                          f"another --out (nothing was overwritten).")
-    if args.task == "lm":
-        return _train_language_model(args, out, resume)
+    started = time.perf_counter()
+    with CompileClock() as clock:
+        train = _train_language_model if args.task == "lm" else _train_translation
+        status = train(args, out, resume)
+    if status == 0:
+        print(f"time: {time.perf_counter() - started:.0f} s, of which {clock.seconds:.0f} s "
+              f"compiling ({out}/metrics.jsonl: the training's own)")
+    return status
+
+
+def _train_translation(args, out: pathlib.Path, resume: bool) -> int:
     print(f"data: {args.data}", flush=True)
     with _checking_arguments():
         corpus = load_corpus(args.data, data_dir=args.data_dir, num_examples=args.examples,
@@ -307,8 +319,9 @@ def _train(args) -> int:
         return 130
 
     test = corpus.test[: args.eval_sentences or None]
+    # One batch (up to EVAL_BATCH): one decoder program to compile, not one per chunk.
     hypotheses = translate(run.model, run.tokenizer, [s for s, _ in test],
-                           beam_size=args.beam_size)
+                           beam_size=args.beam_size, batch_size=EVAL_BATCH)
     references = [t for _, t in test]
     for (source, target), hypothesis in list(zip(test, hypotheses, strict=True))[:3]:
         print(f"  source:     {source}\n  reference:  {target}\n  model:      {hypothesis}")
@@ -318,7 +331,7 @@ def _train(args) -> int:
     else:
         print(f"test exact match on {len(test)} sentences: "
               f"{exact_match(hypotheses, references):.1%}")
-    figure = _plot_example(run, test[0][0], out / "cross_attention.png")
+    figure = _plot_example(run, test[0][0], hypotheses[0], out / "cross_attention.png")
     print(f"saved: {out}/ (checkpoints, config.json, metrics.jsonl, training_curves.png, "
           f"{figure.name})")
     return 0
@@ -393,9 +406,9 @@ def _train_language_model(args, out: pathlib.Path, resume: bool) -> int:
     return 0
 
 
-def _plot_example(run, sentence: str, path: pathlib.Path) -> pathlib.Path:
-    """Translate one sentence and save the last layer's cross-attention (mean over heads)."""
-    translation = translate(run.model, run.tokenizer, [sentence])[0]
+def _plot_example(run, sentence: str, translation: str, path: pathlib.Path) -> pathlib.Path:
+    """Save the last layer's cross-attention (mean over heads) of the model's translation of
+    one sentence."""
     pair = pair_attention(run.model, run.tokenizer, [(sentence, translation)])
     plot_attention(
         pair["attention_maps"]["decoder_cross"][-1, 0].mean(axis=0),
