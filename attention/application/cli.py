@@ -134,7 +134,10 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="training pairs (stories for --task lm) generated for synthetic "
                        "data")
     train.add_argument("--vocab-size", type=int, default=8000, help="subword vocabulary size")
-    train.add_argument("--checkpoint-every", type=int, default=500)
+    train.add_argument("--checkpoint-every", type=int, default=None,
+                       help="steps between checkpoints (0: only at the end, and on Ctrl-C); "
+                       "default: 500 for real text and language models, 0 for the synthetic "
+                       "translation tasks, which train in about a minute")
     train.add_argument("--beam-size", type=int, default=1, help="beam for the final evaluation")
     train.add_argument("--eval-sentences", type=int, default=200,
                        help="test sentences translated at the end (0: all)")
@@ -268,13 +271,14 @@ def _train_config(args) -> TrainConfig:
         defaults = dict(steps=6000, batch_size=128, warmup_steps=1000, lr_scale=1.0)
     else:
         defaults = dict(steps=1200, batch_size=64, warmup_steps=100, lr_scale=0.7)
+    defaults["checkpoint_every"] = 500 if args.task == "lm" or is_real_data(args.data) else 0
     chosen = {
         "steps": args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup,
-        "lr_scale": args.lr_scale,
+        "lr_scale": args.lr_scale, "checkpoint_every": args.checkpoint_every,
     }
     values = defaults | {k: v for k, v in chosen.items() if v is not None}
     return TrainConfig(**values, label_smoothing=args.label_smoothing, clip_norm=args.clip_norm,
-                       seed=args.seed, checkpoint_every=args.checkpoint_every)
+                       seed=args.seed)
 
 
 def _resolve_data(args) -> None:
@@ -300,8 +304,8 @@ def _train(args) -> int:
         train = _train_language_model if args.task == "lm" else _train_translation
         status = train(args, out, resume)
     if status == 0:
-        print(f"time: {time.perf_counter() - started:.0f} s, of which {clock.seconds:.0f} s "
-              f"compiling ({out}/metrics.jsonl: the training's own)")
+        print(f"time: {time.perf_counter() - started:.1f} s, of which {clock.seconds:.1f} s "
+              f"compiling (the training's own: the last line of {out}/metrics.jsonl)")
     return status
 
 

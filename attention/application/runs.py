@@ -38,7 +38,6 @@ import dataclasses
 import json
 import pathlib
 import threading
-import time
 from collections.abc import Iterator, Sequence
 
 import jax
