@@ -109,6 +109,19 @@ def test_a_bug_deep_inside_shows_its_traceback_and_asks_for_a_report(
     assert "attention translate: this is a bug in attention" in err.splitlines()[-1]
 
 
+def test_the_quick_start_trains_its_own_width_without_label_smoothing():
+    parse = _build_parser().parse_args
+    quick, preset = _model_config(parse(["train"]), vocab_size=50)
+    assert preset == "tiny" and (quick.d_model, quick.d_ff) == (64, 256)
+    assert quick.dropout_rate == 0.0 and quick.num_layers == 2
+    named, _ = _model_config(parse(["train", "--preset", "tiny"]), vocab_size=50)
+    assert (named.d_model, named.d_ff) == (128, 512)  # a named preset is that preset
+    assert _train_config(parse(["train"])).label_smoothing == 0.0
+    assert _train_config(parse(["train", "--data", "multi30k"])).label_smoothing == 0.1
+    assert _train_config(parse(["train", "--task", "lm"])).label_smoothing == 0.1
+    assert _train_config(parse(["train", "--label-smoothing", "0.2"])).label_smoothing == 0.2
+
+
 def test_the_toy_tasks_save_at_the_end_and_longer_runs_every_500_steps():
     parse = _build_parser().parse_args
     assert _train_config(parse(["train"])).checkpoint_every == 0  # the quick start
