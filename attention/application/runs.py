@@ -17,7 +17,9 @@ these functions, so a run saved by one of them loads in any other. A run directo
       tokenizer.json       the word vocabulary (synthetic tasks), or
       tokenizer.model      the SentencePiece model (real text)
       checkpoints/<step>/  Orbax checkpoints (:mod:`attention.training.checkpoint`)
-      metrics.jsonl        one JSON line of metrics every ``log_every`` steps
+      metrics.jsonl        one JSON line of metrics every ``log_every`` steps, and at the
+                           end of each training session one without a loss: its wall time
+                           and the part of it spent compiling (:class:`CompileClock`)
       training_curves.png  loss and learning rate (:func:`attention.plot_training_curves`)
 
 >>> from attention.data import task_vocabulary
@@ -33,10 +35,13 @@ these functions, so a run saved by one of them loads in any other. A run directo
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
+import threading
 from collections.abc import Iterator, Sequence
 
 import jax
+import jax.monitoring
 from flax import nnx
 
 from attention.data import (
@@ -72,6 +77,7 @@ class Run:
       optimizer: the ``nnx.Optimizer`` (None for a run loaded only to be used).
       step: the last completed update.
       history: the metric lines logged so far.
+      compile_seconds: wall time spent compiling in this process's training sessions.
     """
 
     model: Transformer | LanguageModel
@@ -82,6 +88,7 @@ class Run:
     optimizer: nnx.Optimizer | None = None
     step: int = 0
     history: list[dict] = dataclasses.field(default_factory=list)
+    compile_seconds: float = 0.0
 
     @property
     def config(self) -> TransformerConfig:
@@ -123,6 +130,58 @@ def build_model(config: TransformerConfig, *, rngs: nnx.Rngs) -> Transformer | L
     """The model ``config`` describes: a :class:`LanguageModel` for
     ``architecture="decoder_only"``, else the encoder-decoder :class:`Transformer`."""
     return (LanguageModel if config.is_language_model else Transformer)(config, rngs=rngs)
+
+
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",          # Python traced into a jaxpr
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",  # the jaxpr lowered to StableHLO
+    "/jax/core/compile/backend_compile_duration",       # XLA compiles it (or loads it from
+)                                                       # the persistent cache)
+"""The JAX events whose time spans :class:`CompileClock` adds up."""
+
+
+class CompileClock:
+    """Wall time spent compiling while the clock is open: every ``jit`` program traced,
+    lowered and compiled by XLA (or loaded from the persistent compilation cache).
+
+    It listens to JAX's own time spans (:data:`COMPILE_EVENTS`, ``jax.monitoring``) and
+    counts overlapping spans once (tracing an outer function traces the inner ones inside
+    it). A second run with a warm cache shows what the cache saved.
+
+    >>> import jax, jax.numpy as jnp
+    >>> with CompileClock() as clock:
+    ...     _ = jax.jit(lambda x: x * 2 + 1)(jnp.ones(3))
+    >>> 0.0 < clock.seconds < 60.0
+    True
+    """
+
+    def __init__(self):
+        self._spans: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+
+    def _listen(self, event: str, start: float, end: float, **_) -> None:
+        if event in COMPILE_EVENTS:
+            with self._lock:
+                self._spans.append((start, end))
+
+    def __enter__(self) -> CompileClock:
+        jax.monitoring.register_event_time_span_listener(self._listen)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        jax.monitoring.unregister_event_time_span_listener(self._listen)
+
+    @property
+    def seconds(self) -> float:
+        """The length of the union of the compile spans seen so far."""
+        total, end = 0.0, float("-inf")
+        with self._lock:
+            spans = sorted(self._spans)
+        for start, stop in spans:
+            if stop > end:
+                total += stop - max(start, end)
+                end = stop
+        return total
 
 
 def has_checkpoints(directory: str | pathlib.Path) -> bool:
@@ -252,8 +311,10 @@ def train_run(
     The batch is split over every visible device (:mod:`attention.training.parallel`). With a
     ``directory``, the run's files are written there first, checkpoints every
     ``checkpoint_every`` steps and at the end (Ctrl-C saves too), metrics to
-    ``metrics.jsonl`` and the curves to ``training_curves.png``. ``run.step`` and
-    ``run.history`` are brought up to date. ``batcher``: the one :func:`check_trainable`
+    ``metrics.jsonl`` and the curves to ``training_curves.png``; the last line of
+    ``metrics.jsonl`` is then ``{"step", "training_seconds", "compile_seconds"}`` for this
+    session (no loss). ``run.step``, ``run.history`` and ``run.compile_seconds`` are brought
+    up to date. ``batcher``: the one :func:`check_trainable`
     returned for these ``pairs``, if the caller checked them already.
 
     Raises:
@@ -271,20 +332,27 @@ def train_run(
         state = nnx.state((run.model, run.optimizer))
         nnx.update((run.model, run.optimizer), replicate(state, mesh))
     checkpointer = _open(run, directory) if directory is not None else None
+    metrics_path = None if checkpointer is None else checkpointer.run_dir / "metrics.jsonl"
     try:
-        result = fit(
-            run.model, run.optimizer, lambda step: batch_stream(batcher, step),
-            run.train_config, pad_id=run.config.pad_id, checkpointer=checkpointer,
-            start_step=run.step,
-            metrics_path=None if checkpointer is None else checkpointer.run_dir / "metrics.jsonl",
-            shard=(lambda batch: shard_batch(batch, mesh)) if num_devices > 1 else None,
-            progress=progress, max_seconds=max_seconds,
-        )
+        with CompileClock() as clock:
+            result = fit(
+                run.model, run.optimizer, lambda step: batch_stream(batcher, step),
+                run.train_config, pad_id=run.config.pad_id, checkpointer=checkpointer,
+                start_step=run.step, metrics_path=metrics_path,
+                shard=(lambda batch: shard_batch(batch, mesh)) if num_devices > 1 else None,
+                progress=progress, max_seconds=max_seconds,
+            )
     finally:
         if checkpointer is not None:
             checkpointer.close()
     run.step = result.step
     run.history.extend(result.history)
+    run.compile_seconds += clock.seconds
+    if metrics_path is not None:
+        with open(metrics_path, "a") as metrics_file:
+            metrics_file.write(json.dumps({
+                "step": result.step, "training_seconds": round(result.seconds, 3),
+                "compile_seconds": round(clock.seconds, 3)}) + "\n")
     if checkpointer is not None and run.history:
         plot_training_curves(run.history, save=checkpointer.run_dir / "training_curves.png")
     return result

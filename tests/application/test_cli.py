@@ -1,12 +1,13 @@
 """The command line end to end, on a tiny setting: train, resume, translate, evaluate, errors."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
-from attention.application.cli import _build_parser, _model_config, main
+from attention.application.cli import _build_parser, _model_config, _train_config, main
 
 TINY = ["--data", "copy", "--examples", "300", "--batch-size", "16", "--eval-sentences", "4",
         "--no-progress", "--checkpoint-every", "5"]
@@ -31,10 +32,19 @@ def test_train_writes_everything_a_user_needs(run_dir, capsys):
 
 def test_resume_continues_from_the_last_checkpoint(run_dir, capsys):
     assert main(["train", *TINY, "--steps", "8", "--resume", "--out", str(run_dir)]) == 0
-    assert "resumed from step 6" in capsys.readouterr().out
-    steps = [json.loads(line)["step"]
-             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [6, 8]  # a line every log_every=20 steps and at the last step
+    out = capsys.readouterr().out
+    assert "resumed from step 6" in out
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    # A line every log_every=20 steps and at the last step; each session ends with its times.
+    assert [line["step"] for line in lines if "loss" in line] == [6, 8]
+    sessions = [line for line in lines if "loss" not in line]
+    assert [line["step"] for line in sessions] == [6, 8]
+    for line in sessions:
+        assert 0.0 < line["compile_seconds"] < line["training_seconds"]
+    # The command's own time, and the part of it spent compiling (training and translating).
+    match = re.search(r"time: ([\d.]+) s, of which ([\d.]+) s compiling", out)
+    wall, compiling = float(match.group(1)), float(match.group(2))
+    assert sessions[-1]["compile_seconds"] <= compiling + 0.05 and compiling < wall
 
 
 def test_translate_and_evaluate(run_dir, capsys):
@@ -97,6 +107,28 @@ def test_a_bug_deep_inside_shows_its_traceback_and_asks_for_a_report(
     assert "Traceback (most recent call last)" in err and "in broken" in err
     assert f"{error.__name__}: an internal function was called wrongly" in err
     assert "attention translate: this is a bug in attention" in err.splitlines()[-1]
+
+
+def test_the_quick_start_trains_its_own_width_without_label_smoothing():
+    parse = _build_parser().parse_args
+    quick, preset = _model_config(parse(["train"]), vocab_size=50)
+    assert preset == "tiny" and (quick.d_model, quick.d_ff) == (64, 256)
+    assert quick.dropout_rate == 0.0 and quick.num_layers == 2
+    named, _ = _model_config(parse(["train", "--preset", "tiny"]), vocab_size=50)
+    assert (named.d_model, named.d_ff) == (128, 512)  # a named preset is that preset
+    assert _train_config(parse(["train"])).label_smoothing == 0.0
+    assert _train_config(parse(["train", "--data", "multi30k"])).label_smoothing == 0.1
+    assert _train_config(parse(["train", "--task", "lm"])).label_smoothing == 0.1
+    assert _train_config(parse(["train", "--label-smoothing", "0.2"])).label_smoothing == 0.2
+
+
+def test_the_toy_tasks_save_at_the_end_and_longer_runs_every_500_steps():
+    parse = _build_parser().parse_args
+    assert _train_config(parse(["train"])).checkpoint_every == 0  # the quick start
+    assert _train_config(parse(["train", "--data", "reverse"])).checkpoint_every == 0
+    assert _train_config(parse(["train", "--data", "multi30k"])).checkpoint_every == 500
+    assert _train_config(parse(["train", "--task", "lm"])).checkpoint_every == 500
+    assert _train_config(parse(["train", "--checkpoint-every", "7"])).checkpoint_every == 7
 
 
 def test_positions_and_key_value_heads_reach_the_model_config():

@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from attention.application.runs import (
+    CompileClock,
     Run,
     batch_stream,
     has_checkpoints,
@@ -68,8 +69,14 @@ def test_train_run_writes_every_file_of_a_run(trained):
     saved = json.loads((directory / "config.json").read_text())
     assert saved == run.saved_config()
     assert saved["model"] == run.config.to_dict() and saved["data"] == TASK
-    lines = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    *lines, summary = [json.loads(line)
+                       for line in (directory / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4, 6] == [h["step"] for h in run.history]
+    # The session's summary: its time, and the part of it spent compiling the train step.
+    assert set(summary) == {"step", "training_seconds", "compile_seconds"}
+    assert summary["step"] == 6
+    assert 0.0 < summary["compile_seconds"] < summary["training_seconds"]
+    assert summary["compile_seconds"] == pytest.approx(run.compile_seconds, abs=1e-3)
 
 
 def test_load_run_gives_back_the_same_model_tokenizer_and_settings(trained):
@@ -175,3 +182,36 @@ def test_batch_stream_resumed_at_step_k_continues_the_unbroken_stream():
     for a, b in zip(expected, got, strict=True):
         for name in ("src", "tgt_in", "tgt_out"):
             np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_compile_clock_counts_compiling_once_and_not_running():
+    import time
+
+    @jax.jit
+    def inner(x):
+        return jnp.sin(x) * 2
+
+    @jax.jit
+    def outer(x):
+        return inner(x) + jnp.cos(x)  # traces inner inside its own trace
+
+    x = jnp.arange(7.0)
+    start = time.perf_counter()
+    with CompileClock() as clock:
+        outer(x).block_until_ready()
+        compiled = clock.seconds
+        for _ in range(3):  # cached: no new compile span
+            outer(x).block_until_ready()
+    wall = time.perf_counter() - start
+    assert 0.0 < compiled == clock.seconds <= wall
+    outer(x + 1)  # after the clock is closed: not counted
+    jax.jit(lambda y: y - 1)(x).block_until_ready()
+    assert clock.seconds == compiled
+
+
+def test_compile_clock_joins_overlapping_spans():
+    clock = CompileClock()
+    for start, end in ((0.0, 2.0), (1.0, 3.0), (5.0, 6.0), (5.5, 5.7)):
+        clock._listen("/jax/core/compile/backend_compile_duration", start, end)
+    clock._listen("/jax/some/other/event", 10.0, 20.0)  # not a compile event
+    assert clock.seconds == pytest.approx((3.0 - 0.0) + (6.0 - 5.0))
