@@ -10,6 +10,7 @@ seconds on a small CPU) instead of one per run.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 
 import nbclient
@@ -29,7 +30,12 @@ def run_in_one_kernel(notebooks, folder: pathlib.Path, *, timeout: float,
     """
     client = nbclient.NotebookClient(notebooks[0], timeout=timeout, kernel_name="python3",
                                      resources={"metadata": {"path": str(folder)}})
-    with client.setup_kernel():
+    # The kernel compiles as a student's does: XLA's flags as the caller gave them, without
+    # the optimisation level the tests' own processes use (conftest.py).
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("ATTENTION_TEST_USER_XLA_FLAGS", ""))
+    if not env["XLA_FLAGS"]:
+        del env["XLA_FLAGS"]
+    with client.setup_kernel(env=env):
         for number, notebook in enumerate(notebooks):
             if number and env_between:
                 # A notebook of its own: execute_cell writes the cell back into client.nb.
