@@ -321,8 +321,10 @@ class _Listener:
         self.server.close()
 
 
-def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=2):
-    """Grade ``attacks`` beside honest classmates; returns what a test needs to look at."""
+def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=2,
+                 odd_files=True):
+    """Grade ``attacks`` beside honest classmates; returns what a test needs to look at.
+    ``odd_files``: also the files of odd kinds and the honest students of odd names."""
     teacher = tmp / "teacher"  # the grader's working folder, with a private file in it
     (teacher / "class").mkdir(parents=True)
     (teacher / "cache").mkdir()
@@ -348,29 +350,30 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         (folder / f"attack_{name}.py").write_text(prelude + source)
     for i in range(honest_after):
         (folder / f"zz_honest_{i}.py").write_text(HONEST)
-    # graded after the poisoner, from the programs the canary left in the shared cache
-    (folder / "zz_model_solution.py").write_text(solution_source("dot_product_scores"))
-    (folder / "zz_honest_latin1.py").write_bytes(b"# caf\xe9 cr\xe8me\n" + HONEST.encode())
-    (folder / '=HYPERLINK("evil","x").py').write_text(WRONG)
-    (folder / "broken.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "def f(')
-    (folder / "huge.py").write_text(HONEST + "#" * (3 << 20))
-    (folder / "linker").mkdir()
-    (folder / "linker" / "answers.py").symlink_to(SOLUTIONS)
-    # Files a class folder can hold (a tar, a Windows zip): none opened, each reported.
-    copy = teacher / "solutions_copy.py"  # a hard link needs the same file system
-    copy.write_text(SOLUTIONS.read_text())
-    (folder / "hardlinker").mkdir()
-    os.link(copy, folder / "hardlinker" / "answers.py")
-    os.mkfifo(folder / "fifo_student.py")
-    if os.geteuid() == 0:
-        os.mknod(folder / "device_student.py", stat.S_IFCHR | 0o600, os.makedev(1, 5))
-    # Honest work in odd shapes: every one passes.
     (folder / os.fsdecode(b"M\xfcller.py")).write_text(HONEST)  # a Latin-1 name
-    (folder / ".hidden_student.py").write_text(HONEST)
-    (folder / "twin.py").write_text(HONEST)
-    (folder / "twin\u200b.py").write_text(HONEST)  # looks the same, is another student
-    (folder / "many_names.py").write_text(
-        "".join(f"name_{i} = {i}\n" for i in range(300)) + HONEST)  # the answer after 200
+    if odd_files:
+        # graded after the poisoner, from the programs the canary left in the shared cache
+        (folder / "zz_model_solution.py").write_text(solution_source("dot_product_scores"))
+        (folder / "zz_honest_latin1.py").write_bytes(b"# caf\xe9 cr\xe8me\n" + HONEST.encode())
+        (folder / '=HYPERLINK("evil","x").py').write_text(WRONG)
+        (folder / "broken.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "def f(')
+        (folder / "huge.py").write_text(HONEST + "#" * (3 << 20))
+        (folder / "linker").mkdir()
+        (folder / "linker" / "answers.py").symlink_to(SOLUTIONS)
+        # Files a class folder can hold (a tar, a Windows zip): none opened, each reported.
+        copy = teacher / "solutions_copy.py"  # a hard link needs the same file system
+        copy.write_text(SOLUTIONS.read_text())
+        (folder / "hardlinker").mkdir()
+        os.link(copy, folder / "hardlinker" / "answers.py")
+        os.mkfifo(folder / "fifo_student.py")
+        if os.geteuid() == 0:
+            os.mknod(folder / "device_student.py", stat.S_IFCHR | 0o600, os.makedev(1, 5))
+        # Honest work in odd shapes: every one passes.
+        (folder / ".hidden_student.py").write_text(HONEST)
+        (folder / "twin.py").write_text(HONEST)
+        (folder / "twin\u200b.py").write_text(HONEST)  # looks the same, is another student
+        (folder / "many_names.py").write_text(
+            "".join(f"name_{i} = {i}\n" for i in range(300)) + HONEST)  # the answer after 200
 
     saved = {k: os.environ.get(k) for k in ("ATTENTION_TEACHER_TOKEN", "JAX_COMPILATION_CACHE_DIR")}
     os.environ["ATTENTION_TEACHER_TOKEN"] = TOKEN
@@ -382,7 +385,7 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         os.chdir(teacher)
         with contextlib.redirect_stdout(printed):
             status = grade.main([str(folder), "--out", str(out / "scores.csv"), "--jobs", "2",
-                                 "--timeout", "45", "--exercises", "dot_product_scores",
+                                 "--timeout", "20", "--exercises", "dot_product_scores",
                                  "--sandbox", level])
     finally:
         os.chdir(cwd)
@@ -530,7 +533,7 @@ PROCESS_ATTACKS = {name: ATTACKS[name] for name in (
 def unsandboxed(tmp_path_factory):
     try:
         yield _grade_class(tmp_path_factory.mktemp("process"), PROCESS_ATTACKS, "none",
-                           honest_after=1)
+                           honest_after=1, odd_files=False)
     finally:
         _cleanup_strays()
 
