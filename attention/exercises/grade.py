@@ -410,7 +410,8 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     timeouts); the checks left when it is spent score "timed out" without running. ``stats``:
     a dict that receives ``workers`` (workers started), ``replaced`` (why each worker that was
     replaced mid-student was), ``state_seconds`` (spent checking the workers' state between
-    exercises) and ``cached`` (the compiled programs the canary left for the class).
+    exercises), ``cached`` (the compiled programs the canary left for the class) and
+    ``canary_seconds`` (the canary's wall time).
     ``compilation_cache``: at the bubblewrap level with a canary, the programs the canary's
     workers compile are kept and every student's worker loads them, read-only, instead of
     compiling the same program again
@@ -467,7 +468,7 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     spent: dict[str, float] = {}
     lock = threading.Lock()
     stats = {} if stats is None else stats
-    stats.update(workers=0, replaced=[], state_seconds=0.0, cached=0)
+    stats.update(workers=0, replaced=[], state_seconds=0.0, cached=0, canary_seconds=0.0)
     # Filled by the canary (teacher's code), then read-only for every student.
     cache = (sandboxes.CompilationCache() if compilation_cache and canary is not False
              and work and sandbox.level == sandboxes.BUBBLEWRAP else None)
@@ -520,6 +521,7 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
             concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         if cache is not None:
             stack.enter_context(cache)
+        started = time.monotonic()
         if canary is not False and work:
             needed = sorted({name for _, name, _ in work}, key=list(EXERCISES).index)
             checks = [(CANARY, name, model) for name, model in
@@ -533,6 +535,7 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
                         raise SetupError(_canary_failure(grade, check[2][0], sandbox, python))
         if cache is not None:  # before any student's worker starts
             stats["cached"] = cache.seal()
+        stats["canary_seconds"] = time.monotonic() - started
         by_student: dict[str, list] = {}
         for item in work:
             by_student.setdefault(item[0], []).append(item)
