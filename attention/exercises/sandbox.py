@@ -11,6 +11,8 @@ what a dishonest student can and cannot do at each):
     folder and the output folder are replaced by empty folders (Python, its venv and its
     site-packages are bound back read-only wherever they live); the only writable place is the
     check's own folder, a fresh tmpfs of ``folder_bytes`` holding the submission read-only.
+    The grading run's compilation cache (:class:`CompilationCache`), filled by the canary's
+    workers, is bound read-only into every student's.
     When the grader runs as root, the worker also drops to an
     unprivileged user id of its own (one per check), so that it cannot write anything the
     teacher owns, signal the grader or a classmate's worker, or start more than

@@ -186,3 +186,18 @@ def test_a_worker_can_open_a_sealed_entry_by_name_and_nothing_else(tmp_path):
     assert student.pop("list") == "PermissionError"
     assert set(student.values()) <= {"PermissionError", "OSError"}, student  # EROFS or EACCES
     assert entries == {"jit_f-1-cache": data}
+
+
+def test_the_cache_is_bound_writable_for_the_canary_and_read_only_for_a_student(tmp_path):
+    box = sandbox.Sandbox(sandbox.BUBBLEWRAP)
+    argv = ["python", "worker.py"]
+    canary = box.command(tmp_path, argv, sandbox.CacheMount("/host/cache", writable=True))
+    student = box.command(tmp_path, argv, sandbox.CacheMount("/host/cache", writable=False))
+    assert canary[canary.index("/host/cache") - 1:][:3] == [
+        "--bind", "/host/cache", sandbox.CACHE_INSIDE]
+    assert student[student.index("/host/cache") - 1:][:3] == [
+        "--ro-bind", "/host/cache", sandbox.CACHE_INSIDE]
+    # bound after /tmp is emptied (a later mount wins), and never at the process level
+    assert student.index("/host/cache") > student.index("/tmp")
+    assert "/host/cache" not in sandbox.Sandbox(sandbox.PROCESS).command(
+        tmp_path, argv, sandbox.CacheMount("/host/cache", writable=False))
