@@ -9,8 +9,8 @@ fingerprinting the workers' state between exercises, the CPU, its load, and the 
 a class of 300 x 17 at that rate (the canary's time, paid once, plus 300 students at the
 students' rate: with the shared compilation cache a model solution's programs are compiled by
 the canary only). ``--variant changed`` grades honest solutions that are not the model's
-programs (an ``optimization_barrier`` on every array argument of every function: the same
-values, another XLA program, so no program of theirs is in the canary's cache: the worst
+programs (every floating-point array argument of every function multiplied by 1.0 first:
+the same values, another XLA program, so no program of theirs is in the canary's cache: the worst
 case for the cache); ``--no-cache`` grades without the shared cache.
 ``--sleeper`` adds one student whose every function sleeps just under ``--timeout``: the
 class's time with and without them shows how much one student can slow the class. The table
@@ -51,22 +51,21 @@ def {name}(*args, **kwargs):
 '''
 
 
-BARRIER = ("{args} = [jax.lax.optimization_barrier(a) if isinstance(a, jax.Array) else a "
-           "for a in ({args},)]")
+BARRIER = ("{names}, = [a * 1.0 if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, "
+           "jnp.floating) else a for a in ({names},)]")
 
 
 def changed(code: str) -> str:
-    """``code`` with every array argument of every top-level function passed through
-    ``jax.lax.optimization_barrier`` first: the same values, another XLA program."""
+    """``code`` with every floating-point array argument of every top-level function
+    multiplied by 1.0 first: the same values, another XLA program."""
     tree = ast.parse(code)
     for node in tree.body:
         names = [a.arg for a in node.args.args] if isinstance(node, ast.FunctionDef) else []
         if names:
-            line = ast.parse(BARRIER.format(args=", ".join(names) + ("," if len(names) == 1
-                                                                     else ""))).body
+            line = ast.parse(BARRIER.format(names=", ".join(names))).body
             docstring = ast.get_docstring(node) is not None
             node.body[docstring:docstring] = line
-    return "import jax\n\n" + ast.unparse(tree) + "\n"
+    return "import jax\nimport jax.numpy as jnp\n\n" + ast.unparse(tree) + "\n"
 
 
 def _class(folder: pathlib.Path, students: int, exercises: list[str], sleeper: float | None,
