@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import json
@@ -393,7 +394,8 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
                  hide: tuple[os.PathLike | str, ...] = (), canary: bool | os.PathLike = True,
                  seed: int | None = None, python: str | None = None,
                  single: str | None = None, student_budget: float | None = None,
-                 stats: dict | None = None) -> tuple[list[str], list[Grade]]:
+                 stats: dict | None = None, compilation_cache: bool = True
+                 ) -> tuple[list[str], list[Grade]]:
     """Check every student on every exercise; returns (the exercises graded, the grades).
 
     ``sandbox``: a :class:`~attention.exercises.sandbox.Sandbox`, or ``"auto"``, ``"strict"``,
@@ -407,8 +409,13 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     seconds all of one student's checks may take together (default ``STUDENT_BUDGET``
     timeouts); the checks left when it is spent score "timed out" without running. ``stats``:
     a dict that receives ``workers`` (workers started), ``replaced`` (why each worker that was
-    replaced mid-student was) and ``state_seconds`` (spent checking the workers' state between
-    exercises). Raises
+    replaced mid-student was), ``state_seconds`` (spent checking the workers' state between
+    exercises), ``cached`` (the compiled programs the canary left for the class) and
+    ``canary_seconds`` (the canary's wall time).
+    ``compilation_cache``: at the bubblewrap level with a canary, the programs the canary's
+    workers compile are kept and every student's worker loads them, read-only, instead of
+    compiling the same program again
+    (:class:`~attention.exercises.sandbox.CompilationCache`). Raises
     :class:`~attention.exercises.sandbox.SandboxUnavailable` for ``"strict"`` without one.
 
     Students, not checks, are shared among ``jobs`` threads: each student's exercises run one
@@ -461,12 +468,16 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
     spent: dict[str, float] = {}
     lock = threading.Lock()
     stats = {} if stats is None else stats
-    stats.update(workers=0, replaced=[], state_seconds=0.0)
+    stats.update(workers=0, replaced=[], state_seconds=0.0, cached=0, canary_seconds=0.0)
+    # Filled by the canary (teacher's code), then read-only for every student.
+    cache = (sandboxes.CompilationCache() if compilation_cache and canary is not False
+             and work and sandbox.level == sandboxes.BUBBLEWRAP else None)
 
     def run_student(items: list, alone: bool = False) -> list:
         """Grade one student's checks in order, in one worker (replaced when needed)."""
+        mount = cache.mount() if cache is not None else None
         with StudentWorker(sandbox=sandbox, timeout=timeout, reaper=reaper,
-                           python=python) as worker:
+                           python=python, cache=mount) as worker:
             try:
                 grades = []
                 for i, item in enumerate(items):
@@ -506,8 +517,11 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
         return Grade(student, name, int(passed), status, clean_text(message),
                      display_name(path.name))
 
-    with _shared.secret_seed(seed), \
+    with _shared.secret_seed(seed), contextlib.ExitStack() as stack, \
             concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        if cache is not None:
+            stack.enter_context(cache)
+        started = time.monotonic()
         if canary is not False and work:
             needed = sorted({name for _, name, _ in work}, key=list(EXERCISES).index)
             checks = [(CANARY, name, model) for name, model in
@@ -519,6 +533,9 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
                     if not grade.score:
                         reaper.sweep()
                         raise SetupError(_canary_failure(grade, check[2][0], sandbox, python))
+        if cache is not None:  # before any student's worker starts
+            stats["cached"] = cache.seal()
+        stats["canary_seconds"] = time.monotonic() - started
         by_student: dict[str, list] = {}
         for item in work:
             by_student.setdefault(item[0], []).append(item)
@@ -751,6 +768,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto: the best confinement available (default); strict: refuse "
                         "to grade without a namespace sandbox (bubblewrap); none: process "
                         "limits only (docs/teachers.md)")
+    parser.add_argument("--no-compilation-cache", action="store_true",
+                        help="every worker compiles every program itself (slower): no "
+                        "read-only cache of the programs the canary compiled "
+                        "(docs/teachers.md)")
     parser.add_argument("--canary", type=pathlib.Path, default=None,
                         help="a known-good submission (file or folder) graded first, to test "
                         "the setup (default: the model solutions in teachers/)")
@@ -813,7 +834,8 @@ def main(argv: list[str] | None = None) -> int:
         exercises, grades = grade_folder(
             args.folder, exercises=exercises, timeout=args.timeout, jobs=args.jobs,
             sandbox=sandbox, canary=True if args.canary is None else args.canary, seed=seed,
-            single="submission" if args.gradescope else None)
+            single="submission" if args.gradescope else None,
+            compilation_cache=not args.no_compilation_cache)
     except SetupError as e:
         print(f"attention grade: {e}", file=sys.stderr)
         return 2

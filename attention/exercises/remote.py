@@ -31,6 +31,7 @@ import numpy as np
 from attention.exercises import worker as wire
 from attention.exercises.sandbox import (
     BUBBLEWRAP,
+    CacheMount,
     CheckGroup,
     Reaper,
     Sandbox,
@@ -126,6 +127,8 @@ class WorkerSession:
       reaper: kills what the worker left behind (shared by one grading run).
       python: the interpreter the worker runs (default: this one).
       names: the names the exercise needs, reported first whatever else the file defines.
+      cache: the grading run's compilation cache
+        (:class:`~attention.exercises.sandbox.CompilationCache`), bubblewrap level only.
 
     ``timeout`` counts only the time spent waiting for the worker, never the grader's own
     work between requests (compiling its reference), so the load of the machine on the
@@ -134,8 +137,10 @@ class WorkerSession:
 
     def __init__(self, code: str | None = None, *, sandbox: Sandbox, timeout: float,
                  startup_timeout: float = 300.0, reaper: Reaper | None = None,
-                 python: str | None = None, names: tuple[str, ...] = ()):
+                 python: str | None = None, names: tuple[str, ...] = (),
+                 cache: CacheMount | None = None):
         self.code, self.sandbox, self.timeout = code, sandbox, timeout
+        self.cache = cache if sandbox.level == BUBBLEWRAP else None
         self.startup_timeout, self.python = startup_timeout, python or sys.executable
         self.names = tuple(names)
         self._replied = 0
@@ -166,7 +171,7 @@ class WorkerSession:
         inside = self.sandbox.inside(folder)
         argv = [self.python, "-I", "-S", f"{inside}/worker.py", inside, str(request_read),
                 str(reply_write), *site_dirs()]
-        command = self.sandbox.command(folder, argv)
+        command = self.sandbox.command(folder, argv, self.cache)
         # The whole check's memory and processes, where a cgroup can be made (root on Linux).
         self._group = CheckGroup.make(self.sandbox.limits)
         if self._group is not None:
@@ -177,7 +182,7 @@ class WorkerSession:
         self._output = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         try:
             self.process = self.reaper.start(lambda: subprocess.Popen(
-                command, cwd=folder, env=clean_environment(inside), stdout=self._output,
+                command, cwd=folder, env=clean_environment(inside, self.cache), stdout=self._output,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 pass_fds=(request_read, reply_write),
             ))

@@ -11,6 +11,8 @@ what a dishonest student can and cannot do at each):
     folder and the output folder are replaced by empty folders (Python, its venv and its
     site-packages are bound back read-only wherever they live); the only writable place is the
     check's own folder, a fresh tmpfs of ``folder_bytes`` holding the submission read-only.
+    The grading run's compilation cache (:class:`CompilationCache`), filled by the canary's
+    workers, is bound read-only into every student's.
     When the grader runs as root, the worker also drops to an
     unprivileged user id of its own (one per check), so that it cannot write anything the
     teacher owns, signal the grader or a classmate's worker, or start more than
@@ -101,8 +103,11 @@ class Sandbox:
         """Where the worker sees ``workdir``."""
         return SANDBOX_ROOT if self.level == BUBBLEWRAP else str(workdir)
 
-    def command(self, workdir: pathlib.Path, argv: list[str]) -> list[str]:
-        """The command line that runs ``argv`` confined, with ``workdir`` as its folder."""
+    def command(self, workdir: pathlib.Path, argv: list[str],
+                cache: CacheMount | None = None) -> list[str]:
+        """The command line that runs ``argv`` confined, with ``workdir`` as its folder;
+        ``cache``: the grading run's compilation cache, bound at :data:`CACHE_INSIDE`
+        (bubblewrap level only)."""
         limits = self.limits
         rlimits = [f"--as={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
                    f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}",
@@ -145,6 +150,8 @@ class Sandbox:
         bwrap += ["--perms", "1777", "--size", str(limits.folder_bytes), "--tmpfs", SANDBOX_ROOT]
         for name in sorted(p.name for p in workdir.iterdir()):
             bwrap += ["--ro-bind", str(workdir / name), f"{SANDBOX_ROOT}/{name}"]
+        if cache is not None:  # read-only but for the canary's workers, which fill it
+            bwrap += ["--bind" if cache.writable else "--ro-bind", cache.folder, CACHE_INSIDE]
         bwrap += ["--chdir", SANDBOX_ROOT]
         return [*_prlimit(rlimits), *bwrap, "--", *inner]
 
@@ -273,16 +280,123 @@ def explain(sandbox: Sandbox, python: str | None = None) -> str:
 EMPTIED = ("/tmp", "/var/tmp", "/run", "/dev/shm")
 
 
-def clean_environment(home: str) -> dict[str, str]:
-    """The worker's whole environment: nothing of the teacher's (tokens, PATH, JAX settings)."""
-    return {
+def clean_environment(home: str, cache: CacheMount | None = None) -> dict[str, str]:
+    """The worker's whole environment: nothing of the teacher's (tokens, PATH, JAX settings);
+    with ``cache``, JAX's persistent compilation cache at :data:`CACHE_INSIDE`, written only
+    by a worker whose mount is writable (a student's never tries: no warning per miss)."""
+    shared = {} if cache is None else {
+        "JAX_COMPILATION_CACHE_DIR": CACHE_INSIDE,
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0" if cache.writable else "1e12",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    return shared | {
         "PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
         "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
         "OPENBLAS_NUM_THREADS": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-        # No compilation cache: a student's process must not write programs that another
-        # check (or the teacher) would load and run.
+        # Not the package's cache (the worker cannot import the package anyway): a student's
+        # process must not write programs that another check (or the teacher) would run.
         "ATTENTION_COMPILATION_CACHE": "0",
     }
+
+
+# ----------------------------------------------------------------------------- a shared cache
+
+
+CACHE_INSIDE = "/tmp/jax-cache"  # where a worker sees the grading run's compilation cache
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheMount:
+    """The compilation cache as one worker gets it: the host folder, writable or not."""
+
+    folder: str
+    writable: bool
+
+
+class CompilationCache:
+    """JAX's persistent compilation cache of one grading run, at the bubblewrap level.
+
+    The canary's workers (the model solutions: teacher's code) fill it; :meth:`seal` then makes
+    it read-only for good, and every student's worker gets it bound read-only, so that the
+    programs a student's code shares with a model solution (the same XLA program, byte for
+    byte: a cache key is a hash of the program, the JAX and XLA versions and the flags) are
+    loaded instead of compiled. No student can write there (a read-only mount: no poisoning of
+    a classmate's executable, no channel between students), and none can list it (the folder
+    is ``--x``: an entry opens only by the hash of its program, which only the same program
+    gives; the model solutions' compiled programs cannot be browsed). What it still lets a
+    student's code learn: whether one of its programs is a model solution's, by timing its
+    compilation (``grade_folder(compilation_cache=False)`` turns it off).
+
+    Entries the canary left unfinished (two of its workers writing one entry, a worker killed
+    mid-write) are removed by :meth:`seal`. Use as a context manager; the folder is deleted at
+    the end.
+    """
+
+    def __init__(self):
+        import tempfile
+
+        self._root = tempfile.mkdtemp(prefix="attention-grade-cache-")  # 0700: the grader's
+        self.folder = os.path.join(self._root, "jax")
+        os.mkdir(self.folder)
+        # The canary's worker may run under a user id of its own: it writes here through its
+        # mount only (the folder above is the grader's alone).
+        os.chmod(self.folder, 0o777)
+        self.sealed = False
+
+    def __enter__(self) -> CompilationCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            os.chmod(self.folder, 0o700)
+        except OSError:
+            pass
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    def mount(self) -> CacheMount:
+        """The mount for the next worker: writable until :meth:`seal`, read-only after."""
+        return CacheMount(self.folder, writable=not self.sealed)
+
+    def seal(self) -> int:
+        """No more writing: unreadable entries removed, the rest owned by the grader, ``r--``,
+        in a folder ``--x``. Returns the number of entries kept."""
+        kept = 0
+        for name in os.listdir(self.folder):
+            path = os.path.join(self.folder, name)
+            if os.path.islink(path) or not os.path.isfile(path) or not _complete(path):
+                _remove(path)
+                continue
+            if os.geteuid() == 0:
+                os.chown(path, 0, 0)
+            os.chmod(path, 0o444)
+            kept += 1
+        if os.geteuid() == 0:
+            os.chown(self.folder, 0, 0)
+        os.chmod(self.folder, 0o111)
+        self.sealed = True
+        return kept
+
+
+def _complete(path: str) -> bool:
+    """Whether a cache entry decompresses whole (an entry cut short by a killed or concurrent
+    writer does not)."""
+    try:
+        from jax._src import compilation_cache
+
+        with open(path, "rb") as f:
+            compilation_cache.decompress_executable(f.read())
+        return True
+    except Exception:
+        return False
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 # ----------------------------------------------------------------------------- a cgroup per check

@@ -653,6 +653,12 @@ def _warm_up() -> None:
         return jax.nn.softmax(scores + jnp.tril(jnp.ones_like(scores)))
     for transform in ("eager", "jit", "vmap", "influence"):
         np.asarray(apply_transform(fn, transform, (x,), {}))
+    # A program no compilation cache holds (a random constant in it): XLA starts its
+    # compiler's threads now, before the fingerprint, also where every program above was
+    # loaded from the class's cache (else the first program a student compiles would look
+    # like a thread the student started).
+    salt = int.from_bytes(os.urandom(3), "big") | 1
+    np.asarray(jax.jit(lambda x: x * salt)(x))
     np.asarray(jnp.zeros((2,), jnp.bfloat16).astype(jnp.float32))
 
 

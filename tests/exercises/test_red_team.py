@@ -16,6 +16,7 @@ import csv
 import io
 import os
 import pathlib
+import re
 import socket
 import stat
 import threading
@@ -26,6 +27,7 @@ import pytest
 
 import attention
 from attention.exercises import grade, sandbox
+from teachers.solutions import solution_source
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "teachers" / "solutions.py"
@@ -177,6 +179,40 @@ _ = jax.config.update("jax_compilation_cache_dir", CACHE)
 _ = jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 _ = [open(os.path.join(CACHE, f"poison-{i}"), "w").write("x") for i in range(3)]
 ''' + WRONG,
+    # The strongest poisoner: it compiles the model solution's own program (the inputs' shapes
+    # are public), so its JAX looks up the very entries the canary left for the class, and
+    # tries to overwrite, re-permission or delete each; its answer is wrong on purpose.
+    "poison_the_shared_cache": '''
+import os
+import jax
+import numpy as np
+from jax._src import lru_cache
+
+_looked_up, _poisoned = [], []
+
+def _spy(self, key, _get=lru_cache.LRUCache.get):
+    path = os.path.join(str(self.path), key + lru_cache._CACHE_SUFFIX)
+    _looked_up.append(os.path.exists(path))
+    for _action in (lambda: open(path, "wb").write(b"poison"), lambda: os.chmod(path, 0o666),
+                    lambda: os.unlink(path), lambda: os.chmod(str(self.path), 0o777)):
+        try:
+            _action()
+            _poisoned.append(key)
+        except OSError:
+            pass
+    return _get(self, key)
+
+_ = setattr(lru_cache.LRUCache, "get", _spy)
+_model = {}
+_ = exec(MODEL, _model)
+_ = [jax.jit(_model["dot_product_scores"])(np.ones((b, t, n, h), np.float32),
+                                           np.ones((b, s, n, h), np.float32))
+     for b, t, s, n, h in ((2, 3, 5, 7, 16), (3, 6, 4, 5, 9))]
+
+def dot_product_scores(query, key):
+    raise ValueError(f"poisoned {len(_poisoned)} entries; {sum(_looked_up)} of "
+                     f"{len(_looked_up)} looked up were there")
+''',
     "kill_everything": '''
 import os, signal
 _ = os.kill(-1, signal.SIGKILL)
@@ -285,8 +321,10 @@ class _Listener:
         self.server.close()
 
 
-def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=2):
-    """Grade ``attacks`` beside honest classmates; returns what a test needs to look at."""
+def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=2,
+                 odd_files=True):
+    """Grade ``attacks`` beside honest classmates; returns what a test needs to look at.
+    ``odd_files``: also the files of odd kinds and the honest students of odd names."""
     teacher = tmp / "teacher"  # the grader's working folder, with a private file in it
     (teacher / "class").mkdir(parents=True)
     (teacher / "cache").mkdir()
@@ -299,6 +337,7 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
     classmate = folder / "aa_honest.py"
     classmate.write_text(HONEST)
     names = {
+        "MODEL": repr(solution_source("dot_product_scores")),
         "CLASSMATE": repr(str(classmate)), "OUT": repr(str(out)), "SECRET_FILE":
         repr(str(secret_file)), "PORT": str(listener.port), "CACHE": repr(str(teacher / "cache")),
     }
@@ -311,27 +350,30 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         (folder / f"attack_{name}.py").write_text(prelude + source)
     for i in range(honest_after):
         (folder / f"zz_honest_{i}.py").write_text(HONEST)
-    (folder / "zz_honest_latin1.py").write_bytes(b"# caf\xe9 cr\xe8me\n" + HONEST.encode())
-    (folder / '=HYPERLINK("evil","x").py').write_text(WRONG)
-    (folder / "broken.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "def f(')
-    (folder / "huge.py").write_text(HONEST + "#" * (3 << 20))
-    (folder / "linker").mkdir()
-    (folder / "linker" / "answers.py").symlink_to(SOLUTIONS)
-    # Files a class folder can hold (a tar, a Windows zip): none opened, each reported.
-    copy = teacher / "solutions_copy.py"  # a hard link needs the same file system
-    copy.write_text(SOLUTIONS.read_text())
-    (folder / "hardlinker").mkdir()
-    os.link(copy, folder / "hardlinker" / "answers.py")
-    os.mkfifo(folder / "fifo_student.py")
-    if os.geteuid() == 0:
-        os.mknod(folder / "device_student.py", stat.S_IFCHR | 0o600, os.makedev(1, 5))
-    # Honest work in odd shapes: every one passes.
     (folder / os.fsdecode(b"M\xfcller.py")).write_text(HONEST)  # a Latin-1 name
-    (folder / ".hidden_student.py").write_text(HONEST)
-    (folder / "twin.py").write_text(HONEST)
-    (folder / "twin\u200b.py").write_text(HONEST)  # looks the same, is another student
-    (folder / "many_names.py").write_text(
-        "".join(f"name_{i} = {i}\n" for i in range(300)) + HONEST)  # the answer after 200
+    if odd_files:
+        # graded after the poisoner, from the programs the canary left in the shared cache
+        (folder / "zz_model_solution.py").write_text(solution_source("dot_product_scores"))
+        (folder / "zz_honest_latin1.py").write_bytes(b"# caf\xe9 cr\xe8me\n" + HONEST.encode())
+        (folder / '=HYPERLINK("evil","x").py').write_text(WRONG)
+        (folder / "broken.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "def f(')
+        (folder / "huge.py").write_text(HONEST + "#" * (3 << 20))
+        (folder / "linker").mkdir()
+        (folder / "linker" / "answers.py").symlink_to(SOLUTIONS)
+        # Files a class folder can hold (a tar, a Windows zip): none opened, each reported.
+        copy = teacher / "solutions_copy.py"  # a hard link needs the same file system
+        copy.write_text(SOLUTIONS.read_text())
+        (folder / "hardlinker").mkdir()
+        os.link(copy, folder / "hardlinker" / "answers.py")
+        os.mkfifo(folder / "fifo_student.py")
+        if os.geteuid() == 0:
+            os.mknod(folder / "device_student.py", stat.S_IFCHR | 0o600, os.makedev(1, 5))
+        # Honest work in odd shapes: every one passes.
+        (folder / ".hidden_student.py").write_text(HONEST)
+        (folder / "twin.py").write_text(HONEST)
+        (folder / "twin\u200b.py").write_text(HONEST)  # looks the same, is another student
+        (folder / "many_names.py").write_text(
+            "".join(f"name_{i} = {i}\n" for i in range(300)) + HONEST)  # the answer after 200
 
     saved = {k: os.environ.get(k) for k in ("ATTENTION_TEACHER_TOKEN", "JAX_COMPILATION_CACHE_DIR")}
     os.environ["ATTENTION_TEACHER_TOKEN"] = TOKEN
@@ -343,7 +385,7 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         os.chdir(teacher)
         with contextlib.redirect_stdout(printed):
             status = grade.main([str(folder), "--out", str(out / "scores.csv"), "--jobs", "2",
-                                 "--timeout", "45", "--exercises", "dot_product_scores",
+                                 "--timeout", "20", "--exercises", "dot_product_scores",
                                  "--sandbox", level])
     finally:
         os.chdir(cwd)
@@ -417,7 +459,8 @@ def test_every_attack_scores_zero_and_every_honest_submission_passes(sandboxed):
 
 
 HONEST_STUDENTS = ("aa_honest", "zz_honest_0", "zz_honest_1", "zz_honest_latin1",
-                   "M\\xfcller", ".hidden_student", "twin", "twin<U+200B>", "many_names")
+                   "M\\xfcller", ".hidden_student", "twin", "twin<U+200B>", "many_names",
+                   "zz_model_solution")
 
 
 def test_the_reasons_name_what_happened(sandboxed):
@@ -436,6 +479,10 @@ def test_the_reasons_name_what_happened(sandboxed):
         assert "character device" in fb["device_student"]["message"]
     assert fb["stop_reading_requests"]["status"] == "timed out"
     assert "\\ud800 and \\udcff" in fb["lone_surrogate"]["message"]  # escaped, not lost
+    # it found the canary's entries (the shared cache is on) and changed none of them
+    found = re.search(r"poisoned (\d+) entries; (\d+) of (\d+) looked up were there",
+                      fb["poison_the_shared_cache"]["message"])
+    assert found and found[1] == "0" and int(found[2]) > 0, fb["poison_the_shared_cache"]
 
 
 def test_nothing_the_attacks_wrote_exists(sandboxed):
@@ -486,7 +533,7 @@ PROCESS_ATTACKS = {name: ATTACKS[name] for name in (
 def unsandboxed(tmp_path_factory):
     try:
         yield _grade_class(tmp_path_factory.mktemp("process"), PROCESS_ATTACKS, "none",
-                           honest_after=1)
+                           honest_after=1, odd_files=False)
     finally:
         _cleanup_strays()
 

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import stat
 
 import pytest
 
@@ -88,3 +89,115 @@ def _processes_with(marker: str) -> list[str]:
         except OSError:
             pass
     return found
+
+
+# ----------------------------------------------------------------------------- the shared cache
+
+
+def _entry(data: bytes) -> bytes:
+    from jax._src import compilation_cache
+
+    return compilation_cache.compress_executable(data)
+
+
+def test_sealing_the_cache_keeps_whole_entries_read_only_in_a_folder_nobody_lists():
+    with sandbox.CompilationCache() as cache:
+        assert cache.mount() == sandbox.CacheMount(cache.folder, writable=True)
+        folder = pathlib.Path(cache.folder)
+        whole = _entry(b"an executable" * 50)
+        (folder / "jit_f-1-cache").write_bytes(whole)
+        (folder / "jit_f-2-cache").write_bytes(whole[: len(whole) // 2])  # cut short
+        (folder / "jit_f-3-cache").symlink_to("/etc/hostname")
+        assert cache.seal() == 1
+        assert cache.mount() == sandbox.CacheMount(cache.folder, writable=False)
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o111
+        os.chmod(folder, 0o700)  # (to look inside: the grader is the owner)
+        assert sorted(p.name for p in folder.iterdir()) == ["jit_f-1-cache"]
+        assert stat.S_IMODE((folder / "jit_f-1-cache").stat().st_mode) == 0o444
+        os.chmod(folder, 0o111)
+    assert not folder.exists()
+
+
+def test_the_environment_writes_the_cache_only_through_a_writable_mount():
+    inside = sandbox.CACHE_INSIDE
+    canary = sandbox.clean_environment("/tmp/grading", sandbox.CacheMount("/x", True))
+    student = sandbox.clean_environment("/tmp/grading", sandbox.CacheMount("/x", False))
+    assert canary["JAX_COMPILATION_CACHE_DIR"] == student["JAX_COMPILATION_CACHE_DIR"] == inside
+    assert float(canary["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]) == 0
+    # a student's JAX never tries to write (no failed write, no warning per program)
+    assert float(student["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]) > 1e9
+
+
+PROBE = '''
+import json, os, sys
+folder, entry, found = sys.argv[1], sys.argv[2], {}
+def attempt(name, action):
+    try:
+        action()
+        found[name] = "done"
+    except OSError as e:
+        found[name] = type(e).__name__
+attempt("list", lambda: os.listdir(folder))
+attempt("read", lambda: open(os.path.join(folder, entry), "rb").read())
+attempt("overwrite", lambda: open(os.path.join(folder, entry), "wb").write(b"poison"))
+attempt("append", lambda: open(os.path.join(folder, entry), "ab").write(b"poison"))
+attempt("create", lambda: open(os.path.join(folder, "jit_g-9-cache"), "wb").write(b"x"))
+attempt("remove", lambda: os.unlink(os.path.join(folder, entry)))
+attempt("rename", lambda: os.rename(os.path.join(folder, entry), folder + "/other"))
+attempt("chmod", lambda: os.chmod(folder, 0o777))
+attempt("chmod entry", lambda: os.chmod(os.path.join(folder, entry), 0o666))
+attempt("mkdir", lambda: os.makedirs(folder, exist_ok=True))  # what JAX does first
+print(json.dumps(found))
+'''
+
+
+@pytest.mark.skipif(sandbox.choose("auto").level != sandbox.BUBBLEWRAP,
+                    reason="bubblewrap is not installed or cannot create namespaces here")
+def test_a_worker_can_open_a_sealed_entry_by_name_and_nothing_else(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    box = sandbox.choose("auto", hidden=sandbox.hidden_paths(tmp_path))
+    workdir = tmp_path / "check"
+    workdir.mkdir()
+    (workdir / "probe.py").write_text(PROBE)
+    data = _entry(b"the model solution's program" * 20)
+
+    def probe(cache):
+        command = box.command(workdir, [sys.executable, "-I", "-S", "probe.py",
+                                        sandbox.CACHE_INSIDE, "jit_f-1-cache"], cache.mount())
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                              env=sandbox.clean_environment(sandbox.SANDBOX_ROOT))
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    with sandbox.CompilationCache() as cache:
+        (pathlib.Path(cache.folder) / "jit_f-1-cache").write_bytes(data)
+        canary = probe(cache)  # the canary's worker fills the cache
+        assert canary["create"] == "done"
+        (pathlib.Path(cache.folder) / "jit_f-1-cache").write_bytes(data)
+        (pathlib.Path(cache.folder) / "jit_g-9-cache").unlink()
+        cache.seal()
+        student = probe(cache)
+        os.chmod(cache.folder, 0o700)
+        entries = {p.name: p.read_bytes() for p in pathlib.Path(cache.folder).iterdir()}
+    assert student.pop("read") == student.pop("mkdir") == "done"
+    assert student.pop("list") == "PermissionError"
+    assert set(student.values()) <= {"PermissionError", "OSError"}, student  # EROFS or EACCES
+    assert entries == {"jit_f-1-cache": data}
+
+
+def test_the_cache_is_bound_writable_for_the_canary_and_read_only_for_a_student(tmp_path):
+    box = sandbox.Sandbox(sandbox.BUBBLEWRAP)
+    argv = ["python", "worker.py"]
+    canary = box.command(tmp_path, argv, sandbox.CacheMount("/host/cache", writable=True))
+    student = box.command(tmp_path, argv, sandbox.CacheMount("/host/cache", writable=False))
+    assert canary[canary.index("/host/cache") - 1:][:3] == [
+        "--bind", "/host/cache", sandbox.CACHE_INSIDE]
+    assert student[student.index("/host/cache") - 1:][:3] == [
+        "--ro-bind", "/host/cache", sandbox.CACHE_INSIDE]
+    # bound after /tmp is emptied (a later mount wins), and never at the process level
+    assert student.index("/host/cache") > student.index("/tmp")
+    assert "/host/cache" not in sandbox.Sandbox(sandbox.PROCESS).command(
+        tmp_path, argv, sandbox.CacheMount("/host/cache", writable=False))
