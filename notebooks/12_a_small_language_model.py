@@ -171,15 +171,15 @@ show_code(top_p_mask)
 # %%
 story = corpus.valid[0]
 attended = text_attention(model, tokenizer, story)
-maps, labels = attended["attention_maps"]["decoder_self"], attended["labels"]
+story_maps, labels = attended["attention_maps"]["decoder_self"], attended["labels"]
 print(story)
-fig = plot_layers(maps[:, 0], query_tokens=labels, key_tokens=labels,
+fig = plot_layers(story_maps[:, 0], query_tokens=labels, key_tokens=labels,
                   title="every head of both layers on a held-out story")
 display(fig)
 plt.close(fig)
 
 # %%
-head_view(maps[:, 0], labels, causal=True, title=story)
+head_view(story_maps[:, 0], labels, causal=True, title=story)
 
 # %% [markdown]
 # ## 5. Previous-token and induction heads
@@ -192,7 +192,7 @@ head_view(maps[:, 0], labels, causal=True, title=story)
 # Query `t` reads token `t` and predicts token `t + 1`. In the second copy, token `t` is the
 # same word as one read `L` positions earlier, and the word to predict is the one that
 # followed that earlier occurrence: an induction head attends there, a fixed diagonal below
-# the main one (which position that is, Question 2 at the end asks).
+# the main one (which position that is, Question 2 below asks).
 # It needs a **previous-token head** in the layer below, which writes into each position
 # which word preceded it, so that layer 1 can match "my previous word" against "the current
 # word". We score every head by its mean weight on each diagonal, over the second copy.
@@ -230,6 +230,29 @@ ax.set(xlabel="query position t (predicts token t + 1)", ylabel="loss (nats)",
 ax.legend()
 display(fig)
 plt.close(fig)
+
+# %% [markdown]
+# ## Check your understanding
+#
+# Before the next cell measures the heads, two predictions.
+#
+# **Question 1.** A head that has learned nothing gives every key it may see the same
+# weight. Write, as a function of the query position `t` (from 0), the weight such a causal
+# head puts on one key. The check compares it with the package's causal softmax of equal
+# scores, the baseline the next cell measures the heads against.
+#
+# **Question 2.** In the second copy of a sequence repeated with period `L`, query `t` must
+# predict token `t + 1`. Write the position of the key an induction head should read (it
+# may read only keys at or before `t`). The check tries it on the probe.
+
+# %%
+def uniform_weight(t):
+    return None  # your formula
+
+
+def induction_key(t, L):
+    return None  # your formula
+
 
 # %%
 maps = np.asarray(language_model_attention_maps(model, inputs)["decoder_self"])  # [L,B,N,T,T]
@@ -272,6 +295,18 @@ display(fig)
 plt.close(fig)
 
 # %% [markdown]
+# Your two answers, against these measurements:
+
+# %%
+flat = attention_weights(jnp.zeros((1, 12, 1, 4)), jnp.zeros((1, 12, 1, 4)),
+                         is_causal=True)[0, 0]  # [T, S]: equal scores, causal
+check("12.uniform_weight", uniform_weight,
+      lambda f: all(abs(f(t) - float(flat[t, 0])) < 1e-6 for t in range(12)))
+check("12.induction_key", induction_key,
+      lambda f: all(0 <= f(t, L_TEST) <= t and (probe[:, f(t, L_TEST)] == probe[:, t + 1]).all()
+                    for t in second))
+
+# %% [markdown]
 # Other held-out periods, and the lengths it trained on, with the same offset. A head that
 # had learned "look a fixed distance back" would light up at one length only; an induction
 # head follows the diagonal at every length, because it finds the earlier occurrence by its
@@ -292,35 +327,6 @@ for length in (7, 13, 4, 16):
     print(f"L = {length:2d} ({'trained' if length in INDUCTION_TRAIN_LENGTHS else 'held out'}):"
           f" head {ind_layer}.{ind_head} on the induction diagonal {score:.2f} "
           f"(uniform {flat[0, 0, q, 0].mean():.3f})")
-
-# %% [markdown]
-# ## Check your understanding
-#
-# **Question 1.** A head that has learned nothing gives every key it may see the same
-# weight. Write, as a function of the query position `t` (from 0), the weight such a causal
-# head puts on one key. The check compares it with the package's causal softmax of equal
-# scores, the baseline used above.
-#
-# **Question 2.** In the second copy of a sequence repeated with period `L`, query `t` must
-# predict token `t + 1`. Write the position of the key an induction head should read (it
-# may read only keys at or before `t`). The check tries it on the probe.
-
-# %%
-def uniform_weight(t):
-    return None  # your formula
-
-
-def induction_key(t, L):
-    return None  # your formula
-
-
-flat = attention_weights(jnp.zeros((1, 12, 1, 4)), jnp.zeros((1, 12, 1, 4)),
-                         is_causal=True)[0, 0]  # [T, S]: equal scores, causal
-check("12.uniform_weight", uniform_weight,
-      lambda f: all(abs(f(t) - float(flat[t, 0])) < 1e-6 for t in range(12)))
-check("12.induction_key", induction_key,
-      lambda f: all(0 <= f(t, L_TEST) <= t and (probe[:, f(t, L_TEST)] == probe[:, t + 1]).all()
-                    for t in second))
 
 # %% [markdown]
 # ## What we saw
