@@ -249,7 +249,9 @@ print(f"{int(real_BT.sum())} real target tokens of {real_BT.size} positions; a m
 # with the warm-up schedule. The package's `train_step` does exactly this inside one
 # `nnx.jit` (with a loss that computes the output projection chunk by chunk, to save
 # memory). We run one step by hand and one with `train_step`, on two copies of the
-# untrained model, and compare the loss and the updated parameters.
+# untrained model, and compare the loss and the updated parameters. The step uses the
+# recipe's label smoothing (`train_config.label_smoothing`), so the program `train_step`
+# compiles here is the one the training of section 5 reuses.
 
 # %%
 def loss_fn(m, batch, eps):
@@ -264,10 +266,12 @@ mine, theirs = nnx.clone(model), nnx.clone(model)
 my_optimizer = make_optimizer(mine, config.d_model, train_config)
 their_optimizer = make_optimizer(theirs, config.d_model, train_config)
 
-loss, grads = nnx.value_and_grad(loss_fn)(mine, inputs, EPS)     # forward + backward
+SMOOTHING = train_config.label_smoothing
+loss, grads = nnx.value_and_grad(loss_fn)(mine, inputs, SMOOTHING)  # forward + backward
 grad_norm = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))))
 my_optimizer.update(mine, grads)                                   # Adam, warm-up schedule
-metrics = train_step(theirs, their_optimizer, inputs, label_smoothing=EPS, pad_id=config.pad_id)
+metrics = train_step(theirs, their_optimizer, inputs, label_smoothing=SMOOTHING,
+                     pad_id=config.pad_id)
 print(f"by hand: loss {float(loss):.6f}, |grad| {grad_norm:.4f};   train_step: loss "
       f"{float(metrics['loss']):.6f}, |grad| {float(metrics['grad_norm']):.4f}")
 start = jax.tree.leaves(nnx.state(model, nnx.Param))  # the untrained parameters

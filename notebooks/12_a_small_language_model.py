@@ -139,8 +139,8 @@ for setting in settings:
     print(setting)
     for text in texts_out:
         print("   ", text)
-assert generate_text(model, tokenizer, prompts, max_new_tokens=12, temperature=1.0, seed=1) \
-    == generate_text(model, tokenizer, prompts, max_new_tokens=12, temperature=1.0, seed=1)
+assert generate_text(model, tokenizer, prompts, max_new_tokens=16, temperature=1.0, seed=1) \
+    == generate_text(model, tokenizer, prompts, max_new_tokens=16, temperature=1.0, seed=1)
 
 # %% [markdown]
 # Every setting above goes through one function of the package, which turns the logits into the
@@ -310,20 +310,29 @@ check("12.induction_key", induction_key,
 # Other held-out periods, and the lengths it trained on, with the same offset. A head that
 # had learned "look a fixed distance back" would light up at one length only; an induction
 # head follows the diagonal at every length, because it finds the earlier occurrence by its
-# content.
+# content. The model is causal, so padding appended after a probe changes nothing before it:
+# the four lengths are padded to the longest and read in one forward pass.
 
 # %%
-for length in (7, 13, 4, 16):
-    x = np.zeros((B, 1 + OFFSET + 2 * length), np.int32)
-    x[:, 0] = tokenizer.bos_id
+LENGTHS = (7, 13, 4, 16)
+width = 1 + OFFSET + 2 * max(LENGTHS)
+x = np.full((len(LENGTHS), B, width), tokenizer.pad_id, np.int32)  # [lengths, B, width]
+for i, length in enumerate(LENGTHS):
+    x[i, :, 0] = tokenizer.bos_id
     for b in range(B):
         repeat = rng.choice(words, length)
-        x[b, 1:] = np.concatenate([rng.choice(words, OFFSET), repeat, repeat])
-    q = np.arange(1 + OFFSET + length, x.shape[1] - 1)
-    m = np.asarray(language_model_attention_maps(model, jnp.asarray(x[:, :-1]))["decoder_self"])
-    score = np.mean([induction_score(m[ind_layer, b, ind_head], x[b, :-1]) for b in range(B)])
-    flat = np.asarray(attention_weights(jnp.zeros((1, len(x[0]) - 1, 1, 4)),
-                                        jnp.zeros((1, len(x[0]) - 1, 1, 4)), is_causal=True))
+        x[i, b, 1:1 + OFFSET + 2 * length] = np.concatenate([rng.choice(words, OFFSET),
+                                                             repeat, repeat])
+m = np.asarray(language_model_attention_maps(model, jnp.asarray(x.reshape(-1, width)[:, :-1]))
+               ["decoder_self"]).reshape(config.num_layers, len(LENGTHS), B, config.num_heads,
+                                         width - 1, width - 1)
+flat = np.asarray(attention_weights(jnp.zeros((1, width - 1, 1, 4)),
+                                    jnp.zeros((1, width - 1, 1, 4)), is_causal=True))
+for i, length in enumerate(LENGTHS):
+    T_L = OFFSET + 2 * length  # the probe's queries: every token but its last
+    q = np.arange(1 + OFFSET + length, T_L)
+    score = np.mean([induction_score(m[ind_layer, i, b, ind_head, :T_L, :T_L], x[i, b, :T_L])
+                     for b in range(B)])
     print(f"L = {length:2d} ({'trained' if length in INDUCTION_TRAIN_LENGTHS else 'held out'}):"
           f" head {ind_layer}.{ind_head} on the induction diagonal {score:.2f} "
           f"(uniform {flat[0, 0, q, 0].mean():.3f})")
