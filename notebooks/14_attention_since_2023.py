@@ -551,13 +551,10 @@ plt.show()
 SOFT_CAP, LARGE_LR, CHUNKS = 10.0, 3e-2, 4
 
 
-attention_maps = nnx.jit(language_model_attention_maps)  # one program per architecture
-
-
 def score_spread(model, tokens_BT):
     """The largest score spread of a row (max - min log weight over its keys), over every
     layer, head and query t >= 1."""
-    maps_LBNTS = attention_maps(model, tokens_BT)["decoder_self"][..., 1:, :]
+    maps_LBNTS = language_model_attention_maps(model, tokens_BT)["decoder_self"][..., 1:, :]
     T = tokens_BT.shape[1]
     seen_TS = np.tril(np.ones((T, T), bool))[1:]  # query t >= 1 sees keys s <= t
     log_w = jnp.log(jnp.clip(maps_LBNTS, np.finfo(np.float32).tiny))
