@@ -461,6 +461,12 @@ show_code(DecoderLayer.__call__)
 # layers of the model on them, and ask JAX for the full Jacobian
 # `d logits[t, :] / d x[u, :]`. Its size for each pair `(t, u)` says how much target input
 # `u` can influence output `t`.
+#
+# **Question.** Which target input positions can influence the logits at output position 2?
+# List them before computing the Jacobian; the check below it compares your list with it.
+
+# %%
+my_answer = None  # a list of ints
 
 # %%
 decoder = model.decoder
@@ -490,6 +496,16 @@ fig.colorbar(image, ax=ax, label="Frobenius norm")
 plt.show()
 
 # %% [markdown]
+# ## Check your understanding
+#
+# Row 2 of the map holds your answer: the influence of each target input position on output 2.
+
+# %%
+assert jnp.all(jnp.triu(influence_TT, k=1) == 0), "the future must have exactly no influence"
+check("06.influence_positions", my_answer,
+      lambda answer: [int(u) for u in jnp.nonzero(influence_TT[2])[0]] == list(answer))
+
+# %% [markdown]
 # ## 9. Padding, through gradients
 #
 # The same idea for the source: the logits must not depend on the encoder output at padding
@@ -504,15 +520,3 @@ jac_TVSD = jax.jit(jax.jacobian(logits_from_memory))(memory[0])  # [T, V, S, D]
 per_source_position = jnp.sqrt((jac_TVSD**2).sum(axis=(0, 1, 3)))
 print("influence of each memory position:", np.round(np.asarray(per_source_position), 3))
 assert jnp.all(per_source_position[5:] == 0) and jnp.all(per_source_position[:5] > 0)
-
-# %% [markdown]
-# ## Check your understanding
-#
-# **Question.** Which target input positions can influence the logits at output position 2?
-# List them, then run the check against the Jacobian of section 8.
-
-# %%
-my_answer = None  # a list of ints
-assert jnp.all(jnp.triu(influence_TT, k=1) == 0), "the future must have exactly no influence"
-check("06.influence_positions", my_answer,
-      lambda answer: [int(u) for u in jnp.nonzero(influence_TT[2])[0]] == list(answer))

@@ -87,13 +87,21 @@ print(f"{len(pairs)} training pairs, {min(lengths)} to {max(lengths)} source wor
 # ## 2. Tokens and batches
 #
 # One shared word vocabulary for both languages; ids 0, 1, 2 are `<pad>`, `<s>` and `</s>`.
-# The `Batcher` groups sentences of similar length, pads them, and gives three arrays:
+# The `Batcher` groups sentences of similar length, pads them, and gives three arrays: `src`
+# `[B, S]`, the source ids, then `</s>`, then padding; and for the target, `tgt_in` `[B, T]`,
+# what the decoder reads, and `tgt_out` `[B, T]`, what it must predict at each position.
+# During training the decoder reads the true target (it predicts each word from the words
+# before it) and is scored on every position at once.
 #
-# * `src` `[B, S]`: source ids, then `</s>`, then padding;
-# * `tgt_in` `[B, T]`: `<s>`, then the target ids: what the decoder reads;
-# * `tgt_out` `[B, T]`: the target ids, then `</s>`: what it must predict. It is `tgt_in`
-#   shifted left by one ("teacher forcing": at position t the decoder reads the true token
-#   t - 1 and predicts token t).
+# **Question.** Write the shift as a function: given the target's ids (without `<s>` and
+# `</s>`), return the pair `(decoder input, what it must predict)` as two lists. Answer
+# before the next cell prints a batch; the check then runs your function on every sentence of
+# that batch.
+
+# %%
+def shift(ids, bos_id, eos_id):
+    return None  # your answer: (list, list)
+
 
 # %%
 tokenizer = run.tokenizer
@@ -105,16 +113,7 @@ print({name: batch[name].shape for name in ("src", "tgt_in", "tgt_out")})
 print("tgt_in [0]:", batch["tgt_in"][0])
 print("tgt_out[0]:", batch["tgt_out"][0])
 
-# %% [markdown]
-# **Question.** Write the shift as a function: given the target's ids (without `<s>` and
-# `</s>`), return the pair `(decoder input, what it must predict)` as two lists. The check
-# runs it on every sentence of the batch above.
-
 # %%
-def shift(ids, bos_id, eos_id):
-    return None  # your answer: (list, list)
-
-
 def agrees_with_batch(f):
     for tgt_in, tgt_out in zip(batch["tgt_in"], batch["tgt_out"], strict=True):
         n = int((tgt_out != config.pad_id).sum()) - 1  # target words, without </s>
@@ -127,6 +126,15 @@ def agrees_with_batch(f):
 
 config = run.config
 check("07.shift", shift, agrees_with_batch)
+
+# %% [markdown]
+# So the three arrays are:
+#
+# * `src` `[B, S]`: source ids, then `</s>`, then padding;
+# * `tgt_in` `[B, T]`: `<s>`, then the target ids: what the decoder reads;
+# * `tgt_out` `[B, T]`: the target ids, then `</s>`: what it must predict. It is `tgt_in`
+#   shifted left by one ("teacher forcing": at position t the decoder reads the true token
+#   t - 1 and predicts token t).
 
 # %% [markdown]
 # ## 3. The model and the optimiser
@@ -167,16 +175,51 @@ show_code(transformer_schedule)
 # ## 4. The train step, opened
 #
 # One update is: the forward pass on a batch, the loss, its gradient with respect to every
-# parameter, and Adam's step. First the **loss**. With `p = softmax(logits)` at each
-# position and the target word `y`, label smoothing (section 5.4, `epsilon_ls`) replaces
-# the one-hot target by
+# parameter, and Adam's step. First the **loss**: the cross-entropy `-sum_v q(v) log p(v)`
+# between `p = softmax(logits)` at each position and a target distribution `q`. Label
+# smoothing (section 5.4, `epsilon_ls`) makes `q` less sure than the one-hot target on the
+# right word `y`: it takes a share `epsilon` of the probability off and spreads it uniformly
+# over the vocabulary of `V` words.
+#
+# **Question.** With label smoothing `eps` and a vocabulary of `V` words, what probability
+# does the smoothed target `q` give the right word? Write a formula before reading on; the
+# check reads it off the package's loss for two values of `eps`.
+
+# %%
+def smoothed_probability_of_right_word(eps, vocab_size):
+    return None  # your formula
+
+
+# %%
+def package_q(eps, targets_BT, vocab_size):
+    """The target q of the package's loss, read off its gradient at flat logits (p = 1/V):
+    d loss / d logits = p - q at every real position."""
+    loss = lambda logits_BTV: label_smoothed_cross_entropy(  # noqa: E731
+        logits_BTV, targets_BT, label_smoothing=eps, pad_id=config.pad_id)[0]
+    return 1 / vocab_size - jax.grad(loss)(jnp.zeros((*targets_BT.shape, vocab_size)))
+
+
+def agrees_with_q(f):
+    targets_BT = jnp.asarray(batch["tgt_out"][:, :1])  # the first word: never padding
+    vocab = config.tgt_vocab_size
+    return all(bool(jnp.allclose(jnp.take_along_axis(package_q(eps, targets_BT, vocab),
+                                                     targets_BT[..., None], axis=-1),
+                                 f(eps, vocab), atol=1e-6)) for eps in (0.1, 0.7))
+
+
+check("07.smoothed_right", smoothed_probability_of_right_word, agrees_with_q)
+
+# %% [markdown]
+# Written as a formula, label smoothing replaces the one-hot target by
 #
 # $$q(v) = (1 - \epsilon)\,[v = y] + \epsilon / V, \qquad \text{loss} = \frac{\sum_{b, t:\, y_{bt} \ne \text{pad}} -\sum_v q_{bt}(v) \log p_{bt}(v)}{\#\{b, t: y_{bt} \ne \text{pad}\}}$$
 #
-# averaged over the real target tokens only: padding positions carry no loss (that is the
-# mask). Written out on the batch above, with the paper's `epsilon = 0.1` (the course's
-# recipe trains with 0: the task has no noise to be unsure about), and checked against the
-# package's two versions: the written-out twin, and the fast one that never forms `q`.
+# so the right word gets `1 - eps + eps / V`, and every other word `eps / V` (some codebases
+# spread `eps` over the `V - 1` wrong words instead). The loss is averaged over the real
+# target tokens only: padding positions carry no loss (that is the mask). Written out on the
+# batch above, with the paper's `epsilon = 0.1` (the course's recipe trains with 0: the task
+# has no noise to be unsure about), and checked against the package's two versions: the
+# written-out twin, and the fast one that never forms `q`.
 
 # %%
 EPS = 0.1
@@ -201,31 +244,14 @@ print(f"{int(real_BT.sum())} real target tokens of {real_BT.size} positions; a m
       f"the target's (the mean of -log p over V words is at least log V, equal only when flat).")
 
 # %% [markdown]
-# **Question.** With label smoothing `eps` and a vocabulary of `V` words, what probability
-# does the smoothed target `q` give the right word? Write a formula; the check reads it off
-# the `q_BTV` above and for another `eps`.
-
-# %%
-def smoothed_probability_of_right_word(eps, vocab_size):
-    return None  # your formula
-
-
-def agrees_with_q(f):
-    right = jnp.take_along_axis(q_BTV, targets_BT[..., None], axis=-1)[..., 0]  # [B, T]
-    q_other = 0.3 * jax.nn.one_hot(targets_BT[0, 0], V) + 0.7 / V  # eps = 0.7, one position
-    return (bool(jnp.allclose(right, f(EPS, V), atol=1e-6))
-            and abs(float(q_other[targets_BT[0, 0]]) - f(0.7, V)) < 1e-6)
-
-
-check("07.smoothed_right", smoothed_probability_of_right_word, agrees_with_q)
-
-# %% [markdown]
 # Then the **gradient** and the **update**. `nnx.value_and_grad` gives the loss and the
 # gradient of every `nnx.Param` in one pass; `optimizer.update(model, grads)` applies Adam
 # with the warm-up schedule. The package's `train_step` does exactly this inside one
 # `nnx.jit` (with a loss that computes the output projection chunk by chunk, to save
 # memory). We run one step by hand and one with `train_step`, on two copies of the
-# untrained model, and compare the loss and the updated parameters.
+# untrained model, and compare the loss and the updated parameters. The step uses the
+# recipe's label smoothing (`train_config.label_smoothing`), so the program `train_step`
+# compiles here is the one the training of section 5 reuses.
 
 # %%
 def loss_fn(m, batch, eps):
@@ -240,10 +266,12 @@ mine, theirs = nnx.clone(model), nnx.clone(model)
 my_optimizer = make_optimizer(mine, config.d_model, train_config)
 their_optimizer = make_optimizer(theirs, config.d_model, train_config)
 
-loss, grads = nnx.value_and_grad(loss_fn)(mine, inputs, EPS)     # forward + backward
+SMOOTHING = train_config.label_smoothing
+loss, grads = nnx.value_and_grad(loss_fn)(mine, inputs, SMOOTHING)  # forward + backward
 grad_norm = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))))
 my_optimizer.update(mine, grads)                                   # Adam, warm-up schedule
-metrics = train_step(theirs, their_optimizer, inputs, label_smoothing=EPS, pad_id=config.pad_id)
+metrics = train_step(theirs, their_optimizer, inputs, label_smoothing=SMOOTHING,
+                     pad_id=config.pad_id)
 print(f"by hand: loss {float(loss):.6f}, |grad| {grad_norm:.4f};   train_step: loss "
       f"{float(metrics['loss']):.6f}, |grad| {float(metrics['grad_norm']):.4f}")
 start = jax.tree.leaves(nnx.state(model, nnx.Param))  # the untrained parameters

@@ -139,8 +139,8 @@ for setting in settings:
     print(setting)
     for text in texts_out:
         print("   ", text)
-assert generate_text(model, tokenizer, prompts, max_new_tokens=12, temperature=1.0, seed=1) \
-    == generate_text(model, tokenizer, prompts, max_new_tokens=12, temperature=1.0, seed=1)
+assert generate_text(model, tokenizer, prompts, max_new_tokens=16, temperature=1.0, seed=1) \
+    == generate_text(model, tokenizer, prompts, max_new_tokens=16, temperature=1.0, seed=1)
 
 # %% [markdown]
 # Every setting above goes through one function of the package, which turns the logits into the
@@ -171,15 +171,15 @@ show_code(top_p_mask)
 # %%
 story = corpus.valid[0]
 attended = text_attention(model, tokenizer, story)
-maps, labels = attended["attention_maps"]["decoder_self"], attended["labels"]
+story_maps, labels = attended["attention_maps"]["decoder_self"], attended["labels"]
 print(story)
-fig = plot_layers(maps[:, 0], query_tokens=labels, key_tokens=labels,
+fig = plot_layers(story_maps[:, 0], query_tokens=labels, key_tokens=labels,
                   title="every head of both layers on a held-out story")
 display(fig)
 plt.close(fig)
 
 # %%
-head_view(maps[:, 0], labels, causal=True, title=story)
+head_view(story_maps[:, 0], labels, causal=True, title=story)
 
 # %% [markdown]
 # ## 5. Previous-token and induction heads
@@ -192,7 +192,7 @@ head_view(maps[:, 0], labels, causal=True, title=story)
 # Query `t` reads token `t` and predicts token `t + 1`. In the second copy, token `t` is the
 # same word as one read `L` positions earlier, and the word to predict is the one that
 # followed that earlier occurrence: an induction head attends there, a fixed diagonal below
-# the main one (which position that is, Question 2 at the end asks).
+# the main one (which position that is, Question 2 below asks).
 # It needs a **previous-token head** in the layer below, which writes into each position
 # which word preceded it, so that layer 1 can match "my previous word" against "the current
 # word". We score every head by its mean weight on each diagonal, over the second copy.
@@ -230,6 +230,29 @@ ax.set(xlabel="query position t (predicts token t + 1)", ylabel="loss (nats)",
 ax.legend()
 display(fig)
 plt.close(fig)
+
+# %% [markdown]
+# ## Check your understanding
+#
+# Before the next cell measures the heads, two predictions.
+#
+# **Question 1.** A head that has learned nothing gives every key it may see the same
+# weight. Write, as a function of the query position `t` (from 0), the weight such a causal
+# head puts on one key. The check compares it with the package's causal softmax of equal
+# scores, the baseline the next cell measures the heads against.
+#
+# **Question 2.** In the second copy of a sequence repeated with period `L`, query `t` must
+# predict token `t + 1`. Write the position of the key an induction head should read (it
+# may read only keys at or before `t`). The check tries it on the probe.
+
+# %%
+def uniform_weight(t):
+    return None  # your formula
+
+
+def induction_key(t, L):
+    return None  # your formula
+
 
 # %%
 maps = np.asarray(language_model_attention_maps(model, inputs)["decoder_self"])  # [L,B,N,T,T]
@@ -272,48 +295,9 @@ display(fig)
 plt.close(fig)
 
 # %% [markdown]
-# Other held-out periods, and the lengths it trained on, with the same offset. A head that
-# had learned "look a fixed distance back" would light up at one length only; an induction
-# head follows the diagonal at every length, because it finds the earlier occurrence by its
-# content.
+# Your two answers, against these measurements:
 
 # %%
-for length in (7, 13, 4, 16):
-    x = np.zeros((B, 1 + OFFSET + 2 * length), np.int32)
-    x[:, 0] = tokenizer.bos_id
-    for b in range(B):
-        repeat = rng.choice(words, length)
-        x[b, 1:] = np.concatenate([rng.choice(words, OFFSET), repeat, repeat])
-    q = np.arange(1 + OFFSET + length, x.shape[1] - 1)
-    m = np.asarray(language_model_attention_maps(model, jnp.asarray(x[:, :-1]))["decoder_self"])
-    score = np.mean([induction_score(m[ind_layer, b, ind_head], x[b, :-1]) for b in range(B)])
-    flat = np.asarray(attention_weights(jnp.zeros((1, len(x[0]) - 1, 1, 4)),
-                                        jnp.zeros((1, len(x[0]) - 1, 1, 4)), is_causal=True))
-    print(f"L = {length:2d} ({'trained' if length in INDUCTION_TRAIN_LENGTHS else 'held out'}):"
-          f" head {ind_layer}.{ind_head} on the induction diagonal {score:.2f} "
-          f"(uniform {flat[0, 0, q, 0].mean():.3f})")
-
-# %% [markdown]
-# ## Check your understanding
-#
-# **Question 1.** A head that has learned nothing gives every key it may see the same
-# weight. Write, as a function of the query position `t` (from 0), the weight such a causal
-# head puts on one key. The check compares it with the package's causal softmax of equal
-# scores, the baseline used above.
-#
-# **Question 2.** In the second copy of a sequence repeated with period `L`, query `t` must
-# predict token `t + 1`. Write the position of the key an induction head should read (it
-# may read only keys at or before `t`). The check tries it on the probe.
-
-# %%
-def uniform_weight(t):
-    return None  # your formula
-
-
-def induction_key(t, L):
-    return None  # your formula
-
-
 flat = attention_weights(jnp.zeros((1, 12, 1, 4)), jnp.zeros((1, 12, 1, 4)),
                          is_causal=True)[0, 0]  # [T, S]: equal scores, causal
 check("12.uniform_weight", uniform_weight,
@@ -321,6 +305,37 @@ check("12.uniform_weight", uniform_weight,
 check("12.induction_key", induction_key,
       lambda f: all(0 <= f(t, L_TEST) <= t and (probe[:, f(t, L_TEST)] == probe[:, t + 1]).all()
                     for t in second))
+
+# %% [markdown]
+# Other held-out periods, and the lengths it trained on, with the same offset. A head that
+# had learned "look a fixed distance back" would light up at one length only; an induction
+# head follows the diagonal at every length, because it finds the earlier occurrence by its
+# content. The model is causal, so padding appended after a probe changes nothing before it:
+# the four lengths are padded to the longest and read in one forward pass.
+
+# %%
+LENGTHS = (7, 13, 4, 16)
+width = 1 + OFFSET + 2 * max(LENGTHS)
+x = np.full((len(LENGTHS), B, width), tokenizer.pad_id, np.int32)  # [lengths, B, width]
+for i, length in enumerate(LENGTHS):
+    x[i, :, 0] = tokenizer.bos_id
+    for b in range(B):
+        repeat = rng.choice(words, length)
+        x[i, b, 1:1 + OFFSET + 2 * length] = np.concatenate([rng.choice(words, OFFSET),
+                                                             repeat, repeat])
+m = np.asarray(language_model_attention_maps(model, jnp.asarray(x.reshape(-1, width)[:, :-1]))
+               ["decoder_self"]).reshape(config.num_layers, len(LENGTHS), B, config.num_heads,
+                                         width - 1, width - 1)
+flat = np.asarray(attention_weights(jnp.zeros((1, width - 1, 1, 4)),
+                                    jnp.zeros((1, width - 1, 1, 4)), is_causal=True))
+for i, length in enumerate(LENGTHS):
+    T_L = OFFSET + 2 * length  # the probe's queries: every token but its last
+    q = np.arange(1 + OFFSET + length, T_L)
+    score = np.mean([induction_score(m[ind_layer, i, b, ind_head, :T_L, :T_L], x[i, b, :T_L])
+                     for b in range(B)])
+    print(f"L = {length:2d} ({'trained' if length in INDUCTION_TRAIN_LENGTHS else 'held out'}):"
+          f" head {ind_layer}.{ind_head} on the induction diagonal {score:.2f} "
+          f"(uniform {flat[0, 0, q, 0].mean():.3f})")
 
 # %% [markdown]
 # ## What we saw

@@ -109,6 +109,17 @@ def train(config, batches, steps=STEPS, learning_rate=3e-3, seed=0):
 show_code(latent_attention)
 
 # %% [markdown]
+# **Question 1.** Write the bytes that multi-head latent attention caches per token, for
+# `layers` layers, a latent of `latent_dim` numbers and a rotary key of `rope_head_dim`
+# numbers, each of `itemsize` bytes. The check, below the next cell, compares it with the
+# caches that cell measures.
+
+# %%
+def mla_bytes_per_token(layers, latent_dim, rope_head_dim, itemsize):
+    return None  # your formula
+
+
+# %% [markdown]
 # The bytes per token, for the models we train below and for DeepSeek-V2 itself (60 layers,
 # 128 heads of 128, C = 512, R = 64, bfloat16):
 
@@ -138,6 +149,12 @@ deepseek_mha = kv_cache_bytes_per_token(128, 128, num_layers=60)
 deepseek_mla = latent_cache_bytes_per_token(512, 64, num_layers=60)
 print(f"DeepSeek-V2 as MHA: {deepseek_mha / 2**10:.0f} KiB per token; with MLA "
       f"{deepseek_mla / 2**10:.1f} KiB: {deepseek_mha / deepseek_mla:.0f} times less")
+
+# %%
+mla = configs["MLA"]
+check("14.mla_cache", mla_bytes_per_token, lambda f: f(
+    mla.num_layers, mla.mla_latent_dim, mla.mla_rope_head_dim, 4) == cache_bytes["MLA"]
+    and f(60, 512, 64, 2) == deepseek_mla)
 
 # %% [markdown]
 # The formula is one thing; the caches the model really builds are another. We add up the
@@ -379,6 +396,16 @@ plt.show()
 # **Time and memory per generated token.** Two language models, standard and linear attention,
 # each generating one token after a context of L tokens (`decode_step` with a cache of L
 # positions). The key/value cache grows with L; the linear state does not.
+#
+# **Question 2.** Linear attention's recurrent state, per layer and per key/value head, is a
+# matrix `S [H, Hv]` and a normaliser `z [H]`. How many numbers does one layer of K heads
+# keep, whatever the context length? Write it in `kv_heads`, `head_dim` (H = Hv). The check
+# compares it with the state the next cell measures.
+
+# %%
+def linear_state_numbers(kv_heads, head_dim):
+    return None  # your formula
+
 
 # %%
 LENGTHS = [64, 1024] if FAST else [128, 512, 2048, 8192]
@@ -402,6 +429,12 @@ for name, fields in {"standard": dict(), "linear": dict(positional="learned")}.i
                                   zip(LENGTHS, decode_bytes[name], decode_ms[name], strict=True)))
 assert len(set(decode_bytes["linear"])) == 1  # the state: one size at every length
 assert decode_bytes["standard"][-1] == decode_bytes["standard"][0] * LENGTHS[-1] // LENGTHS[0]
+
+# %%
+linear_config = config_of(attention="linear", positional="learned")
+check("14.linear_state", linear_state_numbers, lambda f: f(
+    linear_config.kv_heads, linear_config.head_dim) * 4 * linear_config.num_layers
+    == decode_bytes["linear"][0])
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -568,37 +601,3 @@ learned = np.asarray(streaming_log_likelihood(sinks_model, streams_BL, 0, CACHE)
 print(f"learned sinks, plain window of {CACHE}: perplexity past max_len "
       f"{np.exp(learned[:, CTX:].mean()):.2f} (window {past['window']:.2f}, "
       f"StreamingLLM {past['sinks']:.2f}, dense {past['dense']:.2f})")
-
-# %% [markdown]
-# ## Check your understanding
-#
-# **Question 1.** Write the bytes that multi-head latent attention caches per token, for
-# `layers` layers, a latent of `latent_dim` numbers and a rotary key of `rope_head_dim`
-# numbers, each of `itemsize` bytes. The check compares it with the caches measured in
-# section 1.
-
-# %%
-def mla_bytes_per_token(layers, latent_dim, rope_head_dim, itemsize):
-    return None  # your formula
-
-
-mla = configs["MLA"]
-check("14.mla_cache", mla_bytes_per_token, lambda f: f(
-    mla.num_layers, mla.mla_latent_dim, mla.mla_rope_head_dim, 4) == cache_bytes["MLA"]
-    and f(60, 512, 64, 2) == deepseek_mla)
-
-# %% [markdown]
-# **Question 2.** Linear attention's recurrent state, per layer and per key/value head, is a
-# matrix `S [H, Hv]` and a normaliser `z [H]`. How many numbers does one layer of K heads
-# keep, whatever the context length? Write it in `kv_heads`, `head_dim` (H = Hv). The check
-# compares it with the state measured in section 3.
-
-# %%
-def linear_state_numbers(kv_heads, head_dim):
-    return None  # your formula
-
-
-linear_config = config_of(attention="linear", positional="learned")
-check("14.linear_state", linear_state_numbers, lambda f: f(
-    linear_config.kv_heads, linear_config.head_dim) * 4 * linear_config.num_layers
-    == decode_bytes["linear"][0])

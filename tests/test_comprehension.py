@@ -138,6 +138,7 @@ LEAKS = {
     "10.flash_flops": ["so it does the same arithmetic", "every score the reference computes"],
     "15.clustered_recall": ["On random vectors the index is little use"],
     "06.ffn_params": ["2 D F + F + D", "2 * d_model * d_ff"],
+    "07.smoothed_right": ["(1 - EPS) * jax.nn.one_hot"],
     "09.uncached_updates": ["L (L + 1) / 2", "L * (L + 1) / 2", "L(L+1)/2", "1 + 2 + ... + L"],
     "10.weights_mib": ["N * T * T / 2**20", "4 * N * T * T"],
     "11.kv_cache_bytes": ["2 * layers", "2 * 80 * 4096", "2 * config.num_layers"],

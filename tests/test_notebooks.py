@@ -275,15 +275,7 @@ def test_every_question_is_found_in_its_notebook_and_listed_here():
 
 # Defects found in notebooks whose owner fixes them (issue 32's re-audit); each xfail is strict,
 # so the fix turns it into a failure that asks for the mark to be removed.
-_NOT_YET = {
-    "06.influence_positions": "06 prints influence_TT (section 8) above the question",
-    "07.shift": "07 prints the batch's tgt_in and tgt_out above the question",
-    "12.uniform_weight": "12 prints the uniform baseline above the question",
-    "12.induction_key": "12 draws the induction stripe and prints the heads' induction scores "
-                        "above the question",
-    "14.mla_cache": "14 prints the bytes per token (section 1) above the question",
-    "14.linear_state": "14 prints the decoding state's bytes (section 3) above the question",
-}
+_NOT_YET: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("question", [
