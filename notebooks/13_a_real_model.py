@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 13 A real model: GPT-2 in the package's own classes, and the heads it grew (steps 17d, 24a)
+# # 13 A real model: GPT-2 in the package's own classes, and the heads it grew (steps 17d-17e, 24a)
 #
 # Every block of the course was checked against `jax.nn`, flax and the paper's formulas. This
 # notebook checks them against a model that was really trained: GPT-2 small (Radford et al.
