@@ -117,15 +117,6 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_xdist_auto_num_workers(config):
-    """``-n auto``: one worker more than the cores this process may use. A worker often waits
-    on a child process (a notebook kernel, a sandboxed grading worker, a command-line run);
-    with one worker per core, a fresh-clone run on 2 cores kept them busy only 83% of the time
-    (1,773 CPU seconds in 1,066 s)."""
-    return len(os.sched_getaffinity(0)) + 1
-
-
-@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile`` with the notebook executions split off (see :func:`_work_unit`)."""
     if config.getvalue("dist") != "loadfile":
