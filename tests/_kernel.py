@@ -2,9 +2,15 @@
 
 A student who runs a notebook again usually presses "Run All" in the kernel that is already
 open: the second run meets everything the first one left, in the folder (a saved model,
-figures) and in the kernel (names, imported modules, compiled functions). :func:`run_in_one_kernel`
-does exactly that, and pays for one kernel (a Python process importing JAX and the package,
-seconds on a small CPU) instead of one per run.
+figures) and in the kernel (names, imported modules, compiled functions). :meth:`Kernel.run`
+does exactly that.
+
+A :class:`Kernel` stays open for many notebooks, since starting one (a Python process
+importing JAX and the package) costs about 3 CPU seconds: before each, :meth:`Kernel.run`
+clears the kernel as IPython's ``%reset -f`` does (every name the last notebook defined goes,
+so a notebook that forgets an import still fails; the imported modules stay, as a warm
+interpreter keeps them), closes its figures, sets back the environment variables changed for
+the last notebook and moves to the new notebook's folder.
 """
 
 from __future__ import annotations
@@ -17,31 +23,69 @@ import nbclient
 import nbformat
 
 
-def run_in_one_kernel(notebooks, folder: pathlib.Path, *, timeout: float,
-                      env_between: dict[str, str] | None = None) -> None:
-    """Execute each of ``notebooks`` in turn, every cell in order, in one kernel started in
-    ``folder``; the cells' outputs are written into the notebooks.
+def _code(source: str):
+    return nbformat.v4.new_code_cell(source)
 
-    ``env_between``: environment variables set in the kernel after the first notebook (what
-    a student changes between two runs, such as filling in the comprehension answers).
 
-    Raises:
-      nbclient.exceptions.CellExecutionError: a cell raised; the message names the cell.
+class Kernel:
+    """One Jupyter kernel that runs notebooks in turn (a context manager).
+
+    The kernel compiles as a student's does: XLA's flags as the caller gave them, without the
+    optimisation level the tests' own processes use (conftest.py).
     """
-    client = nbclient.NotebookClient(notebooks[0], timeout=timeout, kernel_name="python3",
-                                     resources={"metadata": {"path": str(folder)}})
-    # The kernel compiles as a student's does: XLA's flags as the caller gave them, without
-    # the optimisation level the tests' own processes use (conftest.py).
-    env = dict(os.environ, XLA_FLAGS=os.environ.get("ATTENTION_TEST_USER_XLA_FLAGS", ""))
-    if not env["XLA_FLAGS"]:
-        del env["XLA_FLAGS"]
-    with client.setup_kernel(env=env):
+
+    def __init__(self, *, timeout: float):
+        self.client = nbclient.NotebookClient(nbformat.v4.new_notebook(), timeout=timeout,
+                                              kernel_name="python3")
+        self._setup = None
+        self._start_env: dict[str, str] = {}
+        self._env_set: list[str] = []
+
+    def __enter__(self) -> Kernel:
+        env = dict(os.environ, XLA_FLAGS=os.environ.get("ATTENTION_TEST_USER_XLA_FLAGS", ""))
+        if not env["XLA_FLAGS"]:
+            del env["XLA_FLAGS"]
+        self._start_env = env
+        self._setup = self.client.setup_kernel(env=env)
+        self._setup.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._setup.__exit__(*exc)
+
+    def _run_hidden(self, source: str) -> None:
+        # A notebook of its own: execute_cell writes the cell back into client.nb.
+        self.client.nb = nbformat.v4.new_notebook(cells=[_code(source)])
+        self.client.execute_cell(self.client.nb.cells[0], 0, store_history=False)
+
+    def run(self, notebooks, folder: pathlib.Path,
+            env_between: dict[str, str] | None = None) -> None:
+        """Execute each of ``notebooks`` in turn, every cell in order, in ``folder``; the
+        cells' outputs are written into the notebooks.
+
+        ``env_between``: environment variables set in the kernel after the first notebook
+        (what a student changes between two runs, such as filling in the comprehension
+        answers); before the next call they are set back to what the kernel started with.
+
+        Raises:
+          nbclient.exceptions.CellExecutionError: a cell raised; the message names the cell.
+        """
+        restore = {n: self._start_env[n] for n in self._env_set if n in self._start_env}
+        self._run_hidden(
+            "%reset -f\n"
+            "import os as _os, matplotlib.pyplot as _plt\n"
+            "_plt.close('all')\n"
+            f"[_os.environ.pop(_n, None) for _n in {self._env_set!r}]\n"
+            f"_os.environ.update({restore!r})\n"
+            f"_os.chdir({str(folder)!r})\n"
+            "del _os, _plt")
+        self._env_set = []
         for number, notebook in enumerate(notebooks):
             if number and env_between:
-                # A notebook of its own: execute_cell writes the cell back into client.nb.
-                client.nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-                    "import os\nos.environ.update(" + json.dumps(env_between) + ")")])
-                client.execute_cell(client.nb.cells[0], 0, store_history=False)
-            client.nb = notebook
+                self._run_hidden("import os\nos.environ.update(" + json.dumps(env_between) +
+                                 ")\ndel os")
+                self._env_set = sorted(env_between)
+            self.client.nb = notebook
             for index, cell in enumerate(notebook.cells):
-                client.execute_cell(cell, index)
+                self.client.execute_cell(cell, index)
+
