@@ -5,7 +5,12 @@ import pathlib
 
 import pytest
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+from attention.comprehension import FILL_ANSWERS_ENV
+from tests._kernel import Kernel
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+CELL_TIMEOUT_S = 300
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +20,19 @@ def shared_data() -> pathlib.Path:
     if not (path / "multi30k").is_dir():
         pytest.skip(f"no shared data at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def notebook_kernel():
+    """One Jupyter kernel for every notebook this worker executes (the course's and the
+    exercises'), cleared before each (tests/_kernel.py): a kernel start costs about 3 CPU
+    seconds. It runs the course's fast setting (``ATTENTION_FAST=1``) with the comprehension
+    answers left blank, draws off-screen, and has this checkout on its path."""
+    env = {"ATTENTION_FAST": "1", "MPLBACKEND": "Agg", FILL_ANSWERS_ENV: "0",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT),
+                                          *filter(None, [os.environ.get("PYTHONPATH")])])}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with Kernel(timeout=CELL_TIMEOUT_S) as kernel:
+            yield kernel

@@ -6,8 +6,8 @@
   or figures, lands in the repository, and notebooks 08-09 load what 07 saved, as for a
   student). Any error in any cell fails the test. Under pytest-xdist each notebook is a unit
   of work of its own, 07-09 one unit run in order on one worker (../conftest.py), so each
-  worker has its own course folder, and its own kernel, cleared between notebooks as
-  ``%reset -f`` does (tests/_kernel.py).
+  worker has its own course folder, and one kernel for all the notebooks it runs
+  (``notebook_kernel`` in conftest.py), cleared between notebooks as ``%reset -f`` does.
 * The comprehension checks (:mod:`attention.comprehension`): the first run is the notebook
   untouched, and every one of its questions must report ``[TODO]``; the second run has the
   answers filled in (``ATTENTION_FILL_ANSWERS=1``: each unanswered question takes its model
@@ -20,14 +20,12 @@
 """
 
 import ast
-import os
 import pathlib
 import re
 
 import pytest
 
 from attention.comprehension import FILL_ANSWERS_ENV, questions_of
-from tests._kernel import Kernel
 
 nbformat = pytest.importorskip("nbformat")
 jupytext = pytest.importorskip("jupytext")
@@ -36,7 +34,6 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
-CELL_TIMEOUT_S = 300
 
 
 def _ids(paths):
@@ -129,45 +126,31 @@ def course_folder(tmp_path_factory):
     return tmp_path_factory.mktemp("course")
 
 
-@pytest.fixture(scope="module")
-def kernel():
-    """One kernel for the notebooks this worker runs, cleared before each (tests/_kernel.py):
-    a kernel start costs about 3 CPU seconds. It inherits the fast setting, off-screen
-    figures and the package on its path."""
-    env = {"ATTENTION_FAST": "1", "MPLBACKEND": "Agg", FILL_ANSWERS_ENV: "0",
-           "PYTHONPATH": os.pathsep.join([str(NOTEBOOKS_DIR.parent),
-                                          *filter(None, [os.environ.get("PYTHONPATH")])])}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        with Kernel(timeout=CELL_TIMEOUT_S) as shared:
-            yield shared
-
-
-def test_the_shared_kernel_forgets_the_last_notebook(kernel, tmp_path):
+def test_the_shared_kernel_forgets_the_last_notebook(notebook_kernel, tmp_path):
     # What one notebook defines, changes in the environment or the folder it runs in never
     # reaches the next one: a notebook that forgets an import fails as in a fresh kernel.
     cell = nbformat.v4.new_code_cell
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     first = nbformat.v4.new_notebook(cells=[cell("import os\nleft_behind = 1")])
-    kernel.run([first, first], elsewhere, env_between={FILL_ANSWERS_ENV: "1"})
+    notebook_kernel.run([first, first], elsewhere, env_between={FILL_ANSWERS_ENV: "1"})
     second = nbformat.v4.new_notebook(cells=[cell(
         f"import os\nprint('left_behind' in dir(), os.environ[{FILL_ANSWERS_ENV!r}], "
         "os.getcwd())")])
-    kernel.run([second], tmp_path)
+    notebook_kernel.run([second], tmp_path)
     printed = second.cells[0].outputs[0]["text"].split()
     assert printed == ["False", "0", str(tmp_path)], printed
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_runs_twice_in_the_fast_setting(path, course_folder, kernel):
+def test_notebook_runs_twice_in_the_fast_setting(path, course_folder, notebook_kernel):
     # Twice in a row in the same folder and kernel (tests/_kernel.py): a student re-runs a
     # notebook, and what the first run left there (a saved model, figures, names) must not
     # break the second. The first run is untouched, the second has the comprehension answers
     # filled in.
     runs = [nbformat.read(path, as_version=4) for _ in range(2)]
-    kernel.run(runs, course_folder, env_between={FILL_ANSWERS_ENV: "1"})  # raises naming the cell
+    notebook_kernel.run(runs, course_folder,
+                        env_between={FILL_ANSWERS_ENV: "1"})  # raises naming the cell
     for notebook, expected in zip(runs, ("TODO", "PASS"), strict=True):
         reported = _check_reports(notebook)
         questions = questions_of(path.name[:2])

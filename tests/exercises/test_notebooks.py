@@ -19,7 +19,6 @@ import pytest
 
 from attention.exercises import EXERCISES
 from teachers.solutions import solution_source
-from tests._kernel import Kernel
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "exercises"
 BY_NOTEBOOK = {e.notebook: e for e in EXERCISES.values()}
@@ -86,16 +85,8 @@ def test_header_and_hints(stem):
     assert opened == closed >= 2
 
 
-@pytest.fixture(scope="module")
-def kernel():
-    """One kernel for the file's notebooks, cleared before each (tests/_kernel.py): a kernel
-    start costs about 3 CPU seconds, more than most of these small notebooks take to run."""
-    with Kernel(timeout=300) as shared:
-        yield shared
-
-
 @pytest.mark.parametrize("stem", sorted(BY_NOTEBOOK))
-def test_notebook_blank_then_solution(stem, tmp_path, kernel):
+def test_notebook_blank_then_solution(stem, tmp_path, notebook_kernel):
     exercise = BY_NOTEBOOK[stem]
     notebook = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
     blank_cells = len(notebook.cells)
@@ -111,7 +102,7 @@ def test_notebook_blank_then_solution(stem, tmp_path, kernel):
     # All" again does (tests/_kernel.py): first untouched, then with the solution appended.
     # Raises CellExecutionError if any cell raises.
     blank = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
-    kernel.run([blank, notebook], tmp_path)
+    notebook_kernel.run([blank, notebook], tmp_path)
     first_check = next(c for c in blank.cells if _tags(c) == ["check"])
     assert "[TODO]" in _text(first_check)
     blank_check = next(c for c in notebook.cells[:blank_cells] if _tags(c) == ["check"])
