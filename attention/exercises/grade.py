@@ -327,6 +327,14 @@ def shortcut(analysis: dict, exercise) -> str | None:
     return None
 
 
+def run_time_shortcut(used: list[str], exercise) -> str:
+    """The message for a forbidden library object the worker saw the submission use while it
+    ran (a name built at run time, ``getattr(jax.nn, "soft" + "max")``, that no reading of the
+    source finds)."""
+    return (f"the submission uses {used[0]} (found at run time), which does this exercise for "
+            f"you; it asks you to {exercise.instead}.")
+
+
 # ----------------------------------------------------------------------------- running one check
 
 
@@ -353,11 +361,11 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
     note = f" Note: {BLOCKED_MESSAGE}." if analysis.get("imports_package") else ""
     try:
         if student_worker is not None:
-            session = student_worker.check(code, ex.names)
+            session = student_worker.check(code, ex.names, ex.forbidden)
         else:
             session = WorkerSession(code, sandbox=sandbox, timeout=timeout, reaper=reaper,
                                     startup_timeout=startup_timeout, python=python,
-                                    names=ex.names)
+                                    names=ex.names, forbidden=ex.forbidden)
         with session as worker:
             if worker.syntax_error:
                 return False, "failed", (
@@ -376,6 +384,8 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
                     return False, "failed", (
                         f"`{name}` is imported from {module}, not written in the submission.")
             result = ex.check(*(worker.value(n) for n in ex.names))
+            if worker.shortcuts:
+                return False, "failed", run_time_shortcut(worker.shortcuts, ex)
     except WorkerFailure as failure:
         if raise_starved and failure.starved:
             raise
@@ -478,6 +488,8 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
         mount = cache.mount() if cache is not None else None
         with StudentWorker(sandbox=sandbox, timeout=timeout, reaper=reaper,
                            python=python, cache=mount) as worker:
+            worker.preload = tuple(sorted({f for _, name, _ in items
+                                           for f in EXERCISES[name].forbidden}))
             try:
                 grades = []
                 for i, item in enumerate(items):
