@@ -268,6 +268,86 @@ import os
 _ = [open(f"fill{i}", "wb").write(b"x" * (15 << 20)) for i in range(8)]
 ''',
 }
+# Library shortcuts the source does not name (issue 34): submissions of the stable softmax
+# (exercise 02, which forbids jax.nn.softmax) that reach it by a name built at run time. The
+# worker's tripwires stop each one; "caught_and_hidden" catches the error and answers right.
+_BUILT = '"soft" + "max"'
+SHORTCUTS = {
+    "getattr_built_name": f"""
+import jax
+
+def stable_softmax(scores):
+    return getattr(jax.nn, {_BUILT})(scores)
+""",
+    "importlib": f"""
+import importlib
+
+def stable_softmax(scores):
+    return getattr(importlib.import_module("jax." + "nn"), {_BUILT})(scores)
+""",
+    "vars_of_the_module": f"""
+import jax
+
+def stable_softmax(scores):
+    return vars(jax.nn)[{_BUILT}](scores)
+""",
+    "dunder_import_and_eval": f"""
+def stable_softmax(scores):
+    return eval("__import__('jax').nn." + {_BUILT})(scores)
+""",
+    "private_module_path": f"""
+import importlib
+
+def stable_softmax(scores):
+    return getattr(importlib.import_module("jax._src.nn.functions"), {_BUILT})(scores)
+""",
+    "exec_at_load_time": f"""
+import functools
+_ = exec("from jax.nn import " + {_BUILT} + " as _found", globals())
+_partial = functools.partial(_found, axis=-1)
+
+def stable_softmax(scores):
+    return _partial(scores)
+""",
+    "default_argument": f"""
+import sys
+
+def stable_softmax(scores, _use=getattr(sys.modules["jax.nn"], {_BUILT})):
+    return _use(scores)
+""",
+    "caught_and_hidden": f"""
+import jax
+import jax.numpy as jnp
+
+def stable_softmax(scores):
+    try:
+        return getattr(jax.nn, {_BUILT})(scores)
+    except Exception:
+        e = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))
+        return e / jnp.sum(e, axis=-1, keepdims=True)
+""",
+}
+HONEST_SOFTMAX = """
+import jax.numpy as jnp
+
+def stable_softmax(scores):
+    e = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))
+    return e / jnp.sum(e, axis=-1, keepdims=True)
+"""
+# Exercise 04 may use jax.nn.softmax: graded right after the student's 02, in the same worker,
+# it passes (the tripwires are the stable softmax's alone).
+ATTENTION_WITH_SOFTMAX = """
+import jax
+import jax.numpy as jnp
+
+def scaled_dot_product_attention(query, key, value, mask=None):
+    scores_BNTS = jnp.einsum("btnh,bsnh->bnts", query, key) / jnp.sqrt(query.shape[-1])
+    if mask is None:
+        mask = jnp.ones(scores_BNTS.shape, bool)
+    weights_BNTS = jnp.where(mask, jax.nn.softmax(scores_BNTS, where=mask), 0.0)
+    return jnp.einsum("bnts,bsnh->btnh", weights_BNTS, value)
+"""
+
 # A fork bomb is only safe to try where the worker has a user id and a process limit of its own.
 FORK_BOMB = '''
 import os, time
@@ -322,9 +402,12 @@ class _Listener:
 
 
 def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=2,
-                 odd_files=True):
+                 odd_files=True, shortcuts=(), attention=False):
     """Grade ``attacks`` beside honest classmates; returns what a test needs to look at.
-    ``odd_files``: also the files of odd kinds and the honest students of odd names."""
+    ``odd_files``: also the files of odd kinds and the honest students of odd names;
+    ``shortcuts``: the names of :data:`SHORTCUTS` to grade too (the stable softmax), beside an
+    honest student of it; ``attention``: that student also answers exercise 04 with
+    jax.nn.softmax."""
     teacher = tmp / "teacher"  # the grader's working folder, with a private file in it
     (teacher / "class").mkdir(parents=True)
     (teacher / "cache").mkdir()
@@ -348,6 +431,16 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         if "def dot_product_scores" not in source:
             source = WRONG + source
         (folder / f"attack_{name}.py").write_text(prelude + source)
+    exercises = ["dot_product_scores"]
+    if shortcuts:
+        exercises.append("stable_softmax")
+        for name in shortcuts:
+            (folder / f"shortcut_{name}.py").write_text(SHORTCUTS[name])
+        (folder / "zz_softmax").mkdir()  # after the shortcuts, in a worker of their own
+        (folder / "zz_softmax" / "softmax.py").write_text(HONEST_SOFTMAX)
+        if attention:
+            exercises.append("scaled_dot_product_attention")
+            (folder / "zz_softmax" / "attention.py").write_text(ATTENTION_WITH_SOFTMAX)
     for i in range(honest_after):
         (folder / f"zz_honest_{i}.py").write_text(HONEST)
     (folder / os.fsdecode(b"M\xfcller.py")).write_text(HONEST)  # a Latin-1 name
@@ -385,7 +478,7 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         os.chdir(teacher)
         with contextlib.redirect_stdout(printed):
             status = grade.main([str(folder), "--out", str(out / "scores.csv"), "--jobs", "2",
-                                 "--timeout", "20", "--exercises", "dot_product_scores",
+                                 "--timeout", "20", "--exercises", ",".join(exercises),
                                  "--sandbox", level])
     finally:
         os.chdir(cwd)
@@ -398,11 +491,14 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
     seconds = time.monotonic() - started
     alive = _processes_with(TOKEN)
     scores_now = (out / "scores.csv").read_text()
-    time.sleep(5)  # the detached rewriter would strike after 4 s
+    if "detached_rewriter" in attacks:
+        time.sleep(5)  # it would strike after 4 s
     with open(out / "scores.csv", newline="") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
     with open(out / "scores_feedback.csv", newline="") as f:
-        feedback = {r["student"]: r for r in csv.DictReader(f)}
+        every = list(csv.DictReader(f))  # a student's graded exercise, else any
+    feedback = {r["student"]: r for r in every if r["status"] != "not submitted"}
+    feedback.update({r["student"]: r for r in every if r["student"] not in feedback})
     outputs = {
         "stdout": printed.getvalue(),
         "scores": (out / "scores.csv").read_text(),
@@ -411,7 +507,7 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
     }
     return dict(status=status, rows=rows, feedback=feedback, outputs=outputs, alive=alive,
                 scores_before_sleep=scores_now, listener=listener, teacher=teacher,
-                seconds=seconds, attacks=attacks)
+                seconds=seconds, attacks=attacks, shortcuts=shortcuts)
 
 
 def _cleanup_strays():
@@ -436,7 +532,8 @@ def sandboxed(tmp_path_factory):
     if SANDBOX.drop_user:
         attacks["fork_bomb"] = FORK_BOMB
     try:
-        yield _grade_class(tmp_path_factory.mktemp("redteam"), attacks, "auto")
+        yield _grade_class(tmp_path_factory.mktemp("redteam"), attacks, "auto",
+                           shortcuts=tuple(SHORTCUTS), attention=True)
     finally:
         _cleanup_strays()
 
@@ -448,14 +545,27 @@ def test_every_attack_scores_zero_and_every_honest_submission_passes(sandboxed):
             name, sandboxed["feedback"][f"attack_{name}"]["message"])
     for student in HONEST_STUDENTS:
         assert rows[student]["dot_product_scores"] == "1", sandboxed["feedback"][student]
+    _assert_shortcuts_score_zero_and_the_honest_softmax_passes(sandboxed)
+    assert rows["zz_softmax"]["scaled_dot_product_attention"] == "1", sandboxed["feedback"]
     # The CSV is complete: every student, attackers and broken files included.
     expected = {f"attack_{n}" for n in sandboxed["attacks"]} | set(HONEST_STUDENTS) | {
+        f"shortcut_{n}" for n in SHORTCUTS} | {"zz_softmax"} | {
         "broken", "huge", "linker", "hardlinker", "fifo_student",
         "'=HYPERLINK(\"evil\",\"x\")"}  # read back as written: neutralised
     if os.geteuid() == 0:
         expected.add("device_student")
     assert set(rows) == expected
     assert sandboxed["status"] == 0
+
+
+def _assert_shortcuts_score_zero_and_the_honest_softmax_passes(graded):
+    for name in graded["shortcuts"]:
+        student = f"shortcut_{name}"
+        message = graded["feedback"][student]["message"]
+        assert graded["rows"][student]["stable_softmax"] == "0", (name, message)
+        assert ("uses jax.nn.softmax (found at run time), which does this exercise for you; "
+                "it asks you to") in message, (name, message)
+    assert graded["rows"]["zz_softmax"]["stable_softmax"] == "1", graded["feedback"]["zz_softmax"]
 
 
 HONEST_STUDENTS = ("aa_honest", "zz_honest_0", "zz_honest_1", "zz_honest_latin1",
@@ -516,7 +626,7 @@ def test_a_formula_in_a_name_is_neutralised(sandboxed):
 
 def test_each_student_gets_a_feedback_report(sandboxed):
     report = sandboxed["outputs"]["zz_honest_0.md"]
-    assert "Score: **1 / 1**" in report and "Dot-product scores" in report
+    assert "Score: **1 / 3**" in report and "Dot-product scores" in report
     attack = sandboxed["outputs"]["attack_patch_allclose.md"]
     assert "Score: **0 / 1**" in attack
 
@@ -533,7 +643,8 @@ PROCESS_ATTACKS = {name: ATTACKS[name] for name in (
 def unsandboxed(tmp_path_factory):
     try:
         yield _grade_class(tmp_path_factory.mktemp("process"), PROCESS_ATTACKS, "none",
-                           honest_after=1, odd_files=False)
+                           honest_after=1, odd_files=False,
+                           shortcuts=("getattr_built_name", "caught_and_hidden"))
     finally:
         _cleanup_strays()
 
@@ -545,6 +656,7 @@ def test_without_a_sandbox_the_verdict_still_holds(unsandboxed):
             name, unsandboxed["feedback"][f"attack_{name}"]["message"])
     assert rows["zz_honest_0"]["dot_product_scores"] == "1"
     assert rows["M\\xfcller"]["dot_product_scores"] == "1"
+    _assert_shortcuts_score_zero_and_the_honest_softmax_passes(unsandboxed)
     assert unsandboxed["alive"] == []  # setsid children included: the grader adopts orphans
     for name, text in unsandboxed["outputs"].items():
         assert TOKEN not in text, name
