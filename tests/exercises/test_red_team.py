@@ -1,8 +1,9 @@
 """Red team: dishonest, malicious and broken submissions, graded by the real grader.
 
-Each attack is a real submission of the exercise ``dot_product_scores`` in one class folder,
-graded by ``attention grade`` (two jobs) beside honest classmates, some of them graded after
-the attacks. The tests assert that every attack scores 0, that nothing it tried to write
+Each attack is a real submission of the exercise ``dot_product_scores`` (or, for a library
+shortcut reached at run time, of ``stable_softmax``) in one class folder, graded by
+``attention grade`` (two jobs) beside honest classmates, some of them graded after the
+attacks. The tests assert that every attack scores 0, that nothing it tried to write
 exists, that no process it started is alive, that the teacher's secrets are in no output, that
 the honest submissions still pass and that the CSV is complete. The first class is graded at
 the best sandbox level here (bubblewrap in CI, which installs it); a smaller class is graded
@@ -271,6 +272,7 @@ _ = [open(f"fill{i}", "wb").write(b"x" * (15 << 20)) for i in range(8)]
 # Library shortcuts the source does not name (issue 34): submissions of the stable softmax
 # (exercise 02, which forbids jax.nn.softmax) that reach it by a name built at run time. The
 # worker's tripwires stop each one; "caught_and_hidden" catches the error and answers right.
+# (tests/exercises/test_worker.py tries more routes on the tripwires alone: vars(), classes...)
 _BUILT = '"soft" + "max"'
 SHORTCUTS = {
     "getattr_built_name": f"""
@@ -278,18 +280,6 @@ import jax
 
 def stable_softmax(scores):
     return getattr(jax.nn, {_BUILT})(scores)
-""",
-    "importlib": f"""
-import importlib
-
-def stable_softmax(scores):
-    return getattr(importlib.import_module("jax." + "nn"), {_BUILT})(scores)
-""",
-    "vars_of_the_module": f"""
-import jax
-
-def stable_softmax(scores):
-    return vars(jax.nn)[{_BUILT}](scores)
 """,
     "dunder_import_and_eval": f"""
 def stable_softmax(scores):
@@ -401,7 +391,7 @@ class _Listener:
         self.server.close()
 
 
-def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=2,
+def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=1,
                  odd_files=True, shortcuts=(), attention=False):
     """Grade ``attacks`` beside honest classmates; returns what a test needs to look at.
     ``odd_files``: also the files of odd kinds and the honest students of odd names;
@@ -568,7 +558,7 @@ def _assert_shortcuts_score_zero_and_the_honest_softmax_passes(graded):
     assert graded["rows"]["zz_softmax"]["stable_softmax"] == "1", graded["feedback"]["zz_softmax"]
 
 
-HONEST_STUDENTS = ("aa_honest", "zz_honest_0", "zz_honest_1", "zz_honest_latin1",
+HONEST_STUDENTS = ("aa_honest", "zz_honest_0", "zz_honest_latin1",
                    "M\\xfcller", ".hidden_student", "twin", "twin<U+200B>", "many_names",
                    "zz_model_solution")
 
@@ -628,7 +618,7 @@ def test_each_student_gets_a_feedback_report(sandboxed):
     report = sandboxed["outputs"]["zz_honest_0.md"]
     assert "Score: **1 / 3**" in report and "Dot-product scores" in report
     attack = sandboxed["outputs"]["attack_patch_allclose.md"]
-    assert "Score: **0 / 1**" in attack
+    assert "Score: **0 / 3**" in attack
 
 
 # ----------------------------------------------------------------------------- without a sandbox
@@ -643,7 +633,7 @@ PROCESS_ATTACKS = {name: ATTACKS[name] for name in (
 def unsandboxed(tmp_path_factory):
     try:
         yield _grade_class(tmp_path_factory.mktemp("process"), PROCESS_ATTACKS, "none",
-                           honest_after=1, odd_files=False,
+                           odd_files=False,
                            shortcuts=("getattr_built_name", "caught_and_hidden"))
     finally:
         _cleanup_strays()
