@@ -68,6 +68,7 @@ from attention.exercises.sandbox import Reaper, Sandbox
 from attention.exercises.worker import BLOCKED_MESSAGE, SUBMISSION_MODULE
 
 MAX_FILE_BYTES = 2 << 20
+DEFAULT_JOBS = min(2, os.cpu_count() or 1)  # a check waits on its worker: two keep 2 cores busy
 MAX_MESSAGE = 600
 
 
@@ -775,7 +776,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exercises", default=None,
                         help="comma-separated exercise names (default: every exercise someone "
                         f"attempted); names: {', '.join(EXERCISES)}")
-    parser.add_argument("--jobs", type=int, default=1, help="checks run at once (default 1)")
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+                        help="students graded at once, a worker each (default: 2, or 1 on a "
+                        "one-core machine; docs/teachers.md)")
     parser.add_argument("--sandbox", choices=sandboxes.CHOICES, default="auto",
                         help="auto: the best confinement available (default); strict: refuse "
                         "to grade without a namespace sandbox (bubblewrap); none: process "

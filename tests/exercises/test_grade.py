@@ -500,3 +500,15 @@ def test_what_one_exercise_changes_in_the_worker_never_reaches_the_next_ones_ver
     assert by["crash", "combine_embeddings"].status == "crashed"
     assert by["module_attribute", "combine_embeddings"].score == 1  # its own check unchanged
     assert stats["workers"] == 2 * len(PATCHES)  # each replaced once, after its first exercise
+
+
+def test_two_students_are_graded_at_once_by_default(tmp_path, monkeypatch):
+    seen: dict = {}
+    monkeypatch.setattr(grade, "grade_folder", lambda folder, **kw: seen.update(kw) or ([], []))
+    (tmp_path / "class").mkdir()
+    assert grade.main([str(tmp_path / "class"), "--out", str(tmp_path / "s.csv"),
+                       "--sandbox", "none"]) == 0
+    assert seen["jobs"] == min(2, os.cpu_count())
+    assert grade.main([str(tmp_path / "class"), "--out", str(tmp_path / "s.csv"),
+                       "--sandbox", "none", "--jobs", "1"]) == 0
+    assert seen["jobs"] == 1
