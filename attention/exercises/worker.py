@@ -608,7 +608,7 @@ def _replace_in_modules(swaps: dict) -> None:
         return
     for module in list(sys.modules.values()):
         space = getattr(module, "__dict__", None)
-        if not isinstance(space, dict):
+        if not isinstance(space, dict) or swaps.keys().isdisjoint(map(id, space.values())):
             continue
         for key, value in list(space.items()):
             if id(value) in swaps:
