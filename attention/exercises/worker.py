@@ -451,7 +451,7 @@ def _serve(request_fd: int, reply_fd: int) -> None:
                 for name in header.get("preload", [])[:MAX_ITEMS]:  # imported now, not later
                     resolve(str(name))
                 _warm_up()
-                watch = Watch()
+                watch = Watch(guard)
                 baseline = fingerprint()
             write_message(reply_fd, {"op": "watching", "watching": baseline is not None})
             continue
@@ -519,6 +519,8 @@ def _load_report(source: str, wanted: list[str], namespace: dict) -> dict:
 
 
 SHORTCUT_EVENT = "attention.shortcut"
+# The garbage collector's lists hold every object, the originals too: refused while armed.
+CLOSED_WHILE_ARMED = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents"})
 _HARMLESS = frozenset({"__name__", "__qualname__", "__module__", "__doc__", "__tripwire__"})
 
 
@@ -540,7 +542,9 @@ class Guard:
     tripwire too. A tripwire is a function (for a function) or a class (for a class: calling
     it, subclassing it with ``class`` or ``type(...)`` and reading its attributes trip it) that
     raises :class:`ShortcutError`. Each use is recorded through ``sys.audit``, by a hook no
-    student code can remove, in :attr:`used`: catching the error does not hide it.
+    student code can remove, in :attr:`used`: catching the error does not hide it. While
+    armed, the hook refuses the garbage collector's lists of objects
+    (:data:`CLOSED_WHILE_ARMED`), where the originals could be searched for.
     :meth:`disarm` puts the originals back (the fingerprint taken before any student code
     matches again). A student who rewrites the worker in memory can defeat it
     (docs/teachers.md says what each layer stops).
@@ -548,8 +552,10 @@ class Guard:
 
     def __init__(self):
         self.used: list[str] = []
+        self.busy = False  # setting the originals' attributes (not a student's doing)
         self._armed: dict[str, object] = {}  # name -> tripwire
         self._originals: dict[int, object] = {}  # id(tripwire) -> original
+        self._patched: list[tuple] = []  # (class, attribute, its own value or _ABSENT)
         sys.addaudithook(self._hook)
 
     def _hook(self, event: str, args) -> None:
@@ -557,6 +563,9 @@ class Guard:
             if args[0] not in self.used:
                 self.used.append(args[0])
             raise ShortcutError(shortcut_message(args[0]))
+        if event in CLOSED_WHILE_ARMED and self._armed:  # a search for the originals
+            raise RuntimeError(f"{event} is refused while grading an exercise that forbids "
+                               f"{', '.join(self._armed)}")
 
     def arm(self, names) -> list[str]:
         """Tripwires for ``names``; returns those that could not be found (not installed)."""
@@ -572,15 +581,43 @@ class Guard:
             self._armed[name] = tripwire
             self._originals[id(tripwire)] = original
             swaps[id(original)] = tripwire
+            if isinstance(original, type):  # reached otherwise (``Module.__subclasses__()``)
+                self._patch(name, original)
         _replace_in_modules(swaps)
         return missing
+
+    def _patch(self, name: str, cls: type) -> None:
+        """The original class itself trips when made or subclassed, while armed."""
+        def tripping_init(self, *args, **kwargs):
+            _trip_name(name)
+
+        def tripping_init_subclass(cls, **kwargs):
+            _trip_name(name)
+
+        self.busy = True
+        try:
+            for attribute, value in (("__init__", tripping_init),
+                                     ("__init_subclass__", classmethod(tripping_init_subclass))):
+                self._patched.append((cls, attribute, vars(cls).get(attribute, _ABSENT)))
+                type.__setattr__(cls, attribute, value)
+        finally:
+            self.busy = False
 
     def disarm(self) -> None:
         """The originals back, in every module that holds a tripwire (one imported since too)."""
         if self._armed:
             swaps = {id(t): self._originals[id(t)] for t in self._armed.values()}
             _replace_in_modules(swaps)
-        self._armed, self._originals = {}, {}
+        self.busy = True
+        try:
+            for cls, attribute, value in reversed(self._patched):
+                if value is _ABSENT:
+                    type.__delattr__(cls, attribute)
+                else:
+                    type.__setattr__(cls, attribute, value)
+        finally:
+            self.busy = False
+        self._armed, self._originals, self._patched = {}, {}, []
 
 
 def resolve(name: str):
@@ -636,9 +673,15 @@ def _tripwire(name: str, original):
 
 
 def _trip(cls) -> None:
-    name = type.__getattribute__(cls, "__tripwire__")
+    _trip_name(type.__getattribute__(cls, "__tripwire__"))
+
+
+def _trip_name(name: str) -> None:
     sys.audit(SHORTCUT_EVENT, name)
     raise ShortcutError(shortcut_message(name))
+
+
+_ABSENT = object()
 
 
 class _TripwireClass(type):
@@ -690,12 +733,13 @@ class Watch:
     :data:`TAINTING_EVENTS` seen, and refuses new audit hooks (one could change any later
     call's behaviour, and a hook cannot be removed)."""
 
-    def __init__(self):
+    def __init__(self, guard: Guard | None = None):
         self.seen: set[str] = set()
+        self.guard = guard  # its own setting of class attributes taints nothing
         sys.addaudithook(self._hook)
 
     def _hook(self, event: str, args) -> None:
-        if event in TAINTING_EVENTS:
+        if event in TAINTING_EVENTS and not (self.guard is not None and self.guard.busy):
             self.seen.add(event)
             if event == "sys.addaudithook":
                 raise RuntimeError("audit hooks are not allowed while grading")

@@ -387,6 +387,11 @@ CLASS_ROUTES = {
     "type()": lambda nnx: type("Mine", (nnx.MultiHeadAttention,), {}),
     "an unbound method": lambda nnx: nnx.MultiHeadAttention.__call__,
     "isinstance": lambda nnx: isinstance(object(), nnx.MultiHeadAttention),
+    # the original class itself, found without a module attribute
+    "found among the subclasses": lambda nnx: next(
+        c for c in nnx.Module.__subclasses__() if c.__name__ == "MultiHeadAttention")(2, 4),
+    "subclass of the one found": lambda nnx: type("Mine", tuple(
+        c for c in nnx.Module.__subclasses__() if c.__name__ == "MultiHeadAttention"), {}),
 }
 
 
@@ -410,7 +415,10 @@ def test_a_forbidden_class_trips_when_made_subclassed_or_read(guard):
             route, message)
         assert used == ["flax.nnx.MultiHeadAttention"], route
     assert nnx.MultiHeadAttention is original
+    assert "__init_subclass__" not in vars(original)  # its own attributes back
     assert issubclass(type("Mine", (nnx.MultiHeadAttention,), {}), original)  # usable again
+    layer = original(6, 6, qkv_features=6, out_features=6, decode=False, rngs=nnx.Rngs(0))
+    assert layer(jnp.ones((1, 3, 6))).shape == (1, 3, 6)
 
 
 def test_disarming_restores_every_holder_and_the_fingerprint_matches(guard):
@@ -433,6 +441,21 @@ def test_disarming_restores_every_holder_and_the_fingerprint_matches(guard):
         del sys.modules["late_import"]
     assert late.standardize is original
     assert worker._changes(baseline, set()) == []
+
+
+def test_the_garbage_collectors_lists_are_refused_while_armed(guard):
+    import gc
+
+    guard.arm(["jax.nn.softmax"])
+    try:
+        for search in (gc.get_objects, lambda: gc.get_referrers(jax.nn),
+                       lambda: gc.get_referents(jax.nn)):
+            with pytest.raises(RuntimeError, match=r"gc\.get_\w+ is refused while grading an "
+                               r"exercise that forbids jax\.nn\.softmax"):
+                search()
+    finally:
+        guard.disarm()
+    assert jax.nn in gc.get_referents(vars(jax))  # open again
 
 
 def test_a_name_that_does_not_resolve_is_reported_and_nothing_else_changes(guard):
