@@ -19,8 +19,9 @@ in it one after the other. The worker
 3. answers ``call`` requests: the parent names a function and hands it inputs; the worker runs
    it (eagerly, under ``jax.jit``, under ``jax.vmap``, or through ``jax.vjp`` for the causality
    check) and sends back the raw result, with the forbidden objects its code has used;
-4. on ``state`` (after each exercise): puts the forbidden objects back, compares the interpreter's state with the fingerprint
-   taken before any student code ran, and names what changed (a patched module attribute, a
+4. on ``state`` (after each exercise): puts the forbidden objects back, compares the
+   interpreter's state with the fingerprint taken before any student code ran, and names
+   what changed (a patched module attribute, a
    JAX flag, a thread left running...): the parent then replaces the worker, so that nothing
    one exercise left behind can change the verdict of the next.
 
