@@ -71,8 +71,9 @@ def _digest(folder: pathlib.Path) -> dict[str, str]:
 
 
 # One class, graded once through the command line, serves the tests below: five students of
-# the first two exercises (notebooks, a folder, mistakes, a loop, a blank notebook) and two
-# who make one typical mistake in each of the twenty exercises (MISTAKES).
+# the first two exercises (notebooks, a folder, mistakes, a loop, a blank notebook), one who
+# imports the answer from the package, and two who make one typical mistake in each of the
+# twenty exercises (MISTAKES).
 CLASS_TIMEOUT = 60
 
 
@@ -92,6 +93,7 @@ def graded_class(tmp_path_factory):
     # An untouched notebook: the blank still raises NotImplementedError.
     blank = nbformat.read(NOTEBOOKS / "02_stable_softmax.ipynb", as_version=4)
     nbformat.write(blank, submissions / "erin.ipynb")
+    (submissions / "mallory.py").write_text("from attention import sinusoidal_positions\n")
     # Each typical mistake written into its model solution, half of them by each of two
     # students (a worker each, kept for all their exercises).
     assert set(MISTAKES) == set(EXERCISES)
@@ -125,7 +127,7 @@ def test_grade_folder_writes_the_score_table(graded_class):
     assert graded_class["untouched"]  # the teacher's files are untouched
     first_two = ("dot_product_scores", "stable_softmax")
     rows = [{k: r[k] for k in ("student", *first_two)} for r in graded_class["rows"]
-            if not r["student"].startswith("wrong_")]
+            if r["student"] in ("alice", "bob", "carol", "dave", "erin")]
     assert rows == [
         {"student": "alice", "dot_product_scores": "1", "stable_softmax": "1"},
         {"student": "bob", "dot_product_scores": "0", "stable_softmax": "1"},
@@ -150,17 +152,11 @@ def test_grade_folder_writes_the_score_table(graded_class):
     assert "student" in printed and "carol" in printed and "timed out" in printed
 
 
-def test_imported_package_function_scores_zero(tmp_path):
-    submissions = tmp_path / "subs"
-    submissions.mkdir()
-    (submissions / "mallory.py").write_text(
-        "from attention import sinusoidal_positions\n"
-    )
-    exercises, grades = grade.grade_folder(submissions, timeout=60)
-    assert exercises == ["sinusoidal_positions"]
-    (only,) = grades
-    assert only.score == 0
-    assert "the `attention` package cannot be imported while grading" in only.message
+def test_imported_package_function_scores_zero(graded_class):
+    only = graded_class["feedback"]["mallory", "sinusoidal_positions"]
+    assert only["score"] == "0"
+    assert "the `attention` package cannot be imported while grading" in only["message"]
+    assert {r["student"]: r["total"] for r in graded_class["rows"]}["mallory"] == "0"
 
 
 def test_submission_code_reads_notebook_cells(tmp_path):
@@ -260,9 +256,9 @@ def test_every_solution_passes_and_every_typical_mistake_is_named_through_the_gr
     # two workers (one per job), none replaced between exercises (carol's, after her timeout,
     # is; so is the worker of the check run again alone if the load starved it).
     stats = graded_class["stats"]
-    assert stats["workers"] >= 2 + 7, stats
+    assert stats["workers"] >= 2 + 8, stats
     assert [r for r in stats["replaced"] if not r.startswith("carol: ")] == [], stats
-    assert stats["workers"] <= 2 + 7 + 2, stats
+    assert stats["workers"] <= 2 + 8 + 2, stats
     by = graded_class["feedback"]
     for i, (name, (_, _, words)) in enumerate(MISTAKES.items()):
         mistake = by[f"wrong_{'ab'[i % 2]}", name]

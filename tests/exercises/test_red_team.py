@@ -7,7 +7,8 @@ attacks. The tests assert that every attack scores 0, that nothing it tried to w
 exists, that no process it started is alive, that the teacher's secrets are in no output, that
 the honest submissions still pass and that the CSV is complete. The first class is graded at
 the best sandbox level here (bubblewrap in CI, which installs it); a smaller class is graded
-with ``--sandbox none`` to show what holds without an OS sandbox (docs/teachers.md).
+with ``--sandbox none`` to show what holds without an OS sandbox (docs/teachers.md), with the
+library shortcuts reached at run time (the worker's tripwires, the same at every level).
 """
 
 from __future__ import annotations
@@ -433,8 +434,8 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
             (folder / "zz_softmax" / "attention.py").write_text(ATTENTION_WITH_SOFTMAX)
     for i in range(honest_after):
         (folder / f"zz_honest_{i}.py").write_text(HONEST)
-    (folder / os.fsdecode(b"M\xfcller.py")).write_text(HONEST)  # a Latin-1 name
     if odd_files:
+        (folder / os.fsdecode(b"M\xfcller.py")).write_text(HONEST)  # a Latin-1 name
         # graded after the poisoner, from the programs the canary left in the shared cache
         (folder / "zz_model_solution.py").write_text(solution_source("dot_product_scores"))
         (folder / "zz_honest_latin1.py").write_bytes(b"# caf\xe9 cr\xe8me\n" + HONEST.encode())
@@ -522,8 +523,7 @@ def sandboxed(tmp_path_factory):
     if SANDBOX.drop_user:
         attacks["fork_bomb"] = FORK_BOMB
     try:
-        yield _grade_class(tmp_path_factory.mktemp("redteam"), attacks, "auto",
-                           shortcuts=tuple(SHORTCUTS), attention=True)
+        yield _grade_class(tmp_path_factory.mktemp("redteam"), attacks, "auto")
     finally:
         _cleanup_strays()
 
@@ -535,11 +535,8 @@ def test_every_attack_scores_zero_and_every_honest_submission_passes(sandboxed):
             name, sandboxed["feedback"][f"attack_{name}"]["message"])
     for student in HONEST_STUDENTS:
         assert rows[student]["dot_product_scores"] == "1", sandboxed["feedback"][student]
-    _assert_shortcuts_score_zero_and_the_honest_softmax_passes(sandboxed)
-    assert rows["zz_softmax"]["scaled_dot_product_attention"] == "1", sandboxed["feedback"]
     # The CSV is complete: every student, attackers and broken files included.
     expected = {f"attack_{n}" for n in sandboxed["attacks"]} | set(HONEST_STUDENTS) | {
-        f"shortcut_{n}" for n in SHORTCUTS} | {"zz_softmax"} | {
         "broken", "huge", "linker", "hardlinker", "fifo_student",
         "'=HYPERLINK(\"evil\",\"x\")"}  # read back as written: neutralised
     if os.geteuid() == 0:
@@ -616,9 +613,9 @@ def test_a_formula_in_a_name_is_neutralised(sandboxed):
 
 def test_each_student_gets_a_feedback_report(sandboxed):
     report = sandboxed["outputs"]["zz_honest_0.md"]
-    assert "Score: **1 / 3**" in report and "Dot-product scores" in report
+    assert "Score: **1 / 1**" in report and "Dot-product scores" in report
     attack = sandboxed["outputs"]["attack_patch_allclose.md"]
-    assert "Score: **0 / 3**" in attack
+    assert "Score: **0 / 1**" in attack
 
 
 # ----------------------------------------------------------------------------- without a sandbox
@@ -633,8 +630,8 @@ PROCESS_ATTACKS = {name: ATTACKS[name] for name in (
 def unsandboxed(tmp_path_factory):
     try:
         yield _grade_class(tmp_path_factory.mktemp("process"), PROCESS_ATTACKS, "none",
-                           odd_files=False,
-                           shortcuts=("getattr_built_name", "caught_and_hidden"))
+                           honest_after=0, odd_files=False, shortcuts=tuple(SHORTCUTS),
+                           attention=True)
     finally:
         _cleanup_strays()
 
@@ -644,9 +641,17 @@ def test_without_a_sandbox_the_verdict_still_holds(unsandboxed):
     for name in PROCESS_ATTACKS:
         assert rows[f"attack_{name}"]["dot_product_scores"] == "0", (
             name, unsandboxed["feedback"][f"attack_{name}"]["message"])
-    assert rows["zz_honest_0"]["dot_product_scores"] == "1"
-    assert rows["M\\xfcller"]["dot_product_scores"] == "1"
+    assert rows["aa_honest"]["dot_product_scores"] == "1"
+    assert unsandboxed["status"] == 0
+
+
+def test_a_shortcut_reached_at_run_time_scores_zero_and_exercise_04_may_use_softmax(
+        unsandboxed):
+    # The tripwires live in the worker: the sandbox level changes nothing for them.
     _assert_shortcuts_score_zero_and_the_honest_softmax_passes(unsandboxed)
+    assert unsandboxed["rows"]["zz_softmax"]["scaled_dot_product_attention"] == "1", (
+        unsandboxed["feedback"]["zz_softmax"])
+    # (her 02 and 04 are graded in one worker, one after the other: armed, then disarmed)
     assert unsandboxed["alive"] == []  # setsid children included: the grader adopts orphans
     for name, text in unsandboxed["outputs"].items():
         assert TOKEN not in text, name
