@@ -47,6 +47,7 @@ import os
 import struct
 import sys
 import traceback
+import types
 
 MAX_HEADER_BYTES = 1 << 20
 MAX_PAYLOAD_BYTES = 64 << 20
@@ -542,7 +543,9 @@ class Guard:
     ``flax.nnx.softmax``...) and puts a tripwire there; a module imported later binds the
     tripwire too. A tripwire is a function (for a function) or a class (for a class: calling
     it, subclassing it with ``class`` or ``type(...)`` and reading its attributes trip it) that
-    raises :class:`ShortcutError`. Each use is recorded through ``sys.audit``, by a hook no
+    raises :class:`ShortcutError`; the original itself trips as well (a Python function's code
+    is swapped, a class's ``__init__`` and ``__init_subclass__``), for a reference kept where
+    no module shows it. Each use is recorded through ``sys.audit``, by a hook no
     student code can remove, in :attr:`used`: catching the error does not hide it. While
     armed, the hook refuses the garbage collector's lists of objects
     (:data:`CLOSED_WHILE_ARMED`), where the originals could be searched for.
@@ -584,8 +587,22 @@ class Guard:
             swaps[id(original)] = tripwire
             if isinstance(original, type):  # reached otherwise (``Module.__subclasses__()``)
                 self._patch(name, original)
+            else:  # a reference kept elsewhere, or the undecorated function of a jitted one
+                for function in (original, getattr(original, "__wrapped__", None)):
+                    self._rewire(name, function)
         _replace_in_modules(swaps)
         return missing
+
+    def _rewire(self, name: str, function) -> None:
+        """A Python function itself trips while armed: its code is a tripwire's."""
+        if not isinstance(function, types.FunctionType) or function.__code__.co_freevars:
+            return
+        self.busy = True
+        try:
+            self._patched.append((function, "__code__", function.__code__))
+            function.__code__ = _tripwire_code(name)
+        finally:
+            self.busy = False
 
     def _patch(self, name: str, cls: type) -> None:
         """The original class itself trips when made or subclassed, while armed."""
@@ -611,11 +628,13 @@ class Guard:
             _replace_in_modules(swaps)
         self.busy = True
         try:
-            for cls, attribute, value in reversed(self._patched):
-                if value is _ABSENT:
-                    type.__delattr__(cls, attribute)
+            for owner, attribute, value in reversed(self._patched):
+                if attribute == "__code__":
+                    owner.__code__ = value
+                elif value is _ABSENT:
+                    type.__delattr__(owner, attribute)
                 else:
-                    type.__setattr__(cls, attribute, value)
+                    type.__setattr__(owner, attribute, value)
         finally:
             self.busy = False
         self._armed, self._originals, self._patched = {}, {}, []
@@ -671,6 +690,17 @@ def _tripwire(name: str, original):
             setattr(tripwire, attribute, getattr(original, attribute))
     tripwire.__doc__ = shortcut_message(name)
     return tripwire
+
+
+def _tripwire_code(name: str):
+    """The code of a function that trips for ``name``, using nothing but builtins (it runs
+    with the globals of the library's module)."""
+    source = (f"def tripwire(*args, **kwargs):\n"
+              f"    __import__('sys').audit({SHORTCUT_EVENT!r}, {name!r})\n"
+              f"    raise RuntimeError({shortcut_message(name)!r})\n")
+    space: dict = {}
+    exec(compile(source, "<tripwire>", "exec"), space)
+    return space["tripwire"].__code__
 
 
 def _trip(cls) -> None:

@@ -318,6 +318,20 @@ def stable_softmax(scores):
         return e / jnp.sum(e, axis=-1, keepdims=True)
 """,
 }
+# Two files of one student, graded in one worker: the first exercise (honest) hides
+# jax.nn.softmax where the state check does not look; the second takes it back.
+SHORTCUTS["kept_from_an_earlier_exercise"] = {
+    "scores.py": HONEST + """
+import jax
+import linecache
+_ = linecache.cache.__setitem__("<kept>", (0, None, [jax.nn.softmax], "<kept>"))
+""",
+    "softmax.py": """
+import linecache
+
+def stable_softmax(scores):
+    return linecache.cache["<kept>"][2][0](scores)
+"""}
 HONEST_SOFTMAX = """
 import jax.numpy as jnp
 
@@ -426,7 +440,12 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
     if shortcuts:
         exercises.append("stable_softmax")
         for name in shortcuts:
-            (folder / f"shortcut_{name}.py").write_text(SHORTCUTS[name])
+            if isinstance(SHORTCUTS[name], dict):  # files of one student
+                (folder / f"shortcut_{name}").mkdir()
+                for file, code in SHORTCUTS[name].items():
+                    (folder / f"shortcut_{name}" / file).write_text(code)
+            else:
+                (folder / f"shortcut_{name}.py").write_text(SHORTCUTS[name])
         (folder / "zz_softmax").mkdir()  # after the shortcuts, in a worker of their own
         (folder / "zz_softmax" / "softmax.py").write_text(HONEST_SOFTMAX)
         if attention:
@@ -651,6 +670,9 @@ def test_a_shortcut_reached_at_run_time_scores_zero_and_exercise_04_may_use_soft
     _assert_shortcuts_score_zero_and_the_honest_softmax_passes(unsandboxed)
     assert unsandboxed["rows"]["zz_softmax"]["scaled_dot_product_attention"] == "1", (
         unsandboxed["feedback"]["zz_softmax"])
+    # the hider's first exercise was honest (and hid softmax for the second)
+    assert unsandboxed["rows"]["shortcut_kept_from_an_earlier_exercise"][
+        "dot_product_scores"] == "1"
     # (her 02 and 04 are graded in one worker, one after the other: armed, then disarmed)
     assert unsandboxed["alive"] == []  # setsid children included: the grader adopts orphans
     for name, text in unsandboxed["outputs"].items():

@@ -443,6 +443,27 @@ def test_disarming_restores_every_holder_and_the_fingerprint_matches(guard):
     assert worker._changes(baseline, set()) == []
 
 
+def test_a_reference_kept_from_before_arming_trips_too(guard):
+    """A function kept where no module attribute shows it (an earlier exercise's hiding
+    place): the function itself trips, its code swapped while armed; a jitted one through
+    the function it wraps."""
+    kept = {"softmax": jax.nn.softmax, "standardize": jax.nn.standardize}
+    x = jnp.arange(15.0).reshape(3, 5)
+    guard.arm(["jax.nn.softmax", "jax.nn.standardize"])
+    try:
+        tripped = [_tripped(guard, lambda: kept["softmax"](x)),
+                   _tripped(guard, lambda: kept["standardize"](x + 1.0))]
+    finally:
+        guard.disarm()
+    assert tripped[0][1] == ["jax.nn.softmax"] and tripped[1][1] == ["jax.nn.standardize"]
+    assert "does this exercise for you" in tripped[0][0]
+    np.testing.assert_allclose(kept["softmax"](x), np.exp(x) / np.exp(x).sum(-1, keepdims=True),
+                               rtol=1e-6)  # its own code back
+    mean = np.asarray(x).mean(-1, keepdims=True)
+    np.testing.assert_allclose(kept["standardize"](x), (x - mean) / np.asarray(x).std(
+        -1, keepdims=True), rtol=1e-4, atol=1e-4)
+
+
 def test_the_garbage_collectors_lists_are_refused_while_armed(guard):
     import gc
 
