@@ -273,7 +273,8 @@ _ = [open(f"fill{i}", "wb").write(b"x" * (15 << 20)) for i in range(8)]
 # Library shortcuts the source does not name (issue 34): submissions of the stable softmax
 # (exercise 02, which forbids jax.nn.softmax) that reach it by a name built at run time. The
 # worker's tripwires stop each one; "caught_and_hidden" catches the error and answers right.
-# (tests/exercises/test_worker.py tries more routes on the tripwires alone: vars(), classes...)
+# (tests/exercises/test_worker.py tries more routes on the tripwires alone: importlib,
+# vars(), __import__, eval, the private module path, a default argument, jit, vmap, classes...)
 _BUILT = '"soft" + "max"'
 SHORTCUTS = {
     "getattr_built_name": f"""
@@ -282,29 +283,13 @@ import jax
 def stable_softmax(scores):
     return getattr(jax.nn, {_BUILT})(scores)
 """,
-    "dunder_import_and_eval": f"""
-def stable_softmax(scores):
-    return eval("__import__('jax').nn." + {_BUILT})(scores)
-""",
-    "private_module_path": f"""
-import importlib
-
-def stable_softmax(scores):
-    return getattr(importlib.import_module("jax._src.nn.functions"), {_BUILT})(scores)
-""",
-    "exec_at_load_time": f"""
+    "exec_a_private_path_at_load_time": f"""
 import functools
-_ = exec("from jax.nn import " + {_BUILT} + " as _found", globals())
+_ = exec("from jax._src.nn.functions import " + {_BUILT} + " as _found", globals())
 _partial = functools.partial(_found, axis=-1)
 
 def stable_softmax(scores):
     return _partial(scores)
-""",
-    "default_argument": f"""
-import sys
-
-def stable_softmax(scores, _use=getattr(sys.modules["jax.nn"], {_BUILT})):
-    return _use(scores)
 """,
     "caught_and_hidden": f"""
 import jax
