@@ -23,7 +23,10 @@ change an exercise made to its interpreter, which loads each exercise's code in 
 namespace, only runs the student's functions on the inputs this process chooses and sends
 back raw arrays; the checker compares them here with the package's
 own implementation and writes every explanation. Writing a result file, patching NumPy or the
-checkers, or printing "[PASS]" in the worker earns nothing. The ``attention`` package (the
+checkers, or printing "[PASS]" in the worker earns nothing. A library function that does the
+exercise (``jax.nn.softmax`` in the stable softmax) scores 0 whether the source names it
+(:func:`shortcut`) or the worker's tripwires meet it at run time, reached by a name built
+there (:func:`run_time_shortcut`). The ``attention`` package (the
 answers) cannot be imported in the worker. Every per-submission failure (an unreadable or
 truncated notebook, any encoding, a syntax error, a worker that loops, dies or prints garbage)
 scores 0 with the reason, and grading goes on.
