@@ -442,7 +442,8 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         (folder / os.fsdecode(b"M\xfcller.py")).write_text(HONEST)  # a Latin-1 name
         # graded after the poisoner, from the programs the canary left in the shared cache
         (folder / "zz_model_solution.py").write_text(solution_source("dot_product_scores"))
-        (folder / "zz_honest_latin1.py").write_bytes(b"# caf\xe9 cr\xe8me\n" + HONEST.encode())
+        # (one student per odd thing would prove no more: a worker each)
+        (folder / "zz_honest_0.py").write_bytes(b"# caf\xe9 cr\xe8me\n" + HONEST.encode())
         (folder / '=HYPERLINK("evil","x").py').write_text(WRONG)
         (folder / "broken.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "def f(')
         (folder / "huge.py").write_text(HONEST + "#" * (3 << 20))
@@ -458,10 +459,9 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
             os.mknod(folder / "device_student.py", stat.S_IFCHR | 0o600, os.makedev(1, 5))
         # Honest work in odd shapes: every one passes.
         (folder / ".hidden_student.py").write_text(HONEST)
-        (folder / "twin.py").write_text(HONEST)
+        (folder / "twin.py").write_text(  # the answer after 200 other names
+            "".join(f"name_{i} = {i}\n" for i in range(300)) + HONEST)
         (folder / "twin\u200b.py").write_text(HONEST)  # looks the same, is another student
-        (folder / "many_names.py").write_text(
-            "".join(f"name_{i} = {i}\n" for i in range(300)) + HONEST)  # the answer after 200
 
     saved = {k: os.environ.get(k) for k in ("ATTENTION_TEACHER_TOKEN", "JAX_COMPILATION_CACHE_DIR")}
     os.environ["ATTENTION_TEACHER_TOKEN"] = TOKEN
@@ -559,8 +559,8 @@ def _assert_shortcuts_score_zero_and_the_honest_softmax_passes(graded):
     assert graded["rows"]["zz_softmax"]["stable_softmax"] == "1", graded["feedback"]["zz_softmax"]
 
 
-HONEST_STUDENTS = ("aa_honest", "zz_honest_0", "zz_honest_latin1",
-                   "M\\xfcller", ".hidden_student", "twin", "twin<U+200B>", "many_names",
+HONEST_STUDENTS = ("aa_honest", "zz_honest_0",
+                   "M\\xfcller", ".hidden_student", "twin", "twin<U+200B>",
                    "zz_model_solution")
 
 
