@@ -23,7 +23,10 @@ change an exercise made to its interpreter, which loads each exercise's code in 
 namespace, only runs the student's functions on the inputs this process chooses and sends
 back raw arrays; the checker compares them here with the package's
 own implementation and writes every explanation. Writing a result file, patching NumPy or the
-checkers, or printing "[PASS]" in the worker earns nothing. The ``attention`` package (the
+checkers, or printing "[PASS]" in the worker earns nothing. A library function that does the
+exercise (``jax.nn.softmax`` in the stable softmax) scores 0 whether the source names it
+(:func:`shortcut`) or the worker's tripwires meet it at run time, reached by a name built
+there (:func:`run_time_shortcut`). The ``attention`` package (the
 answers) cannot be imported in the worker. Every per-submission failure (an unreadable or
 truncated notebook, any encoding, a syntax error, a worker that loops, dies or prints garbage)
 scores 0 with the reason, and grading goes on.
@@ -68,6 +71,7 @@ from attention.exercises.sandbox import Reaper, Sandbox
 from attention.exercises.worker import BLOCKED_MESSAGE, SUBMISSION_MODULE
 
 MAX_FILE_BYTES = 2 << 20
+DEFAULT_JOBS = min(2, os.cpu_count() or 1)  # a check waits on its worker: two keep 2 cores busy
 MAX_MESSAGE = 600
 
 
@@ -327,6 +331,14 @@ def shortcut(analysis: dict, exercise) -> str | None:
     return None
 
 
+def run_time_shortcut(used: list[str], exercise) -> str:
+    """The message for a forbidden library object the worker saw the submission use while it
+    ran (a name built at run time, ``getattr(jax.nn, "soft" + "max")``, that no reading of the
+    source finds)."""
+    return (f"the submission uses {used[0]} (found at run time), which does this exercise for "
+            f"you; it asks you to {exercise.instead}.")
+
+
 # ----------------------------------------------------------------------------- running one check
 
 
@@ -353,11 +365,11 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
     note = f" Note: {BLOCKED_MESSAGE}." if analysis.get("imports_package") else ""
     try:
         if student_worker is not None:
-            session = student_worker.check(code, ex.names)
+            session = student_worker.check(code, ex.names, ex.forbidden)
         else:
             session = WorkerSession(code, sandbox=sandbox, timeout=timeout, reaper=reaper,
                                     startup_timeout=startup_timeout, python=python,
-                                    names=ex.names)
+                                    names=ex.names, forbidden=ex.forbidden)
         with session as worker:
             if worker.syntax_error:
                 return False, "failed", (
@@ -376,6 +388,8 @@ def run_check(code: str, exercise: str, *, timeout: float, sandbox: Sandbox,
                     return False, "failed", (
                         f"`{name}` is imported from {module}, not written in the submission.")
             result = ex.check(*(worker.value(n) for n in ex.names))
+            if worker.shortcuts:
+                return False, "failed", run_time_shortcut(worker.shortcuts, ex)
     except WorkerFailure as failure:
         if raise_starved and failure.starved:
             raise
@@ -478,6 +492,8 @@ def grade_folder(folder: pathlib.Path, *, exercises: list[str] | None = None,
         mount = cache.mount() if cache is not None else None
         with StudentWorker(sandbox=sandbox, timeout=timeout, reaper=reaper,
                            python=python, cache=mount) as worker:
+            worker.preload = tuple(sorted({f for _, name, _ in items
+                                           for f in EXERCISES[name].forbidden}))
             try:
                 grades = []
                 for i, item in enumerate(items):
@@ -763,7 +779,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exercises", default=None,
                         help="comma-separated exercise names (default: every exercise someone "
                         f"attempted); names: {', '.join(EXERCISES)}")
-    parser.add_argument("--jobs", type=int, default=1, help="checks run at once (default 1)")
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+                        help="students graded at once, a worker each (default: 2, or 1 on a "
+                        "one-core machine; docs/teachers.md)")
     parser.add_argument("--sandbox", choices=sandboxes.CHOICES, default="auto",
                         help="auto: the best confinement available (default); strict: refuse "
                         "to grade without a namespace sandbox (bubblewrap); none: process "

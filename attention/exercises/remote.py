@@ -43,6 +43,7 @@ OUTPUT_TAIL_BYTES = 4096
 MAX_CALLBACKS = 500
 MAX_CALLBACK_PAYLOAD = 1 << 20
 MAX_CALLBACK_REPLIES = 64 << 20  # bytes the lent model may send back in one check, in all
+MAX_SHORTCUTS = 16
 REFUSED_KEYWORDS = frozenset({"sow_weights"})  # would keep weights in the grader's model
 
 
@@ -127,6 +128,9 @@ class WorkerSession:
       reaper: kills what the worker left behind (shared by one grading run).
       python: the interpreter the worker runs (default: this one).
       names: the names the exercise needs, reported first whatever else the file defines.
+      forbidden: the library objects the exercise forbids (dotted names): the worker puts
+        tripwires in their place while it runs the exercise, and :attr:`shortcuts` lists those
+        the submission used.
       cache: the grading run's compilation cache
         (:class:`~attention.exercises.sandbox.CompilationCache`), bubblewrap level only.
 
@@ -138,11 +142,12 @@ class WorkerSession:
     def __init__(self, code: str | None = None, *, sandbox: Sandbox, timeout: float,
                  startup_timeout: float = 300.0, reaper: Reaper | None = None,
                  python: str | None = None, names: tuple[str, ...] = (),
-                 cache: CacheMount | None = None):
+                 forbidden: tuple[str, ...] = (), cache: CacheMount | None = None):
         self.code, self.sandbox, self.timeout = code, sandbox, timeout
         self.cache = cache if sandbox.level == BUBBLEWRAP else None
         self.startup_timeout, self.python = startup_timeout, python or sys.executable
-        self.names = tuple(names)
+        self.names, self.forbidden = tuple(names), tuple(forbidden)
+        self.shortcuts: list[str] = []
         self._replied = 0
         self.reaper = reaper or Reaper(adopt_orphans=sandbox.level != BUBBLEWRAP)
         self.defined: dict[str, dict] = {}
@@ -194,13 +199,17 @@ class WorkerSession:
         if header.get("op") != "hello":
             raise self._broken("the worker did not start properly")
         if self.code is not None:
-            self.load(self.code, self.names)
+            self.load(self.code, self.names, self.forbidden)
 
-    def load(self, code: str, names: tuple[str, ...] = ()) -> None:
+    def load(self, code: str, names: tuple[str, ...] = (),
+             forbidden: tuple[str, ...] = ()) -> None:
         """Load ``code`` in a fresh namespace of the worker (its top-level statements run
-        again); ``names``: the exercise's, reported first. The time limit starts again here,
-        and what the worker printed before is no longer read back."""
-        self.code, self.names = code, tuple(names)
+        again); ``names``: the exercise's, reported first; ``forbidden``: the library objects
+        it must not use (tripwires in the worker until the next :meth:`load` or
+        :meth:`state`). The time limit starts again here, and what the worker printed before
+        is no longer read back."""
+        self.code, self.names, self.forbidden = code, tuple(names), tuple(forbidden)
+        self.shortcuts = []
         self._budget = self.timeout
         self._callbacks = self._replied = 0
         self._lent = {}
@@ -208,8 +217,10 @@ class WorkerSession:
         self._output_start = _size(self._output)
         self._waits = self._group.waits() if self._group is not None else {}
         data = np.frombuffer(code.encode("utf-8", errors="backslashreplace"), np.uint8)
-        self._send({"op": "load", "names": list(self.names)}, [data])
+        self._send({"op": "load", "names": list(self.names),
+                    "forbidden": list(self.forbidden)}, [data])
         header, _ = self._receive()
+        self._note_shortcuts(header)
         if header.get("op") != "loaded":
             raise self._broken("the worker did not report loading the submission")
         if header.get("syntax_error"):
@@ -220,11 +231,13 @@ class WorkerSession:
         problems = header.get("problems", [])
         self.problems = [str(p)[:300] for p in problems[:5]] if isinstance(problems, list) else []
 
-    def watch(self) -> None:
+    def watch(self, preload: tuple[str, ...] = ()) -> None:
         """Have the worker take the fingerprint that :meth:`state` compares with, before any
-        student code runs (within the start-up time, not the student's)."""
+        student code runs (within the start-up time, not the student's); ``preload``: the
+        forbidden names of the exercises to come, whose modules it imports first (a module
+        imported later would change the state it compares)."""
         self._budget = self.startup_timeout
-        self._send({"op": "watch"}, [])
+        self._send({"op": "watch", "preload": list(preload)}, [])
         header, _ = self._receive()
         if header.get("op") != "watching":
             raise self._broken("the worker did not take its fingerprint")
@@ -304,6 +317,8 @@ class WorkerSession:
         while True:
             header, arrays = self._receive()
             op = header.get("op")
+            if op in ("result", "error"):
+                self._note_shortcuts(header)
             if op == "result":
                 return self._decode(header.get("value"), arrays)
             if op == "error":
@@ -312,6 +327,14 @@ class WorkerSession:
                 self._answer_callback(header, arrays)
                 continue
             raise self._broken("the worker sent a reply of an unknown kind")
+
+    def _note_shortcuts(self, header: dict) -> None:
+        """The forbidden objects the worker says the code used (a forged list can only fail
+        the student: only the names this exercise forbids are kept)."""
+        used = header.get("shortcuts", [])
+        for name in used[:MAX_SHORTCUTS] if isinstance(used, list) else []:
+            if name in self.forbidden and name not in self.shortcuts:
+                self.shortcuts.append(name)
 
     def _answer_callback(self, header: dict, arrays: list) -> None:
         import jax.numpy as jnp
@@ -449,7 +472,9 @@ class StudentWorker:
 
     Attributes: ``started`` (workers started), ``replaced`` (why each was replaced),
     ``state_seconds`` (the time spent asking workers for their state, in all), ``last`` (set
-    before the student's last exercise: its worker is stopped after it, its state unread).
+    before the student's last exercise: its worker is stopped after it, its state unread),
+    ``preload`` (the forbidden names of the student's exercises: their modules are imported
+    in a new worker before its fingerprint).
     """
 
     def __init__(self, **session):
@@ -459,6 +484,7 @@ class StudentWorker:
         self.replaced: list[str] = []
         self.state_seconds = 0.0
         self.last = False
+        self.preload: tuple[str, ...] = ()
 
     def __enter__(self) -> StudentWorker:
         return self
@@ -472,19 +498,20 @@ class StudentWorker:
             session.__exit__(None, None, None)
 
     @contextlib.contextmanager
-    def check(self, code: str, names: tuple[str, ...]):
-        """A session with ``code`` freshly loaded, for one exercise; raises WorkerFailure."""
+    def check(self, code: str, names: tuple[str, ...], forbidden: tuple[str, ...] = ()):
+        """A session with ``code`` freshly loaded, for one exercise (``forbidden``: its
+        forbidden library objects, see :meth:`WorkerSession.load`); raises WorkerFailure."""
         if self.session is None:
             self.started += 1
             self.session = WorkerSession(**self._session_arguments).__enter__()
             if not self.last:  # more exercises to come: the state to compare with
                 try:
-                    self.session.watch()
+                    self.session.watch(self.preload)
                 except BaseException:
                     self._stop()
                     raise
         try:
-            self.session.load(code, names)
+            self.session.load(code, names, forbidden)
             yield self.session
         except BaseException as e:
             self.replaced.append(f"{type(e).__name__}: {str(e)[:100]}")

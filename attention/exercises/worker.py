@@ -10,15 +10,18 @@ in it one after the other. The worker
    come), warms JAX up, installs an audit hook (:class:`Watch`) and takes a :func:`fingerprint`
    of the interpreter's state, before any student code runs (the grader's time limit starts
    after that);
-2. on ``load`` (one per exercise): executes the submission's imports, definitions and
+2. on ``load`` (one per exercise): puts tripwires in place of the exercise's forbidden
+   library objects (:class:`Guard`: ``jax.nn.softmax`` in the stable softmax, reached however
+   the code names it), executes the submission's imports, definitions and
    assignments in a fresh namespace, one top-level statement at a time (a statement that
    raises is noted and skipped; checker calls, prints, loops and other statements are not
    run), and reports the names it defined;
 3. answers ``call`` requests: the parent names a function and hands it inputs; the worker runs
    it (eagerly, under ``jax.jit``, under ``jax.vmap``, or through ``jax.vjp`` for the causality
-   check) and sends back the raw result;
-4. on ``state`` (after each exercise): compares the interpreter's state with the fingerprint
-   taken before any student code ran, and names what changed (a patched module attribute, a
+   check) and sends back the raw result, with the forbidden objects its code has used;
+4. on ``state`` (after each exercise): puts the forbidden objects back, compares the
+   interpreter's state with the fingerprint taken before any student code ran, and names
+   what changed (a patched module attribute, a
    JAX flag, a thread left running...): the parent then replaces the worker, so that nothing
    one exercise left behind can change the verdict of the next.
 
@@ -44,6 +47,7 @@ import os
 import struct
 import sys
 import traceback
+import types
 
 MAX_HEADER_BYTES = 1 << 20
 MAX_PAYLOAD_BYTES = 64 << 20
@@ -434,6 +438,7 @@ def _serve(request_fd: int, reply_fd: int) -> None:
             raise RuntimeError(str(header.get("message", "")))
         return receive_value(header.get("value"), arrays)
 
+    guard = Guard()  # its audit hook before the watch's, which refuses any later one
     write_message(reply_fd, {"op": "hello"})
     namespace: dict = {}
     baseline, watch, loaded = None, None, False
@@ -445,8 +450,10 @@ def _serve(request_fd: int, reply_fd: int) -> None:
         op = header.get("op")
         if op == "watch":  # before any student code, or never
             if not loaded and watch is None:
+                for name in header.get("preload", [])[:MAX_ITEMS]:  # imported now, not later
+                    resolve(str(name))
                 _warm_up()
-                watch = Watch()
+                watch = Watch(guard)
                 baseline = fingerprint()
             write_message(reply_fd, {"op": "watching", "watching": baseline is not None})
             continue
@@ -455,9 +462,12 @@ def _serve(request_fd: int, reply_fd: int) -> None:
             wanted = [str(n) for n in header.get("names", [])]
             namespace, loaded = {}, True
             _COMPILED.clear()
-            write_message(reply_fd, _load_report(source, wanted, namespace))
+            guard.arm([str(n) for n in header.get("forbidden", [])[:MAX_ITEMS]])
+            report = _load_report(source, wanted, namespace)
+            write_message(reply_fd, dict(report, shortcuts=guard.used))
             continue
         if op == "state":
+            guard.disarm()
             changed = (["no fingerprint was taken"] if baseline is None
                        else _changes(baseline, watch.seen))
             write_message(reply_fd, {"op": "state", "changed": changed,
@@ -477,9 +487,10 @@ def _serve(request_fd: int, reply_fd: int) -> None:
                 else:
                     result = apply_transform(fn, transform, tuple(args), dict(kwargs),
                                              tuple(static), int(header.get("wrt", 0)))
-            send({"op": "result"}, result)
+            send({"op": "result", "shortcuts": guard.used}, result)
         except Exception as e:
-            write_message(reply_fd, {"op": "error", **describe_error(e, fn)})
+            write_message(reply_fd, {"op": "error", **describe_error(e, fn),
+                                     "shortcuts": guard.used})
 
 
 def _load_report(source: str, wanted: list[str], namespace: dict) -> dict:
@@ -506,6 +517,229 @@ def _load_report(source: str, wanted: list[str], namespace: dict) -> dict:
     return {"op": "loaded", "defined": defined, "problems": problems[:5]}
 
 
+# ----------------------------------------------------------------------------- library shortcuts
+
+
+SHORTCUT_EVENT = "attention.shortcut"
+# The garbage collector's lists hold every object, the originals too: refused while armed.
+CLOSED_WHILE_ARMED = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents"})
+_HARMLESS = frozenset({"__name__", "__qualname__", "__module__", "__doc__", "__tripwire__"})
+
+
+class ShortcutError(RuntimeError):
+    """Raised by a tripwire: the submission reached a library object the exercise forbids."""
+
+
+def shortcut_message(name: str) -> str:
+    return f"{name} does this exercise for you; write it yourself"
+
+
+class Guard:
+    """Tripwires in place of the current exercise's forbidden library objects (``jax.nn.softmax``
+    in the stable softmax), wherever a loaded module holds one, while the exercise runs.
+
+    :meth:`arm` resolves each dotted name (importing its module), finds every module attribute
+    that *is* that object (``jax.nn.softmax``, ``jax._src.nn.functions.softmax``,
+    ``flax.nnx.softmax``...) and puts a tripwire there; a module imported later binds the
+    tripwire too. A tripwire is a function (for a function) or a class (for a class: calling
+    it, subclassing it with ``class`` or ``type(...)`` and reading its attributes trip it) that
+    raises :class:`ShortcutError`; the original itself trips as well (a Python function's code
+    is swapped, a class's ``__init__`` and ``__init_subclass__``), for a reference kept where
+    no module shows it. Each use is recorded through ``sys.audit``, by a hook no
+    student code can remove, in :attr:`used`: catching the error does not hide it. While
+    armed, the hook refuses the garbage collector's lists of objects
+    (:data:`CLOSED_WHILE_ARMED`), where the originals could be searched for.
+    :meth:`disarm` puts the originals back (the fingerprint taken before any student code
+    matches again). A student who rewrites the worker in memory can defeat it
+    (docs/teachers.md says what each layer stops).
+    """
+
+    def __init__(self):
+        self.used: list[str] = []
+        self.busy = False  # setting the originals' attributes (not a student's doing)
+        self._armed: dict[str, object] = {}  # name -> tripwire
+        self._originals: dict[int, object] = {}  # id(tripwire) -> original
+        self._patched: list[tuple] = []  # (class, attribute, its own value or _ABSENT)
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args) -> None:
+        if event == SHORTCUT_EVENT and args and args[0] in self._armed:
+            if args[0] not in self.used:
+                self.used.append(args[0])
+            raise ShortcutError(shortcut_message(args[0]))
+        if event in CLOSED_WHILE_ARMED and self._armed:  # a search for the originals
+            raise RuntimeError(f"{event} is refused while grading an exercise that forbids "
+                               f"{', '.join(self._armed)}")
+
+    def arm(self, names) -> list[str]:
+        """Tripwires for ``names``; returns those that could not be found (not installed)."""
+        self.disarm()
+        self.used = []
+        missing, swaps = [], {}
+        for name in names:
+            original = resolve(name)
+            if original is None:
+                missing.append(name)
+                continue
+            tripwire = _tripwire(name, original)
+            self._armed[name] = tripwire
+            self._originals[id(tripwire)] = original
+            swaps[id(original)] = tripwire
+            if isinstance(original, type):  # reached otherwise (``Module.__subclasses__()``)
+                self._patch(name, original)
+            else:  # a reference kept elsewhere, or the undecorated function of a jitted one
+                for function in (original, getattr(original, "__wrapped__", None)):
+                    self._rewire(name, function)
+        _replace_in_modules(swaps)
+        return missing
+
+    def _rewire(self, name: str, function) -> None:
+        """A Python function itself trips while armed: its code is a tripwire's."""
+        if not isinstance(function, types.FunctionType) or function.__code__.co_freevars:
+            return
+        self.busy = True
+        try:
+            self._patched.append((function, "__code__", function.__code__))
+            function.__code__ = _tripwire_code(name)
+        finally:
+            self.busy = False
+
+    def _patch(self, name: str, cls: type) -> None:
+        """The original class itself trips when made or subclassed, while armed."""
+        def tripping_init(self, *args, **kwargs):
+            _trip_name(name)
+
+        def tripping_init_subclass(cls, **kwargs):
+            _trip_name(name)
+
+        self.busy = True
+        try:
+            for attribute, value in (("__init__", tripping_init),
+                                     ("__init_subclass__", classmethod(tripping_init_subclass))):
+                self._patched.append((cls, attribute, vars(cls).get(attribute, _ABSENT)))
+                type.__setattr__(cls, attribute, value)
+        finally:
+            self.busy = False
+
+    def disarm(self) -> None:
+        """The originals back, in every module that holds a tripwire (one imported since too)."""
+        if self._armed:
+            swaps = {id(t): self._originals[id(t)] for t in self._armed.values()}
+            _replace_in_modules(swaps)
+        self.busy = True
+        try:
+            for owner, attribute, value in reversed(self._patched):
+                if attribute == "__code__":
+                    owner.__code__ = value
+                elif value is _ABSENT:
+                    type.__delattr__(owner, attribute)
+                else:
+                    type.__setattr__(owner, attribute, value)
+        finally:
+            self.busy = False
+        self._armed, self._originals, self._patched = {}, {}, []
+
+
+def resolve(name: str):
+    """The object a dotted name (``jax.nn.softmax``) names, its module imported; None if none."""
+    import importlib
+
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except Exception:
+            continue
+        try:
+            for part in parts[cut:]:
+                obj = getattr(obj, part)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def _replace_in_modules(swaps: dict) -> None:
+    """Every module attribute that is one of the keys (by id) replaced by its value."""
+    if not swaps:
+        return
+    for module in list(sys.modules.values()):
+        space = getattr(module, "__dict__", None)
+        if not isinstance(space, dict) or swaps.keys().isdisjoint(map(id, space.values())):
+            continue
+        for key, value in list(space.items()):
+            if id(value) in swaps:
+                space[key] = swaps[id(value)]
+
+
+def _tripwire(name: str, original):
+    """A stand-in for ``original`` that raises (and is recorded) when used."""
+    audit = sys.audit
+    if isinstance(original, type):
+        return type.__new__(_TripwireClass, getattr(original, "__name__", name), (), {
+            "__tripwire__": name, "__module__": getattr(original, "__module__", None),
+            "__qualname__": getattr(original, "__qualname__", name),
+            "__doc__": shortcut_message(name)})
+
+    def tripwire(*args, **kwargs):
+        audit(SHORTCUT_EVENT, name)
+        raise ShortcutError(shortcut_message(name))
+
+    for attribute in ("__name__", "__qualname__", "__module__"):
+        with contextlib.suppress(Exception):
+            setattr(tripwire, attribute, getattr(original, attribute))
+    tripwire.__doc__ = shortcut_message(name)
+    return tripwire
+
+
+def _tripwire_code(name: str):
+    """The code of a function that trips for ``name``, using nothing but builtins (it runs
+    with the globals of the library's module)."""
+    source = (f"def tripwire(*args, **kwargs):\n"
+              f"    __import__('sys').audit({SHORTCUT_EVENT!r}, {name!r})\n"
+              f"    raise RuntimeError({shortcut_message(name)!r})\n")
+    space: dict = {}
+    exec(compile(source, "<tripwire>", "exec"), space)
+    return space["tripwire"].__code__
+
+
+def _trip(cls) -> None:
+    _trip_name(type.__getattribute__(cls, "__tripwire__"))
+
+
+def _trip_name(name: str) -> None:
+    sys.audit(SHORTCUT_EVENT, name)
+    raise ShortcutError(shortcut_message(name))
+
+
+_ABSENT = object()
+
+
+class _TripwireClass(type):
+    """The metaclass of a class's tripwire: instantiating, subclassing (``class X(...)``,
+    ``type(name, bases, ...)``) and reading attributes trip it."""
+
+    def __new__(mcs, name, bases, namespace, **kwargs):  # a subclass of a tripwire
+        for base in bases:
+            if isinstance(base, _TripwireClass):
+                _trip(base)
+        return super().__new__(mcs, name, bases, namespace)
+
+    def __call__(cls, *args, **kwargs):
+        _trip(cls)
+
+    def __getattribute__(cls, attribute):
+        if attribute in _HARMLESS:
+            return type.__getattribute__(cls, attribute)
+        _trip(cls)
+
+    def __instancecheck__(cls, instance):
+        _trip(cls)
+
+    def __subclasscheck__(cls, subclass):
+        _trip(cls)
+
+
 # ------------------------------------------------------------------- state between exercises
 
 
@@ -530,12 +764,13 @@ class Watch:
     :data:`TAINTING_EVENTS` seen, and refuses new audit hooks (one could change any later
     call's behaviour, and a hook cannot be removed)."""
 
-    def __init__(self):
+    def __init__(self, guard: Guard | None = None):
         self.seen: set[str] = set()
+        self.guard = guard  # its own setting of class attributes taints nothing
         sys.addaudithook(self._hook)
 
     def _hook(self, event: str, args) -> None:
-        if event in TAINTING_EVENTS:
+        if event in TAINTING_EVENTS and not (self.guard is not None and self.guard.busy):
             self.seen.add(event)
             if event == "sys.addaudithook":
                 raise RuntimeError("audit hooks are not allowed while grading")

@@ -1,12 +1,14 @@
 """Red team: dishonest, malicious and broken submissions, graded by the real grader.
 
-Each attack is a real submission of the exercise ``dot_product_scores`` in one class folder,
-graded by ``attention grade`` (two jobs) beside honest classmates, some of them graded after
-the attacks. The tests assert that every attack scores 0, that nothing it tried to write
+Each attack is a real submission of the exercise ``dot_product_scores`` (or, for a library
+shortcut reached at run time, of ``stable_softmax``) in one class folder, graded by
+``attention grade`` (two jobs) beside honest classmates, some of them graded after the
+attacks. The tests assert that every attack scores 0, that nothing it tried to write
 exists, that no process it started is alive, that the teacher's secrets are in no output, that
 the honest submissions still pass and that the CSV is complete. The first class is graded at
 the best sandbox level here (bubblewrap in CI, which installs it); a smaller class is graded
-with ``--sandbox none`` to show what holds without an OS sandbox (docs/teachers.md).
+with ``--sandbox none`` to show what holds without an OS sandbox (docs/teachers.md), with the
+library shortcuts reached at run time (the worker's tripwires, the same at every level).
 """
 
 from __future__ import annotations
@@ -268,6 +270,74 @@ import os
 _ = [open(f"fill{i}", "wb").write(b"x" * (15 << 20)) for i in range(8)]
 ''',
 }
+# Library shortcuts the source does not name (issue 34): submissions of the stable softmax
+# (exercise 02, which forbids jax.nn.softmax) that reach it by a name built at run time. The
+# worker's tripwires stop each one; "caught_and_hidden" catches the error and answers right.
+# (tests/exercises/test_worker.py tries more routes on the tripwires alone: importlib,
+# vars(), __import__, eval, the private module path, a default argument, jit, vmap, classes...)
+_BUILT = '"soft" + "max"'
+SHORTCUTS = {
+    "getattr_built_name": f"""
+import jax
+
+def stable_softmax(scores):
+    return getattr(jax.nn, {_BUILT})(scores)
+""",
+    "exec_a_private_path_at_load_time": f"""
+import functools
+_ = exec("from jax._src.nn.functions import " + {_BUILT} + " as _found", globals())
+_partial = functools.partial(_found, axis=-1)
+
+def stable_softmax(scores):
+    return _partial(scores)
+""",
+    "caught_and_hidden": f"""
+import jax
+import jax.numpy as jnp
+
+def stable_softmax(scores):
+    try:
+        return getattr(jax.nn, {_BUILT})(scores)
+    except Exception:
+        e = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))
+        return e / jnp.sum(e, axis=-1, keepdims=True)
+""",
+}
+# Two files of one student, graded in one worker: the first exercise (honest) hides
+# jax.nn.softmax where the state check does not look; the second takes it back.
+SHORTCUTS["kept_from_an_earlier_exercise"] = {
+    "scores.py": HONEST + """
+import jax
+import linecache
+_ = linecache.cache.__setitem__("<kept>", (0, None, [jax.nn.softmax], "<kept>"))
+""",
+    "softmax.py": """
+import linecache
+
+def stable_softmax(scores):
+    return linecache.cache["<kept>"][2][0](scores)
+"""}
+HONEST_SOFTMAX = """
+import jax.numpy as jnp
+
+def stable_softmax(scores):
+    e = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))
+    return e / jnp.sum(e, axis=-1, keepdims=True)
+"""
+# Exercise 04 may use jax.nn.softmax: graded right after the student's 02, in the same worker,
+# it passes (the tripwires are the stable softmax's alone).
+ATTENTION_WITH_SOFTMAX = """
+import jax
+import jax.numpy as jnp
+
+def scaled_dot_product_attention(query, key, value, mask=None):
+    scores_BNTS = jnp.einsum("btnh,bsnh->bnts", query, key) / jnp.sqrt(query.shape[-1])
+    if mask is None:
+        mask = jnp.ones(scores_BNTS.shape, bool)
+    weights_BNTS = jnp.where(mask, jax.nn.softmax(scores_BNTS, where=mask), 0.0)
+    return jnp.einsum("bnts,bsnh->btnh", weights_BNTS, value)
+"""
+
 # A fork bomb is only safe to try where the worker has a user id and a process limit of its own.
 FORK_BOMB = '''
 import os, time
@@ -321,10 +391,13 @@ class _Listener:
         self.server.close()
 
 
-def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=2,
-                 odd_files=True):
+def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=1,
+                 odd_files=True, shortcuts=(), attention=False):
     """Grade ``attacks`` beside honest classmates; returns what a test needs to look at.
-    ``odd_files``: also the files of odd kinds and the honest students of odd names."""
+    ``odd_files``: also the files of odd kinds and the honest students of odd names;
+    ``shortcuts``: the names of :data:`SHORTCUTS` to grade too (the stable softmax), beside an
+    honest student of it; ``attention``: that student also answers exercise 04 with
+    jax.nn.softmax."""
     teacher = tmp / "teacher"  # the grader's working folder, with a private file in it
     (teacher / "class").mkdir(parents=True)
     (teacher / "cache").mkdir()
@@ -348,13 +421,29 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         if "def dot_product_scores" not in source:
             source = WRONG + source
         (folder / f"attack_{name}.py").write_text(prelude + source)
+    exercises = ["dot_product_scores"]
+    if shortcuts:
+        exercises.append("stable_softmax")
+        for name in shortcuts:
+            if isinstance(SHORTCUTS[name], dict):  # files of one student
+                (folder / f"shortcut_{name}").mkdir()
+                for file, code in SHORTCUTS[name].items():
+                    (folder / f"shortcut_{name}" / file).write_text(code)
+            else:
+                (folder / f"shortcut_{name}.py").write_text(SHORTCUTS[name])
+        (folder / "zz_softmax").mkdir()  # after the shortcuts, in a worker of their own
+        (folder / "zz_softmax" / "softmax.py").write_text(HONEST_SOFTMAX)
+        if attention:
+            exercises.append("scaled_dot_product_attention")
+            (folder / "zz_softmax" / "attention.py").write_text(ATTENTION_WITH_SOFTMAX)
     for i in range(honest_after):
         (folder / f"zz_honest_{i}.py").write_text(HONEST)
-    (folder / os.fsdecode(b"M\xfcller.py")).write_text(HONEST)  # a Latin-1 name
     if odd_files:
+        (folder / os.fsdecode(b"M\xfcller.py")).write_text(HONEST)  # a Latin-1 name
         # graded after the poisoner, from the programs the canary left in the shared cache
         (folder / "zz_model_solution.py").write_text(solution_source("dot_product_scores"))
-        (folder / "zz_honest_latin1.py").write_bytes(b"# caf\xe9 cr\xe8me\n" + HONEST.encode())
+        # (one student per odd thing would prove no more: a worker each)
+        (folder / "zz_honest_0.py").write_bytes(b"# caf\xe9 cr\xe8me\n" + HONEST.encode())
         (folder / '=HYPERLINK("evil","x").py').write_text(WRONG)
         (folder / "broken.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "def f(')
         (folder / "huge.py").write_text(HONEST + "#" * (3 << 20))
@@ -370,10 +459,9 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
             os.mknod(folder / "device_student.py", stat.S_IFCHR | 0o600, os.makedev(1, 5))
         # Honest work in odd shapes: every one passes.
         (folder / ".hidden_student.py").write_text(HONEST)
-        (folder / "twin.py").write_text(HONEST)
+        (folder / "twin.py").write_text(  # the answer after 200 other names
+            "".join(f"name_{i} = {i}\n" for i in range(300)) + HONEST)
         (folder / "twin\u200b.py").write_text(HONEST)  # looks the same, is another student
-        (folder / "many_names.py").write_text(
-            "".join(f"name_{i} = {i}\n" for i in range(300)) + HONEST)  # the answer after 200
 
     saved = {k: os.environ.get(k) for k in ("ATTENTION_TEACHER_TOKEN", "JAX_COMPILATION_CACHE_DIR")}
     os.environ["ATTENTION_TEACHER_TOKEN"] = TOKEN
@@ -385,7 +473,7 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         os.chdir(teacher)
         with contextlib.redirect_stdout(printed):
             status = grade.main([str(folder), "--out", str(out / "scores.csv"), "--jobs", "2",
-                                 "--timeout", "20", "--exercises", "dot_product_scores",
+                                 "--timeout", "20", "--exercises", ",".join(exercises),
                                  "--sandbox", level])
     finally:
         os.chdir(cwd)
@@ -398,11 +486,14 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
     seconds = time.monotonic() - started
     alive = _processes_with(TOKEN)
     scores_now = (out / "scores.csv").read_text()
-    time.sleep(5)  # the detached rewriter would strike after 4 s
+    if "detached_rewriter" in attacks:
+        time.sleep(5)  # it would strike after 4 s
     with open(out / "scores.csv", newline="") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
     with open(out / "scores_feedback.csv", newline="") as f:
-        feedback = {r["student"]: r for r in csv.DictReader(f)}
+        every = list(csv.DictReader(f))  # a student's graded exercise, else any
+    feedback = {r["student"]: r for r in every if r["status"] != "not submitted"}
+    feedback.update({r["student"]: r for r in every if r["student"] not in feedback})
     outputs = {
         "stdout": printed.getvalue(),
         "scores": (out / "scores.csv").read_text(),
@@ -411,7 +502,7 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
     }
     return dict(status=status, rows=rows, feedback=feedback, outputs=outputs, alive=alive,
                 scores_before_sleep=scores_now, listener=listener, teacher=teacher,
-                seconds=seconds, attacks=attacks)
+                seconds=seconds, attacks=attacks, shortcuts=shortcuts)
 
 
 def _cleanup_strays():
@@ -458,8 +549,18 @@ def test_every_attack_scores_zero_and_every_honest_submission_passes(sandboxed):
     assert sandboxed["status"] == 0
 
 
-HONEST_STUDENTS = ("aa_honest", "zz_honest_0", "zz_honest_1", "zz_honest_latin1",
-                   "M\\xfcller", ".hidden_student", "twin", "twin<U+200B>", "many_names",
+def _assert_shortcuts_score_zero_and_the_honest_softmax_passes(graded):
+    for name in graded["shortcuts"]:
+        student = f"shortcut_{name}"
+        message = graded["feedback"][student]["message"]
+        assert graded["rows"][student]["stable_softmax"] == "0", (name, message)
+        assert ("uses jax.nn.softmax (found at run time), which does this exercise for you; "
+                "it asks you to") in message, (name, message)
+    assert graded["rows"]["zz_softmax"]["stable_softmax"] == "1", graded["feedback"]["zz_softmax"]
+
+
+HONEST_STUDENTS = ("aa_honest", "zz_honest_0",
+                   "M\\xfcller", ".hidden_student", "twin", "twin<U+200B>",
                    "zz_model_solution")
 
 
@@ -533,7 +634,8 @@ PROCESS_ATTACKS = {name: ATTACKS[name] for name in (
 def unsandboxed(tmp_path_factory):
     try:
         yield _grade_class(tmp_path_factory.mktemp("process"), PROCESS_ATTACKS, "none",
-                           honest_after=1, odd_files=False)
+                           honest_after=0, odd_files=False, shortcuts=tuple(SHORTCUTS),
+                           attention=True)
     finally:
         _cleanup_strays()
 
@@ -543,8 +645,20 @@ def test_without_a_sandbox_the_verdict_still_holds(unsandboxed):
     for name in PROCESS_ATTACKS:
         assert rows[f"attack_{name}"]["dot_product_scores"] == "0", (
             name, unsandboxed["feedback"][f"attack_{name}"]["message"])
-    assert rows["zz_honest_0"]["dot_product_scores"] == "1"
-    assert rows["M\\xfcller"]["dot_product_scores"] == "1"
+    assert rows["aa_honest"]["dot_product_scores"] == "1"
+    assert unsandboxed["status"] == 0
+
+
+def test_a_shortcut_reached_at_run_time_scores_zero_and_exercise_04_may_use_softmax(
+        unsandboxed):
+    # The tripwires live in the worker: the sandbox level changes nothing for them.
+    _assert_shortcuts_score_zero_and_the_honest_softmax_passes(unsandboxed)
+    assert unsandboxed["rows"]["zz_softmax"]["scaled_dot_product_attention"] == "1", (
+        unsandboxed["feedback"]["zz_softmax"])
+    # the hider's first exercise was honest (and hid softmax for the second)
+    assert unsandboxed["rows"]["shortcut_kept_from_an_earlier_exercise"][
+        "dot_product_scores"] == "1"
+    # (her 02 and 04 are graded in one worker, one after the other: armed, then disarmed)
     assert unsandboxed["alive"] == []  # setsid children included: the grader adopts orphans
     for name, text in unsandboxed["outputs"].items():
         assert TOKEN not in text, name

@@ -297,3 +297,192 @@ def test_the_eager_call_is_compiled_where_it_can_be_and_op_by_op_otherwise():
     np.testing.assert_allclose(worker.compiled_or_eager(branchy, (x, 1e9), {}), -x)
     with pytest.raises(ValueError, match=r"no good for \(3, 5\)"):  # the op-by-op error
         worker.compiled_or_eager(broken, (x,), {})
+
+
+# ----------------------------------------------------------------------------- the shortcut guard
+
+
+@pytest.fixture(scope="module")
+def guard():
+    # One Guard (one audit hook) for this test process: a hook cannot be removed.
+    yield worker.Guard()
+
+
+def _holders(obj) -> list[str]:
+    import sys
+
+    return sorted(name for name, module in list(sys.modules.items())
+                  if any(v is obj for v in list(getattr(module, "__dict__", {}).values())))
+
+
+def _tripped(guard, use) -> tuple[str, list[str]]:
+    """(the error's message, the names recorded) of a use, its error caught as a student would."""
+    guard.used = []
+    try:
+        use()
+    except worker.ShortcutError as e:
+        return str(e), list(guard.used)
+    return "", list(guard.used)
+
+
+SOFTMAX_ROUTES = {
+    "attribute": lambda x: jax.nn.softmax(x),
+    "getattr of a built string": lambda x: getattr(jax.nn, "soft" + "max")(x),
+    "importlib": lambda x: __import__("importlib").import_module("jax.nn").softmax(x),
+    "vars": lambda x: vars(jax.nn)["softmax"](x),
+    "__import__": lambda x: __import__("jax").nn.softmax(x),
+    "eval": lambda x: eval("jax.nn.softmax")(x),
+    "private module": lambda x: __import__("jax._src.nn.functions",
+                                           fromlist=["softmax"]).softmax(x),
+    "another library's alias": lambda x: __import__("flax.nnx", fromlist=["nnx"]).softmax(x),
+    "functools.partial": lambda x: __import__("functools").partial(jax.nn.softmax, axis=-1)(x),
+    "under jit": lambda x: jax.jit(lambda y: jax.nn.softmax(y))(x),
+    "under vmap": lambda x: jax.vmap(jax.nn.softmax)(x),
+    "through vjp": lambda x: jax.vjp(jax.nn.softmax, x)[0],
+}
+
+
+def test_a_forbidden_function_trips_however_it_is_reached_and_is_recorded(guard):
+    # (one arming for every route: arming and disarming each walk every loaded module)
+    x = jnp.arange(15.0).reshape(3, 5)
+    original = jax.nn.softmax
+    holders = _holders(original)
+    assert {"jax.nn", "jax._src.nn.functions"} <= set(holders)
+    guard.arm(["jax.nn.softmax"])
+    try:
+        assert _holders(original) == []
+        tripped = {route: _tripped(guard, lambda use=use: use(x))
+                   for route, use in SOFTMAX_ROUTES.items()}
+    finally:
+        guard.disarm()
+    for route, (message, used) in tripped.items():
+        assert message == "jax.nn.softmax does this exercise for you; write it yourself", route
+        assert used == ["jax.nn.softmax"], route  # recorded although the error was caught
+    # the originals back everywhere; nothing else armed: the next exercise may use softmax
+    assert jax.nn.softmax is original and _holders(original) == holders
+    np.testing.assert_allclose(jax.nn.softmax(x), np.exp(x) / np.exp(x).sum(-1, keepdims=True),
+                               rtol=1e-6)
+
+
+def test_a_reference_captured_at_load_time_is_the_tripwire(guard):
+    guard.arm(["jax.nn.softmax"])
+    try:
+        namespace, problems = worker.load_submission(
+            "import jax\nimport functools\n\n"
+            "def f(x, softmax=jax.nn.softmax):\n    return softmax(x)\n\n"
+            "g = functools.partial(getattr(jax.nn, 'soft' + 'max'), axis=-1)\n")
+        assert problems == []
+        for name in ("f", "g"):
+            assert _tripped(guard, lambda fn=namespace[name]: fn(jnp.ones(3)))[1] == [
+                "jax.nn.softmax"], name
+    finally:
+        guard.disarm()
+
+
+CLASS_ROUTES = {
+    "instantiation": lambda nnx: nnx.MultiHeadAttention(2, 4, rngs=nnx.Rngs(0)),
+    "getattr of a built string": lambda nnx: getattr(nnx, "Multi" + "HeadAttention")(2, 4),
+    "class statement": lambda nnx: exec("class Mine(nnx.MultiHeadAttention):\n    pass\n",
+                                        {"nnx": nnx}),
+    "type()": lambda nnx: type("Mine", (nnx.MultiHeadAttention,), {}),
+    "an unbound method": lambda nnx: nnx.MultiHeadAttention.__call__,
+    "isinstance": lambda nnx: isinstance(object(), nnx.MultiHeadAttention),
+    # the original class itself, found without a module attribute
+    "found among the subclasses": lambda nnx: next(
+        c for c in nnx.Module.__subclasses__() if c.__name__ == "MultiHeadAttention")(2, 4),
+    "subclass of the one found": lambda nnx: type("Mine", tuple(
+        c for c in nnx.Module.__subclasses__() if c.__name__ == "MultiHeadAttention"), {}),
+}
+
+
+def test_a_forbidden_class_trips_when_made_subclassed_or_read(guard):
+    from flax import nnx
+
+    original = nnx.MultiHeadAttention
+    guard.arm(["flax.nnx.MultiHeadAttention"])
+    try:
+        tripwire = nnx.MultiHeadAttention
+        # what the worker reads of a name the submission imports trips nothing
+        assert (tripwire.__module__, tripwire.__name__) == (original.__module__,
+                                                              original.__name__)
+        assert _tripped(guard, lambda: None)[1] == []
+        tripped = {route: _tripped(guard, lambda use=use: use(nnx))
+                   for route, use in CLASS_ROUTES.items()}
+    finally:
+        guard.disarm()
+    for route, (message, used) in tripped.items():
+        assert message.startswith("flax.nnx.MultiHeadAttention does this exercise for you"), (
+            route, message)
+        assert used == ["flax.nnx.MultiHeadAttention"], route
+    assert nnx.MultiHeadAttention is original
+    assert "__init_subclass__" not in vars(original)  # its own attributes back
+    assert issubclass(type("Mine", (nnx.MultiHeadAttention,), {}), original)  # usable again
+    layer = original(6, 6, qkv_features=6, out_features=6, decode=False, rngs=nnx.Rngs(0))
+    assert layer(jnp.ones((1, 3, 6))).shape == (1, 3, 6)
+
+
+def test_disarming_restores_every_holder_and_the_fingerprint_matches(guard):
+    import sys
+    import types
+
+    worker._warm_up()
+    baseline = worker.fingerprint()
+    original = jax.nn.standardize
+    guard.arm(["jax.nn.standardize", "flax.nnx.MultiHeadAttention"])
+    late = types.ModuleType("late_import")  # a module imported while armed binds the tripwire
+    late.standardize = jax.nn.standardize
+    sys.modules["late_import"] = late
+    try:
+        assert late.standardize is not original
+        now = worker.fingerprint()
+        assert now["module jax.nn"] != baseline["module jax.nn"]
+    finally:
+        guard.disarm()
+        del sys.modules["late_import"]
+    assert late.standardize is original
+    assert worker._changes(baseline, set()) == []
+
+
+def test_a_reference_kept_from_before_arming_trips_too(guard):
+    """A function kept where no module attribute shows it (an earlier exercise's hiding
+    place): the function itself trips, its code swapped while armed; a jitted one through
+    the function it wraps."""
+    kept = {"softmax": jax.nn.softmax, "standardize": jax.nn.standardize}
+    x = jnp.arange(15.0).reshape(3, 5)
+    guard.arm(["jax.nn.softmax", "jax.nn.standardize"])
+    try:
+        tripped = [_tripped(guard, lambda: kept["softmax"](x)),
+                   _tripped(guard, lambda: kept["standardize"](x + 1.0))]
+    finally:
+        guard.disarm()
+    assert tripped[0][1] == ["jax.nn.softmax"] and tripped[1][1] == ["jax.nn.standardize"]
+    assert "does this exercise for you" in tripped[0][0]
+    np.testing.assert_allclose(kept["softmax"](x), np.exp(x) / np.exp(x).sum(-1, keepdims=True),
+                               rtol=1e-6)  # its own code back
+    mean = np.asarray(x).mean(-1, keepdims=True)
+    np.testing.assert_allclose(kept["standardize"](x), (x - mean) / np.asarray(x).std(
+        -1, keepdims=True), rtol=1e-4, atol=1e-4)
+
+
+def test_the_garbage_collectors_lists_are_refused_while_armed(guard):
+    import gc
+
+    guard.arm(["jax.nn.softmax"])
+    try:
+        for search in (gc.get_objects, lambda: gc.get_referrers(jax.nn),
+                       lambda: gc.get_referents(jax.nn)):
+            with pytest.raises(RuntimeError, match=r"gc\.get_\w+ is refused while grading an "
+                               r"exercise that forbids jax\.nn\.softmax"):
+                search()
+    finally:
+        guard.disarm()
+    assert jax.nn in gc.get_referents(vars(jax))  # open again
+
+
+def test_a_name_that_does_not_resolve_is_reported_and_nothing_else_changes(guard):
+    assert worker.resolve("jax.nn.no_such_function") is None
+    assert worker.resolve("no_such_package.f") is None
+    assert worker.resolve("jax.nn.softmax") is jax.nn.softmax
+    assert guard.arm(["jax.nn.no_such_function"]) == ["jax.nn.no_such_function"]
+    guard.disarm()
+    assert _tripped(guard, lambda: jax.nn.softmax(jnp.ones(3)))[1] == []
