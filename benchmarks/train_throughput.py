@@ -18,10 +18,19 @@ Ablations of ours (float32): dropout masks from JAX's default threefry generator
 XLA's RngBitGenerator (``attention.model.dropout``), and three query/key/value products instead
 of one fused product (``MultiHeadAttention._project_self``), to show what each change buys.
 
+Two instruction sets in one run (issue 33): by default the script runs itself twice, in child
+processes, at the machine's own instruction set and at AVX2 (``--xla_cpu_max_isa=AVX2`` in
+``XLA_FLAGS`` and ``ATEN_CPU_CAPABILITY=avx2``: XLA and torch read them once, at start), and
+prints the CPU's features, the load average and the goals: ours >= 1.2x torch's best at AVX2,
+>= 1.5x where AVX-512 is present. ``--breakdown`` times the parts of both steps (encoder and
+decoder layers, self- and cross-attention, feed-forward, output projection + loss, Adam), ours
+as jitted programs, torch's eagerly, side by side.
+
 PyTorch is a benchmark-only dependency: ``pip install torch==2.13.0``.
 
     python benchmarks/train_throughput.py [--steps 20] [--warmup 3] [--quick]
-    python benchmarks/train_throughput.py --breakdown   # and a profile of our step, part by part
+    python benchmarks/train_throughput.py --breakdown   # and both steps' profiles, part by part
+    python benchmarks/train_throughput.py --isa avx2    # one instruction set, in this process
 
 Prints a table and writes it to benchmarks/results/train_throughput.txt.
 """
@@ -30,9 +39,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import time
 
@@ -128,11 +139,10 @@ def ablation(name):
         jax.clear_caches()
 
 
-def bench_torch(cfg, batches, steps, warmup, compiled, precision="float32"):
+def make_torch_model(cfg):
+    """torch.nn.Transformer with our shape: a shared embedding table, scaled by sqrt(d_model),
+    that is also the output projection (as ``share_embeddings=True``)."""
     import torch
-
-    torch.manual_seed(0)
-    torch._dynamo.reset()  # each compiled variant compiles afresh, not from the last one
 
     class TorchModel(torch.nn.Module):
         def __init__(self):
@@ -151,7 +161,15 @@ def bench_torch(cfg, batches, steps, warmup, compiled, precision="float32"):
                                tgt_is_causal=True)
             return hidden @ self.embed.weight.T  # shared output projection
 
-    model = TorchModel()
+    return TorchModel()
+
+
+def bench_torch(cfg, batches, steps, warmup, compiled, precision="float32"):
+    import torch
+
+    torch.manual_seed(0)
+    torch._dynamo.reset()  # each compiled variant compiles afresh, not from the last one
+    model = make_torch_model(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=cfg.pad_id)
     autocast = precision == "bfloat16"
@@ -220,11 +238,81 @@ def _fwd_bwd(call, module, float_args, other_args):
     return lambda: run(module, float_args, other_args)
 
 
-def breakdown(cfg, batch, peak, step_seconds, repeats=5):
+def torch_breakdown(cfg, batch, repeats=5):
+    """torch's step over the same parts as ``breakdown``, eager (each part's forward and
+    ``backward()``; torch.compile per part would time compiled programs that its whole step does
+    not run). Returns ``{row name: seconds}``; the row names are ``breakdown``'s."""
+    import torch
+
+    torch.manual_seed(0)
+    B, S = batch["src"].shape
+    T = batch["tgt_in"].shape[1]
+    D, V = cfg.d_model, cfg.tgt_vocab_size
+    model = make_torch_model(cfg)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=cfg.pad_id)
+    src, tgt_in, tgt_out = (torch.from_numpy(batch[k]).long()
+                            for k in ("src", "tgt_in", "tgt_out"))
+    encoder_layer, decoder_layer = model.core.encoder.layers[0], model.core.decoder.layers[0]
+    x_BSD = torch.randn(B, S, D, requires_grad=True)
+    memory_BSD = torch.randn(B, S, D, requires_grad=True)
+    h_BTD = torch.randn(B, T, D, requires_grad=True)
+    causal = model.core.generate_square_subsequent_mask(T)
+
+    def whole_loss():
+        logits = model(src, tgt_in)
+        return loss_fn(logits.reshape(-1, V), tgt_out.reshape(-1))
+
+    def feed_forward(layer, x):
+        return layer.linear2(layer.dropout(layer.activation(layer.linear1(x))))
+
+    def backward_of(fn):
+        def run():
+            model.zero_grad(set_to_none=True)
+            fn().sum().backward()
+        return run
+
+    def forward_only():
+        with torch.no_grad():
+            whole_loss()
+
+    parts = {
+        "forward only (loss)": forward_only,
+        "forward + backward": backward_of(whole_loss),
+        "encoder layer": backward_of(lambda: encoder_layer(x_BSD)),
+        "  self-attention (MHA)": backward_of(
+            lambda: encoder_layer.self_attn(x_BSD, x_BSD, x_BSD, need_weights=False)[0]),
+        "  feed-forward (encoder)": backward_of(lambda: feed_forward(encoder_layer, x_BSD)),
+        "decoder layer": backward_of(lambda: decoder_layer(h_BTD, memory_BSD, tgt_mask=causal,
+                                                           tgt_is_causal=True)),
+        "  masked self-attention (MHA)": backward_of(
+            lambda: decoder_layer.self_attn(h_BTD, h_BTD, h_BTD, attn_mask=causal,
+                                            is_causal=True, need_weights=False)[0]),
+        "  cross-attention (MHA)": backward_of(
+            lambda: decoder_layer.multihead_attn(h_BTD, memory_BSD, memory_BSD,
+                                                 need_weights=False)[0]),
+        "  feed-forward (decoder)": backward_of(lambda: feed_forward(decoder_layer, h_BTD)),
+        "output projection + loss": backward_of(
+            lambda: loss_fn((h_BTD @ model.embed.weight.T).reshape(-1, V), tgt_out.reshape(-1))),
+        "Adam update": optimizer.step,
+    }
+    seconds = {}
+    for name, run in parts.items():
+        if name == "Adam update":  # a gradient for every parameter, as after a whole backward
+            for parameter in model.parameters():
+                parameter.grad = torch.zeros_like(parameter)
+        seconds[name] = time_steps(run, repeats, 2)
+    return seconds
+
+
+def breakdown(cfg, batch, peak, step_seconds, repeats=5, torch_seconds=None):
     """A profile of the train step: each part timed forward+backward as its own jitted
     program, with its count in the step, its share of the whole step, and the share of the
     matmul peak its matrix products reach. The parts add up to about the step (what they
-    miss: embeddings, positions, masks, and what XLA gains by fusing across part borders)."""
+    miss: embeddings, positions, masks, and what XLA gains by fusing across part borders).
+    ``torch_seconds`` (from ``torch_breakdown``, with torch's whole step as "whole step")
+    adds torch's time for each part beside ours, and torch's time / ours."""
     from attention.mechanism.masks import padding_mask
     from attention.model.decoder import target_mask
     from attention.model.precision import mixed_einsum
@@ -276,7 +364,8 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5):
         ("  self-attention (MHA)", _fwd_bwd(lambda m, x, mask: m(x, mask=mask),
                                             encoder_layer.self_attention, (x_BSD,), (src_mask,)),
          L, 3 * attention_flops(B, S, S, D)),
-        ("  feed-forward", _fwd_bwd(lambda m, x: m(x), encoder_layer.feed_forward, (x_BSD,), ()),
+        ("  feed-forward (encoder)", _fwd_bwd(lambda m, x: m(x), encoder_layer.feed_forward,
+                                              (x_BSD,), ()),
          L, 3 * feed_forward_flops(B, S, D, F)),
         ("decoder layer", _fwd_bwd(lambda m, h, mem, sm, tm: m(h, mem, sm, tm), decoder_layer,
                                    (h_BTD, memory_BSD), (src_mask, tgt_mask)),
@@ -290,7 +379,8 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5):
                                              decoder_layer.cross_attention,
                                              (h_BTD, memory_BSD), (src_mask,)),
          L, 3 * attention_flops(B, T, S, D)),
-        ("  feed-forward", _fwd_bwd(lambda m, h: m(h), decoder_layer.feed_forward, (h_BTD,), ()),
+        ("  feed-forward (decoder)", _fwd_bwd(lambda m, h: m(h), decoder_layer.feed_forward,
+                                              (h_BTD,), ()),
          L, 3 * feed_forward_flops(B, T, D, F)),
         ("output projection + loss", lambda: projection_chunked(h_BTD, table_VD, targets),
          1, output_flops),
@@ -305,19 +395,28 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5):
     # Only top-level parts add up to the step (sub-rows, indented, are inside their layer).
     summed = sum(seconds * count for name, seconds, count, _ in rows if not name.startswith(" "))
     rows.append(("sum of the counted parts", summed, 1, 0.0))
-    rows.append(("whole step (same run as the table)", step_seconds, 1, 0.0))
+    rows.append(("whole step", step_seconds, 1, 0.0))
+    theirs = dict(torch_seconds or {})
+    if theirs:
+        theirs["sum of the counted parts"] = sum(
+            theirs[name] * count for name, _, count, _ in rows
+            if count and name in theirs and not name.startswith((" ", "whole", "sum")))
 
     lines = [
         f"# where our {cfg.resolved_precision} step's time goes: each part forward+backward as "
         f"its own jitted program (median seconds; %peak against the {cfg.resolved_precision} "
         f"peak)",
-        f"{'part':40s} {'seconds':>8s} {'x count':>8s} {'of step':>8s} {'matmul %peak':>13s}",
+        f"{'part':40s} {'seconds':>8s} {'x count':>8s} {'of step':>8s} {'matmul %peak':>13s}"
+        + (f" {'torch s':>8s} {'torch/ours':>10s}" if theirs else ""),
     ]
     for name, seconds, count, part_flops in rows:
         share = f"{seconds * max(count, 1) / step_seconds:8.1%}"
         efficiency = f"{part_flops / seconds / peak:13.1%}" if part_flops else f"{'':13s}"
         shown_count = f"{count:8d}" if count else f"{'':8s}"
-        lines.append(f"{name:40s} {seconds:8.3f} {shown_count} {share} {efficiency}")
+        line = f"{name:40s} {seconds:8.3f} {shown_count} {share} {efficiency}"
+        if name in theirs:
+            line += f" {theirs[name]:8.3f} {theirs[name] / seconds:10.2f}"
+        lines.append(line.rstrip())
     return lines
 
 
@@ -333,8 +432,17 @@ def main():
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--breakdown", action="store_true",
-                        help="also time the parts of our step (a profile of where time goes)")
+                        help="also time the parts of our step and of torch's (where time goes)")
+    parser.add_argument("--isa", choices=("both", "native", "avx2"), default="both",
+                        help="instruction set: both (one child process for each, the default), "
+                             "the machine's own, or AVX2 (XLA and torch limited to it)")
+    parser.add_argument("--child-json", help=argparse.SUPPRESS)  # where a child writes to
     args = parser.parse_args()
+    if args.isa == "both":
+        return run_both_isas(sys.argv[1:])
+    if isa_env(args.isa)["XLA_FLAGS"] != os.environ.get("XLA_FLAGS", ""):
+        # XLA reads XLA_FLAGS (and torch ATEN_CPU_CAPABILITY) once: start again with them set.
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], isa_env(args.isa))
     if args.quick:
         args.steps, args.warmup = 3, 1
     precisions = ("float32", "bfloat16") if args.precision == "both" else (args.precision,)
@@ -421,7 +529,77 @@ def main():
     if args.breakdown:
         for precision in precisions:
             cfg = base.replace(precision=precision)
-            lines += breakdown(cfg, batches[0], peak_of(precision), ours[precision])
+            theirs = None
+            if not args.skip_torch and precision == "float32":
+                theirs = torch_breakdown(cfg, batches[0])
+                theirs["whole step"] = best_torch[precision]
+            lines += breakdown(cfg, batches[0], peak_of(precision), ours[precision],
+                               torch_seconds=theirs)
+    text = "\n".join(lines)
+    print(text)
+    if args.child_json:
+        ratios = {p: best_torch[p] / ours[p] for p in precisions if best_torch[p]}
+        pathlib.Path(args.child_json).write_text(json.dumps({"lines": lines, "ratios": ratios}))
+        return
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text + "\n")
+
+
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2"}  # and --xla_cpu_max_isa=AVX2 added to XLA_FLAGS
+
+
+def isa_env(isa: str) -> dict[str, str]:
+    """The environment of the child process for ``isa``: at AVX2, XLA (``--xla_cpu_max_isa``)
+    and torch (``ATEN_CPU_CAPABILITY``) are both limited to AVX2; natively, neither is."""
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_cpu_max_isa" not in f]
+    if isa == "avx2":
+        flags.append("--xla_cpu_max_isa=AVX2")
+        env.update(AVX2_ENV)
+    env["XLA_FLAGS"] = " ".join(flags)
+    return env
+
+
+def run_both_isas(argv: list[str]) -> None:
+    """Run this script twice, at the machine's own instruction set and at AVX2, each in a child
+    process (XLA reads its flags and torch its capability once, at start), and write one report
+    with the goals of issue 33: ours >= 1.2x torch's best at AVX2, >= 1.5x where AVX-512 is."""
+    import tempfile
+
+    load_start = os.getloadavg()
+    avx512 = "avx512f yes" in cpu_description()
+    lines = [f"# Training throughput at two instruction sets, {cpu_description()}",
+             f"# {os.cpu_count()} CPUs; load average (1, 5, 15 min) at start "
+             f"{', '.join(f'{x:.2f}' for x in load_start)}",
+             f"# XLA_FLAGS given to this run: {os.environ.get('XLA_FLAGS') or '(none)'}"]
+    ratios = {}
+    for isa in ("native", "avx2"):
+        env = isa_env(isa)
+        # A fresh torch.compile cache for each: inductor's cache does not key on
+        # ATEN_CPU_CAPABILITY, and the AVX2 child crashed (SIGSEGV) on the native child's code.
+        with (tempfile.NamedTemporaryFile(suffix=".json") as out,
+              tempfile.TemporaryDirectory(prefix="torchinductor-") as inductor):
+            env["TORCHINDUCTOR_CACHE_DIR"] = inductor
+            subprocess.run([sys.executable, "-X", "faulthandler", __file__, *argv, "--isa", isa,
+                            "--child-json", out.name], env=env, check=True)
+            child = json.loads(pathlib.Path(out.name).read_text())
+        shown = (f"XLA_FLAGS='{env['XLA_FLAGS']}' ATEN_CPU_CAPABILITY="
+                 f"{env.get('ATEN_CPU_CAPABILITY', '(unset)')}")
+        title = "the machine's own instruction set" if isa == "native" else "AVX2"
+        lines += ["", f"## {title}: {shown}", *child["lines"]]
+        ratios[isa] = child["ratios"]
+    lines += ["", "# goals (issue 33), float32, measured in this run"]
+    if "float32" in ratios["avx2"]:
+        ratio = ratios["avx2"]["float32"]
+        lines.append(f"#   at AVX2: ours {ratio:.2f}x torch's best (goal >= 1.2x: "
+                     f"{'MET' if ratio >= 1.2 else 'MISSED'})")
+    if "float32" in ratios["native"]:
+        ratio = ratios["native"]["float32"]
+        goal = ("MET" if ratio >= 1.5 else "MISSED") if avx512 else "no AVX-512 here"
+        lines.append(f"#   at the machine's own ISA: ours {ratio:.2f}x torch's best (goal >= "
+                     f"1.5x with AVX-512: {goal})")
+    lines.append(f"# load average (1, 5, 15 min) at end "
+                 f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     text = "\n".join(lines)
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
