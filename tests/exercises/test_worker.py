@@ -486,3 +486,31 @@ def test_a_name_that_does_not_resolve_is_reported_and_nothing_else_changes(guard
     assert guard.arm(["jax.nn.no_such_function"]) == ["jax.nn.no_such_function"]
     guard.disarm()
     assert _tripped(guard, lambda: jax.nn.softmax(jnp.ones(3)))[1] == []
+
+
+def test_the_places_noted_before_student_code_serve_arming_and_disarming(guard):
+    # Last in this file: the guard keeps its index. Before any student code the worker notes
+    # where the forbidden objects sit (Guard.index); arming then visits those places and the
+    # modules imported since, and must reach every holder the full search reaches.
+    import sys
+    import types
+
+    original = jax.nn.softmax
+    holders = _holders(original)
+    guard.index(["jax.nn.softmax", "flax.nnx.LayerNorm"])
+    late = types.ModuleType("late_after_index")  # imported after the index, before arming
+    late.softmax = original
+    sys.modules["late_after_index"] = late
+    try:
+        guard.arm(["jax.nn.softmax"])
+        try:
+            assert _holders(original) == []  # no module shows the original while armed
+            tripwire = guard._armed["jax.nn.softmax"]
+            assert sorted(set(holders) | {"late_after_index"}) == _holders(tripwire)
+            assert _tripped(guard, lambda: vars(jax.nn)["softmax"](jnp.ones(3)))[1] == [
+                "jax.nn.softmax"]
+        finally:
+            guard.disarm()
+        assert _holders(original) == sorted(set(holders) | {"late_after_index"})
+    finally:
+        del sys.modules["late_after_index"]
