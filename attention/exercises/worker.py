@@ -709,7 +709,6 @@ def _replace_in_modules(swaps: dict, modules) -> None:
 
 def _tripwire(name: str, original):
     """A stand-in for ``original`` that raises (and is recorded) when used."""
-    audit = sys.audit
     if isinstance(original, type):
         return type.__new__(_TripwireClass, getattr(original, "__name__", name), (), {
             "__tripwire__": name, "__module__": getattr(original, "__module__", None),
@@ -717,8 +716,7 @@ def _tripwire(name: str, original):
             "__doc__": shortcut_message(name)})
 
     def tripwire(*args, **kwargs):
-        audit(SHORTCUT_EVENT, name)
-        raise ShortcutError(shortcut_message(name))
+        _trip_name(name)
 
     for attribute in ("__name__", "__qualname__", "__module__"):
         with contextlib.suppress(Exception):
@@ -742,8 +740,13 @@ def _trip(cls) -> None:
     _trip_name(type.__getattribute__(cls, "__tripwire__"))
 
 
+# Taken at start-up: a student who replaces ``sys.audit`` cannot keep a use from being recorded.
+_AUDIT = sys.audit
+
+
 def _trip_name(name: str) -> None:
-    sys.audit(SHORTCUT_EVENT, name)
+    """Record the use of ``name`` (through the audit hooks) and raise."""
+    _AUDIT(SHORTCUT_EVENT, name)
     raise ShortcutError(shortcut_message(name))
 
 

@@ -514,3 +514,16 @@ def test_the_places_noted_before_student_code_serve_arming_and_disarming(guard):
         assert _holders(original) == sorted(set(holders) | {"late_after_index"})
     finally:
         del sys.modules["late_after_index"]
+
+
+def test_a_replaced_sys_audit_does_not_hide_the_use(guard):
+    import sys
+
+    guard.arm(["jax.nn.softmax"])
+    real = sys.audit
+    sys.audit = lambda *args: None  # a student silencing the audit events
+    try:
+        assert _tripped(guard, lambda: jax.nn.softmax(jnp.ones(3)))[1] == ["jax.nn.softmax"]
+    finally:
+        sys.audit = real
+        guard.disarm()
