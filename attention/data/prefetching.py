@@ -12,6 +12,7 @@ Pass ``transform=jax.device_put`` to start the host-to-device copy in the thread
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -85,4 +86,5 @@ def _prefetch(iterator, size, transform):
             yield item
     finally:
         stop.set()
-        thread.join(timeout=5)
+        if not sys.is_finalizing():  # a stream left open at exit: its daemon thread just ends
+            thread.join(timeout=5)

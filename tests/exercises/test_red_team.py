@@ -391,6 +391,12 @@ class _Listener:
         self.server.close()
 
 
+# Two attackers hold their check for the whole limit (a loop at load time, a worker that stops
+# reading): 10 s, the limit, still leaves an honest check (1-3 s of a quiet machine's time)
+# room on a loaded 2-core one, and a check the load starved is run again alone.
+TIMEOUT = 10
+
+
 def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_after=1,
                  odd_files=True, shortcuts=(), attention=False):
     """Grade ``attacks`` beside honest classmates; returns what a test needs to look at.
@@ -473,7 +479,7 @@ def _grade_class(tmp: pathlib.Path, attacks: dict[str, str], level: str, honest_
         os.chdir(teacher)
         with contextlib.redirect_stdout(printed):
             status = grade.main([str(folder), "--out", str(out / "scores.csv"), "--jobs", "2",
-                                 "--timeout", "20", "--exercises", ",".join(exercises),
+                                 "--timeout", str(TIMEOUT), "--exercises", ",".join(exercises),
                                  "--sandbox", level])
     finally:
         os.chdir(cwd)
