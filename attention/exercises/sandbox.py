@@ -291,7 +291,10 @@ def clean_environment(home: str, cache: CacheMount | None = None) -> dict[str, s
     return shared | {
         "PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
         "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-        "OPENBLAS_NUM_THREADS": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+        # XLA's optimisation level 0: a check compiles many small programs and runs each a few
+        # times on tiny inputs, so compiling less pays (docs/teachers.md, "Scale").
+        "OPENBLAS_NUM_THREADS": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=1 "
+                                                  "--xla_backend_optimization_level=0",
         # Not the package's cache (the worker cannot import the package anyway): a student's
         # process must not write programs that another check (or the teacher) would run.
         "ATTENTION_COMPILATION_CACHE": "0",
