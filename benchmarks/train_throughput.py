@@ -24,7 +24,9 @@ processes, at the machine's own instruction set and at AVX2 (``--xla_cpu_max_isa
 prints the CPU's features, the load average and the goals: ours >= 1.2x torch's best at AVX2,
 >= 1.5x where AVX-512 is present. ``--breakdown`` times the parts of both steps (encoder and
 decoder layers, self- and cross-attention, feed-forward, output projection + loss, Adam), ours
-as jitted programs, torch's eagerly, side by side.
+as jitted programs, torch's eagerly, side by side, with the whole step again in the same
+rounds (each round calls every part once, in turn, so a load that comes and goes falls on all
+of them) and a row for what is in no part.
 
 PyTorch is a benchmark-only dependency: ``pip install torch==2.13.0``.
 
@@ -454,8 +456,9 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5, torch_seconds=None):
         efficiency = f"{part_flops / seconds / peak:13.1%}" if part_flops else f"{'':13s}"
         shown_count = f"{count:8d}" if count else f"{'':8s}"
         line = f"{name:40s} {seconds:8.3f} {shown_count} {share} {efficiency}"
-        if name in theirs:
-            line += f" {theirs[name]:8.3f} {theirs[name] / seconds:10.2f}"
+        if name in theirs:  # no ratio of two differences (either can be below zero)
+            ratio = "" if name.startswith("in no part") else f"{theirs[name] / seconds:10.2f}"
+            line += f" {theirs[name]:8.3f} {ratio}"
         lines.append(line.rstrip())
     return lines
 
