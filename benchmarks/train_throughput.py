@@ -24,7 +24,9 @@ processes, at the machine's own instruction set and at AVX2 (``--xla_cpu_max_isa
 prints the CPU's features, the load average and the goals: ours >= 1.2x torch's best at AVX2,
 >= 1.5x where AVX-512 is present. ``--breakdown`` times the parts of both steps (encoder and
 decoder layers, self- and cross-attention, feed-forward, output projection + loss, Adam), ours
-as jitted programs, torch's eagerly, side by side.
+as jitted programs, torch's eagerly, side by side, with the whole step again in the same
+rounds (each round calls every part once, in turn, so a load that comes and goes falls on all
+of them) and a row for what is in no part.
 
 PyTorch is a benchmark-only dependency: ``pip install torch==2.13.0``.
 
@@ -241,7 +243,8 @@ def _fwd_bwd(call, module, float_args, other_args):
 def torch_breakdown(cfg, batch, repeats=5):
     """torch's step over the same parts as ``breakdown``, eager (each part's forward and
     ``backward()``; torch.compile per part would time compiled programs that its whole step does
-    not run). Returns ``{row name: seconds}``; the row names are ``breakdown``'s."""
+    not run), all in the same rounds (``interleaved_medians``). Returns ``{row name:
+    seconds}``; the row names are ``breakdown``'s."""
     import torch
 
     torch.manual_seed(0)
@@ -277,6 +280,18 @@ def torch_breakdown(cfg, batch, repeats=5):
         with torch.no_grad():
             whole_loss()
 
+    zero_grads = [torch.zeros_like(parameter) for parameter in model.parameters()]
+
+    def adam_update():  # a gradient for every parameter, as after a whole backward
+        for parameter, grad in zip(model.parameters(), zero_grads, strict=True):
+            parameter.grad = grad
+        optimizer.step()
+
+    def whole_step():  # eager, as every part here
+        model.zero_grad(set_to_none=True)
+        whole_loss().backward()
+        optimizer.step()
+
     parts = {
         "forward only (loss)": forward_only,
         "forward + backward": backward_of(whole_loss),
@@ -295,24 +310,43 @@ def torch_breakdown(cfg, batch, repeats=5):
         "  feed-forward (decoder)": backward_of(lambda: feed_forward(decoder_layer, h_BTD)),
         "output projection + loss": backward_of(
             lambda: loss_fn((h_BTD @ model.embed.weight.T).reshape(-1, V), tgt_out.reshape(-1))),
-        "Adam update": optimizer.step,
+        "Adam update": adam_update,
+        "whole step, timed with the parts": whole_step,
     }
-    seconds = {}
-    for name, run in parts.items():
-        if name == "Adam update":  # a gradient for every parameter, as after a whole backward
-            for parameter in model.parameters():
-                parameter.grad = torch.zeros_like(parameter)
-        seconds[name] = time_steps(run, repeats, 2)
-    return seconds
+    return interleaved_medians(parts, repeats)
+
+
+def interleaved_medians(targets: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each zero-argument ``targets[name]`` over ``repeats`` rounds; each
+    round calls every target once, in turn (A/B interleaved: a load that comes and goes falls
+    on all of them, not on whichever ran at that moment)."""
+    def run(target):
+        return _timed(lambda: jax.block_until_ready(target()))
+
+    for target in targets.values():
+        for _ in range(warmup):
+            run(target)
+    times = {name: [] for name in targets}
+    for _ in range(repeats):
+        for name, target in targets.items():
+            times[name].append(run(target))
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
 def breakdown(cfg, batch, peak, step_seconds, repeats=5, torch_seconds=None):
     """A profile of the train step: each part timed forward+backward as its own jitted
     program, with its count in the step, its share of the whole step, and the share of the
-    matmul peak its matrix products reach. The parts add up to about the step (what they
-    miss: embeddings, positions, masks, and what XLA gains by fusing across part borders).
-    ``torch_seconds`` (from ``torch_breakdown``, with torch's whole step as "whole step")
-    adds torch's time for each part beside ours, and torch's time / ours."""
+    matmul peak its matrix products reach.
+
+    The whole step (``train_step``) is timed again here, in the same rounds as the parts:
+    each round calls every part once, in turn, so a change of load on a shared machine
+    slows all of them alike (issue 33: a whole step timed minutes apart from its parts, under
+    another load, made a third of it look missing). What the parts do not hold (embeddings,
+    positions, masks, the step's metrics, nnx.jit's bookkeeping, and what XLA gains by fusing
+    across part borders) is its own row, whole step minus the counted parts.
+    ``step_seconds`` is the main table's figure, printed for comparison. ``torch_seconds``
+    (from ``torch_breakdown``) adds torch's time for each part beside ours, and torch's time /
+    ours."""
     from attention.mechanism.masks import padding_mask
     from attention.model.decoder import target_mask
     from attention.model.precision import mixed_einsum
@@ -349,6 +383,8 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5, torch_seconds=None):
         return jax.grad(loss, argnums=(0, 1))(hidden_BTD, table_VD)
 
     grads = nnx.state(model, nnx.Param)
+    step_model = Transformer(cfg, rngs=nnx.Rngs(0))
+    step_optimizer = make_optimizer(step_model, D, TrainConfig(warmup_steps=100))
     adam = nnx.jit(lambda optimizer, model, grads: optimizer.update(model, grads))
     forward = nnx.jit(lambda m, b: _loss_fn(m, b, 0.1, cfg.pad_id)[0])
     backward = nnx.jit(lambda m, b: nnx.grad(lambda m: _loss_fn(m, b, 0.1, cfg.pad_id)[0])(m))
@@ -387,20 +423,26 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5, torch_seconds=None):
         ("  the same with all logits at once",
          lambda: projection_all_logits(h_BTD, table_VD, targets), 0, output_flops),
         ("Adam update", lambda: adam(optimizer, model, grads), 1, 0.0),
+        ("whole step", lambda: train_step(step_model, step_optimizer, batch, label_smoothing=0.1,
+                                          pad_id=cfg.pad_id), 1, 0.0),
     ]
-    rows = []
-    for name, target, count, part_flops in parts:
-        seconds = time_steps(lambda target=target: jax.block_until_ready(target()), repeats, 2)
-        rows.append((name, seconds, count, part_flops))
+    medians = interleaved_medians({name: target for name, target, _, _ in parts}, repeats)
+    rows = [(name, medians[name], count, part_flops) for name, _, count, part_flops in parts]
+    whole = rows.pop()[1]
     # Only top-level parts add up to the step (sub-rows, indented, are inside their layer).
     summed = sum(seconds * count for name, seconds, count, _ in rows if not name.startswith(" "))
+    rows.append(("in no part (embeddings, masks, metrics)", whole - summed, 1, 0.0))
     rows.append(("sum of the counted parts", summed, 1, 0.0))
-    rows.append(("whole step", step_seconds, 1, 0.0))
+    rows.append(("whole step, timed with the parts", whole, 1, 0.0))
+    rows.append(("whole step, main table (other rounds)", step_seconds, 0, 0.0))
+    step_seconds = whole
     theirs = dict(torch_seconds or {})
     if theirs:
         theirs["sum of the counted parts"] = sum(
             theirs[name] * count for name, _, count, _ in rows
             if count and name in theirs and not name.startswith((" ", "whole", "sum")))
+        theirs["in no part (embeddings, masks, metrics)"] = (
+            theirs["whole step, timed with the parts"] - theirs["sum of the counted parts"])
 
     lines = [
         f"# where our {cfg.resolved_precision} step's time goes: each part forward+backward as "
@@ -414,8 +456,9 @@ def breakdown(cfg, batch, peak, step_seconds, repeats=5, torch_seconds=None):
         efficiency = f"{part_flops / seconds / peak:13.1%}" if part_flops else f"{'':13s}"
         shown_count = f"{count:8d}" if count else f"{'':8s}"
         line = f"{name:40s} {seconds:8.3f} {shown_count} {share} {efficiency}"
-        if name in theirs:
-            line += f" {theirs[name]:8.3f} {theirs[name] / seconds:10.2f}"
+        if name in theirs:  # no ratio of two differences (either can be below zero)
+            ratio = "" if name.startswith("in no part") else f"{theirs[name] / seconds:10.2f}"
+            line += f" {theirs[name]:8.3f} {ratio}"
         lines.append(line.rstrip())
     return lines
 
@@ -532,7 +575,7 @@ def main():
             theirs = None
             if not args.skip_torch and precision == "float32":
                 theirs = torch_breakdown(cfg, batches[0])
-                theirs["whole step"] = best_torch[precision]
+                theirs["whole step, main table (other rounds)"] = best_torch[precision]
             lines += breakdown(cfg, batches[0], peak_of(precision), ours[precision],
                                torch_seconds=theirs)
     text = "\n".join(lines)
