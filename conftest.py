@@ -6,8 +6,9 @@
 * The tests' own processes compile at XLA's optimisation level 0
   (``--xla_backend_optimization_level=0`` added to ``XLA_FLAGS``), as a debug build is tested:
   a small test spends most of its time compiling, and level 0 compiles in about two thirds of
-  the CPU time (measured: 128 against 202 CPU seconds for four test files). The notebooks
-  run in kernels at the default level, as a student runs them (``tests/_kernel.py``).
+  the CPU time (measured: 128 against 202 CPU seconds for four test files). The notebooks'
+  kernels start with the caller's flags and run most notebooks with most optimisations off,
+  the one that trains for hundreds of steps with all of them (``tests/_kernel.py``).
   ``ATTENTION_TEST_XLA_DEFAULT=1`` runs everything at the default level.
 * One persistent compilation cache for the run, in a fresh temporary folder (the programs that
   several tests or a notebook's two runs compile are compiled once).

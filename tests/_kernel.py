@@ -30,8 +30,13 @@ def _code(source: str):
 class Kernel:
     """One Jupyter kernel that runs notebooks in turn (a context manager).
 
-    The kernel compiles as a student's does: XLA's flags as the caller gave them, without the
-    optimisation level the tests' own processes use (conftest.py).
+    The kernel starts with XLA's flags as the caller gave them (not the tests' own level,
+    conftest.py). Each notebook then runs with most of XLA's optimisations off
+    (``jax_disable_most_optimizations``), since a notebook's fast setting mostly compiles
+    small programs and runs them briefly: measured over 15 notebooks' two runs, 292 against
+    359 CPU seconds. A notebook that trains for hundreds of steps asks for them
+    (``optimised=True``; notebook 12: 59 against 83). ``ATTENTION_TEST_XLA_DEFAULT=1``
+    keeps them on for every notebook.
     """
 
     def __init__(self, *, timeout: float):
@@ -59,26 +64,29 @@ class Kernel:
         self.client.execute_cell(self.client.nb.cells[0], 0, store_history=False)
 
     def run(self, notebooks, folder: pathlib.Path,
-            env_between: dict[str, str] | None = None) -> None:
+            env_between: dict[str, str] | None = None, optimised: bool = False) -> None:
         """Execute each of ``notebooks`` in turn, every cell in order, in ``folder``; the
         cells' outputs are written into the notebooks.
 
         ``env_between``: environment variables set in the kernel after the first notebook
         (what a student changes between two runs, such as filling in the comprehension
         answers); before the next call they are set back to what the kernel started with.
+        ``optimised``: compile with all of XLA's optimisations (see the class).
 
         Raises:
           nbclient.exceptions.CellExecutionError: a cell raised; the message names the cell.
         """
         restore = {n: self._start_env[n] for n in self._env_set if n in self._start_env}
+        optimised = optimised or os.environ.get("ATTENTION_TEST_XLA_DEFAULT") == "1"
         self._run_hidden(
             "%reset -f\n"
-            "import os as _os, matplotlib.pyplot as _plt\n"
+            "import os as _os, matplotlib.pyplot as _plt, jax as _jax\n"
             "_plt.close('all')\n"
+            f"_jax.config.update('jax_disable_most_optimizations', {not optimised!r})\n"
             f"[_os.environ.pop(_n, None) for _n in {self._env_set!r}]\n"
             f"_os.environ.update({restore!r})\n"
             f"_os.chdir({str(folder)!r})\n"
-            "del _os, _plt")
+            "del _os, _plt, _jax")
         self._env_set = []
         for number, notebook in enumerate(notebooks):
             if number and env_between:

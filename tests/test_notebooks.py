@@ -142,6 +142,11 @@ def test_the_shared_kernel_forgets_the_last_notebook(notebook_kernel, tmp_path):
     assert printed == ["False", "0", str(tmp_path)], printed
 
 
+# The notebooks whose fast setting trains for hundreds of steps: compiled with all of XLA's
+# optimisations (tests/_kernel.py), the others with most of them off.
+OPTIMISED = ("12",)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_runs_twice_in_the_fast_setting(path, course_folder, notebook_kernel):
     # Twice in a row in the same folder and kernel (tests/_kernel.py): a student re-runs a
@@ -149,8 +154,8 @@ def test_notebook_runs_twice_in_the_fast_setting(path, course_folder, notebook_k
     # break the second. The first run is untouched, the second has the comprehension answers
     # filled in.
     runs = [nbformat.read(path, as_version=4) for _ in range(2)]
-    notebook_kernel.run(runs, course_folder,
-                        env_between={FILL_ANSWERS_ENV: "1"})  # raises naming the cell
+    notebook_kernel.run(runs, course_folder, env_between={FILL_ANSWERS_ENV: "1"},
+                        optimised=path.name[:2] in OPTIMISED)  # raises naming the cell
     for notebook, expected in zip(runs, ("TODO", "PASS"), strict=True):
         reported = _check_reports(notebook)
         questions = questions_of(path.name[:2])
