@@ -440,7 +440,10 @@ def test_disarming_restores_every_holder_and_the_fingerprint_matches(guard):
         guard.disarm()
         del sys.modules["late_import"]
     assert late.standardize is original
-    assert worker._changes(baseline, set()) == []
+    # This test's process is pytest's, shared with other tests: their threads (Orbax's, a
+    # batch stream's) may start or end meanwhile. The worker's own process has none of them.
+    changed = worker._changes(baseline, set())
+    assert [c for c in changed if c not in ("threads", "OS threads")] == [], changed
 
 
 def test_a_reference_kept_from_before_arming_trips_too(guard):
