@@ -6,14 +6,11 @@ Dropout (Srivastava et al. 2014; the paper's P_drop) zeroes each activation with
     dropout(x)_i = x_i / (1 - rate)   with probability 1 - rate,   else 0
 
 The mask's random bits are the cost: :func:`dropout` derives from the model's ordinary
-(threefry) key a 128-bit seed for XLA's ``RngBitGenerator`` and draws the mask with it (the
-whole training step 1.19x faster on an AMD EPYC than JAX's threefry bits,
-``benchmarks/train_throughput.py``). It asks for the generator's threefry algorithm: on
-XLA:CPU the default one (Philox) fused with the mask's ``where`` took 5x as long (59 ms
-against 12 ms for 2.9M units; the step 1-5% faster, issue 33). The same seed still gives the
-same masks, and the mask is a pure function of the key (``jax.checkpoint`` and a resumed run
-see the same masks); the generator's bits may differ across XLA versions and backends, which
-costs a dropout mask nothing.
+(threefry) key one ``"rbg"`` key, XLA's ``RngBitGenerator``, and draws the mask with it (the
+whole training step 1.19x faster on an AMD EPYC, ``benchmarks/train_throughput.py``). The
+same seed still gives the same masks, and the mask is a pure function of the key
+(``jax.checkpoint`` and a resumed run see the same masks); rbg's bits may differ across XLA
+versions, backends and ``vmap``, which costs a dropout mask nothing.
 
 A unit is dropped when its 32 random bits are below ``round(rate * 2^32)``: the drop
 probability is ``rate`` to within 2^-33, and the survivors are scaled by the exact inverse of
@@ -30,7 +27,6 @@ from jaxtyping import Array, Float
 from attention._checks import check_real
 
 _BITS = 2**32
-_ALGORITHM = jax.lax.RandomAlgorithm.RNG_THREE_FRY  # on CPU 5x the speed of the default
 
 
 def dropout(x: Float[Array, "*shape"], rate: float, key: jax.Array) -> Float[Array, "*shape"]:
@@ -55,11 +51,10 @@ def dropout(x: Float[Array, "*shape"], rate: float, key: jax.Array) -> Float[Arr
         return x
     if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)
-    # One 128-bit draw from the caller's key seeds XLA's RngBitGenerator.
-    seed = jax.random.bits(key, (4,), jnp.uint32)
-    _, bits = jax.lax.rng_bit_generator(seed, x.shape, jnp.uint32, algorithm=_ALGORITHM)
+    # One 128-bit draw from the caller's key seeds XLA's RngBitGenerator ("rbg" keys).
+    fast_key = jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
     threshold = min(round(rate * _BITS), _BITS - 1)
-    keep = bits >= jnp.uint32(threshold)
+    keep = jax.random.bits(fast_key, x.shape, jnp.uint32) >= jnp.uint32(threshold)
     scale = _BITS / (_BITS - threshold)  # 1 / P(keep), exactly for this threshold
     return jnp.where(keep, x * jnp.asarray(scale, x.dtype), jnp.zeros((), x.dtype))
 
