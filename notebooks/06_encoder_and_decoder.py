@@ -265,7 +265,7 @@ def layer_gradient_norms(norm_first):
         logits_BTV = m(src, tgt, deterministic=True)
         return -jnp.mean(jax.nn.log_softmax(logits_BTV)[..., 3])  # any fixed target word
 
-    grads = nnx.grad(loss)(m)
+    grads = nnx.jit(nnx.grad(loss))(m)  # compiled: one program instead of an op at a time
     norms = [0.0] * deep.num_layers
     for path, g in jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(grads)):
         keys = [getattr(p, "key", getattr(p, "idx", None)) for p in path]
@@ -318,10 +318,11 @@ adam = optax.inject_hyperparams(optax.adam)(learning_rate=0.0, b1=0.9, b2=0.98, 
 def train_losses(warmup_steps):
     m = Transformer(small, rngs=nnx.Rngs(0))  # the same initialisation for both runs
     opt = nnx.Optimizer(m, adam, wrt=nnx.Param)
+    step_fn = nnx.cached_partial(train_step, m, opt)  # train_step(m, opt, ...), m and opt walked once
     losses = []
     for step, batch in enumerate(run_batches[:STEPS]):
         opt.opt_state.hyperparams["learning_rate"][...] = PEAK_LR * min(1.0, (step + 1) / warmup_steps)
-        losses.append(float(train_step(m, opt, batch, label_smoothing=0.0, pad_id=small.pad_id)["loss"]))
+        losses.append(float(step_fn(batch, label_smoothing=0.0, pad_id=small.pad_id)["loss"]))
     return losses
 
 

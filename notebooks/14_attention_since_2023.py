@@ -91,7 +91,8 @@ def train(config, batches, steps=STEPS, learning_rate=3e-3, seed=0):
     """A LanguageModel of ``config`` trained for ``steps`` batches; returns it and its losses."""
     model = LanguageModel(config, rngs=nnx.Rngs(seed))
     optimizer = nnx.Optimizer(model, optax.adam(learning_rate), wrt=nnx.Param)
-    losses = [float(train_step(model, optimizer, *batches(step))) for step in range(steps)]
+    step_fn = nnx.cached_partial(train_step, model, optimizer)  # walks their modules once
+    losses = [float(step_fn(*batches(step))) for step in range(steps)]
     return model, np.array(losses)
 
 
