@@ -64,7 +64,8 @@ def _known_to_xla(flag: str) -> bool:
 
 
 os.environ.setdefault("ATTENTION_TEST_USER_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
-if os.environ.get("ATTENTION_TEST_XLA_DEFAULT") != "1" and "ATTENTION_TEST_XLA_SET" not in os.environ:
+_DEFAULT = os.environ.get("ATTENTION_TEST_XLA_DEFAULT") == "1"
+if not _DEFAULT and "ATTENTION_TEST_XLA_SET" not in os.environ:
     # Once, in the first process; xdist's workers inherit the result.
     _flags = [os.environ["ATTENTION_TEST_USER_XLA_FLAGS"], TEST_XLA_FLAGS[0]]
     if _known_to_xla(TEST_XLA_FLAGS[1]):  # a later XLA may have dropped its old emitters

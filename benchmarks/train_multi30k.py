@@ -10,8 +10,14 @@ the paper's Adam schedule and label smoothing; BLEU is sacreBLEU (cased, 13a, de
 text) of greedy and beam-5 decoding, with its signature, and the same lower-cased (what older
 tutorials report, on lower-cased tokens). ``--precision auto`` (the default) trains in
 bfloat16 mixed precision where that is faster (a CPU with AMX), else in float32. Results
-(BLEU, wall time, tokens/s, the whole config) are printed and written to
+(BLEU, wall time, tokens/s, the seconds spent compiling train steps and the number of batch
+shapes, the whole config) are printed and written to
 benchmarks/results/train_multi30k_<minutes>min.json.
+
+Each batch shape compiles the train step once more (about 10 s each on the 2-core CPU), so the
+batches are padded to at most ``--num-buckets`` lengths (multiples of ``--pad-to-multiple``),
+each bucket's last batch filled with empty rows (``Batcher(num_buckets=...,
+pad_remainder=True)``): at most that many shapes.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ from attention.training.train import TrainConfig, evaluate_loss, fit, make_optim
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 SHARED_DATA = str(_HERE.parent.parent / "shared" / "data")
+# Chosen by measurement (benchmarks/README.md, Multi30k, "Compilation"): 6 shapes, not 11, and
+# 7% fewer batches an epoch than one bucket per multiple of 8.
+NUM_BUCKETS, PAD_TO_MULTIPLE = 6, 4
 
 
 def main():
@@ -61,6 +70,11 @@ def main():
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser.add_argument("--num-buckets", type=int, default=NUM_BUCKETS,
+                        help="pad to at most this many lengths (one compiled step each); "
+                             "0 = one bucket per padded length, the last batches smaller")
+    parser.add_argument("--pad-to-multiple", type=int, default=PAD_TO_MULTIPLE,
+                        help="padded lengths are multiples of this")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--lr-scale", type=float, default=0.8)
     parser.add_argument("--average-last", type=int, default=3,
@@ -90,10 +104,13 @@ def main():
     train_config = TrainConfig(steps=1_000_000, batch_size=1, warmup_steps=args.warmup,
                                lr_scale=args.lr_scale, label_smoothing=0.1, log_every=50,
                                checkpoint_every=args.checkpoint_every, keep_checkpoints=5)
+    buckets = dict(pad_to_multiple=args.pad_to_multiple)
+    if args.num_buckets:
+        buckets |= dict(num_buckets=args.num_buckets, pad_remainder=True)
     train_batcher = Batcher(encode_pairs(corpus.train, tokenizer), batch_tokens=args.batch_tokens,
-                            max_len=config.max_len, seed=0)
+                            max_len=config.max_len, seed=0, **buckets)
     valid_batcher = Batcher(encode_pairs(corpus.valid, tokenizer), batch_tokens=args.batch_tokens,
-                            max_len=config.max_len, shuffle=False)
+                            max_len=config.max_len, shuffle=False, **buckets)
     model = Transformer(config, rngs=nnx.Rngs(params=0, dropout=1))
     optimizer = make_optimizer(model, config.d_model, train_config)
     setup_seconds = time.perf_counter() - setup_start
@@ -107,6 +124,8 @@ def main():
                          f"step {line['step']:5d}  loss {line['loss']:.3f}  "
                          f"tok/s {line['tokens_per_second']:.0f}  {line['elapsed']:.0f}s",
                          flush=True))
+        print(f"compiling: {result.compile_seconds:.1f} s for {result.num_shapes} batch shapes "
+              f"(buckets {train_batcher.bucket_lengths})", flush=True)
         averaged = []
         if args.average_last > 1 and len(checkpointer.steps) > 1:
             averaged = checkpointer.average(model, args.average_last)
@@ -134,6 +153,9 @@ def main():
         "epochs": round(result.step / len(train_batcher), 2),
         "tokens_per_second": round(trained_tokens / result.seconds),
         "setup_seconds": round(setup_seconds, 1),
+        "compile_seconds": round(result.compile_seconds, 1),
+        "batch_shapes": result.num_shapes,
+        "bucket_lengths": train_batcher.bucket_lengths,
         "averaged_checkpoints": averaged,
         "valid_nll": round(valid["nll"], 3),
         "valid_accuracy": round(valid["accuracy"], 4),
@@ -147,6 +169,8 @@ def main():
         "parameters": count_params(model),
         "model": config.to_dict(),
         "train": train_config.to_dict() | {"batch_size": None, "batch_tokens": args.batch_tokens,
+                                           "num_buckets": args.num_buckets or None,
+                                           "pad_to_multiple": args.pad_to_multiple,
                                            "steps": result.step},
     }
     print(json.dumps(report, indent=2))

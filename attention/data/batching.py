@@ -7,6 +7,11 @@ its source and target (with the ``</s>``/``<s>`` the model sees) rounded up to a
 shape per bucket under ``jax.jit``. Each epoch shuffles with a generator seeded by
 ``(seed, epoch)``: ``epoch(epoch, start_step=step)`` resumes a run exactly.
 
+**Fewer shapes**: each new shape is one more compilation of the train step (seconds to tens
+of seconds on a CPU). ``num_buckets=k`` pads to at most ``k`` lengths, chosen from the data to
+pad least (:func:`fewest_padding_lengths`), and ``pad_remainder=True`` fills the last, smaller
+batch of each bucket with empty rows: then an epoch has at most ``k`` shapes.
+
 Teacher forcing (Vaswani et al. 2017, section 3: the decoder's input is its output shifted
 right), for a target ``w1 w2 w3``::
 
@@ -24,7 +29,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from attention._checks import check_batcher_args, check_epoch_args
+from attention._checks import check_batcher_args, check_epoch_args, check_positive_int
 from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
 # Token ids are Python ints from a tokenizer, or NumPy ints when they come from an array.
@@ -42,7 +47,7 @@ class Batch(TypedDict):
     tgt_out: np.ndarray  # [B, T] target ids, </s>, then <pad>
     src_lengths: np.ndarray  # [B] real (non-pad) tokens of src
     tgt_lengths: np.ndarray  # [B] real tokens of tgt_in (= of tgt_out)
-    index: np.ndarray  # [B] position of each row's example in the examples given
+    index: np.ndarray  # [B] position of each row's example in the examples given; -1: empty
 
 
 def encode_pairs(
@@ -60,6 +65,43 @@ def encode_pairs(
     """
     target_tokenizer = tokenizer if target_tokenizer is None else target_tokenizer
     return [(tokenizer.encode(src), target_tokenizer.encode(tgt)) for src, tgt in pairs]
+
+
+def fewest_padding_lengths(lengths: Sequence[int], num_buckets: int) -> list[int]:
+    """At most ``num_buckets`` of the values in ``lengths`` to pad to, chosen to pad least.
+
+    Each length ``n`` is padded to the shortest chosen length ``>= n`` (so the longest is always
+    chosen); the choice minimises the total padded length ``sum_n chosen(n)``, exactly, by
+    dynamic programming over the m distinct values ``v_1 < ... < v_m`` (with ``c_j`` lengths
+    equal to ``v_j``)::
+
+        cost[k][j] = min over i < j of  cost[k-1][i] + v_j * (c_{i+1} + ... + c_j)
+
+    the least padded total of the lengths up to ``v_j`` with k chosen values, ``v_j`` the
+    longest of them.
+
+    >>> fewest_padding_lengths([8, 8, 8, 16, 24, 24, 32], 2)
+    [8, 32]
+    """
+    values, counts = np.unique(np.asarray(lengths, np.int64), return_counts=True)
+    m = len(values)
+    k_max = min(num_buckets, m)
+    below = np.concatenate([[0], np.cumsum(counts)])  # below[j]: lengths under values[j]
+    cost = np.full((k_max + 1, m), np.inf)
+    came_from = np.zeros((k_max + 1, m), np.int64)  # the i of the minimum; -1: none below
+    cost[1] = values * below[1:]
+    came_from[1] = -1
+    for k in range(2, k_max + 1):
+        for j in range(k - 1, m):
+            options = [cost[k - 1, i] + values[j] * (below[j + 1] - below[i + 1])
+                       for i in range(k - 2, j)]
+            best = int(np.argmin(options))
+            cost[k, j], came_from[k, j] = options[best], k - 2 + best
+    chosen, k, j = [], k_max, m - 1  # more values never pad more: k_max of them, v_m the last
+    while j >= 0:
+        chosen.append(int(values[j]))
+        j, k = came_from[k, j], k - 1
+    return chosen[::-1]
 
 
 class Batcher:
@@ -82,8 +124,14 @@ class Batcher:
       pad_to_multiple: padded lengths are multiples of this (8 suits accelerator tiles and
         keeps the number of shapes small), except that none exceeds ``max_len``; 1 pads each
         bucket to its exact length.
+      num_buckets: pad to at most this many lengths, chosen from the data to pad least
+        (:func:`fewest_padding_lengths` of the lengths ``pad_to_multiple`` gives); default: one
+        bucket per multiple of ``pad_to_multiple``.
       drop_remainder: drop the smaller last batch of each bucket, so that every batch of a
         bucket has the same shape (and every example is seen in expectation, not every epoch).
+      pad_remainder: fill the smaller last batch of each bucket up to the bucket's rows with
+        empty rows (all ``<pad>``, lengths 0, ``index`` -1; they add nothing to the loss), so
+        that every batch of a bucket has the same shape and every example is seen every epoch.
       shuffle: shuffle within buckets and the order of batches each epoch. Without it batches
         come bucket by bucket, shortest first, examples in their given order (for evaluation;
         ``index`` maps rows back to examples).
@@ -93,8 +141,9 @@ class Batcher:
     Raises:
       TypeError: a size, length or seed that is not an int (``True`` is not a size); an
         example whose ids are not integers.
-      ValueError: a bad value, or an example that is not flat or holds a ``<pad>``, ``<s>``
-        or ``</s>`` id or a negative id.
+      ValueError: a bad value (``num_buckets`` below 1, both ``drop_remainder`` and
+        ``pad_remainder``), or an example that is not flat or holds a ``<pad>``, ``<s>`` or
+        ``</s>`` id or a negative id.
 
     Attributes:
       num_examples: examples kept (after dropping).
@@ -112,18 +161,23 @@ class Batcher:
         max_len: int | None = None,
         overflow: str = "drop",
         pad_to_multiple: int = 8,
+        num_buckets: int | None = None,
         drop_remainder: bool = False,
+        pad_remainder: bool = False,
         shuffle: bool = True,
         seed: int = 0,
         src_eos: bool = True,
     ):
         batch_size, batch_tokens, max_len, pad_to_multiple, seed = check_batcher_args(
             batch_size, batch_tokens, max_len, overflow, OVERFLOW, pad_to_multiple, seed, src_eos)
+        num_buckets = _check_bucket_args(num_buckets, drop_remainder, pad_remainder)
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.max_len = max_len
         self.pad_to_multiple = pad_to_multiple
+        self.num_buckets = num_buckets
         self.drop_remainder = drop_remainder
+        self.pad_remainder = pad_remainder
         self.shuffle = shuffle
         self.seed = int(seed)
         self.src_eos = bool(src_eos)
@@ -161,6 +215,9 @@ class Batcher:
         padded = [-(-n // pad_to_multiple) * pad_to_multiple for n in lengths]
         if max_len is not None:  # never longer than the model takes (e.g. its position table)
             padded = [min(p, max_len) for p in padded]
+        if num_buckets is not None and padded:  # merge buckets up into the chosen lengths
+            chosen = np.asarray(fewest_padding_lengths(padded, num_buckets))
+            padded = chosen[np.searchsorted(chosen, padded)].tolist()
         for L in sorted(set(padded)):
             self._buckets[L] = np.array([k for k, p in enumerate(padded) if p == L], np.int64)
 
@@ -212,12 +269,13 @@ class Batcher:
         return batches
 
     def _collate(self, members: np.ndarray, L: int) -> Batch:
-        B = len(members)
+        B = self.rows(L) if self.pad_remainder else len(members)  # rows past members stay empty
         src_BS = np.full((B, L), PAD_ID, np.int32)
         tgt_in_BT = np.full((B, L), PAD_ID, np.int32)
         tgt_out_BT = np.full((B, L), PAD_ID, np.int32)
-        src_lengths = np.empty(B, np.int32)
-        tgt_lengths = np.empty(B, np.int32)
+        src_lengths = np.zeros(B, np.int32)
+        tgt_lengths = np.zeros(B, np.int32)
+        index = np.full(B, -1, np.int64)
         for row, k in enumerate(members):
             src, tgt = self._src[k], self._tgt[k]
             n, m = len(src), len(tgt)
@@ -230,13 +288,14 @@ class Batcher:
             tgt_out_BT[row, m] = EOS_ID
             src_lengths[row] = n + self.src_eos
             tgt_lengths[row] = m + 1
+            index[row] = self._index[k]
         return Batch(
             src=src_BS,
             tgt_in=tgt_in_BT,
             tgt_out=tgt_out_BT,
             src_lengths=src_lengths,
             tgt_lengths=tgt_lengths,
-            index=np.asarray([self._index[k] for k in members], np.int64),
+            index=index,
         )
 
 
@@ -258,6 +317,15 @@ def make_batches(
     ([[5, 6, 7, 2], [5, 2, 0, 0]], [[1, 8, 9, 0], [1, 9, 9, 9]], [[8, 9, 2, 0], [9, 9, 9, 2]])
     """
     return Batcher(examples, **batcher_args).epoch(epoch, start_step=start_step)
+
+
+def _check_bucket_args(num_buckets, drop_remainder: bool, pad_remainder: bool) -> int | None:
+    if drop_remainder and pad_remainder:
+        raise ValueError(
+            "give at most one of drop_remainder and pad_remainder (the last batch of a bucket "
+            "is either dropped or filled), got both True."
+        )
+    return None if num_buckets is None else check_positive_int("num_buckets", num_buckets)
 
 
 def _as_ids(ids, side: str, i: int) -> np.ndarray:

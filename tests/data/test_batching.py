@@ -1,5 +1,7 @@
 """Bucketed batches: coverage, padding layout, bucketing, determinism, resume, limits."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from attention.data import (
     make_task,
     task_vocabulary,
 )
+from attention.data.batching import fewest_padding_lengths
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +201,97 @@ def test_numpy_ints_are_accepted(examples):
     assert numpy.batch_size == 8 and type(numpy.batch_size) is int
     first, again = next(plain.epoch(np.int64(1))), next(numpy.epoch(1))
     np.testing.assert_array_equal(first["src"], again["src"])
+
+
+# --- fewer shapes: num_buckets and pad_remainder ---------------------------------------------
+
+
+def _least_padding_brute_force(padded, k):
+    """The least total padded length with at most k of the values, trying every choice."""
+    values = sorted(set(padded))
+    best = None
+    for r in range(k):
+        for others in itertools.combinations(values[:-1], r):
+            chosen = np.array([*others, values[-1]])
+            cost = int(chosen[np.searchsorted(chosen, padded)].sum())
+            best = cost if best is None else min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_fewest_padding_lengths_pads_least(examples, k):
+    lengths = [max(len(s) + 1, len(t) + 1) for s, t in examples]  # exact: pad_to_multiple=1
+    assert fewest_padding_lengths(lengths, 99) == sorted(set(lengths))  # room for all: all
+    chosen = fewest_padding_lengths(lengths, k)
+    assert len(chosen) <= k and chosen == sorted(set(chosen)) and chosen[-1] == max(lengths)
+    assert set(chosen) <= set(lengths)
+    padded = np.array(chosen)[np.searchsorted(chosen, lengths)]
+    assert np.all(padded >= lengths)
+    assert int(padded.sum()) == _least_padding_brute_force(lengths, k)
+
+
+@pytest.mark.parametrize("num_buckets", [1, 2, 3])
+@pytest.mark.parametrize("max_len", [None, 21])
+def test_num_buckets_with_pad_remainder_gives_at_most_that_many_shapes(
+    examples, num_buckets, max_len
+):
+    batcher = Batcher(examples, batch_tokens=150, num_buckets=num_buckets, pad_remainder=True,
+                      max_len=max_len, overflow="truncate", pad_to_multiple=4, seed=2)
+    assert len(batcher.bucket_lengths) == num_buckets  # more than that many lengths exist
+    for epoch in (0, 1):
+        batches = list(batcher.epoch(epoch))
+        shapes = {b["src"].shape for b in batches}
+        assert shapes == {(batcher.rows(L), L) for L in batcher.bucket_lengths}
+        indices = _flatten(batches)
+        assert sorted(indices[indices >= 0].tolist()) == list(range(len(examples)))
+        for batch in batches:
+            B, L = batch["src"].shape
+            assert max_len is None or L <= max_len
+            assert L in batcher.bucket_lengths and (L % 4 == 0 or L == max_len)
+            real = batch["index"] >= 0
+            for row in np.flatnonzero(real):  # padding never cuts an example
+                src, tgt = examples[batch["index"][row]]
+                n = min(len(src), (max_len or L) - 1)  # truncated to max_len, not to L
+                m = min(len(tgt), (max_len or L) - 1)
+                assert batch["src"][row].tolist() == [*src[:n], EOS_ID] + [PAD_ID] * (L - n - 1)
+                assert batch["tgt_out"][row].tolist() == [*tgt[:m], EOS_ID] + [PAD_ID] * (L - m - 1)
+            for key in ("src", "tgt_in", "tgt_out"):  # empty rows: all <pad>, length 0
+                assert np.all(batch[key][~real] == PAD_ID)
+            assert not np.any(batch["src_lengths"][~real])
+            assert not np.any(batch["tgt_lengths"][~real])
+
+
+def test_num_buckets_alone_keeps_the_remainders_and_default_is_unchanged(examples):
+    default = Batcher(examples, batch_size=8, seed=4)
+    assert default.bucket_lengths == [8, 16, 24, 32]
+    many = Batcher(examples, batch_size=8, num_buckets=len(default.bucket_lengths), seed=4)
+    for a, b in zip(many.epoch(1), default.epoch(1), strict=True):  # enough buckets: today's
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    few = Batcher(examples, batch_size=8, num_buckets=2, seed=4)
+    lengths = [max(len(s) + 1, len(t) + 1) for s, t in examples]
+    padded = [-(-n // 8) * 8 for n in lengths]
+    assert few.bucket_lengths == fewest_padding_lengths(padded, 2)
+    batches = list(few.epoch(0))
+    assert {b["src"].shape[0] for b in batches} > {8}  # smaller last batches, no empty rows
+    assert np.all(_flatten(batches) >= 0)
+
+
+def test_resume_with_num_buckets_and_pad_remainder(examples):
+    def batcher():
+        return Batcher(examples, batch_size=16, num_buckets=2, pad_remainder=True, seed=7)
+
+    full = list(batcher().epoch(3))
+    for a, b in zip(batcher().epoch(3, start_step=4), full[4:], strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.outside_annotations
+def test_bucket_argument_errors(examples):
+    with pytest.raises(ValueError, match=r"num_buckets must be a positive int, got 0"):
+        Batcher(examples, batch_size=8, num_buckets=0)
+    with pytest.raises(TypeError, match=r"num_buckets must be a positive int, got 2.0 \(float"):
+        Batcher(examples, batch_size=8, num_buckets=2.0)
+    with pytest.raises(ValueError, match="at most one of drop_remainder and pad_remainder"):
+        Batcher(examples, batch_size=8, drop_remainder=True, pad_remainder=True)

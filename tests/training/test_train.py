@@ -21,7 +21,14 @@ from attention.data import Batcher, encode_pairs, make_task, task_vocabulary
 from attention.model.config import TransformerConfig
 from attention.model.transformer import Transformer
 from attention.training.checkpoint import Checkpointer
-from attention.training.train import NonFiniteLossError, TrainConfig, fit, make_optimizer
+from attention.training.train import (
+    NonFiniteLossError,
+    TrainConfig,
+    estimate_compile_seconds,
+    evaluate_loss,
+    fit,
+    make_optimizer,
+)
 
 TASK = dict(min_len=3, max_len=7)
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -158,6 +165,17 @@ def test_non_finite_loss_stops_with_the_step_and_saves_the_last_good_state(tmp_p
         np.testing.assert_array_equal(x, y)
 
 
+def test_empty_rows_of_pad_remainder_change_no_loss():
+    tokenizer, model, *_ = _setup(d_model=24, num_layers=1)
+    pairs = encode_pairs(make_task("reverse", num_examples=45, seed=3, **TASK), tokenizer)
+    plain = Batcher(pairs, batch_size=16, shuffle=False)
+    filled = Batcher(pairs, batch_size=16, shuffle=False, pad_remainder=True)
+    assert [b["src"].shape[0] for b in filled.epoch(0)] == [16, 16, 16]  # 13 rows + 3 empty
+    with_empty, without = (evaluate_loss(model, b.epoch(0), pad_id=0) for b in (filled, plain))
+    for name in ("nll", "accuracy"):
+        np.testing.assert_allclose(with_empty[name], without[name], rtol=1e-6)
+
+
 def test_metrics_are_written_as_json_lines(tmp_path):
     _, model, optimizer, batcher, config = _setup(steps=3)
     fit(model, optimizer, lambda s: batch_stream(batcher, s), config, pad_id=0,
@@ -165,6 +183,30 @@ def test_metrics_are_written_as_json_lines(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3]
     assert {"loss", "nll", "accuracy", "learning_rate", "tokens_per_second"} <= set(lines[0])
+
+
+def test_fit_reports_the_compile_seconds_and_the_batch_shapes():
+    # The model and batch shape of the other tests here: the full batch's step may be compiled
+    # already (then it adds nothing), the 5-row batch's is not.
+    _, model, optimizer, batcher, config = _setup(steps=6)
+    full = next(batcher.epoch(0))
+    rows5 = {name: value[:5] for name, value in full.items()}  # a second shape
+    stream = [full, full, rows5, full, rows5, rows5]
+    result = fit(model, optimizer, lambda s: iter(stream[s:]), config, pad_id=0,
+                 progress=False)
+    assert result.num_shapes == 2
+    # At least one compilation (tracing alone takes milliseconds) against compiled steps of a
+    # small model: more than nothing, less than the whole run.
+    assert 0 < result.compile_seconds < result.seconds
+
+
+def test_estimate_compile_seconds_subtracts_the_median_steady_step():
+    first, steady = [4.0, 0.5, 2.5], [1.0, 0.25, 3.0, 0.75]
+    median = sorted(steady)[1:3]
+    median = (median[0] + median[1]) / 2
+    assert estimate_compile_seconds(first, steady) == sum(max(t - median, 0) for t in first)
+    assert estimate_compile_seconds(first, []) == sum(first)  # no compiled step to subtract
+    assert estimate_compile_seconds([], steady) == 0
 
 
 @pytest.mark.parametrize("kwargs, message", [
