@@ -997,6 +997,17 @@ def check_language_pair(source, target, languages) -> None:
         raise ValueError(f"source and target must differ, got {source!r} for both.")
 
 
+def check_bucket_args(num_buckets, drop_remainder: bool, pad_remainder: bool) -> int | None:
+    """The bucketing checks of :class:`attention.data.batching.Batcher`; returns ``num_buckets``
+    as an int (or None)."""
+    if drop_remainder and pad_remainder:
+        raise ValueError(
+            "give at most one of drop_remainder and pad_remainder (the last batch of a bucket "
+            "is either dropped or filled), got both True."
+        )
+    return None if num_buckets is None else check_positive_int("num_buckets", num_buckets)
+
+
 def check_batcher_args(batch_size, batch_tokens, max_len, overflow, overflows,
                        pad_to_multiple, seed, src_eos):
     """The checks of :class:`attention.data.batching.Batcher`; returns ``(batch_size,

@@ -29,7 +29,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from attention._checks import check_batcher_args, check_epoch_args, check_positive_int
+from attention._checks import check_batcher_args, check_bucket_args, check_epoch_args
 from attention.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
 # Token ids are Python ints from a tokenizer, or NumPy ints when they come from an array.
@@ -170,7 +170,7 @@ class Batcher:
     ):
         batch_size, batch_tokens, max_len, pad_to_multiple, seed = check_batcher_args(
             batch_size, batch_tokens, max_len, overflow, OVERFLOW, pad_to_multiple, seed, src_eos)
-        num_buckets = _check_bucket_args(num_buckets, drop_remainder, pad_remainder)
+        num_buckets = check_bucket_args(num_buckets, drop_remainder, pad_remainder)
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.max_len = max_len
@@ -317,15 +317,6 @@ def make_batches(
     ([[5, 6, 7, 2], [5, 2, 0, 0]], [[1, 8, 9, 0], [1, 9, 9, 9]], [[8, 9, 2, 0], [9, 9, 9, 2]])
     """
     return Batcher(examples, **batcher_args).epoch(epoch, start_step=start_step)
-
-
-def _check_bucket_args(num_buckets, drop_remainder: bool, pad_remainder: bool) -> int | None:
-    if drop_remainder and pad_remainder:
-        raise ValueError(
-            "give at most one of drop_remainder and pad_remainder (the last batch of a bucket "
-            "is either dropped or filled), got both True."
-        )
-    return None if num_buckets is None else check_positive_int("num_buckets", num_buckets)
 
 
 def _as_ids(ids, side: str, i: int) -> np.ndarray:
