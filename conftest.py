@@ -14,8 +14,7 @@
   process of their own with the caller's flags. ``ATTENTION_TEST_XLA_DEFAULT=1`` runs
   everything with the caller's flags at the default level.
 * One persistent compilation cache for the run, in a fresh temporary folder (the programs that
-  a notebook's two runs compile are compiled once); the tests' own processes use it only where
-  they compile with the caller's flags (see below).
+  several tests or a notebook's two runs compile are compiled once).
 * ``ATTENTION_DATA`` points at ../shared/data beside the checkout (no machine here reaches the
   internet), unless the caller set it.
 * The jaxtyping import hook (``--jaxtyping-packages=attention,beartype.beartype`` in
@@ -73,13 +72,6 @@ if not _DEFAULT and "ATTENTION_TEST_XLA_SET" not in os.environ:
         _flags.append(TEST_XLA_FLAGS[1])
     os.environ["XLA_FLAGS"] = " ".join(filter(None, _flags))
     os.environ["ATTENTION_TEST_XLA_SET"] = "1"
-    if TEST_XLA_FLAGS[1] in _flags:
-        # Writing a program compiled by the older emitters into the persistent cache
-        # (``executable.serialize()``) crashed a worker once (a segmentation fault, in a full
-        # run): the tests' own processes, and what they start, keep no cache; the notebook
-        # kernels (the caller's flags) keep the run's (tests/_kernel.py).
-        os.environ["ATTENTION_TEST_KERNEL_CACHE"] = os.environ["ATTENTION_COMPILATION_CACHE"]
-        os.environ["ATTENTION_COMPILATION_CACHE"] = "off"
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -48,8 +48,6 @@ class Kernel:
 
     def __enter__(self) -> Kernel:
         env = dict(os.environ, XLA_FLAGS=os.environ.get("ATTENTION_TEST_USER_XLA_FLAGS", ""))
-        if "ATTENTION_TEST_KERNEL_CACHE" in env:  # the run's cache (conftest.py)
-            env["ATTENTION_COMPILATION_CACHE"] = env["ATTENTION_TEST_KERNEL_CACHE"]
         if not env["XLA_FLAGS"]:
             del env["XLA_FLAGS"]
         self._start_env = env

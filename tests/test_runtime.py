@@ -78,8 +78,7 @@ _COUNT_HITS = textwrap.dedent("""
 
 
 def _run(env_update):
-    env = {**os.environ, **env_update, "PYTHONPATH": str(REPO_ROOT),  # the user's XLA flags
-           "XLA_FLAGS": os.environ.get("ATTENTION_TEST_USER_XLA_FLAGS", "")}
+    env = {**os.environ, **env_update, "PYTHONPATH": str(REPO_ROOT)}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     out = subprocess.run([sys.executable, "-c", _COUNT_HITS], env=env, capture_output=True,
                          text=True, check=True).stdout.split("\n")
