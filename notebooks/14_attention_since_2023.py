@@ -568,8 +568,9 @@ def spread_over_training(config, batches, steps=STEPS, learning_rate=LARGE_LR):
     optimizer = nnx.Optimizer(model, optax.adam(learning_rate), wrt=nnx.Param)
     probe = jnp.asarray(held_out[0][:8])
     spreads = [score_spread(model, probe)]
+    step_fn = nnx.cached_partial(train_step, model, optimizer)
     for step in range(steps):
-        loss = float(train_step(model, optimizer, *batches(step)))
+        loss = float(step_fn(*batches(step)))
         if (step + 1) % (steps // CHUNKS) == 0:
             spreads.append(score_spread(model, probe))
     return spreads, loss
