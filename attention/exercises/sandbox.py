@@ -9,7 +9,7 @@ what a dishonest student can and cannot do at each):
     is killed after every check). The file system is read-only; ``/tmp``, the teacher's home,
     the project checkout that holds the package and its model solutions, the submissions
     folder and the output folder are replaced by empty folders (Python, its venv and its
-    site-packages are bound back read-only wherever they live); the only writable place is the
+    site-packages are bound back read-only wherever they live, below /root's 0700 too); the only writable place is the
     check's own folder, a fresh tmpfs of ``folder_bytes`` holding the submission read-only.
     The grading run's compilation cache (:class:`CompilationCache`), filled by the canary's
     workers, is bound read-only into every student's.
@@ -38,6 +38,7 @@ import os
 import pathlib
 import shutil
 import site
+import stat
 import sys
 import sysconfig
 import threading
@@ -136,7 +137,19 @@ class Sandbox:
             bwrap += ["--tmpfs", path]
         # Python may live under a hidden folder or under /tmp, /var/tmp, /run or /dev/shm
         # (a throwaway venv): re-bound read-only wherever it is.
+        # A folder above it that others may not enter (/root, 0700) is emptied too, when the
+        # worker has a user id of its own; bubblewrap makes the folders between an empty one
+        # and Python 0700, so they are made first, open to all (0755).
         python = python_paths(argv[0])
+        emptied = [*EMPTIED, *self.hidden]
+        if self.drop_user:
+            for path in closed_folders(python):
+                bwrap += ["--tmpfs", path]
+                emptied.append(path)
+        between = {str(a) for p in python for a in pathlib.Path(p).parents
+                   if any(_inside(str(a), e) and str(a) != e for e in emptied)}
+        for path in sorted(between, key=lambda a: (a.count(os.sep), a)):
+            bwrap += ["--perms", "0755", "--dir", path]
         for path in python:
             bwrap += ["--ro-bind", path, path]
         # hidden again, in case a folder above was re-exposed: the package, the teacher's
@@ -187,6 +200,19 @@ def python_paths(python: str = sys.executable) -> list[str]:
         if os.path.isdir(p) and os.path.abspath(p) != real and os.path.abspath(p) not in found:
             found.append(os.path.abspath(p))  # the path as named, when it goes through a link
     return found
+
+
+def closed_folders(paths: list[str]) -> list[str]:
+    """The highest folder above each of ``paths`` that other users may not enter (no search
+    bit for others, as /root's 0700): a worker with a user id of its own cannot reach Python
+    below it, so the sandbox covers it with an empty tmpfs and binds Python back inside."""
+    closed = []
+    for path in paths:
+        above = [str(a) for a in reversed(pathlib.Path(path).parents) if str(a) != "/"]
+        shut = next((a for a in above if not os.stat(a).st_mode & stat.S_IXOTH), None)
+        if shut is not None and shut not in closed:
+            closed.append(shut)
+    return closed
 
 
 def _package_paths() -> list[str]:

@@ -45,6 +45,63 @@ def test_the_bubblewrap_command_hides_the_package_and_cuts_the_network(tmp_path)
     assert command.index(package, last_bind) > last_bind
 
 
+def test_closed_folders_are_the_highest_that_others_cannot_enter(tmp_path):
+    # top (0700) / open (0755) / inner (0700) / python: only ``top`` is covered, once
+    inner = tmp_path / "top" / "open" / "inner"
+    (inner / "python").mkdir(parents=True)
+    (tmp_path / "top" / "other").mkdir()
+    for folder, mode in [(tmp_path / "top", 0o700), (tmp_path / "top" / "open", 0o755),
+                         (inner, 0o700)]:
+        folder.chmod(mode)
+    closed_above = [str(a) for a in tmp_path.parents if not a.stat().st_mode & stat.S_IXOTH]
+    found = sandbox.closed_folders([str(inner / "python"), str(tmp_path / "top" / "other")])
+    assert found == (closed_above[-1:] or [str(tmp_path / "top")])
+    assert sandbox.closed_folders([str(tmp_path)]) == closed_above[-1:]
+
+
+def test_a_dropped_user_passes_closed_folders_above_python(tmp_path, monkeypatch):
+    # Python below a 0700 folder: covered by a tmpfs, and the folders between it and Python
+    # made 0755, before Python is bound back; without a user of its own no tmpfs is added.
+    python = tmp_path / "closed" / "a" / "venv"
+    python.mkdir(parents=True)
+    (tmp_path / "closed").chmod(0o700)
+    monkeypatch.setattr(sandbox, "python_paths", lambda _: [str(python)])
+    for drop in (True, False):
+        command = sandbox.Sandbox(sandbox.BUBBLEWRAP, drop_user=drop).command(
+            tmp_path, ["python", "worker.py"])
+        bind = next(i for i, a in enumerate(command) if a == "--ro-bind"
+                    and command[i + 1] == str(python))
+        covered = [command[i + 1] for i, a in enumerate(command[:bind]) if a == "--tmpfs"]
+        closed = sandbox.closed_folders([str(python)])  # tmp_path/closed, or a folder above
+        assert closed and all((c in covered) == drop for c in closed)
+        made = command.index(str(tmp_path / "closed" / "a"))
+        assert command[made - 3:made] == ["--perms", "0755", "--dir"] and made < bind
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not sandbox.bubblewrap_works(),
+                    reason="a worker with a user id of its own: bubblewrap, run as root")
+def test_a_worker_with_its_own_user_runs_its_own_python(tmp_path):
+    # A venv in a 0700 folder, with this Python's home hidden as well: the worker must run
+    # the venv's Python with its own standard library, not one it happens to find elsewhere.
+    import subprocess
+    import sys
+    import venv
+
+    venv.create(tmp_path / "closed" / "venv", symlinks=True, with_pip=False)
+    (tmp_path / "closed").chmod(0o700)
+    python = str(tmp_path / "closed" / "venv" / "bin" / "python")
+    box = sandbox.choose("strict", hidden=sandbox.hidden_paths())
+    assert box.drop_user
+    (tmp_path / "work").mkdir()
+    code = "import os, sys; print(os.getuid(), sys.prefix, os.__file__)"
+    done = subprocess.run(box.command(tmp_path / "work", [python, "-I", "-c", code]),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    uid, prefix, os_file = done.stdout.split()
+    assert int(uid) != 0 and prefix == str(tmp_path / "closed" / "venv")
+    assert os_file.startswith(os.path.realpath(sys.base_prefix) + os.sep), os_file
+
+
 def test_the_clean_environment_has_nothing_of_the_teachers(monkeypatch):
     monkeypatch.setenv("SECRET_TOKEN", "abc")
     env = sandbox.clean_environment("/tmp/grading")
