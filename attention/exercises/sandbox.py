@@ -4,18 +4,17 @@ Two levels, the best one available chosen by ``--sandbox auto`` (see ``docs/teac
 what a dishonest student can and cannot do at each):
 
 ``bubblewrap`` (Linux with the ``bwrap`` program, Debian's ``bubblewrap`` package)
-    The worker runs in new PID, network, IPC and UTS namespaces: it sees only its own
-    processes, has no network, and every process it starts dies with it (the namespace's init
-    is killed after every check). The file system is read-only; ``/tmp``, the teacher's home,
-    the project checkout that holds the package and its model solutions, the submissions
-    folder and the output folder are replaced by empty folders (Python, its venv and its
-    site-packages are bound back read-only wherever they live, below /root's 0700 too); the only writable place is the
-    check's own folder, a fresh tmpfs of ``folder_bytes`` holding the submission read-only.
+    The worker runs in new PID, network, IPC and UTS namespaces: it sees only its own processes,
+    has no network, and every process it starts dies with it (the namespace's init is killed
+    after every check). The file system is read-only; ``/tmp``, the teacher's home, the project
+    checkout that holds the package and its model solutions, the submissions folder and the
+    output folder are replaced by empty folders (Python, its venv and its site-packages are
+    bound back read-only wherever they live, below /root's 0700 too); the only writable place is
+    the check's own folder, a fresh tmpfs of ``folder_bytes`` holding the submission read-only.
     The grading run's compilation cache (:class:`CompilationCache`), filled by the canary's
-    workers, is bound read-only into every student's.
-    When the grader runs as root, the worker also drops to an
-    unprivileged user id of its own (one per check), so that it cannot write anything the
-    teacher owns, signal the grader or a classmate's worker, or start more than
+    workers, is bound read-only into every student's. When the grader runs as root, the worker
+    also drops to an unprivileged user id of its own (one per check), so that it cannot write
+    anything the teacher owns, signal the grader or a classmate's worker, or start more than
     ``max_processes`` processes and threads.
 ``process`` (any POSIX system)
     POSIX resource limits (address space, CPU time, file size, open files), an environment

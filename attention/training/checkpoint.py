@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -43,11 +44,19 @@ def _to_savable(tree):
 
 
 def _from_savable(tree, template):
-    return jax.tree.map(
-        lambda x, t: jax.random.wrap_key_data(x, impl=jax.random.key_impl(t)) if _is_key(t) else x,
-        tree,
-        template,
-    )
+    return jax.tree.map(_like, tree, template)
+
+
+def _like(x, template):
+    """A restored array as its template was: a typed key again, and not placed on a device
+    where the template was not. Orbax gives back arrays committed to one device; the train
+    step's compiled program differs with the placement of its arguments, so a resumed run
+    would compile it anew instead of finding it in the compilation cache."""
+    if isinstance(template, jax.Array) and not template.committed:
+        x = jnp.asarray(np.asarray(x))
+    if _is_key(template):
+        return jax.random.wrap_key_data(x, impl=jax.random.key_impl(template))
+    return x
 
 
 def read_config(run_dir: str | pathlib.Path) -> dict[str, Any]:

@@ -48,6 +48,28 @@ def test_resume_gives_the_same_losses(tmp_path):
     assert _train_a_bit(fresh_model, fresh_optimizer, 4) == after_save
 
 
+def test_a_restored_state_is_placed_as_the_model_was_and_compiles_the_same_step(tmp_path):
+    # Orbax gives back arrays committed to a device; a fresh model's are not. Arguments placed
+    # otherwise lower to another program: a resumed run would compile its train step again
+    # instead of finding it in the compilation cache. A state that was placed stays placed.
+    model, optimizer = _make()
+    Checkpointer(tmp_path / "run").save(0, model, optimizer)
+    fresh_model, fresh_optimizer = _make(seed=7)
+    lowered = nnx.jit(lambda m, o: o.update(m, nnx.state(m, nnx.Param))).lower
+    before = lowered(fresh_model, fresh_optimizer).as_text()
+    Checkpointer(tmp_path / "run").restore(fresh_model, fresh_optimizer)
+    leaves = jax.tree.leaves(nnx.state((fresh_model, fresh_optimizer)))
+    assert leaves and not any(x.committed for x in leaves)
+    assert lowered(fresh_model, fresh_optimizer).as_text() == before
+
+    device = jax.devices()[0]
+    placed, _ = _make(seed=7)
+    nnx.update(placed, jax.device_put(nnx.state(placed), device))
+    Checkpointer(tmp_path / "run").restore(placed)
+    assert all(x.committed and x.devices() == {device}
+               for x in jax.tree.leaves(nnx.state(placed)))
+
+
 def test_average_of_checkpoints_is_the_parameter_mean(tmp_path):
     model, optimizer = _make()
     checkpointer = Checkpointer(tmp_path / "run", max_to_keep=5)
