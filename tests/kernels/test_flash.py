@@ -57,6 +57,18 @@ def _loss(f, q, k, v, **kwargs):
     return jnp.sum(jnp.sin(3 * f(q, k, v, **kwargs)))
 
 
+def _output_and_gradients(f, *args, argnums=(0, 1, 2), **kwargs):
+    """``f(*args, **kwargs)`` and the gradients of :func:`_loss` for ``args[argnums]``,
+    compiled as one program (the forward once, one compilation)."""
+    def loss_and_output(*args):
+        out = f(*args, **kwargs)
+        return jnp.sum(jnp.sin(3 * out)), out
+
+    grad_fn = jax.value_and_grad(loss_and_output, argnums, has_aux=True)
+    (_, out), grads = jax.jit(grad_fn)(*args)
+    return out, grads
+
+
 @pytest.fixture(params=["all_heads", "head_by_head"])
 def strategy(request, monkeypatch):
     """Both ways through the tiles: all heads together (short sequences) and one head at a
@@ -72,13 +84,10 @@ def strategy(request, monkeypatch):
 def test_values_and_gradients_match_reference(is_causal, name, strategy):
     q, k, v = _qkv()
     kw = dict(_kwargs(name), is_causal=is_causal)
-    got = jax.jit(lambda q, k, v: flash_attention(q, k, v, **kw, **BLOCKS))(q, k, v)
+    got, grads = _output_and_gradients(flash_attention, q, k, v, **kw, **BLOCKS)
     want = flash_attention_reference(q, k, v, **kw)
     assert got.shape == (B, T, N, HV) and got.dtype == v.dtype
     assert jnp.allclose(got, want, atol=ATOL_F32)
-    grads = jax.jit(jax.grad(lambda *a: _loss(flash_attention, *a, **kw, **BLOCKS), (0, 1, 2)))(
-        q, k, v
-    )
     wants = jax.grad(lambda *a: _loss(flash_attention_reference, *a, **kw), (0, 1, 2))(q, k, v)
     for g, w in zip(grads, wants, strict=True):
         assert jnp.allclose(g, w, atol=ATOL_GRAD)
@@ -100,9 +109,9 @@ def test_shapes_and_blocks(T_, S_, blocks):
 def test_single_tiles_without_loops(blocks):
     q, k, v = _qkv(8)
     kw = dict(is_causal=True, key_lengths=jnp.array([0, 4]), query_lengths=jnp.array([13, 6]))
-    f = jax.jit(partial(flash_attention, **kw, block_q=blocks[0], block_k=blocks[1]))
-    assert jnp.allclose(f(q, k, v), flash_attention_reference(q, k, v, **kw), atol=ATOL_F32)
-    grads = jax.jit(jax.grad(lambda *a: _loss(f, *a), (0, 1, 2)))(q, k, v)
+    got, grads = _output_and_gradients(flash_attention, q, k, v, **kw, block_q=blocks[0],
+                                       block_k=blocks[1])
+    assert jnp.allclose(got, flash_attention_reference(q, k, v, **kw), atol=ATOL_F32)
     wants = jax.grad(lambda *a: _loss(flash_attention_reference, *a, **kw), (0, 1, 2))(q, k, v)
     for g, w in zip(grads, wants, strict=True):
         assert jnp.allclose(g, w, atol=ATOL_GRAD)
@@ -357,13 +366,12 @@ def _score_loss(f, q, k, v, sink, **kw):
 def test_soft_cap_and_sinks_values_and_gradients_match_reference(case, strategy):
     q, k, v, sink, kw = _score_inputs(case)
     blocks = dict(block_q=4, block_k=2)  # rows T G = 21 and S = 9: neither a multiple
-    got = jax.jit(lambda *a: flash_attention(*a[:3], sink_logits=a[3], **kw, **blocks))(
-        q, k, v, sink)
+    argnums = (0, 1, 2, 3) if sink is not None else (0, 1, 2)
+    got, grads = _output_and_gradients(
+        lambda *a: flash_attention(*a[:3], sink_logits=a[3], **kw, **blocks), q, k, v, sink,
+        argnums=argnums)
     want = flash_attention_reference(q, k, v, sink_logits=sink, **kw)
     assert jnp.allclose(got, want, atol=ATOL_F32)
-    argnums = (0, 1, 2, 3) if sink is not None else (0, 1, 2)
-    grads = jax.jit(jax.grad(
-        lambda *a: _score_loss(flash_attention, *a, **kw, **blocks), argnums))(q, k, v, sink)
     wants = jax.jit(jax.grad(
         lambda *a: _score_loss(flash_attention_reference, *a, **kw), argnums))(q, k, v, sink)
     for g, w in zip(grads, wants, strict=True):
