@@ -116,9 +116,12 @@ def test_decoder_steps_equal_the_full_decoder(changes):
     for self_kv, cross_kv in zip(cache.self_attention, cache.cross_attention, strict=True):
         assert self_kv.key.shape == self_kv.value.shape == (2, 8, K, H)
         assert cross_kv.key.shape == cross_kv.value.shape == (2, 6, K, H)
+    # compiled, as a decoding loop runs it: one program for every step (eagerly, each of its
+    # operations compiles apart, again for each position)
+    step = nnx.jit(lambda decoder, tokens, cache, t: decoder.step(tokens, cache, t, src_mask))
     hidden = []
     for t in range(5):
-        h, cache = decoder.step(tgt[:, t], cache, t, src_mask)
+        h, cache = step(decoder, tgt[:, t], cache, jnp.int32(t))
         hidden.append(h)
     np.testing.assert_allclose(jnp.stack(hidden, 1), full, rtol=1e-4, atol=1e-5)
 
