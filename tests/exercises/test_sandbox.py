@@ -3,6 +3,9 @@
 import os
 import pathlib
 import stat
+import subprocess
+import sys
+import venv
 
 import pytest
 
@@ -83,10 +86,6 @@ def test_a_dropped_user_passes_closed_folders_above_python(tmp_path, monkeypatch
 def test_a_worker_with_its_own_user_runs_its_own_python(tmp_path):
     # A venv in a 0700 folder, with this Python's home hidden as well: the worker must run
     # the venv's Python with its own standard library, not one it happens to find elsewhere.
-    import subprocess
-    import sys
-    import venv
-
     venv.create(tmp_path / "closed" / "venv", symlinks=True, with_pip=False)
     (tmp_path / "closed").chmod(0o700)
     python = str(tmp_path / "closed" / "venv" / "bin" / "python")

@@ -53,16 +53,22 @@ def _kwargs(name):
 NAMES = ["none", "key_lengths", "both_lengths", "random_mask", "mask_and_lengths"]
 
 
+def _weigh(out):
+    """The scalar whose gradients the tests compare: a sum of a non-linear function of every
+    output, so that each output element gets its own weight."""
+    return jnp.sum(jnp.sin(3 * out))
+
+
 def _loss(f, q, k, v, **kwargs):
-    return jnp.sum(jnp.sin(3 * f(q, k, v, **kwargs)))
+    return _weigh(f(q, k, v, **kwargs))
 
 
 def _output_and_gradients(f, *args, argnums=(0, 1, 2), **kwargs):
-    """``f(*args, **kwargs)`` and the gradients of :func:`_loss` for ``args[argnums]``,
+    """``f(*args, **kwargs)`` and the gradients of :func:`_weigh` of it for ``args[argnums]``,
     compiled as one program (the forward once, one compilation)."""
     def loss_and_output(*args):
         out = f(*args, **kwargs)
-        return jnp.sum(jnp.sin(3 * out)), out
+        return _weigh(out), out
 
     grad_fn = jax.value_and_grad(loss_and_output, argnums, has_aux=True)
     (_, out), grads = jax.jit(grad_fn)(*args)
@@ -356,7 +362,7 @@ def _score_inputs(case):
 
 
 def _score_loss(f, q, k, v, sink, **kw):
-    return jnp.sum(jnp.sin(3 * f(q, k, v, sink_logits=sink, **kw)))
+    return _weigh(f(q, k, v, sink_logits=sink, **kw))
 
 
 @pytest.mark.parametrize("case, strategy", [
